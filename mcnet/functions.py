@@ -1,0 +1,221 @@
+"""Elementwise functions and reductions on tensors (``mc.exp``, ``mc.relu``, ...).
+
+Analytic functions are exact for any argument in their domain (``mcnet.algebra``).
+Branching functions decide on the real part and carry the whole multicomplex number of the
+chosen branch.  Ties go to the first operand (``maximum``, ``minimum``, ``max``: the first
+index), ``relu`` and ``elu`` take the ``x <= 0`` branch at 0, ``abs`` takes ``+z`` at 0.
+"""
+
+from __future__ import annotations
+
+import builtins
+import numbers
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from mcnet.algebra import multicomplex as alg
+from mcnet.algebra.multicomplex import array_module
+from mcnet.tensor import Tensor, _binary, _component_axis, as_tensor
+
+
+def _analytic(fn: Callable, name: str, doc: str) -> Callable[[Tensor], Tensor]:
+    def lifted(x) -> Tensor:
+        return Tensor._from_comps(fn(as_tensor(x).comps))
+
+    lifted.__name__ = name
+    lifted.__qualname__ = name
+    lifted.__doc__ = doc
+    return lifted
+
+
+exp = _analytic(alg.exp, "exp", "Exponential, exact for any multicomplex argument.")
+log = _analytic(alg.log, "log", "Principal natural logarithm.")
+log1p = _analytic(alg.log1p, "log1p", "log(1 + x), exact for tiny real x at orders 0 and 1.")
+sqrt = _analytic(alg.sqrt, "sqrt", "Principal square root.")
+sin = _analytic(alg.sin, "sin", "Sine.")
+cos = _analytic(alg.cos, "cos", "Cosine.")
+tan = _analytic(alg.tan, "tan", "Tangent.")
+sinh = _analytic(alg.sinh, "sinh", "Hyperbolic sine.")
+cosh = _analytic(alg.cosh, "cosh", "Hyperbolic cosine.")
+tanh = _analytic(alg.tanh, "tanh", "Hyperbolic tangent (no overflow for large real parts).")
+arctan = _analytic(alg.arctan, "arctan", "Principal arctangent.")
+sigmoid = _analytic(alg.sigmoid, "sigmoid", "Logistic function 1 / (1 + exp(-x)).")
+softplus = _analytic(alg.softplus, "softplus", "log(1 + exp(x)), stable for large |x|.")
+erf = _analytic(alg.erf, "erf", "Error function (Taylor series about the real part).")
+
+
+def power(x, p) -> Tensor:
+    """x**p for an integer, real or tensor exponent p (principal branch for non-integers)."""
+    x = as_tensor(x, p if isinstance(p, Tensor) else None)
+    if isinstance(p, numbers.Real):
+        return Tensor._from_comps(alg.power(x.comps, p))
+    p = as_tensor(p, x)
+    if p.order == 0 and x.order == 0:
+        return Tensor(array_module(x.data).power(*_binary_data(x, p)))
+    return exp(p * log(x))
+
+
+def _binary_data(a: Tensor, b: Tensor):
+    return a.data, b.data.astype(a.data.dtype, copy=False)
+
+
+# --- branch on the real part ---------------------------------------------------------------
+
+
+def where(condition, x, y) -> Tensor:
+    """Elements of x where condition holds, else of y (whole multicomplex numbers)."""
+    like = x if isinstance(x, Tensor) else y
+    x, y = as_tensor(x, like if isinstance(like, Tensor) else None), as_tensor(y, like if isinstance(like, Tensor) else None)
+    cond = condition.real if isinstance(condition, Tensor) else condition
+    return _binary(x, y, lambda a, b: alg.where(array_module(a[0]).asarray(cond, dtype=bool), a, b))
+
+
+def relu(x) -> Tensor:
+    x = as_tensor(x)
+    return where(x.real > 0, x, 0.0)
+
+
+def elu(x, alpha: float = 1.0) -> Tensor:
+    """x for Re x > 0, alpha (exp(x) - 1) elsewhere; exp sees only the negative branch."""
+    x = as_tensor(x)
+    positive = x.real > 0
+    negative_part = where(positive, 0.0, x)
+    return where(positive, x, alpha * (exp(negative_part) - 1.0))
+
+
+def abs(x) -> Tensor:  # noqa: A001 - the API's name
+    """sign(Re x) * x: the derivative of |x| is sign(x), never z/|z| (NUMERICS.md)."""
+    x = as_tensor(x)
+    sign = np.where(x.real >= 0, 1.0, -1.0) if x.device == "cpu" else None
+    if sign is None:  # pragma: no cover - GPU only
+        import cupy
+
+        sign = cupy.where(x.real >= 0, 1.0, -1.0)
+    return x * sign.astype(x.dtype)
+
+
+def maximum(x, y) -> Tensor:
+    """Elementwise maximum by real part; ties give x."""
+    like = x if isinstance(x, Tensor) else y
+    x, y = as_tensor(x, like), as_tensor(y, like)
+    return where(x.real >= y.real, x, y)
+
+
+def minimum(x, y) -> Tensor:
+    """Elementwise minimum by real part; ties give x."""
+    like = x if isinstance(x, Tensor) else y
+    x, y = as_tensor(x, like), as_tensor(y, like)
+    return where(x.real <= y.real, x, y)
+
+
+def clip(x, a_min=None, a_max=None) -> Tensor:
+    """Clamp by real part; at a bound x itself is kept (derivative 1, as PyTorch's clamp)."""
+    x = as_tensor(x)
+    if a_min is not None:
+        x = maximum(x, a_min)
+    if a_max is not None:
+        x = minimum(x, a_max)
+    return x
+
+
+def max(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - the API's name
+    """Maximum along an axis by real part, carrying the chosen element (first on ties)."""
+    x = as_tensor(x)
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    xp = array_module(x.data)
+    index = xp.expand_dims(xp.argmax(x.real, axis=axis), axis)
+    picked = xp.take_along_axis(x.data, index[None], axis=_component_axis(axis, x.ndim))
+    out = Tensor(picked)
+    return out if keepdims else Tensor(xp.squeeze(out.data, axis=_component_axis(axis, x.ndim)))
+
+
+# --- reductions -----------------------------------------------------------------------------
+
+
+def logsumexp(x, axis=-1, keepdims: bool = False) -> Tensor:
+    """log(sum(exp(x))) shifted by the real maximum (a constant), so exp never overflows."""
+    x = as_tensor(x)
+    xp = array_module(x.data)
+    shift = xp.max(x.real, axis=axis, keepdims=True)
+    shift = xp.where(xp.isfinite(shift), shift, 0.0).astype(x.dtype)
+    total = log(exp(x - shift).sum(axis=axis, keepdims=True)) + shift
+    return total if keepdims else total.reshape(_drop_axes(total.shape, axis))
+
+
+def log_softmax(x, axis=-1) -> Tensor:
+    return as_tensor(x) - logsumexp(x, axis=axis, keepdims=True)
+
+
+def softmax(x, axis=-1) -> Tensor:
+    return exp(log_softmax(x, axis=axis))
+
+
+def _drop_axes(shape: tuple, axis) -> tuple:
+    axes = {a % len(shape) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))}
+    return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+def sum(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy's name
+    return as_tensor(x).sum(axis=axis, keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims: bool = False) -> Tensor:
+    return as_tensor(x).mean(axis=axis, keepdims=keepdims)
+
+
+def reshape(x, shape) -> Tensor:
+    return as_tensor(x).reshape(shape)
+
+
+def transpose(x, axes=None) -> Tensor:
+    return as_tensor(x).transpose(*(axes or ()))
+
+
+def concatenate(tensors: Sequence, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis; orders promote to the highest."""
+    parts = _same_order(tensors)
+    xp = array_module(parts[0].data)
+    return Tensor(xp.concatenate([t.data for t in parts], axis=_component_axis(axis, parts[0].ndim)))
+
+
+def stack(tensors: Sequence, axis: int = 0) -> Tensor:
+    """Join tensors along a new axis; orders promote to the highest."""
+    parts = _same_order(tensors)
+    xp = array_module(parts[0].data)
+    ndim = parts[0].ndim + 1
+    return Tensor(xp.stack([t.data for t in parts], axis=_component_axis(axis, ndim)))
+
+
+def _same_order(tensors: Sequence) -> list[Tensor]:
+    if not tensors:
+        raise ValueError("need at least one tensor")
+    like = next((t for t in tensors if isinstance(t, Tensor)), None)
+    ts = [as_tensor(t, like) for t in tensors]
+    order = builtins.max(t.order for t in ts)
+    return [embed(t, order) for t in ts]
+
+
+def embed(x, order: int) -> Tensor:
+    """The same numbers as a tensor of a higher order (zero coefficients for the new units)."""
+    x = as_tensor(x)
+    if order < x.order:
+        raise ValueError(f"cannot embed an order-{x.order} tensor into order {order}")
+    if order == x.order:
+        return x
+    xp = array_module(x.data)
+    from mcnet.tensor import _complex_of, check_memory
+
+    count = 2 ** (order - 1)
+    check_memory(count * x.size * 2 * x.dtype.itemsize, f"an order-{order} tensor of shape {x.shape}")
+    data = xp.zeros((count,) + x.shape, dtype=_complex_of(x.dtype))
+    data[: len(x.data)] = x.data
+    return Tensor(data)
+
+
+def zeros(shape, order: int = 0, dtype=np.float64, device: str = "cpu") -> Tensor:
+    """A tensor of zeros of the given order."""
+    from mcnet.tensor import tensor
+
+    return embed(tensor(np.zeros(shape), dtype=dtype, device=device), order)

@@ -1,0 +1,486 @@
+"""`mcnet.Tensor`: the user-facing array of multicomplex numbers.
+
+A tensor of order n keeps one array ``data`` of shape ``(C, *shape)``: real with C = 1 for
+order 0, complex with C = 2**(n-1) for order n >= 1 (see ``mcnet.algebra.multicomplex``).
+The order is read off that array, so there is no state to keep in step.  The API layout
+``parts`` (``2**n`` real coefficients, bit k of the index <-> unit i_{k+1}) is produced on
+request; keeping the i_1 pair as one complex number lets order 1 run on plain NumPy complex
+arithmetic and matrix products on complex GEMMs.
+
+Every operation is one of four kinds, lifted here to every order:
+- linear (reshape, indexing, sums, convolution's im2col): the same map on every component;
+- bilinear (product, matmul, tensordot): the multicomplex product rule over a real/complex
+  base product, ``algebra.mul``;
+- analytic (exp, log, ...): the exact recursions in ``algebra.multicomplex``;
+- branch on the real part (relu, max, clip): a real mask selects whole elements.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from mcnet.algebra import multicomplex as mc_alg
+from mcnet.algebra.multicomplex import array_module
+
+_REAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _complex_of(real: np.dtype) -> np.dtype:
+    return np.dtype(np.complex64) if real == np.float32 else np.dtype(np.complex128)
+
+
+def _real_of(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float32) if dtype in (np.float32, np.complex64) else np.dtype(np.float64)
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse up front to build an array larger than this machine's memory."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return
+    if nbytes > total:
+        raise MemoryError(
+            f"{what} would need {nbytes:,} bytes ({nbytes / 2**30:.1f} GiB), "
+            f"more than the {total:,} bytes of memory on this machine"
+        )
+
+
+class Tensor:
+    """An array of multicomplex numbers of order n >= 0 on "cpu" (NumPy) or "cuda" (CuPy)."""
+
+    __slots__ = ("data",)
+    __array_ufunc__ = None  # `ndarray op Tensor` defers to Tensor's reflected operators
+    __array_priority__ = 1000
+
+    def __init__(self, data) -> None:
+        self.data = data
+
+    # --- construction from components ---------------------------------------------------
+    @classmethod
+    def _from_comps(cls, comps: list) -> Tensor:
+        xp = array_module(comps[0])
+        if len(comps) > 1 and len({np.shape(c) for c in comps}) > 1:
+            comps = xp.broadcast_arrays(*comps)
+        if len(comps) > 1 or np.iscomplexobj(comps[0]):
+            dtype = np.result_type(*[c.dtype for c in comps])
+            if dtype.kind != "c":
+                dtype = _complex_of(dtype)
+            return cls(xp.stack([xp.asarray(c, dtype=dtype) for c in comps]))
+        return cls(xp.asarray(comps[0])[None])
+
+    @property
+    def comps(self) -> list:
+        """The components as a list of views (see ``mcnet.algebra.multicomplex``)."""
+        return list(self.data)
+
+    # --- description ----------------------------------------------------------------------
+    @property
+    def order(self) -> int:
+        return len(self.data).bit_length() if self.data.dtype.kind == "c" else 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim - 1
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The real base dtype (float32 or float64)."""
+        return _real_of(self.data.dtype)
+
+    @property
+    def device(self) -> str:
+        return "cuda" if array_module(self.data) is not np else "cpu"
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"Tensor(order={self.order}, shape={self.shape}, dtype={self.dtype.name}, "
+            f"device={self.device!r}, real=\n{self.real!r})"
+        )
+
+    # --- views on the coefficients ----------------------------------------------------------
+    @property
+    def parts(self):
+        """Array ``(2**n, *shape)``: index m holds the coefficient of prod(i_{k+1}, bit k of m)."""
+        if self.order == 0:
+            return self.data.copy()
+        xp = array_module(self.data)
+        out = xp.empty((2 * len(self.data),) + self.shape, dtype=self.dtype)
+        out[0::2] = self.data.real
+        out[1::2] = self.data.imag
+        return out
+
+    @property
+    def real(self):
+        return self.data[0].real.copy() if self.order else self.data[0].copy()
+
+    def coef(self, units: Sequence[int]):
+        """Coefficient array of the product of the given (1-based, distinct) units."""
+        units = tuple(int(u) for u in units)
+        if any(u < 1 for u in units) or len(set(units)) != len(units):
+            raise ValueError(f"units must be distinct integers >= 1, got {units}")
+        if any(u > self.order for u in units):
+            # a unit the number does not carry: its coefficient is zero
+            return array_module(self.data).zeros(self.shape, dtype=self.dtype)
+        m = sum(1 << (u - 1) for u in units)
+        if self.order == 0:
+            return self.data[0].copy()
+        c = self.data[m >> 1]
+        return (c.imag if m & 1 else c.real).copy()
+
+    def numpy(self) -> np.ndarray:
+        """The values as a NumPy array; only for order 0 (imaginary parts are never dropped)."""
+        if self.order:
+            raise TypeError(
+                f"cannot convert an order-{self.order} multicomplex tensor to a real array: "
+                "it would drop its imaginary parts; use .real, .parts or .coef(units)"
+            )
+        d = self.data[0]
+        return d if array_module(d) is np else d.get()
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    def item(self) -> float:
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor of one element, got shape {self.shape}")
+        return float(self.numpy().reshape(()))
+
+    def __float__(self) -> float:
+        return self.item()
+
+    def to(self, device: str) -> Tensor:
+        """A copy on "cpu" (NumPy) or "cuda" (CuPy)."""
+        if device == "cpu":
+            d = self.data
+            return Tensor(d.copy() if array_module(d) is np else d.get())
+        if device == "cuda":
+            import cupy
+
+            return Tensor(cupy.asarray(self.data))
+        raise ValueError(f'device must be "cpu" or "cuda", got {device!r}')
+
+    def astype(self, dtype) -> Tensor:
+        dtype = _check_dtype(dtype)
+        target = _complex_of(dtype) if self.order else dtype
+        return Tensor(self.data.astype(target, copy=False))
+
+    def copy(self) -> Tensor:
+        return Tensor(self.data.copy())
+
+    # --- arithmetic ---------------------------------------------------------------------------
+    def __add__(self, other):
+        return _binary(self, other, mc_alg.add)
+
+    def __radd__(self, other):
+        return _binary(other, self, mc_alg.add)
+
+    def __sub__(self, other):
+        return _binary(self, other, mc_alg.sub)
+
+    def __rsub__(self, other):
+        return _binary(other, self, mc_alg.sub)
+
+    def __mul__(self, other):
+        return _binary(self, other, mc_alg.mul)
+
+    def __rmul__(self, other):
+        return _binary(other, self, mc_alg.mul)
+
+    def __truediv__(self, other):
+        if isinstance(other, numbers.Real):  # by a real number: no inverse needed
+            return Tensor(self.data / other)
+        return _binary(self, other, mc_alg.div)
+
+    def __rtruediv__(self, other):
+        return _binary(other, self, mc_alg.div)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
+
+    def __pow__(self, exponent):
+        from mcnet.functions import power
+
+        return power(self, exponent)
+
+    def __rpow__(self, base):
+        from mcnet.functions import power
+
+        return power(as_tensor(base, like=self), self)
+
+    def __neg__(self) -> Tensor:
+        return Tensor(-self.data)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        from mcnet.functions import abs as mc_abs
+
+        return mc_abs(self)
+
+    # comparisons decide on real parts and give boolean arrays
+    def __lt__(self, other):
+        return self.real < _real_of_operand(other)
+
+    def __le__(self, other):
+        return self.real <= _real_of_operand(other)
+
+    def __gt__(self, other):
+        return self.real > _real_of_operand(other)
+
+    def __ge__(self, other):
+        return self.real >= _real_of_operand(other)
+
+    # --- linear operations: the same map on every component ----------------------------------
+    def __getitem__(self, key) -> Tensor:
+        return Tensor(self.data[_component_key(key)])
+
+    def __setitem__(self, key, value) -> None:
+        value = as_tensor(value, like=self)
+        if value.order > self.order:
+            raise ValueError(
+                f"cannot assign an order-{value.order} value into an order-{self.order} tensor "
+                "(its imaginary parts would be lost); promote the target first"
+            )
+        xp = array_module(self.data)
+        padded = xp.zeros((len(self.data),) + value.shape, dtype=self.data.dtype)
+        padded[: len(value.data)] = value.data
+        self.data[_component_key(key)] = padded
+
+    def reshape(self, *shape) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return Tensor(self.data.reshape((len(self.data),) + tuple(shape)))
+
+    def transpose(self, *axes) -> Tensor:
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        if not axes:
+            axes = tuple(range(self.ndim))[::-1]
+        axes = tuple(int(a) % self.ndim for a in axes)
+        return Tensor(self.data.transpose((0,) + tuple(a + 1 for a in axes)))
+
+    @property
+    def T(self) -> Tensor:
+        return self.transpose()
+
+    def sum(self, axis=None, keepdims: bool = False) -> Tensor:
+        return Tensor(self.data.sum(axis=_component_axis(axis, self.ndim), keepdims=keepdims))
+
+    def mean(self, axis=None, keepdims: bool = False) -> Tensor:
+        return Tensor(self.data.mean(axis=_component_axis(axis, self.ndim), keepdims=keepdims))
+
+    def flatten(self) -> Tensor:
+        return self.reshape(-1)
+
+
+# --- coercion -----------------------------------------------------------------------------------
+
+
+def _check_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in _REAL_DTYPES:
+        raise TypeError(f"the base dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def tensor(data, dtype=None, device: str = "cpu") -> Tensor:
+    """An order-0 tensor (order 1 for complex data); float64 unless data is float32 or dtype says."""
+    if isinstance(data, Tensor):
+        t = data if dtype is None else data.astype(dtype)
+        return t if t.device == device else t.to(device)
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f'device must be "cpu" or "cuda", got {device!r}')
+    xp = np
+    if device == "cuda":
+        import cupy as xp
+    arr = xp.asarray(data)
+    if dtype is None:
+        dtype = np.float32 if arr.dtype in (np.float32, np.complex64) else np.float64
+    dtype = _check_dtype(dtype)
+    if arr.dtype.kind == "c":
+        return Tensor(arr.astype(_complex_of(dtype))[None])
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"tensor data must be numeric, got dtype {arr.dtype}")
+    return Tensor(arr.astype(dtype)[None])
+
+
+def from_parts(parts, device: str | None = None) -> Tensor:
+    """A tensor from its API-layout coefficients, an array of shape ``(2**n, *shape)``."""
+    xp = array_module(parts)
+    parts = xp.asarray(parts)
+    count = parts.shape[0] if parts.ndim else 0
+    if count < 1 or count & (count - 1):
+        raise ValueError(
+            f"parts must have a leading axis of length 2**n (n >= 0), got shape {parts.shape}"
+        )
+    dtype = np.float32 if parts.dtype == np.float32 else np.float64
+    parts = parts.astype(dtype, copy=False)
+    t = Tensor(parts.copy()) if count == 1 else Tensor(parts[0::2] + 1j * parts[1::2])
+    if t.data.dtype.kind == "c":
+        t.data = t.data.astype(_complex_of(np.dtype(dtype)), copy=False)
+    return t if device is None or t.device == device else t.to(device)
+
+
+def as_tensor(x, like: Tensor | None = None) -> Tensor:
+    """Tensors pass through; Python numbers take ``like``'s dtype; arrays become order 0."""
+    if isinstance(x, Tensor):
+        return x
+    if like is None:
+        return tensor(x)
+    xp = array_module(like.data)
+    if isinstance(x, numbers.Number) and not isinstance(x, bool):
+        arr = xp.asarray(x, dtype=_complex_of(like.dtype) if isinstance(x, complex) else like.dtype)
+        return Tensor(arr[None])
+    arr = xp.asarray(x)
+    if arr.dtype.kind == "c":
+        return Tensor(arr.astype(_complex_of(np.result_type(_real_of(arr.dtype), like.dtype)))[None])
+    if arr.dtype.kind in "biu":
+        arr = arr.astype(like.dtype)
+    elif arr.dtype.kind != "f":
+        raise TypeError(f"cannot combine a tensor with data of dtype {arr.dtype}")
+    return Tensor(arr[None])
+
+
+def _common(a: Tensor, b: Tensor) -> tuple[list, list]:
+    """Both operands' components, on one device, in their common base dtype."""
+    if a.device != b.device:
+        raise ValueError(f"operands live on different devices: {a.device} and {b.device}")
+    real = np.result_type(a.dtype, b.dtype)
+
+    def cast(t):
+        target = _complex_of(real) if t.order else real
+        return list(t.data.astype(target, copy=False))
+
+    return cast(a), cast(b)
+
+
+def _binary(a, b, op: Callable) -> Tensor:
+    like = a if isinstance(a, Tensor) else b
+    a, b = as_tensor(a, like), as_tensor(b, like)
+    ca, cb = _common(a, b)
+    return Tensor._from_comps(op(ca, cb))
+
+
+def _real_of_operand(x):
+    return x.real if isinstance(x, Tensor) else x
+
+
+def _component_key(key):
+    if isinstance(key, Tensor):
+        raise TypeError("index with integers, slices or boolean/integer arrays, not a Tensor")
+    return (slice(None),) + (key if isinstance(key, tuple) else (key,))
+
+
+def _component_axis(axis, ndim: int):
+    """Shift tensor axes past the leading component axis."""
+    if axis is None:
+        return tuple(range(1, ndim + 1))
+    if isinstance(axis, (tuple, list)):
+        return tuple(_check_axis(a, ndim) + 1 for a in axis)
+    return _check_axis(axis, ndim) + 1
+
+
+def _check_axis(axis: int, ndim: int) -> int:
+    if not -ndim <= axis < max(ndim, 1):
+        raise ValueError(f"axis {axis} is out of range for a tensor with {ndim} dimensions")
+    return axis % ndim if ndim else 0
+
+
+# --- lifting primitives by kind -------------------------------------------------------------
+
+
+def lift_linear(fn: Callable) -> Callable[..., Tensor]:
+    """Lift a linear map of arrays (reshape, slicing, im2col, sums) to tensors of any order."""
+
+    def lifted(t: Tensor, *args, **kwargs) -> Tensor:
+        return Tensor._from_comps([fn(c, *args, **kwargs) for c in as_tensor(t).comps])
+
+    lifted.__name__ = getattr(fn, "__name__", "linear")
+    lifted.__doc__ = fn.__doc__
+    return lifted
+
+
+def lift_bilinear(base: Callable) -> Callable[[Tensor, Tensor], Tensor]:
+    """Lift a bilinear product of arrays (matmul, tensordot, convolution) to any order."""
+
+    def lifted(a, b) -> Tensor:
+        return _binary(a, b, lambda x, y: mc_alg.mul(x, y, _real_aware(base)))
+
+    lifted.__name__ = getattr(base, "__name__", "bilinear")
+    return lifted
+
+
+def _real_aware(base: Callable) -> Callable:
+    """Complex x real products as two real products: half the work of a complex GEMM."""
+
+    def product(x, y):
+        xc, yc = np.iscomplexobj(x), np.iscomplexobj(y)
+        if xc == yc:
+            return base(x, y)
+        xp = array_module(x)
+        if xc:
+            return xp.asarray(base(x.real, y)) + 1j * xp.asarray(base(x.imag, y))
+        return xp.asarray(base(x, y.real)) + 1j * xp.asarray(base(x, y.imag))
+
+    return product
+
+
+def _matmul(x, y):
+    return array_module(x).matmul(x, y)
+
+
+def _check_matmul(a: Tensor, b: Tensor) -> None:
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul needs operands with at least one dimension")
+    k_a = a.shape[-1]
+    k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    if k_a != k_b:
+        raise ValueError(
+            f"matmul: inner dimensions differ: {a.shape} @ {b.shape} ({k_a} != {k_b})"
+        )
+
+
+_lifted_matmul = lift_bilinear(_matmul)
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product of multicomplex arrays, built from 4**(n-1) complex GEMMs."""
+    like = a if isinstance(a, Tensor) else b
+    a, b = as_tensor(a, like), as_tensor(b, like)
+    _check_matmul(a, b)
+    return _lifted_matmul(a, b)
+
+
+def tensordot(a, b, axes=2) -> Tensor:
+    """``numpy.tensordot`` of multicomplex arrays."""
+    return lift_bilinear(lambda x, y: array_module(x).tensordot(x, y, axes=axes))(a, b)
+
+
+def einsum(subscripts: str, a, b) -> Tensor:
+    """Two-operand ``numpy.einsum`` of multicomplex arrays (any contraction, e.g. convolution)."""
+    return lift_bilinear(
+        lambda x, y: array_module(x).einsum(subscripts, x, y, optimize=True)
+    )(a, b)
