@@ -1,0 +1,204 @@
+"""`Module` and `Parameter`: PyTorch-shaped building blocks with hand-written backward.
+
+A *leaf* module (Linear, Conv2d, ReLU, ...) implements ``forward(*inputs)`` and
+``backward(grad_out)``.  ``forward`` keeps what ``backward`` needs in ``self.saved`` (one
+object of its choice); ``backward`` reads it, adds the parameter gradients into each
+``Parameter.grad`` and returns the gradient of the input (a tuple for several inputs).
+Both are written once with mcnet operations, so they run unchanged on tensors of any
+multicomplex order; ``backward`` is the holomorphic continuation of the real backward
+(transposes, never conjugates), which is what makes one complex pass yield H v.
+
+A *composite* module only calls other modules in its ``forward``; it is traced once into a
+graph of module calls (``mcnet.nn.graph``) which replays forward and backward for every
+order and dtype without being rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+import mcnet as mc
+from mcnet.tensor import Tensor
+
+
+class Parameter:
+    """A learnable array: its value (a Tensor of any order) and its accumulated gradient."""
+
+    __slots__ = ("value", "grad")
+
+    def __init__(self, data: Any) -> None:
+        self.value: Tensor = mc.tensor(data) if not isinstance(data, Tensor) else data
+        self.grad: Tensor | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape
+
+    def numel(self) -> int:
+        return int(np.prod(self.shape))
+
+    def accumulate(self, grad: Tensor) -> None:
+        self.grad = grad if self.grad is None else self.grad + grad
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, order={self.value.order})"
+
+
+class Module:
+    """Base class of every layer, loss and network."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "saved", None)
+        object.__setattr__(self, "_graph", None)
+
+    # --- registration: attributes that are Parameters or Modules are tracked by name ---
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        """A named real array that is saved in the state dict but not learned."""
+        self._buffers[name] = np.asarray(value)
+
+    def buffer(self, name: str) -> np.ndarray:
+        return self._buffers[name]
+
+    # --- the computation -------------------------------------------------------------------
+    def forward(self, *inputs: Tensor) -> Tensor:
+        """Leaf modules override this; composites call their submodules in it."""
+        raise NotImplementedError
+
+    def backward(self, grad_out: Tensor) -> Tensor | tuple[Tensor, ...]:
+        """Gradient of the input(s) from the gradient of the output (leaves override)."""
+        if self._modules:
+            return self.graph().backward(grad_out)
+        raise NotImplementedError(f"{type(self).__name__} has no backward")
+
+    def is_leaf(self) -> bool:
+        return type(self).backward is not Module.backward
+
+    def graph(self):
+        """The traced graph of module calls of a composite (built on first use)."""
+        if self._graph is None:
+            from mcnet.nn.graph import Graph
+
+            object.__setattr__(self, "_graph", Graph.trace(self))
+        return self._graph
+
+    def __call__(self, *inputs: Any) -> Tensor:
+        from mcnet.nn.graph import Tracer, is_tracing
+
+        if is_tracing(inputs):
+            return Tracer.record(self, inputs)
+        inputs = tuple(mc.as_tensor(x) for x in inputs)
+        if self.is_leaf():
+            return self.forward(*inputs)
+        return self.graph().forward(*inputs)
+
+    # --- parameters and state -----------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._modules.items()
+
+    def children(self) -> Iterator[Module]:
+        yield from self._modules.values()
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Parameters in PyTorch's order: own first, then each child's, depth first."""
+        for name, p in self._parameters.items():
+            yield (f"{prefix}.{name}" if prefix else name), p
+        for name, child in self._modules.items():
+            yield from child.named_parameters(f"{prefix}.{name}" if prefix else name)
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for name, b in self._buffers.items():
+            yield (f"{prefix}.{name}" if prefix else name), b
+        for name, child in self._modules.items():
+            yield from child.named_buffers(f"{prefix}.{name}" if prefix else name)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers as real NumPy arrays, in PyTorch's order and names."""
+        state: dict[str, np.ndarray] = {}
+        for prefix, m in self.named_modules():
+            for name, p in m._parameters.items():
+                state[f"{prefix}.{name}" if prefix else name] = p.value.to("cpu").numpy().copy()
+            for name, b in m._buffers.items():
+                state[f"{prefix}.{name}" if prefix else name] = np.array(b, copy=True)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Load real arrays by name; shapes must match.  Nothing changes if any entry is bad."""
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+        staged = {}
+        for key, value in state.items():
+            if key not in own:
+                continue
+            arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+            if arr.shape != own[key].shape:
+                raise ValueError(
+                    f"state dict entry {key!r} has shape {arr.shape}; expected {own[key].shape}"
+                )
+            staged[key] = arr
+        for prefix, m in self.named_modules():
+            for name, p in m._parameters.items():
+                key = f"{prefix}.{name}" if prefix else name
+                if key in staged:
+                    p.value = mc.tensor(staged[key], dtype=p.value.dtype, device=p.value.device)
+            for name in list(m._buffers):
+                key = f"{prefix}.{name}" if prefix else name
+                if key in staged:
+                    m._buffers[name] = staged[key].astype(m._buffers[name].dtype)
+
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def to(self, device: str | None = None, dtype: Any = None) -> Module:
+        """Move (and/or cast) every parameter in place; returns self."""
+        for p in self.parameters():
+            value = p.value if dtype is None else p.value.astype(dtype)
+            p.value = value if device is None else value.to(device)
+            p.grad = None
+        return self
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
