@@ -14,14 +14,18 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mcnet.algebra import kernels
 from mcnet.algebra import multicomplex as alg
 from mcnet.algebra.multicomplex import array_module
-from mcnet.tensor import Tensor, _binary, _component_axis, as_tensor
+from mcnet.tensor import FUSE_MIN_SIZE, Tensor, _binary, _component_axis, as_tensor
 
 
 def _analytic(fn: Callable, name: str, doc: str) -> Callable[[Tensor], Tensor]:
     def lifted(x) -> Tensor:
-        return Tensor._from_comps(fn(as_tensor(x).comps))
+        x = as_tensor(x)
+        if x.size >= FUSE_MIN_SIZE and kernels.applies(name, x.order):
+            return Tensor(kernels.run(name, x.order, x.data))
+        return Tensor._from_comps(fn(x.comps))
 
     lifted.__name__ = name
     lifted.__qualname__ = name

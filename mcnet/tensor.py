@@ -23,8 +23,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mcnet.algebra import kernels
 from mcnet.algebra import multicomplex as mc_alg
 from mcnet.algebra.multicomplex import array_module
+
+# Arrays at least this large go through the fused kernels (mcnet.algebra.kernels) where
+# one exists; below it the per-array recursion costs less than a kernel call.
+FUSE_MIN_SIZE = 4096
 
 _REAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -200,10 +205,10 @@ class Tensor:
         return _binary(other, self, mc_alg.sub)
 
     def __mul__(self, other):
-        return _binary(self, other, mc_alg.mul)
+        return _multiply(self, other)
 
     def __rmul__(self, other):
-        return _binary(other, self, mc_alg.mul)
+        return _multiply(other, self)
 
     def __truediv__(self, other):
         if isinstance(other, numbers.Real):  # by a real number: no inverse needed
@@ -382,6 +387,20 @@ def _binary(a, b, op: Callable) -> Tensor:
     a, b = as_tensor(a, like), as_tensor(b, like)
     ca, cb = _common(a, b)
     return Tensor._from_comps(op(ca, cb))
+
+
+def _multiply(a, b) -> Tensor:
+    like = a if isinstance(a, Tensor) else b
+    a, b = as_tensor(a, like), as_tensor(b, like)
+    if (
+        a.order == b.order
+        and a.shape == b.shape
+        and a.data.dtype == b.data.dtype
+        and a.size >= FUSE_MIN_SIZE
+        and kernels.applies("mul", a.order)
+    ):
+        return Tensor(kernels.run("mul", a.order, a.data, b.data))
+    return _binary(a, b, mc_alg.mul)
 
 
 def _real_of_operand(x):

@@ -118,7 +118,8 @@ def int_power(a: Comps, p: int) -> Comps:
 
 
 def sincos(a: Comps) -> tuple[Comps, Comps]:
-    """sin(z1 + z2 i) = sin z1 cosh z2 + i cos z1 sinh z2; cos = cos z1 cosh z2 - i sin z1 sinh z2."""
+    """sin(z1 + z2 i) = sin z1 cosh z2 + i cos z1 sinh z2,
+    cos(z1 + z2 i) = cos z1 cosh z2 - i sin z1 sinh z2."""
     if len(a) == 1:
         xp = array_module(a[0])
         return [xp.sin(a[0])], [xp.cos(a[0])]
@@ -129,7 +130,8 @@ def sincos(a: Comps) -> tuple[Comps, Comps]:
 
 
 def sinhcosh(a: Comps) -> tuple[Comps, Comps]:
-    """sinh(z1 + z2 i) = sinh z1 cos z2 + i cosh z1 sin z2; cosh = cosh z1 cos z2 + i sinh z1 sin z2."""
+    """sinh(z1 + z2 i) = sinh z1 cos z2 + i cosh z1 sin z2,
+    cosh(z1 + z2 i) = cosh z1 cos z2 + i sinh z1 sin z2."""
     if len(a) == 1:
         xp = array_module(a[0])
         return [xp.sinh(a[0])], [xp.cosh(a[0])]
@@ -190,7 +192,8 @@ def _sign_of_real(a: Comps):
 
 def _add_real(a: Comps, r) -> Comps:
     """z + r for a real scalar or array r (only the first component changes)."""
-    return [a[0] + r] + _broadcast_like(a[1:], a[0] + r)
+    head = a[0] + r
+    return [head] + _broadcast_like(a[1:], head)
 
 
 def tanh(a: Comps) -> Comps:
@@ -291,7 +294,8 @@ def sqrt(a: Comps) -> Comps:
 
 def power(a: Comps, p) -> Comps:
     """z**p: integers by repeated squaring, anything else as exp(p log z)."""
-    if isinstance(p, (int, np.integer)) or (isinstance(p, float) and p.is_integer() and abs(p) < 2**31):
+    integral = isinstance(p, float) and p.is_integer() and abs(p) < 2**31
+    if isinstance(p, (int, np.integer)) or integral:
         return int_power(a, int(p))
     if p == 0.5:
         return sqrt(a)
@@ -371,9 +375,13 @@ def _order(a: Comps) -> int:
 
 
 def array_module(x):
-    """numpy for NumPy arrays and scalars, cupy for CuPy arrays."""
-    if type(x).__module__.startswith("cupy"):
+    """numpy for NumPy arrays and scalars, cupy for CuPy arrays, and the code-emitting
+    namespace for the symbols of ``kernels`` (which is how kernels are generated)."""
+    module = type(x).__module__
+    if module.startswith("cupy"):
         import cupy
 
         return cupy
+    if module == "mcnet.algebra.kernels":
+        return x.namespace
     return np

@@ -1,0 +1,268 @@
+"""Fused elementwise kernels, generated from the algebra's own recursions.
+
+The algorithms in ``multicomplex.py`` are written over lists of components with Python
+operators and ``array_module(x).exp``-style base functions.  Running them on *symbols*
+instead of arrays records straight-line scalar code for one element: the whole
+multicomplex number stays in registers and memory is read and written once, instead of
+once per intermediate array.  The same source is compiled by Numba for the CPU (a loop
+over elements) and by Numba CUDA for the GPU (one thread per element), so a primitive is
+declared once and lifted to every order and device.
+
+Kernels are specialised per order (the unrolled code) and per dtype (Numba's dispatch).
+Generated sources are written to a cache folder (``$MCNET_CACHE`` or ``~/.cache/mcnet``)
+so that Numba's on-disk cache keeps the compiled machine code between runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from mcnet.algebra import multicomplex as alg
+
+# Orders with a fused kernel: above this the unrolled code grows as n 4**n and the
+# per-array recursion is already compute-bound.
+MAX_KERNEL_ORDER = 4
+
+
+class _Emitter:
+    """Collects the lines of one kernel body."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.count = 0
+
+    def let(self, expr: str, is_complex: bool) -> Sym:
+        name = f"t{self.count}"
+        self.count += 1
+        self.lines.append(f"{name} = {expr}")
+        return Sym(name, is_complex, self)
+
+
+def _code(x) -> str:
+    if isinstance(x, Sym):
+        return x.name
+    if isinstance(x, (bool, np.bool_)):
+        return repr(bool(x))
+    if isinstance(x, complex):
+        return f"complex({x.real!r}, {x.imag!r})"
+    return repr(float(x))
+
+
+def _is_complex(x) -> bool:
+    return x.is_complex if isinstance(x, Sym) else isinstance(x, complex)
+
+
+class Sym:
+    """A scalar variable of a generated kernel; arithmetic on it emits code."""
+
+    __slots__ = ("name", "is_complex", "emitter")
+    shape = ()
+
+    def __init__(self, name: str, is_complex: bool, emitter: _Emitter) -> None:
+        self.name, self.is_complex, self.emitter = name, is_complex, emitter
+
+    @property
+    def namespace(self) -> _SymbolicNamespace:
+        return _SymbolicNamespace(self.emitter)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.complex128 if self.is_complex else np.float64)
+
+    @property
+    def real(self) -> Sym:
+        return self.emitter.let(f"{self.name}.real", False) if self.is_complex else self
+
+    def astype(self, dtype) -> Sym:
+        return self
+
+    def _binary(self, other, op: str, reflected: bool = False) -> Sym:
+        a, b = (other, self) if reflected else (self, other)
+        return self.emitter.let(f"({_code(a)} {op} {_code(b)})", _is_complex(a) or _is_complex(b))
+
+    def __add__(self, o):
+        return self._binary(o, "+")
+
+    def __radd__(self, o):
+        return self._binary(o, "+", True)
+
+    def __sub__(self, o):
+        return self._binary(o, "-")
+
+    def __rsub__(self, o):
+        return self._binary(o, "-", True)
+
+    def __mul__(self, o):
+        return self._binary(o, "*")
+
+    def __rmul__(self, o):
+        return self._binary(o, "*", True)
+
+    def __truediv__(self, o):
+        return self._binary(o, "/")
+
+    def __rtruediv__(self, o):
+        return self._binary(o, "/", True)
+
+    def __neg__(self):
+        return self.emitter.let(f"(-{self.name})", self.is_complex)
+
+    def __ge__(self, o):
+        return self.emitter.let(f"({_code(self)} >= {_code(o)})", False)
+
+
+class _SymbolicNamespace:
+    """The slice of the NumPy API that the recursions call, emitting scalar code."""
+
+    def __init__(self, emitter: _Emitter) -> None:
+        self.emitter = emitter
+
+    def _call(self, fn: str, x) -> Sym:
+        module = "cmath" if _is_complex(x) else "math"
+        return self.emitter.let(f"{module}.{fn}({_code(x)})", _is_complex(x))
+
+    def exp(self, x):
+        return self._call("exp", x)
+
+    def sin(self, x):
+        return self._call("sin", x)
+
+    def cos(self, x):
+        return self._call("cos", x)
+
+    def sinh(self, x):
+        return self._call("sinh", x)
+
+    def cosh(self, x):
+        return self._call("cosh", x)
+
+    def tanh(self, x):
+        return self._call("tanh", x)
+
+    def where(self, cond, a, b):
+        return self.emitter.let(
+            f"({_code(a)} if {_code(cond)} else {_code(b)})", _is_complex(a) or _is_complex(b)
+        )
+
+    def zeros_like(self, x):
+        return self.emitter.let("0j" if _is_complex(x) else "0.0", _is_complex(x))
+
+
+# --- source generation ----------------------------------------------------------------------
+
+_HEADER = "import cmath\nimport math\n"
+
+
+def _body(fn: Callable, n_inputs: int, n_comps: int) -> tuple[list[str], int]:
+    """Trace ``fn`` on symbolic inputs: (lines computing outputs o0.., number of outputs)."""
+    emitter = _Emitter()
+    inputs = [[Sym(f"a{i}_{j}", True, emitter) for j in range(n_comps)] for i in range(n_inputs)]
+    outputs = fn(*inputs)
+    lines = [f"a{i}_{j} = x{i}[{j}, e]" for i in range(n_inputs) for j in range(n_comps)]
+    lines += emitter.lines
+    lines += [f"out[{j}, e] = {_code(o)}" for j, o in enumerate(outputs)]
+    return lines, len(outputs)
+
+
+def generate_source(fn: Callable, n_inputs: int, order: int, target: str) -> str:
+    """Python source of a kernel ``kernel(x0, [x1,] out)`` over arrays of shape (C, N)."""
+    lines, _ = _body(fn, n_inputs, 2 ** (order - 1))
+    args = ", ".join(f"x{i}" for i in range(n_inputs))
+    body = "\n".join("        " + line for line in lines)
+    if target == "cpu":
+        return (
+            f"{_HEADER}from numba import njit\n\n\n"
+            f"@njit(cache=True, nogil=True, error_model='numpy')\n"
+            f"def kernel({args}, out):\n"
+            f"    for e in range(out.shape[1]):\n{body}\n"
+        )
+    return (
+        f"{_HEADER}from numba import cuda\n\n\n"
+        f"@cuda.jit\n"
+        f"def kernel({args}, out):\n"
+        f"    e = cuda.grid(1)\n"
+        f"    if e < out.shape[1]:\n{body}\n"
+    )
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("MCNET_CACHE") or os.path.join(Path.home(), ".cache", "mcnet")
+    return Path(root) / "kernels"
+
+
+def _load(source: str, name: str):
+    """Import generated source from a file (so Numba can cache it); fall back to exec."""
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    module_name = f"mcnet_kernel_{name}_{digest}"
+    try:
+        folder = _cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{module_name}.py"
+        if not path.exists():  # atomic: concurrent processes never see half a file
+            with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as f:
+                f.write(source)
+            os.replace(f.name, path)
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        return module.kernel
+    except OSError:  # read-only home: compile without the disk cache
+        namespace: dict = {}
+        exec(compile(source.replace("cache=True", "cache=False"), module_name, "exec"), namespace)
+        return namespace["kernel"]
+
+
+# --- the fused primitives -------------------------------------------------------------------
+
+FUSED: dict[str, tuple[Callable, int, int]] = {
+    # name: (recursion, number of inputs, lowest order worth fusing)
+    "mul": (alg.mul, 2, 2),
+    "exp": (alg.exp, 1, 2),
+    "tanh": (alg.tanh, 1, 2),
+    "sigmoid": (alg.sigmoid, 1, 1),
+    "sin": (alg.sin, 1, 2),
+    "cos": (alg.cos, 1, 2),
+}
+
+_compiled: dict[tuple[str, int, str], Callable] = {}
+
+
+def kernel(name: str, order: int, target: str = "cpu") -> Callable:
+    """The compiled kernel of a fused primitive at one order, built on first use."""
+    key = (name, order, target)
+    if key not in _compiled:
+        fn, n_inputs, _ = FUSED[name]
+        _compiled[key] = _load(
+            generate_source(fn, n_inputs, order, target), f"{name}_o{order}_{target}"
+        )
+    return _compiled[key]
+
+
+def applies(name: str, order: int) -> bool:
+    """Whether ``name`` has a fused kernel worth using at this order."""
+    return name in FUSED and FUSED[name][2] <= order <= MAX_KERNEL_ORDER
+
+
+def run(name: str, order: int, *inputs):
+    """Apply a fused primitive to same-shaped component arrays of shape (C, *shape)."""
+    first = inputs[0]
+    xp = alg.array_module(first)
+    flat = [xp.ascontiguousarray(x.reshape(x.shape[0], -1)) for x in inputs]
+    out = xp.empty_like(flat[0])
+    if xp is np:
+        kernel(name, order, "cpu")(*flat, out)
+    else:  # pragma: no cover - GPU only
+        threads = 256
+        blocks = (out.shape[1] + threads - 1) // threads
+        if blocks:
+            kernel(name, order, "cuda")[blocks, threads](*flat, out)
+    return out.reshape(first.shape)

@@ -1,0 +1,144 @@
+"""The fused kernels: exact derivatives against hand-written formulas, agreement with the
+per-array recursion, the CUDA source under Numba's simulator, and the GPU when present."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mcnet as mc
+from mcnet.algebra import kernels
+from mcnet.algebra import multicomplex as alg
+from mcnet.tensor import FUSE_MIN_SIZE, Tensor
+
+N = FUSE_MIN_SIZE + 37  # large enough to take the fused path, not a multiple of anything
+
+
+def _sigmoid_derivs(x):
+    s = 1 / (1 + np.exp(-x))
+    return [s * (1 - s), s * (1 - s) * (1 - 2 * s), s * (1 - s) * (1 - 6 * s + 6 * s * s)]
+
+
+def _tanh_derivs(x):
+    t = np.tanh(x)
+    return [1 - t * t, -2 * t * (1 - t * t), -2 * (1 - t * t) * (1 - 3 * t * t)]
+
+
+def _exp_derivs(x):
+    return [np.exp(x)] * 3
+
+
+def _sin_derivs(x):
+    return [np.cos(x), -np.sin(x), -np.cos(x)]
+
+
+HAND_WRITTEN = {
+    "sigmoid": (mc.sigmoid, _sigmoid_derivs),
+    "tanh": (mc.tanh, _tanh_derivs),
+    "exp": (mc.exp, _exp_derivs),
+    "sin": (mc.sin, _sin_derivs),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND_WRITTEN))
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_derivatives_match_hand_written_formulas(name, order, dtype):
+    f, derivs = HAND_WRITTEN[name]
+    x = np.linspace(-6, 6, N).astype(dtype)
+    got = mc.derivative(f, x, order)
+    want = derivs(x.astype(np.float64))[order - 1]
+    tol = 1e-11 if dtype == np.float64 else 2e-4
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def _parts_product(p, q):
+    """Reference product on the API layout: e_a e_b = (-1)^popcount(a & b) e_(a ^ b)."""
+    out = np.zeros_like(p)
+    for a in range(len(p)):
+        for b in range(len(q)):
+            sign = -1.0 if bin(a & b).count("1") % 2 else 1.0
+            out[a ^ b] += sign * p[a] * q[b]
+    return out
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_fused_product_matches_the_unit_multiplication_table(order):
+    rng = np.random.default_rng(order)
+    p, q = rng.normal(size=(2, 2**order, N))
+    got = (mc.from_parts(p) * mc.from_parts(q)).parts
+    np.testing.assert_allclose(got, _parts_product(p, q), rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=10)
+@given(
+    order=st.integers(1, 4), name=st.sampled_from(sorted(kernels.FUSED)), seed=st.integers(0, 99)
+)
+def test_kernel_agrees_with_recursion_for_large_imaginary_parts(order, name, seed):
+    if not kernels.applies(name, order):
+        return
+    rng = np.random.default_rng(seed)
+    fn, n_inputs, _ = kernels.FUSED[name]
+    inputs = []
+    for _ in range(n_inputs):
+        parts = rng.uniform(-0.3, 0.3, size=(2**order, 64))
+        parts[0] += 1.0
+        inputs.append(mc.from_parts(parts))
+    fused = Tensor(kernels.run(name, order, *(t.data for t in inputs)))
+    recursed = Tensor._from_comps(fn(*(t.comps for t in inputs)))
+    np.testing.assert_allclose(fused.parts, recursed.parts, rtol=1e-12, atol=1e-12)
+
+
+def test_cuda_source_runs_under_the_simulator():
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from numba import cuda
+        from mcnet.algebra import kernels, multicomplex as alg
+        from mcnet.tensor import Tensor
+        import mcnet as mc
+        rng = np.random.default_rng(0)
+        parts = rng.uniform(-0.5, 0.5, size=(4, 50)); parts[0] += 1
+        t = mc.from_parts(parts)
+        out = np.empty_like(t.data.reshape(2, -1))
+        kernels.kernel("exp", 2, "cuda")[1, 64](np.ascontiguousarray(t.data), out)
+        want = Tensor._from_comps(alg.exp(t.comps)).data
+        assert np.allclose(out, want, rtol=1e-13, atol=1e-13), abs(out - want).max()
+        print("ok")
+        """
+    )
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "ok" in done.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_gpu_matches_cpu(order):
+    rng = np.random.default_rng(order)
+    parts = rng.uniform(-0.5, 0.5, size=(2**order, N))
+    parts[0] += 1
+    t = mc.from_parts(parts)
+    g = t.to("cuda")
+    for f in (mc.exp, mc.tanh, mc.sigmoid, mc.log, mc.sqrt):
+        np.testing.assert_allclose(f(g).to("cpu").parts, f(t).parts, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose((g * g).to("cpu").parts, (t * t).parts, rtol=1e-12, atol=1e-12)
+    w = rng.normal(size=(N, 8))
+    np.testing.assert_allclose(
+        (g @ mc.tensor(w, device="cuda")).to("cpu").parts, (t @ w).parts, rtol=1e-10
+    )
+    d = mc.derivative(mc.sigmoid, mc.tensor(np.linspace(-3, 3, N), device="cuda"), order)
+    want = mc.derivative(mc.sigmoid, np.linspace(-3, 3, N), order)
+    np.testing.assert_allclose(d, want, rtol=1e-12)
+
+
+def test_generated_source_is_straight_line_code():
+    source = kernels.generate_source(alg.exp, 1, 2, "cpu")
+    assert "for e in range" in source and "cmath.exp" in source
+    assert "while" not in source
