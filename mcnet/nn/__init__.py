@@ -1,8 +1,38 @@
 """PyTorch-shaped modules with hand-written backward, generic over the algebra."""
 
+from mcnet.nn.activation import ELU, Identity, ReLU, Sigmoid, Sin, Softplus, Tanh
 from mcnet.nn.container import Sequential
+from mcnet.nn.flatten import Flatten
 from mcnet.nn.init import manual_seed
 from mcnet.nn.linear import Linear
+from mcnet.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, SquaredHingeLoss
+from mcnet.nn.merge import Add, Concat
 from mcnet.nn.module import Module, Parameter
+from mcnet.nn.objective import Objective
+from mcnet.nn.vector import parameters_to_vector, vector_to_parameters
 
-__all__ = ["Linear", "Module", "Parameter", "Sequential", "manual_seed"]
+__all__ = [
+    "Add",
+    "BCEWithLogitsLoss",
+    "Concat",
+    "CrossEntropyLoss",
+    "ELU",
+    "Flatten",
+    "Identity",
+    "Linear",
+    "Loss",
+    "MSELoss",
+    "Module",
+    "Objective",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Sin",
+    "Softplus",
+    "SquaredHingeLoss",
+    "Tanh",
+    "manual_seed",
+    "parameters_to_vector",
+    "vector_to_parameters",
+]
