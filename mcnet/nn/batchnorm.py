@@ -1,0 +1,112 @@
+"""`BatchNorm1d` and `BatchNorm2d`: PyTorch's batch normalisation with a full backward.
+
+Train mode normalises by the batch statistics, computed in the algebra (so a complex or
+bicomplex pass differentiates through them): mean and the *biased* variance over every axis
+but the channel axis.  The running statistics are updated only on real passes in train mode
+(input, weight and bias all of order 0), with the *unbiased* variance and ``momentum`` as
+PyTorch does, so the derivative passes of one evaluation (complex, bicomplex, ...) never drift
+them.  Eval mode normalises by the running statistics (an affine map per channel).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import mcnet as mc
+from mcnet.algebra.multicomplex import array_module
+from mcnet.nn.module import Module, Parameter
+from mcnet.tensor import Tensor
+
+
+class _BatchNorm(Module):
+    _ranks: tuple[int, ...] = ()
+    _layout = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.weight = Parameter(np.ones(self.num_features))
+        self.bias = Parameter(np.zeros(self.num_features))
+        self.register_buffer("running_mean", np.zeros(self.num_features))
+        self.register_buffer("running_var", np.ones(self.num_features))
+        self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+
+    def _check(self, x: Tensor) -> None:
+        name = type(self).__name__
+        if x.ndim not in self._ranks:
+            raise ValueError(
+                f"{name} expected a {' or '.join(f'{r}-D' for r in self._ranks)} input "
+                f"{self._layout}, got shape {x.shape} ({x.ndim}-D)"
+            )
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{name} expected {self.num_features} channels (axis 1), got {x.shape[1]} "
+                f"(input shape {x.shape})"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        axes = (0, *range(2, x.ndim))
+        channel = (1, -1) + (1,) * (x.ndim - 2)  # per-channel values broadcast along axis 1
+        xp = array_module(x.data)
+        if self.training:
+            count = x.size // self.num_features
+            if count < 2:
+                raise ValueError(
+                    f"{type(self).__name__} in train mode needs more than 1 value per channel, "
+                    f"got input shape {x.shape}"
+                )
+            mean = x.mean(axis=axes, keepdims=True)
+            centred = x - mean
+            var = (centred * centred).mean(axis=axes, keepdims=True)
+            inv_std = 1.0 / mc.sqrt(var + self.eps)
+            if x.order == 0 and self.weight.value.order == 0 and self.bias.value.order == 0:
+                self._update_running(mean.real.reshape(-1), var.real.reshape(-1), count)
+        else:
+            mean = xp.asarray(self.buffer("running_mean"), dtype=x.dtype).reshape(channel)
+            var = xp.asarray(self.buffer("running_var"), dtype=x.dtype).reshape(channel)
+            centred = x - mean
+            inv_std = Tensor((1.0 / xp.sqrt(var + self.eps))[None])
+        normalised = centred * inv_std
+        self.saved = (normalised, inv_std, axes, self.training)
+        return normalised * self.weight.value.reshape(channel) + self.bias.value.reshape(channel)
+
+    def _update_running(self, mean, var, count: int) -> None:
+        """PyTorch's running update: biased-to-unbiased variance, exponential average."""
+        if array_module(mean) is not np:  # pragma: no cover - GPU only
+            mean, var = mean.get(), var.get()
+        m = self.momentum
+        unbiased = var * (count / (count - 1))
+        self._buffers["running_mean"] = (1 - m) * self.buffer("running_mean") + m * mean
+        self._buffers["running_var"] = (1 - m) * self.buffer("running_var") + m * unbiased
+        self._buffers["num_batches_tracked"] = self.buffer("num_batches_tracked") + 1
+
+    def backward(self, grad_out: Tensor) -> Tensor:
+        normalised, inv_std, axes, batch_stats = self.saved
+        channel = (1, -1) + (1,) * (grad_out.ndim - 2)
+        self.weight.accumulate((grad_out * normalised).sum(axis=axes))
+        self.bias.accumulate(grad_out.sum(axis=axes))
+        grad_normalised = grad_out * self.weight.value.reshape(channel)
+        if not batch_stats:  # eval: a fixed affine map per channel
+            return grad_normalised * inv_std
+        # through the batch mean and variance: the standard closed form
+        mean_grad = grad_normalised.mean(axis=axes, keepdims=True)
+        mean_proj = (grad_normalised * normalised).mean(axis=axes, keepdims=True)
+        return (grad_normalised - mean_grad - normalised * mean_proj) * inv_std
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) inputs over N (and L)."""
+
+    _ranks = (2, 3)
+    _layout = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of NCHW images over N, H and W."""
+
+    _ranks = (4,)
+    _layout = "(N, C, H, W)"
