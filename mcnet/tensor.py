@@ -63,6 +63,16 @@ class Tensor:
     __array_priority__ = 1000
 
     def __init__(self, data) -> None:
+        """Wrap component data ``(C, *shape)``; users build tensors with ``mc.tensor`` or
+        ``mc.from_parts``."""
+        count = data.shape[0] if getattr(data, "ndim", 0) else 0
+        real = data.dtype.kind == "f" if count else False
+        if not count or (real and count != 1) or count & (count - 1) or data.dtype.kind not in "fc":
+            raise TypeError(
+                "Tensor(data) takes component data of shape (C, *shape) (real with C = 1, or "
+                f"complex with C a power of two), got {getattr(data, 'dtype', type(data))} "
+                f"of shape {getattr(data, 'shape', None)}; use mc.tensor(...) or mc.from_parts(...)"
+            )
         self.data = data
 
     # --- construction from components ---------------------------------------------------
