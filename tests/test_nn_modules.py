@@ -1,0 +1,346 @@
+"""Leaf modules and losses: hand-written backward against multicomplex-step derivatives.
+
+For a module y = F(x) at a real or complex (order-1) point x, J v is read off one
+forward pass at x + h i_new v (the coefficient of the new unit, over h), which never calls
+backward.  Backward must then satisfy <J^T u, v> = <u, J v> for random u, v -- with the
+bilinear (unconjugated) pairing, since the backward is the holomorphic continuation of the
+real one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mcnet as mc
+from mcnet import nn
+
+STEP = 2.0**-30
+
+
+def _point(rng, shape, order, dtype):
+    """A random real (order 0) or complex (order 1) tensor."""
+    parts = rng.standard_normal((2**order,) + shape).astype(dtype)
+    return mc.from_parts(parts)
+
+
+def _jvp(fn, xs, vs):
+    """J v of fn at the points xs (order n <= 1) along real directions vs, by one forward.
+
+    Each input gets the unit i_{n+1} with coefficient h v; the output's coefficients that
+    carry i_{n+1} are h (J v), an order-n tensor.
+    """
+    order = max(x.order for x in xs)
+    perturbed = []
+    for x, v in zip(xs, vs):
+        parts = np.zeros((2 ** (order + 1),) + x.shape, dtype=x.dtype)
+        parts[: 2**x.order] = x.parts
+        parts[2**order] = STEP * v
+        perturbed.append(mc.from_parts(parts))
+    y = fn(*perturbed)
+    return mc.from_parts(y.parts[2**order :] / STEP)
+
+
+def _pair(a, b):
+    """sum(a * b), bilinear (no conjugation), as API-layout parts."""
+    return (mc.as_tensor(a) * b).sum().parts
+
+
+def _check_module(module, xs, rng, rtol):
+    vs = [rng.standard_normal(x.shape).astype(x.dtype) for x in xs]
+    y = module(*xs)
+    u = _point(rng, y.shape, max(x.order for x in xs), xs[0].dtype)
+    grads = module.backward(u)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    assert len(grads) == len(xs)
+    for g, x in zip(grads, xs):
+        assert g.shape == x.shape
+    jv = _jvp(module.forward, xs, vs)
+    assert jv.shape == y.shape
+    left = _pair(u, jv)
+    right = sum(_pair(g, v) for g, v in zip(grads, vs))
+    scale = 1.0 + np.max(np.abs(left))
+    np.testing.assert_allclose(right, left, rtol=rtol, atol=rtol * scale)
+
+
+shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
+dtypes = st.sampled_from([np.float64, np.float32])
+orders = st.sampled_from([0, 1])
+seeds = st.integers(0, 2**31 - 1)
+
+
+def _rtol(dtype):
+    return 1e-10 if dtype == np.float64 else 2e-4
+
+
+elementwise = st.sampled_from(
+    [nn.Sigmoid, nn.Tanh, nn.ReLU, nn.Softplus, nn.Sin, nn.Identity, lambda: nn.ELU(0.7)]
+)
+
+
+@settings(max_examples=40)
+@given(make=elementwise, shape=shapes, dtype=dtypes, order=orders, seed=seeds)
+def test_elementwise_backward_is_the_transpose_of_the_forward_derivative(
+    make, shape, dtype, order, seed
+):
+    rng = np.random.default_rng(seed)
+    _check_module(make(), [_point(rng, shape, order, dtype)], rng, _rtol(dtype))
+
+
+@settings(max_examples=25)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple), data=st.data(),
+       order=orders, seed=seeds)
+def test_flatten_backward_and_shape(shape, data, order, seed):
+    ndim = len(shape)
+    start = data.draw(st.integers(-ndim, ndim - 1))
+    end = data.draw(st.integers(start % ndim, ndim - 1))
+    rng = np.random.default_rng(seed)
+    x = _point(rng, shape, order, np.float64)
+    flat = nn.Flatten(start, end)
+    y = flat(x)
+    s, e = start % ndim, end
+    assert y.shape == shape[:s] + (int(np.prod(shape[s : e + 1])),) + shape[e + 1 :]
+    _check_module(flat, [x], rng, 1e-12)
+
+
+def test_flatten_defaults_match_pytorch_and_reject_scalars():
+    x = mc.tensor(np.arange(24.0).reshape(2, 3, 4))
+    assert nn.Flatten()(x).shape == (2, 12)
+    with pytest.raises(ValueError, match="got shape \\(\\)"):
+        nn.Flatten()(mc.tensor(1.0))
+
+
+@settings(max_examples=25)
+@given(shape=shapes, broadcast=st.booleans(), dtype=dtypes, order=orders, seed=seeds)
+def test_add_backward_including_broadcasting(shape, broadcast, dtype, order, seed):
+    rng = np.random.default_rng(seed)
+    a = _point(rng, shape, order, dtype)
+    b_shape = (1,) * (len(shape) - 1) + shape[-1:] if broadcast else shape
+    b = _point(rng, b_shape, 0, dtype)
+    _check_module(nn.Add(), [a, b], rng, _rtol(dtype))
+
+
+@settings(max_examples=25)
+@given(sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3), dim=st.sampled_from([0, 1, -1]),
+       orders_=st.lists(orders, min_size=3, max_size=3), seed=seeds)
+def test_concat_backward_splits_the_gradient(sizes, dim, orders_, seed):
+    rng = np.random.default_rng(seed)
+    base = [2, 3, 2]
+    xs = []
+    for n, order in zip(sizes, orders_):
+        shape = list(base)
+        shape[dim] = n
+        xs.append(_point(rng, tuple(shape), order, np.float64))
+    y = nn.Concat(dim)(*xs)
+    assert y.shape[dim % 3] == sum(sizes)
+    np.testing.assert_array_equal(y.real, np.concatenate([x.real for x in xs], axis=dim))
+    _check_module(nn.Concat(dim), xs, rng, 1e-12)
+
+
+def test_concat_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="agree except on dim 1"):
+        nn.Concat(1)(mc.tensor(np.zeros((2, 3))), mc.tensor(np.zeros((3, 3))))
+
+
+class Residual(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.lin = nn.Linear(width, width)
+        self.act = nn.Tanh()
+        self.add = nn.Add()
+
+    def forward(self, x):
+        return self.add(x, self.act(self.lin(x)))
+
+
+class TwoBranches(nn.Module):
+    """A residual block, then two branches joined by Concat and a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.res = Residual(3)
+        self.left = nn.Linear(3, 2)
+        self.right = nn.Sequential(nn.Linear(3, 4), nn.ELU())
+        self.cat = nn.Concat(1)
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = self.res(x)
+        return self.head(self.cat(self.left(h), self.right(h)))
+
+
+@settings(max_examples=15)
+@given(order=orders, seed=seeds)
+def test_graphs_whose_branches_merge_trace_and_backpropagate(order, seed):
+    nn.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    for net in (Residual(3), TwoBranches()):
+        _check_module(net, [_point(rng, (4, 3), order, np.float64)], rng, 1e-10)
+    steps = TwoBranches().graph().steps
+    assert [type(s.module).__name__ for s in steps].count("Add") == 1
+    assert [type(s.module).__name__ for s in steps][-2:] == ["Concat", "Linear"]
+
+
+def test_residual_output_is_input_plus_branch():
+    nn.manual_seed(0)
+    net = Residual(3)
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    w, b = net.lin.weight.value.numpy(), net.lin.bias.value.numpy()
+    np.testing.assert_allclose(net(x).real, x + np.tanh(x @ w.T + b), rtol=1e-14)
+
+
+def test_activations_match_their_real_formulas():
+    x = np.linspace(-4, 4, 17)
+    t = mc.tensor(x)
+    np.testing.assert_allclose(nn.Sigmoid()(t).real, 1 / (1 + np.exp(-x)), rtol=1e-14)
+    np.testing.assert_allclose(nn.Tanh()(t).real, np.tanh(x), rtol=1e-14)
+    np.testing.assert_array_equal(nn.ReLU()(t).real, np.maximum(x, 0))
+    np.testing.assert_allclose(nn.ELU(0.5)(t).real, np.where(x > 0, x, 0.5 * np.expm1(x)),
+                               rtol=1e-14, atol=1e-16)
+    np.testing.assert_allclose(nn.Softplus()(t).real, np.log1p(np.exp(x)), rtol=1e-14)
+    np.testing.assert_allclose(nn.Sin()(t).real, np.sin(x), rtol=1e-14)
+    # ReLU's derivative at 0 is 0 (PyTorch's rule)
+    relu = nn.ReLU()
+    relu(mc.tensor(np.array([0.0, 1.0])))
+    np.testing.assert_array_equal(relu.backward(mc.tensor(np.ones(2))).real, [0.0, 1.0])
+
+
+# --- losses --------------------------------------------------------------------------------
+
+
+def _ce_reference(x, y):
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_p[np.arange(len(y)), y].mean()
+
+
+def _hinge_reference(x, y):
+    n, c = x.shape
+    total = 0.0
+    for i in range(n):
+        for j in range(c):
+            if j != y[i]:
+                total += max(0.0, 1.0 - x[i, y[i]] + x[i, j]) ** 2
+    return total / c / n
+
+
+def _bce_reference(x, t):
+    s = 1 / (1 + np.exp(-x))
+    return np.mean(-t * np.log(s) - (1 - t) * np.log(1 - s))
+
+
+def _classification(rng, n, c):
+    return rng.integers(0, c, n)
+
+
+LOSSES = {
+    "ce": (nn.CrossEntropyLoss, _ce_reference, "labels"),
+    "hinge": (nn.SquaredHingeLoss, _hinge_reference, "labels"),
+    "mse": (nn.MSELoss, lambda x, t: np.mean((x - t) ** 2), "real"),
+    "bce": (nn.BCEWithLogitsLoss, _bce_reference, "probabilities"),
+}
+
+
+def _target(kind, rng, shape):
+    if kind == "labels":
+        return rng.integers(0, shape[1], shape[0])
+    if kind == "probabilities":
+        return rng.uniform(0, 1, shape)
+    return rng.standard_normal(shape)
+
+
+@settings(max_examples=40)
+@given(name=st.sampled_from(sorted(LOSSES)), n=st.integers(1, 5), c=st.integers(2, 4),
+       dtype=dtypes, order=orders, seed=seeds)
+def test_loss_backward_is_the_gradient_of_its_forward(name, n, c, dtype, order, seed):
+    make, reference, kind = LOSSES[name]
+    rng = np.random.default_rng(seed)
+    x = _point(rng, (n, c), order, dtype)
+    x = mc.from_parts(x.parts * 2)  # logits of size ~2 make margins active and inactive
+    target = _target(kind, rng, (n, c))
+    loss = make()
+    value = loss(x, target)
+    assert value.shape == ()
+    if order == 0:
+        np.testing.assert_allclose(value.real, reference(x.real.astype(np.float64), target),
+                                   rtol=_rtol(dtype))
+    grad = loss.backward()
+    v = rng.standard_normal((n, c)).astype(dtype)
+    jv = _jvp(lambda t: make()(t, target), [x], [v])
+    np.testing.assert_allclose(_pair(grad, v), jv.parts, rtol=_rtol(dtype),
+                               atol=_rtol(dtype) * (1 + np.max(np.abs(jv.parts))))
+    # an incoming scalar gradient scales the result
+    np.testing.assert_allclose(loss.backward(mc.tensor(3.0, dtype=dtype)).parts, 3 * grad.parts,
+                               rtol=_rtol(dtype))
+
+
+def test_squared_hinge_matches_the_definition_at_known_margins():
+    x = np.array([[2.0, 1.5, -3.0], [0.0, 0.0, 0.0]])
+    y = np.array([0, 2])
+    # row 0: j=1 margin 0.5, j=2 inactive; row 1: margins 1, 1
+    expected = (0.5**2 + 1.0 + 1.0) / 3 / 2
+    assert nn.SquaredHingeLoss()(x, y).item() == pytest.approx(expected, rel=1e-15)
+
+
+@pytest.mark.parametrize("make", [nn.CrossEntropyLoss, nn.SquaredHingeLoss])
+def test_label_errors_say_what_was_expected(make):
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"labels in \[0, 3\].*got values in \[0, 4\]"):
+        make()(x, np.array([0, 1, 4]))
+    with pytest.raises(ValueError, match=r"got values in \[-1, 1\]"):
+        make()(x, np.array([0, 1, -1]))
+    with pytest.raises(ValueError, match="integer class labels, got dtype float64"):
+        make()(x, np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"shape \(3,\).*got shape \(2,\)"):
+        make()(x, np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"shape \(3,\).*got shape \(3, 1\)"):
+        make()(x, np.array([[0], [1], [2]]))
+    with pytest.raises(ValueError, match=r"logits of shape \(N, C\), got shape \(4,\)"):
+        make()(np.zeros(4), np.array([0]))
+
+
+@pytest.mark.parametrize("make", [nn.MSELoss, nn.BCEWithLogitsLoss])
+def test_real_target_shape_errors(make):
+    with pytest.raises(ValueError, match=r"input's shape \(3, 2\), got shape \(2, 2\)"):
+        make()(np.zeros((3, 2)), np.zeros((2, 2)))
+
+
+def test_float32_losses_keep_float32():
+    x = mc.tensor(np.ones((2, 3), dtype=np.float32))
+    assert nn.MSELoss()(x, np.zeros((2, 3))).dtype == np.float32
+    assert nn.CrossEntropyLoss()(x, np.array([0, 2])).dtype == np.float32
+
+
+# --- parameter vectors -----------------------------------------------------------------------
+
+
+def test_parameter_vector_round_trip_in_named_parameters_order():
+    nn.manual_seed(1)
+    net = nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 1))
+    expected = np.concatenate([p.value.numpy().ravel() for _, p in net.named_parameters()])
+    vec = nn.parameters_to_vector(net)
+    np.testing.assert_array_equal(vec, expected)
+    assert vec.shape == (11,)
+    new = np.arange(11.0)
+    nn.vector_to_parameters(new, net)
+    np.testing.assert_array_equal(net[0].weight.value.numpy(), np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(net[2].bias.value.numpy(), [10.0])
+    new[0] = 99.0  # the parameters hold copies
+    assert net[0].weight.value.numpy()[0, 0] == 0.0
+    with pytest.raises(ValueError, match=r"shape \(11,\).*got shape \(10,\)"):
+        nn.vector_to_parameters(np.zeros(10), net)
+    with pytest.raises(ValueError, match=r"shape \(11,\).*got shape \(11, 1\)"):
+        nn.vector_to_parameters(np.zeros((11, 1)), net)
+
+
+def test_vector_to_parameters_takes_multicomplex_vectors_and_keeps_dtype():
+    net = nn.Linear(2, 2).to(dtype=np.float32)
+    w = np.arange(6.0)
+    point = mc.perturb(w, [np.ones(6), 2 * np.ones(6)], 0.5)
+    nn.vector_to_parameters(point, net)
+    assert net.weight.value.order == 2 and net.weight.value.dtype == np.float32
+    np.testing.assert_array_equal(net.bias.value.coef((2,)), [1.0, 1.0])
+    np.testing.assert_array_equal(nn.parameters_to_vector(net), w.astype(np.float32))
+    assert nn.parameters_to_vector(net).dtype == np.float32
