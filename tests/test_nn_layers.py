@@ -1,0 +1,402 @@
+"""Conv2d, pooling, batch norm and dropout: forward against naive loops, backward against
+multicomplex-step directional derivatives of the forward, state dicts against PyTorch's.
+
+The backward check: for random u, v, ``u . (J v)`` (the coefficient of a fresh imaginary unit
+in ``sum(u * f(x + h i v))``, a forward-only computation) must equal ``(J^T u) . v`` from the
+hand-written backward.  At a complex (order-1) point z the same is done one order up: z carries
+i_1, the probe i_2, and both the real and the i_1 parts of the two sides must agree (backward
+is the holomorphic continuation of the real backward).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mcnet as mc
+from mcnet.nn.batchnorm import BatchNorm1d, BatchNorm2d
+from mcnet.nn.conv import Conv2d
+from mcnet.nn.dropout import Dropout, resample_dropout
+from mcnet.nn.pooling import AvgPool2d, MaxPool2d
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+TOL = {np.float32: 2e-4, np.float64: 1e-10}
+PROBE_STEP = {np.float32: 2.0**-12, np.float64: 2.0**-30}
+
+
+# --- independent references ---------------------------------------------------------------
+
+
+def naive_conv2d(x, weight, bias, stride, padding):
+    """Cross-correlation by nested loops over batch, output channel and output pixel."""
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    xp[:, :, ph : ph + h, pw : pw + w] = x
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    out = np.zeros((n, o, ho, wo))
+    for b in range(n):
+        for oc in range(o):
+            for i in range(ho):
+                for j in range(wo):
+                    patch = xp[b, :, i * sh : i * sh + kh, j * sw : j * sw + kw]
+                    shift = 0.0 if bias is None else bias[oc]
+                    out[b, oc, i, j] = np.sum(patch * weight[oc]) + shift
+    return out
+
+
+def naive_pool(x, kernel, stride, reduce):
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    out = np.zeros((n, c, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            out[:, :, i, j] = reduce(x[:, :, i * sh : i * sh + kh, j * sw : j * sw + kw], (2, 3))
+    return out
+
+
+# --- the backward check -------------------------------------------------------------------
+
+
+def point(x: np.ndarray, imag: np.ndarray | None) -> mc.Tensor:
+    """x (order 0), or x + i_1 imag (order 1)."""
+    return mc.tensor(x) if imag is None else mc.from_parts(np.stack([x, imag]))
+
+
+def probe(z: mc.Tensor, v: np.ndarray, h: float, order: int) -> mc.Tensor:
+    """z + h v i_{p+1}, z embedded in order p = ``order``: the new unit carries the probe."""
+    parts = mc.functions.embed(z, order).parts
+    zeros = np.zeros_like(parts)
+    zeros[0] = h * v
+    return mc.from_parts(np.concatenate([parts, zeros]))
+
+
+def probe_coefficient(y: mc.Tensor, order: int, h: float) -> np.ndarray:
+    """The coefficient of the probe unit in y as an order-p tensor's parts, divided by h."""
+    unit = order + 1
+    units = [(unit,)] + ([(1, unit)] if order else [])
+    return np.stack([y.coef(u) for u in units]) / h
+
+
+def check_input_gradient(module, x, imag, rng, dtype):
+    """u . (J v) by the multicomplex step vs (J^T u) . v by backward, at order 0 or 1."""
+    order = 0 if imag is None else 1
+    z = point(x, imag).astype(dtype)
+    y = module(z)
+    u = rng.standard_normal(y.shape).astype(dtype)
+    grad_in = module.backward(mc.tensor(u, dtype=dtype))
+    v = rng.standard_normal(x.shape).astype(dtype)
+    h = PROBE_STEP[dtype]
+    forward = probe_coefficient((module(probe(z, v, h, order)) * u).sum(), order, h)
+    backward = mc.functions.embed(grad_in, order).parts * v
+    backward = backward.reshape(len(backward), -1).sum(axis=1)
+    scale = np.abs(u).sum() * np.abs(np.asarray(y.parts)).max() + 1.0
+    np.testing.assert_allclose(forward, backward, rtol=0, atol=TOL[dtype] * scale)
+    if order == 0:  # the same number through the public API
+        public = mc.directional(lambda t: (module(t) * u).sum(), mc.tensor(x, dtype=dtype), [v])
+        np.testing.assert_allclose(public, backward[0], rtol=0, atol=TOL[dtype] * scale)
+
+
+def check_parameter_gradients(module, x, imag, rng, dtype):
+    """Each parameter's accumulated gradient . dW vs the probe along dW, at order 0 or 1."""
+    order = 0 if imag is None else 1
+    z = point(x, imag).astype(dtype)
+    y = module(z)
+    u = rng.standard_normal(y.shape).astype(dtype)
+    module.zero_grad()
+    module.backward(mc.tensor(u, dtype=dtype))
+    h = PROBE_STEP[dtype]
+    for name, p in module.named_parameters():
+        value = p.value
+        dw = rng.standard_normal(p.shape).astype(dtype)
+        p.value = probe(value, dw, h, order)
+        try:
+            forward = probe_coefficient((module(z) * u).sum(), order, h)
+        finally:
+            p.value = value
+        grad = mc.functions.embed(p.grad, order).parts * dw
+        backward = grad.reshape(len(grad), -1).sum(axis=1)
+        scale = np.abs(u).sum() * np.abs(np.asarray(y.parts)).max() + 1.0
+        np.testing.assert_allclose(forward, backward, rtol=0, atol=TOL[dtype] * scale, err_msg=name)
+
+
+def randomise(module, rng, dtype):
+    """Random parameter values (so BatchNorm's weight 1 / bias 0 do not hide terms)."""
+    for p in module.parameters():
+        p.value = mc.tensor(rng.standard_normal(p.shape), dtype=dtype)
+    return module
+
+
+def sample_point(rng, shape, order):
+    x = rng.standard_normal(shape)
+    return x, (None if order == 0 else 0.5 * rng.standard_normal(shape))
+
+
+# --- Conv2d ---------------------------------------------------------------------------------
+
+conv_cases = st.fixed_dictionaries(
+    {
+        "n": st.integers(1, 3),
+        "c": st.integers(1, 3),
+        "o": st.integers(1, 4),
+        "kernel": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+        "stride": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+        "padding": st.tuples(st.integers(0, 2), st.integers(0, 2)),
+        "extra": st.tuples(st.integers(0, 4), st.integers(0, 4)),
+        "bias": st.booleans(),
+        "seed": st.integers(0, 2**32 - 1),
+    }
+)
+
+
+def make_conv(case, dtype):
+    conv = Conv2d(
+        case["c"], case["o"], case["kernel"], case["stride"], case["padding"], case["bias"]
+    )
+    shape = (case["n"], case["c"], case["kernel"][0] + case["extra"][0],
+             case["kernel"][1] + case["extra"][1])  # fmt: skip
+    return conv.to(dtype=dtype), shape
+
+
+@settings(max_examples=30)
+@given(conv_cases, DTYPES)
+def test_conv2d_forward_matches_naive_loops(case, dtype):
+    conv, shape = make_conv(case, dtype)
+    x = np.random.default_rng(case["seed"]).standard_normal(shape).astype(dtype)
+    y = conv(mc.tensor(x))
+    bias = None if conv.bias is None else conv.bias.value.numpy()
+    expected = naive_conv2d(x, conv.weight.value.numpy(), bias, conv.stride, conv.padding)
+    assert y.shape == expected.shape and y.dtype == dtype
+    np.testing.assert_allclose(y.numpy(), expected, rtol=0, atol=TOL[dtype] * 10)
+
+
+@settings(max_examples=30)
+@given(conv_cases, DTYPES, st.integers(0, 1))
+def test_conv2d_backward_matches_directional_derivatives(case, dtype, order):
+    conv, shape = make_conv(case, dtype)
+    rng = np.random.default_rng(case["seed"])
+    x, imag = sample_point(rng, shape, order)
+    check_input_gradient(conv, x, imag, rng, dtype)
+    check_parameter_gradients(conv, x, imag, rng, dtype)
+
+
+def test_conv2d_bicomplex_forward_is_the_product_rule():
+    """An order-2 input and order-2 weight: each coefficient from real convolutions."""
+    rng = np.random.default_rng(0)
+    conv = Conv2d(2, 3, 2, stride=1, padding=1, bias=False)
+    xp, wp = rng.standard_normal((4, 1, 2, 4, 5)), rng.standard_normal((4, 3, 2, 2, 2))
+    conv.weight.value = mc.from_parts(wp)
+    y = conv(mc.from_parts(xp)).parts
+    sign = lambda a, b: -1.0 if bin(a & b).count("1") % 2 else 1.0  # noqa: E731
+    expected = np.zeros_like(y)
+    for a in range(4):
+        for b in range(4):
+            expected[a ^ b] += sign(a, b) * naive_conv2d(xp[a], wp[b], None, (1, 1), (1, 1))
+    np.testing.assert_allclose(y, expected, atol=1e-12)
+
+
+def test_conv2d_default_init_and_state_dict():
+    conv = Conv2d(3, 8, (5, 3))
+    state = conv.state_dict()
+    assert list(state) == ["weight", "bias"]
+    assert state["weight"].shape == (8, 3, 5, 3) and state["bias"].shape == (8,)
+    bound = 1 / np.sqrt(3 * 5 * 3)
+    for values in state.values():
+        assert np.abs(values).max() <= bound and np.abs(values).max() > 0.5 * bound
+    assert Conv2d(1, 2, 3, bias=False).state_dict().keys() == {"weight"}
+    other = Conv2d(3, 8, (5, 3))
+    other.load_state_dict(state)
+    for key, value in other.state_dict().items():
+        np.testing.assert_array_equal(value, state[key])
+
+
+def test_conv2d_rejects_bad_input():
+    conv = Conv2d(3, 4, 3)
+    with pytest.raises(ValueError, match="expected 3 input channels, got 2"):
+        conv(mc.tensor(np.zeros((1, 2, 5, 5))))
+    with pytest.raises(ValueError, match=r"4-D input \(N, C, H, W\), got shape \(3, 5, 5\)"):
+        conv(mc.tensor(np.zeros((3, 5, 5))))
+    with pytest.raises(ValueError, match="input is 2x5, smaller than the 3x3 kernel"):
+        conv(mc.tensor(np.zeros((1, 3, 2, 5))))
+    with pytest.raises(ValueError, match="kernel_size must be an int or a pair"):
+        Conv2d(1, 1, (1, 2, 3))
+    with pytest.raises(ValueError, match="stride >= 1"):
+        Conv2d(1, 1, 3, stride=0)
+
+
+# --- pooling ----------------------------------------------------------------------------------
+
+pool_cases = st.fixed_dictionaries(
+    {
+        "kernel": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+        "stride": st.none() | st.tuples(st.integers(1, 3), st.integers(1, 3)),
+        "extra": st.tuples(st.integers(0, 4), st.integers(0, 4)),
+        "seed": st.integers(0, 2**32 - 1),
+    }
+)
+
+
+def make_pool(cls, case):
+    pool = cls(case["kernel"], case["stride"])
+    shape = (2, 3, case["kernel"][0] + case["extra"][0], case["kernel"][1] + case["extra"][1])
+    return pool, shape
+
+
+@settings(max_examples=30)
+@given(st.sampled_from([AvgPool2d, MaxPool2d]), pool_cases, DTYPES, st.integers(0, 1))
+def test_pooling_forward_and_backward(cls, case, dtype, order):
+    pool, shape = make_pool(cls, case)
+    rng = np.random.default_rng(case["seed"])
+    x, imag = sample_point(rng, shape, order)
+    stride = case["stride"] or case["kernel"]
+    reduce = np.mean if cls is AvgPool2d else np.max
+    expected = naive_pool(x.astype(dtype), case["kernel"], stride, reduce)
+    np.testing.assert_allclose(pool(point(x, imag).astype(dtype)).real, expected, atol=TOL[dtype])
+    check_input_gradient(pool, x, imag, rng, dtype)
+
+
+def test_maxpool_decides_on_real_part_and_carries_the_element():
+    real = np.array([[[[1.0, 1.0], [0.0, -2.0]]]])  # tie between the first two (first wins)
+    imag = np.array([[[[5.0, 7.0], [9.0, 8.0]]]])  # the imaginary parts must not decide
+    y = MaxPool2d(2)(point(real, imag))
+    assert y.real.item() == 1.0 and y.coef((1,)).item() == 5.0
+    pool = MaxPool2d(2)
+    pool(point(real, imag))
+    grad = pool.backward(mc.tensor(np.array([[[[3.0]]]])))
+    np.testing.assert_array_equal(grad.numpy(), [[[[3.0, 0.0], [0.0, 0.0]]]])
+
+
+def test_pooling_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"AvgPool2d expected a 4-D input .* got shape \(4, 4\)"):
+        AvgPool2d(2)(mc.tensor(np.zeros((4, 4))))
+    with pytest.raises(ValueError, match="MaxPool2d: the .* input is 1x4, smaller than the 2x2"):
+        MaxPool2d(2)(mc.tensor(np.zeros((1, 1, 1, 4))))
+
+
+# --- BatchNorm --------------------------------------------------------------------------------
+
+bn_cases = st.sampled_from(
+    [(BatchNorm1d, (5, 3)), (BatchNorm1d, (3, 3, 4)), (BatchNorm2d, (3, 3, 2, 3))]
+)
+
+
+@settings(max_examples=24)
+@given(bn_cases, st.booleans(), DTYPES, st.integers(0, 1), st.integers(0, 2**32 - 1))
+def test_batchnorm_backward_matches_directional_derivatives(case, train, dtype, order, seed):
+    cls, shape = case
+    rng = np.random.default_rng(seed)
+    bn = randomise(cls(3), rng, dtype).train(train)
+    bn._buffers["running_mean"] = rng.standard_normal(3)
+    bn._buffers["running_var"] = rng.uniform(0.5, 2.0, 3)
+    x, imag = sample_point(rng, shape, order)
+    check_input_gradient(bn, x, imag, rng, dtype)
+    check_parameter_gradients(bn, x, imag, rng, dtype)
+
+
+def test_batchnorm_train_eval_and_running_statistics():
+    rng = np.random.default_rng(1)
+    bn = BatchNorm2d(2)
+    bn.weight.value, bn.bias.value = mc.tensor([2.0, 0.5]), mc.tensor([0.1, -1.0])
+    x = rng.normal(3.0, 2.0, (4, 2, 3, 3))
+    mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    y = bn(mc.tensor(x)).numpy()
+    expected = (x - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5)
+    expected = expected * np.array([2.0, 0.5])[:, None, None] + np.array([0.1, -1.0])[:, None, None]
+    np.testing.assert_allclose(y, expected, atol=1e-12)
+    unbiased = x.var(axis=(0, 2, 3), ddof=1)
+    np.testing.assert_allclose(bn.buffer("running_mean"), 0.1 * mean)
+    np.testing.assert_allclose(bn.buffer("running_var"), 0.9 + 0.1 * unbiased)
+    assert bn.buffer("num_batches_tracked") == 1
+    # derivative passes (complex input, or complex parameters) leave the statistics alone
+    bn(point(x, rng.standard_normal(x.shape)))
+    kept = bn.weight.value
+    bn.weight.value = point(kept.numpy(), np.ones(2))
+    bn(mc.tensor(x))
+    bn.weight.value = kept
+    np.testing.assert_allclose(bn.buffer("running_mean"), 0.1 * mean)
+    assert bn.buffer("num_batches_tracked") == 1
+    # eval: the running statistics, and no update
+    bn.eval()
+    x2 = rng.standard_normal((2, 2, 3, 3))
+    rm, rv = bn.buffer("running_mean"), bn.buffer("running_var")
+    expected = (x2 - rm[:, None, None]) / np.sqrt(rv[:, None, None] + 1e-5)
+    expected = expected * np.array([2.0, 0.5])[:, None, None] + np.array([0.1, -1.0])[:, None, None]
+    np.testing.assert_allclose(bn(mc.tensor(x2)).numpy(), expected, atol=1e-12)
+    assert bn.buffer("num_batches_tracked") == 1
+
+
+def test_batchnorm_state_dict_matches_pytorch():
+    state = BatchNorm2d(4).state_dict()
+    assert list(state) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    np.testing.assert_array_equal(state["weight"], np.ones(4))
+    np.testing.assert_array_equal(state["bias"], np.zeros(4))
+    np.testing.assert_array_equal(state["running_mean"], np.zeros(4))
+    np.testing.assert_array_equal(state["running_var"], np.ones(4))
+    count = state["num_batches_tracked"]
+    assert count.shape == () and count.dtype == np.int64
+    loaded = {k: v + 1 for k, v in state.items()}
+    bn = BatchNorm1d(4)
+    bn.load_state_dict(loaded)
+    for key, value in bn.state_dict().items():
+        np.testing.assert_array_equal(value, loaded[key])
+    assert bn.state_dict()["num_batches_tracked"].dtype == np.int64
+
+
+def test_batchnorm_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"BatchNorm2d expected a 4-D input .* got shape \(2, 3\)"):
+        BatchNorm2d(3)(mc.tensor(np.zeros((2, 3))))
+    with pytest.raises(ValueError, match="expected 3 channels .* got 2"):
+        BatchNorm1d(3)(mc.tensor(np.zeros((4, 2))))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        BatchNorm1d(3)(mc.tensor(np.zeros((1, 3))))
+
+
+# --- Dropout ----------------------------------------------------------------------------------
+
+
+def test_dropout_reuses_its_mask_across_orders():
+    rng = np.random.default_rng(2)
+    drop = Dropout(0.4)
+    x = rng.standard_normal((50, 40))
+    real = drop(mc.tensor(x)).numpy()
+    kept = real != 0
+    assert 0.3 < 1 - kept.mean() < 0.5
+    np.testing.assert_allclose(real[kept], x[kept] / 0.6)
+    v = rng.standard_normal(x.shape)
+    # complex and bicomplex passes see the same function: derivative = mask / (1 - p) * v
+    first = mc.directional(drop, x, [v])
+    np.testing.assert_allclose(first, kept * v / 0.6, atol=1e-12)
+    second = mc.directional(drop, x, [v, v])
+    np.testing.assert_array_equal(second, np.zeros_like(x))
+    drop(mc.tensor(x))
+    np.testing.assert_array_equal(drop.backward(mc.tensor(v)).numpy(), kept * v / 0.6)
+    drop.resample()
+    assert not np.array_equal(drop(mc.tensor(x)).numpy() != 0, kept)
+
+
+def test_resample_dropout_is_deterministic_from_a_seed():
+    from mcnet.nn.container import Sequential
+
+    x = mc.tensor(np.ones((30, 30)))
+    nets = [Sequential(Dropout(0.5), Dropout(0.5)) for _ in range(3)]
+    for net, seed in zip(nets, (7, 7, 8)):
+        resample_dropout(net, seed)
+    a, b, c = (net(x).numpy() for net in nets)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert not np.array_equal(nets[0][0].mask((30, 30)), nets[0][1].mask((30, 30)))
+    nets[0][0](mc.tensor(np.ones((3, 4))))  # a new shape draws a new mask
+    assert nets[0][0].mask((3, 4)).shape == (3, 4)
+
+
+def test_dropout_eval_is_identity_and_bad_p_is_rejected():
+    drop = Dropout(0.9).eval()
+    x = mc.tensor(np.arange(6.0))
+    np.testing.assert_array_equal(drop(x).numpy(), np.arange(6.0))
+    np.testing.assert_array_equal(drop.backward(x).numpy(), np.arange(6.0))
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\], got 1.5"):
+        Dropout(1.5)
