@@ -1,0 +1,330 @@
+"""`Objective`: gradient, H v, v^T H v, directional derivatives and Hessian of a network loss.
+
+References are independent of the method under test: closed-form gradients and Hessians
+written out by hand (logistic regression, linear least squares), central differences of
+the gradient, the dense Hessian, and symmetry identities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mcnet as mc
+from mcnet import nn
+from mcnet.nn.objective import Objective, step_size
+
+seeds = st.integers(0, 2**31 - 1)
+
+
+class Residual(nn.Module):
+    def __init__(self, width, act):
+        super().__init__()
+        self.lin = nn.Linear(width, width)
+        self.act = act
+        self.add = nn.Add()
+
+    def forward(self, x):
+        return self.add(x, self.act(self.lin(x)))
+
+
+def _network(kind, d, c):
+    if kind == "residual":
+        return nn.Sequential(Residual(d, nn.Tanh()), nn.Linear(d, c))
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(d, 4), nn.Sigmoid(), nn.Linear(4, c))
+    return nn.Sequential(nn.Linear(d, 3), nn.Softplus(), Residual(3, nn.Sin()), nn.Linear(3, c))
+
+
+def _problem(seed, kind="residual", loss=None, n=6, d=3, c=3, dtype=np.float64):
+    nn.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = _network(kind, d, c).to(dtype=dtype)
+    x = rng.standard_normal((n, d)).astype(dtype)
+    y = rng.integers(0, c, n)
+    objective = Objective(net, loss or nn.CrossEntropyLoss())
+    return objective, nn.parameters_to_vector(net), (x, y), rng
+
+
+kinds = st.sampled_from(["residual", "mlp", "smooth"])
+
+
+@settings(max_examples=10)
+@given(kind=kinds, seed=seeds)
+def test_hvp_matches_dense_hessian_and_central_differences(kind, seed):
+    objective, w, batch, rng = _problem(seed, kind)
+    v = rng.standard_normal(w.size)
+    hv = objective.hvp(w, v, batch)
+    hessian = objective.hessian(w, batch)
+    np.testing.assert_array_equal(hessian, hessian.T)
+    np.testing.assert_allclose(hessian @ v, hv, rtol=1e-12, atol=1e-13 * np.max(np.abs(hv)))
+    eps = 1e-5
+    _, g_plus = objective.value_and_grad(w + eps * v, batch)
+    _, g_minus = objective.value_and_grad(w - eps * v, batch)
+    np.testing.assert_allclose((g_plus - g_minus) / (2 * eps), hv, rtol=1e-5,
+                               atol=1e-7 * np.max(np.abs(hv)))
+
+
+@settings(max_examples=10)
+@given(kind=kinds, seed=seeds)
+def test_gradient_matches_central_differences_of_the_value(kind, seed):
+    objective, w, batch, rng = _problem(seed, kind)
+    f, g = objective.value_and_grad(w, batch)
+    assert f == objective.value(w, batch)
+    v = rng.standard_normal(w.size)
+    eps = 1e-6
+    slope = (objective.value(w + eps * v, batch) - objective.value(w - eps * v, batch)) / (2 * eps)
+    assert g @ v == pytest.approx(slope, rel=1e-7, abs=1e-9)
+    g2, _ = objective.grad_and_hvp(w, v, batch)
+    np.testing.assert_allclose(g2, g, rtol=1e-14, atol=1e-16)
+
+
+@settings(max_examples=10)
+@given(kind=kinds, seed=seeds)
+def test_symmetry_curvature_and_mixed_directional(kind, seed):
+    objective, w, batch, rng = _problem(seed, kind)
+    u, v = rng.standard_normal((2, w.size))
+    hv, hu = objective.hvp(w, v, batch), objective.hvp(w, u, batch)
+    assert u @ hv == pytest.approx(v @ hu, rel=1e-12, abs=1e-14)
+    assert objective.curvature(w, v, batch) == pytest.approx(v @ hv, rel=1e-12, abs=1e-14)
+    assert objective.directional(w, [u, v], batch) == pytest.approx(u @ hv, rel=1e-12, abs=1e-14)
+    assert objective.directional(w, [v], batch) == pytest.approx(
+        objective.value_and_grad(w, batch)[1] @ v, rel=1e-12, abs=1e-14)
+    assert objective.directional(w, [], batch) == objective.value(w, batch)
+
+
+def _slope(fn, eps):
+    """d/dt fn(t) at 0: central differences at eps and eps/2, Richardson-extrapolated."""
+    def central(e):
+        return (fn(e) - fn(-e)) / (2 * e)
+    return (4 * central(eps / 2) - central(eps)) / 3
+
+
+@settings(max_examples=8)
+@given(kind=kinds, seed=seeds)
+def test_third_and_fourth_directional_derivatives_match_differences_of_lower_orders(kind, seed):
+    objective, w, batch, rng = _problem(seed, kind)
+    v = rng.standard_normal(w.size)
+    third = objective.directional(w, [v, v, v], batch)
+    curvature_slope = _slope(lambda t: objective.curvature(w + t * v, v, batch), 1e-3)
+    assert third == pytest.approx(curvature_slope, rel=1e-8, abs=1e-10)
+    fourth = objective.directional(w, [v, v, v, v], batch)
+    third_slope = _slope(lambda t: objective.directional(w + t * v, [v, v, v], batch), 1e-3)
+    assert fourth == pytest.approx(third_slope, rel=1e-7, abs=1e-9)
+    # mixed third derivative is symmetric in its directions
+    u = rng.standard_normal(w.size)
+    assert objective.directional(w, [u, v, v], batch) == pytest.approx(
+        objective.directional(w, [v, u, v], batch), rel=1e-11, abs=1e-13)
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+@settings(max_examples=10)
+@given(n=st.integers(1, 8), d=st.integers(1, 4), seed=seeds)
+def test_logistic_regression_closed_forms(n, d, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    y = rng.integers(0, 2, n).astype(np.float64)
+    net = nn.Linear(d, 1)
+    objective = Objective(net, nn.BCEWithLogitsLoss())
+    w = rng.standard_normal(d + 1)  # weight (1, d) then bias (1,)
+    features = np.hstack([x, np.ones((n, 1))])
+    s = _sigmoid(features @ w)
+    f, g = objective.value_and_grad(w, (x, y[:, None]))
+    assert f == pytest.approx(np.mean(-y * np.log(s) - (1 - y) * np.log(1 - s)), rel=1e-13)
+    np.testing.assert_allclose(g, features.T @ (s - y) / n, rtol=1e-12, atol=1e-15)
+    hessian = features.T @ np.diag(s * (1 - s)) @ features / n
+    v = rng.standard_normal(d + 1)
+    np.testing.assert_allclose(objective.hvp(w, v, (x, y[:, None])), hessian @ v, rtol=1e-12,
+                               atol=1e-15)
+    np.testing.assert_allclose(objective.hessian(w, (x, y[:, None])), hessian, rtol=1e-12,
+                               atol=1e-15)
+
+
+@settings(max_examples=10)
+@given(n=st.integers(1, 8), d=st.integers(1, 3), seed=seeds)
+def test_two_class_softmax_regression_closed_forms(n, d, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    y = rng.integers(0, 2, n)
+    objective = Objective(nn.Linear(d, 2), nn.CrossEntropyLoss())
+    weight, bias = rng.standard_normal((2, d)), rng.standard_normal(2)
+    w = np.concatenate([weight.ravel(), bias])
+    logits = x @ weight.T + bias
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    residual = p - np.eye(2)[y]
+    _, g = objective.value_and_grad(w, (x, y))
+    np.testing.assert_allclose(g, np.concatenate([(residual.T @ x).ravel(), residual.sum(0)]) / n,
+                               rtol=1e-12, atol=1e-15)
+    # H[(a,i),(b,j)] = mean_n p_a (delta_ab - p_b) x_i x_j, features x extended by the bias 1
+    cov = np.einsum("na,ab->nab", p, np.eye(2)) - np.einsum("na,nb->nab", p, p)
+    hw = np.einsum("nab,ni,nj->aibj", cov, x, x).reshape(2 * d, 2 * d) / n
+    hwb = np.einsum("nab,ni->aib", cov, x).reshape(2 * d, 2) / n
+    hb = cov.sum(0) / n
+    hessian = np.block([[hw, hwb], [hwb.T, hb]])
+    np.testing.assert_allclose(objective.hessian(w, (x, y)), hessian, rtol=1e-11, atol=1e-14)
+
+
+@settings(max_examples=10)
+@given(n=st.integers(1, 6), d=st.integers(1, 3), k=st.integers(1, 3), seed=seeds)
+def test_linear_least_squares_closed_forms(n, d, k, seed):
+    rng = np.random.default_rng(seed)
+    x, target = rng.standard_normal((n, d)), rng.standard_normal((n, k))
+    objective = Objective(nn.Linear(d, k), nn.MSELoss())
+    weight, bias = rng.standard_normal((k, d)), rng.standard_normal(k)
+    w = np.concatenate([weight.ravel(), bias])
+    r = x @ weight.T + bias - target
+    f, g = objective.value_and_grad(w, (x, target))
+    assert f == pytest.approx(np.mean(r**2), rel=1e-13)
+    np.testing.assert_allclose(g, np.concatenate([(r.T @ x).ravel(), r.sum(0)]) * 2 / (n * k),
+                               rtol=1e-12, atol=1e-15)
+    # f is quadratic: H = 2/(nk) [I_k (x) X^T X, I_k (x) X^T 1; ., n I_k]
+    eye = np.eye(k)
+    hessian = np.block([
+        [np.kron(eye, x.T @ x), np.kron(eye, x.sum(0)[:, None])],
+        [np.kron(eye, x.sum(0)[None, :]), n * eye],
+    ]) * 2 / (n * k)
+    np.testing.assert_allclose(objective.hessian(w, (x, target)), hessian, rtol=1e-12, atol=1e-14)
+    v = rng.standard_normal(w.size)
+    assert objective.curvature(w, v, (x, target)) == pytest.approx(v @ hessian @ v, rel=1e-12)
+    assert objective.directional(w, [v, v, v], (x, target)) == pytest.approx(0.0, abs=1e-12)
+
+
+@settings(max_examples=6)
+@given(kind=kinds, seed=seeds)
+def test_float32_derivatives_agree_with_float64(kind, seed):
+    objective, w, batch, rng = _problem(seed, kind, dtype=np.float32)
+    assert w.dtype == np.float32
+    v = rng.standard_normal(w.size)
+    hv32 = objective.hvp(w, v, batch)
+    curvature32 = objective.curvature(w, v, batch)
+    assert hv32.dtype == np.float32
+    objective.module.to(dtype=np.float64)
+    w64 = w.astype(np.float64)
+    hv64 = objective.hvp(w64, v, (batch[0].astype(np.float64), batch[1]))
+    np.testing.assert_allclose(hv32, hv64, rtol=1e-3, atol=1e-4 * np.max(np.abs(hv64)))
+    assert curvature32 == pytest.approx(v @ hv64, rel=1e-3, abs=1e-5)
+
+
+def test_float32_step_keeps_products_of_perturbations_normal():
+    tiny = np.finfo(np.float32).tiny
+    for order in (1, 2):
+        h = step_size(np.float32, order)
+        assert np.float32(h) ** (2 * order) >= tiny
+        assert h**2 < np.finfo(np.float32).eps**1.5  # truncation below roundoff
+
+
+def test_float32_hvp_survives_tiny_directions_and_curvature():
+    """A direction of size 1e-30 and a nearly flat loss still give Hv, not zeros."""
+    objective, w, batch, rng = _problem(3, "mlp", dtype=np.float32)
+    v = rng.standard_normal(w.size)
+    hv = objective.hvp(w, v, batch)
+    np.testing.assert_allclose(objective.hvp(w, v * 1e-30, batch), hv * np.float32(1e-30),
+                               rtol=1e-5)
+    assert np.all(np.isfinite(hv)) and np.count_nonzero(hv) == hv.size
+
+
+@settings(max_examples=5)
+@given(seed=seeds)
+def test_squared_hinge_and_relu_network(seed):
+    _, _, batch, rng = _problem(seed)
+    objective = Objective(
+        nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 3)), nn.SquaredHingeLoss())
+    w = nn.parameters_to_vector(objective.module)
+    v = rng.standard_normal(w.size)
+    hv = objective.hvp(w, v, batch)
+    np.testing.assert_allclose(objective.hessian(w, batch) @ v, hv, rtol=1e-12, atol=1e-14)
+    assert objective.curvature(w, v, batch) == pytest.approx(v @ hv, rel=1e-12, abs=1e-14)
+
+
+# --- state and errors ---------------------------------------------------------------------
+
+
+def _snapshot(module):
+    return [(p.value, p.grad) for p in module.parameters()]
+
+
+def test_parameters_are_restored_after_every_call_and_after_errors():
+    objective, w, batch, rng = _problem(0)
+    net = objective.module
+    for p in net.parameters():  # stale gradients must neither leak in nor be lost
+        p.grad = mc.tensor(np.ones(p.shape))
+    _, clean = Objective(net, nn.CrossEntropyLoss()).value_and_grad(w, batch)
+    before = _snapshot(net)
+    v = rng.standard_normal(w.size)
+    w2 = w + 1.0
+    objective.value(w2, batch)
+    objective.value_and_grad(w2, batch)
+    objective.grad_and_hvp(w2, v, batch)
+    objective.curvature(w2, v, batch)
+    objective.directional(w2, [v, v, v], batch)
+    with pytest.raises(ValueError):
+        objective.value_and_grad(w2, (batch[0][:, :2], batch[1]))
+    with pytest.raises(ValueError):
+        objective.hvp(w2, v, (batch[0], batch[1] + 5))
+    after = _snapshot(net)
+    assert all(a[0] is b[0] and a[1] is b[1] for a, b in zip(before, after))
+    np.testing.assert_array_equal(nn.parameters_to_vector(net), w)
+    for p in net.parameters():
+        p.grad = None
+    np.testing.assert_array_equal(objective.value_and_grad(w, batch)[1], clean)
+
+
+def test_bad_inputs_name_what_was_expected():
+    objective, w, batch, rng = _problem(0)
+    n = w.size
+    with pytest.raises(ValueError, match=rf"shape \({n},\).*got shape \({n - 1},\)"):
+        objective.value(w[:-1], batch)
+    with pytest.raises(ValueError, match=rf"shape \({n},\).*got shape \({n + 1},\)"):
+        objective.hvp(w, np.zeros(n + 1), batch)
+    with pytest.raises(ValueError, match=r"last dimension 3, got shape \(6, 2\)"):
+        objective.value(w, (batch[0][:, :2], batch[1]))
+    with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
+        objective.value_and_grad(w, (batch[0], batch[1] + 3))
+    with pytest.raises(ValueError, match=r"labels of shape \(6,\).*got shape \(5,\)"):
+        objective.value(w, (batch[0], batch[1][:5]))
+    with pytest.raises(ValueError, match="expected a batch"):
+        objective.value(w, batch[0])
+    with pytest.raises(ValueError, match="direction 1"):
+        objective.directional(w, [w, w[:2]], batch)
+
+
+def test_data_stays_real_and_the_hvp_pass_is_complex():
+    objective, w, batch, rng = _problem(0, "mlp")
+    seen = []
+    first = objective.module[0]
+    forward = first.forward
+
+    def spy(x):
+        seen.append(x.order)
+        y = forward(x)
+        seen.append(y.order)
+        return y
+
+    first.forward = spy
+    objective.hvp(w, rng.standard_normal(w.size), batch)
+    objective.curvature(w, rng.standard_normal(w.size), batch)
+    assert seen == [0, 1, 0, 2]
+
+
+def test_unused_parameters_get_zero_gradient():
+    class Partial(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = nn.Linear(2, 2)
+            self.unused = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.used(x)
+
+    objective = Objective(Partial(), nn.MSELoss())
+    w = nn.parameters_to_vector(objective.module)
+    x = np.ones((3, 2))
+    _, g = objective.value_and_grad(w, (x, np.zeros((3, 2))))
+    assert np.all(g[6:] == 0) and np.any(g[:6] != 0)
+    assert mc.as_tensor(g).order == 0
