@@ -1,0 +1,87 @@
+"""Helpers shared by the benchmark scripts: timing, provenance and atomic result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_atomic(path: Path, content: str | bytes) -> Path:
+    """Write a file by temp file + os.replace, so a reader never sees half a result."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(content, bytes) else "w"
+    with tempfile.NamedTemporaryFile(mode, dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(content)
+    os.replace(tmp.name, path)
+    return path
+
+
+def write_json(path: Path, data: dict) -> Path:
+    return write_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def git_commit() -> str:
+    """Short hash of HEAD, with "+dirty" when mcnet/ has uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--", "mcnet") else "")
+
+
+def environment() -> dict:
+    """What the numbers were measured on."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"commit": git_commit(), "python": platform.python_version(),
+            "numpy": np.__version__, "cpu": cpu, "cores": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def single_thread() -> AbstractContextManager:
+    """Limit BLAS/OpenMP pools to one thread (threadpoolctl), or do nothing if it is absent."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("note: threadpoolctl is not installed; BLAS may use several threads")
+        return nullcontext()
+    return threadpool_limits(1)
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time in seconds of ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
