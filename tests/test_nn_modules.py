@@ -80,7 +80,7 @@ elementwise = st.sampled_from(
 )
 
 
-@settings(max_examples=40)
+@settings(max_examples=100)
 @given(make=elementwise, shape=shapes, dtype=dtypes, order=orders, seed=seeds)
 def test_elementwise_backward_is_the_transpose_of_the_forward_derivative(
     make, shape, dtype, order, seed
@@ -171,7 +171,7 @@ class TwoBranches(nn.Module):
         return self.head(self.cat(self.left(h), self.right(h)))
 
 
-@settings(max_examples=15)
+@settings(max_examples=30)
 @given(order=orders, seed=seeds)
 def test_graphs_whose_branches_merge_trace_and_backpropagate(order, seed):
     nn.manual_seed(seed)
@@ -251,7 +251,7 @@ def _target(kind, rng, shape):
     return rng.standard_normal(shape)
 
 
-@settings(max_examples=40)
+@settings(max_examples=100)
 @given(name=st.sampled_from(sorted(LOSSES)), n=st.integers(1, 5), c=st.integers(2, 4),
        dtype=dtypes, order=orders, seed=seeds)
 def test_loss_backward_is_the_gradient_of_its_forward(name, n, c, dtype, order, seed):
