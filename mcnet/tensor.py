@@ -81,12 +81,12 @@ class Tensor:
         xp = array_module(comps[0])
         if len(comps) > 1 and len({np.shape(c) for c in comps}) > 1:
             comps = xp.broadcast_arrays(*comps)
-        if len(comps) > 1 or np.iscomplexobj(comps[0]):
-            dtype = np.result_type(*[c.dtype for c in comps])
-            if dtype.kind != "c":
-                dtype = _complex_of(dtype)
-            return cls(xp.stack([xp.asarray(c, dtype=dtype) for c in comps]))
-        return cls(xp.asarray(comps[0])[None])
+        if len(comps) == 1:  # orders 0 and 1: a view, no copy
+            return cls(xp.asarray(comps[0])[None])
+        dtype = np.result_type(*[c.dtype for c in comps])
+        if dtype.kind != "c":
+            dtype = _complex_of(dtype)
+        return cls(xp.stack([xp.asarray(c, dtype=dtype) for c in comps]))
 
     @property
     def comps(self) -> list:
@@ -452,27 +452,46 @@ def lift_linear(fn: Callable) -> Callable[..., Tensor]:
     return lifted
 
 
-def lift_bilinear(base: Callable) -> Callable[[Tensor, Tensor], Tensor]:
-    """Lift a bilinear product of arrays (matmul, tensordot, convolution) to any order."""
+def lift_bilinear(
+    base: Callable, batches_leading_axis: bool = False
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """Lift a bilinear product of arrays (matmul, tensordot, convolution) to any order.
+
+    ``batches_leading_axis`` says that ``base`` broadcasts over a leading batch axis (as
+    matmul does); a complex x real product is then one real product on the stacked real and
+    imaginary parts instead of two.
+    """
+    product = _real_aware(base, batches_leading_axis)
 
     def lifted(a, b) -> Tensor:
-        return _binary(a, b, lambda x, y: mc_alg.mul(x, y, _real_aware(base)))
+        return _binary(a, b, lambda x, y: mc_alg.mul(x, y, product))
 
     lifted.__name__ = getattr(base, "__name__", "bilinear")
     return lifted
 
 
-def _real_aware(base: Callable) -> Callable:
-    """Complex x real products as two real products: half the work of a complex GEMM."""
+def _real_aware(base: Callable, batches_leading_axis: bool) -> Callable:
+    """Complex x real products as real products: half the work of a complex GEMM."""
 
     def product(x, y):
         xc, yc = np.iscomplexobj(x), np.iscomplexobj(y)
         if xc == yc:
             return base(x, y)
         xp = array_module(x)
-        if xc:
-            return xp.asarray(base(x.real, y)) + 1j * xp.asarray(base(x.imag, y))
-        return xp.asarray(base(x, y.real)) + 1j * xp.asarray(base(x, y.imag))
+        z = x if xc else y
+        other = y if xc else x
+        if batches_leading_axis and z.ndim >= 2:
+            stacked = xp.stack([z.real, z.imag])
+            if other.ndim > z.ndim:  # keep the stacking axis in front of other's batch axes
+                stacked = stacked.reshape((2,) + (1,) * (other.ndim - z.ndim) + z.shape)
+            r = base(stacked, y) if xc else base(x, stacked)
+            re, im = r[0], r[1]
+        else:
+            re = base(z.real, y) if xc else base(x, z.real)
+            im = base(z.imag, y) if xc else base(x, z.imag)
+        out = xp.empty(np.shape(re), dtype=z.dtype)
+        out.real, out.imag = re, im
+        return out
 
     return product
 
@@ -492,7 +511,7 @@ def _check_matmul(a: Tensor, b: Tensor) -> None:
         )
 
 
-_lifted_matmul = lift_bilinear(_matmul)
+_lifted_matmul = lift_bilinear(_matmul, batches_leading_axis=True)
 
 
 def matmul(a, b) -> Tensor:
