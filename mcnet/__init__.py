@@ -1,6 +1,6 @@
 """mcnet: multicomplex arrays and networks for exact higher-order derivatives."""
 
-from mcnet import algebra
+from mcnet import algebra, datasets, nn
 from mcnet.derivatives import default_step, derivative, directional, perturb
 from mcnet.functions import (
     abs,
@@ -38,6 +38,7 @@ from mcnet.functions import (
     where,
     zeros,
 )
+from mcnet.nn.objective import Objective
 from mcnet.tensor import (
     Tensor,
     as_tensor,
@@ -53,10 +54,55 @@ from mcnet.tensor import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tensor", "abs", "algebra", "arctan", "as_tensor", "clip", "concatenate", "cos", "cosh",
-    "default_step", "derivative", "directional", "einsum", "elu", "embed", "erf", "exp",
-    "from_parts", "lift_bilinear", "lift_linear", "log", "log1p", "log_softmax", "logsumexp",
-    "matmul", "max", "maximum", "mean", "minimum", "perturb", "power", "relu", "reshape",
-    "sigmoid", "sin", "sinh", "softmax", "softplus", "sqrt", "stack", "sum", "tan", "tanh",
-    "tensor", "tensordot", "transpose", "where", "zeros",
+    "Objective",
+    "Tensor",
+    "abs",
+    "algebra",
+    "arctan",
+    "as_tensor",
+    "clip",
+    "concatenate",
+    "cos",
+    "cosh",
+    "datasets",
+    "default_step",
+    "derivative",
+    "directional",
+    "einsum",
+    "elu",
+    "embed",
+    "erf",
+    "exp",
+    "from_parts",
+    "lift_bilinear",
+    "lift_linear",
+    "log",
+    "log1p",
+    "log_softmax",
+    "logsumexp",
+    "matmul",
+    "max",
+    "maximum",
+    "mean",
+    "minimum",
+    "nn",
+    "perturb",
+    "power",
+    "relu",
+    "reshape",
+    "sigmoid",
+    "sin",
+    "sinh",
+    "softmax",
+    "softplus",
+    "sqrt",
+    "stack",
+    "sum",
+    "tan",
+    "tanh",
+    "tensor",
+    "tensordot",
+    "transpose",
+    "where",
+    "zeros",
 ]
