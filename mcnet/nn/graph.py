@@ -106,20 +106,38 @@ class Graph:
         self._saved = saved
         return values[self.output]
 
-    def backward(self, grad_out: Tensor) -> Tensor | tuple[Tensor, ...]:
+    def backward(
+        self, grad_out: Tensor, input_grads: bool = True
+    ) -> Tensor | tuple[Tensor, ...] | None:
+        """Gradients of the graph's inputs; every parameter's gradient is accumulated.
+
+        With ``input_grads=False`` the calls that read only graph inputs (the data) are told
+        that their input gradient is not needed, which spares the first layer's largest
+        product when only parameter gradients are wanted.
+        """
         if len(self._saved) != len(self.steps):
             raise RuntimeError("backward needs a forward pass first")
+        data_nodes = set(self.inputs)
         grads: dict[int, Tensor] = {self.output: grad_out}
         for step, saved in zip(reversed(self.steps), reversed(self._saved)):
             grad = grads.pop(step.output, None)
             if grad is None:  # this call does not reach the output
                 continue
-            object.__setattr__(step.module, "saved", saved)
-            grad_in = step.module.backward(grad)
+            module = step.module
+            object.__setattr__(module, "saved", saved)
+            skip = not input_grads and data_nodes.issuperset(step.inputs)
+            object.__setattr__(module, "input_grad_needed", not skip)
+            try:
+                grad_in = module.backward(grad)
+            finally:
+                object.__setattr__(module, "input_grad_needed", True)
             if not isinstance(grad_in, tuple):
                 grad_in = (grad_in,)
             for node, g in zip(step.inputs, grad_in):
-                grads[node] = g if node not in grads else grads[node] + g
+                if g is not None:
+                    grads[node] = g if node not in grads else grads[node] + g
+        if not input_grads:
+            return None
         result = tuple(grads.get(i) for i in self.inputs)
         return result[0] if len(result) == 1 else result
 

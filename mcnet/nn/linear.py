@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-
 from mcnet.nn.init import uniform
 from mcnet.nn.module import Module, Parameter
 from mcnet.tensor import Tensor
@@ -36,10 +35,8 @@ class Linear(Module):
         self.weight.accumulate(g2.T @ x.reshape(-1, self.in_features))
         if self.bias is not None:
             self.bias.accumulate(g2.sum(axis=0))
-        return grad_out @ self.weight.value
+        return grad_out @ self.weight.value if self.input_grad_needed else None
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-
-
+        has_bias = self.bias is not None
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={has_bias}"

@@ -57,6 +57,9 @@ class Module:
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "saved", None)
         object.__setattr__(self, "_graph", None)
+        # set by the graph while running backward: False when the caller needs only the
+        # parameter gradients, so a layer may return None instead of its input gradient
+        object.__setattr__(self, "input_grad_needed", True)
 
     # --- registration: attributes that are Parameters or Modules are tracked by name ---
     def __setattr__(self, name: str, value: Any) -> None:
@@ -79,10 +82,23 @@ class Module:
         raise NotImplementedError
 
     def backward(self, grad_out: Tensor) -> Tensor | tuple[Tensor, ...]:
-        """Gradient of the input(s) from the gradient of the output (leaves override)."""
+        """Gradient of the input(s) from the gradient of the output (leaves override);
+        a leaf may return None when ``self.input_grad_needed`` is False."""
         if self._modules:
             return self.graph().backward(grad_out)
         raise NotImplementedError(f"{type(self).__name__} has no backward")
+
+    def backward_parameters(self, grad_out: Tensor) -> None:
+        """Accumulate the parameter gradients only; input gradients that nothing needs
+        (those of the data) are skipped where a layer can skip them."""
+        if self._modules:
+            self.graph().backward(grad_out, input_grads=False)
+            return
+        object.__setattr__(self, "input_grad_needed", False)
+        try:
+            self.backward(grad_out)
+        finally:
+            object.__setattr__(self, "input_grad_needed", True)
 
     def is_leaf(self) -> bool:
         return type(self).backward is not Module.backward
@@ -200,5 +216,7 @@ class Module:
     def __repr__(self) -> str:
         if not self._modules:
             return f"{type(self).__name__}({self.extra_repr()})"
-        lines = [f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()]
+        lines = [
+            f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()
+        ]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"

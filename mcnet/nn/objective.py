@@ -149,7 +149,7 @@ class Objective:
                 return loss, None
             for p in params:
                 p.grad = None
-            self.module.backward(self.loss.backward())
+            self.module.backward_parameters(self.loss.backward())
             return loss, _flat_grad(params, point)
         finally:
             for p, (value, grad) in zip(params, kept):
