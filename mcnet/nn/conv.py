@@ -139,7 +139,7 @@ class Conv2d(Module):
         self.saved = (cols, x.shape, size)
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
 
-    def backward(self, grad_out: Tensor) -> Tensor:
+    def backward(self, grad_out: Tensor) -> Tensor | None:
         cols, in_shape, size = self.saved
         n, o, ho, wo = grad_out.shape
         g = grad_out.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
@@ -147,6 +147,8 @@ class Conv2d(Module):
         self.weight.accumulate(mc.matmul(g, cols.T).reshape(self.weight.shape))
         if self.bias is not None:
             self.bias.accumulate(g.sum(axis=1))
+        if not self.input_grad_needed:  # the data's gradient: nobody reads it
+            return None
         dcols = mc.matmul(w2.T, g).data  # (K, C*kh*kw, M)
         kh, kw = self.kernel_size
         dcols = dcols.reshape(-1, in_shape[1], kh, kw, n, ho, wo).transpose(2, 3, 0, 4, 1, 5, 6)
