@@ -264,24 +264,31 @@ def _base_log1p(z):
 
 
 def arctan(a: Comps) -> Comps:
-    """Principal arctangent: arctan(x0 + s) = arctan(x0) + arctan(u), u = s / (1 + x0^2 + x0 s).
-
-    x0 is the real part, so u has no O(1) real coefficient next to tiny ones and
-    arctan u = (i_1/2) (log1p(-i_1 u) - log1p(i_1 u)) (C99's catan on every idempotent
-    component) keeps tiny coefficients exact: multiplying by i_1 only swaps the real and
-    i_1 coefficients.  For O(1) imaginary parts the addition theorem holds on every
-    idempotent component z_k with Re(1 + x0 z_k) > 0 (so for every embedded complex
-    number); elsewhere it is off by pi there (a known limitation, see tests/test_algebra.py).
-    """
-    xp = array_module(a[0])
+    """arctan(x + y i) = atan2(2x, 1 - x^2 - y^2)/2 + i log1p(4y / (x^2 + (1 - y)^2))/4."""
     if len(a) == 1:
-        return [xp.arctan(a[0])]
-    x0 = real_part(a)
-    s = _add_real(a, -x0)
-    u = div(s, _add_real(scale(s, x0), 1.0 + x0 * x0))
-    i_u = [1j * c for c in u]  # i_1 u: on (real, i_1) pairs, multiplication by 1j
-    arctan_u = [0.5j * c for c in sub(log1p(neg(i_u)), log1p(i_u))]
-    return _add_real(arctan_u, xp.arctan(x0))
+        return [array_module(a[0]).arctan(a[0])]
+    h = len(a) // 2
+    x, y = a[:h], a[h:]
+    x2 = mul(x, x)
+    q = _add_real(neg(add(x2, mul(y, y))), 1.0)
+    one_minus_y = _add_real(neg(y), 1.0)
+    d = add(x2, mul(one_minus_y, one_minus_y))
+    return scale(atan2(scale(x, 2.0), q), 0.5) + scale(log1p(div(scale(y, 4.0), d)), 0.25)
+
+
+def atan2(p: Comps, q: Comps) -> Comps:
+    """The angle of q + p i, with the branch decided on real parts.
+
+    arctan(p/q), +-pi where Re q < 0; where |Re p| > |Re q| the form +-pi/2 - arctan(q/p)
+    is used instead so that no quotient blows up.
+    """
+    xp = array_module(p[0])
+    rp, rq = real_part(p), real_part(q)
+    sign_p = xp.where(rp >= 0, 1.0, -1.0).astype(rp.dtype)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        by_q = _add_real(arctan(div(p, q)), xp.where(rq < 0, math.pi * sign_p, 0.0))
+        by_p = _add_real(neg(arctan(div(q, p))), math.pi / 2 * sign_p)
+    return where(xp.abs(rq) >= xp.abs(rp), by_q, by_p)
 
 
 def sqrt(a: Comps) -> Comps:
