@@ -77,7 +77,7 @@ def where(condition, x, y) -> Tensor:
 
 def relu(x) -> Tensor:
     x = as_tensor(x)
-    return where(x.real > 0, x, 0.0)
+    return where(~(x.real <= 0), x, 0.0)  # not `> 0`: NaN must pass through, never become 0
 
 
 def elu(x, alpha: float = 1.0) -> Tensor:
@@ -103,14 +103,18 @@ def maximum(x, y) -> Tensor:
     """Elementwise maximum by real part; ties give x."""
     like = x if isinstance(x, Tensor) else y
     x, y = as_tensor(x, like), as_tensor(y, like)
-    return where(x.real >= y.real, x, y)
+    return where((x.real >= y.real) | _isnan(x.real), x, y)  # NaN in either one wins
 
 
 def minimum(x, y) -> Tensor:
     """Elementwise minimum by real part; ties give x."""
     like = x if isinstance(x, Tensor) else y
     x, y = as_tensor(x, like), as_tensor(y, like)
-    return where(x.real <= y.real, x, y)
+    return where((x.real <= y.real) | _isnan(x.real), x, y)
+
+
+def _isnan(a):
+    return array_module(a).isnan(a)
 
 
 def clip(x, a_min=None, a_max=None) -> Tensor:
