@@ -45,7 +45,7 @@ def markdown(table: dict, env: dict) -> str:
         f"Relative errors are clipped at {ERROR_CLIP:g}: for h < 1e-16, x + h == x in float64 and"
         f" every FD quotient is 0 (error 1) or 0/0; the bicomplex step carries h^2 f'' in its"
         f" i1 i2 part, which leaves the float64 range below h ~ 1e-154 (subnormal, then 0/0)."
-        f" mcnet's default step for order k, 2^(-664/k), stays clear of that.\n\n"
+        f" mcnet's default step for order k, 2^(-400/k), stays clear of that.\n\n"
         + markdown_table(["h", *names], rows)
         + f"\nmcnet commit {env['commit']}, NumPy {env['numpy']}, {env['date']}.\n"
     )

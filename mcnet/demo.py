@@ -169,7 +169,7 @@ def step_error_section(out_dir: Path) -> None:
         print(f"  {name:21s} best {err[best]:.1e} at h = {h[best]:.0e}; "
               f"error <= {ROUNDOFF:g} for h in {span}")
     print("  (the bicomplex step reads h^2 f'' off the i1 i2 part, so it needs h^2 inside the"
-          " float64 range, h > ~1e-154;\n   mcnet's default step for order k is 2^(-664/k))")
+          " float64 range, h > ~1e-154;\n   mcnet's default step for order k is 2^(-400/k))")
     try:
         path = plot_step_error(table, out_dir / "fig1_step_error.png")
     except ImportError:

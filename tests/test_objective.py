@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import mcnet as mc
 from mcnet import nn
-from mcnet.nn.objective import Objective, step_size
+from mcnet.nn.objective import Objective
 
 seeds = st.integers(0, 2**31 - 1)
 
@@ -211,12 +211,14 @@ def test_float32_derivatives_agree_with_float64(kind, seed):
     assert curvature32 == pytest.approx(v @ hv64, rel=1e-3, abs=1e-5)
 
 
-def test_float32_step_keeps_products_of_perturbations_normal():
-    tiny = np.finfo(np.float32).tiny
-    for order in (1, 2):
-        h = step_size(np.float32, order)
-        assert np.float32(h) ** (2 * order) >= tiny
-        assert h**2 < np.finfo(np.float32).eps**1.5  # truncation below roundoff
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_default_step_keeps_products_of_perturbations_normal(dtype):
+    """Subnormal products are slow; h**(2k) must stay a normal number, h**2 below roundoff."""
+    tiny = np.finfo(dtype).tiny
+    for order in (1, 2, 3):
+        h = mc.default_step(dtype, order)
+        assert dtype(h) ** (2 * order) >= tiny
+        assert h**2 < np.finfo(dtype).eps / 100
 
 
 def test_float32_hvp_survives_tiny_directions_and_curvature():

@@ -126,8 +126,8 @@ class _SymbolicNamespace:
         self.emitter = emitter
 
     def _call(self, fn: str, x) -> Sym:
-        module = "cmath" if _is_complex(x) else "math"
-        return self.emitter.let(f"{module}.{fn}({_code(x)})", _is_complex(x))
+        name = f"complex_{fn}" if _is_complex(x) else f"math.{fn}"
+        return self.emitter.let(f"{name}({_code(x)})", _is_complex(x))
 
     def exp(self, x):
         return self._call("exp", x)
@@ -160,6 +160,59 @@ class _SymbolicNamespace:
 
 _HEADER = "import cmath\nimport math\n"
 
+# Complex base functions with a fast path for tiny imaginary parts, the derivative case:
+# for |y| < 2**-27, cos y and cosh y round to 1 and sin y, sinh y to y in float64, so the
+# one-real-function forms below are the correctly rounded values, not approximations.
+_COMPLEX_BASE = """
+TINY = 2.0**-27
+
+
+@{decorator}
+def complex_exp(z):
+    y = z.imag
+    if y != 0.0 and abs(y) < TINY:
+        e = math.exp(z.real)
+        return complex(e, e * y)
+    return cmath.exp(z)
+
+
+@{decorator}
+def complex_sin(z):
+    y = z.imag
+    if y != 0.0 and abs(y) < TINY:
+        return complex(math.sin(z.real), math.cos(z.real) * y)
+    return cmath.sin(z)
+
+
+@{decorator}
+def complex_cos(z):
+    y = z.imag
+    if y != 0.0 and abs(y) < TINY:
+        return complex(math.cos(z.real), -math.sin(z.real) * y)
+    return cmath.cos(z)
+
+
+@{decorator}
+def complex_sinh(z):
+    y = z.imag
+    if y != 0.0 and abs(y) < TINY:
+        return complex(math.sinh(z.real), math.cosh(z.real) * y)
+    return cmath.sinh(z)
+
+
+@{decorator}
+def complex_cosh(z):
+    y = z.imag
+    if y != 0.0 and abs(y) < TINY:
+        return complex(math.cosh(z.real), math.sinh(z.real) * y)
+    return cmath.cosh(z)
+
+
+@{decorator}
+def complex_tanh(z):
+    return cmath.tanh(z)
+"""
+
 
 def _body(fn: Callable, n_inputs: int, n_comps: int) -> tuple[list[str], int]:
     """Trace ``fn`` on symbolic inputs: (lines computing outputs o0.., number of outputs)."""
@@ -178,14 +231,16 @@ def generate_source(fn: Callable, n_inputs: int, order: int, target: str) -> str
     args = ", ".join(f"x{i}" for i in range(n_inputs))
     body = "\n".join("        " + line for line in lines)
     if target == "cpu":
+        helpers = _COMPLEX_BASE.replace("{decorator}", "njit(cache=True, inline='always')")
         return (
-            f"{_HEADER}from numba import njit\n\n\n"
+            f"{_HEADER}from numba import njit\n{helpers}\n\n"
             f"@njit(cache=True, nogil=True, error_model='numpy')\n"
             f"def kernel({args}, out):\n"
             f"    for e in range(out.shape[1]):\n{body}\n"
         )
+    helpers = _COMPLEX_BASE.replace("{decorator}", "cuda.jit(device=True)")
     return (
-        f"{_HEADER}from numba import cuda\n\n\n"
+        f"{_HEADER}from numba import cuda\n{helpers}\n\n"
         f"@cuda.jit\n"
         f"def kernel({args}, out):\n"
         f"    e = cuda.grid(1)\n"

@@ -28,22 +28,6 @@ from mcnet.nn.module import Module
 from mcnet.nn.vector import vector_to_parameters
 from mcnet.tensor import Tensor
 
-# Steps h (powers of two) by dtype and derivative order.  float64 uses mc.default_step.
-# float32 keeps h**order at 2**-48 (2**-12 at most) instead of the default 2**-64: the
-# products of two perturbed parts (h**(2 order)) then stay normal numbers (>= 2**-126), which
-# avoids subnormal arithmetic (measured 2x slower elementwise) while the O(h**2) truncation
-# error stays far below float32 roundoff for orders 1 and 2.
-_FLOAT32_TOP_EXPONENT = 48
-_FLOAT32_LARGEST_STEP_EXPONENT = 12
-
-
-def step_size(dtype, order: int) -> float:
-    """The step h the Objective uses for derivatives of the given order in ``dtype``."""
-    if np.dtype(dtype) == np.float32 and order >= 1:
-        exponent = max(_FLOAT32_TOP_EXPONENT // order, _FLOAT32_LARGEST_STEP_EXPONENT)
-        return 2.0**-exponent
-    return mc.default_step(dtype, order)
-
 
 class Objective:
     """The loss of ``module`` under ``loss`` as a function of the flat parameter vector."""
@@ -66,7 +50,7 @@ class Objective:
         """(grad f(w), H v) from one complex forward and backward at w + i h v."""
         w = self._point(w)
         v, scale = _unit_scaled(self._direction(v, w, "v"))
-        h = step_size(w.dtype, 1)
+        h = mc.default_step(w.dtype, 1)
         _, grad = self._evaluate(mc.perturb(w, [v], h), batch, backward=True)
         # Multiplying by a power of two is exact: Hv = coef_i(grad) / (h * scale).
         return _host(grad.real), _host(grad.coef((1,)) * (1.0 / (h * scale)))
@@ -85,7 +69,7 @@ class Objective:
         directions = [self._direction(v, w, f"direction {j}") for j, v in enumerate(directions)]
         if not directions:
             return self.value(w, batch)
-        h = step_size(w.dtype, len(directions))
+        h = mc.default_step(w.dtype, len(directions))
 
         def loss_at(point: Tensor) -> Tensor:
             return self._evaluate(point, batch, backward=False)[0]
