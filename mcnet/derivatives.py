@@ -84,21 +84,22 @@ def directional(f: Callable[[Tensor], Tensor], x, directions: Sequence, h: float
     if k == 0:
         return _to_output(as_tensor(f(x)).real)
     xp = array_module(x.data)
-    scaled, factor = [], 1.0
+    scaled, exponent = [], 0
     for j, v in enumerate(directions):
         v = _direction(v, x, j)
         size = float(xp.max(xp.abs(v))) if v.size else 0.0
         if size == 0.0 or not math.isfinite(size):
             scaled.append(v)
             continue
-        s = 2.0 ** -round(math.log2(size))
-        scaled.append(v * s)
-        factor /= s
+        # ldexp, not v * 2.0**e: 2**e overflows a float for subnormal directions
+        e = -round(math.log2(size))
+        scaled.append(xp.ldexp(v, e))
+        exponent -= e
     if h is None:
         h = default_step(x.dtype, k)
     y = as_tensor(f(perturb(x, scaled, h)), like=x)
     top = y.coef(tuple(range(1, k + 1)))
-    return _to_output(top / h**k * factor)
+    return _to_output(xp.ldexp(top / h**k, exponent))
 
 
 def derivative(f: Callable[[Tensor], Tensor], x, order: int = 1, h: float | None = None):

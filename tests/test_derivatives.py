@@ -259,3 +259,13 @@ def test_nan_propagates_through_reductions_and_derivatives():
             assert np.isnan(value[0]) and np.isfinite(value[1])
         d = mc.derivative(mc.tanh, x, 2)
     assert np.isnan(d[0, 1]) and np.isfinite(np.delete(d.ravel(), 1)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_subnormal_direction(dtype):
+    """A direction of subnormal size: rescaling it must not overflow the scale factor."""
+    x = np.array([0.3, -0.5], dtype=dtype)
+    v = np.array([1.0, 0.5], dtype=dtype) * np.finfo(dtype).smallest_subnormal * 8
+    want = np.cos(x.astype(float)) @ v.astype(float)
+    got = mc.directional(lambda t: mc.sin(t).sum(), x, [v])
+    assert got == pytest.approx(want, rel=1e-5 if dtype == np.float32 else 1e-13)
