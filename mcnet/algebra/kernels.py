@@ -316,6 +316,10 @@ def run(name: str, order: int, *inputs):
     if xp is np:
         kernel(name, order, "cpu")(*flat, out)
     else:  # pragma: no cover - GPU only
+        if not hasattr(np, "row_stack"):
+            # numba-cuda 0.2x still registers np.row_stack, which NumPy 2.5 removed; the
+            # alias is what NumPy itself had (np.row_stack was np.vstack)
+            np.row_stack = np.vstack
         threads = 256
         blocks = (out.shape[1] + threads - 1) // threads
         if blocks:
