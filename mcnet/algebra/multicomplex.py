@@ -241,7 +241,8 @@ def log(a: Comps) -> Comps:
         return [array_module(a[0]).log(a[0])]
     h = len(a) // 2
     w = div(a[h:], a[:h])
-    return add(log(a[:h]), scale(log1p(mul(w, w)), 0.5)) + arctan(w)
+    result = add(log(a[:h]), scale(log1p(mul(w, w)), 0.5)) + arctan(w)
+    return _onto_principal_branch(result, a, lambda z: array_module(z).log(z))
 
 
 def log1p(a: Comps) -> Comps:
@@ -250,7 +251,8 @@ def log1p(a: Comps) -> Comps:
         return [_base_log1p(a[0])]
     h = len(a) // 2
     w = div(a[h:], _add_real(a[:h], 1.0))
-    return add(log1p(a[:h]), scale(log1p(mul(w, w)), 0.5)) + arctan(w)
+    result = add(log1p(a[:h]), scale(log1p(mul(w, w)), 0.5)) + arctan(w)
+    return _onto_principal_branch(result, a, _base_log1p)
 
 
 def _base_log1p(z):
@@ -273,7 +275,8 @@ def arctan(a: Comps) -> Comps:
     q = _add_real(neg(add(x2, mul(y, y))), 1.0)
     one_minus_y = _add_real(neg(y), 1.0)
     d = add(x2, mul(one_minus_y, one_minus_y))
-    return scale(atan2(scale(x, 2.0), q), 0.5) + scale(log1p(div(scale(y, 4.0), d)), 0.25)
+    result = scale(atan2(scale(x, 2.0), q), 0.5) + scale(log1p(div(scale(y, 4.0), d)), 0.25)
+    return _onto_principal_branch(result, a, lambda z: array_module(z).arctan(z))
 
 
 def atan2(p: Comps, q: Comps) -> Comps:
@@ -289,6 +292,59 @@ def atan2(p: Comps, q: Comps) -> Comps:
         by_q = _add_real(arctan(div(p, q)), xp.where(rq < 0, math.pi * sign_p, 0.0))
         by_p = _add_real(neg(arctan(div(q, p))), math.pi / 2 * sign_p)
     return where(xp.abs(rq) >= xp.abs(rp), by_q, by_p)
+
+
+# --- principal branches ------------------------------------------------------------------------
+# The recursions above pick branches by real parts.  That is right whenever the imaginary
+# parts are small next to the real part, but with O(1) imaginary parts the idempotent
+# components of z (the 2**(n-1) complex numbers that C^n splits into) can need different
+# branches, and the result is then off by multiples of pi/2 (atan2 halved) or i pi (log1p
+# halved) on some components.  The idempotent split computes the principal value to absolute
+# accuracy but by cancellation (NUMERICS.md), so it only *chooses* the branch: the
+# recursion's exact result is moved by whole multiples of pi/2 (real and imaginary), and is
+# left untouched, tiny parts and all, where it is already right.
+
+_BRANCH_LATTICE = math.pi / 2
+
+
+def idempotent(a: Comps) -> Comps:
+    """The idempotent components: z1 + z2 i_n -> (z1 - i_1 z2, z1 + i_1 z2), recursively."""
+    if len(a) == 1:
+        return a
+    h = len(a) // 2
+    lower = [x - 1j * y for x, y in zip(a[:h], a[h:])]
+    upper = [x + 1j * y for x, y in zip(a[:h], a[h:])]
+    return idempotent(lower) + idempotent(upper)
+
+
+def from_idempotent(e: Comps) -> Comps:
+    """Inverse of ``idempotent``: z1 = (p + m)/2, z2 = i_1 (p - m)/2."""
+    if len(e) == 1:
+        return e
+    h = len(e) // 2
+    p, m = from_idempotent(e[:h]), from_idempotent(e[h:])
+    return [(x + y) / 2 for x, y in zip(p, m)] + [0.5j * (x - y) for x, y in zip(p, m)]
+
+
+def _onto_principal_branch(result: Comps, a: Comps, base: Callable) -> Comps:
+    """Shift ``result`` by lattice steps so that every idempotent component agrees with
+    ``base`` (the principal complex function) applied to that component of ``a``."""
+    xp = array_module(a[0])
+    with np.errstate(all="ignore"):
+        principal = [base(c) for c in idempotent(a)]
+        steps = [(p - r) / _BRANCH_LATTICE for p, r in zip(principal, idempotent(result))]
+        offsets = [xp.rint(d.real) + 1j * xp.rint(d.imag) for d in steps]
+    broken = None  # elements where the recursion divided by zero but the function exists
+    for k in offsets:
+        bad = ~xp.isfinite(k)
+        broken = bad if broken is None else broken | bad
+    if broken.any():
+        offsets = [xp.where(broken, 0, k) for k in offsets]
+    if any(bool(xp.any(k)) for k in offsets):
+        result = add(result, from_idempotent([k * _BRANCH_LATTICE for k in offsets]))
+    if broken.any():
+        result = where(broken, from_idempotent(principal), result)
+    return result
 
 
 def sqrt(a: Comps) -> Comps:
