@@ -274,7 +274,8 @@ def test_sqrt_and_power_identities(order, ratio, data):
     p = data.draw(dominant_parts(order, ratio=ratio))
     z = T(p)
     r = mc.sqrt(z)
-    assert_parts_close((r * r).parts, p, norm1(p), 1e-12 * 2.0 ** max(0, order - 3))
+    # roundoff grows with the 2**n components and with the spread of the idempotent parts
+    assert_parts_close((r * r).parts, p, norm1(p), 1e-12 * 2.0 ** max(1, order - 2))
     a = data.draw(st.floats(-2.0, 2.0))
     b = data.draw(st.floats(-2.0, 2.0))
     lhs = mc.power(z, a) * mc.power(z, b)
