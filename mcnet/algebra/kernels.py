@@ -214,10 +214,13 @@ def complex_tanh(z):
 """
 
 
-def _body(fn: Callable, n_inputs: int, n_comps: int) -> tuple[list[str], int]:
+def _body(fn: Callable, n_inputs: int, order: int) -> tuple[list[str], int]:
     """Trace ``fn`` on symbolic inputs: (lines computing outputs o0.., number of outputs)."""
     emitter = _Emitter()
-    inputs = [[Sym(f"a{i}_{j}", True, emitter) for j in range(n_comps)] for i in range(n_inputs)]
+    n_comps = 2 ** (order - 1) if order else 1
+    inputs = [
+        [Sym(f"a{i}_{j}", order > 0, emitter) for j in range(n_comps)] for i in range(n_inputs)
+    ]
     outputs = fn(*inputs)
     lines = [f"a{i}_{j} = x{i}[{j}, e]" for i in range(n_inputs) for j in range(n_comps)]
     lines += emitter.lines
@@ -227,7 +230,7 @@ def _body(fn: Callable, n_inputs: int, n_comps: int) -> tuple[list[str], int]:
 
 def generate_source(fn: Callable, n_inputs: int, order: int, target: str) -> str:
     """Python source of a kernel ``kernel(x0, [x1,] out)`` over arrays of shape (C, N)."""
-    lines, _ = _body(fn, n_inputs, 2 ** (order - 1))
+    lines, _ = _body(fn, n_inputs, order)
     args = ", ".join(f"x{i}" for i in range(n_inputs))
     body = "\n".join("        " + line for line in lines)
     if target == "cpu":
@@ -283,7 +286,7 @@ FUSED: dict[str, tuple[Callable, int, int]] = {
     "mul": (alg.mul, 2, 2),
     "exp": (alg.exp, 1, 2),
     "tanh": (alg.tanh, 1, 2),
-    "sigmoid": (alg.sigmoid, 1, 1),
+    "sigmoid": (alg.sigmoid, 1, 0),
     "sin": (alg.sin, 1, 2),
     "cos": (alg.cos, 1, 2),
 }

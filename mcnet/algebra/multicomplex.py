@@ -416,12 +416,13 @@ def _real_erf(x):
 def where(cond, a: Comps, b: Comps) -> Comps:
     """Select whole multicomplex elements by a boolean array (decided on real parts)."""
     xp = array_module(a[0])
-    n = max(len(a), len(b))
-    zero_a = xp.zeros_like(a[0])
-    zero_b = xp.zeros_like(b[0])
+    if len(a) == len(b):
+        return [xp.where(cond, x, y) for x, y in zip(a, b)]
+    # the shorter operand's missing coefficients are zero
+    zero = 0j if np.iscomplexobj(a[0]) or np.iscomplexobj(b[0]) else 0.0
     return [
-        xp.where(cond, a[j] if j < len(a) else zero_a, b[j] if j < len(b) else zero_b)
-        for j in range(n)
+        xp.where(cond, a[j] if j < len(a) else zero, b[j] if j < len(b) else zero)
+        for j in range(max(len(a), len(b)))
     ]
 
 
