@@ -110,6 +110,8 @@ class Sym:
         return self._binary(o, "/")
 
     def __rtruediv__(self, o):
+        if self.is_complex and not isinstance(o, Sym) and o == 1:
+            return self.emitter.let(f"complex_inv({self.name})", True)
         return self._binary(o, "/", True)
 
     def __neg__(self):
@@ -206,6 +208,18 @@ def complex_cosh(z):
     if y != 0.0 and abs(y) < TINY:
         return complex(math.cosh(z.real), math.sinh(z.real) * y)
     return cmath.cosh(z)
+
+
+@{decorator}
+def complex_inv(z):
+    # 1/(a + bi) = (1/a, -b/a^2) when b^2 is below a^2's last bit; the general division
+    # forms b*b or b*(b/a), which turn subnormal (slow) for tiny b
+    a = z.real
+    b = z.imag
+    if abs(b) < TINY * abs(a):
+        r = 1.0 / a
+        return complex(r, -b * r * r)
+    return 1.0 / z
 
 
 @{decorator}
@@ -322,7 +336,7 @@ def run(name: str, order: int, *inputs):
         if not hasattr(np, "row_stack"):
             # numba-cuda 0.2x still registers np.row_stack, which NumPy 2.5 removed; the
             # alias is what NumPy itself had (np.row_stack was np.vstack)
-            np.row_stack = np.vstack
+            np.row_stack = np.vstack  # noqa: NPY201
         threads = 256
         blocks = (out.shape[1] + threads - 1) // threads
         if blocks:
