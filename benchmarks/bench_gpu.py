@@ -39,6 +39,24 @@ def timed(fn, repeats: int = 10) -> float:
     return float(np.median(samples))
 
 
+def _cases(a: Tensor, b: Tensor) -> dict:
+    """op name: (mcnet call, per-array CuPy recursion, CuPy complex128 equivalent)."""
+    return {
+        "exp": (lambda: mc.exp(a), lambda: Tensor._from_comps(alg.exp(a.comps)), cp.exp),
+        "tanh": (lambda: mc.tanh(a), lambda: Tensor._from_comps(alg.tanh(a.comps)), cp.tanh),
+        "sigmoid": (
+            lambda: mc.sigmoid(a),
+            lambda: Tensor._from_comps(alg.sigmoid(a.comps)),
+            lambda z: 1 / (1 + cp.exp(-z)),
+        ),
+        "multiply": (
+            lambda: a * b,
+            lambda: Tensor._from_comps(alg.mul(a.comps, b.comps)),
+            lambda z: z * z,
+        ),
+    }
+
+
 def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
@@ -47,20 +65,7 @@ def main() -> None:
         parts[0] += 1.0
         a = mc.from_parts(parts).to("cuda")
         b = mc.from_parts(parts[::-1].copy()).to("cuda")
-        cases = {
-            "exp": (lambda: mc.exp(a), lambda: Tensor._from_comps(alg.exp(a.comps)), cp.exp),
-            "tanh": (lambda: mc.tanh(a), lambda: Tensor._from_comps(alg.tanh(a.comps)), cp.tanh),
-            "sigmoid": (
-                lambda: mc.sigmoid(a),
-                lambda: Tensor._from_comps(alg.sigmoid(a.comps)),
-                lambda z: 1 / (1 + cp.exp(-z)),
-            ),
-            "multiply": (
-                lambda: a * b,
-                lambda: Tensor._from_comps(alg.mul(a.comps, b.comps)),
-                lambda z: z * z,
-            ),
-        }
+        cases = _cases(a, b)
         for name, (fused, recursion, cupy_fn) in cases.items():
             row = {
                 "op": name,

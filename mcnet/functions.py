@@ -70,7 +70,8 @@ def _binary_data(a: Tensor, b: Tensor):
 def where(condition, x, y) -> Tensor:
     """Elements of x where condition holds, else of y (whole multicomplex numbers)."""
     like = x if isinstance(x, Tensor) else y
-    x, y = as_tensor(x, like if isinstance(like, Tensor) else None), as_tensor(y, like if isinstance(like, Tensor) else None)
+    like = like if isinstance(like, Tensor) else None
+    x, y = as_tensor(x, like), as_tensor(y, like)
     cond = condition.real if isinstance(condition, Tensor) else condition
     return _binary(x, y, lambda a, b: alg.where(array_module(a[0]).asarray(cond, dtype=bool), a, b))
 
@@ -185,7 +186,8 @@ def concatenate(tensors: Sequence, axis: int = 0) -> Tensor:
     """Join tensors along an existing axis; orders promote to the highest."""
     parts = _same_order(tensors)
     xp = array_module(parts[0].data)
-    return Tensor(xp.concatenate([t.data for t in parts], axis=_component_axis(axis, parts[0].ndim)))
+    axis = _component_axis(axis, parts[0].ndim)
+    return Tensor(xp.concatenate([t.data for t in parts], axis=axis))
 
 
 def stack(tensors: Sequence, axis: int = 0) -> Tensor:
@@ -216,7 +218,8 @@ def embed(x, order: int) -> Tensor:
     from mcnet.tensor import _complex_of, check_memory
 
     count = 2 ** (order - 1)
-    check_memory(count * x.size * 2 * x.dtype.itemsize, f"an order-{order} tensor of shape {x.shape}")
+    nbytes = count * x.size * 2 * x.dtype.itemsize
+    check_memory(nbytes, f"an order-{order} tensor of shape {x.shape}")
     data = xp.zeros((count,) + x.shape, dtype=_complex_of(x.dtype))
     data[: len(x.data)] = x.data
     return Tensor(data)

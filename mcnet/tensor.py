@@ -322,7 +322,8 @@ def _check_dtype(dtype) -> np.dtype:
 
 
 def tensor(data, dtype=None, device: str = "cpu") -> Tensor:
-    """An order-0 tensor (order 1 for complex data); float64 unless data is float32 or dtype says."""
+    """An order-0 tensor (order 1 for complex data); float64 unless data is float32 or dtype
+    says so."""
     if isinstance(data, Tensor):
         t = data if dtype is None else data.astype(dtype)
         return t if t.device == device else t.to(device)
@@ -371,7 +372,8 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
         return Tensor(arr[None])
     arr = xp.asarray(x)
     if arr.dtype.kind == "c":
-        return Tensor(arr.astype(_complex_of(np.result_type(_real_of(arr.dtype), like.dtype)))[None])
+        real = np.result_type(_real_of(arr.dtype), like.dtype)
+        return Tensor(arr.astype(_complex_of(real))[None])
     if arr.dtype.kind in "biu":
         arr = arr.astype(like.dtype)
     elif arr.dtype.kind != "f":
