@@ -164,51 +164,27 @@ _HEADER = "import cmath\nimport math\n"
 
 # Complex base functions with a fast path for tiny imaginary parts, the derivative case:
 # for |y| < 2**-27, cos y and cosh y round to 1 and sin y, sinh y to y in float64, so the
-# one-real-function forms below are the correctly rounded values, not approximations.
-_COMPLEX_BASE = """
-TINY = 2.0**-27
+# real-function forms below are the correctly rounded values, not approximations.
+_TINY_IMAGINARY_FORMS = {  # f(x + iy) for tiny y: (real part, imaginary part)
+    "exp": ("math.exp(x)", "math.exp(x) * y"),
+    "sin": ("math.sin(x)", "math.cos(x) * y"),
+    "cos": ("math.cos(x)", "-math.sin(x) * y"),
+    "sinh": ("math.sinh(x)", "math.cosh(x) * y"),
+    "cosh": ("math.cosh(x)", "math.sinh(x) * y"),
+}
+_COMPLEX_BASE = "\nTINY = 2.0**-27\n" + "".join(
+    f"""
 
-
-@{decorator}
-def complex_exp(z):
+@{{decorator}}
+def complex_{name}(z):
+    x = z.real
     y = z.imag
     if y != 0.0 and abs(y) < TINY:
-        e = math.exp(z.real)
-        return complex(e, e * y)
-    return cmath.exp(z)
-
-
-@{decorator}
-def complex_sin(z):
-    y = z.imag
-    if y != 0.0 and abs(y) < TINY:
-        return complex(math.sin(z.real), math.cos(z.real) * y)
-    return cmath.sin(z)
-
-
-@{decorator}
-def complex_cos(z):
-    y = z.imag
-    if y != 0.0 and abs(y) < TINY:
-        return complex(math.cos(z.real), -math.sin(z.real) * y)
-    return cmath.cos(z)
-
-
-@{decorator}
-def complex_sinh(z):
-    y = z.imag
-    if y != 0.0 and abs(y) < TINY:
-        return complex(math.sinh(z.real), math.cosh(z.real) * y)
-    return cmath.sinh(z)
-
-
-@{decorator}
-def complex_cosh(z):
-    y = z.imag
-    if y != 0.0 and abs(y) < TINY:
-        return complex(math.cosh(z.real), math.sinh(z.real) * y)
-    return cmath.cosh(z)
-
+        return complex({real}, {imag})
+    return cmath.{name}(z)
+"""
+    for name, (real, imag) in _TINY_IMAGINARY_FORMS.items()
+) + """
 
 @{decorator}
 def complex_inv(z):
