@@ -171,6 +171,8 @@ _TINY_IMAGINARY_FORMS = {  # f(x + iy) for tiny y: (real part, imaginary part)
     "cos": ("math.cos(x)", "-math.sin(x) * y"),
     "sinh": ("math.sinh(x)", "math.cosh(x) * y"),
     "cosh": ("math.cosh(x)", "math.sinh(x) * y"),
+    # sech^2 as 1/cosh^2, not 1 - tanh^2, which cancels for large |x|
+    "tanh": ("math.tanh(x)", "y / (math.cosh(x) * math.cosh(x))"),
 }
 _COMPLEX_BASE = "\nTINY = 2.0**-27\n" + "".join(
     f"""
@@ -198,9 +200,6 @@ def complex_inv(z):
     return 1.0 / z
 
 
-@{decorator}
-def complex_tanh(z):
-    return cmath.tanh(z)
 """
 
 
@@ -274,8 +273,8 @@ def _load(source: str, name: str):
 FUSED: dict[str, tuple[Callable, int, int]] = {
     # name: (recursion, number of inputs, lowest order worth fusing)
     "mul": (alg.mul, 2, 2),
-    "exp": (alg.exp, 1, 2),
-    "tanh": (alg.tanh, 1, 2),
+    "exp": (alg.exp, 1, 1),
+    "tanh": (alg.tanh, 1, 1),
     "sigmoid": (alg.sigmoid, 1, 0),
     "sin": (alg.sin, 1, 2),
     "cos": (alg.cos, 1, 2),
