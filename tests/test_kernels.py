@@ -142,3 +142,26 @@ def test_generated_source_is_straight_line_code():
     source = kernels.generate_source(alg.exp, 1, 2, "cpu")
     assert "for e in range" in source and "cmath.exp" in source
     assert "while" not in source
+
+
+def test_kernels_walk_transposed_views_in_memory_order():
+    """A transposed view (a convolution's NCHW output) is computed in place of a copy and
+    keeps its layout; a sliced view, which is not one buffer, is copied first."""
+    rng = np.random.default_rng(5)
+    parts = rng.uniform(-0.3, 0.3, size=(4, 6, 32, 8, 8))
+    parts[0] += 1.0
+    t = mc.from_parts(parts).transpose(1, 0, 2, 3)
+    for fused in (mc.sigmoid(t), mc.exp(t), t * t):
+        assert fused.shape == t.shape
+    want = Tensor._from_comps(alg.sigmoid(t.comps)).parts
+    np.testing.assert_allclose(mc.sigmoid(t).parts, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        (t * t).parts, Tensor._from_comps(alg.mul(t.comps, t.comps)).parts, rtol=1e-12, atol=1e-12
+    )
+    sliced = mc.from_parts(parts)[:, ::2]
+    np.testing.assert_allclose(
+        mc.exp(sliced).parts,
+        Tensor._from_comps(alg.exp(sliced.comps)).parts,
+        rtol=1e-12,
+        atol=1e-12,
+    )

@@ -303,7 +303,13 @@ def run(name: str, order: int, *inputs):
     """Apply a fused primitive to same-shaped component arrays of shape (C, *shape)."""
     first = inputs[0]
     xp = alg.array_module(first)
-    flat = [xp.ascontiguousarray(x.reshape(x.shape[0], -1)) for x in inputs]
+    # Elements can be visited in memory order: a transposed view (a convolution's NCHW
+    # output, say) is walked as the contiguous buffer it is, and the result gets its layout.
+    axes = _memory_order(first)
+    if axes is None or any(not x.transpose(axes).flags.c_contiguous for x in inputs):
+        axes = tuple(range(first.ndim))
+    laid_out = [xp.ascontiguousarray(x.transpose(axes)) for x in inputs]
+    flat = [x.reshape(x.shape[0], -1) for x in laid_out]
     out = xp.empty_like(flat[0])
     if xp is np:
         kernel(name, order, "cpu")(*flat, out)
@@ -316,4 +322,12 @@ def run(name: str, order: int, *inputs):
         blocks = (out.shape[1] + threads - 1) // threads
         if blocks:
             kernel(name, order, "cuda")[blocks, threads](*flat, out)
-    return out.reshape(first.shape)
+    return out.reshape(laid_out[0].shape).transpose(np.argsort(axes))
+
+
+def _memory_order(x) -> tuple[int, ...] | None:
+    """Axes from the largest stride to the smallest, the component axis first; None when
+    the components are not the outermost axis of one buffer."""
+    rest = sorted(range(1, x.ndim), key=lambda i: -x.strides[i])
+    axes = (0, *rest)
+    return axes if all(x.strides[0] >= x.strides[i] for i in rest) else None
