@@ -39,8 +39,20 @@ def default_step(dtype, order: int) -> float:
     return 2.0**-exponent
 
 
-def perturb(x, directions: Sequence, h: float) -> Tensor:
-    """The order-k tensor ``x + h (i_1 v_1 + ... + i_k v_k)``, k = len(directions)."""
+# Up to this order a perturbation along one direction is held as k + 1 coefficients
+# (algebra.symmetric): products cost (k + 1)**2 base products instead of 4**(k-1) complex
+# ones, while functions other than products still expand to the general 2**k layout.
+MAX_ONE_DIRECTION_ORDER = 8
+
+
+def perturb(x, directions: Sequence, h: float, one_direction: bool | None = None) -> Tensor:
+    """The order-k tensor ``x + h (i_1 v_1 + ... + i_k v_k)``, k = len(directions).
+
+    When every direction is the same (and 2 <= k <= 8) the tensor is held in the
+    one-direction layout (``Tensor.one_direction``), which computes the same numbers with
+    fewer products; ``one_direction=False`` forces the general layout, True requires the
+    compact one.
+    """
     x = as_tensor(x)
     if x.order:
         raise ValueError(f"perturb needs a real (order-0) point, got an order-{x.order} tensor")
@@ -48,14 +60,23 @@ def perturb(x, directions: Sequence, h: float) -> Tensor:
     xp = array_module(x.data)
     if k == 0:
         return x.copy()
+    vs = [_direction(v, x, j) for j, v in enumerate(directions)]
+    same = all(v is vs[0] or bool(xp.array_equal(v, vs[0])) for v in vs[1:])
+    if one_direction and not same:
+        raise ValueError("one_direction=True needs every direction to be the same")
+    if one_direction is None:
+        one_direction = same and 2 <= k <= MAX_ONE_DIRECTION_ORDER
+    if one_direction:
+        data = xp.zeros((k + 1,) + x.shape, dtype=x.dtype)
+        data[0], data[1] = x.data[0], h * vs[0]
+        return Tensor(data)
     check_memory(
         2**k * max(x.size, 1) * x.dtype.itemsize,
         f"perturbing a tensor of shape {x.shape} along {k} directions (order {k})",
     )
     data = xp.zeros((2 ** (k - 1),) + x.shape, dtype=_complex_of(x.dtype))
     data.real[0] = x.data[0]
-    for j, v in enumerate(directions):
-        v = _direction(v, x, j)
+    for j, v in enumerate(vs):
         if j == 0:
             data.imag[0] = h * v
         else:

@@ -14,18 +14,24 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mcnet.algebra import kernels
-from mcnet.algebra import multicomplex as alg
+from mcnet.algebra import kernels, symmetric
 from mcnet.algebra.multicomplex import array_module
-from mcnet.tensor import FUSE_MIN_SIZE, Tensor, _binary, _component_axis, as_tensor
+from mcnet.tensor import (
+    FUSE_MIN_SIZE,
+    Tensor,
+    _binary,
+    _component_axis,
+    algebra_of,
+    as_tensor,
+)
 
 
-def _analytic(fn: Callable, name: str, doc: str) -> Callable[[Tensor], Tensor]:
+def _analytic(name: str, doc: str) -> Callable[[Tensor], Tensor]:
     def lifted(x) -> Tensor:
         x = as_tensor(x)
-        if x.size >= FUSE_MIN_SIZE and kernels.applies(name, x.order):
-            return Tensor(kernels.run(name, x.order, x.data))
-        return Tensor._from_comps(fn(x.comps))
+        if x.size >= FUSE_MIN_SIZE and kernels.applies(name, x.order, x.one_direction):
+            return Tensor(kernels.run(name, x.order, x.data, one_direction=x.one_direction))
+        return Tensor._from_comps(getattr(algebra_of(x), name)(x.comps))
 
     lifted.__name__ = name
     lifted.__qualname__ = name
@@ -33,27 +39,27 @@ def _analytic(fn: Callable, name: str, doc: str) -> Callable[[Tensor], Tensor]:
     return lifted
 
 
-exp = _analytic(alg.exp, "exp", "Exponential, exact for any multicomplex argument.")
-log = _analytic(alg.log, "log", "Principal natural logarithm.")
-log1p = _analytic(alg.log1p, "log1p", "log(1 + x), exact for tiny real x at orders 0 and 1.")
-sqrt = _analytic(alg.sqrt, "sqrt", "Principal square root.")
-sin = _analytic(alg.sin, "sin", "Sine.")
-cos = _analytic(alg.cos, "cos", "Cosine.")
-tan = _analytic(alg.tan, "tan", "Tangent.")
-sinh = _analytic(alg.sinh, "sinh", "Hyperbolic sine.")
-cosh = _analytic(alg.cosh, "cosh", "Hyperbolic cosine.")
-tanh = _analytic(alg.tanh, "tanh", "Hyperbolic tangent (no overflow for large real parts).")
-arctan = _analytic(alg.arctan, "arctan", "Principal arctangent.")
-sigmoid = _analytic(alg.sigmoid, "sigmoid", "Logistic function 1 / (1 + exp(-x)).")
-softplus = _analytic(alg.softplus, "softplus", "log(1 + exp(x)), stable for large |x|.")
-erf = _analytic(alg.erf, "erf", "Error function (Taylor series about the real part).")
+exp = _analytic("exp", "Exponential, exact for any multicomplex argument.")
+log = _analytic("log", "Principal natural logarithm.")
+log1p = _analytic("log1p", "log(1 + x), exact for tiny real x at orders 0 and 1.")
+sqrt = _analytic("sqrt", "Principal square root.")
+sin = _analytic("sin", "Sine.")
+cos = _analytic("cos", "Cosine.")
+tan = _analytic("tan", "Tangent.")
+sinh = _analytic("sinh", "Hyperbolic sine.")
+cosh = _analytic("cosh", "Hyperbolic cosine.")
+tanh = _analytic("tanh", "Hyperbolic tangent (no overflow for large real parts).")
+arctan = _analytic("arctan", "Principal arctangent.")
+sigmoid = _analytic("sigmoid", "Logistic function 1 / (1 + exp(-x)).")
+softplus = _analytic("softplus", "log(1 + exp(x)), stable for large |x|.")
+erf = _analytic("erf", "Error function (Taylor series about the real part).")
 
 
 def power(x, p) -> Tensor:
     """x**p for an integer, real or tensor exponent p (principal branch for non-integers)."""
     x = as_tensor(x, p if isinstance(p, Tensor) else None)
     if isinstance(p, numbers.Real):
-        return Tensor._from_comps(alg.power(x.comps, p))
+        return Tensor._from_comps(algebra_of(x).power(x.comps, p))
     p = as_tensor(p, x)
     if p.order == 0 and x.order == 0:
         return Tensor(array_module(x.data).power(*_binary_data(x, p)))
@@ -73,7 +79,10 @@ def where(condition, x, y) -> Tensor:
     like = like if isinstance(like, Tensor) else None
     x, y = as_tensor(x, like), as_tensor(y, like)
     cond = condition.real if isinstance(condition, Tensor) else condition
-    return _binary(x, y, lambda a, b: alg.where(array_module(a[0]).asarray(cond, dtype=bool), a, b))
+    def select(algebra):
+        return lambda a, b: algebra.where(array_module(a[0]).asarray(cond, dtype=bool), a, b)
+
+    return _binary(x, y, select)
 
 
 def relu(x) -> Tensor:
@@ -204,12 +213,20 @@ def _same_order(tensors: Sequence) -> list[Tensor]:
     like = next((t for t in tensors if isinstance(t, Tensor)), None)
     ts = [as_tensor(t, like) for t in tensors]
     order = builtins.max(t.order for t in ts)
+    if algebra_of(*ts) is symmetric:  # real ones join as s_0, with s_1.. = 0
+        return [t if t.one_direction else _one_direction_of_real(t, order) for t in ts]
     return [embed(t, order) for t in ts]
+
+
+def _one_direction_of_real(x: Tensor, order: int) -> Tensor:
+    data = array_module(x.data).zeros((order + 1,) + x.shape, dtype=x.data.dtype)
+    data[0] = x.data[0]
+    return Tensor(data)
 
 
 def embed(x, order: int) -> Tensor:
     """The same numbers as a tensor of a higher order (zero coefficients for the new units)."""
-    x = as_tensor(x)
+    x = as_tensor(x).general()
     if order < x.order:
         raise ValueError(f"cannot embed an order-{x.order} tensor into order {order}")
     if order == x.order:

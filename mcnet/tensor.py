@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mcnet.algebra import kernels
+from mcnet.algebra import kernels, symmetric
 from mcnet.algebra import multicomplex as mc_alg
 from mcnet.algebra.multicomplex import array_module
 
@@ -66,12 +66,13 @@ class Tensor:
         """Wrap component data ``(C, *shape)``; users build tensors with ``mc.tensor`` or
         ``mc.from_parts``."""
         count = data.shape[0] if getattr(data, "ndim", 0) else 0
-        real = data.dtype.kind == "f" if count else False
-        if not count or (real and count != 1) or count & (count - 1) or data.dtype.kind not in "fc":
+        kind = getattr(getattr(data, "dtype", None), "kind", None)
+        if not count or kind not in "fc" or (kind == "c" and count & (count - 1)):
             raise TypeError(
-                "Tensor(data) takes component data of shape (C, *shape) (real with C = 1, or "
-                f"complex with C a power of two), got {getattr(data, 'dtype', type(data))} "
-                f"of shape {getattr(data, 'shape', None)}; use mc.tensor(...) or mc.from_parts(...)"
+                "Tensor(data) takes component data of shape (C, *shape): complex with C a "
+                "power of two, or real (C = 1 for order 0, C = k + 1 for a one-direction "
+                f"number), got {getattr(data, 'dtype', type(data))} of shape "
+                f"{getattr(data, 'shape', None)}; use mc.tensor(...) or mc.from_parts(...)"
             )
         self.data = data
 
@@ -83,9 +84,8 @@ class Tensor:
             comps = xp.broadcast_arrays(*comps)
         if len(comps) == 1:  # orders 0 and 1: a view, no copy
             return cls(xp.asarray(comps[0])[None])
+        # complex components: the general layout; real ones: a one-direction number
         dtype = np.result_type(*[c.dtype for c in comps])
-        if dtype.kind != "c":
-            dtype = _complex_of(dtype)
         return cls(xp.stack([xp.asarray(c, dtype=dtype) for c in comps]))
 
     @property
@@ -96,7 +96,21 @@ class Tensor:
     # --- description ----------------------------------------------------------------------
     @property
     def order(self) -> int:
-        return len(self.data).bit_length() if self.data.dtype.kind == "c" else 0
+        if self.data.dtype.kind == "c":
+            return len(self.data).bit_length()
+        return len(self.data) - 1  # 0 for real numbers, k for a one-direction number
+
+    @property
+    def one_direction(self) -> bool:
+        """Whether the tensor is held as a perturbation along one direction in every unit:
+        k + 1 real coefficients, s_c for every product of c units (``algebra.symmetric``)."""
+        return self.data.dtype.kind == "f" and len(self.data) > 1
+
+    def general(self) -> Tensor:
+        """The same numbers in the general layout of 2**(n-1) complex components."""
+        if not self.one_direction:
+            return self
+        return Tensor._from_comps(symmetric.expand(self.comps))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -136,6 +150,8 @@ class Tensor:
         """Array ``(2**n, *shape)``: index m holds the coefficient of prod(i_{k+1}, bit k of m)."""
         if self.order == 0:
             return self.data.copy()
+        if self.one_direction:
+            return self.general().parts
         xp = array_module(self.data)
         out = xp.empty((2 * len(self.data),) + self.shape, dtype=self.dtype)
         out[0::2] = self.data.real
@@ -155,8 +171,8 @@ class Tensor:
             # a unit the number does not carry: its coefficient is zero
             return array_module(self.data).zeros(self.shape, dtype=self.dtype)
         m = sum(1 << (u - 1) for u in units)
-        if self.order == 0:
-            return self.data[0].copy()
+        if self.data.dtype.kind == "f":  # order 0, or one direction: s_(number of units)
+            return self.data[len(units)].copy()
         c = self.data[m >> 1]
         return (c.imag if m & 1 else c.real).copy()
 
@@ -195,7 +211,7 @@ class Tensor:
 
     def astype(self, dtype) -> Tensor:
         dtype = _check_dtype(dtype)
-        target = _complex_of(dtype) if self.order else dtype
+        target = _complex_of(dtype) if self.data.dtype.kind == "c" else dtype
         return Tensor(self.data.astype(target, copy=False))
 
     def copy(self) -> Tensor:
@@ -203,16 +219,16 @@ class Tensor:
 
     # --- arithmetic ---------------------------------------------------------------------------
     def __add__(self, other):
-        return _binary(self, other, mc_alg.add)
+        return _binary(self, other, lambda algebra: algebra.add)
 
     def __radd__(self, other):
-        return _binary(other, self, mc_alg.add)
+        return _binary(other, self, lambda algebra: algebra.add)
 
     def __sub__(self, other):
-        return _binary(self, other, mc_alg.sub)
+        return _binary(self, other, lambda algebra: algebra.sub)
 
     def __rsub__(self, other):
-        return _binary(other, self, mc_alg.sub)
+        return _binary(other, self, lambda algebra: algebra.sub)
 
     def __mul__(self, other):
         return _multiply(self, other)
@@ -223,10 +239,10 @@ class Tensor:
     def __truediv__(self, other):
         if isinstance(other, numbers.Real):  # by a real number: no inverse needed
             return Tensor(self.data / other)
-        return _binary(self, other, mc_alg.div)
+        return _binary(self, other, lambda algebra: algebra.div)
 
     def __rtruediv__(self, other):
-        return _binary(other, self, mc_alg.div)
+        return _binary(other, self, lambda algebra: algebra.div)
 
     def __matmul__(self, other):
         return matmul(self, other)
@@ -279,6 +295,10 @@ class Tensor:
                 f"cannot assign an order-{value.order} value into an order-{self.order} tensor "
                 "(its imaginary parts would be lost); promote the target first"
             )
+        if value.order and value.one_direction != self.one_direction:
+            if self.one_direction:
+                self.data = self.general().data
+            value = value.general()
         xp = array_module(self.data)
         padded = xp.zeros((len(self.data),) + value.shape, dtype=self.data.dtype)
         padded[: len(value.data)] = value.data
@@ -381,24 +401,43 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
     return Tensor(arr[None])
 
 
-def _common(a: Tensor, b: Tensor) -> tuple[list, list]:
-    """Both operands' components, on one device, in their common base dtype."""
+def _common(a: Tensor, b: Tensor):
+    """The algebra both operands live in, and their components in their common base dtype.
+
+    One-direction numbers of one order combine with each other and with real numbers in
+    ``algebra.symmetric``; anything else is done in the general layout.
+    """
     if a.device != b.device:
         raise ValueError(f"operands live on different devices: {a.device} and {b.device}")
+    algebra = algebra_of(a, b)
+    if algebra is mc_alg:
+        a, b = a.general(), b.general()
     real = np.result_type(a.dtype, b.dtype)
 
     def cast(t):
-        target = _complex_of(real) if t.order else real
+        target = _complex_of(real) if t.data.dtype.kind == "c" else real
         return list(t.data.astype(target, copy=False))
 
-    return cast(a), cast(b)
+    return algebra, cast(a), cast(b)
+
+
+def algebra_of(*tensors: Tensor):
+    """``algebra.symmetric`` when one-direction numbers of one order meet only each other and
+    real numbers; ``algebra.multicomplex`` (the general layout) otherwise."""
+    if not any(t.one_direction for t in tensors):
+        return mc_alg
+    order = max(t.order for t in tensors)
+    if all(t.order == 0 or (t.one_direction and t.order == order) for t in tensors):
+        return symmetric
+    return mc_alg
 
 
 def _binary(a, b, op: Callable) -> Tensor:
+    """``op(algebra)`` is the component-list function to apply in the operands' algebra."""
     like = a if isinstance(a, Tensor) else b
     a, b = as_tensor(a, like), as_tensor(b, like)
-    ca, cb = _common(a, b)
-    return Tensor._from_comps(op(ca, cb))
+    algebra, ca, cb = _common(a, b)
+    return Tensor._from_comps(op(algebra)(ca, cb))
 
 
 def _multiply(a, b) -> Tensor:
@@ -409,10 +448,10 @@ def _multiply(a, b) -> Tensor:
         and a.shape == b.shape
         and a.data.dtype == b.data.dtype
         and a.size >= FUSE_MIN_SIZE
-        and kernels.applies("mul", a.order)
+        and kernels.applies("mul", a.order, a.one_direction)
     ):
-        return Tensor(kernels.run("mul", a.order, a.data, b.data))
-    return _binary(a, b, mc_alg.mul)
+        return Tensor(kernels.run("mul", a.order, a.data, b.data, one_direction=a.one_direction))
+    return _binary(a, b, lambda algebra: algebra.mul)
 
 
 def _real_of_operand(x):
@@ -466,7 +505,7 @@ def lift_bilinear(
     product = _real_aware(base, batches_leading_axis)
 
     def lifted(a, b) -> Tensor:
-        return _binary(a, b, lambda x, y: mc_alg.mul(x, y, product))
+        return _binary(a, b, lambda algebra: lambda x, y: algebra.mul(x, y, product))
 
     lifted.__name__ = getattr(base, "__name__", "bilinear")
     return lifted

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mcnet.algebra import multicomplex as alg
+from mcnet.algebra import symmetric
 
 # Orders with a fused kernel: above this the unrolled code grows as n 4**n and the
 # per-array recursion is already compute-bound.
@@ -80,6 +81,10 @@ class Sym:
     @property
     def real(self) -> Sym:
         return self.emitter.let(f"{self.name}.real", False) if self.is_complex else self
+
+    @property
+    def imag(self) -> Sym:
+        return self.emitter.let(f"{self.name}.imag" if self.is_complex else "0.0", False)
 
     def astype(self, dtype) -> Sym:
         return self
@@ -203,12 +208,17 @@ def complex_inv(z):
 """
 
 
-def _body(fn: Callable, n_inputs: int, order: int) -> tuple[list[str], int]:
+def _body(
+    fn: Callable, n_inputs: int, order: int, one_direction: bool
+) -> tuple[list[str], int]:
     """Trace ``fn`` on symbolic inputs: (lines computing outputs o0.., number of outputs)."""
     emitter = _Emitter()
-    n_comps = 2 ** (order - 1) if order else 1
+    if one_direction:  # k + 1 real coefficients
+        n_comps, is_complex = order + 1, False
+    else:
+        n_comps, is_complex = (2 ** (order - 1) if order else 1), order > 0
     inputs = [
-        [Sym(f"a{i}_{j}", order > 0, emitter) for j in range(n_comps)] for i in range(n_inputs)
+        [Sym(f"a{i}_{j}", is_complex, emitter) for j in range(n_comps)] for i in range(n_inputs)
     ]
     outputs = fn(*inputs)
     lines = [f"a{i}_{j} = x{i}[{j}, e]" for i in range(n_inputs) for j in range(n_comps)]
@@ -217,9 +227,11 @@ def _body(fn: Callable, n_inputs: int, order: int) -> tuple[list[str], int]:
     return lines, len(outputs)
 
 
-def generate_source(fn: Callable, n_inputs: int, order: int, target: str) -> str:
+def generate_source(
+    fn: Callable, n_inputs: int, order: int, target: str, one_direction: bool = False
+) -> str:
     """Python source of a kernel ``kernel(x0, [x1,] out)`` over arrays of shape (C, N)."""
-    lines, _ = _body(fn, n_inputs, order)
+    lines, _ = _body(fn, n_inputs, order, one_direction)
     args = ", ".join(f"x{i}" for i in range(n_inputs))
     body = "\n".join("        " + line for line in lines)
     if target == "cpu":
@@ -280,26 +292,31 @@ FUSED: dict[str, tuple[Callable, int, int]] = {
     "cos": (alg.cos, 1, 2),
 }
 
-_compiled: dict[tuple[str, int, str], Callable] = {}
+_compiled: dict[tuple[str, int, str, bool], Callable] = {}
 
 
-def kernel(name: str, order: int, target: str = "cpu") -> Callable:
-    """The compiled kernel of a fused primitive at one order, built on first use."""
-    key = (name, order, target)
+def kernel(name: str, order: int, target: str = "cpu", one_direction: bool = False) -> Callable:
+    """The compiled kernel of a fused primitive at one order, built on first use; for
+    ``one_direction`` numbers it is traced through ``algebra.symmetric``."""
+    key = (name, order, target, one_direction)
     if key not in _compiled:
         fn, n_inputs, _ = FUSED[name]
-        _compiled[key] = _load(
-            generate_source(fn, n_inputs, order, target), f"{name}_o{order}_{target}"
-        )
+        if one_direction:
+            fn = getattr(symmetric, name)
+        source = generate_source(fn, n_inputs, order, target, one_direction)
+        tag = f"{name}_{'d' if one_direction else 'o'}{order}_{target}"
+        _compiled[key] = _load(source, tag)
     return _compiled[key]
 
 
-def applies(name: str, order: int) -> bool:
+def applies(name: str, order: int, one_direction: bool = False) -> bool:
     """Whether ``name`` has a fused kernel worth using at this order."""
-    return name in FUSED and FUSED[name][2] <= order <= MAX_KERNEL_ORDER
+    if name not in FUSED or order > MAX_KERNEL_ORDER:
+        return False
+    return order >= 2 if one_direction else order >= FUSED[name][2]
 
 
-def run(name: str, order: int, *inputs):
+def run(name: str, order: int, *inputs, one_direction: bool = False):
     """Apply a fused primitive to same-shaped component arrays of shape (C, *shape)."""
     first = inputs[0]
     xp = alg.array_module(first)
@@ -312,7 +329,7 @@ def run(name: str, order: int, *inputs):
     flat = [x.reshape(x.shape[0], -1) for x in laid_out]
     out = xp.empty_like(flat[0])
     if xp is np:
-        kernel(name, order, "cpu")(*flat, out)
+        kernel(name, order, "cpu", one_direction)(*flat, out)
     else:  # pragma: no cover - GPU only
         if not hasattr(np, "row_stack"):
             # numba-cuda 0.2x still registers np.row_stack, which NumPy 2.5 removed; the
@@ -321,7 +338,7 @@ def run(name: str, order: int, *inputs):
         threads = 256
         blocks = (out.shape[1] + threads - 1) // threads
         if blocks:
-            kernel(name, order, "cuda")[blocks, threads](*flat, out)
+            kernel(name, order, "cuda", one_direction)[blocks, threads](*flat, out)
     return out.reshape(laid_out[0].shape).transpose(np.argsort(axes))
 
 

@@ -1,0 +1,159 @@
+"""One-direction numbers (k + 1 coefficients, ``algebra.symmetric``) against the general
+multicomplex layout (2**k coefficients) and against closed-form derivatives."""
+
+import numpy as np
+import pytest
+from helpers import reference_mul
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import mcnet as mc
+from mcnet.algebra import symmetric
+from mcnet.nn import CrossEntropyLoss, manual_seed, models, parameters_to_vector
+from mcnet.nn.vector import vector_to_parameters
+from mcnet.tensor import FUSE_MIN_SIZE, Tensor
+
+ORDERS = st.integers(2, 5)
+
+
+@st.composite
+def one_direction_numbers(draw, order, shape=(3,), spread=0.4):
+    """s_0 in [1, 2] and the other coefficients O(1) but small enough that every idempotent
+    component keeps a positive real part (so log, sqrt, arctan take principal values)."""
+    s = draw(hnp.arrays(np.float64, (order + 1, *shape), elements=st.floats(-1, 1)))
+    s[0] = 1.5 + 0.5 * s[0]
+    s[1:] *= spread / 2**order
+    return Tensor(s)
+
+
+def _general_parts(s: np.ndarray) -> np.ndarray:
+    """The API parts layout written out directly: coefficient m is s[popcount(m)]."""
+    k = len(s) - 1
+    return np.stack([s[bin(m).count("1")] for m in range(2**k)])
+
+
+@settings(max_examples=20)
+@given(order=ORDERS, data=st.data())
+def test_layout_parts_coef_and_real(order, data):
+    t = data.draw(one_direction_numbers(order))
+    assert t.one_direction and t.order == order
+    np.testing.assert_array_equal(t.parts, _general_parts(t.data))
+    assert np.array_equal(t.coef(tuple(range(1, order + 1))), t.data[order])
+    assert np.array_equal(t.coef((2,)), t.data[1]) and np.array_equal(t.real, t.data[0])
+    np.testing.assert_array_equal(t.general().parts, t.parts)
+
+
+@settings(max_examples=20)
+@given(order=ORDERS, data=st.data())
+def test_product_matches_the_unit_multiplication_table(order, data):
+    a = data.draw(one_direction_numbers(order, spread=4.0))
+    b = data.draw(one_direction_numbers(order, spread=4.0))
+    got = (a * b).parts
+    np.testing.assert_allclose(got, reference_mul(a.parts, b.parts), rtol=1e-13, atol=1e-13)
+    w = np.random.default_rng(order).normal(size=(3, 2))
+    np.testing.assert_allclose(
+        (a @ w).parts, np.stack([p @ w for p in a.parts]), rtol=1e-13, atol=1e-13
+    )
+
+
+FUNCTIONS = {
+    "exp": mc.exp, "log": mc.log, "sqrt": mc.sqrt, "sin": mc.sin, "cos": mc.cos,
+    "tanh": mc.tanh, "arctan": mc.arctan, "sigmoid": mc.sigmoid, "softplus": mc.softplus,
+    "erf": mc.erf, "inverse": lambda z: 1 / z, "cube": lambda z: z**3, "relu": mc.relu,
+    "power": lambda z: z**0.75,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@settings(max_examples=10)
+@given(order=ORDERS, data=st.data())
+def test_functions_agree_with_the_general_layout(name, order, data):
+    t = data.draw(one_direction_numbers(order))
+    f = FUNCTIONS[name]
+    got = f(t)
+    assert got.one_direction
+    want = f(t.general()).parts
+    np.testing.assert_allclose(got.parts, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
+def test_directional_along_one_direction_matches_closed_forms(k):
+    """f(x) = sum sin(Ax): d^k f[v, ..., v] = sum sin^(k)((Ax)_i) (Av)_i^k."""
+    rng = np.random.default_rng(k)
+    a, x, v = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=4)
+    f = lambda w: mc.sin(w @ a.T).sum()  # noqa: E731
+    ax, av = a @ x, a @ v
+    sin_derivative = [np.sin, np.cos, lambda z: -np.sin(z), lambda z: -np.cos(z)][k % 4]
+    want = float(np.sum(sin_derivative(ax) * av**k))
+    assert mc.perturb(x, [v] * k, 1e-3).one_direction
+    assert mc.directional(f, x, [v] * k) == pytest.approx(want, rel=1e-12, abs=1e-13)
+
+
+def test_perturb_layout_choice_and_errors():
+    x, v, u = np.zeros(3), np.ones(3), np.arange(3.0)
+    assert mc.perturb(x, [v, v.copy()], 0.5).one_direction  # equal arrays count as one
+    assert not mc.perturb(x, [v, u], 0.5).one_direction
+    assert not mc.perturb(x, [v], 0.5).one_direction  # order 1: the complex layout
+    assert not mc.perturb(x, [v, v], 0.5, one_direction=False).one_direction
+    with pytest.raises(ValueError, match="same"):
+        mc.perturb(x, [v, u], 0.5, one_direction=True)
+    general = mc.perturb(x, [v, v, v], 0.5, one_direction=False)
+    np.testing.assert_array_equal(mc.perturb(x, [v, v, v], 0.5).parts, general.parts)
+
+
+def test_mixing_with_real_and_general_tensors():
+    rng = np.random.default_rng(0)
+    t = mc.perturb(rng.normal(size=5), [rng.normal(size=5)] * 3, 0.25)
+    g = mc.perturb(rng.normal(size=5), [rng.normal(size=5) for _ in range(3)], 0.25)
+    assert (t + 1.0).one_direction and (t * np.arange(5.0)).one_direction
+    mixed = t * g
+    assert not mixed.one_direction
+    np.testing.assert_allclose(mixed.parts, reference_mul(t.parts, g.parts), rtol=1e-13, atol=1e-15)
+    joined = mc.concatenate([t, mc.tensor(np.ones(2))])
+    assert joined.one_direction and joined.shape == (7,)
+    np.testing.assert_array_equal(joined.parts[:, 5:], np.eye(8)[:, :1] * np.ones(2))
+    with pytest.raises(ValueError, match="order-3 value into an order-0"):
+        mc.tensor(np.zeros(5))[:] = t
+    target = t.copy()
+    target[1:3] = g[1:3]  # a general value turns the target general, nothing is lost
+    np.testing.assert_array_equal(target.parts[:, 1:3], g.parts[:, 1:3])
+    np.testing.assert_array_equal(target.parts[:, 3:], t.parts[:, 3:])
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_fused_kernels_on_one_direction_numbers(order):
+    rng = np.random.default_rng(order)
+    s = rng.uniform(-1, 1, size=(order + 1, FUSE_MIN_SIZE + 5))
+    s[0] += 2.0
+    s[1:] *= 0.1
+    t = Tensor(s)
+    for name in ("exp", "tanh", "sigmoid", "sin", "cos"):
+        fused = getattr(mc, name)(t).data
+        recursed = getattr(symmetric, name)(list(s))
+        np.testing.assert_allclose(fused, np.stack(recursed), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose((t * t).data, np.stack(symmetric.mul(list(s), list(s))), rtol=1e-13)
+
+
+def test_network_curvature_and_third_derivative_match_the_general_layout():
+    manual_seed(3)
+    net = models.lenet5()
+    loss = CrossEntropyLoss()
+    rng = np.random.default_rng(3)
+    images, labels = rng.uniform(0, 1, size=(4, 1, 28, 28)), rng.integers(0, 10, size=4)
+    w = parameters_to_vector(net)
+    v = rng.standard_normal(w.size)
+
+    def top_coefficient(one_direction: bool, k: int) -> float:
+        h = mc.default_step(np.float64, k)
+        vector_to_parameters(mc.perturb(w, [v] * k, h, one_direction=one_direction), net)
+        value = loss(net(mc.tensor(images)), labels)
+        return float(value.coef(tuple(range(1, k + 1)))) / h**k
+
+    for k in (2, 3):
+        fast, general = top_coefficient(True, k), top_coefficient(False, k)
+        assert fast == pytest.approx(general, rel=1e-11)
+    objective = mc.Objective(net, loss)
+    assert objective.curvature(w, v, (images, labels)) == pytest.approx(
+        v @ objective.hvp(w, v, (images, labels)), rel=1e-10
+    )
