@@ -40,6 +40,8 @@ def git_commit() -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
                               check=False).stdout.strip()
 
+    if os.environ.get("MCNET_COMMIT"):  # a copy of the tree without .git (the device run)
+        return os.environ["MCNET_COMMIT"]
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return commit + ("+dirty" if git("status", "--porcelain", "--", "mcnet") else "")
 

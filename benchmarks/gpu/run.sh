@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The one device session: install mcnet, run the GPU tests, the GPU elementwise benchmark and
 # LeNet-5 vs PyTorch (CPU, one thread; PyTorch is on the device image, not a dependency).
-# Usage on the device machine, from the repository root:  OUT=/some/dir bash benchmarks/gpu/run.sh
+# Usage on the device machine, from the repository root (the copy there has no .git, so the
+# commit measured is passed in):  OUT=/some/dir MCNET_COMMIT=abc1234 bash benchmarks/gpu/run.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/mcnet-gpu}
 mkdir -p "$OUT"
-export MCNET_CACHE=/tmp/mcnet-cache PYTHONUNBUFFERED=1
+export MCNET_CACHE=/tmp/mcnet-cache PYTHONUNBUFFERED=1 MCNET_COMMIT=${MCNET_COMMIT:-unknown}
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$OUT/install.log" 2>&1 \
     || export PYTHONPATH=$PWD
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$OUT/device.txt"
