@@ -29,7 +29,7 @@ from mcnet.tensor import (
 def _analytic(name: str, doc: str) -> Callable[[Tensor], Tensor]:
     def lifted(x) -> Tensor:
         x = as_tensor(x)
-        if x.size >= FUSE_MIN_SIZE and kernels.applies(name, x.order, x.one_direction):
+        if x.size >= FUSE_MIN_SIZE and kernels.applies(name, x.order, x.one_direction, x.device):
             return Tensor(kernels.run(name, x.order, x.data, one_direction=x.one_direction))
         return Tensor._from_comps(getattr(algebra_of(x), name)(x.comps))
 

@@ -448,7 +448,7 @@ def _multiply(a, b) -> Tensor:
         and a.shape == b.shape
         and a.data.dtype == b.data.dtype
         and a.size >= FUSE_MIN_SIZE
-        and kernels.applies("mul", a.order, a.one_direction)
+        and kernels.applies("mul", a.order, a.one_direction, a.device)
     ):
         return Tensor(kernels.run("mul", a.order, a.data, b.data, one_direction=a.one_direction))
     return _binary(a, b, lambda algebra: algebra.mul)

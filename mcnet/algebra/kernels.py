@@ -282,14 +282,16 @@ def _load(source: str, name: str):
 
 # --- the fused primitives -------------------------------------------------------------------
 
-FUSED: dict[str, tuple[Callable, int, int]] = {
-    # name: (recursion, number of inputs, lowest order worth fusing)
-    "mul": (alg.mul, 2, 2),
-    "exp": (alg.exp, 1, 1),
-    "tanh": (alg.tanh, 1, 1),
-    "sigmoid": (alg.sigmoid, 1, 0),
-    "sin": (alg.sin, 1, 2),
-    "cos": (alg.cos, 1, 2),
+FUSED: dict[str, tuple[Callable, int, int, int]] = {
+    # name: (recursion, number of inputs, lowest order worth fusing on the CPU, on the GPU).
+    # On the GPU order-1 exp, tanh and products are single CuPy passes already, and a Numba
+    # launch costs more than the tiny-imaginary-part path saves (measured on an H100).
+    "mul": (alg.mul, 2, 2, 2),
+    "exp": (alg.exp, 1, 1, 2),
+    "tanh": (alg.tanh, 1, 1, 2),
+    "sigmoid": (alg.sigmoid, 1, 0, 0),
+    "sin": (alg.sin, 1, 2, 2),
+    "cos": (alg.cos, 1, 2, 2),
 }
 
 _compiled: dict[tuple[str, int, str, bool], Callable] = {}
@@ -300,7 +302,7 @@ def kernel(name: str, order: int, target: str = "cpu", one_direction: bool = Fal
     ``one_direction`` numbers it is traced through ``algebra.symmetric``."""
     key = (name, order, target, one_direction)
     if key not in _compiled:
-        fn, n_inputs, _ = FUSED[name]
+        fn, n_inputs = FUSED[name][:2]
         if one_direction:
             fn = getattr(symmetric, name)
         source = generate_source(fn, n_inputs, order, target, one_direction)
@@ -309,11 +311,11 @@ def kernel(name: str, order: int, target: str = "cpu", one_direction: bool = Fal
     return _compiled[key]
 
 
-def applies(name: str, order: int, one_direction: bool = False) -> bool:
-    """Whether ``name`` has a fused kernel worth using at this order."""
+def applies(name: str, order: int, one_direction: bool = False, device: str = "cpu") -> bool:
+    """Whether ``name`` has a fused kernel worth using at this order on this device."""
     if name not in FUSED or order > MAX_KERNEL_ORDER:
         return False
-    return order >= 2 if one_direction else order >= FUSED[name][2]
+    return order >= 2 if one_direction else order >= FUSED[name][2 if device == "cpu" else 3]
 
 
 def run(name: str, order: int, *inputs, one_direction: bool = False):
