@@ -26,7 +26,7 @@ class Dropout(Module):
             raise ValueError(f"Dropout probability must be in [0, 1], got {p}")
         self.p = float(p)
         # seeded from the initialisation generator, so nn.manual_seed makes masks reproducible
-        self._rng = np.random.default_rng(init._rng.integers(2**63))
+        self._rng = np.random.default_rng(init.generator().integers(2**63))
         self._mask: np.ndarray | None = None
 
     def resample(self, seed: int | np.random.SeedSequence | None = None) -> None:

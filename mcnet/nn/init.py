@@ -13,6 +13,11 @@ def manual_seed(seed: int) -> None:
     _rng = np.random.default_rng(seed)
 
 
+def generator() -> np.random.Generator:
+    """The generator behind initialisation (and the first Dropout masks)."""
+    return _rng
+
+
 def uniform(shape: tuple[int, ...], bound: float) -> np.ndarray:
     """U(-bound, bound) samples of the given shape, float64."""
     return _rng.uniform(-bound, bound, size=shape)
