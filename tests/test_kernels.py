@@ -94,21 +94,39 @@ def test_kernel_agrees_with_recursion_for_large_imaginary_parts(order, name, see
     np.testing.assert_allclose(fused.parts, recursed.parts, rtol=1e-12, atol=1e-12)
 
 
-def test_cuda_source_runs_under_the_simulator():
+def test_cuda_sources_run_under_the_simulator():
+    """Every fused CUDA kernel, general and one-direction, at orders 0-3, run by Numba's CUDA
+    simulator on a machine without a GPU, against the per-array recursion."""
     script = textwrap.dedent(
         """
         import numpy as np
-        from numba import cuda
-        from mcnet.algebra import kernels, multicomplex as alg
-        from mcnet.tensor import Tensor
-        import mcnet as mc
+        from mcnet.algebra import kernels, symmetric, multicomplex as alg
         rng = np.random.default_rng(0)
-        parts = rng.uniform(-0.5, 0.5, size=(4, 50)); parts[0] += 1
-        t = mc.from_parts(parts)
-        out = np.empty_like(t.data.reshape(2, -1))
-        kernels.kernel("exp", 2, "cuda")[1, 64](np.ascontiguousarray(t.data), out)
-        want = Tensor._from_comps(alg.exp(t.comps)).data
-        assert np.allclose(out, want, rtol=1e-13, atol=1e-13), abs(out - want).max()
+        n = 40
+        for name, (fn, n_inputs, *_) in kernels.FUSED.items():
+            for order in range(4):
+                for one_direction in (False, True):
+                    if one_direction and order < 2:
+                        continue
+                    if not one_direction and order < kernels.FUSED[name][2]:
+                        continue
+                    if one_direction:
+                        ins = [rng.uniform(-0.2, 0.2, size=(order + 1, n)) for _ in range(n_inputs)]
+                        ref = getattr(symmetric, name)
+                    else:
+                        count = 2 ** (order - 1) if order else 1
+                        dtype = complex if order else float
+                        ins = [rng.uniform(-0.2, 0.2, size=(count, n)).astype(dtype)
+                               + (1j * rng.uniform(-0.2, 0.2, size=(count, n)) if order else 0)
+                               for _ in range(n_inputs)]
+                        ref = fn
+                    for x in ins:
+                        x[0] += 1.0
+                    out = np.empty_like(ins[0])
+                    kernels.kernel(name, order, "cuda", one_direction)[1, 64](*ins, out)
+                    want = np.stack(ref(*[list(x) for x in ins]))
+                    err = abs(out - want).max()
+                    assert err < 1e-12, (name, order, one_direction, err)
         print("ok")
         """
     )
