@@ -122,11 +122,12 @@ def test_mixing_with_real_and_general_tensors():
 
 
 @pytest.mark.parametrize("order", [2, 3, 4])
-def test_fused_kernels_on_one_direction_numbers(order):
+@pytest.mark.parametrize("perturbation", [0.1, 1e-40])  # the exact path and the series path
+def test_fused_kernels_on_one_direction_numbers(order, perturbation):
     rng = np.random.default_rng(order)
     s = rng.uniform(-1, 1, size=(order + 1, FUSE_MIN_SIZE + 5))
     s[0] += 2.0
-    s[1:] *= 0.1
+    s[1:] *= perturbation ** np.arange(1, order + 1)[:, None]
     t = Tensor(s)
     for name in ("exp", "tanh", "sigmoid", "sin", "cos"):
         fused = getattr(mc, name)(t).data
@@ -157,3 +158,26 @@ def test_network_curvature_and_third_derivative_match_the_general_layout():
     assert objective.curvature(w, v, (images, labels)) == pytest.approx(
         v @ objective.hvp(w, v, (images, labels)), rel=1e-10
     )
+
+
+@pytest.mark.parametrize("name", sorted(symmetric._FUNCTIONS))
+@settings(max_examples=10)
+@given(order=st.integers(2, 6), data=st.data())
+def test_taylor_series_agree_with_the_exact_path_for_tiny_perturbations(name, order, data):
+    """The jet recurrences and the multicomplex recursion are independent; where the
+    perturbation is tiny they must agree to roundoff, coefficient by coefficient."""
+    x0 = data.draw(hnp.arrays(np.float64, 4, elements=st.floats(0.2, 3.0)))
+    v = data.draw(hnp.arrays(np.float64, 4, elements=st.floats(-1, 1)))
+    s = mc.perturb(x0, [v] * order, mc.default_step(np.float64, order)).comps
+    assert symmetric.is_tiny(name, s)
+    series, exact = symmetric.series(name)(s), symmetric.exact(name)(s)
+    for c, (got, want) in enumerate(zip(series, exact)):
+        scale = np.abs(want).max() + np.finfo(float).tiny
+        assert np.abs(got - want).max() <= 1e-12 * scale, (c, got, want)
+
+
+def test_large_perturbations_take_the_exact_path():
+    s = [np.array([0.5]), np.array([1e-3]), np.array([0.0])]
+    assert not symmetric.is_tiny("exp", s)
+    assert symmetric.is_tiny("exp", [s[0], s[1] * 1e-10, s[2]])
+    assert not symmetric.is_tiny("log", [s[0] * 1e-30, s[1] * 1e-10, s[2]])  # scale |s_0|

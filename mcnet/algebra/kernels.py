@@ -297,17 +297,22 @@ FUSED: dict[str, tuple[Callable, int, int, int]] = {
 _compiled: dict[tuple[str, int, str, bool], Callable] = {}
 
 
-def kernel(name: str, order: int, target: str = "cpu", one_direction: bool = False) -> Callable:
-    """The compiled kernel of a fused primitive at one order, built on first use; for
-    ``one_direction`` numbers it is traced through ``algebra.symmetric``."""
-    key = (name, order, target, one_direction)
+def kernel(
+    name: str, order: int, target: str = "cpu", one_direction: bool = False, series: bool = False
+) -> Callable:
+    """The compiled kernel of a fused primitive at one order, built on first use.  For
+    ``one_direction`` numbers it is traced through ``algebra.symmetric``: its Taylor ``series``
+    (tiny perturbations) or its ``exact`` path through the general layout."""
+    key = (name, order, target, one_direction, series)
     if key not in _compiled:
         fn, n_inputs = FUSED[name][:2]
         if one_direction:
-            fn = getattr(symmetric, name)
+            fn = symmetric.mul if name == "mul" else (
+                symmetric.series(name) if series else symmetric.exact(name)
+            )
         source = generate_source(fn, n_inputs, order, target, one_direction)
-        tag = f"{name}_{'d' if one_direction else 'o'}{order}_{target}"
-        _compiled[key] = _load(source, tag)
+        layout = ("t" if series else "d") if one_direction else "o"
+        _compiled[key] = _load(source, f"{name}_{layout}{order}_{target}")
     return _compiled[key]
 
 
@@ -330,8 +335,9 @@ def run(name: str, order: int, *inputs, one_direction: bool = False):
     laid_out = [xp.ascontiguousarray(x.transpose(axes)) for x in inputs]
     flat = [x.reshape(x.shape[0], -1) for x in laid_out]
     out = xp.empty_like(flat[0])
+    series = one_direction and name != "mul" and symmetric.is_tiny(name, list(flat[0]))
     if xp is np:
-        kernel(name, order, "cpu", one_direction)(*flat, out)
+        kernel(name, order, "cpu", one_direction, series)(*flat, out)
     else:  # pragma: no cover - GPU only
         if not hasattr(np, "row_stack"):
             # numba-cuda 0.2x still registers np.row_stack, which NumPy 2.5 removed; the
@@ -340,7 +346,7 @@ def run(name: str, order: int, *inputs, one_direction: bool = False):
         threads = 256
         blocks = (out.shape[1] + threads - 1) // threads
         if blocks:
-            kernel(name, order, "cuda", one_direction)[blocks, threads](*flat, out)
+            kernel(name, order, "cuda", one_direction, series)[blocks, threads](*flat, out)
     return out.reshape(laid_out[0].shape).transpose(np.argsort(axes))
 
 

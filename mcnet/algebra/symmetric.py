@@ -12,19 +12,21 @@ classes: for |C| = c, choose p units of A inside C and q outside,
     (s t)_c = sum_{p <= c, q <= k - c} C(c, p) C(k - c, q) (-1)^q s_{p+q} t_{c-p+q},
 
 so a product costs (k + 1)**2 base products (real GEMMs for matmul) instead of 4**(k-1)
-complex ones.  Every other function expands to the general multicomplex layout, applies the
-exact recursion of ``multicomplex`` and reads one representative coefficient per class back;
-as scalar kernels (``kernels``) the expansion is only renaming, so a fused kernel still reads
-and writes k + 1 numbers per element.
+complex ones.  A function of a number whose perturbation is tiny (``is_tiny``: the derivative
+case) is its truncated Taylor series (``taylor``), which agrees with the multicomplex value to
+roundoff at O(k^2) cost; otherwise it expands to the general layout, applies the exact
+recursion of ``multicomplex`` and reads one representative coefficient per class back.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from math import comb
 
 from mcnet.algebra import multicomplex as alg
+from mcnet.algebra import taylor
 
 Comps = list  # [s_0, ..., s_k], real arrays
 
@@ -101,33 +103,99 @@ def compress(c: alg.Comps, k: int) -> Comps:
     return [c[0].real] + [c[(2**m - 1) >> 1].imag for m in range(1, k + 1)]
 
 
-def _through_multicomplex(fn: Callable) -> Callable[[Comps], Comps]:
-    def lifted(s: Comps, *args) -> Comps:
-        if len(s) == 1:
-            return fn(s, *args)
-        return compress(fn(expand(s), *args), len(s) - 1)
+# --- functions: exact through the general layout, or by Taylor series when tiny ------------
 
-    lifted.__name__ = fn.__name__
-    lifted.__doc__ = f"{fn.__name__} through the general multicomplex recursion."
+# name: (jet recurrence, general recursion, whether the function's scale is |s_0| — a pole or
+# branch point at 0 — rather than 1)
+_FUNCTIONS: dict[str, tuple[Callable, Callable, bool]] = {
+    "inv": (taylor.inv, alg.inv, True),
+    "exp": (taylor.exp, alg.exp, False),
+    "log": (taylor.log, alg.log, True),
+    "log1p": (taylor.log1p, alg.log1p, False),
+    "sqrt": (taylor.sqrt, alg.sqrt, True),
+    "sin": (taylor.sin, alg.sin, False),
+    "cos": (taylor.cos, alg.cos, False),
+    "tan": (taylor.tan, alg.tan, False),
+    "sinh": (taylor.sinh, alg.sinh, False),
+    "cosh": (taylor.cosh, alg.cosh, False),
+    "tanh": (taylor.tanh, alg.tanh, False),
+    "arctan": (taylor.arctan, alg.arctan, False),
+    "sigmoid": (taylor.sigmoid, alg.sigmoid, False),
+    "softplus": (taylor.softplus, alg.softplus, False),
+    "erf": (taylor.erf, alg.erf, False),
+}
+
+
+def exact(name: str) -> Callable[[Comps], Comps]:
+    """``name`` through the general layout: exact for any argument."""
+    general = _FUNCTIONS[name][1]
+    return lambda s: compress(general(expand(s)), len(s) - 1)
+
+
+def series(name: str) -> Callable[[Comps], Comps]:
+    """``name`` by its Taylor recurrence on t_c = s_c / c!: equal to ``exact`` to roundoff
+    when ``is_tiny``."""
+    jet = _FUNCTIONS[name][0]
+
+    def apply(s: Comps) -> Comps:
+        factorials = [math.factorial(c) for c in range(len(s))]
+        t = [x * (1.0 / f) if f > 1 else x for x, f in zip(s, factorials)]
+        return [y * float(f) if f > 1 else y for y, f in zip(jet(t), factorials)]
+
+    return apply
+
+
+def is_tiny(name: str, s: Comps) -> bool:
+    """Whether the perturbation is small enough that the multicomplex value and the Taylor
+    series agree to roundoff: every |s_c| <= (tau * scale)**c, tau = 2**-8 sqrt(eps), so the
+    terms in which the units square to -1 (relative size ~ (|s_c|^(1/c) / scale)**2) stay
+    below eps / 2**16.  ``scale`` is 1, or |s_0| for functions singular at 0."""
+    xp = alg.array_module(s[0])
+    tau = 2.0**-8 * math.sqrt(float(xp.finfo(s[0].dtype).eps))
+    relative_to_zero = _FUNCTIONS[name][2]
+    size = xp.abs(s[0]) if relative_to_zero else None
+    for c in range(1, len(s)):
+        bound = (tau * size) ** c if relative_to_zero else tau**c
+        if not bool(xp.all(xp.abs(s[c]) <= bound)):
+            return False
+    return True
+
+
+def _dispatching(name: str) -> Callable[[Comps], Comps]:
+    exact_path, series_path, general = exact(name), series(name), _FUNCTIONS[name][1]
+
+    def lifted(s: Comps) -> Comps:
+        if len(s) == 1:
+            return general(s)
+        return series_path(s) if is_tiny(name, s) else exact_path(s)
+
+    lifted.__name__ = name
+    lifted.__doc__ = f"{name} of a one-direction number (Taylor series when tiny, else exact)."
     return lifted
 
 
-inv = _through_multicomplex(alg.inv)
-exp = _through_multicomplex(alg.exp)
-log = _through_multicomplex(alg.log)
-log1p = _through_multicomplex(alg.log1p)
-sqrt = _through_multicomplex(alg.sqrt)
-sin = _through_multicomplex(alg.sin)
-cos = _through_multicomplex(alg.cos)
-tan = _through_multicomplex(alg.tan)
-sinh = _through_multicomplex(alg.sinh)
-cosh = _through_multicomplex(alg.cosh)
-tanh = _through_multicomplex(alg.tanh)
-arctan = _through_multicomplex(alg.arctan)
-sigmoid = _through_multicomplex(alg.sigmoid)
-softplus = _through_multicomplex(alg.softplus)
-erf = _through_multicomplex(alg.erf)
-power = _through_multicomplex(alg.power)
+inv = _dispatching("inv")
+exp = _dispatching("exp")
+log = _dispatching("log")
+log1p = _dispatching("log1p")
+sqrt = _dispatching("sqrt")
+sin = _dispatching("sin")
+cos = _dispatching("cos")
+tan = _dispatching("tan")
+sinh = _dispatching("sinh")
+cosh = _dispatching("cosh")
+tanh = _dispatching("tanh")
+arctan = _dispatching("arctan")
+sigmoid = _dispatching("sigmoid")
+softplus = _dispatching("softplus")
+erf = _dispatching("erf")
+
+
+def power(s: Comps, p) -> Comps:
+    """s**p through the general layout (integer powers are products there)."""
+    if len(s) == 1:
+        return alg.power(s, p)
+    return compress(alg.power(expand(s), p), len(s) - 1)
 
 
 def div(a: Comps, b: Comps) -> Comps:

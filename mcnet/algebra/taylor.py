@@ -1,0 +1,151 @@
+"""Truncated Taylor series (jets): coefficients y_0..y_k of f(t_0 + t_1 e + ... + t_k e^k).
+
+Each function is the textbook Taylor-mode recurrence (Griewank & Walther, ch. 13): O(k^2)
+operations and one real function evaluation at t_0 per element.  ``algebra.symmetric`` uses
+them for one-direction numbers whose perturbation is tiny, where the multicomplex value and
+the jet agree to roundoff (the units' squares, -1 instead of 0, only enter at relative order
+|perturbation|^2).  The list entries are real arrays, or the symbols of ``kernels`` when a
+kernel is traced.
+"""
+
+from __future__ import annotations
+
+import math
+
+from mcnet.algebra import multicomplex as alg
+
+Jet = list
+
+
+def mul(a: Jet, b: Jet) -> Jet:
+    """Cauchy product, truncated at the common length."""
+    return [sum_of(a[i] * b[c - i] for i in range(c + 1)) for c in range(len(a))]
+
+
+def sum_of(terms):
+    total = None
+    for term in terms:
+        total = term if total is None else total + term
+    return total
+
+
+def _integrate(t: Jet, y0, derivative: Jet) -> Jet:
+    """y with y' = derivative * t' (derivative given as a jet): y_c = sum_j j t_j d_(c-j) / c."""
+    return [y0] + [
+        sum_of(j * t[j] * derivative[c - j] for j in range(1, c + 1)) * (1.0 / c)
+        for c in range(1, len(t))
+    ]
+
+
+def exp(t: Jet) -> Jet:
+    y = [alg.array_module(t[0]).exp(t[0])]
+    for c in range(1, len(t)):
+        y.append(sum_of(j * t[j] * y[c - j] for j in range(1, c + 1)) * (1.0 / c))
+    return y
+
+
+def inv(t: Jet) -> Jet:
+    y = [1.0 / t[0]]
+    for c in range(1, len(t)):
+        y.append(-(sum_of(t[j] * y[c - j] for j in range(1, c + 1)) * y[0]))
+    return y
+
+
+def _log_about(t: Jet, y0, base) -> Jet:
+    """log-type recurrence: y' = t' / base with base = t (log) or 1 + t (log1p)."""
+    y = [y0]
+    for c in range(1, len(t)):
+        tail = sum_of(j * y[j] * t[c - j] for j in range(1, c)) if c > 1 else None
+        y.append((t[c] if tail is None else t[c] - tail * (1.0 / c)) / base)
+    return y
+
+
+def log(t: Jet) -> Jet:
+    return _log_about(t, alg.array_module(t[0]).log(t[0]), t[0])
+
+
+def log1p(t: Jet) -> Jet:
+    return _log_about(t, alg.log1p([t[0]])[0], t[0] + 1.0)
+
+
+def sqrt(t: Jet) -> Jet:
+    y = [alg.array_module(t[0]).sqrt(t[0])]
+    for c in range(1, len(t)):
+        tail = sum_of(y[j] * y[c - j] for j in range(1, c)) if c > 1 else None
+        y.append((t[c] if tail is None else t[c] - tail) / (2.0 * y[0]))
+    return y
+
+
+def _coupled(t: Jet, f0, g0, sign: float) -> tuple[Jet, Jet]:
+    """(f, g) with f' = g t', g' = sign f t': sin/cos (sign -1) and sinh/cosh (sign +1)."""
+    f, g = [f0], [g0]
+    for c in range(1, len(t)):
+        f.append(sum_of(j * t[j] * g[c - j] for j in range(1, c + 1)) * (1.0 / c))
+        g.append(sum_of(j * t[j] * f[c - j] for j in range(1, c + 1)) * (sign / c))
+    return f, g
+
+
+def sin(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    return _coupled(t, xp.sin(t[0]), xp.cos(t[0]), -1.0)[0]
+
+
+def cos(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    return _coupled(t, xp.sin(t[0]), xp.cos(t[0]), -1.0)[1]
+
+
+def sinh(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    return _coupled(t, xp.sinh(t[0]), xp.cosh(t[0]), 1.0)[0]
+
+
+def cosh(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    return _coupled(t, xp.sinh(t[0]), xp.cosh(t[0]), 1.0)[1]
+
+
+def tan(t: Jet) -> Jet:
+    return mul(sin(t), inv(cos(t)))
+
+
+def _riccati(t: Jet, y0, u0, slope) -> Jet:
+    """y with y' = u t' and u = q(y) quadratic with q'' = -2: sigmoid (u = y - y^2) and tanh
+    (u = 1 - y^2).  u_c = slope y_c - sum_(0<i<c) y_i y_(c-i), slope = q'(y_0); u_0 and
+    slope are passed in computed from t_0 directly, as y_0 - y_0^2 and 1 - y_0^2 would cancel
+    for large |t_0|."""
+    y, u = [y0], [u0]
+    for c in range(1, len(t)):
+        y.append(sum_of(j * t[j] * u[c - j] for j in range(1, c + 1)) * (1.0 / c))
+        middle = sum_of(y[i] * y[c - i] for i in range(1, c))
+        u.append(slope * y[c] if middle is None else slope * y[c] - middle)
+    return y
+
+
+def sigmoid(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    y0, y0_of_minus = alg.sigmoid([t[0]])[0], alg.sigmoid([-t[0]])[0]
+    # u_0 = s (1 - s) = s(t_0) s(-t_0); slope = 1 - 2 s(t_0) = -tanh(t_0 / 2)
+    return _riccati(t, y0, y0 * y0_of_minus, -xp.tanh(0.5 * t[0]))
+
+
+def tanh(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    y0, cosh0 = xp.tanh(t[0]), xp.cosh(t[0])
+    return _riccati(t, y0, 1.0 / (cosh0 * cosh0), -2.0 * y0)
+
+
+def softplus(t: Jet) -> Jet:
+    return _integrate(t, alg.softplus([t[0]])[0], sigmoid(t))
+
+
+def arctan(t: Jet) -> Jet:
+    one_plus_square = mul(t, t)
+    one_plus_square[0] = one_plus_square[0] + 1.0
+    return _integrate(t, alg.array_module(t[0]).arctan(t[0]), inv(one_plus_square))
+
+
+def erf(t: Jet) -> Jet:
+    gauss = exp([-c for c in mul(t, t)])
+    scale = 2.0 / math.sqrt(math.pi)
+    return _integrate(t, alg.erf([t[0]])[0], [scale * g for g in gauss])
