@@ -154,6 +154,9 @@ class _SymbolicNamespace:
     def tanh(self, x):
         return self._call("tanh", x)
 
+    def expm1(self, x):
+        return self.emitter.let(f"math.expm1({_code(x)})", False)
+
     def where(self, cond, a, b):
         return self.emitter.let(
             f"({_code(a)} if {_code(cond)} else {_code(b)})", _is_complex(a) or _is_complex(b)

@@ -122,17 +122,32 @@ def _riccati(t: Jet, y0, u0, slope) -> Jet:
     return y
 
 
+def _exp_of_minus_abs(x):
+    """(x >= 0, e, m): e = exp(-|x|) and m = expm1(-|x|) = e - 1, each to full relative
+    accuracy (1 - e and e would each cancel if taken from the other)."""
+    xp = alg.array_module(x)
+    positive = x >= 0
+    minus_abs = xp.where(positive, -x, x)
+    return positive, xp.exp(minus_abs), xp.expm1(minus_abs)
+
+
 def sigmoid(t: Jet) -> Jet:
     xp = alg.array_module(t[0])
-    y0, y0_of_minus = alg.sigmoid([t[0]])[0], alg.sigmoid([-t[0]])[0]
-    # u_0 = s (1 - s) = s(t_0) s(-t_0); slope = 1 - 2 s(t_0) = -tanh(t_0 / 2)
-    return _riccati(t, y0, y0 * y0_of_minus, -xp.tanh(0.5 * t[0]))
+    positive, e, m = _exp_of_minus_abs(t[0])
+    r = 1.0 / (1.0 + e)
+    e_r = e * r
+    # s(t_0) = r or e r; u_0 = s(t_0) s(-t_0) = e r^2; slope = 1 - 2 s(t_0) = -+ (1 - e) r
+    return _riccati(t, xp.where(positive, r, e_r), e_r * r, xp.where(positive, m * r, -(m * r)))
 
 
 def tanh(t: Jet) -> Jet:
     xp = alg.array_module(t[0])
-    y0, cosh0 = xp.tanh(t[0]), xp.cosh(t[0])
-    return _riccati(t, y0, 1.0 / (cosh0 * cosh0), -2.0 * y0)
+    positive, e, m = _exp_of_minus_abs(2.0 * t[0])
+    r = 1.0 / (1.0 + e)
+    magnitude = -(m * r)  # tanh|t_0| = (1 - e) / (1 + e), e = exp(-2|t_0|)
+    y0 = xp.where(positive, magnitude, -magnitude)
+    # u_0 = 1 - tanh^2 = 4 e / (1 + e)^2, computed without cancellation
+    return _riccati(t, y0, 4.0 * e * r * r, -2.0 * y0)
 
 
 def softplus(t: Jet) -> Jet:
