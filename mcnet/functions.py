@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mcnet.algebra import kernels, symmetric
-from mcnet.algebra.multicomplex import array_module
+from mcnet.algebra.multicomplex import array_module, sign_of_real
 from mcnet.tensor import (
     FUSE_MIN_SIZE,
     Tensor,
@@ -101,12 +101,7 @@ def elu(x, alpha: float = 1.0) -> Tensor:
 def abs(x) -> Tensor:  # noqa: A001 - the API's name
     """sign(Re x) * x: the derivative of |x| is sign(x), never z/|z| (NUMERICS.md)."""
     x = as_tensor(x)
-    sign = np.where(x.real >= 0, 1.0, -1.0) if x.device == "cpu" else None
-    if sign is None:  # pragma: no cover - GPU only
-        import cupy
-
-        sign = cupy.where(x.real >= 0, 1.0, -1.0)
-    return x * sign.astype(x.dtype)
+    return x * sign_of_real(x.comps)
 
 
 def maximum(x, y) -> Tensor:

@@ -189,7 +189,7 @@ def real_part(a: Comps):
     return x.real if np.iscomplexobj(x) else x
 
 
-def _sign_of_real(a: Comps):
+def sign_of_real(a: Comps):
     """+1 where Re z >= 0, -1 elsewhere, as a real array (the tie goes to +1)."""
     xp = array_module(a[0])
     re = real_part(a)
@@ -206,14 +206,14 @@ def tanh(a: Comps) -> Comps:
     """tanh z = s (1 - e) / (1 + e), e = exp(-2 s z), s = sign(Re z): e never overflows."""
     if len(a) == 1:
         return [array_module(a[0]).tanh(a[0])]
-    s = _sign_of_real(a)
+    s = sign_of_real(a)
     e = exp(scale(a, -2 * s))
     return scale(div(_add_real(neg(e), 1.0), _add_real(e, 1.0)), s)
 
 
 def sigmoid(a: Comps) -> Comps:
     """1 / (1 + exp(-z)) where Re z >= 0, exp(z) / (1 + exp(z)) elsewhere: e <= 1 always."""
-    s = _sign_of_real(a)
+    s = sign_of_real(a)
     e = exp(scale(a, -s))
     r = inv(_add_real(e, 1.0))
     return where(real_part(a) >= 0, r, mul(e, r))
@@ -221,7 +221,7 @@ def sigmoid(a: Comps) -> Comps:
 
 def softplus(a: Comps) -> Comps:
     """log(1 + exp(z)) = max(Re z, 0)-branch + log(1 + exp(-|z|)) with |z| = sign(Re z) z."""
-    s = _sign_of_real(a)
+    s = sign_of_real(a)
     tail = log1p(exp(scale(a, -s)))
     positive = real_part(a) >= 0
     return add(where(positive, a, zeros_like(a)), tail)
