@@ -382,3 +382,12 @@ def test_tiny_coefficients_survive_every_function(h):
     for fn, want in second.items():
         top = fn(z).parts[3] / h**2
         np.testing.assert_allclose(top, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize(("order", "unit_product"), [(5, 0b10111), (4, 0b1011), (5, 0b11011)])
+def test_log_of_exp_near_arctans_singularities(order, unit_product):
+    """b = 3 + 0.7 e with e^2 = +1: arctan inside log meets idempotent parts near -+i, where
+    log1p(4y/d) would cancel (it lost 7 digits here before log n - log d took over)."""
+    p = np.zeros((2**order, 1))
+    p[0], p[unit_product] = 3.0, 0.7
+    np.testing.assert_allclose(mc.log(mc.exp(T(p))).parts, p, atol=1e-14)

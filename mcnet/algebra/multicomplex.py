@@ -266,16 +266,33 @@ def _base_log1p(z):
 
 
 def arctan(a: Comps) -> Comps:
-    """arctan(x + y i) = atan2(2x, 1 - x^2 - y^2)/2 + i log1p(4y / (x^2 + (1 - y)^2))/4."""
+    """arctan(x + y i) = atan2(2x, 1 - x^2 - y^2)/2 + i log(n / d)/4,
+    n = x^2 + (1 + y)^2, d = x^2 + (1 - y)^2.
+
+    log(n/d) is taken as log1p(4y / d), exact for tiny y, where 4y/d stays small on every
+    idempotent component; elsewhere as log n - log d, since 1 + 4y/d would cancel where an
+    idempotent component of y nears -+1 (arctan's singularities at -+i).
+    """
     if len(a) == 1:
         return [array_module(a[0]).arctan(a[0])]
+    xp = array_module(a[0])
     h = len(a) // 2
     x, y = a[:h], a[h:]
     x2 = mul(x, x)
     q = _add_real(neg(add(x2, mul(y, y))), 1.0)
-    one_minus_y = _add_real(neg(y), 1.0)
+    one_minus_y, one_plus_y = _add_real(neg(y), 1.0), _add_real(y, 1.0)
     d = add(x2, mul(one_minus_y, one_minus_y))
-    result = scale(atan2(scale(x, 2.0), q), 0.5) + scale(log1p(div(scale(y, 4.0), d)), 0.25)
+    ratio = div(scale(y, 4.0), d)
+    near_singular = None
+    for component in idempotent(ratio):
+        far = xp.abs(component) > 0.5
+        near_singular = far if near_singular is None else near_singular | far
+    log_ratio = log1p(ratio)
+    if bool(near_singular.any()):
+        n = add(x2, mul(one_plus_y, one_plus_y))
+        with np.errstate(all="ignore"):
+            log_ratio = where(near_singular, sub(log(n), log(d)), log_ratio)
+    result = scale(atan2(scale(x, 2.0), q), 0.5) + scale(log_ratio, 0.25)
     return _onto_principal_branch(result, a, lambda z: array_module(z).arctan(z))
 
 
