@@ -20,9 +20,12 @@ from mcnet.tensor import (
     FUSE_MIN_SIZE,
     Tensor,
     _binary,
+    _complex_of,
     _component_axis,
     algebra_of,
     as_tensor,
+    check_memory,
+    tensor,
 )
 
 
@@ -227,8 +230,6 @@ def embed(x, order: int) -> Tensor:
     if order == x.order:
         return x
     xp = array_module(x.data)
-    from mcnet.tensor import _complex_of, check_memory
-
     count = 2 ** (order - 1)
     nbytes = count * x.size * 2 * x.dtype.itemsize
     check_memory(nbytes, f"an order-{order} tensor of shape {x.shape}")
@@ -239,6 +240,4 @@ def embed(x, order: int) -> Tensor:
 
 def zeros(shape, order: int = 0, dtype=np.float64, device: str = "cpu") -> Tensor:
     """A tensor of zeros of the given order."""
-    from mcnet.tensor import tensor
-
     return embed(tensor(np.zeros(shape), dtype=dtype, device=device), order)
