@@ -32,9 +32,12 @@ from mcnet.tensor import Tensor
 class Objective:
     """The loss of ``module`` under ``loss`` as a function of the flat parameter vector."""
 
-    def __init__(self, module: Module, loss: Module) -> None:
+    def __init__(self, module: Module, loss: Module, *, keep_on_device: bool = False) -> None:
         self.module = module
         self.loss = loss
+        # Solvers keep their vectors where the parameters are (CuPy for "cuda"); other
+        # users get NumPy arrays.
+        self.keep_on_device = keep_on_device
 
     # --- the public derivatives (API.md §3) -------------------------------------------------
     def value(self, w, batch) -> float:
@@ -44,7 +47,7 @@ class Objective:
     def value_and_grad(self, w, batch) -> tuple[float, np.ndarray]:
         """(f(w), grad f(w)) by one real forward and backward."""
         loss, grad = self._evaluate(self._point(w), batch, backward=True)
-        return float(loss.real), _host(grad.real)
+        return float(loss.real), self._out(grad.real)
 
     def grad_and_hvp(self, w, v, batch) -> tuple[np.ndarray, np.ndarray]:
         """(grad f(w), H v) from one complex forward and backward at w + i h v."""
@@ -53,7 +56,7 @@ class Objective:
         h = mc.default_step(w.dtype, 1)
         _, grad = self._evaluate(mc.perturb(w, [v], h), batch, backward=True)
         # Multiplying by a power of two is exact: Hv = coef_i(grad) / (h * scale).
-        return _host(grad.real), _host(grad.coef((1,)) * (1.0 / (h * scale)))
+        return self._out(grad.real), self._out(grad.coef((1,)) * (1.0 / (h * scale)))
 
     def hvp(self, w, v, batch) -> np.ndarray:
         """H v from one complex forward and backward at w + i h v."""
@@ -76,6 +79,33 @@ class Objective:
 
         return float(mc.directional(loss_at, w, directions, h))
 
+    def gauss_newton_product(self, w, v, batch) -> np.ndarray:
+        """G v = J^T H_L J v (Martens 2010), J the Jacobian of the outputs, H_L the Hessian of
+        the loss in the outputs; G is positive semi-definite for a convex loss.
+
+        One complex forward at w + i h v carries h J v in the outputs' i-part, the loss's
+        backward there carries h H_L J v in its i-part, and the modules' backward of that
+        real vector at the same point gives J^T H_L J v in its real part (up to O(h^2)).
+        """
+        w = self._point(w)
+        v, scale = _unit_scaled(self._direction(v, w, "v"))
+        h = mc.default_step(w.dtype, 1)
+        inputs, targets = _unpack(batch)
+        params = self.module.parameters()
+        kept = [(p.value, p.grad) for p in params]
+        point = mc.perturb(w, [v], h)
+        try:
+            vector_to_parameters(point, self.module)
+            self.loss(self.module(_as_data(inputs, point)), targets)
+            hl_jv = self.loss.backward().coef((1,)) * (1.0 / (h * scale))
+            for p in params:
+                p.grad = None
+            self.module.backward_parameters(mc.tensor(hl_jv, dtype=w.dtype, device=w.device))
+            return self._out(_flat_grad(params, point).real)
+        finally:
+            for p, (value, grad) in zip(params, kept):
+                p.value, p.grad = value, grad
+
     def hessian(self, w, batch) -> np.ndarray:
         """The dense Hessian, one H e_j column per parameter, symmetrised (small models)."""
         w = self._point(w)
@@ -89,6 +119,9 @@ class Objective:
         return (columns + columns.T) * 0.5
 
     # --- machinery ------------------------------------------------------------------------
+    def _out(self, a):
+        return a if self.keep_on_device else _host(a)
+
     def _dtype_and_device(self) -> tuple[np.dtype, str]:
         params = self.module.parameters()
         if not params:
@@ -114,7 +147,10 @@ class Objective:
 
     @staticmethod
     def _direction(v, w: Tensor, name: str) -> np.ndarray:
-        v = v.numpy() if isinstance(v, Tensor) else np.asarray(_host(v))
+        if isinstance(v, Tensor):
+            v = v.data[0] if v.order == 0 else v.numpy()  # numpy() raises for order > 0
+        elif array_module(v) is np or w.device == "cpu":
+            v = np.asarray(_host(v))  # a CuPy v stays on the device for a "cuda" w
         if v.shape != w.shape:
             raise ValueError(
                 f"expected {name} of the parameter vector's shape {w.shape}, got shape {v.shape}"

@@ -1,0 +1,116 @@
+"""The evaluations a solver may ask for, counted and timed.
+
+`Oracle` wraps an `mcnet.Objective` and the training data. Every method takes a batch
+``(inputs, targets)``, or ``batch=None`` for the *full* training data, which is summed in
+chunks of ``chunk_size`` examples (a weighted mean, accumulated in float64) so that a global
+gradient never needs the whole data set in one pass. Results are on the parameters'
+device; scalars are Python floats.
+
+Evaluations are counted and timed by kind -- ``function``, ``gradient``, ``hvp``,
+``curvature``, ``gauss_newton`` on a batch, and ``global_function``, ``global_gradient``, ...
+on the full data -- which is what the training history records per iteration and what the
+benchmarks break an iteration's time down by.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mcnet.algebra.multicomplex import array_module
+from mcnet.nn.objective import Objective
+from mcnet.nn.vector import parameters_to_vector
+
+
+class Oracle:
+    """Counted, timed loss/derivative evaluations on batches or on the full data."""
+
+    def __init__(self, objective: Objective, data: tuple[Any, Any], chunk_size: int = 2048):
+        self.objective = Objective(objective.module, objective.loss, keep_on_device=True)
+        params = objective.module.parameters()
+        self.device = params[0].value.device if params else "cpu"
+        self.dtype = params[0].value.dtype if params else np.dtype(np.float64)
+        self.shapes = [p.shape for p in params]
+        inputs, targets = data
+        if self.device == "cuda":  # moved once: the full-data sums never cross the bus again
+            import cupy
+
+            inputs, targets = cupy.asarray(inputs), cupy.asarray(targets)
+        self.data = (inputs, targets)
+        self.size = len(inputs)
+        self.chunk_size = chunk_size
+        self.counts: Counter[str] = Counter()
+        self.seconds: Counter[str] = Counter()
+
+    @property
+    def xp(self):
+        """The array module of the parameters (NumPy or CuPy)."""
+        return array_module(self.objective.module.parameters()[0].value.data)
+
+    def initial_point(self):
+        """The module's current parameters as a flat vector on their device."""
+        w = parameters_to_vector(self.objective.module).astype(self.dtype, copy=False)
+        return self.xp.asarray(w)
+
+    # --- evaluations ------------------------------------------------------------------------
+    def value(self, w, batch=None) -> float:
+        return self._run("function", batch, lambda b: (self.objective.value(w, b),))[0]
+
+    def value_and_grad(self, w, batch=None) -> tuple[float, Any]:
+        return self._run("gradient", batch, lambda b: self.objective.value_and_grad(w, b))
+
+    def grad_and_hvp(self, w, v, batch=None) -> tuple[Any, Any]:
+        """(gradient, H v) from one complex pass (CSDD)."""
+        return self._run("hvp", batch, lambda b: self.objective.grad_and_hvp(w, v, b))
+
+    def hvp(self, w, v, batch=None):
+        return self.grad_and_hvp(w, v, batch)[1]
+
+    def curvature(self, w, v, batch=None) -> float:
+        """v^T H v from one bicomplex forward (CSDD2)."""
+        return self._run("curvature", batch, lambda b: (self.objective.curvature(w, v, b),))[0]
+
+    def gauss_newton_product(self, w, v, batch=None):
+        return self._run(
+            "gauss_newton", batch, lambda b: (self.objective.gauss_newton_product(w, v, b),)
+        )[0]
+
+    # --- machinery --------------------------------------------------------------------------
+    def _run(self, kind: str, batch, evaluate: Callable[[Any], tuple]) -> tuple:
+        start = time.perf_counter()
+        if batch is None:
+            kind = "global_" + kind
+            result = self._full_data_mean(evaluate)
+        else:
+            result = evaluate(batch)
+        self.counts[kind] += 1
+        self.seconds[kind] += time.perf_counter() - start
+        return result
+
+    def _full_data_mean(self, evaluate: Callable[[Any], tuple]) -> tuple:
+        """The mean over the training data of a per-batch mean, chunk by chunk: every loss
+        is a mean over its batch, so chunk results are weighted by chunk size / n."""
+        inputs, targets = self.data
+        totals: list[Any] = []
+        for start in range(0, self.size, self.chunk_size):
+            chunk = (inputs[start : start + self.chunk_size], targets[start : start + self.chunk_size])
+            weight = len(chunk[0]) / self.size
+            parts = evaluate(chunk)
+            if not totals:
+                totals = [_weighted(part, weight) for part in parts]
+            else:
+                totals = [total + _weighted(part, weight) for total, part in zip(totals, parts)]
+        return tuple(
+            float(t) if isinstance(t, float) else t.astype(self.dtype, copy=False) for t in totals
+        )
+
+
+def _weighted(part, weight: float):
+    """weight * part, in float64 for the accumulation."""
+    if isinstance(part, float):
+        return weight * part
+    return part.astype(np.float64) * weight
