@@ -51,12 +51,18 @@ class Objective:
 
     def grad_and_hvp(self, w, v, batch) -> tuple[np.ndarray, np.ndarray]:
         """(grad f(w), H v) from one complex forward and backward at w + i h v."""
+        return self.value_grad_and_hvp(w, v, batch)[1:]
+
+    def value_grad_and_hvp(self, w, v, batch) -> tuple[float, np.ndarray, np.ndarray]:
+        """(f(w), grad f(w), H v) from one complex forward and backward at w + i h v: the
+        real parts are f and its gradient at w up to O(h^2), far below roundoff."""
         w = self._point(w)
         v, scale = _unit_scaled(self._direction(v, w, "v"))
         h = mc.default_step(w.dtype, 1)
-        _, grad = self._evaluate(mc.perturb(w, [v], h), batch, backward=True)
+        loss, grad = self._evaluate(mc.perturb(w, [v], h), batch, backward=True)
         # Multiplying by a power of two is exact: Hv = coef_i(grad) / (h * scale).
-        return self._out(grad.real), self._out(grad.coef((1,)) * (1.0 / (h * scale)))
+        hv = grad.coef((1,)) * (1.0 / (h * scale))
+        return float(loss.real), self._out(grad.real), self._out(hv)
 
     def hvp(self, w, v, batch) -> np.ndarray:
         """H v from one complex forward and backward at w + i h v."""

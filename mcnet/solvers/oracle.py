@@ -43,6 +43,7 @@ class Oracle:
         self.data = (inputs, targets)
         self.size = len(inputs)
         self.chunk_size = chunk_size
+        self.seed = 0  # solvers that sample draw from default_rng([seed, iteration])
         self.counts: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()
 
@@ -63,9 +64,13 @@ class Oracle:
     def value_and_grad(self, w, batch=None) -> tuple[float, Any]:
         return self._run("gradient", batch, lambda b: self.objective.value_and_grad(w, b))
 
+    def value_grad_and_hvp(self, w, v, batch=None) -> tuple[float, Any, Any]:
+        """(loss, gradient, H v) from one complex pass (CSDD)."""
+        return self._run("hvp", batch, lambda b: self.objective.value_grad_and_hvp(w, v, b))
+
     def grad_and_hvp(self, w, v, batch=None) -> tuple[Any, Any]:
         """(gradient, H v) from one complex pass (CSDD)."""
-        return self._run("hvp", batch, lambda b: self.objective.grad_and_hvp(w, v, b))
+        return self.value_grad_and_hvp(w, v, batch)[1:]
 
     def hvp(self, w, v, batch=None):
         return self.grad_and_hvp(w, v, batch)[1]

@@ -1,0 +1,57 @@
+"""Optimisers and the training loop.
+
+Every solver follows one protocol (`mcnet.solvers.base`): constructed with its
+hyperparameters, ``init(oracle, w) -> state`` and ``step(oracle, w, batch, state) ->
+(w, state, StepInfo)``, its state a flat dict of named arrays and scalars. `fit` runs any
+of them over minibatches with checkpoints; `make` builds one from its command-line name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcnet.solvers.base import FirstOrderSolver, Solver, StepInfo
+from mcnet.solvers.fit import TrainingError, evaluate, fit
+from mcnet.solvers.history import History
+from mcnet.solvers.newton_cg import NewtonCG
+from mcnet.solvers.newton_krylov import NewtonKrylov
+from mcnet.solvers.oracle import Oracle
+
+SOLVERS: dict[str, type[Solver]] = {
+    cls.name: cls
+    for cls in (NewtonKrylov, NewtonCG)
+}
+
+
+def make(name: str, **options: Any) -> Solver:
+    """The solver called ``name`` (kebab-case, as on the command line) with ``options``;
+    an unknown name or option is a ValueError listing what is accepted."""
+    try:
+        cls = SOLVERS[name]
+    except KeyError:
+        raise ValueError(f"unknown solver {name!r}; expected one of {sorted(SOLVERS)}") from None
+    import inspect
+
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown} for solver {name!r}; it accepts {accepted}"
+        )
+    return cls(**options)
+
+
+__all__ = [
+    "SOLVERS",
+    "FirstOrderSolver",
+    "History",
+    "NewtonCG",
+    "NewtonKrylov",
+    "Oracle",
+    "Solver",
+    "StepInfo",
+    "TrainingError",
+    "evaluate",
+    "fit",
+    "make",
+]

@@ -1,0 +1,281 @@
+"""`NewtonKrylov`: the stochastic Newton-Krylov method of Shen et al. (Algorithm 1).
+
+One iteration on a minibatch B_j, with g the global (full-data) gradient:
+
+1. **Pre-batch screening** (lines 4-8): skip B_j if its gradient opposes g (g_j . g < 0).
+2. **Warm-started Krylov loop** (lines 10-28): CG on H_j dw = -g_j from dw = the previous
+   step. One complex pass at w + i h dw gives g_j and H_j dw together (line 11, CSDD). Each
+   iteration takes the curvature kappa = p^T H_j p from one bicomplex forward (CSDD2) and
+   stops as soon as kappa <= 0 (early termination); 0 < kappa "too small" gets a temporary
+   curvature instead (the paper's momentum).
+3. **Post-batch screening** (lines 29-31): keep dw a descent direction for g.
+4. **Taylor-ratio step sizing** (lines 33-46): shrink (x0.5) or stretch (x1.5) the step gamma
+   until eta = |(f(w + gamma dw) - f(w) - E_Q) / (f(w + gamma dw) - f(w))| lies in
+   [eta/2, eta], E_Q = gamma dw.g_j + gamma^2 dw^T H_j dw / 2; bounded, with gamma = 1e-6 as
+   the fallback.
+5. Recompute g at the new point (line 48).
+
+Where the printed algorithm needs a decision (shared/NUMERICS.md), this module does:
+
+- line 21: alpha = r^T r / kappa, standard CG (the printed ||r||/kappa is not CG); so on an
+  SPD quadratic with ``max_krylov >= n`` the loop *is* CG and solves H dw = -g.
+- lines 18-19: the "near-zero curvature" test and the substitute are taken relative to p:
+  kappa < 1e-8 ||p||^2 (a Rayleigh quotient below 1e-8) becomes kappa = 0.01 ||p||^2, which
+  has the units of p^T H p. The printed rule (kappa < 1e-8 becomes 0.01 ||p||, units of p)
+  also fires on healthy curvature whenever p is small, e.g. near the end of every CG solve;
+  it stays available as ``flat_curvature="paper"``.
+- line 15: kappa <= 0 terminates (kappa == 0 would divide by zero). If the very first
+  direction already has non-positive curvature and there is no warm start, dw would be zero;
+  dw is then that first direction, the batch's steepest descent, and the step rule sizes it.
+- lines 29-30: the printed scaling (1 + cos) dw keeps dw.g > 0. The stated intent is that dw
+  becomes a descent direction for g; dw is reflected in the hyperplane orthogonal to g,
+  dw <- dw - 2 (dw.g / g.g) g, which keeps ||dw|| and the part of dw orthogonal to g and
+  gives dw.g < 0 (the same magnitude, reversed).
+- line 35: the step is adjusted only when eta > eta/2 at gamma = 1, as printed; so on an
+  exact quadratic (eta at roundoff) the full step gamma = 1 is taken. A trial that does not
+  decrease the batch loss counts as eta = inf (shrink).
+- line 36's initial test size s is unused by the printed loop and is left out.
+- line 10: the warm start is the step actually taken, gamma dw (``warm_start="step"``);
+  ``"direction"`` uses dw, ``"none"`` starts from zero.
+- E_Q needs dw^T H_j dw: CG keeps r = -(g_j + H_j dw), so dw^T H_j dw = -dw.(r + g_j) costs
+  no pass; only a post-screened dw (changed along g) needs one more bicomplex forward.
+- f in the Taylor ratio is the batch loss f_j, the function whose gradient and Hessian the
+  loop used.
+
+Ablations of the supplement are options: ``early_stop=False``, ``step="armijo"``
+(backtracking with c = 0.01, tau = 0.8), and a global gradient refreshed every
+``refresh_every`` steps or estimated on ``gradient_sample`` examples. ``curvature="hvp"``
+takes kappa = p.(H p) from the H p pass the next line needs anyway (one pass per Krylov
+iteration instead of two). The defaults are Algorithm 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from mcnet.solvers.base import (
+    Solver,
+    State,
+    StepInfo,
+    check_choice,
+    check_count,
+    check_in_range,
+    check_positive,
+)
+
+
+class NewtonKrylov(Solver):
+    """Algorithm 1 of Shen et al., "Complex-step derivatives ... Newton-Krylov" (the seed)."""
+
+    name = "newton-krylov"
+
+    def __init__(
+        self,
+        eta: float = 0.05,
+        max_krylov: int = 20,
+        krylov_tol: float = 1e-10,
+        early_stop: bool = True,
+        step: str = "taylor",
+        max_adjustments: int = 10,
+        fallback_step: float = 1e-6,
+        armijo_c: float = 0.01,
+        armijo_tau: float = 0.8,
+        max_backtracks: int = 60,
+        flat_curvature: str = "scaled",
+        warm_start: str = "step",
+        curvature: str = "bicomplex",
+        refresh_every: int = 1,
+        gradient_sample: int | None = None,
+    ) -> None:
+        self.eta = check_in_range("eta", eta, 1e-12, 1.0)
+        self.max_krylov = check_count("max_krylov", max_krylov)
+        self.krylov_tol = check_positive("krylov_tol", krylov_tol, allow_zero=True)
+        if not isinstance(early_stop, bool):
+            raise TypeError(f"early_stop must be True or False, got {early_stop!r}")
+        self.early_stop = early_stop
+        self.max_adjustments = check_count("max_adjustments", max_adjustments, 0)
+        self.fallback_step = check_positive("fallback_step", fallback_step)
+        self.armijo_c = check_in_range("armijo_c", armijo_c, 0.0, 1.0)
+        self.armijo_tau = check_in_range("armijo_tau", armijo_tau, 1e-6, 1.0)
+        self.max_backtracks = check_count("max_backtracks", max_backtracks, 0)
+        self.flat_curvature = check_choice("flat_curvature", flat_curvature, ("scaled", "paper"))
+        self.warm_start = check_choice("warm_start", warm_start, ("step", "direction", "none"))
+        self.curvature = check_choice("curvature", curvature, ("bicomplex", "hvp"))
+        self.refresh_every = check_count("refresh_every", refresh_every)
+        if gradient_sample is not None:
+            gradient_sample = check_count("gradient_sample", gradient_sample)
+        self.gradient_sample = gradient_sample
+        self.step_rule = check_choice("step", step, ("taylor", "armijo"))  # `step` is a method
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        config["step"] = self.step_rule
+        return config
+
+    # --- state ------------------------------------------------------------------------------
+    def init(self, oracle, w) -> State:
+        """Line 1: the global gradient at the starting point; no warm start yet."""
+        global_grad = self._global_gradient(oracle, w, iteration=0)
+        return {
+            "global_grad": global_grad,
+            "warm_start": oracle.xp.zeros_like(w),
+            "steps_since_refresh": 0,
+            "iteration": 0,
+        }
+
+    def _global_gradient(self, oracle, w, iteration: int):
+        if self.gradient_sample is None or self.gradient_sample >= oracle.size:
+            return oracle.value_and_grad(w)[1]
+        rng = np.random.default_rng([oracle.seed, iteration])
+        rows = np.sort(rng.choice(oracle.size, self.gradient_sample, replace=False))
+        inputs, targets = oracle.data
+        return oracle.value_and_grad(w, (inputs[rows], targets[rows]))[1]
+
+    # --- one iteration ----------------------------------------------------------------------
+    def step(self, oracle, w, batch, state: State) -> tuple[Any, State, StepInfo]:
+        g = state["global_grad"]
+        iteration = state["iteration"] + 1
+        dw = state["warm_start"] if self.warm_start != "none" else oracle.xp.zeros_like(w)
+        # Lines 4 and 11 in one complex pass: the batch gradient and H_j dw together.
+        if bool((dw != 0).any()):
+            loss, g_batch, h_dw = oracle.value_grad_and_hvp(w, dw, batch)
+        else:
+            loss, g_batch = oracle.value_and_grad(w, batch)
+            h_dw = oracle.xp.zeros_like(w)
+        if _dot(g_batch, g) < 0:  # pre-batch screening
+            skipped = dict(state, iteration=iteration)
+            return w, skipped, StepInfo(loss=loss, step_size=0.0, skipped=True,
+                                        reason="pre-screened: batch gradient opposes g")
+
+        dw, dw_curvature, krylov, reasons = self._krylov(oracle, w, batch, g_batch, dw, h_dw)
+        if not bool((dw != 0).any()):  # g_j = 0: nothing to do on this batch
+            return w, dict(state, iteration=iteration), StepInfo(
+                loss=loss, step_size=0.0, krylov_iterations=krylov, reason="zero gradient")
+
+        dw_dot_g = _dot(dw, g)
+        if dw_dot_g > 0:  # post-batch screening: reflect dw so that dw . g < 0
+            dw = dw - (2.0 * dw_dot_g / _dot(g, g)) * g
+            dw_curvature = None
+            reasons.append("post-screened")
+        if dw_curvature is None:
+            dw_curvature = oracle.curvature(w, dw, batch)
+
+        if self.step_rule == "taylor":
+            gamma, adjustments = self._taylor_step(oracle, w, batch, loss, g_batch, dw, dw_curvature)
+        else:
+            gamma, adjustments = self._armijo_step(oracle, w, batch, loss, g_batch, dw)
+        step = dw * w.dtype.type(gamma)
+        w_new = w + step
+
+        steps_since_refresh = state["steps_since_refresh"] + 1
+        if steps_since_refresh >= self.refresh_every:  # line 48
+            g, steps_since_refresh = self._global_gradient(oracle, w_new, iteration), 0
+        new_state = {
+            "global_grad": g,
+            "warm_start": step if self.warm_start == "step" else dw,
+            "steps_since_refresh": steps_since_refresh,
+            "iteration": iteration,
+        }
+        info = StepInfo(loss=loss, step_size=gamma, krylov_iterations=krylov,
+                        adjustments=adjustments, reason="; ".join(reasons))
+        return w_new, new_state, info
+
+    def _krylov(self, oracle, w, batch, g_batch, dw, h_dw):
+        """Lines 12-28: CG on H_j dw = -g_j from the warm start, with early termination.
+        Returns (dw, dw^T H_j dw or None where unknown, iterations, reasons)."""
+        r = -(g_batch + h_dw)
+        p = r
+        rr = _dot(r, r)
+        tolerance = self.krylov_tol * math.sqrt(_dot(g_batch, g_batch))
+        first_curvature = None
+        reason = f"max_krylov={self.max_krylov} reached"
+        iterations = 0
+        while iterations < self.max_krylov:
+            if math.sqrt(rr) <= tolerance:
+                reason = "converged"
+                break
+            if self.curvature == "bicomplex":
+                kappa, hp = oracle.curvature(w, p, batch), None  # CSDD2
+            else:
+                hp = oracle.hvp(w, p, batch)
+                kappa = _dot(p, hp)
+            if first_curvature is None:
+                first_curvature = kappa
+            if not math.isfinite(kappa):
+                reason = "non-finite curvature"
+                break
+            if kappa <= 0 and (self.early_stop or kappa == 0):
+                reason = "non-positive curvature"
+                break
+            kappa = self._flat_substitute(kappa, p)
+            alpha = rr / kappa
+            dw = dw + w.dtype.type(alpha) * p
+            if hp is None:
+                hp = oracle.hvp(w, p, batch)  # CSDD
+            r = r - w.dtype.type(alpha) * hp
+            rr_next = _dot(r, r)
+            p = r + w.dtype.type(rr_next / rr) * p
+            rr = rr_next
+            iterations += 1
+        if bool((dw != 0).any()):
+            # CG keeps r = -(g_j + H_j dw), so dw^T H_j dw = -dw.(r + g_j) costs no pass.
+            return dw, -_dot(dw, r + g_batch), iterations, [reason]
+        # No step at all: dw = r_0 = -g_j, the batch's steepest descent, whose curvature
+        # the loop has just measured (if it got that far).
+        curvature = first_curvature if iterations == 0 and first_curvature is not None else None
+        if curvature is not None and not math.isfinite(curvature):
+            curvature = None
+        return r, curvature, iterations, [reason, "steepest descent"]
+
+    def _flat_substitute(self, kappa: float, p) -> float:
+        """Lines 18-19: a temporary curvature where the measured one is nearly zero."""
+        if kappa <= 0:
+            return kappa  # early_stop=False: plain CG goes on with the negative curvature
+        if self.flat_curvature == "paper":
+            return 0.01 * math.sqrt(_dot(p, p)) if kappa < 1e-8 else kappa
+        pp = _dot(p, p)
+        return 0.01 * pp if kappa < 1e-8 * pp else kappa
+
+    def _taylor_step(self, oracle, w, batch, loss, g_batch, dw, dw_curvature):
+        """Lines 33-46: gamma with eta in [eta/2, eta], bounded; gamma = fallback otherwise."""
+        slope = _dot(dw, g_batch)
+
+        def taylor_ratio(gamma: float) -> float:
+            trial = oracle.value(w + dw * w.dtype.type(gamma), batch)
+            decrease = trial - loss
+            if not math.isfinite(trial) or decrease >= 0:
+                return math.inf  # no decrease: shrink
+            model = gamma * slope + 0.5 * gamma * gamma * dw_curvature
+            return abs((decrease - model) / decrease)
+
+        gamma, adjustments = 1.0, 0
+        ratio = taylor_ratio(gamma)
+        if ratio <= 0.5 * self.eta:
+            return gamma, adjustments
+        while not 0.5 * self.eta <= ratio <= self.eta:
+            if adjustments == self.max_adjustments:
+                return self.fallback_step, adjustments
+            gamma *= 0.5 if ratio > self.eta else 1.5
+            adjustments += 1
+            ratio = taylor_ratio(gamma)
+        return gamma, adjustments
+
+    def _armijo_step(self, oracle, w, batch, loss, g_batch, dw):
+        """Backtracking from gamma = 1 until f(w + gamma dw) <= f(w) + c gamma dw.g_j."""
+        slope = _dot(dw, g_batch)
+        gamma, adjustments = 1.0, 0
+        while True:
+            trial = oracle.value(w + dw * w.dtype.type(gamma), batch)
+            if math.isfinite(trial) and trial <= loss + self.armijo_c * gamma * slope:
+                return gamma, adjustments
+            if adjustments == self.max_backtracks:
+                return self.fallback_step, adjustments
+            gamma *= self.armijo_tau
+            adjustments += 1
+
+
+def _dot(a, b) -> float:
+    return float(a @ b)
