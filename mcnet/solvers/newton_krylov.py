@@ -33,7 +33,11 @@ Where the printed algorithm needs a decision (shared/NUMERICS.md), this module d
   gives dw.g < 0 (the same magnitude, reversed).
 - line 35: the step is adjusted only when eta > eta/2 at gamma = 1, as printed; so on an
   exact quadratic (eta at roundoff) the full step gamma = 1 is taken. A trial that does not
-  decrease the batch loss counts as eta = inf (shrink).
+  decrease the batch loss counts as eta = inf (shrink). Where the predicted change E_Q is
+  below the roundoff of f (64 ulps), eta is not measurable -- near a minimum
+  f(w + dw) - f(w) is pure cancellation -- and gamma = 1 is taken unless f rose by more
+  than that roundoff; without this the rule falls back to 1e-6 exactly where Newton
+  converges quadratically.
 - line 36's initial test size s is unused by the printed loop and is left out.
 - line 10: the warm start is the step actually taken, gamma dw (``warm_start="step"``);
   ``"direction"`` uses dw, ``"none"`` starts from zero.
@@ -164,7 +168,8 @@ class NewtonKrylov(Solver):
             dw_curvature = oracle.curvature(w, dw, batch)
 
         if self.step_rule == "taylor":
-            gamma, adjustments = self._taylor_step(oracle, w, batch, loss, g_batch, dw, dw_curvature)
+            gamma, adjustments = self._taylor_step(
+                oracle, w, batch, loss, g_batch, dw, dw_curvature)
         else:
             gamma, adjustments = self._armijo_step(oracle, w, batch, loss, g_batch, dw)
         step = dw * w.dtype.type(gamma)
@@ -175,7 +180,8 @@ class NewtonKrylov(Solver):
             g, steps_since_refresh = self._global_gradient(oracle, w_new, iteration), 0
         new_state = {
             "global_grad": g,
-            "warm_start": step if self.warm_start == "step" else dw,
+            "warm_start": {"step": step, "direction": dw, "none": oracle.xp.zeros_like(w)}[
+                self.warm_start],
             "steps_since_refresh": steps_since_refresh,
             "iteration": iteration,
         }
@@ -242,13 +248,20 @@ class NewtonKrylov(Solver):
     def _taylor_step(self, oracle, w, batch, loss, g_batch, dw, dw_curvature):
         """Lines 33-46: gamma with eta in [eta/2, eta], bounded; gamma = fallback otherwise."""
         slope = _dot(dw, g_batch)
+        noise = _roundoff(loss, w.dtype)
 
         def taylor_ratio(gamma: float) -> float:
             trial = oracle.value(w + dw * w.dtype.type(gamma), batch)
             decrease = trial - loss
-            if not math.isfinite(trial) or decrease >= 0:
-                return math.inf  # no decrease: shrink
             model = gamma * slope + 0.5 * gamma * gamma * dw_curvature
+            if not math.isfinite(trial):
+                return math.inf
+            if abs(model) <= noise:
+                # Near a minimum the change of f drowns in its roundoff and eta is noise;
+                # the quadratic model is then exact to what f can resolve: accept.
+                return 0.0 if decrease <= noise else math.inf
+            if decrease >= 0:
+                return math.inf  # no decrease: shrink
             return abs((decrease - model) / decrease)
 
         gamma, adjustments = 1.0, 0
@@ -266,15 +279,22 @@ class NewtonKrylov(Solver):
     def _armijo_step(self, oracle, w, batch, loss, g_batch, dw):
         """Backtracking from gamma = 1 until f(w + gamma dw) <= f(w) + c gamma dw.g_j."""
         slope = _dot(dw, g_batch)
+        noise = _roundoff(loss, w.dtype)
         gamma, adjustments = 1.0, 0
         while True:
             trial = oracle.value(w + dw * w.dtype.type(gamma), batch)
-            if math.isfinite(trial) and trial <= loss + self.armijo_c * gamma * slope:
+            # the roundoff of f is allowed for, or no step is accepted near a minimum
+            if math.isfinite(trial) and trial <= loss + self.armijo_c * gamma * slope + noise:
                 return gamma, adjustments
             if adjustments == self.max_backtracks:
                 return self.fallback_step, adjustments
             gamma *= self.armijo_tau
             adjustments += 1
+
+
+def _roundoff(loss: float, dtype) -> float:
+    """The size of the rounding errors in a computed loss value (64 ulps of it)."""
+    return 64 * float(np.finfo(dtype).eps) * abs(loss)
 
 
 def _dot(a, b) -> float:

@@ -102,7 +102,8 @@ class Oracle:
         inputs, targets = self.data
         totals: list[Any] = []
         for start in range(0, self.size, self.chunk_size):
-            chunk = (inputs[start : start + self.chunk_size], targets[start : start + self.chunk_size])
+            stop = start + self.chunk_size
+            chunk = (inputs[start:stop], targets[start:stop])
             weight = len(chunk[0]) / self.size
             parts = evaluate(chunk)
             if not totals:

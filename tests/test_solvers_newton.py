@@ -1,0 +1,296 @@
+"""NewtonKrylov (Algorithm 1) and NewtonCG against closed forms, scipy and textbook CG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.sparse.linalg
+from hypothesis import given
+from hypothesis import strategies as st
+from oracles import AnalyticOracle, quadratic, rosenbrock
+
+import mcnet as mc
+from mcnet import nn
+from mcnet.solvers import NewtonCG, NewtonKrylov, Oracle
+
+
+def spd_matrix(rng, n, condition=100.0):
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    return q @ np.diag(np.geomspace(1.0, condition, n)) @ q.T
+
+
+def least_squares(rng, n=60, d=5):
+    x = rng.standard_normal((n, d))
+    y = x @ rng.standard_normal((d, 1)) + 0.3 + 0.1 * rng.standard_normal((n, 1))
+    net = nn.Linear(d, 1)
+    return Oracle(mc.Objective(net, nn.MSELoss()), (x, y)), x, y
+
+
+# --- the Krylov loop is CG ------------------------------------------------------------------
+@given(st.integers(0, 2**32 - 1), st.integers(1, 7))
+def test_krylov_loop_is_textbook_cg_on_a_spd_quadratic(seed, iterations):
+    rng = np.random.default_rng(seed)
+    a, b = spd_matrix(rng, 8), rng.standard_normal(8)
+    oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
+    solver = NewtonKrylov(max_krylov=iterations, krylov_tol=0.0)
+    w = np.zeros(8)
+    w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
+    # scipy's CG from x0 = 0 for the same number of iterations
+    expected, _ = scipy.sparse.linalg.cg(a, b, x0=np.zeros(8), rtol=0, atol=0, maxiter=iterations)
+    assert info.krylov_iterations == iterations
+    assert info.step_size == 1.0  # an exact quadratic: eta is roundoff, the full step
+    np.testing.assert_allclose(w_new, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
+
+
+def test_one_iteration_solves_full_batch_least_squares_like_lstsq():
+    oracle, x, y = least_squares(np.random.default_rng(0))
+    solver = NewtonKrylov(max_krylov=6)  # n = 6 parameters: weight (1, 5), bias (1,)
+    w = oracle.initial_point()
+    w_new, _, info = solver.step(oracle, w, (x, y), solver.init(oracle, w))
+    design = np.hstack([x, np.ones((len(x), 1))])
+    expected = np.linalg.lstsq(design, y[:, 0], rcond=None)[0]
+    assert info.step_size == 1.0
+    assert np.linalg.norm(w_new - expected) <= 1e-10 * np.linalg.norm(expected)
+
+
+# --- quadratic convergence on logistic regression -------------------------------------------
+def logistic_problem():
+    rng = np.random.default_rng(3)
+    n, d = 300, 4
+    x = rng.standard_normal((n, d))
+    logits = x @ np.array([1.5, -2.0, 0.5, 1.0]) - 0.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-logits))).astype(np.float64)[:, None]  # not separable
+
+    design = np.hstack([x, np.ones((n, 1))])  # the reference, written out by hand
+
+    def f(w):
+        z = design @ w
+        return np.mean(np.logaddexp(0, z) - y[:, 0] * z)
+
+    def grad(w):
+        return design.T @ (1 / (1 + np.exp(-design @ w)) - y[:, 0]) / n
+
+    def hess(w):
+        s = 1 / (1 + np.exp(-design @ w))
+        return design.T @ (design * (s * (1 - s))[:, None]) / n
+
+    reference = scipy.optimize.minimize(f, np.zeros(d + 1), jac=grad, hess=hess,
+                                        method="trust-exact", options={"gtol": 1e-14})
+    net = nn.Linear(d, 1)
+    oracle = Oracle(mc.Objective(net, nn.BCEWithLogitsLoss()), (x, y))
+    return oracle, (x, y), reference
+
+
+@pytest.mark.parametrize("make_solver", [lambda: NewtonKrylov(max_krylov=50), NewtonCG])
+def test_full_batch_logistic_regression_converges_quadratically(make_solver):
+    oracle, batch, reference = logistic_problem()
+    solver = make_solver()
+    w = np.zeros(oracle.initial_point().size)
+    state = solver.init(oracle, w)
+    norms = []
+    for _ in range(10):
+        w, state, _ = solver.step(oracle, w, None if solver.full_batch else batch, state)
+        norms.append(np.linalg.norm(oracle.value_and_grad(w, batch)[1]))
+    assert min(norms) < 1e-10, norms
+    # quadratic: once below 1e-2, each gradient norm is at most C * (previous)^2
+    tail = [g for g in norms if 1e-14 < g < 1e-2]
+    assert all(b <= 10 * a * a + 1e-15 for a, b in zip(tail, tail[1:])), norms
+    np.testing.assert_allclose(w, reference.x, rtol=1e-10, atol=1e-10)
+    assert abs(oracle.value(w, batch) - reference.fun) <= 1e-12 * abs(reference.fun)
+
+
+# --- early termination, screening and step sizing -------------------------------------------
+def test_early_termination_at_negative_curvature_and_steepest_descent_fallback():
+    a = np.diag([2.0, -1.0])  # f = x^2 - y^2 / 2 - b.x: -g has negative curvature
+    b = np.array([0.1, 1.0])
+    oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
+    solver = NewtonKrylov()
+    w = np.zeros(2)
+    w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
+    assert info.krylov_iterations == 0
+    assert "non-positive curvature" in info.reason and "steepest descent" in info.reason
+    assert oracle.counts["curvature"] == 1 and oracle.counts["hvp"] == 0  # stopped at once
+    step = w_new - w
+    assert step @ (a @ w - b) < 0  # a descent step along -g_j
+    assert oracle.value(w_new, "batch") < oracle.value(w, "batch")
+
+
+def test_without_early_stop_cg_goes_on_through_negative_curvature():
+    a, b = np.diag([2.0, 1.0, -1.0]), np.array([1.0, 1.0, 1.0])
+    oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
+    solver = NewtonKrylov(early_stop=False, max_krylov=3)
+    w = np.zeros(3)
+    _, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
+    assert info.krylov_iterations > 1
+
+
+def test_step_loop_always_ends_at_the_fallback():
+    # A batch whose reported gradient points uphill: no gamma decreases the loss.
+    f, grad, hess = quadratic(np.eye(2), np.array([1.0, 1.0]))
+    lying = (f, lambda x: -grad(x), lambda x: np.eye(2))
+    oracle = AnalyticOracle({None: lying, "batch": lying})
+    solver = NewtonKrylov(max_adjustments=7)
+    w = np.zeros(2)
+    w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
+    assert info.adjustments == 7 and info.step_size == 1e-6
+    assert oracle.counts["function"] == 8  # the first trial and 7 adjustments, no more
+
+
+def test_pre_batch_screening_skips_a_batch_opposing_the_global_gradient():
+    a = np.eye(2)
+    oracle = AnalyticOracle({
+        None: quadratic(a, np.array([1.0, 0.0])),       # g = (-1, 0) at 0
+        "opposed": quadratic(a, np.array([-1.0, 0.5])),  # g_j = (1, -0.5): g_j . g < 0
+    })
+    solver = NewtonKrylov()
+    w = np.zeros(2)
+    state = solver.init(oracle, w)
+    w_new, new_state, info = solver.step(oracle, w, "opposed", state)
+    assert info.skipped and "pre-screened" in info.reason
+    assert np.array_equal(w_new, w)
+    assert np.array_equal(new_state["global_grad"], state["global_grad"])
+    assert oracle.counts["curvature"] == 0 and oracle.counts["hvp"] == 0  # no Hessian work
+
+
+def test_post_batch_screening_reflects_an_ascent_direction():
+    # g_j . g = 0.5 passes pre-screening, but the batch Newton step -H_j^-1 g_j = (-1, -100)
+    # climbs the global function: dw . g = 49 > 0.
+    g_global = np.array([1.0, -0.5])
+    oracle = AnalyticOracle({
+        None: quadratic(np.eye(2), -g_global),
+        "batch": quadratic(np.diag([1.0, 0.01]), np.array([-1.0, -1.0])),
+    })
+    solver = NewtonKrylov(max_krylov=2)
+    w = np.zeros(2)
+    w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
+    assert "post-screened" in info.reason
+    newton = np.array([-1.0, -100.0])
+    reflected = newton - 2 * (newton @ g_global) / (g_global @ g_global) * g_global
+    step = (w_new - w) / info.step_size
+    np.testing.assert_allclose(step, reflected, rtol=1e-12)
+    assert step @ g_global == pytest.approx(-(newton @ g_global))
+    assert np.linalg.norm(step) == pytest.approx(np.linalg.norm(newton))
+
+
+def test_taylor_rule_keeps_eta_in_band_on_a_non_quadratic():
+    oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
+    eta = 0.05
+    solver = NewtonKrylov(eta=eta)
+    w = np.array([-1.2, 1.0])
+    state = solver.init(oracle, w)
+    f, grad, hess = rosenbrock()
+    for _ in range(5):
+        w_new, state, info = solver.step(oracle, w, "batch", state)
+        step = w_new - w
+        decrease = f(w_new) - f(w)
+        model = step @ grad(w) + 0.5 * step @ hess(w) @ step
+        ratio = abs((decrease - model) / decrease)
+        assert decrease < 0
+        assert ratio <= eta or (info.adjustments == 0 and ratio <= 0.5 * eta) or (
+            info.step_size == 1e-6)
+        w = w_new
+
+
+def test_armijo_option_satisfies_sufficient_decrease():
+    oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
+    solver = NewtonKrylov(step="armijo")
+    w = np.array([-1.2, 1.0])
+    state = solver.init(oracle, w)
+    f, grad, _ = rosenbrock()
+    for _ in range(5):
+        w_new, state, info = solver.step(oracle, w, "batch", state)
+        assert f(w_new) <= f(w) + 0.01 * (w_new - w) @ grad(w)
+        w = w_new
+
+
+def test_curvature_from_hvp_option_gives_the_same_cg_iterates_with_fewer_passes():
+    rng = np.random.default_rng(5)
+    a, b = spd_matrix(rng, 6), rng.standard_normal(6)
+    results = {}
+    for curvature in ("bicomplex", "hvp"):
+        oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
+        solver = NewtonKrylov(curvature=curvature, max_krylov=4, krylov_tol=0.0)
+        w = np.zeros(6)
+        results[curvature] = solver.step(oracle, w, "batch", solver.init(oracle, w))[0], oracle
+    np.testing.assert_allclose(results["hvp"][0], results["bicomplex"][0], rtol=1e-12)
+    passes = {k: o.counts["curvature"] + o.counts["hvp"] for k, (_, o) in results.items()}
+    assert passes["hvp"] == 4 and passes["bicomplex"] == 8
+
+
+def test_flat_curvature_rules():
+    # The Rayleigh-quotient rule leaves healthy small directions alone; the printed rule
+    # (kappa < 1e-8 -> 0.01 ||p||) replaces the curvature of any p shorter than ~1e-4.
+    p = np.full(4, 1e-6)
+    kappa = float(p @ p)  # unit curvature along p: 4e-12
+    assert NewtonKrylov()._flat_substitute(kappa, p) == kappa
+    assert NewtonKrylov(flat_curvature="paper")._flat_substitute(kappa, p) == pytest.approx(
+        0.01 * np.linalg.norm(p))
+    assert NewtonKrylov()._flat_substitute(1e-9 * kappa, p) == pytest.approx(0.01 * (p @ p))
+
+
+def test_warm_start_options_carry_the_step_or_the_direction():
+    oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
+    w = np.array([-1.2, 1.0])
+    for warm_start in ("step", "direction", "none"):
+        solver = NewtonKrylov(warm_start=warm_start)
+        w_new, state, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
+        if warm_start == "step":
+            np.testing.assert_allclose(state["warm_start"], w_new - w, rtol=1e-14)
+        elif warm_start == "direction":
+            np.testing.assert_allclose(state["warm_start"] * info.step_size, w_new - w)
+        else:
+            assert not state["warm_start"].any()
+
+
+def test_global_gradient_refresh_and_sampling_options():
+    # f = sum(exp(x)): every gradient is positive, so no batch is ever screened out
+    exponential = (lambda x: np.exp(x).sum(), np.exp, lambda x: np.diag(np.exp(x)))
+    fake = AnalyticOracle({None: exponential, "batch": exponential})
+    solver = NewtonKrylov(refresh_every=3)
+    w = np.zeros(3)
+    state = solver.init(fake, w)
+    for _ in range(7):
+        w, state, info = solver.step(fake, w, "batch", state)
+        assert not info.skipped
+    assert fake.counts["global_gradient"] == 3  # at init, after the third and sixth steps
+    oracle, x, y = least_squares(np.random.default_rng(1), n=200)
+    w = oracle.initial_point()
+    sampled = NewtonKrylov(gradient_sample=40)
+    oracle.counts.clear()
+    state = sampled.init(oracle, w)
+    assert oracle.counts["gradient"] == 1 and oracle.counts["global_gradient"] == 0
+
+
+def test_state_is_not_modified_and_saves_to_npz(tmp_path):
+    oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
+    solver = NewtonKrylov()
+    w = np.array([-1.2, 1.0])
+    state = solver.init(oracle, w)
+    for _ in range(2):
+        before = {k: np.copy(v) for k, v in state.items()}
+        _, new_state, _ = solver.step(oracle, w, "batch", state)
+        for k, v in state.items():
+            np.testing.assert_array_equal(v, before[k])
+        state = new_state
+    np.savez(tmp_path / "state.npz", **state)
+    with np.load(tmp_path / "state.npz", allow_pickle=False) as saved:
+        assert sorted(saved.files) == sorted(state)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"eta": 0.0}, "eta"), ({"eta": 1.5}, "eta"), ({"max_krylov": 0}, "max_krylov"),
+    ({"step": "wolfe"}, "step"), ({"warm_start": "yes"}, "warm_start"),
+    ({"flat_curvature": "x"}, "flat_curvature"), ({"gradient_sample": 0}, "gradient_sample"),
+    ({"early_stop": "no"}, "early_stop"), ({"max_krylov": 2.5}, "max_krylov"),
+])
+def test_bad_hyperparameters_name_the_option(options, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        NewtonKrylov(**options)
+
+
+def test_unknown_option_through_make_lists_the_accepted_ones():
+    with pytest.raises(ValueError, match="unknown option.*'etta'.*eta"):
+        mc.solvers.make("newton-krylov", etta=0.1)
+    with pytest.raises(ValueError, match="unknown solver 'newton'"):
+        mc.solvers.make("newton")
