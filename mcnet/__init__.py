@@ -1,6 +1,7 @@
 """mcnet: multicomplex arrays and networks for exact higher-order derivatives."""
 
-from mcnet import algebra, datasets, nn
+# in this order: the solvers build on nn, the diagnostics on both
+from mcnet import algebra, datasets, nn, solvers, diagnostics  # noqa: I001
 from mcnet.derivatives import default_step, derivative, directional, perturb
 from mcnet.functions import (
     abs,
@@ -39,6 +40,7 @@ from mcnet.functions import (
     zeros,
 )
 from mcnet.nn.objective import Objective
+from mcnet.solvers import History, fit
 from mcnet.tensor import (
     Tensor,
     as_tensor,
@@ -54,6 +56,7 @@ from mcnet.tensor import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "History",
     "Objective",
     "Tensor",
     "abs",
@@ -67,12 +70,14 @@ __all__ = [
     "datasets",
     "default_step",
     "derivative",
+    "diagnostics",
     "directional",
     "einsum",
     "elu",
     "embed",
     "erf",
     "exp",
+    "fit",
     "from_parts",
     "lift_bilinear",
     "lift_linear",
@@ -95,6 +100,7 @@ __all__ = [
     "sinh",
     "softmax",
     "softplus",
+    "solvers",
     "sqrt",
     "stack",
     "sum",

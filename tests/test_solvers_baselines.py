@@ -27,6 +27,8 @@ from mcnet.solvers.hessian_free import (
 )
 from mcnet.solvers.lbfgs import LBFGS, two_loop
 from mcnet.solvers.lscg import LSCG
+from mcnet.solvers.newton_cg import NewtonCG
+from mcnet.solvers.newton_krylov import NewtonKrylov
 from mcnet.solvers.oracle import Oracle
 from mcnet.solvers.rmsprop import RMSprop
 from mcnet.solvers.sgd import SGD
@@ -46,6 +48,9 @@ class FakeOracle:
 
     def value_and_grad(self, w, batch=None):
         return self.value(w, batch), self.grad(w)
+
+    def value_grad_and_hvp(self, w, v, batch=None):
+        return self.value(w, batch), self.grad(w), self.hessian(w) @ v
 
     def grad_and_hvp(self, w, v, batch=None):
         return self.grad(w), self.hessian(w) @ v
@@ -320,6 +325,8 @@ TABLE = {
         "hessian-free": (HessianFree(damping=1e-3), 5),
         "lscg": (LSCG(), 3),
         "shampoo": (Shampoo(0.5), 100),
+        "newton-krylov": (NewtonKrylov(), 2),
+        "newton-cg": (NewtonCG(), 2),
     },
     "rosenbrock": {
         "sgd": (SGD(1e-3, momentum=0.9), 300),
@@ -330,6 +337,8 @@ TABLE = {
         "hessian-free": (HessianFree(max_cg=10), 50),
         "lscg": (LSCG(), 50),
         "shampoo": (Shampoo(0.1), 300),
+        "newton-krylov": (NewtonKrylov(), 20),
+        "newton-cg": (NewtonCG(), 20),
     },
     "mlp": {
         "sgd": (SGD(0.5, momentum=0.9), 10),
@@ -342,6 +351,8 @@ TABLE = {
         # init) (H^2 + damping)^-1 H g is just a short H g, often uphill
         "lscg": (LSCG(max_cg=10), 10),
         "shampoo": (Shampoo(0.1), 10),
+        "newton-krylov": (NewtonKrylov(), 5),
+        "newton-cg": (NewtonCG(), 5),
     },
 }
 GOAL = {"quadratic": 0.1, "rosenbrock": 0.25, "mlp": 0.75}

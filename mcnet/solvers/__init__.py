@@ -10,16 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from mcnet.solvers.adagrad import AdaGrad
+from mcnet.solvers.adam import Adam
 from mcnet.solvers.base import FirstOrderSolver, Solver, StepInfo
 from mcnet.solvers.fit import TrainingError, evaluate, fit
+from mcnet.solvers.hessian_free import HessianFree
 from mcnet.solvers.history import History
+from mcnet.solvers.lbfgs import LBFGS
+from mcnet.solvers.lscg import LSCG
 from mcnet.solvers.newton_cg import NewtonCG
 from mcnet.solvers.newton_krylov import NewtonKrylov
 from mcnet.solvers.oracle import Oracle
+from mcnet.solvers.rmsprop import RMSprop
+from mcnet.solvers.sgd import SGD
+from mcnet.solvers.shampoo import Shampoo
 
 SOLVERS: dict[str, type[Solver]] = {
     cls.name: cls
-    for cls in (NewtonKrylov, NewtonCG)
+    for cls in (NewtonKrylov, SGD, Adam, AdaGrad, RMSprop, LBFGS, HessianFree, LSCG, Shampoo,
+                NewtonCG)
 }
 
 
@@ -42,12 +51,20 @@ def make(name: str, **options: Any) -> Solver:
 
 
 __all__ = [
+    "LBFGS",
+    "LSCG",
+    "SGD",
     "SOLVERS",
+    "AdaGrad",
+    "Adam",
     "FirstOrderSolver",
+    "HessianFree",
     "History",
     "NewtonCG",
     "NewtonKrylov",
     "Oracle",
+    "RMSprop",
+    "Shampoo",
     "Solver",
     "StepInfo",
     "TrainingError",
