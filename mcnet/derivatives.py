@@ -8,6 +8,7 @@ error is O(h**2) relative and vanishes below roundoff.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -104,6 +105,7 @@ def directional(f: Callable[[Tensor], Tensor], x, directions: Sequence, h: float
     k = len(directions)
     if k == 0:
         return _to_output(as_tensor(f(x)).real)
+    _check_step(h)
     xp = array_module(x.data)
     scaled, exponent = [], 0
     for j, v in enumerate(directions):
@@ -124,12 +126,46 @@ def directional(f: Callable[[Tensor], Tensor], x, directions: Sequence, h: float
 
 
 def derivative(f: Callable[[Tensor], Tensor], x, order: int = 1, h: float | None = None):
-    """Elementwise ``d^order f / dx^order`` of an elementwise f at a scalar or array x."""
+    """Elementwise ``d^order f / dx^order`` of an elementwise f at a scalar or array x.
+
+    Where f(x) itself is infinite the derivative is an infinity (its sign from the step's
+    result, or from f(x) where that is NaN: ``exp`` at 800 overflows at every order); where
+    f(x) is NaN (``log`` of a negative number) it is NaN.  A step taken from such a point
+    would otherwise read a meaningless finite number off the imaginary parts (``log`` at 0
+    gave 4e120, the arctangent of the step over the step).
+    """
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral):
+        raise TypeError(f"order must be an integer, got {order!r} ({type(order).__name__})")
     if order < 0:
         raise ValueError(f"order must be >= 0, got {order}")
+    _check_step(h)
     x = as_tensor(x)
-    ones = array_module(x.data).ones(x.shape, dtype=x.dtype)
-    return directional(f, x, [ones] * order, h)
+    xp = array_module(x.data)
+    ones = xp.ones(x.shape, dtype=x.dtype)
+    result = directional(f, x, [ones] * order, h)
+    if order == 0:
+        return result
+    with np.errstate(all="ignore"):
+        value = as_tensor(f(x), like=x)
+    if value.order or value.shape != x.shape:
+        return result  # not an elementwise f: nothing to compare with
+    value = value.data[0]
+    if bool(xp.all(xp.isfinite(value))):
+        return result
+    d = xp.asarray(result, dtype=x.dtype)
+    sign = xp.where(xp.isnan(d), xp.sign(value), xp.sign(d))
+    fixed = xp.where(xp.isinf(value), xp.copysign(xp.asarray(np.inf, dtype=x.dtype), sign), d)
+    fixed = xp.where(xp.isnan(value), xp.asarray(np.nan, dtype=x.dtype), fixed)
+    return _to_output(fixed)
+
+
+def _check_step(h) -> None:
+    if h is None:
+        return
+    if isinstance(h, bool) or not isinstance(h, numbers.Real):
+        raise TypeError(f"h must be a positive finite number, got {h!r} ({type(h).__name__})")
+    if not (math.isfinite(h) and h > 0):
+        raise ValueError(f"h must be a positive finite number, got {h!r}")
 
 
 def _to_output(a):

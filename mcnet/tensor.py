@@ -204,9 +204,7 @@ class Tensor:
             d = self.data
             return Tensor(d.copy() if array_module(d) is np else d.get())
         if device == "cuda":
-            import cupy
-
-            return Tensor(cupy.asarray(self.data))
+            return Tensor(cuda_module().asarray(self.data))
         raise ValueError(f'device must be "cpu" or "cuda", got {device!r}')
 
     def astype(self, dtype) -> Tensor:
@@ -334,6 +332,35 @@ class Tensor:
 # --- coercion -----------------------------------------------------------------------------------
 
 
+_CUPY = []  # CuPy once it has been seen to work
+
+
+def cuda_module():
+    """CuPy, once it is known to see a CUDA device; a clear error saying what is missing
+    otherwise (CuPy is the optional dependency ``mcnet[cuda]``)."""
+    if _CUPY:
+        return _CUPY[0]
+    try:
+        import cupy
+    except ImportError as exc:
+        raise ImportError(
+            'device="cuda" needs CuPy, which is not installed: pip install "mcnet[cuda]" '
+            '(on a machine with a CUDA device), or use device="cpu"'
+        ) from exc
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError: no device, no driver, ...
+        raise RuntimeError(
+            f'device="cuda": CuPy is installed but finds no usable CUDA device ({exc}); '
+            'use device="cpu"'
+        ) from exc
+    if count < 1:
+        raise RuntimeError('device="cuda": no CUDA device is present; use device="cpu"')
+    _CUPY.append(cupy)
+    return cupy
+
+
+
 def _check_dtype(dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype not in _REAL_DTYPES:
@@ -349,9 +376,7 @@ def tensor(data, dtype=None, device: str = "cpu") -> Tensor:
         return t if t.device == device else t.to(device)
     if device not in ("cpu", "cuda"):
         raise ValueError(f'device must be "cpu" or "cuda", got {device!r}')
-    xp = np
-    if device == "cuda":
-        import cupy as xp
+    xp = cuda_module() if device == "cuda" else np
     arr = xp.asarray(data)
     if dtype is None:
         dtype = np.float32 if arr.dtype in (np.float32, np.complex64) else np.float64

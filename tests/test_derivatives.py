@@ -269,3 +269,50 @@ def test_subnormal_direction(dtype):
     want = np.cos(x.astype(float)) @ v.astype(float)
     got = mc.directional(lambda t: mc.sin(t).sum(), x, [v])
     assert got == pytest.approx(want, rel=1e-5 if dtype == np.float32 else 1e-13)
+
+
+# --- bad input: a clear error or the mathematically right value ---------------------------
+
+
+def test_order_must_be_an_integer():
+    for order in (2.5, 2.0, "2", True):
+        with pytest.raises(TypeError, match="order must be an integer"):
+            mc.derivative(mc.sin, 0.5, order=order)
+    assert mc.derivative(mc.sin, 0.5, order=np.int64(2)) == pytest.approx(-np.sin(0.5), rel=1e-15)
+
+
+@pytest.mark.parametrize("h", [0, 0.0, -1e-3, np.inf, np.nan])
+def test_step_must_be_a_positive_finite_number(h):
+    with pytest.raises(ValueError, match="h must be a positive finite number"):
+        mc.derivative(mc.sin, 0.5, order=1, h=h)
+    with pytest.raises(ValueError, match="h must be a positive finite number"):
+        mc.directional(lambda t: mc.sin(t).sum(), np.ones(2), [np.ones(2)] * 2, h=h)
+    with pytest.raises(TypeError, match="h must be a positive finite number"):
+        mc.derivative(mc.sin, 0.5, h="1e-3")
+
+
+def test_derivatives_at_singular_points_are_infinite_or_nan():
+    """log at 0: 1/x, -1/x^2, 2/x^3 -> +inf, -inf, +inf (not arctan(h/0)/h = 4e120); 1/x at 0:
+    -1/x^2 -> -inf; log at -1 is undefined for reals: NaN, not pi/h."""
+    with np.errstate(all="ignore"):
+        assert mc.derivative(mc.log, 0.0) == np.inf
+        assert mc.derivative(mc.log, 0.0, order=2) == -np.inf
+        assert mc.derivative(mc.log, 0.0, order=3) == np.inf
+        assert mc.derivative(lambda t: 1 / t, 0.0) == -np.inf
+        assert np.isnan(mc.derivative(mc.log, -1.0))
+        got = mc.derivative(mc.log, np.array([0.0, 2.0, -1.0]))
+    assert got[0] == np.inf and got[1] == 0.5 and np.isnan(got[2])
+
+
+@pytest.mark.parametrize("size", [1, 5000])  # the per-array recursion and the fused kernels
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_overflowing_derivatives_are_infinite_at_every_order(size, dtype):
+    """exp(800) overflows float64 (exp(100) float32): every derivative is +inf, as order 1."""
+    big = 800.0 if dtype == np.float64 else 100.0
+    x = np.full(size, big, dtype=dtype)
+    x[0] = 1.0  # a finite neighbour keeps its exact value
+    with np.errstate(all="ignore"):
+        for order in (1, 2, 3, 4):
+            got = mc.derivative(mc.exp, x, order)
+            assert np.all(got[1:] == np.inf), (order, got[:3])
+            assert got[0] == pytest.approx(np.e, rel=1e-6 if dtype == np.float32 else 1e-15)

@@ -297,6 +297,19 @@ def test_bad_inputs_name_what_was_expected():
         objective.directional(w, [w, w[:2]], batch)
 
 
+@pytest.mark.parametrize("method", ["value", "value_and_grad", "hvp", "curvature"])
+def test_an_empty_batch_is_refused_by_name(method):
+    """An empty batch has no mean loss; the error says so (it was "cannot reshape array of
+    size 0" from LeNet-5's first convolution)."""
+    net = nn.models.lenet5()
+    objective = Objective(net, nn.CrossEntropyLoss())
+    w = nn.parameters_to_vector(net)
+    empty = (np.zeros((0, 1, 28, 28)), np.zeros(0, dtype=np.int64))
+    args = (w, w, empty) if method in ("hvp", "curvature") else (w, empty)
+    with pytest.raises(ValueError, match=r"the batch is empty: inputs of shape \(0, 1, 28, 28\)"):
+        getattr(objective, method)(*args)
+
+
 def test_data_stays_real_and_the_hvp_pass_is_complex():
     objective, w, batch, rng = _problem(0, "mlp")
     seen = []

@@ -219,3 +219,30 @@ def test_from_parts_keeps_float32():
     t = mc.from_parts(np.ones((4, 2), dtype=np.float32))
     assert t.dtype == np.float32 and t.parts.dtype == np.float32
     assert mc.from_parts(np.ones((4, 2))).dtype == np.float64
+
+
+def test_cuda_without_cupy_or_a_device_says_what_is_missing(monkeypatch):
+    import sys
+    import types
+
+    tensor_module = sys.modules["mcnet.tensor"]  # mcnet.tensor is also the function's name
+    monkeypatch.setattr(tensor_module, "_CUPY", [])
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
+    with pytest.raises(ImportError, match=r'pip install "mcnet\[cuda\]"'):
+        mc.tensor(np.ones(3), device="cuda")
+    with pytest.raises(ImportError, match=r'pip install "mcnet\[cuda\]"'):
+        mc.tensor(np.ones(3)).to("cuda")
+
+    def fake_cupy(device_count):
+        runtime = types.SimpleNamespace(getDeviceCount=device_count)
+        return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime))
+
+    def no_driver():
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(no_driver))
+    with pytest.raises(RuntimeError, match="finds no usable CUDA device.*cudaErrorNoDevice"):
+        mc.tensor(np.ones(3), device="cuda")
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(lambda: 0))
+    with pytest.raises(RuntimeError, match="no CUDA device is present"):
+        mc.tensor(np.ones(3), device="cuda")

@@ -189,6 +189,14 @@ def _unpack(batch):
         raise ValueError(
             f"expected a batch (inputs, targets), got {type(batch).__name__}"
         ) from None
+    shape = getattr(inputs, "shape", None)
+    if shape is None and isinstance(inputs, (list, tuple)):
+        shape = (len(inputs),)
+    if shape and shape[0] == 0:
+        raise ValueError(
+            f"the batch is empty: inputs of shape {tuple(shape)} hold no examples; "
+            "a batch needs at least one"
+        )
     return inputs, targets
 
 
