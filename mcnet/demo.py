@@ -206,33 +206,16 @@ def network_section(out_dir: Path) -> None:
     print(f"  v^T H v    {objective.curvature(w, v, train):.15g} (bicomplex forward)"
           f"   v . (H v) {v @ hv:.15g} (complex forward+backward)")
     print(f"  d^3 f[v,v,v] {objective.directional(w, [v, v, v], train):.15g} (order-3 forward)")
-    print("  Newton-CG (10 CG steps on H dw = -g, stopped at negative curvature; backtracking):")
+    print("  mcnet.solvers.NewtonCG, full batch (CG on H dw = -g by exact H v products, "
+          "stopped at negative curvature; Armijo line search):")
+    oracle = mc.solvers.Oracle(objective, train)
+    solver = mc.solvers.NewtonCG(max_cg=10)
+    state = solver.init(oracle, w)
     for iteration in range(10):
-        loss, grad = objective.value_and_grad(w, train)
-        dw = _newton_cg_step(objective, w, grad, train)
-        for _ in range(20):  # halve the step until the loss decreases
-            if objective.value(w + dw, train) < loss:
-                break
-            dw = dw / 2
-        w = w + dw
+        w, state, info = solver.step(oracle, w, None, state)
         accuracy = _accuracy(net, w, test)
-        print(f"    iteration {iteration}: training loss {loss:.4f}, test accuracy {accuracy:.3f}")
-
-
-def _newton_cg_step(objective, w, grad, batch, cg_steps: int = 10) -> np.ndarray:
-    """Conjugate gradients on H dw = -g with H v products, stopped at non-positive curvature."""
-    dw, r = np.zeros_like(grad), -grad
-    p = r.copy()
-    for _ in range(cg_steps):
-        hp = objective.hvp(w, p, batch)
-        curvature = p @ hp
-        if curvature <= 0:
-            break
-        alpha = (r @ r) / curvature
-        dw, r_next = dw + alpha * p, r - alpha * hp
-        p = r_next + (r_next @ r_next) / (r @ r) * p
-        r = r_next
-    return dw if dw.any() else -grad
+        print(f"    iteration {iteration}: training loss {info.loss:.4f}, test accuracy "
+              f"{accuracy:.3f}")
 
 
 def _accuracy(net, w, data) -> float:
