@@ -294,3 +294,18 @@ def test_unknown_option_through_make_lists_the_accepted_ones():
         mc.solvers.make("newton-krylov", etta=0.1)
     with pytest.raises(ValueError, match="unknown solver 'newton'"):
         mc.solvers.make("newton")
+
+
+def test_running_global_gradient_needs_no_full_data_pass_after_the_first():
+    oracle, x, y = least_squares(np.random.default_rng(2), n=200)
+    solver = NewtonKrylov(global_gradient="running", max_krylov=2)
+    w = oracle.initial_point()
+    state = solver.init(oracle, w)
+    expected = state["global_grad"]
+    for start in (0, 50, 100):
+        batch = (x[start:start + 50], y[start:start + 50])
+        g_batch = oracle.value_and_grad(w, batch)[1]
+        expected = 0.75 * expected + 0.25 * g_batch  # weight 50 / 200
+        w, state, _ = solver.step(oracle, w, batch, state)
+        np.testing.assert_allclose(state["global_grad"], expected, rtol=1e-12)
+    assert oracle.counts["global_gradient"] == 1

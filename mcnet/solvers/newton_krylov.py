@@ -48,7 +48,10 @@ Where the printed algorithm needs a decision (shared/NUMERICS.md), this module d
 
 Ablations of the supplement are options: ``early_stop=False``, ``step="armijo"``
 (backtracking with c = 0.01, tau = 0.8), and a global gradient refreshed every
-``refresh_every`` steps or estimated on ``gradient_sample`` examples. ``curvature="hvp"``
+``refresh_every`` steps or estimated on ``gradient_sample`` examples, or
+``global_gradient="running"``: after the first, an exponential average of the batch
+gradients with weight batch size / n (about one epoch's worth), which needs no full-data
+pass at all. ``curvature="hvp"``
 takes kappa = p.(H p) from the H p pass the next line needs anyway (one pass per Krylov
 iteration instead of two). The defaults are Algorithm 1.
 """
@@ -93,6 +96,7 @@ class NewtonKrylov(Solver):
         curvature: str = "bicomplex",
         refresh_every: int = 1,
         gradient_sample: int | None = None,
+        global_gradient: str = "full",
     ) -> None:
         self.eta = check_in_range("eta", eta, 1e-12, 1.0)
         self.max_krylov = check_count("max_krylov", max_krylov)
@@ -112,6 +116,8 @@ class NewtonKrylov(Solver):
         if gradient_sample is not None:
             gradient_sample = check_count("gradient_sample", gradient_sample)
         self.gradient_sample = gradient_sample
+        self.global_gradient = check_choice("global_gradient", global_gradient,
+                                            ("full", "running"))
         self.step_rule = check_choice("step", step, ("taylor", "armijo"))  # `step` is a method
 
     def config(self) -> dict[str, Any]:
@@ -149,8 +155,12 @@ class NewtonKrylov(Solver):
         else:
             loss, g_batch = oracle.value_and_grad(w, batch)
             h_dw = oracle.xp.zeros_like(w)
+        if self.global_gradient == "running":
+            # about one epoch of batch gradients, exponentially weighted: no full-data pass
+            weight = w.dtype.type(min(1.0, len(batch[0]) / oracle.size) if batch else 1.0)
+            g = g * (1 - weight) + g_batch * weight
         if _dot(g_batch, g) < 0:  # pre-batch screening
-            skipped = dict(state, iteration=iteration)
+            skipped = dict(state, iteration=iteration, global_grad=g)
             return w, skipped, StepInfo(loss=loss, step_size=0.0, skipped=True,
                                         reason="pre-screened: batch gradient opposes g")
 
@@ -176,7 +186,8 @@ class NewtonKrylov(Solver):
         w_new = w + step
 
         steps_since_refresh = state["steps_since_refresh"] + 1
-        if steps_since_refresh >= self.refresh_every:  # line 48
+        if steps_since_refresh >= self.refresh_every and self.global_gradient == "full":
+            # line 48
             g, steps_since_refresh = self._global_gradient(oracle, w_new, iteration), 0
         new_state = {
             "global_grad": g,
