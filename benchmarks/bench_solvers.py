@@ -79,6 +79,13 @@ def loss_at(result: dict, seconds: float) -> float:
     return float(np.interp(seconds, result["epoch_time"], result["train_loss"]))
 
 
+def ratio(a: float, b: float) -> float:
+    """a / b, with a loss driven to exactly 0 (separable data) handled."""
+    if b == 0:
+        return 1.0 if a == 0 else math.inf
+    return a / b
+
+
 def breakdown(result: dict) -> dict[str, float]:
     phases: dict[str, float] = {}
     for kind, seconds in result["seconds_by_kind"].items():
@@ -116,11 +123,11 @@ def compare(name, make_problem, data, epochs, batch_size) -> tuple[dict, str]:
             solver = (UNTUNED.get(solver_name) or TUNED[solver_name])(
                 **({"lr": result["lr"]} if "lr" in result else {}))
             result["equal_time_run"] = run(make_problem, solver, data, more, batch_size)
-            equal_time = nk["final"] / loss_at(result["equal_time_run"], budget)
+            equal_time = ratio(nk["final"], loss_at(result["equal_time_run"], budget))
         else:  # a slower rival: NK's curve read at the rival's total time
-            equal_time = loss_at(nk, seconds) / result["final"]
+            equal_time = ratio(loss_at(nk, seconds), result["final"])
         rows.append([solver_name, f"{result.get('lr', '-')}", f"{result['final']:.4g}",
-                     f"{seconds:.2f}", f"{nk['final'] / result['final']:.3g}",
+                     f"{seconds:.2f}", f"{ratio(nk['final'], result['final']):.3g}",
                      f"{equal_time:.3g}"])
     table = f"### {name}\n\n" + markdown_table(
         ["solver", "best lr", f"train loss after {epochs} epochs", "solver time (s)",
