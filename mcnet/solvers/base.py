@@ -50,6 +50,11 @@ class Solver:
     def step(self, oracle, w, batch, state: State) -> tuple[Any, State, StepInfo]:
         raise NotImplementedError
 
+    def evaluation_point(self, state: State, w):
+        """The parameters to evaluate and to leave in the module: ``w`` itself, except for
+        solvers that take gradients at one point and average into another (schedule-free)."""
+        return w
+
     def config(self) -> dict[str, Any]:
         """The hyperparameters as given to the constructor (JSON-able)."""
         names = inspect.signature(type(self).__init__).parameters

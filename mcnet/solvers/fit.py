@@ -96,7 +96,8 @@ def fit(
         start = time.perf_counter()
         state = solver.init(oracle, w)
         history.epoch_time.append(time.perf_counter() - start)
-        _evaluate_epoch(history, module, loss, w, data, test_data, chunk_size)
+        _evaluate_epoch(history, module, loss, solver.evaluation_point(state, w), data,
+                        test_data, chunk_size)
         start_epoch = 0
 
     show = sys.stderr.isatty() if progress is None else bool(progress)
@@ -106,14 +107,16 @@ def fit(
                 oracle, module, solver, w, state, history, data, epoch, epochs, batch_size,
                 seed, show,
             )
-            _evaluate_epoch(history, module, loss, w, data, test_data, chunk_size)
+            _evaluate_epoch(history, module, loss, solver.evaluation_point(state, w), data,
+                            test_data, chunk_size)
             history.evaluations = dict(oracle.counts)
             history.seconds_by_kind = dict(oracle.seconds)
             if checkpoint is not None:
                 meta = {"epoch": epoch + 1, "run": run, "history": history.to_dict()}
                 checkpoints.save(Path(checkpoint), w, state, meta)
     finally:
-        vector_to_parameters(w, module)  # the last accepted parameters, never a NaN
+        # the last accepted parameters, never a NaN
+        vector_to_parameters(solver.evaluation_point(state, w), module)
     return history
 
 
@@ -156,7 +159,6 @@ def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs,
         bar.close()
     history.epoch_time.append(elapsed)
     if accepted == 0:
-        vector_to_parameters(w, module)
         raise TrainingError(
             f"{solver!r}: every step of epoch {epoch + 1} was rejected (non-finite loss or "
             f"parameters), the last at iteration {len(history.records)}; the parameters "
