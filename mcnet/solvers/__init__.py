@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcnet.solvers.adagrad import AdaGrad
+from mcnet.solvers.adahessian import AdaHessian
 from mcnet.solvers.adam import Adam
 from mcnet.solvers.base import FirstOrderSolver, Solver, StepInfo
 from mcnet.solvers.fit import TrainingError, evaluate, fit
@@ -22,13 +23,15 @@ from mcnet.solvers.newton_cg import NewtonCG
 from mcnet.solvers.newton_krylov import NewtonKrylov
 from mcnet.solvers.oracle import Oracle
 from mcnet.solvers.rmsprop import RMSprop
+from mcnet.solvers.schedule_free import ScheduleFreeAdamW
 from mcnet.solvers.sgd import SGD
 from mcnet.solvers.shampoo import Shampoo
+from mcnet.solvers.sophia import Sophia
 
 SOLVERS: dict[str, type[Solver]] = {
     cls.name: cls
     for cls in (NewtonKrylov, SGD, Adam, AdaGrad, RMSprop, LBFGS, HessianFree, LSCG, Shampoo,
-                NewtonCG)
+                NewtonCG, ScheduleFreeAdamW, Sophia, AdaHessian)
 }
 
 
@@ -56,6 +59,7 @@ __all__ = [
     "SGD",
     "SOLVERS",
     "AdaGrad",
+    "AdaHessian",
     "Adam",
     "FirstOrderSolver",
     "HessianFree",
@@ -64,8 +68,10 @@ __all__ = [
     "NewtonKrylov",
     "Oracle",
     "RMSprop",
+    "ScheduleFreeAdamW",
     "Shampoo",
     "Solver",
+    "Sophia",
     "StepInfo",
     "TrainingError",
     "evaluate",
