@@ -21,7 +21,7 @@ from helpers import (
     parts_arrays,
     reference_mul,
 )
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import mcnet as mc
@@ -65,7 +65,6 @@ def test_mixed_order_product_matches_unit_rule(order_a, order_b, data):
 @given(data=st.data())
 def test_commutativity(order, data):
     a, b = T(data.draw(parts_arrays(order))), T(data.draw(parts_arrays(order)))
-    np.testing.assert_array_equal((a + b).parts, (b + a).parts)
     # the recursion evaluates the two halves in a different order: equal up to roundoff
     assert_parts_close((a * b).parts, (b * a).parts, norm1(a.parts) * norm1(b.parts), 1e-14)
 
@@ -80,7 +79,6 @@ def test_associativity_and_distributivity(order, data):
     assert_parts_close(
         (a * (b + c)).parts, (a * b + a * c).parts, norm1(pa) * (norm1(pb) + norm1(pc)), 1e-14
     )
-    assert_parts_close(((a + b) + c).parts, (a + (b + c)).parts, norm1(pa) + norm1(pb) + norm1(pc))
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -165,12 +163,9 @@ def test_embed_is_homomorphism(order, data):
     assert_parts_close(
         embedded(a / b), (mc.embed(a, up) / mc.embed(b, up)).parts, quotient_scale, 1e-13
     )
-    np.testing.assert_array_equal(embedded(a + b), (mc.embed(a, up) + mc.embed(b, up)).parts)
     # the new unit's coefficients are exactly zero
     assert not np.any(embedded(a)[2**order :])
     for fn in EMBED_FUNCTIONS:
-        if fn is mc.arctan and up >= 3:
-            continue  # known bug: test_arctan_of_embedded_complex_numbers_at_order_3
         want = embedded(fn(a))
         # tan may come near a pole: its condition number grows as 1 + tan^2
         scale = (norm1(want) + 1.0) ** (2 if fn is mc.tan else 1)
@@ -198,7 +193,6 @@ IDEMPOTENT_FUNCTIONS = {
     ("name", "order"),
     [(name, order) for name in sorted(IDEMPOTENT_FUNCTIONS) for order in (2, 3, 4)],
 )
-@settings(max_examples=15)
 @given(data=st.data())
 def test_analytic_functions_match_idempotent_split(name, order, data):
     mc_fn, np_fn = IDEMPOTENT_FUNCTIONS[name]
@@ -208,8 +202,42 @@ def test_analytic_functions_match_idempotent_split(name, order, data):
     assert_parts_close(mc_fn(T(p)).parts, want, norm1(want) + 1.0, 1e-12)
 
 
+# --- float32: the same laws and functions in single precision ---------------------------------
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@given(data=st.data())
+def test_float32_product_and_inverse(order, data):
+    """float32 operands stay float32 and agree with the float64 unit rule to float32 roundoff."""
+    pa = data.draw(parts_arrays(order)).astype(np.float32)
+    pb = data.draw(dominant_parts(order)).astype(np.float32)
+    a, b = T(pa), T(pb)
+    product = a * b
+    assert product.dtype == np.float32 and product.parts.dtype == np.float32
+    wide_a, wide_b = pa.astype(np.float64), pb.astype(np.float64)
+    # products of float32 subnormals (drawn entries ~1e-40) have absolute accuracy only
+    assert_parts_close(product.parts, reference_mul(wide_a, wide_b),
+                       norm1(wide_a) * norm1(wide_b) + 1e-35, 1e-6)
+    inverse = 1 / b
+    assert inverse.dtype == np.float32
+    assert_parts_close((inverse * b).parts, one_parts(order, pb.shape[1:]), 1.0, 2e-6 * 2**order)
+
+
+@pytest.mark.parametrize(
+    ("name", "order"),
+    [(name, order) for name in sorted(IDEMPOTENT_FUNCTIONS) for order in (1, 2, 3, 4)],
+)
+@given(data=st.data())
+def test_float32_analytic_functions_match_idempotent_split(name, order, data):
+    mc_fn, np_fn = IDEMPOTENT_FUNCTIONS[name]
+    p = data.draw(dominant_parts(order, ratio=0.5)).astype(np.float32)
+    got = mc_fn(T(p))
+    assert got.dtype == np.float32
+    want = idempotent_apply(np_fn, p.astype(np.float64))
+    assert_parts_close(got.parts, want, norm1(want) + 1.0, 2e-6 * 2**order)
+
+
 @pytest.mark.parametrize("order", [2, 3, 4])
-@settings(max_examples=15)
 @given(data=st.data())
 def test_arctan_and_erf_match_idempotent_split(order, data):
     from scipy.special import erf
@@ -230,7 +258,6 @@ DOMINANCE = [(1, 0.9), (2, 0.9), (3, 0.9), (4, 0.5), (5, 0.5)]
 
 
 @pytest.mark.parametrize(("order", "ratio"), DOMINANCE)
-@settings(max_examples=15)
 @given(data=st.data())
 def test_exp_log_identities(order, ratio, data):
     pa = data.draw(dominant_parts(order, ratio=ratio))
@@ -246,7 +273,6 @@ def test_exp_log_identities(order, ratio, data):
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4, 6])
-@settings(max_examples=10)
 @given(data=st.data())
 def test_trigonometric_and_hyperbolic_identities(order, data):
     # sum |coefficients| <= 4: the idempotent components stay O(1), away from tanh's poles
@@ -264,7 +290,6 @@ def test_trigonometric_and_hyperbolic_identities(order, data):
 
 
 @pytest.mark.parametrize(("order", "ratio"), DOMINANCE)
-@settings(max_examples=15)
 @given(data=st.data())
 def test_sqrt_and_power_identities(order, ratio, data):
     p = data.draw(dominant_parts(order, ratio=ratio))
