@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import mcnet as mc
@@ -75,13 +75,18 @@ def test_fused_product_matches_the_unit_multiplication_table(order):
     np.testing.assert_allclose(got, _parts_product(p, q), rtol=1e-12, atol=1e-12)
 
 
-@settings(max_examples=10)
-@given(
-    order=st.integers(1, 4), name=st.sampled_from(sorted(kernels.FUSED)), seed=st.integers(0, 99)
-)
-def test_kernel_agrees_with_recursion_for_large_imaginary_parts(order, name, seed):
-    if not kernels.applies(name, order):
-        return
+APPLICABLE = [(name, order) for name in sorted(kernels.FUSED) for order in range(5)
+              if kernels.applies(name, order)]
+
+
+def test_every_fused_primitive_has_a_kernel_at_some_order():
+    assert {name for name, _ in APPLICABLE} == set(kernels.FUSED)
+    assert len(APPLICABLE) >= 2 * len(kernels.FUSED)
+
+
+@pytest.mark.parametrize(("name", "order"), APPLICABLE)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_kernel_agrees_with_recursion_for_large_imaginary_parts(name, order, seed):
     rng = np.random.default_rng(seed)
     fn, n_inputs = kernels.FUSED[name][:2]
     inputs = []
