@@ -96,6 +96,16 @@ def _eta(text: str) -> float:
     return value
 
 
+def _batch_size(text: str) -> int | str:
+    if text == "full":
+        return text
+    try:
+        return _int_at_least(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a batch size (expected an integer >= 1 or 'full')") from None
+
+
 def _choice(choices: Sequence[str], what: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
@@ -184,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "default: 0.1,0.01,0.001,0.0001")
     compare.add_argument("--eta", type=_eta, help="Newton-Krylov's Taylor ratio (default 0.05)")
     _training_flags(compare, epochs=10)
+    compare.add_argument("--batch-sizes", type=_list_of(_batch_size), metavar="N,...",
+                         help="run every solver at each of these batch sizes ('full' = the "
+                              "whole training set) and keep its best, the seed's protocol for "
+                              "LR and SVM (e.g. 128,1024,full); default: --batch-size")
     _output_flags(compare, "mcnet-compare")
 
     ablate = commands.add_parser(
@@ -437,21 +451,30 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
         raise CLIError(prog, "--eta: newton-krylov is not among --solvers (expected --eta only "
                              "with newton-krylov)")
     problem = _load(args, prog)
-    _check_batch(problem, [args.batch_size], prog, "--batch-size")
-    records, summary = ex.compare(problem, args.solvers, args.lrs, args.epochs, args.batch_size,
+    n = len(problem.train[0])
+    if args.batch_sizes is None:
+        sizes, flag = [args.batch_size], "--batch-size"
+    else:
+        sizes, flag = [n if b == "full" else b for b in args.batch_sizes], "--batch-sizes"
+        if len(set(sizes)) != len(sizes):
+            raise CLIError(prog, f"--batch-sizes: 'full' is {n} here, which is listed too "
+                                 "(expected each batch size once)")
+    _check_batch(problem, sizes, prog, flag)
+    records, summary = ex.compare(problem, args.solvers, args.lrs, args.epochs, sizes,
                                   args.seed, eta=args.eta, log=_log,
                                   extra=_command_extra(command_line))
     summary["command"] = list(command_line)
     out_dir = Path(args.out_dir)
     written = ex.write_compare(records, summary, out_dir, plots=not args.no_plots)
     best = ex.best_runs(records)
+    batches = ",".join("full" if b == n else str(b) for b in sizes)
     print(ex._problem_text(summary["problem"]) + f"; {args.epochs} epochs, batch "
-          f"{args.batch_size}, seed {args.seed}")
+          f"{batches}, seed {args.seed}")
     for row in summary["solvers"]:
-        if row["lr_grid"]:
-            grid = ", ".join(f"{lr}: {ex._fmt(v)}" for lr, v in row["lr_grid"].items())
-            print(f"{row['solver']} final training loss by lr: {grid} -> best lr "
-                  f"{ex._fmt(row['lr'])}")
+        if row["grid"]:
+            grid = ", ".join(f"{point}: {ex._fmt(v)}" for point, v in row["grid"].items())
+            print(f"{row['solver']} final training loss: {grid} -> best "
+                  f"{ex.setting(best[row['solver']])}")
     print()
     print("training loss and cumulative solver time per epoch:")
     print(ex.curve_table(list(best.values())))
@@ -459,8 +482,9 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     reference = summary["reference"]
     for row in summary["solvers"]:
         if "ratio_equal_epochs" in row and reference and row["solver"] != reference["solver"]:
-            print(f"{row['solver']} / {reference['solver']} (lr={reference['lr']:g}) training "
-                  f"loss: {row['ratio_equal_epochs']:.3g} at equal epochs ({args.epochs}), "
+            print(f"{ex.label(best[row['solver']])} / {ex.label(best[reference['solver']])} "
+                  f"training loss: {row['ratio_equal_epochs']:.3g} at equal epochs "
+                  f"({args.epochs}), "
                   f"{row['ratio_equal_time']:.3g} at equal wall time "
                   f"({row['equal_time']:.2f} s of solver time)")
     print(f"wrote {len(written)} files into {out_dir}/: summary.md, summary.json"

@@ -150,12 +150,6 @@ class Problem:
         """(module, loss) with parameters drawn from ``seed`` (the same seed, the same start)."""
         return build_model(self.spec, self.n_features, self.n_classes, seed, activation)
 
-    def with_batch_check(self, batch_size: int, flag: str = "--batch-size") -> None:
-        n = len(self.train[0])
-        if batch_size > n:
-            raise ProblemError(flag, f"{batch_size} is larger than the training data ({n} "
-                                     f"examples); use at most {n}")
-
 
 def check_device(device: str) -> None:
     """Fail early, with what to install, when CUDA is asked for and cannot be had."""
@@ -407,6 +401,8 @@ def run(problem: Problem, solver: str, options: dict[str, Any], epochs: int, bat
     warm_up(problem, batch_size, seed)
     module, loss = problem.build(seed, activation)
     instance = make(solver, **options)
+    # wall times mean little on a shared machine without the load they were taken under
+    load_before = os.getloadavg()
     start = time.perf_counter()
     failed = None
     try:
@@ -424,6 +420,8 @@ def run(problem: Problem, solver: str, options: dict[str, Any], epochs: int, bat
                     "parameters": parameter_count(module)},
         "epochs": epochs, "batch_size": batch_size, "seed": seed, "options": options,
         "wall_time": time.perf_counter() - start, "warm_up_seconds": problem.warm_up_seconds,
+        "load_average": {"start": load_before, "end": os.getloadavg(),
+                         "cpus": os.cpu_count()},
         "failed": failed, "versions": versions(),
         **(extra or {}),
     })
@@ -459,29 +457,49 @@ def loss_at_time(record: dict[str, Any], t: float) -> float:
 
 # --- compare ----------------------------------------------------------------------------------
 def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epochs: int,
-            batch_size: int, seed: int = 0, eta: float | None = None,
+            batch_sizes: Sequence[int], seed: int = 0, eta: float | None = None,
             progress: bool | None = None, log: Callable[[str], None] | None = None,
             extra: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every solver on ``problem``, the lr-grid ones once per lr; (records, summary)."""
+    """Every solver on ``problem`` at every batch size, the lr-grid ones once per lr;
+    (records, summary). Several batch sizes are the seed's protocol for LR and SVM (full
+    batch, 1024, 128; the best kept), applied to every solver alike."""
     records = []
+    n = len(problem.train[0])
     for name in solvers:
         grid: Sequence[float | None] = lrs if on_lr_grid(name) else [None]
-        for lr in grid:
-            options = solver_options(name, lr=lr, eta=eta)
-            record = run(problem, name, options, epochs, batch_size, seed, progress=progress,
-                         extra={**(extra or {}), "lr": options.get("lr")})
-            if log is not None:
-                log(f"{label(record)}: final training loss {_fmt(final_loss(record))} in "
-                    f"{record['wall_time']:.1f} s" + (" (FAILED)" if record["failed"] else ""))
-            records.append(record)
+        sizes = [n] if SOLVERS[name].full_batch else batch_sizes  # one step per epoch anyway
+        for size in sizes:
+            for lr in grid:
+                options = solver_options(name, lr=lr, eta=eta)
+                record = run(problem, name, options, epochs, size, seed, progress=progress,
+                             extra={**(extra or {}), "lr": options.get("lr"),
+                                    "batch_grid": len(batch_sizes) > 1,
+                                    "full_batch": size == n or SOLVERS[name].full_batch})
+                if log is not None:
+                    log(f"{label(record)}: final training loss {_fmt(final_loss(record))} in "
+                        f"{record['wall_time']:.1f} s"
+                        + (" (FAILED)" if record["failed"] else ""))
+                records.append(record)
     return records, summarize(records)
 
 
+def setting(record: dict[str, Any]) -> str:
+    """The grid point of a run: ``lr=0.01``, ``b=1024``, ``lr=0.01 b=full`` or ``""``."""
+    parts = []
+    if record.get("lr") is not None and on_lr_grid(record["solver"]):
+        parts.append(f"lr={record['lr']:g}")
+    if record.get("batch_grid"):
+        parts.append("b=" + batch_text(record))
+    return " ".join(parts)
+
+
+def batch_text(record: dict[str, Any]) -> str:
+    return "full" if record.get("full_batch") else str(record["batch_size"])
+
+
 def label(record: dict[str, Any]) -> str:
-    """``adam lr=0.01`` or ``newton-krylov``."""
-    lr = record.get("lr")
-    return record["solver"] + (f" lr={lr:g}" if lr is not None and on_lr_grid(
-        record["solver"]) else "")
+    """``adam lr=0.01``, ``newton-krylov b=1024`` or ``newton-krylov``."""
+    return " ".join(filter(None, [record["solver"], setting(record)]))
 
 
 def best_runs(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -495,12 +513,13 @@ def best_runs(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Final losses, best lrs and the ratios to the best first-order solver.
+    """Final losses, best grid points and the ratios to the best first-order solver.
 
     Equal epochs: final training loss / the reference's final training loss (both ran the
     same epochs). Equal wall time: T = the shorter of the two runs' total solver times
     (``epoch_time[-1]``, evaluation excluded); each run's training loss at T, linear between
-    its epoch points; the ratio of the two. A ratio below 1 means the solver is ahead.
+    its epoch points (a run's initial loss before its first point); the ratio of the two.
+    A ratio below 1 means the solver is ahead.
     """
     best = best_runs(records)
     first_order = [r for n, r in best.items() if is_first_order(n)]
@@ -509,16 +528,16 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         reference = None
     rows = []
     for name, record in best.items():
-        grid = {f"{r['lr']:g}": _finite_or_none(final_loss(r))
-                for r in records if r["solver"] == name and r.get("lr") is not None
-                and on_lr_grid(name)}
+        mine_all = [r for r in records if r["solver"] == name]
+        grid = {setting(r): _finite_or_none(final_loss(r)) for r in mine_all}
         row: dict[str, Any] = {
             "solver": name, "lr": record.get("lr") if on_lr_grid(name) else None,
+            "batch_size": record["batch_size"], "full_batch": bool(record.get("full_batch")),
             "final_loss": _finite_or_none(final_loss(record)),
             "final_test_loss": _last(record.get("test_loss")),
             "final_test_accuracy": _last(record.get("test_accuracy")),
             "solver_time": record["epoch_time"][-1] if record["epoch_time"] else None,
-            "wall_time": record["wall_time"], "lr_grid": grid or None,
+            "wall_time": record["wall_time"], "grid": grid if len(mine_all) > 1 else None,
             "failed": record["failed"],
         }
         if reference is not None and math.isfinite(final_loss(record)):
@@ -532,12 +551,14 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             })
         rows.append(row)
     return {
-        "reference": None if reference is None else {"solver": reference["solver"],
-                                                     "lr": reference.get("lr")},
+        "reference": None if reference is None else {
+            "solver": reference["solver"], "lr": reference.get("lr"),
+            "batch_size": reference["batch_size"]},
         "epochs": records[0]["epochs"] if records else None,
         "problem": records[0]["problem"] if records else None,
         "definitions": {
-            "best lr": "the lr of the grid with the lowest final training loss",
+            "best": "each solver's grid point (lr, batch size) with the lowest final training "
+                    "loss",
             "reference": "the first-order solver (lr grid) with the lowest final training loss",
             "ratio_equal_epochs": "final training loss / reference's final training loss",
             "ratio_equal_time": "training loss at T / reference's training loss at T, T = the "
@@ -565,33 +586,33 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def compare_markdown(summary: dict[str, Any]) -> str:
     """The summary as a Markdown table with its definitions."""
     ref = summary["reference"]
-    ref_text = "none" if ref is None else (
-        f"{ref['solver']}" + (f" (lr={ref['lr']:g})" if ref["lr"] is not None else ""))
+    ref_text = "none" if ref is None else ref["solver"] + "".join(
+        [f" lr={ref['lr']:g}" if ref["lr"] is not None else "",
+         f" batch {ref['batch_size']}"])
     lines = [
         f"Problem: {_problem_text(summary['problem'])}; {summary['epochs']} epochs.",
         f"Reference (best first-order solver by final training loss): {ref_text}.",
         "",
-        "| solver | best lr | final train loss | test acc | solver time (s) | "
+        "| solver | best lr | batch | final train loss | test acc | solver time (s) | "
         "ratio, equal epochs | ratio, equal time (T s) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in summary["solvers"]:
         equal_time = "-" if "ratio_equal_time" not in row else (
             f"{row['ratio_equal_time']:.3g} ({row['equal_time']:.3g})")
         lr = "-" if row["lr"] is None else f"{row['lr']:g}"
+        batch = "full" if row["full_batch"] else str(row["batch_size"])
         lines.append(
-            f"| {row['solver']} | {lr} | "
+            f"| {row['solver']} | {lr} | {batch} | "
             f"{_fmt(row['final_loss'])} | {_fmt(row['final_test_accuracy'])} | "
             f"{_fmt(row['solver_time'], 3)} | {_fmt(row.get('ratio_equal_epochs'), 3)} | "
             f"{equal_time} |")
-    grids = [(row["solver"], row["lr_grid"]) for row in summary["solvers"] if row["lr_grid"]]
+    grids = [(row["solver"], row["grid"]) for row in summary["solvers"] if row["grid"]]
     if grids:
-        lines += ["", "Final training loss over the lr grid:", ""]
-        lrs = sorted({lr for _, g in grids for lr in g}, key=float, reverse=True)
-        lines.append("| solver | " + " | ".join(f"lr={lr}" for lr in lrs) + " |")
-        lines.append("|---|" + "---|" * len(lrs))
-        for name, g in grids:
-            lines.append(f"| {name} | " + " | ".join(_fmt(g.get(lr)) for lr in lrs) + " |")
+        lines += ["", "Final training loss at every grid point:", ""]
+        for name, grid in grids:
+            lines.append(f"- {name}: " + ", ".join(f"{point} {_fmt(loss)}"
+                                                   for point, loss in grid.items()))
     lines += ["", "Ratios below 1: the solver's training loss is lower than the reference's. "
               "Equal time: " + summary["definitions"]["ratio_equal_time"] + "."]
     return "\n".join(lines) + "\n"
@@ -678,7 +699,7 @@ def write_compare(records: Sequence[dict[str, Any]], summary: dict[str, Any], ou
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for record in records:
-        name = label(record).replace(" lr=", "-lr")
+        name = label(record).replace(" lr=", "-lr").replace(" b=", "-b")
         path = out_dir / "runs" / f"{name}.json"
         write_record(record, path)
         written.append(path)

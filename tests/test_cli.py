@@ -254,7 +254,8 @@ def test_compare_writes_runs_summary_and_figures(tmp_path, capsys):
     assert rows["adam"]["ratio_equal_epochs"] == 1.0 and rows["adam"]["ratio_equal_time"] == 1.0
     nk = rows["newton-krylov"]
     assert nk["ratio_equal_epochs"] > 0 and nk["ratio_equal_time"] > 0
-    assert set(rows["adam"]["lr_grid"]) == {"0.1", "0.01"}
+    assert set(rows["adam"]["grid"]) == {"lr=0.1", "lr=0.01"}
+    assert rows["newton-krylov"]["grid"] is None
     assert "| newton-krylov |" in (out / "summary.md").read_text()
     if not PLOTS:
         for name in ("loss_vs_epoch.png", "loss_vs_time.png"):
@@ -262,17 +263,34 @@ def test_compare_writes_runs_summary_and_figures(tmp_path, capsys):
     assert "newton-krylov / adam" in stdout and "at equal wall time" in stdout
 
 
+def test_compare_over_batch_sizes_keeps_each_solvers_best(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    status, stdout, err = run_cli(capsys, "compare", *TINY, "--epochs", "1", "--lrs", "0.1",
+                                  "--solvers", "adam,newton-cg", "--batch-sizes", "64,full",
+                                  "--out-dir", out, "--no-plots")
+    assert status == 0, err
+    # newton-cg is a full-batch method: one run, not one per batch size
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["adam-lr0.1-b64.json", "adam-lr0.1-bfull.json", "newton-cg-bfull.json"]
+    rows = {row["solver"]: row for row in json.loads((out / "summary.json").read_text())[
+        "solvers"]}
+    assert set(rows["adam"]["grid"]) == {"lr=0.1 b=64", "lr=0.1 b=full"}
+    assert rows["adam"]["batch_size"] == 64  # 5 steps beat 1 step of the same lr
+    status, _, err = run_cli(capsys, "compare", *TINY, "--batch-sizes", "300,full")
+    assert status == 2 and err.startswith("mcnet compare: error: --batch-sizes")
+
+
 def test_equal_time_ratio_interpolates_at_the_shorter_run():
     def record(solver, losses, times, lr=None):
         return {"solver": solver, "lr": lr, "epochs": len(losses) - 1, "train_loss": losses,
                 "epoch_time": times, "test_loss": [], "test_accuracy": [], "wall_time": 1.0,
-                "failed": None, "problem": None}
+                "failed": None, "problem": None, "batch_size": 128}
 
     slow = record("newton-krylov", [2.0, 0.5, 0.1], [0.0, 4.0, 8.0])
     fast = record("adam", [2.0, 1.0, 0.8], [0.0, 1.0, 2.0], lr=0.01)
     worse = record("adam", [2.0, 1.5, 1.2], [0.0, 1.0, 2.0], lr=0.1)
     summary = ex.summarize([slow, fast, worse])
-    assert summary["reference"] == {"solver": "adam", "lr": 0.01}
+    assert summary["reference"] == {"solver": "adam", "lr": 0.01, "batch_size": 128}
     nk = next(r for r in summary["solvers"] if r["solver"] == "newton-krylov")
     assert nk["ratio_equal_epochs"] == pytest.approx(0.1 / 0.8)
     # T = 2 s, the adam run's total: NK is at 2.0 + (0.5 - 2.0) * 2/4 = 1.25 there
