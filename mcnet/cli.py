@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run every solver at each of these batch sizes ('full' = the "
                               "whole training set) and keep its best, the seed's protocol for "
                               "LR and SVM (e.g. 128,1024,full); default: --batch-size")
+    compare.add_argument("--redraw", action="store_true",
+                         help="train nothing: rebuild the summary and figures from the run "
+                              "records already in --out-dir/runs")
     _output_flags(compare, "mcnet-compare")
 
     ablate = commands.add_parser(
@@ -450,26 +453,35 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     if args.eta is not None and "newton-krylov" not in args.solvers:
         raise CLIError(prog, "--eta: newton-krylov is not among --solvers (expected --eta only "
                              "with newton-krylov)")
-    problem = _load(args, prog)
-    n = len(problem.train[0])
-    if args.batch_sizes is None:
-        sizes, flag = [args.batch_size], "--batch-size"
-    else:
-        sizes, flag = [n if b == "full" else b for b in args.batch_sizes], "--batch-sizes"
-        if len(set(sizes)) != len(sizes):
-            raise CLIError(prog, f"--batch-sizes: 'full' is {n} here, which is listed too "
-                                 "(expected each batch size once)")
-    _check_batch(problem, sizes, prog, flag)
-    records, summary = ex.compare(problem, args.solvers, args.lrs, args.epochs, sizes,
-                                  args.seed, eta=args.eta, log=_log,
-                                  extra=_command_extra(command_line))
-    summary["command"] = list(command_line)
     out_dir = Path(args.out_dir)
+    if args.redraw:
+        try:
+            records = ex.read_compare(out_dir)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CLIError(prog, f"--redraw: {exc}") from None
+        summary = ex.summarize(records)
+        summary["command"] = records[0].get("command")
+    else:
+        problem = _load(args, prog)
+        n = len(problem.train[0])
+        if args.batch_sizes is None:
+            sizes, flag = [args.batch_size], "--batch-size"
+        else:
+            sizes, flag = [n if b == "full" else b for b in args.batch_sizes], "--batch-sizes"
+            if len(set(sizes)) != len(sizes):
+                raise CLIError(prog, f"--batch-sizes: 'full' is {n} here, which is listed too "
+                                     "(expected each batch size once)")
+        _check_batch(problem, sizes, prog, flag)
+        records, summary = ex.compare(problem, args.solvers, args.lrs, args.epochs, sizes,
+                                      args.seed, eta=args.eta, log=_log,
+                                      extra=_command_extra(command_line))
+        summary["command"] = list(command_line)
     written = ex.write_compare(records, summary, out_dir, plots=not args.no_plots)
     best = ex.best_runs(records)
-    batches = ",".join("full" if b == n else str(b) for b in sizes)
-    print(ex._problem_text(summary["problem"]) + f"; {args.epochs} epochs, batch "
-          f"{batches}, seed {args.seed}")
+    batches = ",".join(sorted({ex.batch_text(r) for r in records}, key=_batch_order))
+    epochs, seed = records[0]["epochs"], records[0]["seed"]
+    print(ex._problem_text(summary["problem"]) + f"; {epochs} epochs, batch "
+          f"{batches}, seed {seed}")
     for row in summary["solvers"]:
         if row["grid"]:
             grid = ", ".join(f"{point}: {ex._fmt(v)}" for point, v in row["grid"].items())
@@ -482,14 +494,20 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     reference = summary["reference"]
     for row in summary["solvers"]:
         if "ratio_equal_epochs" in row and reference and row["solver"] != reference["solver"]:
+            reached = row["time_to_reference_loss"]
             print(f"{ex.label(best[row['solver']])} / {ex.label(best[reference['solver']])} "
                   f"training loss: {row['ratio_equal_epochs']:.3g} at equal epochs "
-                  f"({args.epochs}), "
-                  f"{row['ratio_equal_time']:.3g} at equal wall time "
-                  f"({row['equal_time']:.2f} s of solver time)")
+                  f"({epochs}), {row['ratio_equal_time']:.3g} at equal wall time "
+                  f"({row['equal_time']:.2f} s of solver time); reaches the reference's final "
+                  f"loss " + ("never" if reached is None else
+                              f"after {reached:.2f} s (reference: {row['reference_time']:.2f} s)"))
     print(f"wrote {len(written)} files into {out_dir}/: summary.md, summary.json"
           + ("" if args.no_plots else ", loss_vs_epoch.png, loss_vs_time.png") + ", runs/")
     return 0
+
+
+def _batch_order(text: str) -> tuple[int, int]:
+    return (1, 0) if text == "full" else (0, int(text))
 
 
 # --- mcnet ablate -----------------------------------------------------------------------------

@@ -455,6 +455,21 @@ def loss_at_time(record: dict[str, Any], t: float) -> float:
     return float(np.interp(t, times, losses))
 
 
+def time_to_loss(record: dict[str, Any], target: float) -> float | None:
+    """The first solver time at which the training loss reaches ``target``, linear between
+    epoch points; None if it never does."""
+    times = record["epoch_time"]
+    losses = [math.inf if v is None else v for v in record["train_loss"]]
+    for i, loss in enumerate(losses):
+        if loss <= target:
+            if i == 0:
+                return times[0]
+            before = losses[i - 1]
+            fraction = 1.0 if not math.isfinite(before) else (before - target) / (before - loss)
+            return times[i - 1] + fraction * (times[i] - times[i - 1])
+    return None
+
+
 # --- compare ----------------------------------------------------------------------------------
 def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epochs: int,
             batch_sizes: Sequence[int], seed: int = 0, eta: float | None = None,
@@ -473,6 +488,7 @@ def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epoc
                 options = solver_options(name, lr=lr, eta=eta)
                 record = run(problem, name, options, epochs, size, seed, progress=progress,
                              extra={**(extra or {}), "lr": options.get("lr"),
+                                    "run_index": len(records),
                                     "batch_grid": len(batch_sizes) > 1,
                                     "full_batch": size == n or SOLVERS[name].full_batch})
                 if log is not None:
@@ -548,6 +564,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "ratio_equal_epochs": final_loss(record) / ref_loss,
                 "equal_time": t, "loss_at_equal_time": mine,
                 "reference_loss_at_equal_time": theirs, "ratio_equal_time": mine / theirs,
+                "time_to_reference_loss": time_to_loss(record, ref_loss),
+                "reference_time": reference["epoch_time"][-1],
             })
         rows.append(row)
     return {
@@ -564,6 +582,9 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "ratio_equal_time": "training loss at T / reference's training loss at T, T = the "
                                 "shorter of the two total solver times (evaluation excluded), "
                                 "losses linear in time between epoch ends",
+            "time_to_reference_loss": "solver time at which the training loss first reaches "
+                                      "the reference's final training loss (linear between "
+                                      "epoch ends); the reference needed reference_time",
         },
         "solvers": rows,
     }
@@ -594,8 +615,8 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         f"Reference (best first-order solver by final training loss): {ref_text}.",
         "",
         "| solver | best lr | batch | final train loss | test acc | solver time (s) | "
-        "ratio, equal epochs | ratio, equal time (T s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "ratio, equal epochs | ratio, equal time (T s) | time to reference's final loss (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary["solvers"]:
         equal_time = "-" if "ratio_equal_time" not in row else (
@@ -606,7 +627,7 @@ def compare_markdown(summary: dict[str, Any]) -> str:
             f"| {row['solver']} | {lr} | {batch} | "
             f"{_fmt(row['final_loss'])} | {_fmt(row['final_test_accuracy'])} | "
             f"{_fmt(row['solver_time'], 3)} | {_fmt(row.get('ratio_equal_epochs'), 3)} | "
-            f"{equal_time} |")
+            f"{equal_time} | {_fmt(row.get('time_to_reference_loss'), 3)} |")
     grids = [(row["solver"], row["grid"]) for row in summary["solvers"] if row["grid"]]
     if grids:
         lines += ["", "Final training loss at every grid point:", ""]
@@ -614,7 +635,10 @@ def compare_markdown(summary: dict[str, Any]) -> str:
             lines.append(f"- {name}: " + ", ".join(f"{point} {_fmt(loss)}"
                                                    for point, loss in grid.items()))
     lines += ["", "Ratios below 1: the solver's training loss is lower than the reference's. "
-              "Equal time: " + summary["definitions"]["ratio_equal_time"] + "."]
+              "Equal time: " + summary["definitions"]["ratio_equal_time"] + ". Time to the "
+              "reference's final loss: '-' where the solver never reached it. Solver time "
+              "excludes the per-epoch evaluation; the load average of the machine during each "
+              "run is in its JSON."]
     return "\n".join(lines) + "\n"
 
 
@@ -718,6 +742,23 @@ def write_compare(records: Sequence[dict[str, Any]], summary: dict[str, Any], ou
         written.append(plot_curves(curves, out_dir / "loss_vs_epoch.png", "epoch", title))
         written.append(plot_curves(curves, out_dir / "loss_vs_time.png", "time", title))
     return written
+
+
+def read_compare(out_dir: Path) -> list[dict[str, Any]]:
+    """The run records of a `write_compare` folder, in the order they were run."""
+    import json
+
+    paths = sorted((out_dir / "runs").glob("*.json"))
+    if not paths:
+        raise FileNotFoundError(f"no run records in {out_dir / 'runs'}")
+    records = [json.loads(p.read_text()) for p in paths]
+    records.sort(key=lambda r: r.get("run_index", 0))
+    for record in records:
+        record["_history"] = History.from_dict(
+            {k: record[k] for k in ("solver", "config", "train_loss", "test_loss",
+                                    "test_accuracy", "epoch_time", "iterations",
+                                    "seconds_by_kind", "evaluations", "meta")})
+    return records
 
 
 def _json_safe(value: Any) -> Any:

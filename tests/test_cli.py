@@ -217,6 +217,31 @@ def test_mnist_test_split_with_holdout_trains_and_tests_on_disjoint_parts(tmp_pa
     assert "held out" in problem.description["test"]
 
 
+def test_libsvm_files_train_and_test(tmp_path, capsys):
+    from sklearn.datasets import dump_svmlight_file
+
+    from mcnet.datasets import digits
+
+    images, labels = digits()
+    features = images.reshape(len(images), -1)
+    dump_svmlight_file(features[:200], labels[:200] + 1, str(tmp_path / "train.txt"),
+                       zero_based=False)  # labels 1..10, as many LIBSVM files write them
+    dump_svmlight_file(features[200:260], labels[200:260] + 1, str(tmp_path / "test.txt"),
+                       zero_based=False)
+    out = tmp_path / "run.json"
+    status, _, err = run_cli(capsys, "train", "--dataset", "libsvm", "--model", "linear_svm",
+                             "--train-file", tmp_path / "train.txt", "--test-file",
+                             tmp_path / "test.txt", "--batch-size", "50", "--epochs", "1",
+                             "--out", out)
+    assert status == 0, err
+    record = json.loads(out.read_text())
+    assert record["problem"]["test_examples"] == 60 and record["problem"]["classes"] == 10
+    assert record["train_loss"][1] < record["train_loss"][0]
+    status, _, err = run_cli(capsys, "train", "--dataset", "libsvm", "--train-file",
+                             tmp_path / "nothing.txt")
+    assert status == 2 and err.startswith("mcnet train: error: --train-file:")
+
+
 def test_cuda_without_cupy_is_a_clear_error(capsys):
     try:
         import cupy  # noqa: F401
@@ -261,6 +286,11 @@ def test_compare_writes_runs_summary_and_figures(tmp_path, capsys):
         for name in ("loss_vs_epoch.png", "loss_vs_time.png"):
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "newton-krylov / adam" in stdout and "at equal wall time" in stdout
+    # --redraw rebuilds the same summary from the run records alone
+    status, redrawn, err = run_cli(capsys, "compare", "--redraw", "--out-dir", out, *PLOTS)
+    assert status == 0, err
+    assert json.loads((out / "summary.json").read_text())["solvers"] == summary["solvers"]
+    assert redrawn.splitlines()[1:] == stdout.splitlines()[1:]
 
 
 def test_compare_over_batch_sizes_keeps_each_solvers_best(tmp_path, capsys):
