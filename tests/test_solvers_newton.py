@@ -309,3 +309,58 @@ def test_running_global_gradient_needs_no_full_data_pass_after_the_first():
         w, state, _ = solver.step(oracle, w, batch, state)
         np.testing.assert_allclose(state["global_grad"], expected, rtol=1e-12)
     assert oracle.counts["global_gradient"] == 1
+
+
+def test_preconditioned_krylov_loop_solves_the_newton_system():
+    rng = np.random.default_rng(7)
+    a, b = spd_matrix(rng, 6, 1e3), rng.standard_normal(6)
+    oracle = AnalyticOracle({"batch": quadratic(a, b)})
+    solver = NewtonKrylov(max_krylov=6, krylov_tol=0.0)
+    w, zero = np.zeros(6), np.zeros(6)
+    # any positive diagonal preconditioner: n iterations of PCG solve A dw = b
+    dw, curvature, iterations, _ = solver._krylov(oracle, w, "batch", -b, zero, zero,
+                                                  rng.uniform(0.1, 10.0, 6))
+    exact = np.linalg.solve(a, b)
+    assert np.linalg.norm(dw - exact) <= 1e-9 * np.linalg.norm(exact)
+    assert curvature == pytest.approx(dw @ a @ dw, rel=1e-9)
+    # the exact (Jacobi) preconditioner of a diagonal matrix: one iteration
+    d = np.diag(np.geomspace(1.0, 1e6, 6))
+    oracle = AnalyticOracle({"batch": quadratic(d, b)})
+    dw, _, iterations, reasons = NewtonKrylov(max_krylov=6)._krylov(
+        oracle, w, "batch", -b, zero, zero, 1 / np.diag(d))
+    assert iterations == 1 and reasons == ["converged"]
+    np.testing.assert_allclose(dw, b / np.diag(d), rtol=1e-12)
+
+
+def test_rms_preconditioner_keeps_the_second_moment_of_batch_gradients():
+    oracle, x, y = least_squares(np.random.default_rng(4), n=100)
+    solver = NewtonKrylov(preconditioner="rms", preconditioner_beta=0.9)
+    w = oracle.initial_point()
+    state = solver.init(oracle, w)
+    expected = np.zeros_like(w)
+    for start in (0, 50):
+        batch = (x[start:start + 50], y[start:start + 50])
+        g_batch = oracle.value_and_grad(w, batch)[1]
+        expected = 0.9 * expected + 0.1 * g_batch**2
+        w, state, _ = solver.step(oracle, w, batch, state)
+        np.testing.assert_allclose(state["second_moment"], expected, rtol=1e-12)
+
+
+def test_stretch_grows_the_step_while_the_taylor_ratio_stays_below_eta():
+    # f = sum(exp(x)) from 0: the Newton step (-1, -1) has a Taylor ratio of 0.21, below
+    # eta / 2; gamma = 1.5 gives 0.52, inside [eta / 2, eta]
+    exponential = (lambda x: np.exp(x).sum(), np.exp, lambda x: np.diag(np.exp(x)))
+    oracle = AnalyticOracle({None: exponential, "batch": exponential})
+    eta = 0.9
+    w = np.zeros(2)
+    plain = NewtonKrylov(eta=eta)
+    _, _, info = plain.step(oracle, w, "batch", plain.init(oracle, w))
+    assert info.step_size == 1.0 and info.adjustments == 0
+    stretched = NewtonKrylov(eta=eta, stretch=True)
+    w_new, _, info = stretched.step(oracle, w, "batch", stretched.init(oracle, w))
+    assert info.step_size == 1.5 and info.adjustments == 1
+    f, grad, hess = exponential
+    step = w_new - w
+    decrease = f(w_new) - f(w)
+    ratio = abs((decrease - step @ grad(w) - 0.5 * step @ hess(w) @ step) / decrease)
+    assert ratio <= eta

@@ -97,6 +97,9 @@ class NewtonKrylov(Solver):
         refresh_every: int = 1,
         gradient_sample: int | None = None,
         global_gradient: str = "full",
+        stretch: bool = False,
+        preconditioner: str = "none",
+        preconditioner_beta: float = 0.99,
     ) -> None:
         self.eta = check_in_range("eta", eta, 1e-12, 1.0)
         self.max_krylov = check_count("max_krylov", max_krylov)
@@ -104,6 +107,12 @@ class NewtonKrylov(Solver):
         if not isinstance(early_stop, bool):
             raise TypeError(f"early_stop must be True or False, got {early_stop!r}")
         self.early_stop = early_stop
+        if not isinstance(stretch, bool):
+            raise TypeError(f"stretch must be True or False, got {stretch!r}")
+        self.stretch = stretch
+        self.preconditioner = check_choice("preconditioner", preconditioner, ("none", "rms"))
+        self.preconditioner_beta = check_in_range("preconditioner_beta", preconditioner_beta,
+                                                  0.0, 1.0)
         self.max_adjustments = check_count("max_adjustments", max_adjustments, 0)
         self.fallback_step = check_positive("fallback_step", fallback_step)
         self.armijo_c = check_in_range("armijo_c", armijo_c, 0.0, 1.0)
@@ -134,7 +143,7 @@ class NewtonKrylov(Solver):
             "warm_start": oracle.xp.zeros_like(w),
             "steps_since_refresh": 0,
             "iteration": 0,
-        }
+        } | ({"second_moment": oracle.xp.zeros_like(w)} if self.preconditioner == "rms" else {})
 
     def _global_gradient(self, oracle, w, iteration: int):
         if self.gradient_sample is None or self.gradient_sample >= oracle.size:
@@ -159,14 +168,25 @@ class NewtonKrylov(Solver):
             # about one epoch of batch gradients, exponentially weighted: no full-data pass
             weight = w.dtype.type(min(1.0, len(batch[0]) / oracle.size) if batch else 1.0)
             g = g * (1 - weight) + g_batch * weight
+        moment = {}
+        inverse_preconditioner = None
+        if self.preconditioner == "rms":
+            # RMSprop's second moment of the batch gradients, bias-corrected: CG then runs
+            # in the metric diag(sqrt(v) + eps), the scaling Adam and RMSprop step in
+            beta = self.preconditioner_beta
+            moment["second_moment"] = state["second_moment"] * beta + g_batch * g_batch * (
+                1 - beta)
+            corrected = moment["second_moment"] / (1 - beta**iteration)
+            inverse_preconditioner = 1 / (oracle.xp.sqrt(corrected) + w.dtype.type(1e-8))
         if _dot(g_batch, g) < 0:  # pre-batch screening
-            skipped = dict(state, iteration=iteration, global_grad=g)
+            skipped = dict(state, iteration=iteration, global_grad=g, **moment)
             return w, skipped, StepInfo(loss=loss, step_size=0.0, skipped=True,
                                         reason="pre-screened: batch gradient opposes g")
 
-        dw, dw_curvature, krylov, reasons = self._krylov(oracle, w, batch, g_batch, dw, h_dw)
+        dw, dw_curvature, krylov, reasons = self._krylov(oracle, w, batch, g_batch, dw, h_dw,
+                                                         inverse_preconditioner)
         if not bool((dw != 0).any()):  # g_j = 0: nothing to do on this batch
-            return w, dict(state, iteration=iteration), StepInfo(
+            return w, dict(state, iteration=iteration, **moment), StepInfo(
                 loss=loss, step_size=0.0, krylov_iterations=krylov, reason="zero gradient")
 
         dw_dot_g = _dot(dw, g)
@@ -195,16 +215,20 @@ class NewtonKrylov(Solver):
                 self.warm_start],
             "steps_since_refresh": steps_since_refresh,
             "iteration": iteration,
+            **moment,
         }
         info = StepInfo(loss=loss, step_size=gamma, krylov_iterations=krylov,
                         adjustments=adjustments, reason="; ".join(reasons))
         return w_new, new_state, info
 
-    def _krylov(self, oracle, w, batch, g_batch, dw, h_dw):
-        """Lines 12-28: CG on H_j dw = -g_j from the warm start, with early termination.
+    def _krylov(self, oracle, w, batch, g_batch, dw, h_dw, inverse_preconditioner=None):
+        """Lines 12-28: CG on H_j dw = -g_j from the warm start, with early termination
+        (preconditioned CG when ``inverse_preconditioner``, a diagonal, is given).
         Returns (dw, dw^T H_j dw or None where unknown, iterations, reasons)."""
         r = -(g_batch + h_dw)
-        p = r
+        z = r if inverse_preconditioner is None else r * inverse_preconditioner
+        p = first_direction = z
+        rz = _dot(r, z)
         rr = _dot(r, r)
         tolerance = self.krylov_tol * math.sqrt(_dot(g_batch, g_batch))
         first_curvature = None
@@ -228,24 +252,25 @@ class NewtonKrylov(Solver):
                 reason = "non-positive curvature"
                 break
             kappa = self._flat_substitute(kappa, p)
-            alpha = rr / kappa
+            alpha = rz / kappa
             dw = dw + w.dtype.type(alpha) * p
             if hp is None:
                 hp = oracle.hvp(w, p, batch)  # CSDD
             r = r - w.dtype.type(alpha) * hp
-            rr_next = _dot(r, r)
-            p = r + w.dtype.type(rr_next / rr) * p
-            rr = rr_next
+            z = r if inverse_preconditioner is None else r * inverse_preconditioner
+            rz_next = _dot(r, z)
+            p = z + w.dtype.type(rz_next / rz) * p
+            rz, rr = rz_next, _dot(r, r)
             iterations += 1
         if bool((dw != 0).any()):
             # CG keeps r = -(g_j + H_j dw), so dw^T H_j dw = -dw.(r + g_j) costs no pass.
             return dw, -_dot(dw, r + g_batch), iterations, [reason]
-        # No step at all: dw = r_0 = -g_j, the batch's steepest descent, whose curvature
-        # the loop has just measured (if it got that far).
+        # No step at all: dw is the first direction, the batch's (preconditioned) steepest
+        # descent, whose curvature the loop has just measured (if it got that far).
         curvature = first_curvature if iterations == 0 and first_curvature is not None else None
         if curvature is not None and not math.isfinite(curvature):
             curvature = None
-        return r, curvature, iterations, [reason, "steepest descent"]
+        return first_direction, curvature, iterations, [reason, "steepest descent"]
 
     def _flat_substitute(self, kappa: float, p) -> float:
         """Lines 18-19: a temporary curvature where the measured one is nearly zero."""
@@ -278,6 +303,16 @@ class NewtonKrylov(Solver):
         gamma, adjustments = 1.0, 0
         ratio = taylor_ratio(gamma)
         if ratio <= 0.5 * self.eta:
+            if not self.stretch:
+                return gamma, adjustments
+            # The text's "stretch": grow gamma while the model stays trustworthy, keeping
+            # the last gamma whose ratio did not exceed eta.
+            while adjustments < self.max_adjustments and ratio < 0.5 * self.eta:
+                adjustments += 1
+                ratio = taylor_ratio(1.5 * gamma)
+                if ratio > self.eta:
+                    break
+                gamma *= 1.5
             return gamma, adjustments
         while not 0.5 * self.eta <= ratio <= self.eta:
             if adjustments == self.max_adjustments:
