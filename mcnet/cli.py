@@ -411,7 +411,7 @@ def _train(args: argparse.Namespace, command_line: Sequence[str]) -> int:
         raise CLIError(prog, f"{flag}{exc}") from None
     if record["failed"]:
         raise CLIError(prog, f"training failed: {record['failed']}", 1)
-    print(f"{ex._problem_text(record['problem'])}")
+    print(f"{ex.problem_text(record['problem'])}")
     print(f"{args.solver} {json.dumps(record['config'])}; {args.epochs} epochs, batch "
           f"{args.batch_size}, seed {args.seed}, {record['problem']['parameters']} parameters")
     print(_epoch_table(record))
@@ -430,8 +430,8 @@ def _epoch_table(record: dict[str, Any]) -> str:
     for epoch, loss in enumerate(record["train_loss"]):
         test = record["test_loss"][epoch] if record["test_loss"] else None
         acc = record["test_accuracy"][epoch] if record["test_accuracy"] else None
-        lines.append(f"{epoch:>5}  {ex._fmt(loss, 6):>12}  {ex._fmt(test, 6):>12}  "
-                     f"{ex._fmt(acc, 4):>8}  {record['epoch_time'][epoch]:>9.2f}")
+        lines.append(f"{epoch:>5}  {ex.fmt(loss, 6):>12}  {ex.fmt(test, 6):>12}  "
+                     f"{ex.fmt(acc, 4):>8}  {record['epoch_time'][epoch]:>9.2f}")
     return "\n".join(lines)
 
 
@@ -480,11 +480,11 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     best = ex.best_runs(records)
     batches = ",".join(sorted({ex.batch_text(r) for r in records}, key=_batch_order))
     epochs, seed = records[0]["epochs"], records[0]["seed"]
-    print(ex._problem_text(summary["problem"]) + f"; {epochs} epochs, batch "
+    print(ex.problem_text(summary["problem"]) + f"; {epochs} epochs, batch "
           f"{batches}, seed {seed}")
     for row in summary["solvers"]:
         if row["grid"]:
-            grid = ", ".join(f"{point}: {ex._fmt(v)}" for point, v in row["grid"].items())
+            grid = ", ".join(f"{point}: {ex.fmt(v)}" for point, v in row["grid"].items())
             print(f"{row['solver']} final training loss: {grid} -> best "
                   f"{ex.setting(best[row['solver']])}")
     print()
@@ -589,11 +589,11 @@ def _curvature(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     from mcnet.solvers.history import write_atomic
 
     write_atomic(out_dir / "curvature.json",
-                 json.dumps(ex._json_safe(result), indent=1).encode())
+                 json.dumps(ex.json_safe(result), indent=1).encode())
     if not args.no_plots:
         diagnostics.plot_spectral_density(grid, density, out_dir / "spectral_density.png")
     activation = problem.spec.resolved_activation()
-    print(ex._problem_text({**result["problem"], "activation": activation}))
+    print(ex.problem_text({**result["problem"], "activation": activation}))
     print(f"Hessian of the loss on the first {args.batch_size} training examples at {where}, "
           f"{w.size} parameters:")
     print(f"{'k':>3}  {'eigenvalue':>14}")

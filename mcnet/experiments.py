@@ -492,7 +492,7 @@ def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epoc
                                     "batch_grid": len(batch_sizes) > 1,
                                     "full_batch": size == n or SOLVERS[name].full_batch})
                 if log is not None:
-                    log(f"{label(record)}: final training loss {_fmt(final_loss(record))} in "
+                    log(f"{label(record)}: final training loss {fmt(final_loss(record))} in "
                         f"{record['wall_time']:.1f} s"
                         + (" (FAILED)" if record["failed"] else ""))
                 records.append(record)
@@ -598,7 +598,7 @@ def _last(values):
     return values[-1] if values else None
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
+def fmt(value: float | None, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     return f"{value:.{digits}g}"
@@ -611,7 +611,7 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         [f" lr={ref['lr']:g}" if ref["lr"] is not None else "",
          f" batch {ref['batch_size']}"])
     lines = [
-        f"Problem: {_problem_text(summary['problem'])}; {summary['epochs']} epochs.",
+        f"Problem: {problem_text(summary['problem'])}; {summary['epochs']} epochs.",
         f"Reference (best first-order solver by final training loss): {ref_text}.",
         "",
         "| solver | best lr | batch | final train loss | test acc | solver time (s) | "
@@ -625,14 +625,14 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         batch = "full" if row["full_batch"] else str(row["batch_size"])
         lines.append(
             f"| {row['solver']} | {lr} | {batch} | "
-            f"{_fmt(row['final_loss'])} | {_fmt(row['final_test_accuracy'])} | "
-            f"{_fmt(row['solver_time'], 3)} | {_fmt(row.get('ratio_equal_epochs'), 3)} | "
-            f"{equal_time} | {_fmt(row.get('time_to_reference_loss'), 3)} |")
+            f"{fmt(row['final_loss'])} | {fmt(row['final_test_accuracy'])} | "
+            f"{fmt(row['solver_time'], 3)} | {fmt(row.get('ratio_equal_epochs'), 3)} | "
+            f"{equal_time} | {fmt(row.get('time_to_reference_loss'), 3)} |")
     grids = [(row["solver"], row["grid"]) for row in summary["solvers"] if row["grid"]]
     if grids:
         lines += ["", "Final training loss at every grid point:", ""]
         for name, grid in grids:
-            lines.append(f"- {name}: " + ", ".join(f"{point} {_fmt(loss)}"
+            lines.append(f"- {name}: " + ", ".join(f"{point} {fmt(loss)}"
                                                    for point, loss in grid.items()))
     lines += ["", "Ratios below 1: the solver's training loss is lower than the reference's. "
               "Equal time: " + summary["definitions"]["ratio_equal_time"] + ". Time to the "
@@ -642,7 +642,7 @@ def compare_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _problem_text(problem: dict[str, Any] | None, short: bool = False) -> str:
+def problem_text(problem: dict[str, Any] | None, short: bool = False) -> str:
     if not problem:
         return "-"
     model = problem["model"]
@@ -667,7 +667,7 @@ def curve_table(records: Sequence[dict[str, Any]]) -> str:
         cells = []
         for r in records:
             if epoch < len(r["train_loss"]):
-                loss = _fmt(r["train_loss"][epoch])
+                loss = fmt(r["train_loss"][epoch])
                 cells.append(f"{loss:>{width - 9}}{r['epoch_time'][epoch]:>9.2f}")
             else:
                 cells.append(" " * width)
@@ -730,7 +730,7 @@ def write_compare(records: Sequence[dict[str, Any]], summary: dict[str, Any], ou
     import json
 
     path = out_dir / "summary.json"
-    write_atomic(path, json.dumps(_json_safe(summary), indent=1).encode())
+    write_atomic(path, json.dumps(json_safe(summary), indent=1).encode())
     written.append(path)
     path = out_dir / "summary.md"
     write_atomic(path, compare_markdown(summary).encode())
@@ -738,7 +738,7 @@ def write_compare(records: Sequence[dict[str, Any]], summary: dict[str, Any], ou
     if plots:
         best = best_runs(records)
         curves = [(label(r), r) for r in best.values()]
-        title = _problem_text(summary["problem"], short=True)
+        title = problem_text(summary["problem"], short=True)
         written.append(plot_curves(curves, out_dir / "loss_vs_epoch.png", "epoch", title))
         written.append(plot_curves(curves, out_dir / "loss_vs_time.png", "time", title))
     return written
@@ -761,13 +761,13 @@ def read_compare(out_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -845,7 +845,7 @@ def ablate(problem: Problem, study: str, epochs: int, batch_size: int, seed: int
             if cache is not None:
                 cache[key] = record
         if log is not None:
-            log(f"{study}: {name}: final training loss {_fmt(final_loss(record))} in "
+            log(f"{study}: {name}: final training loss {fmt(final_loss(record))} in "
                 f"{record['wall_time']:.1f} s" + (" (FAILED)" if record["failed"] else ""))
         out.append((name, record))
     return out
@@ -864,7 +864,7 @@ def ablation_markdown(study: str, runs: Sequence[tuple[str, dict[str, Any]]]) ->
     epochs = runs[0][1]["epochs"]
     lines = [f"### {STUDY_TITLES[study]}", "",
              f"Newton-Krylov (Algorithm 1 defaults otherwise), {epochs} epochs, "
-             f"{_problem_text(runs[0][1]['problem'])}.", "",
+             f"{problem_text(runs[0][1]['problem'])}.", "",
              f"| setting | final train loss | test acc | solver time (s) | iterations | "
              f"skipped | Krylov its/iter | adjustments/iter, epoch 1 | "
              f"adjustments/iter, epoch {epochs} |",
@@ -872,10 +872,10 @@ def ablation_markdown(study: str, runs: Sequence[tuple[str, dict[str, Any]]]) ->
     for name, record in runs:
         row = ablation_row(name, record)
         lines.append(
-            f"| {name} | {_fmt(row['final_loss'])} | {_fmt(row['final_test_accuracy'])} | "
-            f"{_fmt(row['solver_time'], 3)} | {row['iterations']} | {row['skipped']} | "
-            f"{_fmt(row['krylov_per_iteration'], 3)} | {_fmt(row['adjustments_epoch_1'], 3)} | "
-            f"{_fmt(row[f'adjustments_epoch_{epochs}'], 3)} |")
+            f"| {name} | {fmt(row['final_loss'])} | {fmt(row['final_test_accuracy'])} | "
+            f"{fmt(row['solver_time'], 3)} | {row['iterations']} | {row['skipped']} | "
+            f"{fmt(row['krylov_per_iteration'], 3)} | {fmt(row['adjustments_epoch_1'], 3)} | "
+            f"{fmt(row[f'adjustments_epoch_{epochs}'], 3)} |")
     lines += ["", "Adjustments: step-size trials beyond the first per iteration that took a "
               "step (Taylor: x0.5 / x1.5 changes of gamma; Armijo: backtracks)."]
     return "\n".join(lines) + "\n"
@@ -895,7 +895,7 @@ def write_ablation(study: str, runs: Sequence[tuple[str, dict[str, Any]]], out_d
     write_atomic(path, ablation_markdown(study, runs).encode())
     written.append(path)
     if plots:
-        title = f"{STUDY_TITLES[study]}\n{_problem_text(runs[0][1]['problem'], short=True)}"
+        title = f"{STUDY_TITLES[study]}\n{problem_text(runs[0][1]['problem'], short=True)}"
         written.append(plot_curves(list(runs), out_dir / f"{study}.png", "epoch", title))
     return written
 
@@ -908,10 +908,10 @@ def ablation_text(study: str, runs: Sequence[tuple[str, dict[str, Any]]]) -> str
              f"{f'adj ep{epochs}':>10}"]
     for name, record in runs:
         row = ablation_row(name, record)
-        lines.append(f"{name:<22}{_fmt(row['final_loss']):>10}"
-                     f"{_fmt(row['final_test_accuracy'], 3):>10}"
-                     f"{_fmt(row['solver_time'], 3):>9}{_fmt(row['adjustments_epoch_1'], 3):>9}"
-                     f"{_fmt(row[f'adjustments_epoch_{epochs}'], 3):>10}")
+        lines.append(f"{name:<22}{fmt(row['final_loss']):>10}"
+                     f"{fmt(row['final_test_accuracy'], 3):>10}"
+                     f"{fmt(row['solver_time'], 3):>9}{fmt(row['adjustments_epoch_1'], 3):>9}"
+                     f"{fmt(row[f'adjustments_epoch_{epochs}'], 3):>10}")
     return "\n".join(lines)
 
 
