@@ -311,6 +311,19 @@ def test_a_local_cluster_is_on_loopback_and_closes_with_the_oracle(digits):
 
 
 # --- last: it kills a worker --------------------------------------------------------------
+def test_fit_with_a_scheduler_trains_like_the_plain_fit(client, digits):
+    data = (digits[0][:600], digits[1][:600])
+    results = []
+    for scheduler in (None, client.scheduler.address):
+        net = mlp()
+        history = mc.fit(net, nn.CrossEntropyLoss(), data, mc.solvers.NewtonCG(max_cg=5),
+                         epochs=2, chunk_size=200, scheduler=scheduler)
+        results.append((history.train_loss, nn.parameters_to_vector(net)))
+    (plain_loss, plain_w), (dask_loss, dask_w) = results
+    np.testing.assert_allclose(dask_loss, plain_loss, rtol=1e-12)
+    assert_close(dask_w, plain_w, rtol=1e-10)
+
+
 def test_a_worker_killed_mid_sum_is_recomputed_and_the_result_is_unchanged(client, digits):
     net = mlp(Sleepy(0.05))
     plain = Oracle(objective(net), digits, chunk_size=128)

@@ -27,8 +27,8 @@ from mcnet.nn.objective import Objective
 from mcnet.nn.vector import vector_to_parameters
 from mcnet.solvers import checkpoint as checkpoints
 from mcnet.solvers.base import Solver, State
+from mcnet.solvers.distributed import DEFAULT_TIMEOUT, close_oracle, make_oracle
 from mcnet.solvers.history import History
-from mcnet.solvers.oracle import Oracle
 
 
 class TrainingError(RuntimeError):
@@ -48,12 +48,19 @@ def fit(
     resume: bool = False,
     progress: bool | None = None,
     chunk_size: int = 2048,
+    scheduler: Any = None,
+    workers: int | None = None,
+    scheduler_timeout: float = DEFAULT_TIMEOUT,
 ) -> History:
     """Train ``module`` under ``loss`` on ``data = (inputs, targets)`` with ``solver``.
 
     Leaves the trained parameters in ``module`` and returns the `History`. ``progress``:
     a progress bar (tqdm) when True, none when False, and only on a terminal when None.
     ``chunk_size`` bounds the examples per pass of full-data sums (global gradient, loss).
+    ``scheduler``: run the full-data sums of the solver (NewtonKrylov's global gradient,
+    full-batch solvers' steps) on a Dask cluster -- "local" starts ``workers`` processes on
+    this machine, or give a scheduler's address (``pip install "mcnet[distributed]"``,
+    `mcnet.solvers.distributed.DaskOracle`); ``scheduler_timeout`` bounds reaching it.
     The same arguments give bit-identical parameters, with or without a resume in between.
     """
     if not isinstance(solver, Solver):
@@ -75,7 +82,8 @@ def fit(
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=DIR to resume from")
 
-    oracle = Oracle(Objective(module, loss), data, chunk_size=chunk_size)
+    oracle = make_oracle(Objective(module, loss), data, chunk_size, scheduler=scheduler,
+                         workers=workers, timeout=scheduler_timeout)
     oracle.seed = seed
     run = {
         "solver": solver.name, "config": solver.config(), "seed": seed,
@@ -117,6 +125,7 @@ def fit(
     finally:
         # the last accepted parameters, never a NaN
         vector_to_parameters(solver.evaluation_point(state, w), module)
+        close_oracle(oracle)  # stops the cluster that scheduler="local" started
     return history
 
 
