@@ -834,7 +834,10 @@ def ablate(problem: Problem, study: str, epochs: int, batch_size: int, seed: int
         options.update(override.get("options", {}))
         size = override.get("batch_size", batch_size)
         activation = override.get("activation") or problem.spec.resolved_activation()
-        key = repr((sorted(options.items()), size, activation))
+        # keyed by the solver's full configuration: {"eta": 0.05} and {"step": "taylor"}
+        # are the same run
+        key = repr((sorted(make("newton-krylov", **options).config().items()), size,
+                    activation))
         tags = {"study": study, "setting": name}
         if cache is not None and key in cache:
             record = {**cache[key], **tags}

@@ -347,6 +347,11 @@ def test_ablate_writes_every_study(tmp_path, capsys):
     assert "# Newton-Krylov ablations" in (out / "ablation.md").read_text()
     record = json.loads((out / "step" / "armijo-backtracking.json").read_text())
     assert record["config"]["step"] == "armijo"
+    # the default configuration is one run, reused by every study (same timings)
+    default = [json.loads((out / study / name).read_text())["wall_time"] for study, name in
+               [("eta", "eta-0.05.json"), ("step", "taylor-ratio.json"),
+                ("activation", "sigmoid.json")]]
+    assert default[0] == default[1] == default[2]
 
 
 def test_curvature_prints_eigenvalues_at_initial_and_saved_parameters(tmp_path, capsys):
