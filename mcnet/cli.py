@@ -18,18 +18,24 @@ set whose files are missing exits with status 1 and says where to put them.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mcnet import diagnostics
 from mcnet import experiments as ex
-from mcnet.solvers import SOLVERS
+from mcnet.datasets import RESOURCES, DatasetNotFoundError, download
+from mcnet.nn import Objective, parameters_to_vector
+from mcnet.solvers import SOLVERS, checkpoint, make
+from mcnet.solvers.history import write_atomic
 
 COMMANDS = ("train", "compare", "ablate", "curvature", "download")
 
@@ -147,7 +153,6 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 SOLVER_NAMES = tuple(sorted(SOLVERS))
-DATASET_NAMES = ex.DATASETS
 
 
 # --- the parser -------------------------------------------------------------------------------
@@ -253,8 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     download = commands.add_parser(
         "download", help="fetch a data set's files (checksums verified)", allow_abbrev=False)
-    from mcnet.datasets import RESOURCES
-
     names = tuple(sorted(RESOURCES))
     download.add_argument("name", type=_choice(names, "data set"),
                           metavar="{" + ",".join(names) + "}")
@@ -339,8 +342,6 @@ def _spec(args: argparse.Namespace) -> ex.ProblemSpec:
 
 def _load(args: argparse.Namespace, prog: str) -> ex.Problem:
     """The problem of the flags; CLIError naming the flag, or saying where data goes."""
-    from mcnet.datasets import DatasetNotFoundError
-
     spec = _spec(args)
     if spec.model in ("logistic_regression", "linear_svm") and spec.activation is not None:
         raise CLIError(prog, f"--activation: {spec.model} is linear and has no activation "
@@ -394,8 +395,6 @@ def _train(args: argparse.Namespace, command_line: Sequence[str]) -> int:
         raise CLIError(prog, "--resume: nothing to resume from (expected --checkpoint DIR too)")
     options = ex.solver_options(args.solver, lr=args.lr, eta=args.eta, extra=options)
     try:  # a bad --option fails here, before any data is read
-        from mcnet.solvers import make
-
         make(args.solver, **options)
     except (TypeError, ValueError) as exc:
         flag = "--option" if args.option else "--solver"
@@ -437,10 +436,6 @@ def _epoch_table(record: dict[str, Any]) -> str:
 
 def _save_params(w: np.ndarray, path: Path) -> None:
     """The flat parameter vector as .npy, atomically."""
-    import io
-
-    from mcnet.solvers.history import write_atomic
-
     buffer = io.BytesIO()
     np.save(buffer, w)
     write_atomic(path, buffer.getvalue())
@@ -538,8 +533,6 @@ def _ablate(args: argparse.Namespace, command_line: Sequence[str]) -> int:
         sections.append(ex.ablation_markdown(study, runs))
         print(ex.ablation_text(study, runs))
         print()
-    from mcnet.solvers.history import write_atomic
-
     header = f"# Newton-Krylov ablations\n\nCommand: `{' '.join(command_line)}`\n\n"
     write_atomic(out_dir / "ablation.md", (header + "\n".join(sections)).encode())
     print(f"wrote {out_dir}/ablation.md and, per study, <study>.md"
@@ -554,8 +547,6 @@ def _curvature(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     problem = _load(args, prog)
     _check_batch(problem, [args.batch_size], prog, "--batch-size")
     module, loss = problem.build(args.seed)
-    from mcnet import diagnostics
-    from mcnet.nn import Objective, parameters_to_vector
 
     w = parameters_to_vector(module).astype(np.float64)
     where = f"initial parameters (seed {args.seed})"
@@ -565,8 +556,6 @@ def _curvature(args: argparse.Namespace, command_line: Sequence[str]) -> int:
         where = f"{flag} {args.params or args.checkpoint}"
     objective = Objective(module, loss)
     batch = (problem.train[0][: args.batch_size], problem.train[1][: args.batch_size])
-    import time
-
     start = time.perf_counter()
     k = min(args.top_k, w.size)
     eigenvalues = diagnostics.hessian_eigenvalues(objective, w, batch, k=k, seed=args.seed)
@@ -586,8 +575,6 @@ def _curvature(args: argparse.Namespace, command_line: Sequence[str]) -> int:
         "lanczos_steps": args.lanczos_steps, "density_grid": grid.tolist(),
         "density": density.tolist(), "seconds": seconds, "versions": ex.versions(),
     }
-    from mcnet.solvers.history import write_atomic
-
     write_atomic(out_dir / "curvature.json",
                  json.dumps(ex.json_safe(result), indent=1).encode())
     if not args.no_plots:
@@ -607,8 +594,6 @@ def _curvature(args: argparse.Namespace, command_line: Sequence[str]) -> int:
 
 
 def _read_params(prog: str, flag: str, location: str, size: int) -> np.ndarray:
-    from mcnet.solvers import checkpoint
-
     path = Path(location)
     if flag == "--checkpoint":
         path = path / checkpoint.FILENAME
@@ -628,8 +613,6 @@ def _read_params(prog: str, flag: str, location: str, size: int) -> np.ndarray:
 
 # --- mcnet download ---------------------------------------------------------------------------
 def _download(args: argparse.Namespace, command_line: Sequence[str]) -> int:
-    from mcnet.datasets import DatasetNotFoundError, download
-
     try:
         folder = download(args.name, root=args.data_dir)
     except (DatasetNotFoundError, ValueError) as exc:

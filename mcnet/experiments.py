@@ -28,6 +28,7 @@ import dataclasses
 import importlib.metadata
 import inspect
 import io
+import json
 import math
 import os
 import platform
@@ -36,10 +37,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 
+import mcnet
 from mcnet import datasets, nn
-from mcnet.nn import models
+from mcnet.nn import Objective, models
 from mcnet.nn.vector import parameter_count, parameters_to_vector
 from mcnet.solvers import SOLVERS, TrainingError, fit, make
 from mcnet.solvers.history import History, write_atomic
@@ -350,8 +353,6 @@ def warm_up(problem: Problem, batch_size: int, seed: int = 0) -> float:
     """
     if problem.warm_up_seconds is not None:
         return 0.0
-    from mcnet.nn import Objective
-
     start = time.perf_counter()
     module, loss = problem.build(seed)
     objective = Objective(module, loss)
@@ -365,23 +366,16 @@ def warm_up(problem: Problem, batch_size: int, seed: int = 0) -> float:
     objective.value_and_grad(w, chunk)
     objective.value_grad_and_hvp(w, v, batch)
     objective.curvature(w, v, batch)
-    try:
-        objective.gauss_newton_product(w, v, batch)
-    except (NotImplementedError, ValueError, TypeError):
-        pass  # a loss without a Gauss-Newton form: no solver here will ask for one
+    objective.gauss_newton_product(w, v, batch)
     problem.warm_up_seconds = time.perf_counter() - start
     return problem.warm_up_seconds
 
 
 def versions() -> dict[str, str]:
     """The versions that decide a run's numbers."""
-    import numba
-
     try:
         mcnet_version = importlib.metadata.version("mcnet")
-    except importlib.metadata.PackageNotFoundError:
-        import mcnet
-
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
         mcnet_version = mcnet.__version__
     found = {"mcnet": mcnet_version, "numpy": np.__version__, "numba": numba.__version__,
              "python": platform.python_version()}
@@ -727,8 +721,6 @@ def write_compare(records: Sequence[dict[str, Any]], summary: dict[str, Any], ou
         path = out_dir / "runs" / f"{name}.json"
         write_record(record, path)
         written.append(path)
-    import json
-
     path = out_dir / "summary.json"
     write_atomic(path, json.dumps(json_safe(summary), indent=1).encode())
     written.append(path)
@@ -746,8 +738,6 @@ def write_compare(records: Sequence[dict[str, Any]], summary: dict[str, Any], ou
 
 def read_compare(out_dir: Path) -> list[dict[str, Any]]:
     """The run records of a `write_compare` folder, in the order they were run."""
-    import json
-
     paths = sorted((out_dir / "runs").glob("*.json"))
     if not paths:
         raise FileNotFoundError(f"no run records in {out_dir / 'runs'}")
