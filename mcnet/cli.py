@@ -182,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue from --checkpoint DIR (same flags otherwise)")
     train.add_argument("--save-params", metavar="FILE.npy",
                        help="save the trained flat parameter vector (for mcnet curvature)")
+    train.add_argument("--scheduler", metavar="ADDRESS|local",
+                       help="compute the full-data sums (global gradient) on a Dask cluster: "
+                            "'local' starts one here; needs pip install 'mcnet[distributed]'")
+    train.add_argument("--workers", type=_int_at_least(1), metavar="N",
+                       help="worker processes of --scheduler local")
 
     compare = commands.add_parser(
         "compare", help="several solvers on one problem (Fig. 3)", allow_abbrev=False,
@@ -393,6 +398,9 @@ def _train(args: argparse.Namespace, command_line: Sequence[str]) -> int:
                              "with newton-krylov)")
     if args.resume and args.checkpoint is None:
         raise CLIError(prog, "--resume: nothing to resume from (expected --checkpoint DIR too)")
+    if args.workers is not None and args.scheduler != "local":
+        raise CLIError(prog, "--workers: only a cluster started here has a worker count "
+                             "(expected --scheduler local too)")
     options = ex.solver_options(args.solver, lr=args.lr, eta=args.eta, extra=options)
     try:  # a bad --option fails here, before any data is read
         make(args.solver, **options)
@@ -404,7 +412,10 @@ def _train(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     try:
         record = ex.run(problem, args.solver, options, args.epochs, args.batch_size, args.seed,
                         checkpoint=args.checkpoint, resume=args.resume,
-                        extra={**_command_extra(command_line), "lr": options.get("lr")})
+                        extra={**_command_extra(command_line), "lr": options.get("lr")},
+                        scheduler=args.scheduler, workers=args.workers)
+    except (ImportError, ConnectionError) as exc:  # no Dask, or no cluster at that address
+        raise CLIError(prog, f"--scheduler {args.scheduler}: {exc}", 1) from None
     except ValueError as exc:
         flag = "--checkpoint: " if args.checkpoint else ""
         raise CLIError(prog, f"{flag}{exc}") from None

@@ -389,9 +389,10 @@ def versions() -> dict[str, str]:
 def run(problem: Problem, solver: str, options: dict[str, Any], epochs: int, batch_size: int,
         seed: int = 0, *, activation: str | None = None, checkpoint: str | None = None,
         resume: bool = False, progress: bool | None = None,
-        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        extra: dict[str, Any] | None = None, **fit_options: Any) -> dict[str, Any]:
     """Train a fresh model with one solver; the record `History.to_json` writes, plus
-    ``problem``, ``wall_time`` (seconds, evaluation included), ``failed`` (None or why)."""
+    ``problem``, ``wall_time`` (seconds, evaluation included), ``failed`` (None or why).
+    ``fit_options`` go to `mcnet.fit` (``scheduler``, ``workers``, ...)."""
     warm_up(problem, batch_size, seed)
     module, loss = problem.build(seed, activation)
     instance = make(solver, **options)
@@ -402,7 +403,7 @@ def run(problem: Problem, solver: str, options: dict[str, Any], epochs: int, bat
     try:
         history = fit(module, loss, problem.train, instance, epochs, batch_size=batch_size,
                       seed=seed, test_data=problem.test, checkpoint=checkpoint, resume=resume,
-                      progress=progress)
+                      progress=progress, **fit_options)
     except TrainingError as exc:
         # a diverged lr of a grid is a result, not a crash: recorded with an infinite loss
         failed = str(exc)

@@ -149,6 +149,8 @@ BAD_FLAGS = [
     (["--train-split", "test"], "--train-split"),
     (["--epochs"], "--epochs"),
     (["--frobnicate"], "--frobnicate"),
+    (["--workers", "2"], "--workers"),
+    (["--scheduler", "local", "--workers", "0"], "--workers"),
 ]
 
 
