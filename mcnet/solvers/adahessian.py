@@ -9,9 +9,8 @@ import math
 from typing import Any
 
 from mcnet.algebra.multicomplex import array_module
-from mcnet.solvers.base import Solver, State, StepInfo, check_count, check_positive
+from mcnet.solvers.base import Solver, State, StepInfo, check_count, check_fraction, check_positive
 from mcnet.solvers.schedule_free import check_betas
-from mcnet.solvers.sgd import check_fraction
 from mcnet.solvers.sophia import rademacher_probe
 
 

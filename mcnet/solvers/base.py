@@ -111,6 +111,29 @@ def check_count(name: str, value: int, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_flag(name: str, value: bool) -> bool:
+    """``value`` as a bool, or a TypeError naming the hyperparameter."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_fraction(name: str, value: float) -> float:
+    """``value`` as a float in [0, 1], or an error naming the hyperparameter."""
+    value = check_positive(name, value, allow_zero=True)
+    if value > 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return value
+
+
+def check_open_unit(name: str, value: float) -> float:
+    """``value`` as a float in (0, 1), or an error naming the hyperparameter."""
+    value = check_in_range(name, value, 0.0, 1.0)
+    if value == 0:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+    return value
+
+
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")

@@ -8,7 +8,14 @@ import math
 from typing import Any
 
 from mcnet.algebra.multicomplex import array_module
-from mcnet.solvers.base import Solver, State, StepInfo, check_count, check_in_range, check_positive
+from mcnet.solvers.base import (
+    Solver,
+    State,
+    StepInfo,
+    check_count,
+    check_open_unit,
+    check_positive,
+)
 from mcnet.solvers.lbfgs import armijo_backtracking, dot
 
 
@@ -119,11 +126,8 @@ class HessianFree(Solver):
         self.warm_start = check_positive("warm_start", warm_start, allow_zero=True)
         if self.warm_start > 1:
             raise ValueError(f"warm_start must be in [0, 1], got {warm_start!r}")
-        self.c = check_in_range("c", c, 0.0, 1.0)
-        self.tau = check_in_range("tau", tau, 0.0, 1.0)
-        for name in ("c", "tau"):
-            if getattr(self, name) == 0:
-                raise ValueError(f"{name} must be in (0, 1), got 0.0")
+        self.c = check_open_unit("c", c)
+        self.tau = check_open_unit("tau", tau)
         self.max_backtracks = check_count("max_backtracks", max_backtracks, minimum=0)
 
     def init(self, oracle, w) -> State:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from mcnet.algebra.multicomplex import array_module
-from mcnet.solvers.base import Solver, State, StepInfo, check_count, check_in_range, check_positive
+from mcnet.solvers.base import (
+    Solver,
+    State,
+    StepInfo,
+    check_count,
+    check_open_unit,
+    check_positive,
+)
 from mcnet.solvers.lbfgs import armijo_backtracking, dot
 
 
@@ -67,11 +74,8 @@ class LSCG(Solver):
         self.max_cg = check_count("max_cg", max_cg)
         self.damping = check_positive("damping", damping, allow_zero=True)
         self.cg_tol = check_positive("cg_tol", cg_tol)
-        self.c = check_in_range("c", c, 0.0, 1.0)
-        self.tau = check_in_range("tau", tau, 0.0, 1.0)
-        for name in ("c", "tau"):
-            if getattr(self, name) == 0:
-                raise ValueError(f"{name} must be in (0, 1), got 0.0")
+        self.c = check_open_unit("c", c)
+        self.tau = check_open_unit("tau", tau)
         self.max_backtracks = check_count("max_backtracks", max_backtracks, minimum=0)
 
     def init(self, oracle, w) -> State:

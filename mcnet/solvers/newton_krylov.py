@@ -69,6 +69,7 @@ from mcnet.solvers.base import (
     StepInfo,
     check_choice,
     check_count,
+    check_flag,
     check_in_range,
     check_positive,
 )
@@ -104,12 +105,8 @@ class NewtonKrylov(Solver):
         self.eta = check_in_range("eta", eta, 1e-12, 1.0)
         self.max_krylov = check_count("max_krylov", max_krylov)
         self.krylov_tol = check_positive("krylov_tol", krylov_tol, allow_zero=True)
-        if not isinstance(early_stop, bool):
-            raise TypeError(f"early_stop must be True or False, got {early_stop!r}")
-        self.early_stop = early_stop
-        if not isinstance(stretch, bool):
-            raise TypeError(f"stretch must be True or False, got {stretch!r}")
-        self.stretch = stretch
+        self.early_stop = check_flag("early_stop", early_stop)
+        self.stretch = check_flag("stretch", stretch)
         self.preconditioner = check_choice("preconditioner", preconditioner, ("none", "rms"))
         self.preconditioner_beta = check_in_range("preconditioner_beta", preconditioner_beta,
                                                   0.0, 1.0)

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcnet.algebra.multicomplex import array_module
-from mcnet.solvers.base import FirstOrderSolver, State, check_in_range, check_positive
-from mcnet.solvers.sgd import check_flag
+from mcnet.solvers.base import FirstOrderSolver, State, check_flag, check_in_range, check_positive
 
 
 class RMSprop(FirstOrderSolver):

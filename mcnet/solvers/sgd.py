@@ -4,25 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from mcnet.algebra.multicomplex import array_module
-from mcnet.solvers.base import FirstOrderSolver, State, check_positive
-
-
-def check_flag(name: str, value: bool) -> bool:
-    """``value`` as a bool, or a TypeError naming the hyperparameter."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def check_fraction(name: str, value: float) -> float:
-    """``value`` as a float in [0, 1], or an error naming the hyperparameter."""
-    value = check_positive(name, value, allow_zero=True)
-    if value > 1:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return value
+from mcnet.solvers.base import FirstOrderSolver, State, check_flag, check_fraction, check_positive
 
 
 class SGD(FirstOrderSolver):
