@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mcnet.algebra import kernels, symmetric
+from mcnet.algebra import kernels, loops, symmetric
 from mcnet.algebra.multicomplex import array_module, sign_of_real
 from mcnet.tensor import (
     FUSE_MIN_SIZE,
@@ -28,10 +28,18 @@ from mcnet.tensor import (
     tensor,
 )
 
+# Functions with a CPU path in ``algebra.loops`` (NumPy's SIMD ufuncs for the real-part
+# functions, one Numba pass for the rest) at the orders it covers; None falls through.
+_LOOPS = {"sigmoid": loops.sigmoid}
+
 
 def _analytic(name: str, doc: str) -> Callable[[Tensor], Tensor]:
     def lifted(x) -> Tensor:
         x = as_tensor(x)
+        if name in _LOOPS and x.device == "cpu":
+            out = _LOOPS[name](x.data)
+            if out is not None:
+                return Tensor(out)
         if x.size >= FUSE_MIN_SIZE and kernels.applies(name, x.order, x.one_direction, x.device):
             return Tensor(kernels.run(name, x.order, x.data, one_direction=x.one_direction))
         return Tensor._from_comps(getattr(algebra_of(x), name)(x.comps))

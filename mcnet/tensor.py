@@ -585,7 +585,163 @@ def matmul(a, b) -> Tensor:
     like = a if isinstance(a, Tensor) else b
     a, b = as_tensor(a, like), as_tensor(b, like)
     _check_matmul(a, b)
+    if a.ndim == 2 and b.ndim == 2 and a.device == "cpu":
+        return _stacked_matmul(a, b)
     return _lifted_matmul(a, b)
+
+
+# --- 2-D products on the CPU: every component pair in one GEMM -------------------------------
+#
+# A product of multicomplex matrices is a sum of products of their components, a_i @ b_j,
+# each added with a sign or integer weight into one component of the result (the product
+# rule).  Stacking a's components over rows and b's over columns, (Ka p, q) @ (q, Kb r),
+# gives every a_i @ b_j in ONE GEMM, which reads each operand once instead of once per
+# product (the small operand of LeNet's products is read from cache; the large one, an
+# im2col matrix, from memory).  Stacked views cost nothing when the data is laid out for them
+# (``Tensor.data`` of shape (K, p, q) is (K p, q) already; ``loops.im2col`` writes its
+# columns (q, K, r)); otherwise the smaller operand is copied.  A complex operand times a real
+# one is a real GEMM: the complex one's real and imaginary parts become rows (left), or its
+# interleaved real view becomes columns (right: a (q, r) complex array is a (q, 2r) real one).
+
+
+def _stacked_matmul(a: Tensor, b: Tensor) -> Tensor:
+    algebra = algebra_of(a, b)
+    if algebra is mc_alg:
+        a, b = a.general(), b.general()
+    real = np.result_type(a.dtype, b.dtype)
+    da = a.data.astype(_complex_of(real) if a.data.dtype.kind == "c" else real, copy=False)
+    db = b.data.astype(_complex_of(real) if b.data.dtype.kind == "c" else real, copy=False)
+    terms = _product_terms(algebra, da, db)
+    rows = sorted({i for i, _ in terms})
+    cols = sorted({j for _, j in terms})
+    blocks, product = _pair_products(da, db, rows, cols)
+    ka, kb = len(da), len(db)
+    p, r = da.shape[1], db.shape[2]
+    if product is not None and (ka == 1 or kb == 1):  # each component is one block
+        if ka == 1 and cols == list(range(kb)):  # (p, Kb r) -> (Kb, p, r), a view
+            return Tensor(product.reshape(p, kb, r).transpose(1, 0, 2))
+        if kb == 1 and rows == list(range(ka)):  # (Ka p, r) -> (Ka, p, r), a view
+            return Tensor(product.reshape(ka, p, r))
+    return Tensor(_combine(terms, blocks, max(ka, kb)))
+
+
+def _product_terms(algebra, da, db) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """For each component pair (i, j) that contributes, the (result component, weight) pairs."""
+    ka, kb = len(da), len(db)
+    if ka == 1 or kb == 1:
+        return {(i, j): [(max(i, j), 1)] for i in range(ka) for j in range(kb)}
+    if algebra is symmetric:
+        zero_a = symmetric._zeros(list(da))
+        zero_b = symmetric._zeros(list(db))
+        table = symmetric._WEIGHTS.setdefault(ka - 1, symmetric._weights(ka - 1))
+        return {ij: targets for ij, targets in table.items()
+                if ij[0] not in zero_a and ij[1] not in zero_b}  # fmt: skip
+    # general layout: e_i e_j = (-1)^popcount(i & j) e_(i ^ j), over complex components
+    return {(i, j): [(i ^ j, -1 if (i & j).bit_count() % 2 else 1)]
+            for i in range(ka) for j in range(kb)}  # fmt: skip
+
+
+def _pair_products(da, db, rows: list[int], cols: list[int]):
+    """{(i, j): da[i] @ db[j]} for every i in rows, j in cols, from one GEMM (one per column
+    component when b's components cannot be put side by side), and that one GEMM's result
+    when it is already the answer's layout (real or complex operands of one kind)."""
+    p, r = da.shape[1], db.shape[2]
+    a_complex, b_complex = da.dtype.kind == "c", db.dtype.kind == "c"
+    split = a_complex and not b_complex  # real and imaginary parts as rows of a real GEMM
+    left = _stack_rows(da, rows)  # (len(rows) p, q)
+    if split:
+        left = np.concatenate([left.real, left.imag])
+    right = _stack_cols(db, cols)  # (q, len(cols) r) or None
+    if right is None:
+        products = {j: _real_view_matmul(left, db[j], b_complex and not a_complex)
+                    for j in cols}  # fmt: skip
+        product = None
+        block = lambda x, y: products[cols[y]][x * p : (x + 1) * p]  # noqa: E731
+    else:
+        product = _real_view_matmul(left, right, b_complex and not a_complex)
+
+        def block(x, y):
+            return product[x * p : (x + 1) * p, y * r : (y + 1) * r]
+
+    out = {}
+    for x, i in enumerate(rows):
+        for y, j in enumerate(cols):
+            if split:
+                out[i, j] = _complex_from(block(x, y), block(x + len(rows), y), da.dtype)
+            else:
+                out[i, j] = block(x, y)
+    return out, (None if split else product)
+
+
+def _real_view_matmul(left, right, right_complex_only: bool):
+    """left @ right; a complex ``right`` times a real ``left`` as one real GEMM on right's
+    interleaved real view (when its rows are contiguous)."""
+    if right_complex_only:
+        if right.strides[-1] == right.itemsize and right.flags.c_contiguous:
+            q, r = right.shape
+            real = right.view(left.dtype)  # (q, 2r): [re, im] of each element side by side
+            return np.matmul(left, real).view(right.dtype)
+        return _complex_from(left @ right.real, left @ right.imag, right.dtype)
+    return np.matmul(left, right)
+
+
+def _complex_from(re, im, dtype):
+    out = np.empty(re.shape, dtype=dtype)
+    out.real = re
+    out.imag = im
+    return out
+
+
+def _stack_rows(d, rows: list[int]):
+    """The components ``rows`` of (K, p, q) data stacked as (len(rows) p, q), a view when
+    they are consecutive components of row-stacked memory."""
+    k, p, q = d.shape
+    picked = d[rows[0] : rows[-1] + 1] if rows == list(range(rows[0], rows[-1] + 1)) else d[rows]
+    if len(rows) == 1:
+        return picked[0]
+    if picked.strides[0] == p * picked.strides[1]:
+        return picked.reshape(len(rows) * p, q)
+    return np.ascontiguousarray(picked).reshape(len(rows) * p, q)
+
+
+def _stack_cols(d, cols: list[int]):
+    """The components ``cols`` of (K, q, r) data side by side as (q, len(cols) r): a view when
+    the memory is laid out (q, K, r) (``loops.im2col``), a copy when it is small, else None."""
+    k, q, r = d.shape
+    if len(cols) == 1:
+        return d[cols[0]]
+    if cols == list(range(cols[0], cols[-1] + 1)):
+        picked = d[cols[0] : cols[-1] + 1].transpose(1, 0, 2)  # (q, K', r)
+        if picked.strides[2] == d.itemsize and picked.strides[0] == len(cols) * r * d.itemsize \
+                and picked.strides[1] == r * d.itemsize:  # fmt: skip
+            return picked.reshape(q, len(cols) * r)
+    if len(cols) * q * r <= _SMALL_COPY:
+        return np.ascontiguousarray(d[cols].transpose(1, 0, 2)).reshape(q, len(cols) * r)
+    return None
+
+
+_SMALL_COPY = 1 << 16
+
+
+def _combine(terms: dict, blocks: dict, k: int):
+    """The result's k components from the pair products: signed or weighted sums."""
+    targets: dict[int, list[tuple[object, int]]] = {}
+    for ij, out in terms.items():
+        for c, weight in out:
+            targets.setdefault(c, []).append((blocks[ij], weight))
+    first = next(iter(blocks.values()))
+    comps = []
+    for c in range(k):
+        parts = targets.get(c)
+        if not parts:
+            comps.append(np.zeros(first.shape, dtype=first.dtype))
+            continue
+        total = None
+        for block, weight in parts:
+            term = block if weight == 1 else (-block if weight == -1 else block * weight)
+            total = term if total is None else total + term
+        comps.append(total)
+    return comps[0][None] if k == 1 else np.stack(comps)
 
 
 def tensordot(a, b, axes=2) -> Tensor:

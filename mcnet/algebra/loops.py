@@ -1,0 +1,405 @@
+"""Hand-written Numba loops for the CPU: the linear maps of convolutions and pooling, and the
+parts of elementwise functions that NumPy's ufuncs cannot do in one pass.
+
+The window maps (im2col, its adjoint col2im, average pooling and its adjoint) are linear, so
+they act the same on every multicomplex component, real or complex: the component axis is
+one more batch axis, and Numba compiles one loop per dtype.  In NumPy the same maps are one
+strided copy or add per kernel offset, each iterating over rows of only ``Wo`` elements (10
+for LeNet-5's second convolution), and the scatter of col2im cost 5-8 ms per call; these
+loops visit every element once, with contiguous inner runs.
+
+Arrays are indexed ``(K, C, N, H, W)`` (components, channels, batch, rows, columns): callers
+pass transposed views, so a tensor in the channel-major layout a convolution's GEMM writes
+(``(O, N*Ho*Wo)``) is a C-contiguous array here and Numba's loops run on unit strides.  Any
+other layout is correct too, only slower.
+
+Constants are passed in the arrays' own dtype (``scale``, ``one``): a Python float literal
+inside a Numba function is a float64, and ``float32 * float64`` would compute in float64.
+"""
+
+from __future__ import annotations
+
+import cmath
+
+import numpy as np
+from numba import njit, uint64
+
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+# Inner loops run over uint64 counters on 1-D row views: with signed indices Numba guards
+# every access against negative (wrap-around) indices, and these loops ran 2-2.5x slower.
+
+
+@njit(**_JIT)
+def _im2col(x, dims, kernel, stride, padding, ew, out):  # pragma: no cover - compiled
+    # x: rows (K, C, N, H) of W*ew reals; out: rows (C, kh, kw, K, N, ho) of wo*ew reals, zero
+    # where the window leaves x.  ew = 2 for complex data seen as real: element w is the pair
+    # [2w, 2w + 1], so a stride-1 window row is one contiguous run.
+    n_comp, n_chan, n_batch, height, width, ho, wo = dims
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    zero = out.dtype.type(0)
+    row = uint64(wo * ew)
+    for c in range(n_chan):
+        for i in range(kh):
+            for j in range(kw):
+                lo = min(wo, max(0, (pw - j + sw - 1) // sw))  # 0 <= ow * sw + j - pw < width
+                hi = max(lo, min(wo, (width - 1 + pw - j) // sw + 1))
+                a, b = uint64(lo * ew), uint64(hi * ew)
+                for k in range(n_comp):
+                    for n in range(n_batch):
+                        ro = ((((c * kh + i) * kw + j) * n_comp + k) * n_batch + n) * ho
+                        rx = ((k * n_chan + c) * n_batch + n) * height
+                        for oh in range(ho):
+                            ih = oh * sh + i - ph
+                            dst = out[ro + oh]
+                            if ih < 0 or ih >= height:
+                                for t in range(row):
+                                    dst[t] = zero
+                                continue
+                            for t in range(a):
+                                dst[t] = zero
+                            if sw == 1:
+                                src = x[rx + ih, (lo + j - pw) * ew : (hi + j - pw) * ew]
+                                for t in range(b - a):
+                                    dst[a + t] = src[t]
+                            else:
+                                src = x[rx + ih]
+                                for ow in range(lo, hi):
+                                    for e in range(ew):
+                                        dst[ow * ew + e] = src[(ow * sw + j - pw) * ew + e]
+                            for t in range(b, row):
+                                dst[t] = zero
+
+
+@njit(**_JIT)
+def _col2im(cols, dims, kernel, stride, padding, ew, out):  # pragma: no cover - compiled
+    # the adjoint of _im2col: out (rows (K, C, N, H) of W*ew) is zeroed, then every window
+    # row of cols is added back, kernel offsets in row-major order (the order of the strided
+    # adds this replaces, so the sums round the same way)
+    n_comp, n_chan, n_batch, height, width, ho, wo = dims
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    zero = out.dtype.type(0)
+    flat = out.reshape(-1)
+    for t in range(uint64(flat.shape[0])):
+        flat[t] = zero
+    for c in range(n_chan):
+        for i in range(kh):
+            for j in range(kw):
+                lo = min(wo, max(0, (pw - j + sw - 1) // sw))
+                hi = max(lo, min(wo, (width - 1 + pw - j) // sw + 1))
+                a, b = uint64(lo * ew), uint64(hi * ew)
+                for k in range(n_comp):
+                    for n in range(n_batch):
+                        rc = ((((c * kh + i) * kw + j) * n_comp + k) * n_batch + n) * ho
+                        rx = ((k * n_chan + c) * n_batch + n) * height
+                        for oh in range(ho):
+                            ih = oh * sh + i - ph
+                            if ih < 0 or ih >= height:
+                                continue
+                            src = cols[rc + oh]
+                            if sw == 1:
+                                dst = out[rx + ih, (lo + j - pw) * ew : (hi + j - pw) * ew]
+                                for t in range(b - a):
+                                    dst[t] += src[a + t]
+                            else:
+                                dst = out[rx + ih]
+                                for ow in range(lo, hi):
+                                    for e in range(ew):
+                                        dst[(ow * sw + j - pw) * ew + e] += src[ow * ew + e]
+
+
+@njit(**_JIT)
+def _avg_pool(x, rows, height, kernel, stride, ho, wo, ew, scale, out):  # pragma: no cover
+    # x: rows (K, C, N, H) of W*ew reals; out: rows (K, C, N, ho) of wo*ew: each window summed
+    # in row-major offset order, then scaled (as the strided adds this replaces)
+    kh, kw = kernel
+    sh, sw = stride
+    n = uint64(wo)
+    for r in range(rows):
+        for oh in range(ho):
+            dst = out[r * ho + oh]
+            first = True
+            for i in range(kh):
+                src = x[r * height + oh * sh + i]
+                for j in range(kw):
+                    if ew == 1:
+                        if first:
+                            for t in range(n):
+                                dst[t] = src[t * sw + j]
+                        else:
+                            for t in range(n):
+                                dst[t] += src[t * sw + j]
+                    else:
+                        if first:
+                            for t in range(n):
+                                dst[2 * t] = src[2 * (t * sw + j)]
+                                dst[2 * t + 1] = src[2 * (t * sw + j) + 1]
+                        else:
+                            for t in range(n):
+                                dst[2 * t] += src[2 * (t * sw + j)]
+                                dst[2 * t + 1] += src[2 * (t * sw + j) + 1]
+                    first = False
+            for t in range(uint64(wo * ew)):
+                dst[t] *= scale
+
+
+@njit(**_JIT)
+def _avg_pool_backward(g, rows, height, kernel, stride, ho, wo, ew, scale, out):  # pragma: no cover
+    # the adjoint: out (rows (K, C, N, H) of W*ew) zeroed, each gradient * scale added into
+    # its window (for disjoint windows that is a plain write)
+    kh, kw = kernel
+    sh, sw = stride
+    zero = out.dtype.type(0)
+    flat = out.reshape(-1)
+    for t in range(uint64(flat.shape[0])):
+        flat[t] = zero
+    n = uint64(wo)
+    for r in range(rows):
+        for oh in range(ho):
+            src = g[r * ho + oh]
+            for i in range(kh):
+                dst = out[r * height + oh * sh + i]
+                for j in range(kw):
+                    if ew == 1:
+                        for t in range(n):
+                            dst[t * sw + j] += src[t] * scale
+                    else:
+                        for t in range(n):
+                            dst[2 * (t * sw + j)] += src[2 * t] * scale
+                            dst[2 * (t * sw + j) + 1] += src[2 * t + 1] * scale
+
+
+# --- public wrappers ---------------------------------------------------------------------
+
+
+def channel_major(data: np.ndarray) -> np.ndarray:
+    """``(K, N, C, H, W)`` component data as ``(K, C, N, H, W)``, C-contiguous (a view when the
+    data is laid out channel-major, as a convolution's output is)."""
+    return np.ascontiguousarray(data.transpose(0, 2, 1, 3, 4))
+
+
+def _real(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """A C-contiguous array as real numbers: complex elements become pairs (ew = 2)."""
+    if a.dtype.kind == "c":
+        return a.view(np.float32 if a.dtype == np.complex64 else np.float64), 2
+    return a, 1
+
+
+def im2col(data: np.ndarray, kernel, stride, padding, out_size) -> np.ndarray:
+    """Every (zero-padded) window of ``(K, N, C, H, W)`` data as columns: a ``(K, C*kh*kw,
+    N*ho*wo)`` view of memory laid out ``(C*kh*kw, K, N*ho*wo)``, so that all components
+    together are one ``(C*kh*kw, K*N*ho*wo)`` matrix (one GEMM for every component)."""
+    k, n, c, h, w = data.shape
+    (kh, kw), (ho, wo) = kernel, out_size
+    x, ew = _real(channel_major(data))
+    out = np.empty((c, kh, kw, k, n, ho, wo), dtype=data.dtype)
+    out_real, _ = _real(out)
+    dims = (k, c, n, h, w, ho, wo)
+    _im2col(x.reshape(-1, w * ew), dims, tuple(kernel), tuple(stride), tuple(padding), ew,
+            out_real.reshape(-1, wo * ew))  # fmt: skip
+    return out.reshape(c * kh * kw, k, n * ho * wo).transpose(1, 0, 2)
+
+
+def col2im(cols: np.ndarray, shape, kernel, stride, padding) -> np.ndarray:
+    """The adjoint of ``im2col``: columns ``(K, C*kh*kw, N*ho*wo)`` (any strides) added back
+    into ``(K, N, C, H, W)`` data of ``shape``, laid out channel-major."""
+    k, n, c, h, w = shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    ho = (h + 2 * ph - kh) // sh + 1
+    wo = (w + 2 * pw - kw) // sw + 1
+    windows = np.ascontiguousarray(cols.reshape(k, c * kh * kw, n * ho * wo).transpose(1, 0, 2))
+    src, ew = _real(windows)
+    out = np.empty((k, c, n, h, w), dtype=cols.dtype)  # channel-major memory
+    out_real, _ = _real(out)
+    dims = (k, c, n, h, w, ho, wo)
+    _col2im(src.reshape(-1, wo * ew), dims, tuple(kernel), tuple(stride), tuple(padding), ew,
+            out_real.reshape(-1, w * ew))  # fmt: skip
+    return out.transpose(0, 2, 1, 3, 4)
+
+
+def avg_pool(data: np.ndarray, kernel, stride, out_size) -> np.ndarray:
+    """Average pooling of ``(K, N, C, H, W)`` data (no padding, floor mode); the result is
+    laid out channel-major."""
+    k, n, c, h, w = data.shape
+    ho, wo = out_size
+    x, ew = _real(channel_major(data))
+    out = np.empty((k, c, n, ho, wo), dtype=data.dtype)
+    out_real, _ = _real(out)
+    scale = _real_scalar(data.dtype, 1.0 / (kernel[0] * kernel[1]))
+    _avg_pool(x.reshape(-1, w * ew), k * c * n, h, tuple(kernel), tuple(stride), ho, wo, ew,
+              scale, out_real.reshape(-1, wo * ew))  # fmt: skip
+    return out.transpose(0, 2, 1, 3, 4)
+
+
+def avg_pool_backward(grad: np.ndarray, shape, kernel, stride) -> np.ndarray:
+    """The adjoint of ``avg_pool``: ``(K, N, C, ho, wo)`` gradients spread over ``shape``,
+    laid out channel-major."""
+    k, n, c, h, w = shape
+    ho, wo = grad.shape[-2:]
+    g, ew = _real(channel_major(grad))
+    out = np.empty((k, c, n, h, w), dtype=grad.dtype)
+    out_real, _ = _real(out)
+    scale = _real_scalar(grad.dtype, 1.0 / (kernel[0] * kernel[1]))
+    _avg_pool_backward(g.reshape(-1, wo * ew), k * c * n, h, tuple(kernel), tuple(stride), ho,
+                       wo, ew, scale, out_real.reshape(-1, w * ew))  # fmt: skip
+    return out.transpose(0, 2, 1, 3, 4)
+
+
+def _real_scalar(dtype: np.dtype, value: float):
+    """``value`` as a scalar of dtype's real type (float32 for complex64)."""
+    return np.float32(value) if dtype in (np.float32, np.complex64) else np.float64(value)
+
+
+# --- the sigmoid on the CPU: NumPy's vectorised exp, then one Numba pass ------------------
+#
+# A fused kernel (``kernels``) evaluates exp per element with a scalar libm call and, for
+# float32 data, in float64 (its literals are float64).  Here exp runs as NumPy's SIMD ufunc
+# on the real parts, in the data's own precision, and the rest is arithmetic in one pass.
+
+
+@njit(**_JIT)
+def _sigmoid_complex(z, e, tiny, one, unit, out):  # pragma: no cover - compiled
+    # z: complex elements as real pairs [x, y]; e = exp(-|x|).  Tiny |y| (the derivative
+    # case): sigmoid(x) + i y sigmoid'(x), the correctly rounded value (the dropped terms are
+    # y^2 relative); otherwise exactly, by the complex exp.
+    for p in range(uint64(e.shape[0])):
+        x = z[2 * p]
+        y = z[2 * p + 1]
+        ep = e[p]
+        if abs(y) < tiny:
+            r = one / (one + ep)
+            out[2 * p] = r if x >= 0 else ep * r
+            out[2 * p + 1] = y * (ep * r * r)
+        else:  # 1 / (1 + exp(-z)) for Re z >= 0, exp(z) / (1 + exp(z)) elsewhere
+            zp = x + y * unit if x < 0 else -x - y * unit  # unit: i in the data's dtype
+            big = cmath.exp(zp)
+            q = one / (one + big)
+            w = q if x >= 0 else big * q
+            out[2 * p] = w.real
+            out[2 * p + 1] = w.imag
+
+
+@njit(**_JIT)
+def _sigmoid_series2(s, e, em1, tau, one, out):  # pragma: no cover - compiled
+    # one direction, order 2: s = (s0, s1, s2); e = exp(-|s0|), em1 = expm1(-|s0|).  The
+    # Taylor series [f, f' s1, f' s2 + f'' s1^2]; False (and out unfinished) unless every
+    # |s1| <= tau and |s2| <= tau^2 (``symmetric.is_tiny``).
+    tau2 = tau * tau
+    for p in range(s.shape[1]):
+        s1 = s[1, p]
+        s2 = s[2, p]
+        if not (abs(s1) <= tau and abs(s2) <= tau2):
+            return False
+        x = s[0, p]
+        ep = e[p]
+        r = one / (one + ep)
+        d1 = ep * r * r  # sigmoid'(x) = e / (1 + e)^2 for e = exp(-|x|)
+        t = em1[p] * r  # (e - 1) / (1 + e) = -tanh(|x| / 2)
+        if x >= 0:
+            out[0, p] = r
+        else:
+            out[0, p] = ep * r
+            t = -t  # 1 - 2 sigmoid(x) = -tanh(x / 2)
+        f1 = s1 * d1
+        out[1, p] = f1
+        out[2, p] = s1 * (t * f1) + s2 * d1  # sigmoid'' = sigmoid' (1 - 2 sigmoid)
+    return True
+
+
+@njit(**_JIT)
+def _sigmoid_backward(g, y, one, out):  # pragma: no cover - compiled
+    for p in range(uint64(out.shape[0])):
+        yp = y[p]
+        out[p] = g[p] * (yp * (one - yp))
+
+
+@njit(**_JIT)
+def _sigmoid_backward_complex(g, y, one, out):  # pragma: no cover - compiled
+    # the same on complex elements seen as real pairs: d = y (1 - y), out = g d
+    for p in range(uint64(out.shape[0] // 2)):
+        yr = y[2 * p]
+        yi = y[2 * p + 1]
+        ur = one - yr
+        dr = yr * ur + yi * yi
+        di = yi * ur - yr * yi
+        gr = g[2 * p]
+        gi = g[2 * p + 1]
+        out[2 * p] = gr * dr - gi * di
+        out[2 * p + 1] = gr * di + gi * dr
+
+
+def flat_in_memory_order(data: np.ndarray):
+    """``(C, *shape)`` data as ``(C, L)`` in memory order (a view when the components are
+    the outermost axis of a dense buffer), and the axes that lay a result back out."""
+    rest = sorted(range(1, data.ndim), key=lambda i: -data.strides[i])
+    axes = (0, *rest)
+    laid_out = data.transpose(axes)
+    if not laid_out.flags.c_contiguous:
+        axes = tuple(range(data.ndim))
+        laid_out = np.ascontiguousarray(data)
+    return laid_out.reshape(len(data), -1), axes
+
+
+def from_flat(flat: np.ndarray, data_shape, axes) -> np.ndarray:
+    laid_out_shape = tuple(data_shape[a] for a in axes)
+    return flat.reshape(laid_out_shape).transpose(np.argsort(axes))
+
+
+def sigmoid(data: np.ndarray) -> np.ndarray | None:
+    """The sigmoid of order-0, order-1 or one-direction order-2 component data (C, *shape);
+    None where this path does not apply (the caller takes the general one)."""
+    real = data.dtype.kind == "f"
+    if len(data) not in ((1, 3) if real else (1,)):
+        return None
+    flat, axes = flat_in_memory_order(data)
+    rtype = np.float32 if data.dtype in (np.float32, np.complex64) else np.float64
+    one = rtype(1)
+    if real and len(data) == 1:
+        out = np.negative(flat)
+        with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x: 1/inf = 0
+            np.exp(out, out=out)
+        out += one
+        np.reciprocal(out, out=out)
+        return from_flat(out, data.shape, axes)
+    e = np.abs(flat[0].real if not real else flat[0])
+    np.negative(e, out=e)
+    if real:  # one direction, order 2
+        em1 = np.expm1(e)
+        np.exp(e, out=e)
+        tau = rtype(2.0**-8 * np.sqrt(np.finfo(rtype).eps))
+        out = np.empty_like(flat)
+        if not _sigmoid_series2(flat, e, em1, tau, one, out):
+            return None
+        return from_flat(out, data.shape, axes)
+    np.exp(e, out=e)
+    out = np.empty_like(flat)
+    unit = flat.dtype.type(1j)
+    _sigmoid_complex(flat[0].view(rtype), e, rtype(2.0**-27), one, unit, out[0].view(rtype))
+    return from_flat(out, data.shape, axes)
+
+
+def sigmoid_backward(grad: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """grad * (y * (1 - y)) in one pass for order-0 or order-1 data of one layout and dtype;
+    None otherwise."""
+    if len(grad) != 1 or len(y) != 1 or grad.dtype != y.dtype or grad.shape != y.shape:
+        return None
+    if grad.strides != y.strides:
+        return None
+    flat_g, axes = flat_in_memory_order(grad)
+    flat_y, axes_y = flat_in_memory_order(y)
+    if axes != axes_y:
+        return None
+    one = np.float32(1) if y.dtype in (np.float32, np.complex64) else np.float64(1)
+    out = np.empty_like(flat_g)
+    if y.dtype.kind == "c":
+        real = type(one)
+        _sigmoid_backward_complex(flat_g[0].view(real), flat_y[0].view(real), one,
+                                  out[0].view(real))  # fmt: skip
+    else:
+        _sigmoid_backward(flat_g[0], flat_y[0], one, out[0])
+    return from_flat(out, grad.shape, axes)
