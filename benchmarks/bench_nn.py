@@ -1,72 +1,96 @@
-"""LeNet-5 (sigmoid) at batch 128 on one thread: mcnet's derivatives vs PyTorch's.
+"""LeNet-5 (sigmoid, average pool) at batch 128: mcnet's derivatives against PyTorch's, CPU.
 
-mcnet (float64 and float32): ``Objective.value_and_grad``, ``hvp``, ``curvature``,
-``directional`` of order 3 and 4, and one plain forward (``Objective.value``: network + loss).
-PyTorch CPU, if ``import torch`` works, in the same run on the same network and parameters
-(state dict copied): gradient, HVP by double backward, HVP as ``jvp(grad(f))`` (torch.func),
-and one forward.  Every mcnet number is first checked against the PyTorch one.
+mcnet: ``Objective.value_and_grad``, ``hvp``, ``curvature``, ``directional`` of order 3 and 4
+and one plain forward (``Objective.value``).  PyTorch CPU, when ``import torch`` works, in
+the same process on the same network, parameters and batch (state dict copied): forward,
+gradient (backward), HVP by double backward and by ``jvp(grad)``.  Every mcnet result is
+first checked against PyTorch's.
 
-Targets (ratios of median times): hvp <= 0.6 x torch HVP, curvature <= 0.5 x torch HVP (+ one
-dot product), gradient <= 1.0 x torch gradient, order-k directional <= (k+1)^2 x one forward.
+Each mcnet call and the PyTorch call it is compared with are timed in turn, R times (one
+warm-up first), so both see the same load on a shared machine; a ratio is the median mcnet
+time over the median PyTorch time.  Wall-clock times are the result; the thread's CPU time
+(``time.thread_time``, one thread only) is recorded too, because on a loaded machine it does
+not count the time the process waited for a core.
 
-    python benchmarks/bench_nn.py [--repeats R] [--batch N] [--mnist FILE] [--profile]
+The three target ratios (issue 9), in both dtypes:
+  gradient     value_and_grad / PyTorch backward                 <= 1.0
+  H v          hvp / PyTorch double-backward HVP                 <= 0.6
+  v^T H v      curvature / (PyTorch double-backward HVP + dot)   <= 0.5
+and, against mcnet's own forward: directional of order k <= (k+1)^2 forwards.
 
-Writes ``benchmarks/results/nn_lenet5.json`` (and prints a cProfile of ``hvp`` with
-``--profile``).  Input: the first N images of the MNIST t10k file when found, else random.
+    python benchmarks/bench_nn.py --dtype float32 [--threads 1,2] [--repeats 9]
+        [--batch 128] [--mnist DIR] [--profile] [--out FILE]
+
+Threads: for each count, ``torch.set_num_threads(t)`` and threadpoolctl's limit for NumPy's
+BLAS (mcnet's Numba loops are single-threaded).  Input: the first N MNIST test images
+(``mc.datasets.mnist(root=DIR, split="test")``; DIR defaults to /work/shared/data/mnist, then
+$MCNET_DATA), else random images.  Writes ``benchmarks/results/nn_lenet5_<dtype>.json``
+(commit, CPU, load averages, times, ratios), or everything to ``--out``.  ``--profile``
+prints a cProfile of 10 ``value_and_grad`` and 10 ``hvp`` calls per dtype (one thread).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # before numba (via mcnet) is imported
+_THREADS_ARG = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), None)
+if _THREADS_ARG is None and "--threads" in sys.argv[:-1]:
+    _THREADS_ARG = sys.argv[sys.argv.index("--threads") + 1]
+# Numba reads its thread count once, at import (mcnet's loops do not use threads anyway)
+_MOST_THREADS = max(int(t) for t in (_THREADS_ARG or "1,2").split(","))
+os.environ.setdefault("NUMBA_NUM_THREADS", str(_MOST_THREADS))
 
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import io  # noqa: E402
 import pstats  # noqa: E402
-import sys  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import (  # noqa: E402
-    RESULTS,
-    environment,
-    markdown_table,
-    median_time,
-    single_thread,
-    write_json,
-)
+from _report import RESULTS, environment, markdown_table, write_json  # noqa: E402
 
 import mcnet as mc  # noqa: E402
-from mcnet.datasets import read_idx  # noqa: E402
-from mcnet.nn import (  # noqa: E402
-    CrossEntropyLoss,
-    Objective,
-    models,  # noqa: E402
-    parameters_to_vector,
-)
+from mcnet.nn import CrossEntropyLoss, Objective, models, parameters_to_vector  # noqa: E402
 
-MNIST_TEST = "t10k-images-idx3-ubyte.gz"
-MNIST_LABELS = "t10k-labels-idx1-ubyte.gz"
 DEFAULT_MNIST = Path("/work/shared/data/mnist")
+TARGETS = {  # name: (mcnet call, PyTorch call, limit)
+    "gradient": ("value_and_grad", "torch_grad", 1.0),
+    "hvp": ("hvp", "torch_hvp", 0.6),
+    "curvature": ("curvature", "torch_hvp_dot", 0.5),
+}
 
 
 def load_batch(n: int, folder: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """The first n MNIST test images (NCHW in [0, 1]) and labels, or random ones."""
-    for root in [folder, DEFAULT_MNIST, Path(os.environ.get("MCNET_DATA", "~")).expanduser()]:
-        if root is not None and (root / MNIST_TEST).exists():
-            images = read_idx(root / MNIST_TEST)[:n].astype(np.float64) / 255.0
-            labels = read_idx(root / MNIST_LABELS)[:n].astype(np.int64)
-            return images[:, None], labels, f"MNIST {root / MNIST_TEST}"
+    """The first n MNIST test images (NCHW in [0, 1], float64) and labels, or random ones."""
+    roots = [folder, DEFAULT_MNIST, os.environ.get("MCNET_DATA")]
+    for root in [Path(r).expanduser() for r in roots if r]:
+        try:
+            images, labels = mc.datasets.mnist(root=root, split="test")
+        except (OSError, ValueError):
+            continue
+        return images[:n], labels[:n].astype(np.int64), f"MNIST test split from {root}"
     rng = np.random.default_rng(0)
-    return rng.random((n, 1, 28, 28)), rng.integers(0, 10, n), "random (MNIST file not found)"
+    return rng.random((n, 1, 28, 28)), rng.integers(0, 10, n), "random (MNIST not found)"
 
 
-def time_mcnet(net, batch, dtype, repeats: int) -> tuple[dict, dict]:
-    """Median seconds of each derivative, and the values (for the cross-check)."""
+def thread_limit(threads: int):
+    """NumPy's BLAS limited to ``threads`` (threadpoolctl), if threadpoolctl is installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("note: threadpoolctl is not installed; BLAS may use any number of threads")
+        return nullcontext()
+    return threadpool_limits(threads)
+
+
+def mcnet_calls(net, batch, dtype) -> tuple[dict, dict]:
+    """mcnet's timed calls, and their values for the cross-check."""
     net.to(dtype=dtype)
     x, y = batch[0].astype(dtype), batch[1]
     objective = Objective(net, CrossEntropyLoss())
@@ -81,20 +105,19 @@ def time_mcnet(net, batch, dtype, repeats: int) -> tuple[dict, dict]:
         "directional3": lambda: objective.directional(w, [v] * 3, b),
         "directional4": lambda: objective.directional(w, [v] * 4, b),
     }
-    times = {name: median_time(fn, repeats) for name, fn in calls.items()}
-    values = {"grad": calls["value_and_grad"]()[1], "hvp": calls["hvp"](), "v": v, "w": w}
-    return times, values
+    values = {"grad": calls["value_and_grad"]()[1], "hvp": calls["hvp"](),
+              "curvature": calls["curvature"](), "v": v}  # fmt: skip
+    return calls, values
 
 
-def time_torch(net, batch, dtype, repeats: int, v: np.ndarray) -> tuple[dict, dict] | None:
-    """The same network in PyTorch (CPU, one thread): gradient, HVP two ways, forward."""
+def torch_calls(net, batch, dtype, v: np.ndarray) -> tuple[dict, dict] | None:
+    """The same network in PyTorch on the CPU, or None without PyTorch."""
     try:
         import torch
     except ImportError:
         return None
     from torch import func, nn
 
-    torch.set_num_threads(1)
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
     tnet = nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2),
@@ -102,7 +125,7 @@ def time_torch(net, batch, dtype, repeats: int, v: np.ndarray) -> tuple[dict, di
         nn.Flatten(),
         nn.Linear(400, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, 10),
     ).to(tdtype)  # fmt: skip
-    tnet.load_state_dict({k: torch.from_numpy(a) for k, a in net.state_dict().items()})
+    tnet.load_state_dict({k: torch.from_numpy(np.array(a)) for k, a in net.state_dict().items()})
     x = torch.from_numpy(batch[0].astype(dtype))
     y = torch.from_numpy(batch[1])
     params = list(tnet.parameters())
@@ -118,10 +141,13 @@ def time_torch(net, batch, dtype, repeats: int, v: np.ndarray) -> tuple[dict, di
     def grad():
         return torch.autograd.grad(loss_fn(tnet(x), y), params)
 
-    def hvp_double_backward():
+    def hvp():
         g = torch.autograd.grad(loss_fn(tnet(x), y), params, create_graph=True)
         dot = sum((gi * vi).sum() for gi, vi in zip(g, tv))
         return torch.autograd.grad(dot, params)
+
+    def hvp_dot():  # v^T H v the PyTorch way: an HVP, then a dot product with v
+        return sum((hi * vi).sum() for hi, vi in zip(hvp(), tv)).item()
 
     def loss_of(p: dict):
         return loss_fn(func.functional_call(tnet, p, (x,)), y)
@@ -129,115 +155,177 @@ def time_torch(net, batch, dtype, repeats: int, v: np.ndarray) -> tuple[dict, di
     primal = {n: p.detach() for n, p in zip(names, params)}
     tangent = dict(zip(names, tv))
 
-    def hvp_jvp_of_grad():
+    def hvp_jvp():
         return func.jvp(func.grad(loss_of), (primal,), (tangent,))[1]
 
-    calls = {
-        "torch_forward": forward,
-        "torch_grad": grad,
-        "torch_hvp_double_backward": hvp_double_backward,
-        "torch_hvp_jvp_of_grad": hvp_jvp_of_grad,
-    }
-    times = {name: median_time(fn, repeats) for name, fn in calls.items()}
+    calls = {"torch_forward": forward, "torch_grad": grad, "torch_hvp": hvp,
+             "torch_hvp_dot": hvp_dot, "torch_hvp_jvp": hvp_jvp}  # fmt: skip
     flat = lambda ts: torch.cat([t.reshape(-1) for t in ts]).detach().numpy()  # noqa: E731
-    values = {
-        "grad": flat(grad()),
-        "hvp": flat(hvp_double_backward()),
-        "hvp_jvp": flat([hvp_jvp_of_grad()[n] for n in names]),
-        "version": torch.__version__,
+    values = {"grad": flat(grad()), "hvp": flat(hvp()), "curvature": hvp_dot(),
+              "hvp_jvp": flat([hvp_jvp()[n] for n in names]), "version": torch.__version__}
+    return calls, values
+
+
+def time_interleaved(calls: dict, repeats: int) -> tuple[dict, dict]:
+    """Median wall and thread-CPU seconds of every call, all calls timed in turn R times."""
+    for fn in calls.values():
+        fn()  # warm-up: Numba compilation, caches, allocator
+    wall: dict = {name: [] for name in calls}
+    cpu: dict = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            c0, t0 = time.thread_time(), time.perf_counter()
+            fn()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.thread_time() - c0)
+    return ({k: statistics.median(v) for k, v in wall.items()},
+            {k: statistics.median(v) for k, v in cpu.items()})  # fmt: skip
+
+
+def run_one(net, state, batch, dtype, threads: int, repeats: int) -> dict:
+    """Times and ratios for one dtype and thread count."""
+    net.load_state_dict(state)
+    calls, values = mcnet_calls(net, batch, dtype)
+    torch_run = torch_calls(net, batch, dtype, values["v"])
+    check = {}
+    if torch_run is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+        tcalls, tvalues = torch_run
+        calls.update(tcalls)
+        for key in ("grad", "hvp"):
+            ref = tvalues[key]
+            check[key] = float(np.max(np.abs(values[key] - ref)) / np.max(np.abs(ref)))
+        check["hvp_jvp"] = float(np.max(np.abs(values["hvp"] - tvalues["hvp_jvp"]))
+                                 / np.max(np.abs(tvalues["hvp_jvp"])))  # fmt: skip
+        check["curvature"] = abs(values["curvature"] - tvalues["curvature"]) / abs(
+            tvalues["curvature"]
+        )
+    load_before = round(os.getloadavg()[0], 2)
+    with thread_limit(threads):
+        wall, cpu = time_interleaved(calls, repeats)
+    entry: dict = {
+        "threads": threads,
+        "load_average_1min": [load_before, round(os.getloadavg()[0], 2)],
+        "median_wall_s": wall,
+        "ratios": {},
+        "max_rel_diff_vs_torch": check,
     }
-    return times, values
-
-
-def ratios(times: dict) -> dict:
-    """Each target ratio and its limit."""
-    out = {}
+    if threads == 1:
+        entry["median_thread_cpu_s"] = cpu
+    for name, (ours, theirs, limit) in TARGETS.items():
+        if theirs in wall:
+            r = wall[ours] / wall[theirs]
+            entry["ratios"][name] = {"ratio": r, "limit": limit, "met": r <= limit}
+            if threads == 1:
+                entry["ratios"][name]["cpu_ratio"] = cpu[ours] / cpu[theirs]
     for k in (3, 4):
-        ratio = times[f"directional{k}"] / times["forward"]
-        out[f"directional{k} / forward"] = (ratio, (k + 1) ** 2)
-    if "torch_grad" in times:
-        out["value_and_grad / torch grad"] = (times["value_and_grad"] / times["torch_grad"], 1.0)
-        hvp_ref = times["torch_hvp_double_backward"]
-        out["hvp / torch HVP"] = (times["hvp"] / hvp_ref, 0.6)
-        out["curvature / torch HVP"] = (times["curvature"] / hvp_ref, 0.5)
-    return out
+        r = wall[f"directional{k}"] / wall["forward"]
+        entry["ratios"][f"directional{k} / forward"] = {"ratio": r, "limit": (k + 1) ** 2,
+                                                        "met": r <= (k + 1) ** 2}  # fmt: skip
+    return entry
 
 
-def profile_hvp(net, batch, top: int = 25) -> str:
-    """cProfile of 5 float64 hvp calls, sorted by own time."""
-    net.to(dtype=np.float64)
-    objective = Objective(net, CrossEntropyLoss())
-    w = parameters_to_vector(net)
-    v = np.random.default_rng(1).standard_normal(w.shape)
-    objective.hvp(w, v, batch)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(5):
-        objective.hvp(w, v, batch)
-    profiler.disable()
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
-    return text.getvalue()
+def profile(net, state, batch, dtype, top: int = 30) -> str:
+    """cProfile of 10 value_and_grad and 10 hvp calls, by own time."""
+    net.load_state_dict(state)
+    calls, _ = mcnet_calls(net, batch, dtype)
+    out = []
+    for name in ("value_and_grad", "hvp"):
+        calls[name]()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(10):
+            calls[name]()
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+        out.append(f"--- {np.dtype(dtype).name} {name} x10 ---\n{text.getvalue()}")
+    return "\n".join(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
+    parser.add_argument("--threads", default="1,2", help="thread counts, e.g. 1 or 1,2")
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--mnist", type=Path, default=None, help="folder with " + MNIST_TEST)
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of hvp")
-    parser.add_argument("--out", type=Path, default=RESULTS / "nn_lenet5.json")
+    parser.add_argument("--mnist", type=Path, default=None, help="folder with MNIST's files")
+    parser.add_argument("--profile", action="store_true", help="print cProfiles (one thread)")
+    parser.add_argument("--out", type=Path, default=None, help="one JSON file for everything")
     args = parser.parse_args()
+    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
+    thread_counts = [int(t) for t in args.threads.split(",")]
 
     x, y, source = load_batch(args.batch, args.mnist)
     mc.nn.manual_seed(0)
     net = models.lenet5("sigmoid")
     state = net.state_dict()
-    result: dict = {"environment": environment(), "input": source, "batch": args.batch,
-                    "repeats": args.repeats, "threads": 1, "by_dtype": {}}  # fmt: skip
-    torch_version = None
-    with single_thread():
-        for dtype in (np.float64, np.float32):
-            net.load_state_dict(state)
-            times, values = time_mcnet(net, (x, y), dtype, args.repeats)
-            torch_run = time_torch(net, (x, y), dtype, args.repeats, values["v"])
-            check = {}
-            if torch_run is not None:
-                torch_times, torch_values = torch_run
-                times.update(torch_times)
-                torch_version = torch_values["version"]
-                pairs = (("grad", values["grad"], torch_values["grad"]),
-                         ("hvp", values["hvp"], torch_values["hvp"]),
-                         ("hvp_jvp", values["hvp"], torch_values["hvp_jvp"]))  # fmt: skip
-                for key, ours, theirs in pairs:
-                    scale = np.max(np.abs(theirs))
-                    check[key] = float(np.max(np.abs(ours - theirs)) / scale)
-            name = np.dtype(dtype).name
-            result["by_dtype"][name] = {
-                "median_s": times,
-                "ratios": {k: {"ratio": r, "limit": lim, "met": r <= lim}
-                           for k, (r, lim) in ratios(times).items()},  # fmt: skip
-                "max_rel_diff_vs_torch": check,
-            }
-    result["torch"] = torch_version or "not installed: PyTorch columns skipped"
+    results = {}
+    for name in dtypes:
+        dtype = np.dtype(name).type
+        result = {"environment": environment(), "input": source, "batch": args.batch,
+                  "repeats": args.repeats, "network": "LeNet-5, sigmoid, average pool",
+                  "command": "python benchmarks/bench_nn.py " + " ".join(sys.argv[1:]),
+                  "by_threads": {}}  # fmt: skip
+        torch_version = None
+        for threads in thread_counts:
+            entry = run_one(net, state, (x, y), dtype, threads, args.repeats)
+            result["by_threads"][str(threads)] = entry
+        try:
+            import torch
 
-    for name, entry in result["by_dtype"].items():
-        print(f"\nLeNet-5 (sigmoid), batch {args.batch}, {name}, one thread; input: {source}")
-        rows = [[op, f"{t * 1e3:.2f}"] for op, t in entry["median_s"].items()]
-        print(markdown_table(["operation", "median ms"], rows))
-        rows = [[k, f"{r['ratio']:.2f}", f"<= {r['limit']}", "yes" if r["met"] else "NO"]
-                for k, r in entry["ratios"].items()]  # fmt: skip
-        print(markdown_table(["ratio", "measured", "target", "met"], rows))
-        if entry["max_rel_diff_vs_torch"]:
-            print("max |mcnet - torch| / max |torch|:", entry["max_rel_diff_vs_torch"])
-    if torch_version is None:
-        print("\nPyTorch is not installed: the torch comparison was skipped.")
-    write_json(args.out, result)
-    print(f"\nwrote {args.out}")
+            torch_version = torch.__version__
+        except ImportError:
+            pass
+        result["torch"] = torch_version or "not installed: PyTorch columns skipped"
+        results[name] = result
+        print_result(name, result, args.batch, source)
+        if args.out is None:
+            path = RESULTS / f"nn_lenet5_{name}.json"
+            write_json(path, result)
+            print(f"wrote {path}")
+    if args.out is not None:
+        write_json(args.out, results)
+        print(f"wrote {args.out}")
     if args.profile:
-        print("\ncProfile of 5 float64 hvp calls:\n")
-        net.load_state_dict(state)
-        print(profile_hvp(net, (x, y)))
+        with thread_limit(1):
+            for name in dtypes:
+                print(profile(net, state, (x, y), np.dtype(name).type))
+
+
+def print_result(name: str, result: dict, batch: int, source: str) -> None:
+    threads = list(result["by_threads"])
+    env = result["environment"]
+    print(f"\nLeNet-5 (sigmoid), batch {batch}, {name}; input: {source}; commit {env['commit']}; "
+          f"PyTorch {result['torch']}")  # fmt: skip
+    head = ["operation"] + [f"median ms, {t} thread(s)" for t in threads]
+    ops = list(result["by_threads"][threads[0]]["median_wall_s"])
+    rows = [[op] + [f"{result['by_threads'][t]['median_wall_s'][op] * 1e3:.2f}" for t in threads]
+            for op in ops]  # fmt: skip
+    print(markdown_table(head, rows))
+    head = ["ratio", "target"] + [f"{t} thread(s)" for t in threads]
+    if "1" in result["by_threads"]:
+        head.append("1 thread, CPU time")
+    rows = []
+    for key, first in result["by_threads"][threads[0]]["ratios"].items():
+        row = [key, f"<= {first['limit']}"]
+        for t in threads:
+            r = result["by_threads"][t]["ratios"][key]
+            row.append(f"{r['ratio']:.2f} ({'met' if r['met'] else 'NOT met'})")
+        if "1" in result["by_threads"]:
+            cpu = result["by_threads"]["1"]["ratios"][key].get("cpu_ratio")
+            row.append(f"{cpu:.2f}" if cpu is not None else "")
+        rows.append(row)
+    print(markdown_table(head, rows))
+    loads = {t: result["by_threads"][t]["load_average_1min"] for t in threads}
+    print("1-minute load average (before, after) by thread count:", loads)
+    for t in threads:
+        diff = result["by_threads"][t]["max_rel_diff_vs_torch"]
+        if diff:
+            print(f"max |mcnet - torch| / max |torch| ({t} thread(s)):",
+                  {k: f"{v:.1e}" for k, v in diff.items()})  # fmt: skip
 
 
 if __name__ == "__main__":
