@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import mcnet as mc
@@ -22,7 +22,7 @@ from mcnet.nn.dropout import Dropout, resample_dropout
 from mcnet.nn.pooling import AvgPool2d, MaxPool2d
 
 DTYPES = st.sampled_from([np.float32, np.float64])
-TOL = {np.float32: 2e-4, np.float64: 1e-10}
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
 PROBE_STEP = {np.float32: 2.0**-12, np.float64: 2.0**-30}
 
 
@@ -82,46 +82,73 @@ def probe_coefficient(y: mc.Tensor, order: int, h: float) -> np.ndarray:
     return np.stack([y.coef(u) for u in units]) / h
 
 
+def _assert_vectors_close(got, want, dtype, what):
+    """Element by element, relative to the largest entry: a wrong border pixel counts."""
+    tol = TOL[dtype]
+    scale = np.abs(want).max() + np.finfo(dtype).tiny
+    err = np.abs(got - want)
+    worst = np.unravel_index(np.argmax(err), err.shape)
+    assert np.all(err <= tol * (np.abs(want) + scale)), (
+        f"{what}: entry {worst} is {got[worst]!r}, expected {want[worst]!r} "
+        f"(error {err[worst]:.3e}, largest entry {scale:.3e})"
+    )
+
+
+def _probe_each(fn, value, h, order, dtype):
+    """For every entry i of ``value`` (an order-p tensor): the coefficient of a fresh unit in
+    fn(value + h e_i i_{p+1}), over h; fn returns a scalar tensor.  (J^T u)_i, by forward
+    passes only."""
+    out = np.empty((2**order,) + value.shape, dtype=np.float64)
+    basis = np.zeros(value.shape, dtype=dtype)
+    for i in np.ndindex(*value.shape):
+        basis[i] = 1
+        coefficient = probe_coefficient(fn(probe(value, basis, h, order)), order, h)
+        out[(slice(None),) + i] = coefficient
+        basis[i] = 0
+    return out
+
+
 def check_input_gradient(module, x, imag, rng, dtype):
-    """u . (J v) by the multicomplex step vs (J^T u) . v by backward, at order 0 or 1."""
+    """J^T u from the hand-written backward against J^T u by one probing forward per input
+    entry, element by element, at a real (order 0) or complex (order 1) point; the real and
+    i_1 parts both (backward is the holomorphic continuation of the real backward)."""
     order = 0 if imag is None else 1
     z = point(x, imag).astype(dtype)
     y = module(z)
     u = rng.standard_normal(y.shape).astype(dtype)
     grad_in = module.backward(mc.tensor(u, dtype=dtype))
-    v = rng.standard_normal(x.shape).astype(dtype)
-    h = PROBE_STEP[dtype]
-    forward = probe_coefficient((module(probe(z, v, h, order)) * u).sum(), order, h)
-    backward = mc.functions.embed(grad_in, order).parts * v
-    backward = backward.reshape(len(backward), -1).sum(axis=1)
-    scale = np.abs(u).sum() * np.abs(np.asarray(y.parts)).max() + 1.0
-    np.testing.assert_allclose(forward, backward, rtol=0, atol=TOL[dtype] * scale)
-    if order == 0:  # the same number through the public API
+    backward = mc.functions.embed(grad_in, order).parts
+    forward = _probe_each(lambda t: (module(t) * u).sum(), z, PROBE_STEP[dtype], order, dtype)
+    _assert_vectors_close(backward, forward, dtype, "J^T u")
+    if order == 0:  # the same numbers through the public API, along a random direction
+        v = rng.standard_normal(x.shape).astype(dtype)
         public = mc.directional(lambda t: (module(t) * u).sum(), mc.tensor(x, dtype=dtype), [v])
-        np.testing.assert_allclose(public, backward[0], rtol=0, atol=TOL[dtype] * scale)
+        want = float(np.sum(backward[0] * v))
+        assert abs(public - want) <= TOL[dtype] * float(np.abs(backward[0] * v).sum() + 1e-30)
 
 
 def check_parameter_gradients(module, x, imag, rng, dtype):
-    """Each parameter's accumulated gradient . dW vs the probe along dW, at order 0 or 1."""
+    """Each parameter's accumulated gradient against one probing forward per parameter
+    entry, element by element, at order 0 or 1."""
     order = 0 if imag is None else 1
     z = point(x, imag).astype(dtype)
     y = module(z)
     u = rng.standard_normal(y.shape).astype(dtype)
     module.zero_grad()
     module.backward(mc.tensor(u, dtype=dtype))
-    h = PROBE_STEP[dtype]
     for name, p in module.named_parameters():
         value = p.value
-        dw = rng.standard_normal(p.shape).astype(dtype)
-        p.value = probe(value, dw, h, order)
-        try:
-            forward = probe_coefficient((module(z) * u).sum(), order, h)
-        finally:
-            p.value = value
-        grad = mc.functions.embed(p.grad, order).parts * dw
-        backward = grad.reshape(len(grad), -1).sum(axis=1)
-        scale = np.abs(u).sum() * np.abs(np.asarray(y.parts)).max() + 1.0
-        np.testing.assert_allclose(forward, backward, rtol=0, atol=TOL[dtype] * scale, err_msg=name)
+        grad = mc.functions.embed(p.grad, order).parts
+
+        def loss_at(t, p=p, value=value):
+            p.value = t
+            try:
+                return (module(z) * u).sum()
+            finally:
+                p.value = value
+
+        forward = _probe_each(loss_at, value, PROBE_STEP[dtype], order, dtype)
+        _assert_vectors_close(grad, forward, dtype, name)
 
 
 def randomise(module, rng, dtype):
@@ -138,15 +165,16 @@ def sample_point(rng, shape, order):
 
 # --- Conv2d ---------------------------------------------------------------------------------
 
+# small shapes: the backward checks probe every entry of the input and of the parameters
 conv_cases = st.fixed_dictionaries(
     {
-        "n": st.integers(1, 3),
+        "n": st.integers(1, 2),
         "c": st.integers(1, 3),
         "o": st.integers(1, 4),
         "kernel": st.tuples(st.integers(1, 3), st.integers(1, 3)),
         "stride": st.tuples(st.integers(1, 3), st.integers(1, 3)),
         "padding": st.tuples(st.integers(0, 2), st.integers(0, 2)),
-        "extra": st.tuples(st.integers(0, 4), st.integers(0, 4)),
+        "extra": st.tuples(st.integers(0, 3), st.integers(0, 3)),
         "bias": st.booleans(),
         "seed": st.integers(0, 2**32 - 1),
     }
@@ -162,7 +190,6 @@ def make_conv(case, dtype):
     return conv.to(dtype=dtype), shape
 
 
-@settings(max_examples=30)
 @given(conv_cases, DTYPES)
 def test_conv2d_forward_matches_naive_loops(case, dtype):
     conv, shape = make_conv(case, dtype)
@@ -174,7 +201,6 @@ def test_conv2d_forward_matches_naive_loops(case, dtype):
     np.testing.assert_allclose(y.numpy(), expected, rtol=0, atol=TOL[dtype] * 10)
 
 
-@settings(max_examples=30)
 @given(conv_cases, DTYPES, st.integers(0, 1))
 def test_conv2d_backward_matches_directional_derivatives(case, dtype, order):
     conv, shape = make_conv(case, dtype)
@@ -234,7 +260,7 @@ pool_cases = st.fixed_dictionaries(
     {
         "kernel": st.tuples(st.integers(1, 3), st.integers(1, 3)),
         "stride": st.none() | st.tuples(st.integers(1, 3), st.integers(1, 3)),
-        "extra": st.tuples(st.integers(0, 4), st.integers(0, 4)),
+        "extra": st.tuples(st.integers(0, 3), st.integers(0, 3)),
         "seed": st.integers(0, 2**32 - 1),
     }
 )
@@ -246,7 +272,6 @@ def make_pool(cls, case):
     return pool, shape
 
 
-@settings(max_examples=30)
 @given(st.sampled_from([AvgPool2d, MaxPool2d]), pool_cases, DTYPES, st.integers(0, 1))
 def test_pooling_forward_and_backward(cls, case, dtype, order):
     pool, shape = make_pool(cls, case)
@@ -284,7 +309,6 @@ bn_cases = st.sampled_from(
 )
 
 
-@settings(max_examples=24)
 @given(bn_cases, st.booleans(), DTYPES, st.integers(0, 1), st.integers(0, 2**32 - 1))
 def test_batchnorm_backward_matches_directional_derivatives(case, train, dtype, order, seed):
     cls, shape = case
