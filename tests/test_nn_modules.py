@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import mcnet as mc
@@ -49,20 +49,27 @@ def _pair(a, b):
 
 
 def _check_module(module, xs, rng, rtol):
-    vs = [rng.standard_normal(x.shape).astype(x.dtype) for x in xs]
+    """Backward's J^T u against J^T u by one probing forward per input entry, element by
+    element (real and i_1 parts at a complex point): <J^T u, e_i> = <u, J e_i>."""
     y = module(*xs)
     u = _point(rng, y.shape, max(x.order for x in xs), xs[0].dtype)
     grads = module.backward(u)
     grads = grads if isinstance(grads, tuple) else (grads,)
     assert len(grads) == len(xs)
-    for g, x in zip(grads, xs):
+    order = max(x.order for x in xs)
+    for j, (g, x) in enumerate(zip(grads, xs)):
         assert g.shape == x.shape
-    jv = _jvp(module.forward, xs, vs)
-    assert jv.shape == y.shape
-    left = _pair(u, jv)
-    right = sum(_pair(g, v) for g, v in zip(grads, vs))
-    scale = 1.0 + np.max(np.abs(left))
-    np.testing.assert_allclose(right, left, rtol=rtol, atol=rtol * scale)
+        got = mc.functions.embed(g, order).parts
+        want = np.empty_like(got, dtype=np.float64)
+        for i in np.ndindex(*x.shape):
+            e = np.zeros(x.shape, dtype=x.dtype)
+            e[i] = 1
+            directions = [e if m == j else np.zeros(xi.shape, dtype=xi.dtype)
+                          for m, xi in enumerate(xs)]
+            jv = _jvp(module.forward, xs, directions)
+            want[(slice(None),) + i] = _pair(u, jv)
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=f"input {j}")
 
 
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
@@ -72,7 +79,7 @@ seeds = st.integers(0, 2**31 - 1)
 
 
 def _rtol(dtype):
-    return 1e-10 if dtype == np.float64 else 2e-4
+    return 1e-12 if dtype == np.float64 else 1e-5
 
 
 elementwise = st.sampled_from(
@@ -80,7 +87,6 @@ elementwise = st.sampled_from(
 )
 
 
-@settings(max_examples=100)
 @given(make=elementwise, shape=shapes, dtype=dtypes, order=orders, seed=seeds)
 def test_elementwise_backward_is_the_transpose_of_the_forward_derivative(
     make, shape, dtype, order, seed
@@ -89,7 +95,6 @@ def test_elementwise_backward_is_the_transpose_of_the_forward_derivative(
     _check_module(make(), [_point(rng, shape, order, dtype)], rng, _rtol(dtype))
 
 
-@settings(max_examples=25)
 @given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple), data=st.data(),
        order=orders, seed=seeds)
 def test_flatten_backward_and_shape(shape, data, order, seed):
@@ -112,7 +117,6 @@ def test_flatten_defaults_match_pytorch_and_reject_scalars():
         nn.Flatten()(mc.tensor(1.0))
 
 
-@settings(max_examples=25)
 @given(shape=shapes, broadcast=st.booleans(), dtype=dtypes, order=orders, seed=seeds)
 def test_add_backward_including_broadcasting(shape, broadcast, dtype, order, seed):
     rng = np.random.default_rng(seed)
@@ -122,7 +126,6 @@ def test_add_backward_including_broadcasting(shape, broadcast, dtype, order, see
     _check_module(nn.Add(), [a, b], rng, _rtol(dtype))
 
 
-@settings(max_examples=25)
 @given(sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3), dim=st.sampled_from([0, 1, -1]),
        orders_=st.lists(orders, min_size=3, max_size=3), seed=seeds)
 def test_concat_backward_splits_the_gradient(sizes, dim, orders_, seed):
@@ -171,7 +174,6 @@ class TwoBranches(nn.Module):
         return self.head(self.cat(self.left(h), self.right(h)))
 
 
-@settings(max_examples=30)
 @given(order=orders, seed=seeds)
 def test_graphs_whose_branches_merge_trace_and_backpropagate(order, seed):
     nn.manual_seed(seed)
@@ -251,7 +253,6 @@ def _target(kind, rng, shape):
     return rng.standard_normal(shape)
 
 
-@settings(max_examples=100)
 @given(name=st.sampled_from(sorted(LOSSES)), n=st.integers(1, 5), c=st.integers(2, 4),
        dtype=dtypes, order=orders, seed=seeds)
 def test_loss_backward_is_the_gradient_of_its_forward(name, n, c, dtype, order, seed):
@@ -264,13 +265,22 @@ def test_loss_backward_is_the_gradient_of_its_forward(name, n, c, dtype, order, 
     value = loss(x, target)
     assert value.shape == ()
     if order == 0:
+        # the loss is a difference of terms of the logits' size: a small loss is relative
+        # to those
         np.testing.assert_allclose(value.real, reference(x.real.astype(np.float64), target),
-                                   rtol=_rtol(dtype))
+                                   rtol=_rtol(dtype), atol=_rtol(dtype) * np.abs(x.real).max())
     grad = loss.backward()
-    v = rng.standard_normal((n, c)).astype(dtype)
-    jv = _jvp(lambda t: make()(t, target), [x], [v])
-    np.testing.assert_allclose(_pair(grad, v), jv.parts, rtol=_rtol(dtype),
-                               atol=_rtol(dtype) * (1 + np.max(np.abs(jv.parts))))
+    # the gradient entry by entry against one probing forward each
+    got = mc.functions.embed(grad, order).parts
+    want = np.empty_like(got, dtype=np.float64)
+    for i in np.ndindex(n, c):
+        e = np.zeros((n, c), dtype=dtype)
+        e[i] = 1
+        want[(slice(None),) + i] = _jvp(lambda t: make()(t, target), [x], [e]).parts
+    # cross-entropy's softmax - one-hot (and BCE's sigmoid - y) cancel where the logits are
+    # confident: roundoff of terms of size 1/n
+    np.testing.assert_allclose(got, want, rtol=_rtol(dtype),
+                               atol=_rtol(dtype) * (np.abs(want).max() + 1.0 / n))
     # an incoming scalar gradient scales the result
     np.testing.assert_allclose(loss.backward(mc.tensor(3.0, dtype=dtype)).parts, 3 * grad.parts,
                                rtol=_rtol(dtype))
