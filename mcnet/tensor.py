@@ -590,18 +590,30 @@ def matmul(a, b) -> Tensor:
     return _lifted_matmul(a, b)
 
 
-# --- 2-D products on the CPU: every component pair in one GEMM -------------------------------
+# --- 2-D products on the CPU: one GEMM for every component pair -----------------------------
 #
 # A product of multicomplex matrices is a sum of products of their components, a_i @ b_j,
 # each added with a sign or integer weight into one component of the result (the product
-# rule).  Stacking a's components over rows and b's over columns, (Ka p, q) @ (q, Kb r),
-# gives every a_i @ b_j in ONE GEMM, which reads each operand once instead of once per
-# product (the small operand of LeNet's products is read from cache; the large one, an
-# im2col matrix, from memory).  Stacked views cost nothing when the data is laid out for them
-# (``Tensor.data`` of shape (K, p, q) is (K p, q) already; ``loops.im2col`` writes its
-# columns (q, K, r)); otherwise the smaller operand is copied.  A complex operand times a real
-# one is a real GEMM: the complex one's real and imaginary parts become rows (left), or its
-# interleaved real view becomes columns (right: a (q, r) complex array is a (q, 2r) real one).
+# rule).  Two ways to get them all from ONE GEMM, which reads each operand once instead of
+# once per product (LeNet's products are memory-bound: the large operand, an im2col matrix,
+# comes from memory, the small one, a weight, from cache):
+#
+# - a small left operand with several components (a weight in a derivative pass) times a
+#   right one with several: result component c is sum_i B_ci @ b_i with B_ci the weighted
+#   sum of a's components that multiply b_i into c; with b's components stacked over rows
+#   (its own layout, (K q, r)) that is ONE GEMM (K_out p, K q) @ (K q, r) which writes the
+#   result's components directly: no combining pass.  The block matrix B of the small
+#   operand costs nothing; its zero blocks (a one-direction weight's s_2 = 0) cost flops
+#   but no memory traffic.
+# - otherwise a's components stacked over rows and b's side by side, (Ka p, q) @ (q, Kb r),
+#   give every a_i @ b_j as a block, and the result's components are their signed or
+#   weighted sums (a view, when each is one block).
+#
+# Stacking is a view when the memory allows (``Tensor.data`` (K, p, q) is (K p, q); its
+# transpose is (q, K r) in column-major order); otherwise the smaller operand is copied.
+# A complex operand times a real one is a real GEMM: the complex one's real and imaginary
+# parts become rows (left), or its interleaved real view becomes columns (right: a (q, r)
+# complex array is a (q, 2r) real one).
 
 
 def _stacked_matmul(a: Tensor, b: Tensor) -> Tensor:
@@ -612,17 +624,32 @@ def _stacked_matmul(a: Tensor, b: Tensor) -> Tensor:
     da = a.data.astype(_complex_of(real) if a.data.dtype.kind == "c" else real, copy=False)
     db = b.data.astype(_complex_of(real) if b.data.dtype.kind == "c" else real, copy=False)
     terms = _product_terms(algebra, da, db)
+    ka, kb = len(da), len(db)
+    p, r = da.shape[1], db.shape[2]
+    if ka > 1 and kb > 1 and da[0].size * 8 <= db[0].size and da.dtype == db.dtype:
+        right = _stack_rows(db, list(range(kb)), copy=False)
+        if right is not None:  # b's components over rows: one GEMM with a's block matrix
+            left = _block_matrix(terms, da, max(ka, kb), kb)
+            return Tensor(np.matmul(left, right).reshape(max(ka, kb), p, r))
     rows = sorted({i for i, _ in terms})
     cols = sorted({j for _, j in terms})
     blocks, product = _pair_products(da, db, rows, cols)
-    ka, kb = len(da), len(db)
-    p, r = da.shape[1], db.shape[2]
     if product is not None and (ka == 1 or kb == 1):  # each component is one block
         if ka == 1 and cols == list(range(kb)):  # (p, Kb r) -> (Kb, p, r), a view
             return Tensor(product.reshape(p, kb, r).transpose(1, 0, 2))
         if kb == 1 and rows == list(range(ka)):  # (Ka p, r) -> (Ka, p, r), a view
             return Tensor(product.reshape(ka, p, r))
     return Tensor(_combine(terms, blocks, max(ka, kb)))
+
+
+def _block_matrix(terms: dict, da, k_out: int, kb: int):
+    """(k_out p, kb q): block (c, j) is sum of weight * a_i over the terms (i, j) -> c."""
+    _, p, q = da.shape
+    out = np.zeros((k_out, p, kb, q), dtype=da.dtype)
+    for (i, j), targets in terms.items():
+        for c, weight in targets:
+            out[c, :, j] += da[i] if weight == 1 else da[i] * weight
+    return out.reshape(k_out * p, kb * q)
 
 
 def _product_terms(algebra, da, db) -> dict[tuple[int, int], list[tuple[int, int]]]:
@@ -633,7 +660,7 @@ def _product_terms(algebra, da, db) -> dict[tuple[int, int], list[tuple[int, int
     if algebra is symmetric:
         zero_a = symmetric._zeros(list(da))
         zero_b = symmetric._zeros(list(db))
-        table = symmetric._WEIGHTS.setdefault(ka - 1, symmetric._weights(ka - 1))
+        table = symmetric.weights(ka - 1)
         return {ij: targets for ij, targets in table.items()
                 if ij[0] not in zero_a and ij[1] not in zero_b}  # fmt: skip
     # general layout: e_i e_j = (-1)^popcount(i & j) e_(i ^ j), over complex components
@@ -692,32 +719,41 @@ def _complex_from(re, im, dtype):
     return out
 
 
-def _stack_rows(d, rows: list[int]):
-    """The components ``rows`` of (K, p, q) data stacked as (len(rows) p, q), a view when
-    they are consecutive components of row-stacked memory."""
+def _stack_rows(d, rows: list[int], copy: bool = True):
+    """The components ``rows`` of (K, p, q) data stacked as (len(rows) p, q): a view when
+    the memory allows, else a copy (or None with ``copy=False``)."""
     k, p, q = d.shape
     picked = d[rows[0] : rows[-1] + 1] if rows == list(range(rows[0], rows[-1] + 1)) else d[rows]
     if len(rows) == 1:
         return picked[0]
-    if picked.strides[0] == p * picked.strides[1]:
-        return picked.reshape(len(rows) * p, q)
+    view = _view_as(picked, (len(rows) * p, q))
+    if view is not None or not copy:
+        return view
     return np.ascontiguousarray(picked).reshape(len(rows) * p, q)
 
 
 def _stack_cols(d, cols: list[int]):
     """The components ``cols`` of (K, q, r) data side by side as (q, len(cols) r): a view when
-    the memory is laid out (q, K, r) (``loops.im2col``), a copy when it is small, else None."""
+    the memory allows (the transpose of row-stacked memory), a copy when it is small, else
+    None."""
     k, q, r = d.shape
     if len(cols) == 1:
         return d[cols[0]]
     if cols == list(range(cols[0], cols[-1] + 1)):
-        picked = d[cols[0] : cols[-1] + 1].transpose(1, 0, 2)  # (q, K', r)
-        if picked.strides[2] == d.itemsize and picked.strides[0] == len(cols) * r * d.itemsize \
-                and picked.strides[1] == r * d.itemsize:  # fmt: skip
-            return picked.reshape(q, len(cols) * r)
+        view = _view_as(d[cols[0] : cols[-1] + 1].transpose(1, 0, 2), (q, len(cols) * r))
+        if view is not None:
+            return view
     if len(cols) * q * r <= _SMALL_COPY:
         return np.ascontiguousarray(d[cols].transpose(1, 0, 2)).reshape(q, len(cols) * r)
     return None
+
+
+def _view_as(a, shape):
+    """``a`` reshaped without a copy, or None when its memory does not allow it."""
+    try:
+        return np.reshape(a, shape, copy=False)
+    except ValueError:
+        return None
 
 
 _SMALL_COPY = 1 << 16

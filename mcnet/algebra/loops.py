@@ -33,7 +33,7 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 @njit(**_JIT)
 def _im2col(x, dims, kernel, stride, padding, ew, out):  # pragma: no cover - compiled
-    # x: rows (K, C, N, H) of W*ew reals; out: rows (C, kh, kw, K, N, ho) of wo*ew reals, zero
+    # x: rows (K, C, N, H) of W*ew reals; out: rows (K, C, kh, kw, N, ho) of wo*ew reals, zero
     # where the window leaves x.  ew = 2 for complex data seen as real: element w is the pair
     # [2w, 2w + 1], so a stride-1 window row is one contiguous run.
     n_comp, n_chan, n_batch, height, width, ho, wo = dims
@@ -50,7 +50,7 @@ def _im2col(x, dims, kernel, stride, padding, ew, out):  # pragma: no cover - co
                 a, b = uint64(lo * ew), uint64(hi * ew)
                 for k in range(n_comp):
                     for n in range(n_batch):
-                        ro = ((((c * kh + i) * kw + j) * n_comp + k) * n_batch + n) * ho
+                        ro = ((((k * n_chan + c) * kh + i) * kw + j) * n_batch + n) * ho
                         rx = ((k * n_chan + c) * n_batch + n) * height
                         for oh in range(ho):
                             ih = oh * sh + i - ph
@@ -76,9 +76,9 @@ def _im2col(x, dims, kernel, stride, padding, ew, out):  # pragma: no cover - co
 
 @njit(**_JIT)
 def _col2im(cols, dims, kernel, stride, padding, ew, out):  # pragma: no cover - compiled
-    # the adjoint of _im2col: out (rows (K, C, N, H) of W*ew) is zeroed, then every window
-    # row of cols is added back, kernel offsets in row-major order (the order of the strided
-    # adds this replaces, so the sums round the same way)
+    # the adjoint of _im2col (cols: rows (K, C, kh, kw, N, ho)): out (rows (K, C, N, H) of
+    # W*ew) is zeroed, then every window row of cols is added back, kernel offsets in
+    # row-major order (the order of the strided adds this replaces: the sums round the same)
     n_comp, n_chan, n_batch, height, width, ho, wo = dims
     kh, kw = kernel
     sh, sw = stride
@@ -95,7 +95,7 @@ def _col2im(cols, dims, kernel, stride, padding, ew, out):  # pragma: no cover -
                 a, b = uint64(lo * ew), uint64(hi * ew)
                 for k in range(n_comp):
                     for n in range(n_batch):
-                        rc = ((((c * kh + i) * kw + j) * n_comp + k) * n_batch + n) * ho
+                        rc = ((((k * n_chan + c) * kh + i) * kw + j) * n_batch + n) * ho
                         rx = ((k * n_chan + c) * n_batch + n) * height
                         for oh in range(ho):
                             ih = oh * sh + i - ph
@@ -191,29 +191,28 @@ def _real(a: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def im2col(data: np.ndarray, kernel, stride, padding, out_size) -> np.ndarray:
-    """Every (zero-padded) window of ``(K, N, C, H, W)`` data as columns: a ``(K, C*kh*kw,
-    N*ho*wo)`` view of memory laid out ``(C*kh*kw, K, N*ho*wo)``, so that all components
-    together are one ``(C*kh*kw, K*N*ho*wo)`` matrix (one GEMM for every component)."""
+    """Every (zero-padded) window of ``(K, N, C, H, W)`` data as columns, ``(K, C*kh*kw,
+    N*ho*wo)``, C-contiguous: all components stacked are one ``(K*C*kh*kw, N*ho*wo)``
+    matrix (``mc.matmul`` multiplies them all by one GEMM)."""
     k, n, c, h, w = data.shape
     (kh, kw), (ho, wo) = kernel, out_size
     x, ew = _real(channel_major(data))
-    out = np.empty((c, kh, kw, k, n, ho, wo), dtype=data.dtype)
+    out = np.empty((k, c, kh, kw, n, ho, wo), dtype=data.dtype)
     out_real, _ = _real(out)
     dims = (k, c, n, h, w, ho, wo)
     _im2col(x.reshape(-1, w * ew), dims, tuple(kernel), tuple(stride), tuple(padding), ew,
             out_real.reshape(-1, wo * ew))  # fmt: skip
-    return out.reshape(c * kh * kw, k, n * ho * wo).transpose(1, 0, 2)
+    return out.reshape(k, c * kh * kw, n * ho * wo)
 
 
 def col2im(cols: np.ndarray, shape, kernel, stride, padding) -> np.ndarray:
-    """The adjoint of ``im2col``: columns ``(K, C*kh*kw, N*ho*wo)`` (any strides) added back
-    into ``(K, N, C, H, W)`` data of ``shape``, laid out channel-major."""
+    """The adjoint of ``im2col``: columns ``(K, C*kh*kw, N*ho*wo)`` added back into
+    ``(K, N, C, H, W)`` data of ``shape``, laid out channel-major."""
     k, n, c, h, w = shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     ho = (h + 2 * ph - kh) // sh + 1
     wo = (w + 2 * pw - kw) // sw + 1
-    windows = np.ascontiguousarray(cols.reshape(k, c * kh * kw, n * ho * wo).transpose(1, 0, 2))
-    src, ew = _real(windows)
+    src, ew = _real(np.ascontiguousarray(cols))
     out = np.empty((k, c, n, h, w), dtype=cols.dtype)  # channel-major memory
     out_real, _ = _real(out)
     dims = (k, c, n, h, w, ho, wo)

@@ -51,6 +51,14 @@ def _weights(k: int) -> dict[tuple[int, int], list[tuple[int, int]]]:
 _WEIGHTS: dict[int, dict] = {}
 
 
+def weights(k: int) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """``_weights(k)``, computed once per order."""
+    table = _WEIGHTS.get(k)
+    if table is None:
+        table = _WEIGHTS[k] = _weights(k)
+    return table
+
+
 def mul(a: Comps, b: Comps, base: Callable = operator.mul) -> Comps:
     """The product by class sums: one ``base`` product per pair of coefficients."""
     if len(a) == 1:
@@ -62,7 +70,7 @@ def mul(a: Comps, b: Comps, base: Callable = operator.mul) -> Comps:
             f"one-direction numbers of orders {len(a) - 1} and {len(b) - 1} do not combine"
         )
     k = len(a) - 1
-    table = _WEIGHTS.setdefault(k, _weights(k))
+    table = weights(k)
     zero_a, zero_b = _zeros(a), _zeros(b)
     out: list = [None] * (k + 1)
     for (i, j), targets in table.items():

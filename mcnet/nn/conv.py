@@ -167,7 +167,7 @@ class Conv2d(Module):
         n, o, ho, wo = grad_out.shape
         g = grad_out.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
         w2 = self.weight.value.reshape(o, -1)
-        self.weight.accumulate(mc.matmul(g, cols.T).reshape(self.weight.shape))
+        self.weight.accumulate(_weight_gradient(g, cols).reshape(self.weight.shape))
         if self.bias is not None:
             self.bias.accumulate(g.sum(axis=1))
         if not self.input_grad_needed:  # the data's gradient: nobody reads it
@@ -201,3 +201,14 @@ def _add_bias(y: Tensor, bias: Tensor) -> Tensor:
         data[: len(bias.data)] += bias.data[:, :, None]
         return y
     return y + bias.reshape(-1, 1)
+
+
+def _weight_gradient(g: Tensor, cols: Tensor) -> Tensor:
+    """g (O, M) @ cols^T (M, C*kh*kw).  In single precision, with both operands real or both
+    complex, as (cols @ g^T)^T: OpenBLAS's sgemm/cgemm ran that orientation 1.5x faster on
+    LeNet-5's shapes here (2.7 -> 1.8 ms, 5.8 -> 4.0 ms), its dgemm/zgemm the other one
+    (2.7 vs 4.2 ms)."""
+    single = g.dtype == np.float32 and cols.dtype == np.float32
+    if single and g.device == "cpu" and g.data.dtype.kind == cols.data.dtype.kind:
+        return mc.matmul(cols, g.T).T
+    return mc.matmul(g, cols.T)
