@@ -389,7 +389,7 @@ def erf(a: Comps) -> Comps:
 
     d^k erf/dx^k = 2/sqrt(pi) (-1)^(k-1) H_{k-1}(x) exp(-x^2), with H the Hermite
     polynomials, carried as H_m / m! so that nothing overflows.  Summation stops once
-    every coefficient of the term is below working precision of the sum's.
+    every coefficient of two consecutive terms is below working precision of the sum's.
     """
     xp = array_module(a[0])
     x = real_part(a)
@@ -402,14 +402,19 @@ def erf(a: Comps) -> Comps:
     g_prev, g = xp.zeros_like(x), xp.ones_like(x)  # H_{m-1}/(m-1)!, H_m/m!, m = 0
     s_power = s
     order = _order(a)
+    negligible_in_a_row = 0
     for k in range(1, 400):
         # coefficient of s^k: erf^(k)(x)/k! = gauss (-1)^(k-1) (H_{k-1}/(k-1)!) / k
         coef = gauss * ((-1) ** (k - 1)) * g / k
         term = scale(s_power, coef)
         total = add(total, term)
-        if k > order and all(
+        negligible = all(
             bool(xp.all(xp.abs(t) <= eps * xp.abs(c))) for t, c in zip(term, total)
-        ):
+        )
+        negligible_in_a_row = negligible_in_a_row + 1 if negligible else 0
+        # Two in a row: at x = 0 every other derivative of erf is exactly 0, so one
+        # negligible term does not mean the series has converged (erf(2.5i) stopped at s^2).
+        if k > order and negligible_in_a_row == 2:
             break
         m = k - 1  # advance H_m/m! -> H_{m+1}/(m+1)!
         g_prev, g = g, (2 * x * g - 2 * g_prev) / (m + 1)
