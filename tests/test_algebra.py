@@ -145,6 +145,7 @@ EMBED_FUNCTIONS = [mc.exp, mc.sin, mc.cos, mc.sinh, mc.cosh, mc.tanh, mc.tan, mc
                    mc.arctan, mc.sigmoid, mc.softplus, mc.erf, lambda z: z**3, lambda z: z**0.7]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", [0, 1, 2, 3])
 @given(data=st.data())
 def test_embed_is_homomorphism(order, data):
@@ -193,6 +194,7 @@ IDEMPOTENT_FUNCTIONS = {
     ("name", "order"),
     [(name, order) for name in sorted(IDEMPOTENT_FUNCTIONS) for order in (2, 3, 4)],
 )
+@pytest.mark.slow
 @given(data=st.data())
 def test_analytic_functions_match_idempotent_split(name, order, data):
     mc_fn, np_fn = IDEMPOTENT_FUNCTIONS[name]
@@ -227,6 +229,7 @@ def test_float32_product_and_inverse(order, data):
     ("name", "order"),
     [(name, order) for name in sorted(IDEMPOTENT_FUNCTIONS) for order in (1, 2, 3, 4)],
 )
+@pytest.mark.slow
 @given(data=st.data())
 def test_float32_analytic_functions_match_idempotent_split(name, order, data):
     mc_fn, np_fn = IDEMPOTENT_FUNCTIONS[name]
@@ -257,6 +260,7 @@ def test_arctan_and_erf_match_idempotent_split(order, data):
 DOMINANCE = [(1, 0.9), (2, 0.9), (3, 0.9), (4, 0.5), (5, 0.5)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("order", "ratio"), DOMINANCE)
 @given(data=st.data())
 def test_exp_log_identities(order, ratio, data):
@@ -272,6 +276,7 @@ def test_exp_log_identities(order, ratio, data):
                        1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", [1, 2, 3, 4, 6])
 @given(data=st.data())
 def test_trigonometric_and_hyperbolic_identities(order, data):
@@ -289,6 +294,7 @@ def test_trigonometric_and_hyperbolic_identities(order, data):
     assert_parts_close(mc.tan(z).parts, (s / c).parts, norm1(s.parts) + 1, 1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("order", "ratio"), DOMINANCE)
 @given(data=st.data())
 def test_sqrt_and_power_identities(order, ratio, data):

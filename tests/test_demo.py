@@ -49,6 +49,7 @@ def test_step_error_table_shows_fd_failing_and_complex_steps_at_roundoff():
     assert errors["bicomplex step"][table["h"] < 1e-170].min() == demo.ERROR_CLIP
 
 
+@pytest.mark.slow
 def test_demo_prints_exact_derivatives_and_writes_the_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     demo.main(["--out", str(tmp_path / "out")])
@@ -66,6 +67,7 @@ def test_demo_prints_exact_derivatives_and_writes_the_plot(tmp_path, capsys):
     assert not list(png.parent.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_demo_without_matplotlib_still_prints_the_derivatives(tmp_path, capsys, monkeypatch):
     real_import = builtins.__import__
 

@@ -134,6 +134,7 @@ FLOAT32_DOMAIN = {"log": (0.5, 10.0), "sqrt": (0.5, 10.0), "power_2.5": (0.5, 5.
                   "power_-1.5": (0.5, 5.0), "tan": (-1.0, 1.0)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("name", sorted(ANALYTIC))
 @given(data=st.data())

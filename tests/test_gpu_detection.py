@@ -53,6 +53,7 @@ def test_cuda_status_classifies_cupy(monkeypatch, module, state, words):
     assert got == state and words in why
 
 
+@pytest.mark.slow
 def test_broken_cupy_fails_the_gpu_tests_instead_of_skipping(tmp_path):
     """End to end: a CuPy package whose device query raises runs tests/test_gpu.py red."""
     package = tmp_path / "cupy"

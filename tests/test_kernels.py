@@ -99,6 +99,7 @@ def test_kernel_agrees_with_recursion_for_large_imaginary_parts(name, order, see
     np.testing.assert_allclose(fused.parts, recursed.parts, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_cuda_sources_run_under_the_simulator():
     """Every fused CUDA kernel, general and one-direction, at orders 0-3, run by Numba's CUDA
     simulator on a machine without a GPU, against the per-array recursion."""

@@ -273,6 +273,7 @@ def test_autoencoder_layout_forward_and_gradient():
     check_gradient(net, MSELoss(), (x, x), rng)
 
 
+@pytest.mark.slow
 def test_vgg11_layout_forward_and_gradient():
     rng = np.random.default_rng(2)
     net = models.vgg11()

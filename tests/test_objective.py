@@ -132,6 +132,7 @@ def test_symmetry_curvature_and_mixed_directional(kind, seed):
         objective.value_and_grad(w, batch)[1] @ v, rel=1e-12, abs=1e-14)
 
 
+@pytest.mark.slow
 @given(kind=kinds, seed=seeds)
 def test_third_and_fourth_directional_derivatives_match_differences_of_lower_orders(kind, seed):
     objective, w, batch, rng = _problem(seed, kind)

@@ -4,7 +4,7 @@ multicomplex layout (2**k coefficients) and against closed-form derivatives."""
 import numpy as np
 import pytest
 from helpers import reference_mul
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -33,7 +33,6 @@ def _general_parts(s: np.ndarray) -> np.ndarray:
     return np.stack([s[bin(m).count("1")] for m in range(2**k)])
 
 
-@settings(max_examples=20)
 @given(order=ORDERS, data=st.data())
 def test_layout_parts_coef_and_real(order, data):
     t = data.draw(one_direction_numbers(order))
@@ -44,7 +43,6 @@ def test_layout_parts_coef_and_real(order, data):
     np.testing.assert_array_equal(t.general().parts, t.parts)
 
 
-@settings(max_examples=20)
 @given(order=ORDERS, data=st.data())
 def test_product_matches_the_unit_multiplication_table(order, data):
     a = data.draw(one_direction_numbers(order, spread=4.0))
@@ -65,8 +63,8 @@ FUNCTIONS = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
-@settings(max_examples=10)
 @given(order=ORDERS, data=st.data())
 def test_functions_agree_with_the_general_layout(name, order, data):
     t = data.draw(one_direction_numbers(order))
@@ -121,6 +119,7 @@ def test_mixing_with_real_and_general_tensors():
     np.testing.assert_array_equal(target.parts[:, 3:], t.parts[:, 3:])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", [2, 3, 4])
 @pytest.mark.parametrize("perturbation", [0.1, 1e-40])  # the exact path and the series path
 def test_fused_kernels_on_one_direction_numbers(order, perturbation):
@@ -160,8 +159,8 @@ def test_network_curvature_and_third_derivative_match_the_general_layout():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(symmetric._FUNCTIONS))
-@settings(max_examples=10)
 @given(order=st.integers(2, 6), data=st.data())
 def test_taylor_series_agree_with_the_exact_path_for_tiny_perturbations(name, order, data):
     """The jet recurrences and the multicomplex recursion are independent; where the

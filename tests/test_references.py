@@ -181,6 +181,7 @@ ZOO = ["lenet5_sigmoid", "lenet5_tanh", "lenet5_relu", "lenet5_elu", "lenet5_sof
        "logistic_regression", "linear_svm"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ZOO)
 def test_hvp_and_third_derivative_of_every_zoo_model(name):
     rng = np.random.default_rng(sum(map(ord, name)))
