@@ -76,17 +76,23 @@ def _im2col(x, dims, kernel, stride, padding, ew, out):  # pragma: no cover - co
 
 @njit(**_JIT)
 def _col2im(cols, dims, kernel, stride, padding, ew, out):  # pragma: no cover - compiled
-    # the adjoint of _im2col (cols: rows (K, C, kh, kw, N, ho)): out (rows (K, C, N, H) of
-    # W*ew) is zeroed, then every window row of cols is added back, kernel offsets in
-    # row-major order (the order of the strided adds this replaces: the sums round the same)
+    # the adjoint of _im2col (cols: rows (K, C, kh, kw, N, ho)): out ((K, C, N, H, W*ew), any
+    # strides but the last) is zeroed, then every window row of cols is added back, kernel
+    # offsets in row-major order (the order of the strided adds this replaces: the sums
+    # round the same)
     n_comp, n_chan, n_batch, height, width, ho, wo = dims
     kh, kw = kernel
     sh, sw = stride
     ph, pw = padding
     zero = out.dtype.type(0)
-    flat = out.reshape(-1)
-    for t in range(uint64(flat.shape[0])):
-        flat[t] = zero
+    row = uint64(width * ew)
+    for k in range(n_comp):
+        for c in range(n_chan):
+            for n in range(n_batch):
+                for h in range(height):
+                    dst = out[k, c, n, h]
+                    for t in range(row):
+                        dst[t] = zero
     for c in range(n_chan):
         for i in range(kh):
             for j in range(kw):
@@ -96,18 +102,17 @@ def _col2im(cols, dims, kernel, stride, padding, ew, out):  # pragma: no cover -
                 for k in range(n_comp):
                     for n in range(n_batch):
                         rc = ((((k * n_chan + c) * kh + i) * kw + j) * n_batch + n) * ho
-                        rx = ((k * n_chan + c) * n_batch + n) * height
                         for oh in range(ho):
                             ih = oh * sh + i - ph
                             if ih < 0 or ih >= height:
                                 continue
                             src = cols[rc + oh]
                             if sw == 1:
-                                dst = out[rx + ih, (lo + j - pw) * ew : (hi + j - pw) * ew]
+                                dst = out[k, c, n, ih, (lo + j - pw) * ew : (hi + j - pw) * ew]
                                 for t in range(b - a):
                                     dst[t] += src[a + t]
                             else:
-                                dst = out[rx + ih]
+                                dst = out[k, c, n, ih]
                                 for ow in range(lo, hi):
                                     for e in range(ew):
                                         dst[(ow * sw + j - pw) * ew + e] += src[ow * ew + e]
@@ -205,20 +210,21 @@ def im2col(data: np.ndarray, kernel, stride, padding, out_size) -> np.ndarray:
     return out.reshape(k, c * kh * kw, n * ho * wo)
 
 
-def col2im(cols: np.ndarray, shape, kernel, stride, padding) -> np.ndarray:
+def col2im(cols: np.ndarray, shape, kernel, stride, padding, out=None) -> np.ndarray:
     """The adjoint of ``im2col``: columns ``(K, C*kh*kw, N*ho*wo)`` added back into
-    ``(K, N, C, H, W)`` data of ``shape``, laid out channel-major."""
+    ``(K, N, C, H, W)`` data of ``shape``, laid out channel-major; or written into ``out``,
+    a ``(K, C, N, H, W)`` array (a batch slice of a larger one, say) with contiguous rows."""
     k, n, c, h, w = shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     ho = (h + 2 * ph - kh) // sh + 1
     wo = (w + 2 * pw - kw) // sw + 1
     src, ew = _real(np.ascontiguousarray(cols))
-    out = np.empty((k, c, n, h, w), dtype=cols.dtype)  # channel-major memory
-    out_real, _ = _real(out)
+    result = np.empty((k, c, n, h, w), dtype=cols.dtype) if out is None else out
+    target = result.view(src.dtype) if ew == 2 else result  # (K, C, N, H, 2W) for complex
     dims = (k, c, n, h, w, ho, wo)
     _col2im(src.reshape(-1, wo * ew), dims, tuple(kernel), tuple(stride), tuple(padding), ew,
-            out_real.reshape(-1, w * ew))  # fmt: skip
-    return out.transpose(0, 2, 1, 3, 4)
+            target)  # fmt: skip
+    return result.transpose(0, 2, 1, 3, 4)
 
 
 def avg_pool(data: np.ndarray, kernel, stride, out_size) -> np.ndarray:

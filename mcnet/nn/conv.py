@@ -172,19 +172,40 @@ class Conv2d(Module):
             self.bias.accumulate(g.sum(axis=1))
         if not self.input_grad_needed:  # the data's gradient: nobody reads it
             return None
+        if grad_out.device == "cpu":
+            return self._input_gradient_cpu(w2.T, g, in_shape)
         dcols = mc.matmul(w2.T, g).data  # (K, C*kh*kw, M)
-        if grad_out.device == "cpu":  # col2im by a Numba loop, cropping included
-            shape = (len(dcols), *in_shape)
-            return Tensor(loops.col2im(dcols, shape, self.kernel_size, self.stride, self.padding))
         kh, kw = self.kernel_size
         dcols = dcols.reshape(-1, in_shape[1], kh, kw, n, ho, wo).transpose(2, 3, 0, 4, 1, 5, 6)
         return Tensor(crop_images(scatter_windows(dcols, size, self.stride), self.padding))
+
+    def _input_gradient_cpu(self, w2t: Tensor, g: Tensor, in_shape) -> Tensor:
+        """W^T @ g, then col2im, a batch chunk at a time: each chunk's columns (about 2**18
+        elements) are added back while they are in cache instead of going to memory and back
+        (LeNet-5's second layer: 17.8 -> 13.9 ms complex128, 10.0 -> 8.4 ms complex64)."""
+        n, c, h, w = in_shape
+        pixels = g.shape[1] // n  # Ho * Wo
+        per_sample = w2t.shape[0] * pixels
+        chunk = max(1, min(n, _CHUNK_ELEMENTS // max(per_sample, 1)))
+        out = None
+        for n0 in range(0, n, chunk):
+            n1 = min(n, n0 + chunk)
+            dcols = mc.matmul(w2t, g[:, n0 * pixels : n1 * pixels]).data  # (K, C*kh*kw, Mc)
+            if out is None:  # channel-major (K, C, N, H, W): a batch chunk is a slice
+                out = np.empty((len(dcols), c, n, h, w), dtype=dcols.dtype)
+            loops.col2im(dcols, (len(dcols), n1 - n0, c, h, w), self.kernel_size, self.stride,
+                         self.padding, out=out[:, :, n0:n1])  # fmt: skip
+        return Tensor(out.transpose(0, 2, 1, 3, 4))
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}"
         )
+
+
+# Columns per chunk of the CPU input gradient: 2**18 elements (2-4 MiB) stay in cache.
+_CHUNK_ELEMENTS = 1 << 18
 
 
 def _add_bias(y: Tensor, bias: Tensor) -> Tensor:
