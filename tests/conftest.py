@@ -8,7 +8,7 @@ No test pins its own ``max_examples``: the profile decides.
 import os
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 # `ci` is reproducible: a red run is re-run with the same examples.
 settings.register_profile(
@@ -27,6 +27,15 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     print_blob=True,
 )
+# tests/test_mutations.py: reproducible, and no shrinking (only the failure matters there)
+settings.register_profile(
+    "mutation",
+    derandomize=True,
+    deadline=None,
+    max_examples=25,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.generate],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 # tests/test_mutations.py runs parts of this suite with one deliberate bug planted
@@ -35,6 +44,12 @@ if os.environ.get("MCNET_MUTATION"):
     import mutations
 
     mutations.apply(os.environ["MCNET_MUTATION"])
+
+
+def pytest_report_header(config):
+    if os.environ.get("MCNET_MUTATION"):
+        return f"mcnet mutation planted: {', '.join(mutations.APPLIED)}"
+    return None
 
 
 # --- GPU tests: skipped without CuPy or a device, FAILED when CuPy is there but broken -------
