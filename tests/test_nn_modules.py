@@ -82,15 +82,19 @@ def _rtol(dtype):
     return 1e-12 if dtype == np.float64 else 1e-5
 
 
-elementwise = st.sampled_from(
-    [nn.Sigmoid, nn.Tanh, nn.ReLU, nn.Softplus, nn.Sin, nn.Identity, lambda: nn.ELU(0.7)]
-)
+ELEMENTWISE = {
+    "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus,
+    "sin": nn.Sin, "identity": nn.Identity, "elu": lambda: nn.ELU(0.7),
+}  # fmt: skip
 
 
-@given(make=elementwise, shape=shapes, dtype=dtypes, order=orders, seed=seeds)
+@pytest.mark.parametrize("order", [0, 1])  # 1: the complex point of the H v pass
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+@given(shape=shapes, dtype=dtypes, seed=seeds)
 def test_elementwise_backward_is_the_transpose_of_the_forward_derivative(
-    make, shape, dtype, order, seed
+    name, order, shape, dtype, seed
 ):
+    make = ELEMENTWISE[name]
     rng = np.random.default_rng(seed)
     _check_module(make(), [_point(rng, shape, order, dtype)], rng, _rtol(dtype))
 
