@@ -393,9 +393,9 @@ def _train(args: argparse.Namespace, command_line: Sequence[str]) -> int:
         takers = ", ".join(n for n in SOLVER_NAMES if ex.takes_lr(n))
         raise CLIError(prog, f"--lr: {args.solver} takes no learning rate (expected --lr only "
                              f"with one of {takers})")
-    if args.eta is not None and args.solver != "newton-krylov":
+    if args.eta is not None and not ex.takes_eta(args.solver):
         raise CLIError(prog, f"--eta: {args.solver} has no Taylor ratio (expected --eta only "
-                             "with newton-krylov)")
+                             f"with {' or '.join(n for n in SOLVER_NAMES if ex.takes_eta(n))})")
     if args.resume and args.checkpoint is None:
         raise CLIError(prog, "--resume: nothing to resume from (expected --checkpoint DIR too)")
     if args.workers is not None and args.scheduler != "local":
@@ -456,9 +456,10 @@ def _save_params(w: np.ndarray, path: Path) -> None:
 def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     prog = "mcnet compare"
     _check_plots(args, prog)
-    if args.eta is not None and "newton-krylov" not in args.solvers:
-        raise CLIError(prog, "--eta: newton-krylov is not among --solvers (expected --eta only "
-                             "with newton-krylov)")
+    if args.eta is not None and not any(ex.takes_eta(n) for n in args.solvers):
+        takers = " or ".join(n for n in SOLVER_NAMES if ex.takes_eta(n))
+        raise CLIError(prog, f"--eta: no solver among --solvers has a Taylor ratio (expected "
+                             f"--eta only with {takers})")
     out_dir = Path(args.out_dir)
     if args.redraw:
         try:

@@ -16,28 +16,35 @@ import numpy as np
 from mcnet.algebra.multicomplex import array_module
 from mcnet.tensor import Tensor, _complex_of, as_tensor, check_memory, tensor
 
-# h**k is kept at 2**-400 (float64) or 2**-48 (float32).  Products of two perturbed parts
-# (h**(2k), e.g. i_1 times i_1) then stay normal numbers (2**-800 >= 2**-1022, 2**-96 >=
-# 2**-126) with room to spare for small intermediates: subnormal arithmetic is correct but
-# measured 2.5-4x slower (mcnet's elementwise kernels, NumPy's complex ops).  The top
-# coefficient is far from underflow, and h itself is small enough that the O(h**2)
-# truncation error is below roundoff.  h is a power of two, so scaling by it is exact.
+# h**k is kept at 2**-400 (float64) or 2**-48 (float32), h at most 2**-24 (float32).
+# Products of two perturbed parts (h**(2k), e.g. i_1 times i_1) then stay normal numbers
+# (2**-800 >= 2**-1022, 2**-96 >= 2**-126): subnormal arithmetic is correct but measured
+# 2.5-4x slower (mcnet's elementwise kernels, NumPy's complex ops, OpenBLAS's GEMMs).  In
+# float32 that floor is close: with h = 2**-48 at order 1 the products of two imaginary parts
+# of small activations went subnormal and a LeNet-5 H v took 52 ms instead of 45 with
+# h = 2**-24, which gives the same H v (its O(h**2) = 2**-48 truncation is far below float32's
+# roundoff).  Order 2 keeps 2**-24, small enough for the one-direction Taylor path
+# (``algebra.symmetric.is_tiny``).  h itself is small enough that the truncation error is
+# below roundoff (orders >= 4 in float32: at roundoff).  h is a power of two, so scaling by
+# it is exact.
 _TOP_COEFFICIENT_EXPONENT = {np.dtype(np.float64): 400, np.dtype(np.float32): 48}
+_SMALLEST_STEP_EXPONENT = {np.dtype(np.float64): 400, np.dtype(np.float32): 24}
 _LARGEST_STEP_EXPONENT = {np.dtype(np.float64): 26, np.dtype(np.float32): 12}
 
 
 def default_step(dtype, order: int) -> float:
     """The default step h for derivatives of the given order: a power of two.
 
-    float64: h = 2**-(400 // k), at most 2**-26; float32: h = 2**-(48 // k), at most 2**-12.
+    float64: h = 2**-(400 // k), at most 2**-26; float32: h = 2**-min(24, 48 // k), at most
+    2**-12.
     """
     dtype = np.dtype(dtype)
     if dtype not in _TOP_COEFFICIENT_EXPONENT:
         raise TypeError(f"no default step for dtype {dtype}; use float32 or float64")
     if order < 1:
         raise ValueError(f"order must be >= 1, got {order}")
-    exponent = max(_TOP_COEFFICIENT_EXPONENT[dtype] // order, _LARGEST_STEP_EXPONENT[dtype])
-    return 2.0**-exponent
+    exponent = min(_TOP_COEFFICIENT_EXPONENT[dtype] // order, _SMALLEST_STEP_EXPONENT[dtype])
+    return 2.0 ** -max(exponent, _LARGEST_STEP_EXPONENT[dtype])
 
 
 # Up to this order a perturbation along one direction is held as k + 1 coefficients

@@ -87,6 +87,11 @@ def takes_lr(name: str) -> bool:
     return "lr" in solver_parameters(name)
 
 
+def takes_eta(name: str) -> bool:
+    """Whether the solver has Newton-Krylov's Taylor ratio (``--eta``)."""
+    return "eta" in solver_parameters(name)
+
+
 def on_lr_grid(name: str) -> bool:
     """Whether `compare` tunes this solver's learning rate over the grid."""
     return takes_lr(name) and name not in NOT_ON_LR_GRID

@@ -364,3 +364,26 @@ def test_stretch_grows_the_step_while_the_taylor_ratio_stays_below_eta():
     decrease = f(w_new) - f(w)
     ratio = abs((decrease - step @ grad(w) - 0.5 * step @ hess(w) @ step) / decrease)
     assert ratio <= eta
+
+
+def test_cheap_variant_is_algorithm_1_with_the_two_cheap_options_and_fewer_passes():
+    """newton-krylov-cheap = NewtonKrylov(curvature="hvp", global_gradient="running"): the
+    same iterates, no full-data pass after the first and one pass per Krylov iteration
+    instead of two; its options are NewtonKrylov's and can be overridden."""
+    oracle, x, y = least_squares(np.random.default_rng(4), n=200)
+    cheap = mc.solvers.make("newton-krylov-cheap", max_krylov=3)
+    faithful = NewtonKrylov(max_krylov=3)
+    spelled_out = NewtonKrylov(max_krylov=3, curvature="hvp", global_gradient="running")
+    runs = {}
+    for name, solver in (("cheap", cheap), ("faithful", faithful), ("spelled", spelled_out)):
+        o = Oracle(oracle.objective, (x, y))
+        w = o.initial_point()
+        state = solver.init(o, w)
+        for start in (0, 50, 100, 150):
+            w, state, _ = solver.step(o, w, (x[start:start + 50], y[start:start + 50]), state)
+        runs[name] = (w, o.counts)
+    np.testing.assert_array_equal(runs["cheap"][0], runs["spelled"][0])
+    assert runs["cheap"][1]["global_gradient"] == 1 < runs["faithful"][1]["global_gradient"]
+    assert runs["cheap"][1]["curvature"] < runs["faithful"][1]["curvature"]
+    assert mc.solvers.make("newton-krylov-cheap", curvature="bicomplex").curvature == "bicomplex"
+    assert mc.solvers.make("newton-krylov-cheap").config()["global_gradient"] == "running"

@@ -48,6 +48,31 @@ if selected autoencoder-mnist1000; then
     run autoencoder-mnist1000 compare --model autoencoder $MNIST --subset 1000 --epochs 5 \
         --solvers newton-krylov,adam
 fi
+# Issue 12: Newton-Krylov (Algorithm 1, and its cheap-iteration variant) against every
+# baseline at its best lr, on the six problems, MNIST subsets, float64, one BLAS thread.
+BASELINES=sgd,adam,adagrad,rmsprop,shampoo,schedule-free-adamw,sophia-h,adahessian
+ALL="--solvers newton-krylov,newton-krylov-cheap,$BASELINES"
+if selected nk-logistic; then
+    run nk-vs-baselines/logistic compare --model logistic_regression $MNIST --epochs 10 $GRID $ALL
+fi
+if selected nk-svm; then
+    run nk-vs-baselines/svm compare --model linear_svm $MNIST --epochs 10 $GRID $ALL
+fi
+if selected nk-mlp; then
+    run nk-vs-baselines/mlp compare --model mlp --hidden 128,64 --activation tanh $MNIST \
+        --subset 2000 --epochs 5 $ALL
+fi
+if selected nk-lenet5-tanh; then
+    run nk-vs-baselines/lenet5-tanh compare --model lenet5 --activation tanh $MNIST --subset 2000 \
+        --epochs 5 $ALL
+fi
+if selected nk-lenet5-sigmoid; then
+    run nk-vs-baselines/lenet5-sigmoid compare --model lenet5 --activation sigmoid $MNIST \
+        --subset 2000 --epochs 5 $ALL
+fi
+if selected nk-autoencoder; then
+    run nk-vs-baselines/autoencoder compare --model autoencoder $MNIST --subset 1000 --epochs 5 $ALL
+fi
 # The supplement's Newton-Krylov studies at CPU size: the default problem (MLP 64-32-10,
 # sigmoid, on digits), 10 epochs, so that Table 1's epochs 1 and 10 both exist.
 if selected ablate-digits; then

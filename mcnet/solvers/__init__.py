@@ -20,7 +20,7 @@ from mcnet.solvers.history import History
 from mcnet.solvers.lbfgs import LBFGS
 from mcnet.solvers.lscg import LSCG
 from mcnet.solvers.newton_cg import NewtonCG
-from mcnet.solvers.newton_krylov import NewtonKrylov
+from mcnet.solvers.newton_krylov import NewtonKrylov, NewtonKrylovCheap
 from mcnet.solvers.oracle import Oracle
 from mcnet.solvers.rmsprop import RMSprop
 from mcnet.solvers.schedule_free import ScheduleFreeAdamW
@@ -30,8 +30,8 @@ from mcnet.solvers.sophia import Sophia
 
 SOLVERS: dict[str, type[Solver]] = {
     cls.name: cls
-    for cls in (NewtonKrylov, SGD, Adam, AdaGrad, RMSprop, LBFGS, HessianFree, LSCG, Shampoo,
-                NewtonCG, ScheduleFreeAdamW, Sophia, AdaHessian)
+    for cls in (NewtonKrylov, NewtonKrylovCheap, SGD, Adam, AdaGrad, RMSprop, LBFGS, HessianFree,
+                LSCG, Shampoo, NewtonCG, ScheduleFreeAdamW, Sophia, AdaHessian)
 }
 
 
@@ -66,6 +66,7 @@ __all__ = [
     "History",
     "NewtonCG",
     "NewtonKrylov",
+    "NewtonKrylovCheap",
     "Oracle",
     "RMSprop",
     "ScheduleFreeAdamW",

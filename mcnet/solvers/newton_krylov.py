@@ -53,11 +53,13 @@ Ablations of the supplement are options: ``early_stop=False``, ``step="armijo"``
 gradients with weight batch size / n (about one epoch's worth), which needs no full-data
 pass at all. ``curvature="hvp"``
 takes kappa = p.(H p) from the H p pass the next line needs anyway (one pass per Krylov
-iteration instead of two). The defaults are Algorithm 1.
+iteration instead of two). The defaults are Algorithm 1; `NewtonKrylovCheap`
+(``newton-krylov-cheap``) is the variant with both cheap-iteration options on.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -342,3 +344,27 @@ def _roundoff(loss: float, dtype) -> float:
 
 def _dot(a, b) -> float:
     return float(a @ b)
+
+
+class NewtonKrylovCheap(NewtonKrylov):
+    """Algorithm 1 with cheap iterations: kappa = p.(H p) from the H p pass the next line
+    needs anyway (``curvature="hvp"``: one network pass per Krylov iteration instead of two)
+    and the global gradient accumulated from the epoch's batch gradients
+    (``global_gradient="running"``: no full-data pass per step). The same mathematics
+    otherwise; its other options and their defaults are `NewtonKrylov`'s."""
+
+    name = "newton-krylov-cheap"
+
+    def __init__(self, *, curvature: str = "hvp", global_gradient: str = "running",
+                 **options: Any) -> None:
+        super().__init__(curvature=curvature, global_gradient=global_gradient, **options)
+
+
+# `make` and the command line read a solver's options from its signature: NewtonKrylov's,
+# with this variant's two defaults.
+NewtonKrylovCheap.__init__.__signature__ = inspect.signature(NewtonKrylov.__init__).replace(
+    parameters=[
+        p.replace(default={"curvature": "hvp", "global_gradient": "running"}.get(p.name, p.default))
+        for p in inspect.signature(NewtonKrylov.__init__).parameters.values()
+    ]
+)
