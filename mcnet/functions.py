@@ -25,6 +25,7 @@ from mcnet.tensor import (
     algebra_of,
     as_tensor,
     check_memory,
+    install_operators,
     tensor,
 )
 
@@ -113,6 +114,9 @@ def abs(x) -> Tensor:  # noqa: A001 - the API's name
     """sign(Re x) * x: the derivative of |x| is sign(x), never z/|z| (NUMERICS.md)."""
     x = as_tensor(x)
     return x * sign_of_real(x.comps)
+
+
+install_operators(power=power, abs=abs)
 
 
 def maximum(x, y) -> Tensor:

@@ -55,6 +55,17 @@ def check_memory(nbytes: int, what: str) -> None:
         )
 
 
+# Operators implemented by the higher layer `mcnet.functions` (``**`` through exp and log,
+# ``abs`` through the sign of the real part), which installs them when it is imported, so
+# that this module never imports it.
+_OPERATORS: dict[str, Callable] = {}
+
+
+def install_operators(**implementations: Callable) -> None:
+    """Set the functions behind ``Tensor.__pow__`` (``power``) and ``__abs__`` (``abs``)."""
+    _OPERATORS.update(implementations)
+
+
 class Tensor:
     """An array of multicomplex numbers of order n >= 0 on "cpu" (NumPy) or "cuda" (CuPy)."""
 
@@ -249,14 +260,10 @@ class Tensor:
         return matmul(other, self)
 
     def __pow__(self, exponent):
-        from mcnet.functions import power
-
-        return power(self, exponent)
+        return _OPERATORS["power"](self, exponent)
 
     def __rpow__(self, base):
-        from mcnet.functions import power
-
-        return power(as_tensor(base, like=self), self)
+        return _OPERATORS["power"](as_tensor(base, like=self), self)
 
     def __neg__(self) -> Tensor:
         return Tensor(-self.data)
@@ -265,9 +272,7 @@ class Tensor:
         return self
 
     def __abs__(self) -> Tensor:
-        from mcnet.functions import abs as mc_abs
-
-        return mc_abs(self)
+        return _OPERATORS["abs"](self)
 
     # comparisons decide on real parts and give boolean arrays
     def __lt__(self, other):

@@ -246,3 +246,33 @@ def test_cuda_without_cupy_or_a_device_says_what_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy(lambda: 0))
     with pytest.raises(RuntimeError, match="no CUDA device is present"):
         mc.tensor(np.ones(3), device="cuda")
+
+
+def test_lower_layers_never_import_higher_ones():
+    """algebra < tensor < functions, derivatives < nn < solvers < experiments, cli: an import
+    anywhere in a module's source (also inside a function) of a higher layer is a defect."""
+    import ast
+    from pathlib import Path
+
+    root = Path(mc.__file__).parent
+    higher = {
+        "algebra": ("mcnet.tensor", "mcnet.functions", "mcnet.derivatives", "mcnet.nn",
+                    "mcnet.solvers", "mcnet.experiments", "mcnet.cli"),
+        "tensor.py": ("mcnet.functions", "mcnet.derivatives", "mcnet.nn", "mcnet.solvers",
+                      "mcnet.experiments", "mcnet.cli"),
+        "functions.py": ("mcnet.derivatives", "mcnet.nn", "mcnet.solvers", "mcnet.experiments",
+                         "mcnet.cli"),
+        "nn": ("mcnet.solvers", "mcnet.experiments", "mcnet.cli"),
+        "solvers": ("mcnet.experiments", "mcnet.cli"),
+    }
+    offenders = []
+    for place, forbidden in higher.items():
+        files = sorted((root / place).glob("*.py")) if (root / place).is_dir() else [root / place]
+        assert files, place
+        for path in files:
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                offenders += [f"{path.name}: {n}" for n in names
+                              if any(n == f or n.startswith(f + ".") for f in forbidden)]
+    assert not offenders, offenders
