@@ -63,9 +63,22 @@ DEFAULT_LRS = (1e-1, 1e-2, 1e-3, 1e-4)
 NOT_ON_LR_GRID = frozenset({"lbfgs"})
 
 ETAS = (0.001, 0.01, 0.05, 0.1, 0.2, 0.5)
+# The "krylov" study: Algorithm 1 as this project reads it, each NUMERICS.md decision as
+# printed instead, the warm starts, and the loop's stopping rules.
+KRYLOV_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("Algorithm 1 (defaults)", {}),
+    ("alpha = ||r|| / kappa as printed", {"cg_alpha": "paper"}),
+    ("post-screening (1 + cos) dw as printed", {"post_screening": "paper"}),
+    ("flat curvature 0.01 ||p|| as printed", {"flat_curvature": "paper"}),
+    ("warm start = direction", {"warm_start": "direction"}),
+    ("no warm start", {"warm_start": "none"}),
+    ("CG through negative curvature", {"early_stop": False}),
+    ("truncated Newton (forcing term)", {"krylov_stop": "forcing"}),
+    ("max_krylov 5", {"max_krylov": 5}),
+)
 BATCH_SIZES = (32, 128, 512)
 ABLATION_ACTIVATIONS = ("sigmoid", "relu", "sin", "none")
-STUDIES = ("eta", "step", "batch", "activation")
+STUDIES = ("eta", "step", "batch", "activation", "krylov")
 
 
 class ProblemError(ValueError):
@@ -810,6 +823,8 @@ def study_settings(study: str, etas: Sequence[float] = ETAS,
         return [(f"batch={b}", {"batch_size": b}) for b in batch_sizes]
     if study == "activation":
         return [(a, {"activation": a}) for a in activations]
+    if study == "krylov":  # Algorithm 1's decisions and the Krylov loop's stopping rules
+        return [(label, {"options": options}) for label, options in KRYLOV_SETTINGS]
     raise ValueError(f"unknown study {study!r}; expected one of {', '.join(STUDIES)}")
 
 
@@ -855,6 +870,7 @@ STUDY_TITLES = {
     "step": "Step rule: Taylor ratio vs Armijo backtracking",
     "batch": "Batch size",
     "activation": "Activation",
+    "krylov": "Algorithm 1's decisions as printed, warm starts and Krylov stopping rules",
 }
 
 

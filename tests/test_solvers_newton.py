@@ -387,3 +387,57 @@ def test_cheap_variant_is_algorithm_1_with_the_two_cheap_options_and_fewer_passe
     assert runs["cheap"][1]["curvature"] < runs["faithful"][1]["curvature"]
     assert mc.solvers.make("newton-krylov-cheap", curvature="bicomplex").curvature == "bicomplex"
     assert mc.solvers.make("newton-krylov-cheap").config()["global_gradient"] == "running"
+
+
+# --- the ablation options: truncated-Newton stop, lines 21 and 29-30 as printed --------------
+@given(st.integers(0, 2**32 - 1), st.floats(0.01, 10.0))
+def test_forcing_stop_is_textbook_cg_until_the_truncated_newton_residual(seed, scale):
+    """krylov_stop="forcing": CG from 0 stops at the first iterate with
+    ||r|| <= min(0.5, sqrt(||g||)) ||g|| (Nocedal & Wright, Algorithm 7.1)."""
+    rng = np.random.default_rng(seed)
+    a, b = spd_matrix(rng, 12, condition=1e4), scale * rng.standard_normal(12)
+    oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
+    solver = NewtonKrylov(max_krylov=100, krylov_stop="forcing")
+    w_new, _, info = solver.step(oracle, np.zeros(12), "batch", solver.init(oracle, np.zeros(12)))
+    # textbook CG on a x = b from x = 0, written out
+    x, r = np.zeros(12), b.copy()
+    p, steps = r.copy(), 0
+    bound = min(0.5, np.sqrt(np.linalg.norm(b))) * np.linalg.norm(b)
+    while np.linalg.norm(r) > bound:
+        alpha = (r @ r) / (p @ a @ p)
+        x, r_next = x + alpha * p, r - alpha * (a @ p)
+        p, r, steps = r_next + (r_next @ r_next) / (r @ r) * p, r_next, steps + 1
+    assert info.krylov_iterations == steps >= 1
+    assert info.step_size == 1.0
+    np.testing.assert_allclose(w_new, x, rtol=1e-9, atol=1e-12 * np.abs(x).max())
+
+
+def test_printed_cg_step_length_is_the_residual_norm_over_the_curvature():
+    """cg_alpha="paper", line 21 as printed: alpha = ||r|| / p^T H p (not r^T r / p^T H p)."""
+    rng = np.random.default_rng(5)
+    a, b = spd_matrix(rng, 6), 3.0 * rng.standard_normal(6)
+    oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
+    steps = {}
+    for rule in ("standard", "paper"):
+        solver = NewtonKrylov(max_krylov=1, cg_alpha=rule, step="armijo")
+        w_new, _, info = solver.step(oracle, np.zeros(6), "batch", solver.init(oracle, np.zeros(6)))
+        steps[rule] = w_new / info.step_size
+    np.testing.assert_allclose(steps["standard"], (b @ b) / (b @ a @ b) * b, rtol=1e-12)
+    np.testing.assert_allclose(steps["paper"], np.linalg.norm(b) / (b @ a @ b) * b, rtol=1e-12)
+
+
+def test_printed_post_screening_scales_the_ascent_direction_by_one_plus_its_cosine():
+    """post_screening="paper", lines 29-30 as printed: dw <- (1 + cos(dw, g)) dw, which keeps
+    dw . g > 0 (why the default reflects dw instead)."""
+    g_global = np.array([1.0, -0.5])
+    oracle = AnalyticOracle({
+        None: quadratic(np.eye(2), -g_global),
+        "batch": quadratic(np.diag([1.0, 0.01]), np.array([-1.0, -1.0])),
+    })
+    solver = NewtonKrylov(max_krylov=2, post_screening="paper", step="armijo")
+    w_new, _, info = solver.step(oracle, np.zeros(2), "batch", solver.init(oracle, np.zeros(2)))
+    assert "post-screened" in info.reason
+    newton = np.array([-1.0, -100.0])
+    cosine = newton @ g_global / (np.linalg.norm(newton) * np.linalg.norm(g_global))
+    np.testing.assert_allclose(w_new / info.step_size, (1 + cosine) * newton, rtol=1e-12)
+    assert (w_new / info.step_size) @ g_global > 0

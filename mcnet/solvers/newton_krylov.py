@@ -51,7 +51,10 @@ Ablations of the supplement are options: ``early_stop=False``, ``step="armijo"``
 ``refresh_every`` steps or estimated on ``gradient_sample`` examples, or
 ``global_gradient="running"``: after the first, an exponential average of the batch
 gradients with weight batch size / n (about one epoch's worth), which needs no full-data
-pass at all. ``curvature="hvp"``
+pass at all. ``krylov_stop="forcing"`` ends CG at the truncated-Newton forcing term
+||r|| <= min(0.5, sqrt(||g_j||)) ||g_j|| (Nocedal & Wright, Algorithm 7.1) instead of
+``krylov_tol``. ``cg_alpha="paper"`` and ``post_screening="paper"`` are lines 21 and 29-30 as
+printed, for the ablation. ``curvature="hvp"``
 takes kappa = p.(H p) from the H p pass the next line needs anyway (one pass per Krylov
 iteration instead of two). The defaults are Algorithm 1; `NewtonKrylovCheap`
 (``newton-krylov-cheap``) is the variant with both cheap-iteration options on.
@@ -103,6 +106,9 @@ class NewtonKrylov(Solver):
         stretch: bool = False,
         preconditioner: str = "none",
         preconditioner_beta: float = 0.99,
+        krylov_stop: str = "tolerance",
+        cg_alpha: str = "standard",
+        post_screening: str = "reflect",
     ) -> None:
         self.eta = check_in_range("eta", eta, 1e-12, 1.0)
         self.max_krylov = check_count("max_krylov", max_krylov)
@@ -127,6 +133,10 @@ class NewtonKrylov(Solver):
         self.global_gradient = check_choice("global_gradient", global_gradient,
                                             ("full", "running"))
         self.step_rule = check_choice("step", step, ("taylor", "armijo"))  # `step` is a method
+        self.krylov_stop = check_choice("krylov_stop", krylov_stop, ("tolerance", "forcing"))
+        self.cg_alpha = check_choice("cg_alpha", cg_alpha, ("standard", "paper"))
+        self.post_screening = check_choice("post_screening", post_screening,
+                                           ("reflect", "paper"))
 
     def config(self) -> dict[str, Any]:
         config = super().config()
@@ -190,7 +200,11 @@ class NewtonKrylov(Solver):
 
         dw_dot_g = _dot(dw, g)
         if dw_dot_g > 0:  # post-batch screening: reflect dw so that dw . g < 0
-            dw = dw - (2.0 * dw_dot_g / _dot(g, g)) * g
+            if self.post_screening == "reflect":
+                dw = dw - (2.0 * dw_dot_g / _dot(g, g)) * g
+            else:  # as printed: (1 + cos(dw, g)) dw, still an ascent direction for g
+                cosine = dw_dot_g / math.sqrt(_dot(dw, dw) * _dot(g, g))
+                dw = dw * w.dtype.type(1.0 + cosine)
             dw_curvature = None
             reasons.append("post-screened")
         if dw_curvature is None:
@@ -229,7 +243,11 @@ class NewtonKrylov(Solver):
         p = first_direction = z
         rz = _dot(r, z)
         rr = _dot(r, r)
-        tolerance = self.krylov_tol * math.sqrt(_dot(g_batch, g_batch))
+        g_norm = math.sqrt(_dot(g_batch, g_batch))
+        if self.krylov_stop == "forcing":  # truncated Newton: ||r|| <= min(0.5, sqrt||g||) ||g||
+            tolerance = min(0.5, math.sqrt(g_norm)) * g_norm
+        else:
+            tolerance = self.krylov_tol * g_norm
         first_curvature = None
         reason = f"max_krylov={self.max_krylov} reached"
         iterations = 0
@@ -251,7 +269,8 @@ class NewtonKrylov(Solver):
                 reason = "non-positive curvature"
                 break
             kappa = self._flat_substitute(kappa, p)
-            alpha = rz / kappa
+            # line 21 prints ||r|| / kappa; standard CG (the default) is r.z / kappa
+            alpha = rz / kappa if self.cg_alpha == "standard" else math.sqrt(rr) / kappa
             dw = dw + w.dtype.type(alpha) * p
             if hp is None:
                 hp = oracle.hvp(w, p, batch)  # CSDD
