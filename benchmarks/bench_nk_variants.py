@@ -39,6 +39,8 @@ VARIANTS: dict[str, dict] = {
     "cheap (hvp curvature, running g)": {"curvature": "hvp", "global_gradient": "running"},
     "cheap + RMS preconditioner": {"curvature": "hvp", "global_gradient": "running",
                                    "preconditioner": "rms"},
+    "cheap + forcing (newton-krylov-cheap)": {"curvature": "hvp", "global_gradient": "running",
+                                              "krylov_stop": "forcing"},
 }
 PASSES = ("gradient", "hvp", "curvature", "function", "global_gradient")
 
