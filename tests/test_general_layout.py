@@ -375,12 +375,30 @@ def test_o1_imaginary_parts_match_mpmath(name, size, data):
 # turn red when fixed, so that the marker is removed and the range above widened) ----------
 
 
-@pytest.mark.xfail(strict=True, reason="inv divides by the half z1, which is 0 for z = i_2")
-def test_known_bug_inverse_of_a_unit_whose_first_half_is_zero():
-    z = mc.from_parts(np.array([[0.0], [0.0], [1.0], [0.0]]))  # i_2: 1 / i_2 = -i_2
-    with np.errstate(all="ignore"):
-        got = (1 / z).parts[:, 0]
-    np.testing.assert_array_equal(got, [0.0, 0.0, -1.0, 0.0])
+def test_inverse_of_numbers_whose_first_half_is_zero_or_tiny():
+    """The inverse once divided by the half z1 whatever its size: 1/i_2 was NaN."""
+    for parts, want in [
+        ([0.0, 0.0, 1.0, 0.0], [0.0, 0.0, -1.0, 0.0]),  # 1 / i_2 = -i_2
+        ([0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0]),  # 1 / (i_1 i_2) = i_1 i_2
+        ([0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, -0.5] + [0.0] * 5),  # order 3
+        ([0.0] * 4 + [4.0, 0.0, 0.0, 0.0], [0.0] * 4 + [-0.25, 0.0, 0.0, 0.0]),  # 1/(4 i_3)
+    ]:
+        got = (1 / mc.from_parts(np.array(parts)[:, None])).parts[:, 0]
+        np.testing.assert_array_equal(got, want)
+
+
+@given(seed=st.integers(0, 2**32 - 1), order=st.integers(2, 5),
+       small=st.sampled_from([0.0, 1e-300, 1e-150, 1e-8]))
+def test_inverse_times_the_number_is_one_when_a_half_is_zero_or_tiny(seed, order, small):
+    """z (1/z) = 1 for z = s z1 + z2 i_n with the first half scaled down to 0 or nearly,
+    elementwise mixed with ordinary numbers (so both forms of the inverse run in one array)."""
+    rng = np.random.default_rng(seed)
+    parts = rng.uniform(-1, 1, (2**order, 6))
+    parts[: 2 ** (order - 1), ::2] *= small  # every other element: the first half (nearly) 0
+    z = mc.from_parts(parts)
+    one = np.zeros_like(parts)
+    one[0] = 1.0
+    np.testing.assert_allclose((z * (1 / z)).parts, one, rtol=0, atol=1e-12)
 
 
 LOG_ORDER_6 = [

@@ -125,6 +125,9 @@ class Sym:
     def __ge__(self, o):
         return self.emitter.let(f"({_code(self)} >= {_code(o)})", False)
 
+    def __gt__(self, o):
+        return self.emitter.let(f"({_code(self)} > {_code(o)})", False)
+
 
 class _SymbolicNamespace:
     """The slice of the NumPy API that the recursions call, emitting scalar code."""
@@ -153,6 +156,9 @@ class _SymbolicNamespace:
 
     def tanh(self, x):
         return self._call("tanh", x)
+
+    def abs(self, x):
+        return self.emitter.let(f"abs({_code(x)})", False)
 
     def expm1(self, x):
         return self.emitter.let(f"math.expm1({_code(x)})", False)

@@ -86,15 +86,38 @@ def inv(a: Comps) -> Comps:
 
     Not (z1 - z2 i_n) / (z1^2 + z2^2): squaring z1 at every level squares the spread of its
     idempotent components, and z1^2 + z2^2 then cancels (1 + 0.9 i_1 i_2 embedded in order
-    4 lost 7 digits that way).  Here only w is squared, and 1 + w^2 ~ 1 for tiny w.
+    4 lost 7 digits that way).  Here only w is squared, and 1 + w^2 ~ 1 for tiny w.  The form
+    is accurate for any size of w until w^2 overflows; where z1 is below sqrt(eps) of z2
+    (z = i_2 has z1 = 0) it inverts z (-i_n) = z2 - z1 i_n instead, and 1/z = -i_n / (z
+    (-i_n)).  Elsewhere, the derivative regime (z2 tiny) included, nothing changes.
     """
     if len(a) == 1:
         return [1 / a[0]]
     h = len(a) // 2
-    inv_z1 = inv(a[:h])
-    w = mul(a[h:], inv_z1)
+    z1, z2 = a[:h], a[h:]
+    swap = _magnitude(z1) < _magnitude(z2) * math.sqrt(float(np.finfo(a[0].dtype).eps))
+    if hasattr(swap, "any") and not bool(swap.any()):  # arrays: decided once, no selects
+        return _inv_larger_first(z1, z2)
+    c = _inv_larger_first(where(swap, z2, z1), where(swap, neg(z1), z2))
+    # (c1 + c2 i_n)(-i_n) = c2 - c1 i_n
+    return where(swap, c[h:] + neg(c[:h]), c)
+
+
+def _inv_larger_first(z1: Comps, z2: Comps) -> Comps:
+    """1/(z1 + z2 i_n) by w = z2 / z1, for z1 not negligible next to z2."""
+    inv_z1 = inv(z1)
+    w = mul(z2, inv_z1)
     q = mul(inv_z1, inv(_add_real(mul(w, w), 1.0)))
     return q + neg(mul(w, q))
+
+
+def _magnitude(a: Comps):
+    """Sum of the components' absolute values: the size of a half of z."""
+    xp = array_module(a[0])
+    total = xp.abs(a[0])
+    for x in a[1:]:
+        total = total + xp.abs(x)
+    return total
 
 
 def div(a: Comps, b: Comps) -> Comps:
