@@ -133,7 +133,8 @@ SPECS = {
     "tanh": Spec(mc.tanh, analytic(mpmath.tanh), (-4, 4),
                  off_poles([-PI / 2, PI / 2], rotate=True, size=2.0),
                  denominator=lambda z: 1 + mpmath.exp(-2 * z)),
-    # the strip |Im z| < 1 - MARGIN: see test_known_inaccuracy_arctan_at_orders_5_and_6
+    # the strip |Im z| < 1 - MARGIN, where arctan is analytic (clusters near the cut outside
+    # it: test_arctan_at_order_6_with_components_clustered_near_its_cut)
     "arctan": Spec(mc.arctan, analytic(mpmath.atan), (-3, 3), box(2.5, 1 - MARGIN),
                    roundoff=10.0),
     "sigmoid": Spec(mc.sigmoid, analytic(sigmoid_mp), (-6, 6),
@@ -355,15 +356,15 @@ def check_o1(spec, parts, size, rtol):
 @given(data=st.data())
 def test_o1_imaginary_parts_match_mpmath(name, size, data):
     """Idempotent components within 0.1 (of the box) of a centre anywhere off the cuts
-    (mostly well-conditioned halves: every function exact to roundoff, orders 2-6), or
-    anywhere off the cuts (orders 2-3: the right branch on every component, and roundoff
-    bounded by the conditioning of the halves; no bound past kappa = 1000, where the
-    recursions lose most digits).  Beyond that range mcnet is wrong today:
-    test_known_bug_log_with_components_anywhere,
-    test_known_inaccuracy_arctan_at_orders_5_and_6."""
+    (mostly well-conditioned halves: every function exact to roundoff), or anywhere off the
+    cuts (the right branch on every component, and roundoff bounded by the conditioning of
+    the halves; no bound past kappa = 1000, where the recursions lose most digits).  Orders
+    2-6 in both cases, 2-4 through the fused kernels (anywhere was 2-3, and arctan's clusters
+    2-4, until log and arctan took the idempotent value where the recursion misses the
+    lattice of branches)."""
     spec = SPECS[name]
     anywhere = data.draw(st.booleans(), label="anywhere")
-    highest = 3 if anywhere else (4 if name == "arctan" else 6)
+    highest = 6
     k = data.draw(st.integers(2, highest if size < FUSE_MIN_SIZE else min(highest, 4)),
                   label="order")
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
@@ -371,8 +372,7 @@ def test_o1_imaginary_parts_match_mpmath(name, size, data):
     check_o1(spec, parts, size, o1_rtol(spec, parts))
 
 
-# --- what the strategies above found: known defects of the algebra (strict xfail: they
-# turn red when fixed, so that the marker is removed and the range above widened) ----------
+# --- what the strategies above found: defects of the algebra, fixed ----------------------
 
 
 def test_inverse_of_numbers_whose_first_half_is_zero_or_tiny():
@@ -415,12 +415,10 @@ LOG_ORDER_4 = [3 - 3j, 2.938 + 0.285j, 3 - 3j, -3 - 3j, 3 + 3j, -2.084 - 1.405j,
 
 
 @pytest.mark.parametrize("components", [LOG_ORDER_4, LOG_ORDER_6], ids=["order4", "order6"])
-@pytest.mark.xfail(strict=True, reason="log at orders 4-6 is off by up to ~0.1 (exp(log z) - z "
-                                       "~ 0.04-0.4) for idempotent components spread round 0")
-def test_known_bug_log_with_components_anywhere(components):
+def test_log_with_components_on_both_sides_of_its_cut(components):
     """Idempotent components off the negative axis, on both sides of it, halves conditioned
-    kappa ~ 50: both the identity exp(log z) = z and mpmath say that log (and sqrt and the
-    powers through it) is wrong."""
+    kappa ~ 50: log (and sqrt and the powers through it) was off by up to ~0.1 here
+    (exp(log z) - z ~ 0.04-0.4); both that identity and mpmath check it."""
     parts = mpref.parts_from_components([components])
     z = mc.from_parts(parts)
     with np.errstate(all="ignore"):
@@ -429,9 +427,8 @@ def test_known_bug_log_with_components_anywhere(components):
         np.testing.assert_allclose(mc.log(z).parts, want, rtol=0, atol=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="arctan at order 6 is off by ~4e-5 for components "
-                                       "clustered near -0.54 - 1.85i, off its cut")
-def test_known_inaccuracy_arctan_at_orders_5_and_6():
+def test_arctan_at_order_6_with_components_clustered_near_its_cut():
+    """Components clustered near -0.54 - 1.85i, off the cut: arctan was off by ~4e-5."""
     centre = -0.54 - 1.85j
     ring = [centre + 0.1 * np.exp(2j * PI * j / 32) * (1 + j % 3) / 3 for j in range(32)]
     parts = mpref.parts_from_components([ring])
