@@ -217,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ablate", help="the supplement's Newton-Krylov studies", allow_abbrev=False,
         description="Newton-Krylov ablations: the eta sweep, Taylor ratio vs Armijo "
                     "backtracking (with step adjustments per iteration in epoch 1 and the last "
-                    "epoch), batch sizes and activations; <study>.md, <study>.png and the "
-                    "runs' JSON into --out-dir.",
+                    "epoch), batch sizes, activations, and the Krylov loop's decisions and "
+                    "stopping rules (krylov); <study>.md, <study>.png and the runs' JSON into "
+                    "--out-dir.",
         epilog=_DATA_NOTES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _problem_flags(ablate)
     ablate.add_argument("--study", type=_choice((*ex.STUDIES, "all"), "study"), default="all",
