@@ -690,3 +690,25 @@ BAD = [
 def test_bad_hyperparameters_name_the_parameter(cls, kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         cls(**kwargs)
+
+
+def test_shampoo_grafted_is_shampoo_with_adam_grafting_and_roots_every_10_steps():
+    """shampoo-grafted = Shampoo(graft="adam", update_every=10): the same iterates over 12
+    steps (a root refresh at step 10 included); options are Shampoo's, defaults overridable."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((60, 5)), rng.integers(0, 3, 60)
+    runs = {}
+    for name, solver in (("variant", make("shampoo-grafted", lr=0.05)),
+                         ("spelled", Shampoo(lr=0.05, graft="adam", update_every=10)),
+                         ("plain", Shampoo(lr=0.05))):
+        nn.manual_seed(0)
+        oracle = Oracle(mc.Objective(nn.Linear(5, 3), nn.CrossEntropyLoss()), (x, y))
+        w = oracle.initial_point()
+        state = solver.init(oracle, w)
+        for step in range(12):
+            rows = slice(5 * step, 5 * step + 5)
+            w, state, _ = solver.step(oracle, w, (x[rows], y[rows]), state)
+        runs[name] = w
+    np.testing.assert_array_equal(runs["variant"], runs["spelled"])
+    assert not np.allclose(runs["variant"], runs["plain"])
+    assert make("shampoo-grafted", graft="rmsprop").graft == "rmsprop"

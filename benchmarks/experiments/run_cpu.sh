@@ -50,7 +50,7 @@ if selected autoencoder-mnist1000; then
 fi
 # Issue 12: Newton-Krylov (Algorithm 1, and its cheap-iteration variant) against every
 # baseline at its best lr, on the six problems, MNIST subsets, float64, one BLAS thread.
-BASELINES=sgd,adam,adagrad,rmsprop,shampoo,schedule-free-adamw,sophia-h,adahessian
+BASELINES=sgd,adam,adagrad,rmsprop,shampoo,shampoo-grafted,schedule-free-adamw,sophia-h,adahessian
 ALL="--solvers newton-krylov,newton-krylov-cheap,$BASELINES"
 if selected nk-logistic; then
     run nk-vs-baselines/logistic compare --model logistic_regression $MNIST --epochs 10 $GRID $ALL

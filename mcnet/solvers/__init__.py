@@ -25,13 +25,13 @@ from mcnet.solvers.oracle import Oracle
 from mcnet.solvers.rmsprop import RMSprop
 from mcnet.solvers.schedule_free import ScheduleFreeAdamW
 from mcnet.solvers.sgd import SGD
-from mcnet.solvers.shampoo import Shampoo
+from mcnet.solvers.shampoo import GraftedShampoo, Shampoo
 from mcnet.solvers.sophia import Sophia
 
 SOLVERS: dict[str, type[Solver]] = {
     cls.name: cls
     for cls in (NewtonKrylov, NewtonKrylovCheap, SGD, Adam, AdaGrad, RMSprop, LBFGS, HessianFree,
-                LSCG, Shampoo, NewtonCG, ScheduleFreeAdamW, Sophia, AdaHessian)
+                LSCG, Shampoo, GraftedShampoo, NewtonCG, ScheduleFreeAdamW, Sophia, AdaHessian)
 }
 
 
@@ -62,6 +62,7 @@ __all__ = [
     "AdaHessian",
     "Adam",
     "FirstOrderSolver",
+    "GraftedShampoo",
     "HessianFree",
     "History",
     "NewtonCG",

@@ -138,3 +138,12 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def set_variant_signature(variant: type, base: type, defaults: dict[str, Any]) -> None:
+    """Give ``variant.__init__`` the signature of ``base.__init__`` with ``defaults``: `make`
+    and the command line read a solver's options, and config() its settings, from it."""
+    signature = inspect.signature(base.__init__)
+    variant.__init__.__signature__ = signature.replace(parameters=[
+        p.replace(default=defaults.get(p.name, p.default)) for p in signature.parameters.values()
+    ])

@@ -63,7 +63,6 @@ stop on.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -78,6 +77,7 @@ from mcnet.solvers.base import (
     check_flag,
     check_in_range,
     check_positive,
+    set_variant_signature,
 )
 
 
@@ -386,11 +386,4 @@ class NewtonKrylovCheap(NewtonKrylov):
         super().__init__(**{**self._DEFAULTS, **options})
 
 
-# `make` and the command line read a solver's options from its signature: NewtonKrylov's,
-# with this variant's defaults.
-NewtonKrylovCheap.__init__.__signature__ = inspect.signature(NewtonKrylov.__init__).replace(
-    parameters=[
-        p.replace(default=NewtonKrylovCheap._DEFAULTS.get(p.name, p.default))
-        for p in inspect.signature(NewtonKrylov.__init__).parameters.values()
-    ]
-)
+set_variant_signature(NewtonKrylovCheap, NewtonKrylov, NewtonKrylovCheap._DEFAULTS)

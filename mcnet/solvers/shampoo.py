@@ -15,6 +15,7 @@ from mcnet.solvers.base import (
     check_count,
     check_in_range,
     check_positive,
+    set_variant_signature,
 )
 
 GRAFTS = ("none", "adagrad", "rmsprop", "adam")
@@ -189,3 +190,19 @@ class Shampoo(Solver):
             accumulator = beta2 * state["graft_accumulator"] + (1 - beta2) * (grad * grad)
         second = accumulator / (1 - beta2**t) if self.graft == "adam" else accumulator
         return grad / (xp.sqrt(second) + self.graft_eps), accumulator
+
+
+class GraftedShampoo(Shampoo):
+    """Shampoo as Distributed Shampoo runs it (Anil et al. 2020; Shi et al. 2023, the AlgoPerf
+    winner): each layer's step takes its length from Adam's step on that layer and its
+    direction from Shampoo's (``graft="adam"``), and the inverse roots are refreshed every 10
+    steps (``update_every=10``). Its other options and their defaults are `Shampoo`'s."""
+
+    name = "shampoo-grafted"
+    _DEFAULTS = {"graft": "adam", "update_every": 10}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**{**self._DEFAULTS, **options})
+
+
+set_variant_signature(GraftedShampoo, Shampoo, GraftedShampoo._DEFAULTS)
