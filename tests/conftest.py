@@ -19,7 +19,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
 )
-settings.register_profile("dev", deadline=None, max_examples=5)
+settings.register_profile("dev", deadline=None, max_examples=3)
 settings.register_profile(
     "thorough",
     deadline=None,

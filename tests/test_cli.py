@@ -43,6 +43,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 # --- mcnet train --------------------------------------------------------------------------------
 @pytest.mark.parametrize("solver", ALL_SOLVERS)
+@pytest.mark.slow
 def test_train_every_solver_two_epochs(solver, tmp_path, capsys):
     if solver not in SOLVERS:
         pytest.skip(f"{solver} is not registered yet")
@@ -63,6 +64,7 @@ def test_train_every_solver_two_epochs(solver, tmp_path, capsys):
     assert f"wrote {out}" in stdout
 
 
+@pytest.mark.slow
 def test_resume_after_epoch_one_gives_the_uninterrupted_losses(tmp_path, capsys):
     flags = ["train", *TINY, "--model", "mlp", "--hidden", "8"]
     assert run_cli(capsys, *flags, "--epochs", "2", "--out", tmp_path / "full.json")[0] == 0
@@ -219,6 +221,7 @@ def test_mnist_test_split_with_holdout_trains_and_tests_on_disjoint_parts(tmp_pa
     assert "held out" in problem.description["test"]
 
 
+@pytest.mark.slow
 def test_libsvm_files_train_and_test(tmp_path, capsys):
     from sklearn.datasets import dump_svmlight_file
 
@@ -268,6 +271,7 @@ def test_compare_defaults_are_the_readme_demo():
     assert args.lrs == [1e-1, 1e-2, 1e-3, 1e-4] and args.model == "mlp"
 
 
+@pytest.mark.slow
 def test_compare_writes_runs_summary_and_figures(tmp_path, capsys):
     out = tmp_path / "cmp"
     status, stdout, err = run_cli(capsys, "compare", *TINY, "--epochs", "1", "--lrs", "0.1,0.01",
@@ -331,6 +335,7 @@ def test_equal_time_ratio_interpolates_at_the_shorter_run():
     assert nk["ratio_equal_time"] == pytest.approx(1.25 / 0.8)
 
 
+@pytest.mark.slow
 def test_ablate_writes_every_study(tmp_path, capsys):
     out = tmp_path / "abl"
     status, stdout, err = run_cli(
@@ -360,6 +365,7 @@ def test_ablate_writes_every_study(tmp_path, capsys):
     assert default[0] == default[1] == default[2]
 
 
+@pytest.mark.slow
 def test_curvature_prints_eigenvalues_at_initial_and_saved_parameters(tmp_path, capsys):
     flags = ["--model", "logistic_regression", "--subset", "200", "--batch-size", "64",
              "--top-k", "2", "--probes", "10", "--lanczos-steps", "20", *PLOTS]
@@ -390,6 +396,7 @@ def _console_script() -> str | None:
     return str(beside) if beside.is_file() else shutil.which("mcnet")
 
 
+@pytest.mark.slow
 def test_console_script_trains_and_reports_bad_flags(tmp_path):
     script = _console_script()
     if script is None:

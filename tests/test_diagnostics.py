@@ -173,6 +173,7 @@ def test_float32_parameters():
 
 
 # --- trace --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_trace_within_four_standard_errors_that_shrink_like_one_over_sqrt_probes(
     indefinite_mlp,
 ):
@@ -277,6 +278,7 @@ def test_spectral_density_on_a_given_grid_with_a_given_width():
 
 
 # --- plot ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_plot_writes_a_png_atomically(tmp_path):
     pytest.importorskip("matplotlib")
     grid = np.linspace(-1, 3, 200)

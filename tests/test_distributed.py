@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow  # every test starts or reaches a Dask cluster (1-2 s each)
 
 import mcnet as mc  # noqa: E402
 from mcnet import nn  # noqa: E402

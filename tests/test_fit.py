@@ -64,6 +64,7 @@ def test_history_records_every_epoch_and_iteration():
     assert len(data["time"]) == 8 and data["time"] == sorted(data["time"])
 
 
+@pytest.mark.slow
 def test_same_seed_gives_bit_identical_parameters():
     results = []
     for _ in range(2):
@@ -114,6 +115,7 @@ def test_a_rejected_step_is_recorded_and_undone():
     assert history.train_loss[1] < history.train_loss[0]
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_after_sigkill_is_bit_identical(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent("""
@@ -153,6 +155,7 @@ def test_checkpoint_resume_after_sigkill_is_bit_identical(tmp_path):
     assert np.array_equal(np.load(tmp_path / "straight.npy"), np.load(tmp_path / "resumed.npy"))
 
 
+@pytest.mark.slow
 def test_resume_continues_the_history_and_refuses_another_run(tmp_path):
     net, train, _ = digits_problem(n=200)
     straight = fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=2, batch_size=50)
