@@ -72,15 +72,23 @@ def single_thread() -> AbstractContextManager:
     return threadpool_limits(1)
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time in seconds of ``repeats`` calls, after one warm-up call."""
+def call_times(fn: Callable[[], object], repeats: int,
+               clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Seconds of each of ``repeats`` calls by ``clock`` (wall time by default;
+    ``time.thread_time`` for the thread's CPU time), after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        times.append(clock() - start)
+    return times
+
+
+def median_time(fn: Callable[[], object], repeats: int,
+                clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median seconds of ``repeats`` calls by ``clock``, after one warm-up call."""
+    return statistics.median(call_times(fn, repeats, clock))
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

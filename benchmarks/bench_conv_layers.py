@@ -11,29 +11,23 @@ first layer's input gradient is not needed, as in the network). PyTorch: the for
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-import mcnet as mc
-from mcnet.nn.conv import Conv2d
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import median_time  # noqa: E402
+
+import mcnet as mc  # noqa: E402
+from mcnet.nn.conv import Conv2d  # noqa: E402
 
 LAYERS = [  # in, out channels, image side, padding, input gradient needed
     (1, 6, 28, 2, False),
     (6, 16, 14, 0, True),
 ]
-
-
-def median_ms(call, repeats: int) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.thread_time()
-        call()
-        times.append(time.thread_time() - start)
-    return statistics.median(times) * 1e3
 
 
 def layer_times(torch, dtype, torch_dtype, c_in, c_out, side, padding, input_grad,
@@ -63,8 +57,8 @@ def layer_times(torch, dtype, torch_dtype, c_in, c_out, side, padding, input_gra
         reference.zero_grad()
         reference(tx).backward(tg)
 
-    return [median_ms(call, repeats) for call in (lambda: layer(x), backward, torch_forward,
-                                                  torch_both)]
+    return [median_time(call, repeats, clock=time.thread_time) * 1e3
+            for call in (lambda: layer(x), backward, torch_forward, torch_both)]
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import (  # noqa: E402
     RESULTS,
+    call_times,
     environment,
     markdown_table,
     single_thread,
@@ -74,12 +75,7 @@ def lenet() -> nn.Module:
 def timings(fn, repeats: int) -> dict:
     """Median and fastest of ``repeats`` calls after one warm-up: on a shared machine the
     fastest is the one least slowed by other processes."""
-    fn()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
+    seconds = call_times(fn, repeats)
     return {"median": statistics.median(seconds), "min": min(seconds), "all": seconds}
 
 
