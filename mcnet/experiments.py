@@ -468,6 +468,13 @@ def loss_at_time(record: dict[str, Any], t: float) -> float:
     return float(np.interp(t, times, losses))
 
 
+def losses_at_equal_time(record: dict[str, Any], other: dict[str, Any]
+                         ) -> tuple[float, float, float]:
+    """(T, the two runs' training losses at T), T = the shorter of their total solver times."""
+    t = min(record["epoch_time"][-1], other["epoch_time"][-1])
+    return t, loss_at_time(record, t), loss_at_time(other, t)
+
+
 def time_to_loss(record: dict[str, Any], target: float) -> float | None:
     """The first solver time at which the training loss reaches ``target``, linear between
     epoch points; None if it never does."""
@@ -571,8 +578,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         }
         if reference is not None and math.isfinite(final_loss(record)):
             ref_loss = final_loss(reference)
-            t = min(record["epoch_time"][-1], reference["epoch_time"][-1])
-            mine, theirs = loss_at_time(record, t), loss_at_time(reference, t)
+            t, mine, theirs = losses_at_equal_time(record, reference)
             row.update({
                 "ratio_equal_epochs": final_loss(record) / ref_loss,
                 "equal_time": t, "loss_at_equal_time": mine,

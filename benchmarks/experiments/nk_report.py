@@ -21,7 +21,7 @@ from mcnet.experiments import (
     best_runs,
     final_loss,
     is_first_order,
-    loss_at_time,
+    losses_at_equal_time,
     read_compare,
 )
 
@@ -31,9 +31,8 @@ NEWTON = ["newton-krylov", "newton-krylov-cheap"]
 
 def ratios(mine: dict, theirs: dict) -> tuple[float, float]:
     """(equal epochs, equal wall time) ratios of two runs' training losses."""
-    t = min(mine["epoch_time"][-1], theirs["epoch_time"][-1])
-    return (final_loss(mine) / final_loss(theirs),
-            loss_at_time(mine, t) / loss_at_time(theirs, t))
+    _, at_t, theirs_at_t = losses_at_equal_time(mine, theirs)
+    return final_loss(mine) / final_loss(theirs), at_t / theirs_at_t
 
 
 def fmt(x: float) -> str:
