@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -140,10 +141,22 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def set_variant_signature(variant: type, base: type, defaults: dict[str, Any]) -> None:
-    """Give ``variant.__init__`` the signature of ``base.__init__`` with ``defaults``: `make`
-    and the command line read a solver's options, and config() its settings, from it."""
-    signature = inspect.signature(base.__init__)
-    variant.__init__.__signature__ = signature.replace(parameters=[
-        p.replace(default=defaults.get(p.name, p.default)) for p in signature.parameters.values()
-    ])
+def variant_of(base: type, **defaults: Any) -> Callable[[type], type]:
+    """Class decorator for a named variant of ``base``: the same solver with other defaults.
+    Its ``__init__`` takes ``base``'s options with ``defaults`` filled in, and has ``base``'s
+    signature with those defaults, which is what `make`, the command line and config() read."""
+
+    def decorate(variant: type) -> type:
+        def __init__(self, **options: Any) -> None:
+            base.__init__(self, **{**defaults, **options})
+
+        signature = inspect.signature(base.__init__)
+        __init__.__signature__ = signature.replace(parameters=[
+            p.replace(default=defaults.get(p.name, p.default))
+            for p in signature.parameters.values()
+        ])
+        __init__.__doc__ = f"{base.__name__}'s options, defaults {defaults} changed."
+        variant.__init__ = __init__
+        return variant
+
+    return decorate

@@ -77,7 +77,7 @@ from mcnet.solvers.base import (
     check_flag,
     check_in_range,
     check_positive,
-    set_variant_signature,
+    variant_of,
 )
 
 
@@ -366,6 +366,7 @@ def _dot(a, b) -> float:
     return float(a @ b)
 
 
+@variant_of(NewtonKrylov, curvature="hvp", global_gradient="running", krylov_stop="forcing")
 class NewtonKrylovCheap(NewtonKrylov):
     """Algorithm 1 with cheap iterations: kappa = p.(H p) from the H p pass the next line
     needs anyway (``curvature="hvp"``: one network pass per Krylov iteration instead of two),
@@ -380,10 +381,3 @@ class NewtonKrylovCheap(NewtonKrylov):
     their defaults are `NewtonKrylov`'s."""
 
     name = "newton-krylov-cheap"
-    _DEFAULTS = {"curvature": "hvp", "global_gradient": "running", "krylov_stop": "forcing"}
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**{**self._DEFAULTS, **options})
-
-
-set_variant_signature(NewtonKrylovCheap, NewtonKrylov, NewtonKrylovCheap._DEFAULTS)

@@ -15,7 +15,7 @@ from mcnet.solvers.base import (
     check_count,
     check_in_range,
     check_positive,
-    set_variant_signature,
+    variant_of,
 )
 
 GRAFTS = ("none", "adagrad", "rmsprop", "adam")
@@ -192,6 +192,7 @@ class Shampoo(Solver):
         return grad / (xp.sqrt(second) + self.graft_eps), accumulator
 
 
+@variant_of(Shampoo, graft="adam", update_every=10)
 class GraftedShampoo(Shampoo):
     """Shampoo as Distributed Shampoo runs it (Anil et al. 2020; Shi et al. 2023, the AlgoPerf
     winner): each layer's step takes its length from Adam's step on that layer and its
@@ -199,10 +200,3 @@ class GraftedShampoo(Shampoo):
     steps (``update_every=10``). Its other options and their defaults are `Shampoo`'s."""
 
     name = "shampoo-grafted"
-    _DEFAULTS = {"graft": "adam", "update_every": 10}
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**{**self._DEFAULTS, **options})
-
-
-set_variant_signature(GraftedShampoo, Shampoo, GraftedShampoo._DEFAULTS)
