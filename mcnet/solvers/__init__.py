@@ -20,7 +20,7 @@ from mcnet.solvers.history import History
 from mcnet.solvers.lbfgs import LBFGS
 from mcnet.solvers.lscg import LSCG
 from mcnet.solvers.newton_cg import NewtonCG
-from mcnet.solvers.newton_krylov import NewtonKrylov, NewtonKrylovCheap
+from mcnet.solvers.newton_krylov import NewtonKrylov, NewtonKrylovCheap, NewtonKrylovGaussNewton
 from mcnet.solvers.oracle import Oracle
 from mcnet.solvers.rmsprop import RMSprop
 from mcnet.solvers.schedule_free import ScheduleFreeAdamW
@@ -30,8 +30,9 @@ from mcnet.solvers.sophia import Sophia
 
 SOLVERS: dict[str, type[Solver]] = {
     cls.name: cls
-    for cls in (NewtonKrylov, NewtonKrylovCheap, SGD, Adam, AdaGrad, RMSprop, LBFGS, HessianFree,
-                LSCG, Shampoo, GraftedShampoo, NewtonCG, ScheduleFreeAdamW, Sophia, AdaHessian)
+    for cls in (NewtonKrylov, NewtonKrylovCheap, NewtonKrylovGaussNewton, SGD, Adam, AdaGrad,
+                RMSprop, LBFGS, HessianFree, LSCG, Shampoo, GraftedShampoo, NewtonCG,
+                ScheduleFreeAdamW, Sophia, AdaHessian)
 }
 
 
@@ -68,6 +69,7 @@ __all__ = [
     "NewtonCG",
     "NewtonKrylov",
     "NewtonKrylovCheap",
+    "NewtonKrylovGaussNewton",
     "Oracle",
     "RMSprop",
     "ScheduleFreeAdamW",
