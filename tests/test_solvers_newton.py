@@ -444,3 +444,84 @@ def test_printed_post_screening_scales_the_ascent_direction_by_one_plus_its_cosi
     cosine = newton @ g_global / (np.linalg.norm(newton) * np.linalg.norm(g_global))
     np.testing.assert_allclose(w_new / info.step_size, (1 + cosine) * newton, rtol=1e-12)
     assert (w_new / info.step_size) @ g_global > 0
+
+
+# --- the Gauss-Newton variant: CG on G + lambda I, lambda by Levenberg-Marquardt -------------
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.floats(0.01, 10.0))
+def test_gauss_newton_curvature_is_textbook_cg_on_the_damped_gauss_newton_system(
+        seed, iterations, damping):
+    """curvature="gauss-newton": the Krylov loop is CG on (G + lambda I) dw = -g_j, G from
+    the oracle's Gauss-Newton product (here a matrix unlike the Hessian), and the
+    Hessian is never asked for."""
+    rng = np.random.default_rng(seed)
+    a, g_matrix, b = spd_matrix(rng, 8), spd_matrix(rng, 8, 30.0), rng.standard_normal(8)
+    f, grad, _ = quadratic(a, b)
+    oracle = AnalyticOracle({None: (f, grad, lambda x: g_matrix),
+                             "batch": (f, grad, lambda x: g_matrix)})
+    solver = NewtonKrylov(curvature="gauss-newton", damping=damping, max_krylov=iterations,
+                          krylov_tol=0.0)
+    w_new, state, info = solver.step(oracle, np.zeros(8), "batch",
+                                     solver.init(oracle, np.zeros(8)))
+    damped = g_matrix + damping * np.eye(8)
+    expected, _ = scipy.sparse.linalg.cg(damped, b, x0=np.zeros(8), rtol=0, atol=0,
+                                         maxiter=iterations)
+    assert info.krylov_iterations == iterations
+    np.testing.assert_allclose(w_new / info.step_size, expected, rtol=1e-9,
+                               atol=1e-12 * np.abs(expected).max())
+    assert oracle.counts["hvp"] == oracle.counts["curvature"] == 0
+    assert oracle.counts["gauss_newton"] == iterations
+
+
+@pytest.mark.parametrize("flatness, moves", [(1.0, "down"), (0.05, "up")])
+def test_damping_follows_the_reduction_ratio_of_the_full_step(flatness, moves):
+    """A Gauss-Newton matrix equal to the Hessian predicts f(w + dw) exactly (rho = 1:
+    lambda x 2/3); one 20 times too flat predicts a step far too long (rho < 1/4: x 3/2)."""
+    rng = np.random.default_rng(2)
+    a, b = spd_matrix(rng, 5, 4.0), rng.standard_normal(5)
+    f, grad, _ = quadratic(a, b)
+    model = (f, grad, lambda x: flatness * a)
+    oracle = AnalyticOracle({None: model, "batch": model})
+    solver = NewtonKrylov(curvature="gauss-newton", damping=1e-3, max_krylov=20, krylov_tol=0.0)
+    _, state, _ = solver.step(oracle, np.zeros(5), "batch", solver.init(oracle, np.zeros(5)))
+    assert state["damping"] == pytest.approx(1e-3 * (2 / 3 if moves == "down" else 1.5))
+
+
+def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
+    """newton-krylov-gn is NewtonKrylov(curvature="gauss-newton", damping=1.0). On a tanh
+    MLP, where Algorithm 1's CG stops at non-positive curvature, G + lambda I is positive
+    definite: CG runs to its limit and the full loss falls."""
+    assert mc.solvers.make("newton-krylov-gn").config() == NewtonKrylov(
+        curvature="gauss-newton", damping=1.0).config()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((96, 6))
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 0)
+    reasons = {}
+    for name in ("newton-krylov", "newton-krylov-gn"):
+        nn.manual_seed(1)
+        net = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+        oracle = Oracle(mc.Objective(net, nn.CrossEntropyLoss()), (x, y))
+        solver = mc.solvers.make(name, max_krylov=8)
+        w = oracle.initial_point()
+        state = solver.init(oracle, w)
+        start = oracle.value(w)
+        reasons[name] = []
+        for _ in range(3):
+            for rows in (slice(0, 48), slice(48, 96)):
+                w, state, info = solver.step(oracle, w, (x[rows], y[rows]), state)
+                reasons[name].append(info.reason)
+        assert oracle.value(w) < start
+    assert any("non-positive curvature" in r for r in reasons["newton-krylov"])
+    assert not any("non-positive curvature" in r for r in reasons["newton-krylov-gn"])
+
+
+def test_reduction_ratio_is_taken_against_the_undamped_model():
+    """f(x) = x^2 / 2 - x with G = 0.1 and lambda = 0.5: dw = 1 / 0.6, f changes by
+    -dw + dw^2 / 2 = -0.278; the undamped model predicts -dw + 0.1 dw^2 / 2 = -1.53, so
+    rho = 0.18 < 1/4 and lambda rises to 0.75 (against the damped model, -dw / 2, rho would
+    be 0.33 and lambda would stay)."""
+    f, grad, _ = quadratic(np.eye(1), np.ones(1))
+    model = (f, grad, lambda x: np.full((1, 1), 0.1))
+    oracle = AnalyticOracle({None: model, "batch": model})
+    solver = NewtonKrylov(curvature="gauss-newton", damping=0.5)
+    _, state, _ = solver.step(oracle, np.zeros(1), "batch", solver.init(oracle, np.zeros(1)))
+    assert state["damping"] == pytest.approx(0.75)

@@ -204,7 +204,7 @@ class NewtonKrylov(Solver):
                                         reason="pre-screened: batch gradient opposes g")
 
         dw, dw_curvature, krylov, reasons = self._krylov(oracle, w, batch, g_batch, dw, h_dw,
-                                                         damping, inverse_preconditioner)
+                                                         inverse_preconditioner, damping)
         if not bool((dw != 0).any()):  # g_j = 0: nothing to do on this batch
             return w, dict(state, iteration=iteration, **moment), StepInfo(
                 loss=loss, step_size=0.0, krylov_iterations=krylov, reason="zero gradient")
@@ -265,8 +265,8 @@ class NewtonKrylov(Solver):
             return _dot(v, oracle.gauss_newton_product(w, v, batch))
         return oracle.curvature(w, v, batch)
 
-    def _krylov(self, oracle, w, batch, g_batch, dw, h_dw, damping=0.0,
-                inverse_preconditioner=None):
+    def _krylov(self, oracle, w, batch, g_batch, dw, h_dw, inverse_preconditioner=None,
+                damping: float = 0.0):
         """Lines 12-28: CG on H_j dw = -g_j from the warm start, with early termination
         (preconditioned CG when ``inverse_preconditioner``, a diagonal, is given).
         Returns (dw, dw^T H_j dw or None where unknown, iterations, reasons)."""
