@@ -20,7 +20,7 @@ from bench_solvers import PROBLEMS, ratio, run
 import mcnet as mc
 from mcnet.solvers import Adam, NewtonKrylov
 
-GAUSS_NEWTON = {"curvature": "gauss-newton", "damping": 1.0}
+GAUSS_NEWTON = {"curvature": "gauss-newton", "damping": 1e-3}
 VARIANTS: dict[str, dict] = {
     "Algorithm 1 (defaults)": {},
     "curvature from the H p pass": {"curvature": "hvp"},
@@ -42,12 +42,13 @@ VARIANTS: dict[str, dict] = {
                                    "preconditioner": "rms"},
     "cheap + forcing (newton-krylov-cheap)": {"curvature": "hvp", "global_gradient": "running",
                                               "krylov_stop": "forcing"},
-    "Gauss-Newton G + lambda I (Levenberg-Marquardt)": GAUSS_NEWTON,
-    "Gauss-Newton, eta 0.5": GAUSS_NEWTON | {"eta": 0.5},
-    "Gauss-Newton, forcing": GAUSS_NEWTON | {"krylov_stop": "forcing"},
-    "Gauss-Newton, running global gradient": GAUSS_NEWTON | {"global_gradient": "running"},
-    "Gauss-Newton, forcing, running (newton-krylov-gn)": GAUSS_NEWTON | {
-        "krylov_stop": "forcing", "global_gradient": "running"},
+    "Gauss-Newton G + lambda I, lambda0 = 1": {"curvature": "gauss-newton", "damping": 1.0},
+    "Gauss-Newton, lambda0 = 1, forcing, running": {
+        "curvature": "gauss-newton", "damping": 1.0, "krylov_stop": "forcing",
+        "global_gradient": "running"},
+    "Gauss-Newton, lambda0 = 1e-3": GAUSS_NEWTON,
+    "Gauss-Newton, lambda0 = 1e-3, eta 0.2 (newton-krylov-gn)": GAUSS_NEWTON | {"eta": 0.2},
+    "Gauss-Newton, lambda0 = 1e-3, eta 0.5": GAUSS_NEWTON | {"eta": 0.5},
 }
 PASSES = ("gradient", "hvp", "curvature", "gauss_newton", "function", "global_gradient")
 
