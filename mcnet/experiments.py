@@ -461,11 +461,15 @@ def final_loss(record: dict[str, Any]) -> float:
 
 
 def loss_at_time(record: dict[str, Any], t: float) -> float:
-    """The training loss at solver time ``t``, linear between the epoch points
-    (``epoch_time``, ``train_loss``); t beyond the run's last point is clamped to it."""
+    """The training loss a run had *measured* by solver time ``t``: its loss at the last
+    epoch end at or before t (``epoch_time``, ``train_loss``). Not interpolated: a run whose
+    first epoch outlasts t is credited with its initial loss, not with a share of a decrease
+    it had not made yet (a line from the start to the first epoch end flatters a run that
+    leaves a plateau late in its epoch)."""
     times = record["epoch_time"]
     losses = [math.inf if v is None else v for v in record["train_loss"]]
-    return float(np.interp(t, times, losses))
+    reached = int(np.searchsorted(times, t, side="right")) - 1
+    return float(losses[max(reached, 0)])
 
 
 def losses_at_equal_time(record: dict[str, Any], other: dict[str, Any]
@@ -476,17 +480,11 @@ def losses_at_equal_time(record: dict[str, Any], other: dict[str, Any]
 
 
 def time_to_loss(record: dict[str, Any], target: float) -> float | None:
-    """The first solver time at which the training loss reaches ``target``, linear between
-    epoch points; None if it never does."""
-    times = record["epoch_time"]
-    losses = [math.inf if v is None else v for v in record["train_loss"]]
-    for i, loss in enumerate(losses):
-        if loss <= target:
-            if i == 0:
-                return times[0]
-            before = losses[i - 1]
-            fraction = 1.0 if not math.isfinite(before) else (before - target) / (before - loss)
-            return times[i - 1] + fraction * (times[i] - times[i - 1])
+    """The solver time of the first epoch end whose training loss is at most ``target``
+    (as measured, not interpolated); None if none is."""
+    for time_, loss in zip(record["epoch_time"], record["train_loss"]):
+        if loss is not None and loss <= target:
+            return time_
     return None
 
 
@@ -553,8 +551,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     Equal epochs: final training loss / the reference's final training loss (both ran the
     same epochs). Equal wall time: T = the shorter of the two runs' total solver times
-    (``epoch_time[-1]``, evaluation excluded); each run's training loss at T, linear between
-    its epoch points (a run's initial loss before its first point); the ratio of the two.
+    (``epoch_time[-1]``, evaluation excluded); each run's training loss as measured by T (at
+    its last epoch end at or before T); the ratio of the two.
     A ratio below 1 means the solver is ahead.
     """
     best = best_runs(records)
@@ -600,10 +598,10 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "ratio_equal_epochs": "final training loss / reference's final training loss",
             "ratio_equal_time": "training loss at T / reference's training loss at T, T = the "
                                 "shorter of the two total solver times (evaluation excluded), "
-                                "losses linear in time between epoch ends",
+                                "each loss as measured by T (the last epoch end at or before T)",
             "time_to_reference_loss": "solver time at which the training loss first reaches "
-                                      "the reference's final training loss (linear between "
-                                      "epoch ends); the reference needed reference_time",
+                                      "the reference's final training loss (at an epoch end); "
+                                      "the reference needed reference_time",
         },
         "solvers": rows,
     }

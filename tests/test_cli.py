@@ -316,7 +316,7 @@ def test_compare_over_batch_sizes_keeps_each_solvers_best(tmp_path, capsys):
     assert status == 2 and err.startswith("mcnet compare: error: --batch-sizes")
 
 
-def test_equal_time_ratio_interpolates_at_the_shorter_run():
+def test_equal_time_ratio_takes_each_loss_as_measured_by_the_shorter_run():
     def record(solver, losses, times, lr=None):
         return {"solver": solver, "lr": lr, "epochs": len(losses) - 1, "train_loss": losses,
                 "epoch_time": times, "test_loss": [], "test_accuracy": [], "wall_time": 1.0,
@@ -329,10 +329,14 @@ def test_equal_time_ratio_interpolates_at_the_shorter_run():
     assert summary["reference"] == {"solver": "adam", "lr": 0.01, "batch_size": 128}
     nk = next(r for r in summary["solvers"] if r["solver"] == "newton-krylov")
     assert nk["ratio_equal_epochs"] == pytest.approx(0.1 / 0.8)
-    # T = 2 s, the adam run's total: NK is at 2.0 + (0.5 - 2.0) * 2/4 = 1.25 there
+    # T = 2 s, the adam run's total: NK's first epoch ends at 4 s, so by T it has measured
+    # only its initial 2.0 (a line to its first epoch end would credit it with 1.25)
     assert nk["equal_time"] == 2.0
-    assert nk["loss_at_equal_time"] == pytest.approx(1.25)
-    assert nk["ratio_equal_time"] == pytest.approx(1.25 / 0.8)
+    assert nk["loss_at_equal_time"] == 2.0
+    assert nk["ratio_equal_time"] == pytest.approx(2.0 / 0.8)
+    # it first measures 0.8 or less (0.5) at its first epoch end, 4 s
+    assert nk["time_to_reference_loss"] == 4.0
+    assert ex.loss_at_time(slow, 4.0) == 0.5 and ex.loss_at_time(slow, 100.0) == 0.1
 
 
 @pytest.mark.slow
