@@ -75,6 +75,9 @@ KRYLOV_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("CG through negative curvature", {"early_stop": False}),
     ("truncated Newton (forcing term)", {"krylov_stop": "forcing"}),
     ("max_krylov 5", {"max_krylov": 5}),
+    ("Gauss-Newton G + lambda I", {"curvature": "gauss-newton", "damping": 1e-3}),
+    ("Gauss-Newton, eta 0.2 (newton-krylov-gn)",
+     {"curvature": "gauss-newton", "damping": 1e-3, "eta": 0.2}),
 )
 BATCH_SIZES = (32, 128, 512)
 ABLATION_ACTIVATIONS = ("sigmoid", "relu", "sin", "none")
@@ -874,7 +877,8 @@ STUDY_TITLES = {
     "step": "Step rule: Taylor ratio vs Armijo backtracking",
     "batch": "Batch size",
     "activation": "Activation",
-    "krylov": "Algorithm 1's decisions as printed, warm starts and Krylov stopping rules",
+    "krylov": "Algorithm 1's decisions as printed, warm starts, Krylov stopping rules and the "
+              "Gauss-Newton matrix",
 }
 
 
