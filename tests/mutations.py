@@ -229,3 +229,16 @@ def _():
         return out
 
     kernels.run = run
+
+
+@mutation("gauss_newton_product_1e-9",
+          "Objective.gauss_newton_product (newton-krylov-gn's curvature): G v x (1 + 1e-9)")
+def _():
+    from mcnet.nn.objective import Objective
+
+    original = Objective.gauss_newton_product
+
+    def mutated(self, w, v, batch):
+        return original(self, w, v, batch) * (1 + 1e-9)
+
+    Objective.gauss_newton_product = mutated

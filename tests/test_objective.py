@@ -378,3 +378,46 @@ def test_unused_parameters_get_zero_gradient():
     _, g = objective.value_and_grad(w, (x, np.zeros((3, 2))))
     assert np.all(g[6:] == 0) and np.any(g[:6] != 0)
     assert mc.as_tensor(g).order == 0
+
+
+def _mlp_output_jacobians(x, w1, b1, w2, b2):
+    """Outputs y_n = W2 tanh(W1 x_n + b1) + b2 and their Jacobians J_n (c, P) in the
+    parameters, in mcnet's order (W1 row-major, b1, W2 row-major, b2), written out by hand."""
+    n, (h, d), c = len(x), w1.shape, w2.shape[0]
+    a = np.tanh(x @ w1.T + b1)  # (n, h)
+    y = a @ w2.T + b2
+    back = w2[None] * (1 - a * a)[:, None, :]  # dy/dz1: (n, c, h)
+    jacobians = np.concatenate([
+        np.einsum("nch,nd->nchd", back, x).reshape(n, c, h * d),  # d y / d W1
+        back,  # d y / d b1
+        np.einsum("ci,nj->ncij", np.eye(c), a).reshape(n, c, c * h),  # d y / d W2
+        np.broadcast_to(np.eye(c), (n, c, c)),  # d y / d b2
+    ], axis=2)
+    return y, jacobians
+
+
+@given(n=st.integers(1, 6), d=st.integers(1, 4), h=st.integers(1, 4), c=st.integers(2, 4),
+       seed=seeds, loss_kind=st.sampled_from(["cross-entropy", "mse"]))
+def test_gauss_newton_product_matches_the_hand_written_jacobians(n, d, h, c, seed, loss_kind):
+    """G v = (1/N) sum_n J_n^T H_n J_n v for a tanh MLP: H_n = diag(p_n) - p_n p_n^T for the
+    mean cross-entropy, 2/c I for the mean squared error over all N c outputs; both written
+    out by hand (no mcnet derivative is used for the reference)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    w1, b1 = rng.standard_normal((h, d)), rng.standard_normal(h)
+    w2, b2 = rng.standard_normal((c, h)), rng.standard_normal(c)
+    w = np.concatenate([w1.ravel(), b1, w2.ravel(), b2])
+    v = rng.standard_normal(w.size)
+    y, jacobians = _mlp_output_jacobians(x, w1, b1, w2, b2)
+    if loss_kind == "cross-entropy":
+        targets, loss = rng.integers(0, c, n), nn.CrossEntropyLoss()
+        p = np.exp(y - y.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        output_hessians = np.einsum("na,ab->nab", p, np.eye(c)) - np.einsum("na,nb->nab", p, p)
+    else:
+        targets, loss = rng.standard_normal((n, c)), nn.MSELoss()
+        output_hessians = np.broadcast_to(2.0 / c * np.eye(c), (n, c, c))
+    expected = np.einsum("nap,nab,nbq,q->p", jacobians, output_hessians, jacobians, v) / n
+    net = nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, c))
+    got = Objective(net, loss).gauss_newton_product(w, v, (x, targets))
+    np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-13 * np.abs(expected).max())
