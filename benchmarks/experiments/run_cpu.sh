@@ -48,10 +48,10 @@ if selected autoencoder-mnist1000; then
     run autoencoder-mnist1000 compare --model autoencoder $MNIST --subset 1000 --epochs 5 \
         --solvers newton-krylov,adam
 fi
-# Issue 12: Newton-Krylov (Algorithm 1, and its cheap-iteration variant) against every
+# Issue 12: Newton-Krylov (Algorithm 1, its cheap-iteration and Gauss-Newton variants) against every
 # baseline at its best lr, on the six problems, MNIST subsets, float64, one BLAS thread.
 BASELINES=sgd,adam,adagrad,rmsprop,shampoo,shampoo-grafted,schedule-free-adamw,sophia-h,adahessian
-ALL="--solvers newton-krylov,newton-krylov-cheap,$BASELINES"
+ALL="--solvers newton-krylov,newton-krylov-cheap,newton-krylov-gn,$BASELINES"
 if selected nk-logistic; then
     run nk-vs-baselines/logistic compare --model logistic_regression $MNIST --epochs 10 $GRID $ALL
 fi
