@@ -62,8 +62,8 @@ for a convex loss) and ``damping=lambda`` on G + lambda I (or H + lambda I), lam
 following Levenberg-Marquardt on the reduction ratio rho = (f_j(w + dw) - f_j(w)) / q(dw) of
 the full step, q the undamped quadratic model. The defaults are Algorithm 1;
 `NewtonKrylovCheap` (``newton-krylov-cheap``) is the variant with the cheap-iteration
-options and the forcing stop on, `NewtonKrylovGaussNewton` (``newton-krylov-gn``) adds the
-damped Gauss-Newton matrix to them.
+options and the forcing stop on, `NewtonKrylovGaussNewton` (``newton-krylov-gn``) Algorithm 1
+on the damped Gauss-Newton matrix with eta = 0.2.
 """
 
 from __future__ import annotations
@@ -394,7 +394,6 @@ class NewtonKrylov(Solver):
                 return self.fallback_step, adjustments
             gamma *= self.armijo_tau
             adjustments += 1
-
 
 
 def _roundoff(loss: float, dtype) -> float:
