@@ -525,3 +525,20 @@ def test_reduction_ratio_is_taken_against_the_undamped_model():
     solver = NewtonKrylov(curvature="gauss-newton", damping=0.5)
     _, state, _ = solver.step(oracle, np.zeros(1), "batch", solver.init(oracle, np.zeros(1)))
     assert state["damping"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("curvature", ["bicomplex", "hvp"])
+def test_damping_on_the_hessian_is_textbook_cg_on_h_plus_lambda(curvature):
+    """damping with the Hessian's curvature: CG on (H + lambda I) dw = -g_j, kappa from the
+    bicomplex pass (plus lambda |p|^2) or from the H p pass."""
+    rng = np.random.default_rng(7)
+    a, b = spd_matrix(rng, 8), rng.standard_normal(8)
+    oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
+    solver = NewtonKrylov(curvature=curvature, damping=0.5, max_krylov=5, krylov_tol=0.0)
+    w_new, _, info = solver.step(oracle, np.zeros(8), "batch", solver.init(oracle, np.zeros(8)))
+    expected, _ = scipy.sparse.linalg.cg(a + 0.5 * np.eye(8), b, x0=np.zeros(8), rtol=0, atol=0,
+                                         maxiter=5)
+    assert info.krylov_iterations == 5
+    np.testing.assert_allclose(w_new / info.step_size, expected, rtol=1e-9,
+                               atol=1e-12 * np.abs(expected).max())
+    assert oracle.counts["gauss_newton"] == 0
