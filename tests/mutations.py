@@ -99,48 +99,35 @@ def _replace_function(name, wrapper):
 # --- layers' H v ----------------------------------------------------------------------------
 
 
-@mutation("conv2d_hv_1e-7", "Conv2d.backward: i-part (H v) of its gradients x (1 + 1e-7)")
-def _():
-    from mcnet.nn.conv import Conv2d
-
-    _backward_hv_off(Conv2d, 1 + 1e-7)
-
-
-@mutation("conv2d_hv_1e-10", "Conv2d.backward: i-part (H v) of its gradients x (1 + 1e-10)")
-def _():
-    from mcnet.nn.conv import Conv2d
-
-    _backward_hv_off(Conv2d, 1 + 1e-10)
-
-
-@mutation("sigmoid_hv_1e-10", "Sigmoid.backward: i-part (H v) of its gradient x (1 + 1e-10)")
-def _():
-    from mcnet.nn.activation import Sigmoid
-
-    _backward_hv_off(Sigmoid, 1 + 1e-10)
+# name: (module, layer class, relative error of its H v, what the bug is)
+_LAYER_HV_BUGS = {
+    "conv2d_hv_1e-7": ("mcnet.nn.conv", "Conv2d", 1e-7,
+                       "Conv2d.backward: i-part (H v) of its gradients x (1 + 1e-7)"),
+    "conv2d_hv_1e-10": ("mcnet.nn.conv", "Conv2d", 1e-10,
+                        "Conv2d.backward: i-part (H v) of its gradients x (1 + 1e-10)"),
+    "sigmoid_hv_1e-10": ("mcnet.nn.activation", "Sigmoid", 1e-10,
+                         "Sigmoid.backward: i-part (H v) of its gradient x (1 + 1e-10)"),
+    "batchnorm_hv_1e-10": ("mcnet.nn.batchnorm", "_BatchNorm", 1e-10,
+                           "BatchNorm backward: i-part (H v) of its gradients x (1 + 1e-10)"),
+    "maxpool_hv_1e-7": ("mcnet.nn.pooling", "MaxPool2d", 1e-7,
+                        "MaxPool2d.backward: i-part (H v) of its gradient x (1 + 1e-7)"),
+    "squared_hinge_hv_1e-8": ("mcnet.nn.loss", "SquaredHingeLoss", 1e-8,
+                              "SquaredHingeLoss.backward: i-part (H v) of its gradient x "
+                              "(1 + 1e-8)"),
+}
 
 
-@mutation("batchnorm_hv_1e-10",
-          "BatchNorm backward: i-part (H v) of its gradients x (1 + 1e-10)")
-def _():
-    from mcnet.nn.batchnorm import _BatchNorm
+def _layer_hv_bug(module: str, layer: str, error: float):
+    def plant():
+        import importlib
 
-    _backward_hv_off(_BatchNorm, 1 + 1e-10)
+        _backward_hv_off(getattr(importlib.import_module(module), layer), 1 + error)
 
-
-@mutation("maxpool_hv_1e-7", "MaxPool2d.backward: i-part (H v) of its gradient x (1 + 1e-7)")
-def _():
-    from mcnet.nn.pooling import MaxPool2d
-
-    _backward_hv_off(MaxPool2d, 1 + 1e-7)
+    return plant
 
 
-@mutation("squared_hinge_hv_1e-8",
-          "SquaredHingeLoss.backward: i-part (H v) of its gradient x (1 + 1e-8)")
-def _():
-    from mcnet.nn.loss import SquaredHingeLoss
-
-    _backward_hv_off(SquaredHingeLoss, 1 + 1e-8)
+for _name, (_module, _layer, _error, _description) in _LAYER_HV_BUGS.items():
+    mutation(_name, _description)(_layer_hv_bug(_module, _layer, _error))
 
 
 # --- the algebra ------------------------------------------------------------------------------
