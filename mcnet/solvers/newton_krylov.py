@@ -180,10 +180,11 @@ class NewtonKrylov(Solver):
         dw = state["warm_start"] if self.warm_start != "none" else oracle.xp.zeros_like(w)
         # Lines 4 and 11 in one complex pass: the batch gradient and H_j dw together.
         damping = float(state.get("damping", self.damping))
-        if bool((dw != 0).any()) and self.curvature == "gauss-newton":
+        warm = bool((dw != 0).any())
+        if warm and self.curvature == "gauss-newton":
             loss, g_batch = oracle.value_and_grad(w, batch)
             h_dw = oracle.gauss_newton_product(w, dw, batch) + w.dtype.type(damping) * dw
-        elif bool((dw != 0).any()):
+        elif warm:
             loss, g_batch, h_dw = oracle.value_grad_and_hvp(w, dw, batch)
             h_dw = h_dw + w.dtype.type(damping) * dw
         else:
