@@ -11,6 +11,7 @@ nodes that feed several calls (branches that merge, residual connections).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,10 @@ class Graph:
             saved.append(step.module.saved)
         self._saved = saved
         return values[self.output]
+
+    def map_saved(self, transform: Callable[[Any], Any]) -> None:
+        """Replace every call's saved state of the last forward by ``transform(saved)``."""
+        self._saved = [transform(saved) for saved in self._saved]
 
     def backward(
         self, grad_out: Tensor, input_grads: bool = True

@@ -15,7 +15,7 @@ order and dtype without being rebuilt.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,14 @@ class Module:
             self.backward(grad_out)
         finally:
             object.__setattr__(self, "input_grad_needed", True)
+
+    def map_saved(self, transform: Callable[[Any], Any]) -> None:
+        """Replace what the last forward kept for backward (every leaf call's ``saved``) by
+        ``transform(saved)``."""
+        if self._modules:
+            self.graph().map_saved(transform)
+        else:
+            object.__setattr__(self, "saved", transform(self.saved))
 
     def is_leaf(self) -> bool:
         return type(self).backward is not Module.backward

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -89,9 +90,11 @@ class Objective:
         """G v = J^T H_L J v (Martens 2010), J the Jacobian of the outputs, H_L the Hessian of
         the loss in the outputs; G is positive semi-definite for a convex loss.
 
-        One complex forward at w + i h v carries h J v in the outputs' i-part, the loss's
-        backward there carries h H_L J v in its i-part, and the modules' backward of that
-        real vector at the same point gives J^T H_L J v in its real part (up to O(h^2)).
+        One complex forward at w + i h v carries h J v in the outputs' i-part and the loss's
+        backward there carries h H_L J v in its i-part. J^T (H_L J v) is then the modules'
+        backward of that real vector at w: in real arithmetic, from the real parts of what
+        the forward kept (the forward at w, up to O(h^2), which is below roundoff), at half
+        the cost of a backward through the complex values.
         """
         w = self._point(w)
         v, scale = _unit_scaled(self._direction(v, w, "v"))
@@ -104,10 +107,12 @@ class Objective:
             vector_to_parameters(point, self.module)
             self.loss(self.module(_as_data(inputs, point)), targets)
             hl_jv = self.loss.backward().coef((1,)) * (1.0 / (h * scale))
+            vector_to_parameters(w, self.module)
+            self.module.map_saved(_real_parts)
             for p in params:
                 p.grad = None
             self.module.backward_parameters(mc.tensor(hl_jv, dtype=w.dtype, device=w.device))
-            return self._out(_flat_grad(params, point).real)
+            return self._out(_flat_grad(params, w).real)
         finally:
             for p, (value, grad) in zip(params, kept):
                 p.value, p.grad = value, grad
@@ -217,6 +222,17 @@ def _flat_grad(params, point: Tensor) -> Tensor:
         for p in params
     ]
     return mc.concatenate(pieces, axis=0) if pieces else mc.zeros((0,), dtype=point.dtype)
+
+
+def _real_parts(saved: Any) -> Any:
+    """``saved`` with every complex tensor in it replaced by its real part (contiguous, so
+    the backward's GEMMs read it at full speed)."""
+    if isinstance(saved, Tensor) and saved.order == 1:
+        xp = array_module(saved.data)
+        return Tensor(xp.ascontiguousarray(saved.data.real))
+    if isinstance(saved, (tuple, list)):
+        return type(saved)(_real_parts(item) for item in saved)
+    return saved
 
 
 def _unit_scaled(v: np.ndarray) -> tuple[np.ndarray, float]:
