@@ -283,6 +283,8 @@ def test_state_is_not_modified_and_saves_to_npz(tmp_path):
     ({"step": "wolfe"}, "step"), ({"warm_start": "yes"}, "warm_start"),
     ({"flat_curvature": "x"}, "flat_curvature"), ({"gradient_sample": 0}, "gradient_sample"),
     ({"early_stop": "no"}, "early_stop"), ({"max_krylov": 2.5}, "max_krylov"),
+    ({"curvature_fraction": 0.0}, "curvature_fraction"),
+    ({"curvature_fraction": 1.5}, "curvature_fraction"),
 ])
 def test_bad_hyperparameters_name_the_option(options, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -542,3 +544,31 @@ def test_damping_on_the_hessian_is_textbook_cg_on_h_plus_lambda(curvature):
     np.testing.assert_allclose(w_new / info.step_size, expected, rtol=1e-9,
                                atol=1e-12 * np.abs(expected).max())
     assert oracle.counts["gauss_newton"] == 0
+
+
+@pytest.mark.parametrize("curvature", ["gauss-newton", "hvp", "bicomplex"])
+def test_curvature_fraction_runs_cg_on_the_subsample_curvature_with_the_batch_gradient(
+        curvature):
+    """curvature_fraction=0.25 on a batch of 40: CG on (H_10 + lambda I) dw = -g_40, the
+    Hessian of the batch's first 10 examples (for logistic regression also its Gauss-Newton
+    matrix) against the gradient of all 40, both written out by hand."""
+    rng = np.random.default_rng(5)
+    n, d = 40, 4
+    x = rng.standard_normal((n, d))
+    y = (rng.random(n) < 0.5).astype(np.float64)[:, None]
+    net = nn.Linear(d, 1)
+    oracle = Oracle(mc.Objective(net, nn.BCEWithLogitsLoss()), (x, y))
+    w = oracle.initial_point()
+    design = np.hstack([x, np.ones((n, 1))])  # parameters: weight (1, d), then bias
+    s = 1 / (1 + np.exp(-design @ w))
+    gradient = design.T @ (s - y[:, 0]) / n
+    first = design[:10]
+    hessian = first.T @ (first * (s[:10] * (1 - s[:10]))[:, None]) / 10
+    solver = NewtonKrylov(curvature=curvature, curvature_fraction=0.25, damping=0.01,
+                          max_krylov=3, krylov_tol=0.0)
+    w_new, _, info = solver.step(oracle, w, (x, y), solver.init(oracle, w))
+    expected, _ = scipy.sparse.linalg.cg(hessian + 0.01 * np.eye(d + 1), -gradient,
+                                         x0=np.zeros(d + 1), rtol=0, atol=0, maxiter=3)
+    assert info.krylov_iterations == 3
+    np.testing.assert_allclose((w_new - w) / info.step_size, expected, rtol=1e-9,
+                               atol=1e-12 * np.abs(expected).max())

@@ -46,9 +46,10 @@ def main() -> None:
         losses = {size: ex.final_loss(record) for size, record in records.items()}
         size = min(losses, key=losses.get)
         times = ", ".join(f"{t:.3g}" for t in records[size]["epoch_time"][1:])
+        epoch_losses = ", ".join(f"{loss:.4g}" for loss in records[size]["train_loss"][1:])
         print(f"{name}: {json.dumps(options)} final loss {losses[size]:.4g} (batch {size}), "
-              f"NK / Adam {losses[size] / adam:.3f}; every batch: {losses}; solver time at "
-              f"each epoch end (s): {times}", flush=True)
+              f"NK / Adam {losses[size] / adam:.3f}; every batch: {losses}; training loss / solver "
+              f"time at each epoch end: {epoch_losses} / {times} s", flush=True)
 
 
 if __name__ == "__main__":

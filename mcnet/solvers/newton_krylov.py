@@ -117,6 +117,7 @@ class NewtonKrylov(Solver):
         cg_alpha: str = "standard",
         post_screening: str = "reflect",
         damping: float = 0.0,
+        curvature_fraction: float = 1.0,
     ) -> None:
         self.eta = check_in_range("eta", eta, 1e-12, 1.0)
         self.max_krylov = check_count("max_krylov", max_krylov)
@@ -140,6 +141,9 @@ class NewtonKrylov(Solver):
         if gradient_sample is not None:
             gradient_sample = check_count("gradient_sample", gradient_sample)
         self.gradient_sample = gradient_sample
+        self.curvature_fraction = check_positive("curvature_fraction", curvature_fraction)
+        if self.curvature_fraction > 1:
+            raise ValueError(f"curvature_fraction must be in (0, 1], got {curvature_fraction!r}")
         self.global_gradient = check_choice("global_gradient", global_gradient,
                                             ("full", "running"))
         self.step_rule = check_choice("step", step, ("taylor", "armijo"))  # `step` is a method
@@ -181,12 +185,13 @@ class NewtonKrylov(Solver):
         # Lines 4 and 11 in one complex pass: the batch gradient and H_j dw together.
         damping = float(state.get("damping", self.damping))
         warm = bool((dw != 0).any())
-        if warm and self.curvature == "gauss-newton":
-            loss, g_batch = oracle.value_and_grad(w, batch)
-            h_dw = oracle.gauss_newton_product(w, dw, batch) + w.dtype.type(damping) * dw
-        elif warm:
+        curvature_batch = self._curvature_batch(batch)
+        if warm and self.curvature != "gauss-newton" and curvature_batch is batch:
             loss, g_batch, h_dw = oracle.value_grad_and_hvp(w, dw, batch)
             h_dw = h_dw + w.dtype.type(damping) * dw
+        elif warm:
+            loss, g_batch = oracle.value_and_grad(w, batch)
+            h_dw = self._product(oracle, w, dw, curvature_batch, damping)
         else:
             loss, g_batch = oracle.value_and_grad(w, batch)
             h_dw = oracle.xp.zeros_like(w)
@@ -209,7 +214,8 @@ class NewtonKrylov(Solver):
             return w, skipped, StepInfo(loss=loss, step_size=0.0, skipped=True,
                                         reason="pre-screened: batch gradient opposes g")
 
-        dw, dw_curvature, krylov, reasons = self._krylov(oracle, w, batch, g_batch, dw, h_dw,
+        dw, dw_curvature, krylov, reasons = self._krylov(oracle, w, curvature_batch, g_batch,
+                                                         dw, h_dw,
                                                          inverse_preconditioner, damping)
         if not bool((dw != 0).any()):  # g_j = 0: nothing to do on this batch
             return w, dict(state, iteration=iteration, **moment), StepInfo(
@@ -225,7 +231,7 @@ class NewtonKrylov(Solver):
             dw_curvature = None
             reasons.append("post-screened")
         if dw_curvature is None:
-            dw_curvature = self._curvature_of(oracle, w, dw, batch)
+            dw_curvature = self._curvature_of(oracle, w, dw, curvature_batch)
         else:
             dw_curvature -= damping * _dot(dw, dw)  # the undamped model's
 
@@ -265,6 +271,23 @@ class NewtonKrylov(Solver):
                         adjustments=adjustments, reason="; ".join(reasons))
         return w_new, new_state, info
 
+    def _curvature_batch(self, batch):
+        """The examples the curvature products see: the batch, or its first
+        ``curvature_fraction`` (at least one example; batches are drawn shuffled, so these
+        are a random subsample of them)."""
+        if self.curvature_fraction == 1.0 or batch is None:
+            return batch
+        inputs, targets = batch
+        size = max(1, round(self.curvature_fraction * len(inputs)))
+        return inputs[:size], targets[:size]
+
+    def _product(self, oracle, w, v, batch, damping: float):
+        """(H + lambda I) v from a complex pass, or (G + lambda I) v for the Gauss-Newton
+        curvature."""
+        product = (oracle.gauss_newton_product(w, v, batch) if self.curvature == "gauss-newton"
+                   else oracle.hvp(w, v, batch))
+        return product + w.dtype.type(damping) * v
+
     def _curvature_of(self, oracle, w, v, batch) -> float:
         """v^T H v (or v^T G v for the Gauss-Newton curvature), undamped."""
         if self.curvature == "gauss-newton":
@@ -298,8 +321,7 @@ class NewtonKrylov(Solver):
             elif self.curvature == "bicomplex":
                 kappa, hp = oracle.curvature(w, p, batch) + damping * _dot(p, p), None
             else:
-                hp = (oracle.gauss_newton_product(w, p, batch) if self.curvature == "gauss-newton"
-                      else oracle.hvp(w, p, batch)) + w.dtype.type(damping) * p
+                hp = self._product(oracle, w, p, batch, damping)
                 kappa = _dot(p, hp)
             if first_curvature is None:
                 first_curvature = kappa
@@ -314,7 +336,7 @@ class NewtonKrylov(Solver):
             alpha = rz / kappa if self.cg_alpha == "standard" else math.sqrt(rr) / kappa
             dw = dw + w.dtype.type(alpha) * p
             if hp is None:
-                hp = oracle.hvp(w, p, batch) + w.dtype.type(damping) * p  # CSDD
+                hp = self._product(oracle, w, p, batch, damping)  # CSDD
             r = r - w.dtype.type(alpha) * hp
             z = r if inverse_preconditioner is None else r * inverse_preconditioner
             rz_next = _dot(r, z)
