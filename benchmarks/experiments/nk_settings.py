@@ -3,8 +3,14 @@ the best-tuned Adam of the committed run records (issue 12): how newton-krylov-g
 defaults were chosen, one setting for all six problems.
 
     python benchmarks/experiments/nk_settings.py '{"curvature": "gauss-newton", "damping": 1e-3}' \
-        [PROBLEM ...]     # default: all six; prints NK / Adam at equal epochs per problem
-                          # and the solver time at each epoch end
+        [PROBLEM ...] [--adam]
+                          # default: all six; prints NK / Adam at equal epochs per problem,
+                          # the training loss and solver time at each epoch end
+
+``--adam`` also reruns that Adam (its best lr and batch size in the committed records) in
+the same process right after, so that both solver times are taken under the same load, and
+prints the ratio at equal wall time (T = the shorter total solver time, each loss as
+measured by T: `mcnet.experiments.losses_at_equal_time`).
 
 The protocol is the comparison's: logistic regression and the SVM on 8,000 images, 10
 epochs, the best of batch 128, 1,024 and full; the networks at batch 128, 5 epochs; seed 0.
@@ -31,12 +37,20 @@ PROBLEMS = {
 }
 
 
+def epochs_line(record: dict) -> str:
+    losses = ", ".join(f"{loss:.4g}" for loss in record["train_loss"][1:])
+    times = ", ".join(f"{t:.3g}" for t in record["epoch_time"][1:])
+    return f"training loss / solver time at each epoch end: {losses} / {times} s"
+
+
 def main() -> None:
-    options = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    args = [a for a in sys.argv[1:] if a != "--adam"]
+    with_adam = "--adam" in sys.argv[1:]
+    options = json.loads(args[0]) if args else {}
     data_dir = os.environ.get("MCNET_DATA_DIR", DATA)
-    for name in sys.argv[2:] or list(PROBLEMS):
+    for name in args[1:] or list(PROBLEMS):
         flags, epochs = PROBLEMS[name]
-        adam = ex.final_loss(ex.best_runs(ex.read_compare(RESULTS / name))["adam"])
+        adam = ex.best_runs(ex.read_compare(RESULTS / name))["adam"]
         problem = ex.load_problem(ex.ProblemSpec(dataset="mnist", data_dir=data_dir,
                                                  train_split="test", holdout=2000, **flags))
         linear = name in ("logistic", "svm")
@@ -45,11 +59,16 @@ def main() -> None:
                                 progress=False) for size in sizes}
         losses = {size: ex.final_loss(record) for size, record in records.items()}
         size = min(losses, key=losses.get)
-        times = ", ".join(f"{t:.3g}" for t in records[size]["epoch_time"][1:])
-        epoch_losses = ", ".join(f"{loss:.4g}" for loss in records[size]["train_loss"][1:])
         print(f"{name}: {json.dumps(options)} final loss {losses[size]:.4g} (batch {size}), "
-              f"NK / Adam {losses[size] / adam:.3f}; every batch: {losses}; training loss / solver "
-              f"time at each epoch end: {epoch_losses} / {times} s", flush=True)
+              f"NK / Adam {losses[size] / ex.final_loss(adam):.3f}; every batch: {losses}; "
+              f"{epochs_line(records[size])}", flush=True)
+        if with_adam:
+            rerun = ex.run(problem, "adam", {"lr": adam["lr"]}, epochs, adam["batch_size"],
+                           progress=False)
+            t, nk_loss, adam_loss = ex.losses_at_equal_time(records[size], rerun)
+            print(f"  adam lr {adam['lr']} (batch {adam['batch_size']}) rerun: {epochs_line(rerun)}"
+                  f"; equal wall time T = {t:.3g} s: NK {nk_loss:.4g} / Adam {adam_loss:.4g} = "
+                  f"{nk_loss / adam_loss:.3f}", flush=True)
 
 
 if __name__ == "__main__":
