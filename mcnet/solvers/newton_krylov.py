@@ -60,7 +60,9 @@ iteration instead of two). ``curvature="gauss-newton"`` runs CG on the Gauss-New
 matrix G = J^T H_L J (one complex forward and backward per product, positive semi-definite
 for a convex loss) and ``damping=lambda`` on G + lambda I (or H + lambda I), lambda then
 following Levenberg-Marquardt on the reduction ratio rho = (f_j(w + dw) - f_j(w)) / q(dw) of
-the full step, q the undamped quadratic model. The defaults are Algorithm 1;
+the full step, q the undamped quadratic model. ``curvature_fraction=f`` takes the Krylov
+loop's products on the first f of each batch (subsampled curvature, Byrd et al. 2011) while
+the gradient, the step rule and rho see the whole batch. The defaults are Algorithm 1;
 `NewtonKrylovCheap` (``newton-krylov-cheap``) is the variant with the cheap-iteration
 options and the forcing stop on, `NewtonKrylovGaussNewton` (``newton-krylov-gn``) Algorithm 1
 on the damped Gauss-Newton matrix with eta = 0.2.
