@@ -421,3 +421,37 @@ def test_gauss_newton_product_matches_the_hand_written_jacobians(n, d, h, c, see
     net = nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, c))
     got = Objective(net, loss).gauss_newton_product(w, v, (x, targets))
     np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-13 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("pool", [nn.AvgPool2d, nn.MaxPool2d])
+def test_gauss_newton_product_through_conv_batchnorm_and_pooling(pool):
+    """G v = J^T H_L J v on a small convolutional network with batch norm (every sample's
+    output depends on the whole batch), J column by column from one complex-step forward per
+    parameter (forward passes only: none of the backward code the product runs) and H_L of
+    the mean cross-entropy written out by hand. Guards the product's backward, which reads
+    the real parts of what the complex forward kept in every kind of layer."""
+    rng = np.random.default_rng(3)
+    n, c = 5, 3
+    nn.manual_seed(4)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Sigmoid(), pool(2),
+                        nn.Flatten(), nn.Linear(12, c))
+    x = rng.standard_normal((n, 2, 4, 4))
+    targets = rng.integers(0, c, n)
+    w = nn.parameters_to_vector(net)
+    v = rng.standard_normal(w.size)
+    h = 1e-30
+    outputs = net(mc.tensor(x)).real
+    jacobian = np.empty((n * c, w.size))  # rows: (sample, class)
+    for j in range(w.size):
+        nn.vector_to_parameters(mc.perturb(w, [np.eye(w.size)[j]], h), net)
+        jacobian[:, j] = net(mc.tensor(x)).coef((1,)).ravel() / h
+    nn.vector_to_parameters(w, net)
+    p = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    output_hessian = np.zeros((n * c, n * c))
+    for i in range(n):
+        block = slice(i * c, (i + 1) * c)
+        output_hessian[block, block] = (np.diag(p[i]) - np.outer(p[i], p[i])) / n
+    expected = jacobian.T @ output_hessian @ jacobian @ v
+    got = Objective(net, nn.CrossEntropyLoss()).gauss_newton_product(w, v, (x, targets))
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
