@@ -216,9 +216,8 @@ class NewtonKrylov(Solver):
             return w, skipped, StepInfo(loss=loss, step_size=0.0, skipped=True,
                                         reason="pre-screened: batch gradient opposes g")
 
-        dw, dw_curvature, krylov, reasons = self._krylov(oracle, w, curvature_batch, g_batch,
-                                                         dw, h_dw,
-                                                         inverse_preconditioner, damping)
+        dw, dw_curvature, krylov, reasons = self._krylov(
+            oracle, w, curvature_batch, g_batch, dw, h_dw, inverse_preconditioner, damping)
         if not bool((dw != 0).any()):  # g_j = 0: nothing to do on this batch
             return w, dict(state, iteration=iteration, **moment), StepInfo(
                 loss=loss, step_size=0.0, krylov_iterations=krylov, reason="zero gradient")
