@@ -78,6 +78,8 @@ KRYLOV_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("Gauss-Newton G + lambda I", {"curvature": "gauss-newton", "damping": 1e-3}),
     ("Gauss-Newton, eta 0.2 (newton-krylov-gn)",
      {"curvature": "gauss-newton", "damping": 1e-3, "eta": 0.2}),
+    ("newton-krylov-gn, curvature on a quarter of the batch",
+     {"curvature": "gauss-newton", "damping": 1e-3, "eta": 0.2, "curvature_fraction": 0.25}),
 )
 BATCH_SIZES = (32, 128, 512)
 ABLATION_ACTIVATIONS = ("sigmoid", "relu", "sin", "none")
