@@ -48,7 +48,7 @@ class Objective:
     def value_and_grad(self, w, batch) -> tuple[float, np.ndarray]:
         """(f(w), grad f(w)) by one real forward and backward."""
         loss, grad = self._evaluate(self._point(w), batch, backward=True)
-        return float(loss.real), self._out(grad.real)
+        return float(loss.real), self._out(grad.data[0])  # a fresh array: no copy
 
     def grad_and_hvp(self, w, v, batch) -> tuple[np.ndarray, np.ndarray]:
         """(grad f(w), H v) from one complex forward and backward at w + i h v."""
@@ -58,11 +58,10 @@ class Objective:
         """(f(w), grad f(w), H v) from one complex forward and backward at w + i h v: the
         real parts are f and its gradient at w up to O(h^2), far below roundoff."""
         w = self._point(w)
-        v, scale = _unit_scaled(self._direction(v, w, "v"))
-        h = mc.default_step(w.dtype, 1)
-        loss, grad = self._evaluate(mc.perturb(w, [v], h), batch, backward=True)
+        v, step, divisor = _step_along(self._direction(v, w, "v"), mc.default_step(w.dtype, 1))
+        loss, grad = self._evaluate(mc.perturb(w, [v], step), batch, backward=True)
         # Multiplying by a power of two is exact: Hv = coef_i(grad) / (h * scale).
-        hv = grad.coef((1,)) * (1.0 / (h * scale))
+        hv = grad.coef((1,)) * (1.0 / divisor)
         return float(loss.real), self._out(grad.real), self._out(hv)
 
     def hvp(self, w, v, batch) -> np.ndarray:
@@ -97,22 +96,21 @@ class Objective:
         the cost of a backward through the complex values.
         """
         w = self._point(w)
-        v, scale = _unit_scaled(self._direction(v, w, "v"))
-        h = mc.default_step(w.dtype, 1)
+        v, step, divisor = _step_along(self._direction(v, w, "v"), mc.default_step(w.dtype, 1))
         inputs, targets = _unpack(batch)
         params = self.module.parameters()
         kept = [(p.value, p.grad) for p in params]
-        point = mc.perturb(w, [v], h)
+        point = mc.perturb(w, [v], step)
         try:
             vector_to_parameters(point, self.module)
             self.loss(self.module(_as_data(inputs, point)), targets)
-            hl_jv = self.loss.backward().coef((1,)) * (1.0 / (h * scale))
+            hl_jv = self.loss.backward().coef((1,)) * (1.0 / divisor)
             vector_to_parameters(w, self.module)
             self.module.map_saved(_real_parts)
             for p in params:
                 p.grad = None
             self.module.backward_parameters(mc.tensor(hl_jv, dtype=w.dtype, device=w.device))
-            return self._out(_flat_grad(params, w).real)
+            return self._out(_flat_grad(params, w).data[0])  # a fresh array: no copy
         finally:
             for p, (value, grad) in zip(params, kept):
                 p.value, p.grad = value, grad
@@ -154,6 +152,10 @@ class Objective:
                 f"expected a parameter vector of shape ({expected},) for "
                 f"{type(self.module).__name__}, got shape {w.shape}"
             )
+        if device == "cpu" and isinstance(w, np.ndarray):
+            # a view, not a copy (22 MB for a 2.8-million-parameter model): the parameters
+            # are slices of it only during an evaluation, which never writes to them
+            return Tensor(w.astype(dtype, copy=False)[None])
         return mc.tensor(w, dtype=dtype, device=device)
 
     @staticmethod
@@ -235,13 +237,19 @@ def _real_parts(saved: Any) -> Any:
     return saved
 
 
-def _unit_scaled(v: np.ndarray) -> tuple[np.ndarray, float]:
-    """v scaled by a power of two to max-norm about 1, and that scale (exact to undo)."""
-    size = float(np.max(np.abs(v))) if v.size else 0.0
+def _step_along(v, h: float) -> tuple[Any, float, float]:
+    """(direction, step, divisor) for the complex step along v: the perturbation is
+    step * direction = h (scale v), scale the power of two that brings v to max-norm about
+    1, and a coefficient read off it is divided by h * scale (exact: powers of two). The
+    scale goes into the step, sparing a copy of v, wherever h * scale is a normal number
+    of v's dtype; otherwise v is scaled."""
+    size = max(float(v.max()), -float(v.min())) if v.size else 0.0
     if size == 0.0 or not math.isfinite(size):
-        return v, 1.0
+        return v, h, h
     scale = 2.0 ** -round(math.log2(size))
-    return v * v.dtype.type(scale), scale
+    if float(np.finfo(v.dtype).tiny) <= h * scale <= float(np.finfo(v.dtype).max):
+        return v, h * scale, h * scale
+    return v * v.dtype.type(scale), h, h * scale
 
 
 def _host(a) -> np.ndarray:
