@@ -82,6 +82,11 @@ def perturb(x, directions: Sequence, h: float, one_direction: bool | None = None
         2**k * max(x.size, 1) * x.dtype.itemsize,
         f"perturbing a tensor of shape {x.shape} along {k} directions (order {k})",
     )
+    if k == 1 and xp is np:  # x + i h v written in place: no zeros, no temporary h v
+        data = np.empty((1,) + x.shape, dtype=_complex_of(x.dtype))
+        data.real[0] = x.data[0]
+        np.multiply(vs[0], h, out=data.imag[0, ...])
+        return Tensor(data)
     data = xp.zeros((2 ** (k - 1),) + x.shape, dtype=_complex_of(x.dtype))
     data.real[0] = x.data[0]
     for j, v in enumerate(vs):
