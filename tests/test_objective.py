@@ -455,3 +455,32 @@ def test_gauss_newton_product_through_conv_batchnorm_and_pooling(pool):
     expected = jacobian.T @ output_hessian @ jacobian @ v
     got = Objective(net, nn.CrossEntropyLoss()).gauss_newton_product(w, v, (x, targets))
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
+
+
+def test_gauss_newton_product_is_real_when_a_layer_keeps_complex_values_out_of_reach():
+    """A layer that keeps its input in a dict (where the product's switch to real parts
+    does not look) runs its backward on complex values: the product must still be real and
+    equal the plain layer's."""
+
+    class DictLinear(nn.Linear):
+        def forward(self, x):
+            y = super().forward(x)
+            self.saved = {"x": self.saved}
+            return y
+
+        def backward(self, grad_out):
+            self.saved = self.saved["x"]
+            return super().backward(grad_out)
+
+    rng = np.random.default_rng(0)
+    x, targets = rng.standard_normal((6, 3)), rng.integers(0, 2, 6)
+    products = []
+    for layer in (nn.Linear, DictLinear):
+        nn.manual_seed(0)
+        net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), layer(4, 2))
+        w = nn.parameters_to_vector(net)
+        v = np.random.default_rng(1).standard_normal(w.size)
+        objective = Objective(net, nn.CrossEntropyLoss())
+        products.append(objective.gauss_newton_product(w, v, (x, targets)))
+    assert products[1].dtype == np.float64
+    np.testing.assert_allclose(products[1], products[0], rtol=1e-13, atol=1e-15)

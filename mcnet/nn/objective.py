@@ -110,7 +110,9 @@ class Objective:
             for p in params:
                 p.grad = None
             self.module.backward_parameters(mc.tensor(hl_jv, dtype=w.dtype, device=w.device))
-            return self._out(_flat_grad(params, w).data[0])  # a fresh array: no copy
+            flat = _flat_grad(params, w)
+            # real unless a layer kept complex values where _real_parts does not look
+            return self._out(flat.data[0] if flat.order == 0 else flat.real)
         finally:
             for p, (value, grad) in zip(params, kept):
                 p.value, p.grad = value, grad
