@@ -82,18 +82,14 @@ def perturb(x, directions: Sequence, h: float, one_direction: bool | None = None
         2**k * max(x.size, 1) * x.dtype.itemsize,
         f"perturbing a tensor of shape {x.shape} along {k} directions (order {k})",
     )
-    if k == 1 and xp is np:  # x + i h v written in place: no zeros, no temporary h v
-        data = np.empty((1,) + x.shape, dtype=_complex_of(x.dtype))
-        data.real[0] = x.data[0]
-        np.multiply(vs[0], h, out=data.imag[0, ...])
-        return Tensor(data)
-    data = xp.zeros((2 ** (k - 1),) + x.shape, dtype=_complex_of(x.dtype))
+    # coefficients written in place (no temporary h v); with one direction the two writes
+    # fill the whole array, so it need not be zeroed first
+    allocate = xp.empty if k == 1 else xp.zeros
+    data = allocate((2 ** (k - 1),) + x.shape, dtype=_complex_of(x.dtype))
     data.real[0] = x.data[0]
     for j, v in enumerate(vs):
-        if j == 0:
-            data.imag[0] = h * v
-        else:
-            data.real[1 << (j - 1)] = h * v  # coefficient of i_{j+1}
+        # i_1's coefficient is the imaginary part of component 0, i_{j+1}'s the real part of 2^(j-1)
+        xp.multiply(v, h, out=data.imag[0, ...] if j == 0 else data.real[1 << (j - 1), ...])
     return Tensor(data)
 
 
