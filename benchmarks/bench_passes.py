@@ -16,6 +16,7 @@ Writes ``benchmarks/results/passes.json`` (or ``--out``) and prints one table.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,10 @@ import mcnet as mc
 from mcnet import experiments as ex
 from mcnet.solvers import Oracle
 
-NETWORKS = {  # name: the comparison's problem flags (benchmarks/experiments/nk_settings.py)
-    "mlp": {"model": "mlp", "hidden": (128, 64), "activation": "tanh", "subset": 2000},
-    "lenet5-tanh": {"model": "lenet5", "activation": "tanh", "subset": 2000},
-    "lenet5-sigmoid": {"model": "lenet5", "activation": "sigmoid", "subset": 2000},
-    "autoencoder": {"model": "autoencoder", "subset": 1000},
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent / "experiments"))
+from nk_settings import DATA, PROBLEMS  # noqa: E402  (the comparison's problems)
+
+NETWORKS = ("mlp", "lenet5-tanh", "lenet5-sigmoid", "autoencoder")
 KINDS = ("value_and_grad", "gauss_newton_product", "hvp", "curvature", "value")
 
 
@@ -45,7 +44,8 @@ def evaluations(oracle: Oracle, w, v, batch) -> dict:
 
 def passes(name: str, data_dir: str, repeats: int) -> dict:
     problem = ex.load_problem(ex.ProblemSpec(dataset="mnist", data_dir=data_dir,
-                                             train_split="test", holdout=2000, **NETWORKS[name]))
+                                             train_split="test", holdout=2000,
+                                             **PROBLEMS[name][0]))
     module, loss = problem.build(0, None)
     oracle = Oracle(mc.Objective(module, loss), problem.train)
     w = oracle.initial_point()
@@ -64,7 +64,7 @@ def passes(name: str, data_dir: str, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--mnist", default="/work/shared/data", help="folder holding mnist/")
+    parser.add_argument("--mnist", default=DATA, help="folder holding mnist/")
     parser.add_argument("--out", type=Path, default=RESULTS / "passes.json")
     args = parser.parse_args()
     with single_thread():
