@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "'local' starts one here; needs pip install 'mcnet[distributed]'")
     train.add_argument("--workers", type=_int_at_least(1), metavar="N",
                        help="worker processes of --scheduler local")
+    train.add_argument("--evaluate-every", type=_int_at_least(1), metavar="N",
+                       help="also measure the full training loss every N steps inside epochs "
+                            "(the record's interim_loss; not counted in solver time)")
 
     compare = commands.add_parser(
         "compare", help="several solvers on one problem (Fig. 3)", allow_abbrev=False,
@@ -414,7 +417,8 @@ def _train(args: argparse.Namespace, command_line: Sequence[str]) -> int:
         record = ex.run(problem, args.solver, options, args.epochs, args.batch_size, args.seed,
                         checkpoint=args.checkpoint, resume=args.resume,
                         extra={**_command_extra(command_line), "lr": options.get("lr")},
-                        scheduler=args.scheduler, workers=args.workers)
+                        scheduler=args.scheduler, workers=args.workers,
+                        evaluate_every=args.evaluate_every)
     except (ImportError, ConnectionError) as exc:  # no Dask, or no cluster at that address
         raise CLIError(prog, f"--scheduler {args.scheduler}: {exc}", 1) from None
     except ValueError as exc:

@@ -465,16 +465,26 @@ def final_loss(record: dict[str, Any]) -> float:
     return value if value is not None and math.isfinite(value) else math.inf
 
 
+def measured_losses(record: dict[str, Any]) -> list[tuple[float, float]]:
+    """(solver time, full training loss) of every measurement of a run record, in time
+    order: the epoch ends (``epoch_time``, ``train_loss``) and, if the run had
+    ``evaluate_every``, the measurements inside epochs (``interim_loss``); a diverged
+    (None) loss as infinity."""
+    points = [*zip(record["epoch_time"], record["train_loss"]),
+              *((p["time"], p["train_loss"]) for p in record.get("interim_loss", ()))]
+    return sorted(((time_, math.inf if loss is None else float(loss))
+                   for time_, loss in points), key=lambda point: point[0])
+
+
 def loss_at_time(record: dict[str, Any], t: float) -> float:
     """The training loss a run had *measured* by solver time ``t``: its loss at the last
-    epoch end at or before t (``epoch_time``, ``train_loss``). Not interpolated: a run whose
-    first epoch outlasts t is credited with its initial loss, not with a share of a decrease
-    it had not made yet (a line from the start to the first epoch end flatters a run that
-    leaves a plateau late in its epoch)."""
-    times = record["epoch_time"]
-    losses = [math.inf if v is None else v for v in record["train_loss"]]
-    reached = int(np.searchsorted(times, t, side="right")) - 1
-    return float(losses[max(reached, 0)])
+    measurement (`measured_losses`) at or before t. Not interpolated: a run whose first
+    measurement after the start comes after t is credited with its initial loss, not with a
+    share of a decrease it had not made yet (a line from the start to the first epoch end
+    flatters a run that leaves a plateau late in its epoch)."""
+    points = measured_losses(record)
+    reached = int(np.searchsorted([time_ for time_, _ in points], t, side="right")) - 1
+    return points[max(reached, 0)][1]
 
 
 def losses_at_equal_time(record: dict[str, Any], other: dict[str, Any]
@@ -485,10 +495,10 @@ def losses_at_equal_time(record: dict[str, Any], other: dict[str, Any]
 
 
 def time_to_loss(record: dict[str, Any], target: float) -> float | None:
-    """The solver time of the first epoch end whose training loss is at most ``target``
-    (as measured, not interpolated); None if none is."""
-    for time_, loss in zip(record["epoch_time"], record["train_loss"]):
-        if loss is not None and loss <= target:
+    """The solver time of the first measurement (`measured_losses`) whose training loss is
+    at most ``target`` (as measured, not interpolated); None if none is."""
+    for time_, loss in measured_losses(record):
+        if loss <= target:
             return time_
     return None
 

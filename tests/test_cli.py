@@ -337,6 +337,12 @@ def test_equal_time_ratio_takes_each_loss_as_measured_by_the_shorter_run():
     # it first measures 0.8 or less (0.5) at its first epoch end, 4 s
     assert nk["time_to_reference_loss"] == 4.0
     assert ex.loss_at_time(slow, 4.0) == 0.5 and ex.loss_at_time(slow, 100.0) == 0.1
+    # measured inside its first epoch too (evaluate_every): 0.7 at 1.5 s counts by T = 2 s
+    slow["interim_loss"] = [{"iteration": 3, "time": 1.5, "train_loss": 0.7},
+                            {"iteration": 9, "time": 6.0, "train_loss": None}]
+    assert ex.loss_at_time(slow, 1.4) == 2.0 and ex.loss_at_time(slow, 2.0) == 0.7
+    assert ex.loss_at_time(slow, 5.0) == 0.5 and ex.loss_at_time(slow, 7.0) == math.inf
+    assert ex.time_to_loss(slow, 0.8) == 1.5 and ex.time_to_loss(slow, 0.3) == 8.0
 
 
 @pytest.mark.slow

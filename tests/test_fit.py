@@ -64,6 +64,47 @@ def test_history_records_every_epoch_and_iteration():
     assert len(data["time"]) == 8 and data["time"] == sorted(data["time"])
 
 
+def test_evaluate_every_measures_inside_epochs_without_changing_the_run():
+    runs = []
+    for every in (None, 3):
+        net, train, _ = digits_problem()
+        history = fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=2,
+                      batch_size=50, seed=1, evaluate_every=every)
+        runs.append((history, nn.parameters_to_vector(net)))
+    (plain, w_plain), (measured, w_measured) = runs
+    assert plain.interim_loss == []
+    assert np.array_equal(w_plain, w_measured)
+    assert [r["loss"] for r in measured.records] == [r["loss"] for r in plain.records]
+    # 8 steps an epoch: after steps 3, 6 | 9, 12, 15 (8 and 16 are epoch ends, measured there)
+    assert [p["iteration"] for p in measured.interim_loss] == [3, 6, 9, 12, 15]
+    elapsed = measured.time
+    for point in measured.interim_loss:
+        # the solver time after that step (its set-up, then its steps), evaluations left out
+        expected = measured.epoch_time[0] + elapsed[point["iteration"] - 1]
+        assert point["time"] == pytest.approx(expected, abs=1e-9)
+    data = json.loads(measured.to_json())
+    assert data["interim_loss"] == measured.interim_loss
+
+
+def test_each_interim_loss_is_the_full_training_loss_after_that_step():
+    class Recording(PlainSGD):
+        def update(self, grad, state, w):
+            step, state = super().update(grad, state, w)
+            self.after.append(np.array(w + step))
+            return step, state
+
+    net, train, _ = digits_problem()
+    solver = Recording(lr=0.5)
+    solver.after = []
+    history = fit(net, nn.CrossEntropyLoss(), train, solver, epochs=1, batch_size=50,
+                  evaluate_every=2)
+    objective = mc.Objective(net, nn.CrossEntropyLoss())
+    assert [p["iteration"] for p in history.interim_loss] == [2, 4, 6]
+    for point in history.interim_loss:
+        expected = objective.value(solver.after[point["iteration"] - 1], train)
+        assert point["train_loss"] == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.slow
 def test_same_seed_gives_bit_identical_parameters():
     results = []
@@ -211,6 +252,7 @@ def test_no_progress_bar_when_output_is_not_a_terminal(capsys):
     ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
     ({"solver": "adam"}, TypeError, "solver must be"),
     ({"resume": True}, ValueError, "resume=True needs checkpoint"),
+    ({"evaluate_every": 0}, ValueError, "evaluate_every must be >= 1"),
     ({"data": "train"}, TypeError, "data must be a pair"),
     ({"test_data": (np.zeros((3, 64)), np.zeros(2, dtype=int))}, ValueError,
      "test_data: inputs and targets must have the same length"),

@@ -51,6 +51,7 @@ def fit(
     scheduler: Any = None,
     workers: int | None = None,
     scheduler_timeout: float = DEFAULT_TIMEOUT,
+    evaluate_every: int | None = None,
 ) -> History:
     """Train ``module`` under ``loss`` on ``data = (inputs, targets)`` with ``solver``.
 
@@ -61,6 +62,9 @@ def fit(
     full-batch solvers' steps) on a Dask cluster -- "local" starts ``workers`` processes on
     this machine, or give a scheduler's address (``pip install "mcnet[distributed]"``,
     `mcnet.solvers.distributed.DaskOracle`); ``scheduler_timeout`` bounds reaching it.
+    ``evaluate_every=N`` also measures the full training loss after every N-th step inside
+    an epoch (`History.interim_loss`), for loss-against-time curves finer than epochs; like
+    the epoch-end evaluations it is left out of the solver time and does not change the run.
     The same arguments give bit-identical parameters, with or without a resume in between.
     """
     if not isinstance(solver, Solver):
@@ -71,6 +75,8 @@ def fit(
     epochs = _check_count("epochs", epochs)
     batch_size = _check_count("batch_size", batch_size)
     seed = _check_count("seed", seed, minimum=0)
+    if evaluate_every is not None:
+        evaluate_every = _check_count("evaluate_every", evaluate_every)
     n = _check_data("data", data)
     if batch_size > n:
         raise ValueError(f"batch_size {batch_size} is larger than the data ({n} examples)")
@@ -113,7 +119,7 @@ def fit(
         for epoch in range(start_epoch, epochs):
             w, state = _train_epoch(
                 oracle, module, solver, w, state, history, data, epoch, epochs, batch_size,
-                seed, show,
+                seed, show, evaluate_every, loss, chunk_size,
             )
             _evaluate_epoch(history, module, loss, solver.evaluation_point(state, w), data,
                             test_data, chunk_size)
@@ -130,7 +136,7 @@ def fit(
 
 
 def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs, batch_size,
-                 seed, show) -> tuple[Any, State]:
+                 seed, show, evaluate_every, loss, chunk_size) -> tuple[Any, State]:
     if solver.full_batch:
         epoch_batches: Any = [None]
     else:
@@ -161,6 +167,12 @@ def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs,
             "reason": info.reason if finite else "rejected: non-finite loss or parameters",
             "evaluations": evaluations,
         })
+        if evaluate_every and iteration % evaluate_every == 0 and index + 1 < steps:
+            # the epoch's last step is measured by the epoch-end evaluation
+            vector_to_parameters(solver.evaluation_point(state, w), module)
+            train_loss, _ = evaluate(module, loss, data, chunk_size)
+            history.interim_loss.append(
+                {"iteration": iteration, "time": elapsed, "train_loss": train_loss})
         if bar is not None:
             bar.set_postfix(loss=f"{info.loss:.4g}", refresh=False)
             bar.update()

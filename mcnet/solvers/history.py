@@ -18,6 +18,9 @@ class History:
     after each epoch; ``test_loss`` and ``test_accuracy`` follow it when test data is given
     (accuracy is None where the loss has no classes). ``epoch_time`` is the solver's
     cumulative wall time at each of those points (0 first; evaluation excluded).
+    ``interim_loss`` holds the full training losses measured inside epochs when `mcnet.fit`
+    is given ``evaluate_every``: one dict per measurement with iteration (the steps taken),
+    time (the solver's cumulative wall time then, evaluation excluded) and train_loss.
     ``records`` has one dict per iteration: epoch, iteration, loss (the batch loss at the
     start of the step), time (seconds of the step), step_size, krylov_iterations,
     adjustments, skipped, rejected, reason and ``evaluations`` (counts by kind).
@@ -29,6 +32,7 @@ class History:
     test_loss: list[float] = dataclasses.field(default_factory=list)
     test_accuracy: list[float | None] = dataclasses.field(default_factory=list)
     epoch_time: list[float] = dataclasses.field(default_factory=list)
+    interim_loss: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     seconds_by_kind: dict[str, float] = dataclasses.field(default_factory=dict)
     evaluations: dict[str, int] = dataclasses.field(default_factory=dict)
