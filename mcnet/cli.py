@@ -187,9 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "'local' starts one here; needs pip install 'mcnet[distributed]'")
     train.add_argument("--workers", type=_int_at_least(1), metavar="N",
                        help="worker processes of --scheduler local")
-    train.add_argument("--evaluate-every", type=_int_at_least(1), metavar="N",
-                       help="also measure the full training loss every N steps inside epochs "
-                            "(the record's interim_loss; not counted in solver time)")
+    _evaluate_every_flag(train)
 
     compare = commands.add_parser(
         "compare", help="several solvers on one problem (Fig. 3)", allow_abbrev=False,
@@ -211,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run every solver at each of these batch sizes ('full' = the "
                               "whole training set) and keep its best, the seed's protocol for "
                               "LR and SVM (e.g. 128,1024,full); default: --batch-size")
+    _evaluate_every_flag(compare)
     compare.add_argument("--redraw", action="store_true",
                          help="train nothing: rebuild the summary and figures from the run "
                               "records already in --out-dir/runs")
@@ -283,6 +282,13 @@ split, e.g. when only MNIST's t10k files are present). --subset N keeps the firs
 examples. lenet5 and autoencoder take 28x28 images (digits are enlarged 3x and padded);
 vgg11 takes 3x32x32 (cifar10, svhn); the others flatten the inputs. Loss: cross-entropy;
 squared hinge for linear_svm; squared error on sigmoid outputs for the autoencoder."""
+
+
+def _evaluate_every_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--evaluate-every", type=_int_at_least(1), metavar="N",
+                        help="also measure the full training loss every N steps inside epochs "
+                             "(the record's interim_loss, for loss-vs-time finer than epochs; "
+                             "not counted in solver time)")
 
 
 def _problem_flags(parser: argparse.ArgumentParser) -> None:
@@ -486,7 +492,8 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
         _check_batch(problem, sizes, prog, flag)
         records, summary = ex.compare(problem, args.solvers, args.lrs, args.epochs, sizes,
                                       args.seed, eta=args.eta, log=_log,
-                                      extra=_command_extra(command_line))
+                                      extra=_command_extra(command_line),
+                                      evaluate_every=args.evaluate_every)
         summary["command"] = list(command_line)
     written = ex.write_compare(records, summary, out_dir, plots=not args.no_plots)
     best = ex.best_runs(records)

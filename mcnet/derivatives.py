@@ -53,13 +53,17 @@ def default_step(dtype, order: int) -> float:
 MAX_ONE_DIRECTION_ORDER = 8
 
 
-def perturb(x, directions: Sequence, h: float, one_direction: bool | None = None) -> Tensor:
+def perturb(x, directions: Sequence, h: float, one_direction: bool | None = None,
+            out=None) -> Tensor:
     """The order-k tensor ``x + h (i_1 v_1 + ... + i_k v_k)``, k = len(directions).
 
     When every direction is the same (and 2 <= k <= 8) the tensor is held in the
     one-direction layout (``Tensor.one_direction``), which computes the same numbers with
     fewer products; ``one_direction=False`` forces the general layout, True requires the
-    compact one.
+    compact one. ``out``: an array to write the general layout's data into (shape
+    ``(2**(k-1),) + x.shape``, complex of x's dtype, on x's device), which the result then
+    views: a caller that perturbs points of one size over and over reuses one buffer
+    instead of fresh pages (a 45 MB vector took 16 ms fresh, 6.5 ms reused).
     """
     x = as_tensor(x)
     if x.order:
@@ -74,6 +78,8 @@ def perturb(x, directions: Sequence, h: float, one_direction: bool | None = None
         raise ValueError("one_direction=True needs every direction to be the same")
     if one_direction is None:
         one_direction = same and 2 <= k <= MAX_ONE_DIRECTION_ORDER
+    if one_direction and out is not None:
+        raise ValueError("out is for the general layout; pass one_direction=False with it")
     if one_direction:
         data = xp.zeros((k + 1,) + x.shape, dtype=x.dtype)
         data[0], data[1] = x.data[0], h * vs[0]
@@ -84,8 +90,16 @@ def perturb(x, directions: Sequence, h: float, one_direction: bool | None = None
     )
     # coefficients written in place (no temporary h v); with one direction the two writes
     # fill the whole array, so it need not be zeroed first
-    allocate = xp.empty if k == 1 else xp.zeros
-    data = allocate((2 ** (k - 1),) + x.shape, dtype=_complex_of(x.dtype))
+    shape, dtype = (2 ** (k - 1),) + x.shape, _complex_of(x.dtype)
+    if out is None:
+        data = (xp.empty if k == 1 else xp.zeros)(shape, dtype=dtype)
+    elif out.shape != shape or out.dtype != dtype or array_module(out) is not xp:
+        raise ValueError(f"out must be a {xp.__name__} array of shape {shape} and dtype "
+                         f"{np.dtype(dtype)}, got {type(out).__name__} {out.shape} {out.dtype}")
+    else:
+        data = out
+        if k > 1:
+            data[...] = 0
     data.real[0] = x.data[0]
     for j, v in enumerate(vs):
         # i_1's coefficient is the imaginary part of component 0, i_{j+1}'s the real part of 2^(j-1)

@@ -507,10 +507,12 @@ def time_to_loss(record: dict[str, Any], target: float) -> float | None:
 def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epochs: int,
             batch_sizes: Sequence[int], seed: int = 0, eta: float | None = None,
             progress: bool | None = None, log: Callable[[str], None] | None = None,
-            extra: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            extra: dict[str, Any] | None = None, evaluate_every: int | None = None
+            ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every solver on ``problem`` at every batch size, the lr-grid ones once per lr;
     (records, summary). Several batch sizes are the seed's protocol for LR and SVM (full
-    batch, 1024, 128; the best kept), applied to every solver alike."""
+    batch, 1024, 128; the best kept), applied to every solver alike. ``evaluate_every``:
+    `mcnet.fit`'s, for every run."""
     records = []
     n = len(problem.train[0])
     for name in solvers:
@@ -520,6 +522,7 @@ def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epoc
             for lr in grid:
                 options = solver_options(name, lr=lr, eta=eta)
                 record = run(problem, name, options, epochs, size, seed, progress=progress,
+                             evaluate_every=evaluate_every,
                              extra={**(extra or {}), "lr": options.get("lr"),
                                     "run_index": len(records),
                                     "batch_grid": len(batch_sizes) > 1,
@@ -727,17 +730,23 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
 
 def plot_curves(curves: Sequence[tuple[str, dict[str, Any]]], path: str | os.PathLike,
                 x: str = "epoch", title: str = "") -> Path:
-    """Training loss (log scale) against epoch or solver wall time, one line per run."""
+    """Training loss (log scale) against epoch or solver wall time, one line per run (against
+    time, every measurement: the steps inside epochs too for runs with ``evaluate_every``)."""
     require_matplotlib()
     from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     fig = Figure(figsize=(6, 4.2))
     ax = fig.add_subplot()
     for name, record in curves:
-        losses = np.array([np.nan if v is None else v for v in record["train_loss"]], float)
-        xs = np.arange(len(losses)) if x == "epoch" else np.asarray(record["epoch_time"])
+        if x == "epoch":
+            losses = np.array([np.nan if v is None else v for v in record["train_loss"]], float)
+            xs = np.arange(len(losses))
+        else:
+            points = measured_losses(record)
+            xs = np.array([time_ for time_, _ in points], float)
+            losses = np.array([loss if math.isfinite(loss) else np.nan for _, loss in points])
         if losses.size:
-            ax.plot(xs, losses, marker="o", markersize=3, label=name)
+            ax.plot(xs, losses, marker="o", markersize=2 if len(losses) > 40 else 3, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("epoch" if x == "epoch" else "solver wall time (s)")
     ax.set_ylabel("training loss")

@@ -275,10 +275,14 @@ def test_compare_defaults_are_the_readme_demo():
 def test_compare_writes_runs_summary_and_figures(tmp_path, capsys):
     out = tmp_path / "cmp"
     status, stdout, err = run_cli(capsys, "compare", *TINY, "--epochs", "1", "--lrs", "0.1,0.01",
-                                  "--solvers", "newton-krylov,adam", "--out-dir", out, *PLOTS)
+                                  "--solvers", "newton-krylov,adam", "--out-dir", out, *PLOTS,
+                                  "--evaluate-every", "2")
     assert status == 0, err
     runs = sorted(p.name for p in (out / "runs").iterdir())
     assert runs == ["adam-lr0.01.json", "adam-lr0.1.json", "newton-krylov.json"]
+    record = json.loads((out / "runs" / "adam-lr0.1.json").read_text())
+    steps = len(record["iterations"])
+    assert [p["iteration"] for p in record["interim_loss"]] == list(range(2, steps, 2))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reference"]["solver"] == "adam"
     rows = {row["solver"]: row for row in summary["solvers"]}

@@ -285,6 +285,7 @@ def test_state_is_not_modified_and_saves_to_npz(tmp_path):
     ({"early_stop": "no"}, "early_stop"), ({"max_krylov": 2.5}, "max_krylov"),
     ({"curvature_fraction": 0.0}, "curvature_fraction"),
     ({"curvature_fraction": 1.5}, "curvature_fraction"),
+    ({"curvature_dtype": "float16"}, "curvature_dtype"),
 ])
 def test_bad_hyperparameters_name_the_option(options, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -572,3 +573,58 @@ def test_curvature_fraction_runs_cg_on_the_subsample_curvature_with_the_batch_gr
     assert info.krylov_iterations == 3
     np.testing.assert_allclose((w_new - w) / info.step_size, expected, rtol=1e-9,
                                atol=1e-12 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("curvature", ["gauss-newton", "hvp", "bicomplex"])
+def test_curvature_dtype_float32_runs_cg_on_float32_products(curvature):
+    """curvature_dtype="float32": CG on (H + lambda I) dw = -g with H written out by hand,
+    to float32's precision -- and not to float64's, so the products did run in float32."""
+    rng = np.random.default_rng(6)
+    n, d = 40, 4
+    x = rng.standard_normal((n, d))
+    y = (rng.random(n) < 0.5).astype(np.float64)[:, None]
+    net = nn.Linear(d, 1)
+    oracle = Oracle(mc.Objective(net, nn.BCEWithLogitsLoss()), (x, y))
+    w = oracle.initial_point()
+    design = np.hstack([x, np.ones((n, 1))])
+    s = 1 / (1 + np.exp(-design @ w))
+    gradient = design.T @ (s - y[:, 0]) / n
+    hessian = design.T @ (design * (s * (1 - s))[:, None]) / n
+    expected, _ = scipy.sparse.linalg.cg(hessian + 0.01 * np.eye(d + 1), -gradient,
+                                         x0=np.zeros(d + 1), rtol=0, atol=0, maxiter=3)
+    steps = {}
+    for dtype in (None, "float32"):
+        solver = NewtonKrylov(curvature=curvature, curvature_dtype=dtype, damping=0.01,
+                              max_krylov=3, krylov_tol=0.0)
+        w_new, _, info = solver.step(oracle, w, (x, y), solver.init(oracle, w))
+        assert w_new.dtype == np.float64 and info.krylov_iterations == 3
+        steps[dtype] = (w_new - w) / info.step_size
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(steps[None], expected, rtol=1e-9, atol=1e-12 * scale)
+    np.testing.assert_allclose(steps["float32"], expected, rtol=1e-4, atol=1e-5 * scale)
+    assert np.abs(steps["float32"] - expected).max() > 1e-10 * scale
+
+
+def test_products_in_float32_follow_the_parameter_vector_they_are_given():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((30, 3))
+    y = (rng.random(30) < 0.5).astype(np.float64)[:, None]
+    oracle = Oracle(mc.Objective(nn.Linear(3, 1), nn.BCEWithLogitsLoss()), (x, y))
+    design = np.hstack([x, np.ones((30, 1))])
+    v = rng.standard_normal(4)
+    for w in (rng.standard_normal(4), rng.standard_normal(4)):  # no stale float32 copy
+        s = 1 / (1 + np.exp(-design @ w))
+        expected = design.T @ (design @ v * s * (1 - s)) / 30
+        product = oracle.gauss_newton_product(w, v, (x, y), "float32")
+        assert product.dtype == np.float64
+        np.testing.assert_allclose(product, expected, rtol=2e-5, atol=1e-6)
+    assert oracle.counts["gauss_newton"] == 2
+
+
+def test_products_in_another_dtype_refuse_dropout():
+    net = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 1))
+    x = np.zeros((8, 3))
+    oracle = Oracle(mc.Objective(net, nn.MSELoss()), (x, np.zeros((8, 1))))
+    w = oracle.initial_point()
+    with pytest.raises(ValueError, match="Dropout"):
+        oracle.gauss_newton_product(w, w, (x, np.zeros((8, 1))), "float32")

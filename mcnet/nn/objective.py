@@ -27,7 +27,7 @@ import mcnet as mc
 from mcnet.algebra.multicomplex import array_module
 from mcnet.nn.module import Module
 from mcnet.nn.vector import vector_to_parameters
-from mcnet.tensor import Tensor
+from mcnet.tensor import Tensor, _complex_of
 
 
 class Objective:
@@ -39,6 +39,7 @@ class Objective:
         # Solvers keep their vectors where the parameters are (CuPy for "cuda"); other
         # users get NumPy arrays.
         self.keep_on_device = keep_on_device
+        self._perturbed: Any = None  # the buffer of w + i h v, see _perturb
 
     # --- the public derivatives (API.md §3) -------------------------------------------------
     def value(self, w, batch) -> float:
@@ -59,7 +60,7 @@ class Objective:
         real parts are f and its gradient at w up to O(h^2), far below roundoff."""
         w = self._point(w)
         v, step, divisor = _step_along(self._direction(v, w, "v"), mc.default_step(w.dtype, 1))
-        loss, grad = self._evaluate(mc.perturb(w, [v], step), batch, backward=True)
+        loss, grad = self._evaluate(self._perturb(w, v, step), batch, backward=True)
         # Multiplying by a power of two is exact: Hv = coef_i(grad) / (h * scale).
         hv = grad.coef((1,)) * (1.0 / divisor)
         return float(loss.real), self._out(grad.real), self._out(hv)
@@ -100,7 +101,7 @@ class Objective:
         inputs, targets = _unpack(batch)
         params = self.module.parameters()
         kept = [(p.value, p.grad) for p in params]
-        point = mc.perturb(w, [v], step)
+        point = self._perturb(w, v, step)
         try:
             vector_to_parameters(point, self.module)
             self.loss(self.module(_as_data(inputs, point)), targets)
@@ -130,6 +131,20 @@ class Objective:
         return (columns + columns.T) * 0.5
 
     # --- machinery ------------------------------------------------------------------------
+    def _perturb(self, w: Tensor, v, step: float) -> Tensor:
+        """w + i step v, written into one buffer kept for every call: the complex point is
+        twice the parameters' size, and fresh pages of it cost more than filling them (a
+        2.8-million-parameter point: 16 ms fresh, 6.5 ms reused, a sixth of a Gauss-Newton
+        product). Nothing outlives a call that reads it: the parameters are restored and
+        the results are new arrays."""
+        xp = array_module(w.data)
+        shape, dtype = (1,) + w.shape, np.dtype(_complex_of(w.dtype))
+        buffer = self._perturbed
+        if (buffer is None or buffer.shape != shape or buffer.dtype != dtype
+                or array_module(buffer) is not xp):
+            buffer = self._perturbed = xp.empty(shape, dtype=dtype)
+        return mc.perturb(w, [v], step, out=buffer)
+
     def _out(self, a):
         return a if self.keep_on_device else _host(a)
 

@@ -20,7 +20,12 @@ from mcnet.solvers.history import History
 from mcnet.solvers.lbfgs import LBFGS
 from mcnet.solvers.lscg import LSCG
 from mcnet.solvers.newton_cg import NewtonCG
-from mcnet.solvers.newton_krylov import NewtonKrylov, NewtonKrylovCheap, NewtonKrylovGaussNewton
+from mcnet.solvers.newton_krylov import (
+    NewtonKrylov,
+    NewtonKrylovCheap,
+    NewtonKrylovFast,
+    NewtonKrylovGaussNewton,
+)
 from mcnet.solvers.oracle import Oracle
 from mcnet.solvers.rmsprop import RMSprop
 from mcnet.solvers.schedule_free import ScheduleFreeAdamW
@@ -30,8 +35,8 @@ from mcnet.solvers.sophia import Sophia
 
 SOLVERS: dict[str, type[Solver]] = {
     cls.name: cls
-    for cls in (NewtonKrylov, NewtonKrylovCheap, NewtonKrylovGaussNewton, SGD, Adam, AdaGrad,
-                RMSprop, LBFGS, HessianFree, LSCG, Shampoo, GraftedShampoo, NewtonCG,
+    for cls in (NewtonKrylov, NewtonKrylovCheap, NewtonKrylovGaussNewton, NewtonKrylovFast, SGD,
+                Adam, AdaGrad, RMSprop, LBFGS, HessianFree, LSCG, Shampoo, GraftedShampoo, NewtonCG,
                 ScheduleFreeAdamW, Sophia, AdaHessian)
 }
 
@@ -69,6 +74,7 @@ __all__ = [
     "NewtonCG",
     "NewtonKrylov",
     "NewtonKrylovCheap",
+    "NewtonKrylovFast",
     "NewtonKrylovGaussNewton",
     "Oracle",
     "RMSprop",

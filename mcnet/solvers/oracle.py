@@ -6,6 +6,10 @@ chunks of ``chunk_size`` examples (a weighted mean, accumulated in float64) so t
 gradient never needs the whole data set in one pass. Results are on the parameters'
 device; scalars are Python floats.
 
+A curvature product can be asked for in another precision (``dtype="float32"``): it then
+runs on a copy of the module cast to it, from the same parameter vector, and comes back in
+the parameters' dtype.
+
 Evaluations are counted and timed by kind -- ``function``, ``gradient``, ``hvp``,
 ``curvature``, ``gauss_newton`` on a batch, and ``global_function``, ``global_gradient``, ...
 on the full data -- which is what the training history records per iteration and what the
@@ -14,6 +18,7 @@ benchmarks break an iteration's time down by.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mcnet.algebra.multicomplex import array_module
+from mcnet.nn.dropout import Dropout
 from mcnet.nn.objective import Objective
 from mcnet.nn.vector import parameters_to_vector
 
@@ -46,6 +52,7 @@ class Oracle:
         self.seed = 0  # solvers that sample draw from default_rng([seed, iteration])
         self.counts: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()
+        self._in_precision: dict[np.dtype, Objective] = {}  # see _objective_in
 
     @property
     def xp(self):
@@ -72,19 +79,45 @@ class Oracle:
         """(gradient, H v) from one complex pass (CSDD)."""
         return self.value_grad_and_hvp(w, v, batch)[1:]
 
-    def hvp(self, w, v, batch=None):
-        return self.grad_and_hvp(w, v, batch)[1]
+    def hvp(self, w, v, batch=None, dtype=None):
+        """H v from one complex pass, computed in ``dtype`` (default: the parameters')."""
+        objective = self._objective_in(dtype)
+        return self._cast(self._run("hvp", batch,
+                                    lambda b: objective.grad_and_hvp(w, v, b))[1])
 
-    def curvature(self, w, v, batch=None) -> float:
-        """v^T H v from one bicomplex forward (CSDD2)."""
-        return self._run("curvature", batch, lambda b: (self.objective.curvature(w, v, b),))[0]
+    def curvature(self, w, v, batch=None, dtype=None) -> float:
+        """v^T H v from one bicomplex forward (CSDD2), computed in ``dtype``."""
+        objective = self._objective_in(dtype)
+        return self._run("curvature", batch, lambda b: (objective.curvature(w, v, b),))[0]
 
-    def gauss_newton_product(self, w, v, batch=None):
-        return self._run(
-            "gauss_newton", batch, lambda b: (self.objective.gauss_newton_product(w, v, b),)
-        )[0]
+    def gauss_newton_product(self, w, v, batch=None, dtype=None):
+        """G v, computed in ``dtype`` (default: the parameters')."""
+        objective = self._objective_in(dtype)
+        return self._cast(self._run(
+            "gauss_newton", batch, lambda b: (objective.gauss_newton_product(w, v, b),))[0])
 
     # --- machinery --------------------------------------------------------------------------
+    def _objective_in(self, dtype):
+        """The objective whose passes run in ``dtype``: this one's for None or the
+        parameters' dtype, else one on a copy of the module cast to it (made on first use;
+        every call sets its parameters from the given vector, so it never goes stale)."""
+        if dtype is None or np.dtype(dtype) == self.dtype:
+            return self.objective
+        dtype = np.dtype(dtype)
+        if dtype not in self._in_precision:
+            module = self.objective.module
+            if any(isinstance(m, Dropout) and m.p > 0 for m in module.modules()):
+                raise ValueError(
+                    f"passes in {dtype} run on a copy of the module, whose Dropout masks "
+                    "would differ from the module's: not supported with Dropout")
+            twin = copy.deepcopy(module).to(dtype=dtype)
+            self._in_precision[dtype] = Objective(twin, copy.deepcopy(self.objective.loss),
+                                                  keep_on_device=True)
+        return self._in_precision[dtype]
+
+    def _cast(self, a):
+        return a.astype(self.dtype, copy=False)
+
     def _run(self, kind: str, batch, evaluate: Callable[[Any], tuple]) -> tuple:
         start = time.perf_counter()
         if batch is None:
