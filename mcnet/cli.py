@@ -495,7 +495,8 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
                                       extra=_command_extra(command_line),
                                       evaluate_every=args.evaluate_every)
         summary["command"] = list(command_line)
-    written = ex.write_compare(records, summary, out_dir, plots=not args.no_plots)
+    written = ex.write_compare(records, summary, out_dir, plots=not args.no_plots,
+                               runs=not args.redraw)
     best = ex.best_runs(records)
     batches = ",".join(sorted({ex.batch_text(r) for r in records}, key=_batch_order))
     epochs, seed = records[0]["epochs"], records[0]["seed"]
@@ -521,7 +522,8 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
                   f"loss " + ("never" if reached is None else
                               f"after {reached:.2f} s (reference: {row['reference_time']:.2f} s)"))
     print(f"wrote {len(written)} files into {out_dir}/: summary.md, summary.json"
-          + ("" if args.no_plots else ", loss_vs_epoch.png, loss_vs_time.png") + ", runs/")
+          + ("" if args.no_plots else ", loss_vs_epoch.png, loss_vs_time.png")
+          + ("" if args.redraw else ", runs/"))
     return 0
 
 

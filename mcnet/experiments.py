@@ -367,8 +367,9 @@ def _replace(module: nn.Module, kind: type, factory: Callable[[], nn.Module]) ->
 
 # --- one run ----------------------------------------------------------------------------------
 def warm_up(problem: Problem, batch_size: int, seed: int = 0) -> float:
-    """One evaluation of each kind (real, complex, bicomplex, Gauss-Newton) on a batch and
-    one full-data gradient, on a throwaway model, before anything is timed; seconds spent.
+    """One evaluation of each kind (real, complex, bicomplex, Gauss-Newton, and Gauss-Newton
+    in float32) on a batch and one full-data gradient, on a throwaway model, before anything
+    is timed; seconds spent.
 
     The first evaluation of each kind in a process compiles or loads the fused Numba
     kernels (about a second for the small MLP, measured): without this, whichever solver
@@ -390,6 +391,8 @@ def warm_up(problem: Problem, batch_size: int, seed: int = 0) -> float:
     objective.value_grad_and_hvp(w, v, batch)
     objective.curvature(w, v, batch)
     objective.gauss_newton_product(w, v, batch)
+    if w.dtype != np.float32:  # newton-krylov-fast's products run in float32
+        Objective(module.to(dtype=np.float32), loss).gauss_newton_product(w, v, batch)
     problem.warm_up_seconds = time.perf_counter() - start
     return problem.warm_up_seconds
 
@@ -759,11 +762,12 @@ def plot_curves(curves: Sequence[tuple[str, dict[str, Any]]], path: str | os.Pat
 
 
 def write_compare(records: Sequence[dict[str, Any]], summary: dict[str, Any], out_dir: Path,
-                  plots: bool = True) -> list[Path]:
-    """Every run's JSON, the summary (JSON and Markdown) and Fig. 3's two panels as PNGs."""
+                  plots: bool = True, runs: bool = True) -> list[Path]:
+    """Every run's JSON (unless ``runs`` is False: a redraw leaves the records as they are),
+    the summary (JSON and Markdown) and Fig. 3's two panels as PNGs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for record in records:
+    for record in records if runs else ():
         name = label(record).replace(" lr=", "-lr").replace(" b=", "-b")
         path = out_dir / "runs" / f"{name}.json"
         write_record(record, path)
@@ -794,7 +798,8 @@ def read_compare(out_dir: Path) -> list[dict[str, Any]]:
         record["_history"] = History.from_dict(
             {k: record[k] for k in ("solver", "config", "train_loss", "test_loss",
                                     "test_accuracy", "epoch_time", "iterations",
-                                    "seconds_by_kind", "evaluations", "meta")})
+                                    "seconds_by_kind", "evaluations", "meta")}
+            | {"interim_loss": record.get("interim_loss", [])})
     return records
 
 

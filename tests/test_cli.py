@@ -300,7 +300,9 @@ def test_compare_writes_runs_summary_and_figures(tmp_path, capsys):
     status, redrawn, err = run_cli(capsys, "compare", "--redraw", "--out-dir", out, *PLOTS)
     assert status == 0, err
     assert json.loads((out / "summary.json").read_text())["solvers"] == summary["solvers"]
-    assert redrawn.splitlines()[1:] == stdout.splitlines()[1:]
+    assert redrawn.splitlines()[1:-1] == stdout.splitlines()[1:-1]
+    assert "runs/" not in redrawn.splitlines()[-1]  # the records are left as they are
+    assert json.loads((out / "runs" / "adam-lr0.1.json").read_text()) == record
 
 
 def test_compare_over_batch_sizes_keeps_each_solvers_best(tmp_path, capsys):

@@ -517,6 +517,32 @@ def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
     assert not any("non-positive curvature" in r for r in reasons["newton-krylov-gn"])
 
 
+def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
+    """newton-krylov-fast is newton-krylov-gn with max_krylov=10, the running gradient from a
+    128-example start and float32 products: the loss falls, no pass sees the full data, and
+    the parameters stay float64."""
+    assert mc.solvers.make("newton-krylov-fast").config() == NewtonKrylov(
+        curvature="gauss-newton", damping=1e-3, eta=0.2, max_krylov=10,
+        global_gradient="running", gradient_sample=128, curvature_dtype="float32").config()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((192, 6))
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 0)
+    nn.manual_seed(1)
+    net = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+    oracle = Oracle(mc.Objective(net, nn.CrossEntropyLoss()), (x, y))
+    solver = mc.solvers.make("newton-krylov-fast")
+    w = oracle.initial_point()
+    state = solver.init(oracle, w)
+    start = oracle.value(w)
+    for rows in (slice(0, 64), slice(64, 128), slice(128, 192)) * 2:
+        w, state, info = solver.step(oracle, w, (x[rows], y[rows]), state)
+        assert info.krylov_iterations <= 10
+    assert w.dtype == np.float64 and oracle.value(w) < 0.8 * start
+    assert not [kind for kind in oracle.counts if kind.startswith("global_")
+                and kind != "global_function"]
+    assert oracle.counts["gauss_newton"] > 6
+
+
 def test_reduction_ratio_is_taken_against_the_undamped_model():
     """f(x) = x^2 / 2 - x with G = 0.1 and lambda = 0.5: dw = 1 / 0.6, f changes by
     -dw + dw^2 / 2 = -0.278; the undamped model predicts -dw + 0.1 dw^2 / 2 = -1.53, so
@@ -616,7 +642,7 @@ def test_products_in_float32_follow_the_parameter_vector_they_are_given():
         s = 1 / (1 + np.exp(-design @ w))
         expected = design.T @ (design @ v * s * (1 - s)) / 30
         product = oracle.gauss_newton_product(w, v, (x, y), "float32")
-        assert product.dtype == np.float64
+        assert product.dtype == np.float32
         np.testing.assert_allclose(product, expected, rtol=2e-5, atol=1e-6)
     assert oracle.counts["gauss_newton"] == 2
 

@@ -298,7 +298,11 @@ class NewtonKrylov(Solver):
         product = (oracle.gauss_newton_product(w, v, batch, **self._precision())
                    if self.curvature == "gauss-newton"
                    else oracle.hvp(w, v, batch, **self._precision()))
-        return product + w.dtype.type(damping) * v
+        if not damping:
+            return product.astype(w.dtype, copy=False)
+        damped = v * w.dtype.type(damping)
+        damped += product  # a float32 product is widened on the way, with no copy of it
+        return damped
 
     def _precision(self) -> dict[str, str]:
         """The curvature products' dtype, for the oracle (none asked for by default)."""

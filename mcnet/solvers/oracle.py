@@ -8,7 +8,7 @@ device; scalars are Python floats.
 
 A curvature product can be asked for in another precision (``dtype="float32"``): it then
 runs on a copy of the module cast to it, from the same parameter vector, and comes back in
-the parameters' dtype.
+that dtype (the caller widens it where it uses it, without a copy of its own).
 
 Evaluations are counted and timed by kind -- ``function``, ``gradient``, ``hvp``,
 ``curvature``, ``gauss_newton`` on a batch, and ``global_function``, ``global_gradient``, ...
@@ -82,8 +82,7 @@ class Oracle:
     def hvp(self, w, v, batch=None, dtype=None):
         """H v from one complex pass, computed in ``dtype`` (default: the parameters')."""
         objective = self._objective_in(dtype)
-        return self._cast(self._run("hvp", batch,
-                                    lambda b: objective.grad_and_hvp(w, v, b))[1])
+        return self._run("hvp", batch, lambda b: objective.grad_and_hvp(w, v, b))[1]
 
     def curvature(self, w, v, batch=None, dtype=None) -> float:
         """v^T H v from one bicomplex forward (CSDD2), computed in ``dtype``."""
@@ -93,8 +92,8 @@ class Oracle:
     def gauss_newton_product(self, w, v, batch=None, dtype=None):
         """G v, computed in ``dtype`` (default: the parameters')."""
         objective = self._objective_in(dtype)
-        return self._cast(self._run(
-            "gauss_newton", batch, lambda b: (objective.gauss_newton_product(w, v, b),))[0])
+        return self._run(
+            "gauss_newton", batch, lambda b: (objective.gauss_newton_product(w, v, b),))[0]
 
     # --- machinery --------------------------------------------------------------------------
     def _objective_in(self, dtype):
@@ -114,9 +113,6 @@ class Oracle:
             self._in_precision[dtype] = Objective(twin, copy.deepcopy(self.objective.loss),
                                                   keep_on_device=True)
         return self._in_precision[dtype]
-
-    def _cast(self, a):
-        return a.astype(self.dtype, copy=False)
 
     def _run(self, kind: str, batch, evaluate: Callable[[Any], tuple]) -> tuple:
         start = time.perf_counter()
