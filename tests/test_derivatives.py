@@ -100,6 +100,23 @@ def test_perturb_layout():
     np.testing.assert_array_equal(mc.perturb(x, [], 0.25).parts, [x])
 
 
+def test_perturb_into_a_buffer_overwrites_it_whole():
+    x = np.array([1.0, 2.0])
+    u, v = np.array([1.0, -1.0]), np.array([0.5, 3.0])
+    buffer = np.full((2, 2), np.nan + 1j * np.nan)  # stale contents must not survive
+    t = mc.perturb(x, [u, v], 0.25, out=buffer)
+    assert np.shares_memory(t.data, buffer)
+    np.testing.assert_array_equal(t.parts, [x, 0.25 * u, 0.25 * v, [0.0, 0.0]])
+    one = mc.perturb(x, [u], 0.5, out=np.full((1, 2), np.nan, dtype=complex))
+    np.testing.assert_array_equal(one.parts, [x, 0.5 * u])
+    with pytest.raises(ValueError, match=r"shape \(2, 2\) and dtype complex128, got ndarray"):
+        mc.perturb(x, [u, v], 0.25, out=np.zeros((1, 2), dtype=complex))
+    with pytest.raises(ValueError, match="complex128"):
+        mc.perturb(x, [u, v], 0.25, out=np.zeros((2, 2), dtype=np.complex64))
+    with pytest.raises(ValueError, match="general layout"):
+        mc.perturb(x, [u, u], 0.25, out=np.zeros((2, 2), dtype=complex))
+
+
 # --- step robustness (the seed's Fig. 1) ---------------------------------------------------
 
 

@@ -49,29 +49,35 @@ if selected autoencoder-mnist1000; then
         --solvers newton-krylov,adam
 fi
 # Issue 12: Newton-Krylov (Algorithm 1, its cheap-iteration and Gauss-Newton variants) against every
-# baseline at its best lr, on the six problems, MNIST subsets, float64, one BLAS thread.
+# baseline at its best lr, on the six problems, MNIST subsets, float64, one BLAS thread; then
+# newton-krylov-fast with the training loss measured after every step (--evaluate-every 1, out of
+# the solver time), and the summary redrawn over all runs.
 BASELINES=sgd,adam,adagrad,rmsprop,shampoo,shampoo-grafted,schedule-free-adamw,sophia-h,adahessian
 ALL="--solvers newton-krylov,newton-krylov-cheap,newton-krylov-gn,$BASELINES"
+nk() {  # problem, then the mcnet problem flags
+    local name=nk-vs-baselines/$1; shift
+    run "$name" compare "$@" $ALL
+    "$MCNET" compare "$@" --solvers newton-krylov-fast --evaluate-every 1 --no-plots \
+        --out-dir "$OUT/$name" > "$OUT/$name/fast-stdout.txt" 2>> "$OUT/$name/log.txt"
+    "$MCNET" compare --redraw --out-dir "$OUT/$name" > "$OUT/$name/summary-stdout.txt"
+}
 if selected nk-logistic; then
-    run nk-vs-baselines/logistic compare --model logistic_regression $MNIST --epochs 10 $GRID $ALL
+    nk logistic --model logistic_regression $MNIST --epochs 10 $GRID
 fi
 if selected nk-svm; then
-    run nk-vs-baselines/svm compare --model linear_svm $MNIST --epochs 10 $GRID $ALL
+    nk svm --model linear_svm $MNIST --epochs 10 $GRID
 fi
 if selected nk-mlp; then
-    run nk-vs-baselines/mlp compare --model mlp --hidden 128,64 --activation tanh $MNIST \
-        --subset 2000 --epochs 5 $ALL
+    nk mlp --model mlp --hidden 128,64 --activation tanh $MNIST --subset 2000 --epochs 5
 fi
 if selected nk-lenet5-tanh; then
-    run nk-vs-baselines/lenet5-tanh compare --model lenet5 --activation tanh $MNIST --subset 2000 \
-        --epochs 5 $ALL
+    nk lenet5-tanh --model lenet5 --activation tanh $MNIST --subset 2000 --epochs 5
 fi
 if selected nk-lenet5-sigmoid; then
-    run nk-vs-baselines/lenet5-sigmoid compare --model lenet5 --activation sigmoid $MNIST \
-        --subset 2000 --epochs 5 $ALL
+    nk lenet5-sigmoid --model lenet5 --activation sigmoid $MNIST --subset 2000 --epochs 5
 fi
 if selected nk-autoencoder; then
-    run nk-vs-baselines/autoencoder compare --model autoencoder $MNIST --subset 1000 --epochs 5 $ALL
+    nk autoencoder --model autoencoder $MNIST --subset 1000 --epochs 5
 fi
 # The supplement's Newton-Krylov studies at CPU size: the default problem (MLP 64-32-10,
 # sigmoid, on digits), 10 epochs, so that Table 1's epochs 1 and 10 both exist.

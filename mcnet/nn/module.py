@@ -17,6 +17,7 @@ order and dtype without being rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -230,3 +231,25 @@ class Module:
             f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()
         ]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+@contextlib.contextmanager
+def call_state_set_aside(*roots: Module) -> Iterator[None]:
+    """Within the block the modules under ``roots`` hold nothing of their last evaluation
+    (every leaf's ``saved``, every graph's per-call contexts), which can be many times the
+    parameters: for copying or pickling them. Put back on the way out."""
+    kept = []
+    for root in roots:
+        for m in root.modules():
+            graph = m._graph
+            kept.append((m, m.saved, graph, graph._saved if graph is not None else None))
+            object.__setattr__(m, "saved", None)
+            if graph is not None:
+                graph._saved = []
+    try:
+        yield
+    finally:
+        for m, saved, graph, graph_saved in kept:
+            object.__setattr__(m, "saved", saved)
+            if graph is not None:
+                graph._saved = graph_saved

@@ -62,7 +62,7 @@ import numpy as np
 
 from mcnet.algebra.multicomplex import array_module
 from mcnet.nn.dropout import Dropout
-from mcnet.nn.module import Module
+from mcnet.nn.module import Module, call_state_set_aside
 from mcnet.nn.objective import Objective
 from mcnet.solvers.oracle import Oracle
 
@@ -589,21 +589,8 @@ def _pickle_without_call_state(module: Module, loss: Module) -> bytes:
     (``saved``, a graph's per-call contexts): they can be many times the parameters."""
     import cloudpickle
 
-    kept = []
-    for root in (module, loss):
-        for m in root.modules():
-            graph = m._graph
-            kept.append((m, m.saved, graph, graph._saved if graph is not None else None))
-            object.__setattr__(m, "saved", None)
-            if graph is not None:
-                graph._saved = []
-    try:
+    with call_state_set_aside(module, loss):
         return cloudpickle.dumps((module, loss), protocol=pickle.HIGHEST_PROTOCOL)
-    finally:
-        for m, saved, graph, graph_saved in kept:
-            object.__setattr__(m, "saved", saved)
-            if graph is not None:
-                graph._saved = graph_saved
 
 
 def _buffers(module: Module) -> dict[str, dict[str, np.ndarray]]:

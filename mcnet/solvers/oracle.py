@@ -28,6 +28,7 @@ import numpy as np
 
 from mcnet.algebra.multicomplex import array_module
 from mcnet.nn.dropout import Dropout
+from mcnet.nn.module import call_state_set_aside
 from mcnet.nn.objective import Objective
 from mcnet.nn.vector import parameters_to_vector
 
@@ -109,8 +110,10 @@ class Oracle:
                 raise ValueError(
                     f"passes in {dtype} run on a copy of the module, whose Dropout masks "
                     "would differ from the module's: not supported with Dropout")
-            twin = copy.deepcopy(module).to(dtype=dtype)
-            self._in_precision[dtype] = Objective(twin, copy.deepcopy(self.objective.loss),
+            loss = self.objective.loss
+            with call_state_set_aside(module, loss):
+                twin, twin_loss = copy.deepcopy((module, loss))
+            self._in_precision[dtype] = Objective(twin.to(dtype=dtype), twin_loss,
                                                   keep_on_device=True)
         return self._in_precision[dtype]
 
