@@ -4,8 +4,8 @@
    (one complex forward and backward, CuPy and Numba CUDA) against PyTorch CUDA's
    double-backward HVP on the same network, parameters, batch and v; both synchronised,
    timed in turn, median of ``--repeats``; the two results checked against each other.
-2. One epoch of Newton-Krylov (Algorithm 1, ``newton-krylov-cheap`` and
-   ``newton-krylov-gn``) on LeNet-5 with
+2. One epoch of Newton-Krylov (Algorithm 1, ``newton-krylov-cheap``, ``newton-krylov-gn``
+   and ``newton-krylov-fast``) on LeNet-5 with
    ``mc.fit`` on the device, batch 128, over MNIST's training split when its files are
    there, else the 10,000 test images: the solver time of the epoch (the seed reports 680 s
    per epoch of 60,000 images on a GTX 1080 Ti; issue 9 aims at <= 68 s).
@@ -159,7 +159,8 @@ def main() -> None:
           f"{report['hvp']['median_s']['torch_hvp'] * 1e3:.2f} ms, ratio "
           f"{report['hvp']['ratio']:.3f} (target <= 0.6); results differ by "
           f"{report['hvp']['max_relative_difference']:.1e}", flush=True)
-    for solver in ("newton-krylov", "newton-krylov-cheap", "newton-krylov-gn"):
+    for solver in ("newton-krylov", "newton-krylov-cheap", "newton-krylov-gn",
+                   "newton-krylov-fast"):
         epoch = newton_krylov_epoch(images, labels, args.device, solver)
         report[solver] = epoch
         print(f"{solver}, one epoch of {source} on {args.device}: "
