@@ -151,6 +151,11 @@ def test_pre_batch_screening_skips_a_batch_opposing_the_global_gradient():
     assert np.array_equal(w_new, w)
     assert np.array_equal(new_state["global_grad"], state["global_grad"])
     assert oracle.counts["curvature"] == 0 and oracle.counts["hvp"] == 0  # no Hessian work
+    # warm-started, with a separate curvature product (Gauss-Newton): none is made either
+    solver = NewtonKrylov(curvature="gauss-newton", damping=1e-3)
+    warm = dict(solver.init(oracle, w), warm_start=np.array([0.5, 0.25]))
+    _, _, info = solver.step(oracle, w, "opposed", warm)
+    assert info.skipped and oracle.counts["gauss_newton"] == 0
 
 
 def test_post_batch_screening_reflects_an_ascent_direction():

@@ -201,12 +201,9 @@ class NewtonKrylov(Solver):
                 and self.curvature_dtype is None):
             loss, g_batch, h_dw = oracle.value_grad_and_hvp(w, dw, batch)
             h_dw = h_dw + w.dtype.type(damping) * dw
-        elif warm:
+        else:  # a separate product, if any, after the screening below: a skipped batch needs none
             loss, g_batch = oracle.value_and_grad(w, batch)
-            h_dw = self._product(oracle, w, dw, curvature_batch, damping)
-        else:
-            loss, g_batch = oracle.value_and_grad(w, batch)
-            h_dw = oracle.xp.zeros_like(w)
+            h_dw = None if warm else oracle.xp.zeros_like(w)
         if self.global_gradient == "running":
             # about one epoch of batch gradients, exponentially weighted: no full-data pass
             weight = w.dtype.type(min(1.0, len(batch[0]) / oracle.size) if batch else 1.0)
@@ -226,6 +223,8 @@ class NewtonKrylov(Solver):
             return w, skipped, StepInfo(loss=loss, step_size=0.0, skipped=True,
                                         reason="pre-screened: batch gradient opposes g")
 
+        if h_dw is None:
+            h_dw = self._product(oracle, w, dw, curvature_batch, damping)
         dw, dw_curvature, krylov, reasons = self._krylov(
             oracle, w, curvature_batch, g_batch, dw, h_dw, inverse_preconditioner, damping)
         if not bool((dw != 0).any()):  # g_j = 0: nothing to do on this batch
