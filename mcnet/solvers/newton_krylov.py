@@ -69,7 +69,9 @@ the mixed precision of Hessian-free training on GPUs (Martens 2010); a product's
 error is then about 1e-7, the damping's scale or below. The defaults are Algorithm 1;
 `NewtonKrylovCheap` (``newton-krylov-cheap``) is the variant with the cheap-iteration
 options and the forcing stop on, `NewtonKrylovGaussNewton` (``newton-krylov-gn``) Algorithm 1
-on the damped Gauss-Newton matrix with eta = 0.2.
+on the damped Gauss-Newton matrix with eta = 0.2, and `NewtonKrylovFast`
+(``newton-krylov-fast``) that with 10 Krylov iterations, the running global gradient and
+float32 products.
 """
 
 from __future__ import annotations
