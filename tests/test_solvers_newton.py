@@ -659,3 +659,21 @@ def test_products_in_another_dtype_refuse_dropout():
     w = oracle.initial_point()
     with pytest.raises(ValueError, match="Dropout"):
         oracle.gauss_newton_product(w, w, (x, np.zeros((8, 1))), "float32")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cg_vector_updates_round_as_the_numpy_expressions(dtype):
+    """The fused in-place CG updates (contiguous arrays: a Numba loop; strided ones: NumPy in
+    place) give bit for bit dw + a p, r - a Hp and z + b p."""
+    from mcnet.solvers.newton_krylov import _cg_update, _next_direction
+
+    rng = np.random.default_rng(3)
+    dw, r, p, hp = (rng.standard_normal(2001).astype(dtype) for _ in range(4))
+    a, b = dtype(0.37123), dtype(-1.8123)
+    expected = dw + a * p, r - a * hp, (r - a * hp) + b * p
+    for view in (slice(None), slice(None, None, 2)):  # the loop, then the fallback
+        d, rr, pp = dw.copy()[view], r.copy()[view], p.copy()[view]
+        _cg_update(d, rr, pp, hp[view], a)
+        _next_direction(pp, rr, b)
+        for got, want in zip((d, rr, pp), expected):
+            np.testing.assert_array_equal(got, want[view])
