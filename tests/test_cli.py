@@ -24,7 +24,7 @@ from mcnet.solvers import SOLVERS
 
 # every solver the issue names; one not registered (yet) is skipped, not failed
 ALL_SOLVERS = ("newton-krylov", "sgd", "adam", "adagrad", "rmsprop", "lbfgs", "hessian-free",
-               "lscg", "shampoo", "newton-cg")
+               "lscg", "shampoo", "newton-cg", "newton-krylov-fast")
 TINY = ["--model", "logistic_regression", "--subset", "300", "--test-subset", "100",
         "--batch-size", "64"]
 try:
@@ -79,6 +79,19 @@ def test_resume_after_epoch_one_gives_the_uninterrupted_losses(tmp_path, capsys)
     assert len(resumed["train_loss"]) == 3
     assert resumed["train_loss"] == full["train_loss"]
     assert resumed["test_loss"] == full["test_loss"]
+
+
+def test_train_evaluate_every_records_the_losses_inside_epochs(tmp_path, capsys):
+    out = tmp_path / "run.json"
+    status, _, err = run_cli(capsys, "train", *TINY, "--solver", "adam", "--epochs", "2",
+                             "--evaluate-every", "3", "--out", out)
+    assert status == 0, err
+    record = json.loads(out.read_text())
+    # 5 steps an epoch: after steps 3 | 6, 9 (5 and 10 are epoch ends)
+    assert [p["iteration"] for p in record["interim_loss"]] == [3, 6, 9]
+    assert all(0 < p["train_loss"] < record["train_loss"][0] for p in record["interim_loss"])
+    status, _, err = run_cli(capsys, "train", *TINY, "--evaluate-every", "0")
+    assert status == 2 and "--evaluate-every" in err
 
 
 def test_train_float32_activation_none_and_params_file(tmp_path, capsys):
