@@ -195,7 +195,7 @@ def early_figure(root: Path, path: Path) -> Path:
                 continue
             points = [(t, loss) for t, loss in measured_losses(best[name]) if t <= horizon]
             label = f"adam lr={best[name]['lr']:g}" if name == "adam" else name
-            if best[name]["epoch_time"][1] > horizon:  # nothing measured but the start
+            if len(points) == 1:  # nothing measured but the start
                 label += f" (first epoch ends at {best[name]['epoch_time'][1]:.0f} s)"
             ax.plot(*zip(*points), marker="o", markersize=2.5, label=label)
         ax.axvline(best["adam"]["epoch_time"][-1], color="grey", linewidth=0.8, linestyle=":")
