@@ -4,8 +4,9 @@ A Newton-Krylov iteration is a batch gradient, K curvature products and a few tr
 forwards; its cost against Adam's (one batch gradient) is the sum of these. For each of the
 four networks of ``benchmarks/experiments`` (MNIST, the comparison's models and initial
 parameters, seed 0), the median wall time of one ``Oracle`` call at batch 128 and at 32:
-``value_and_grad``, ``gauss_newton_product``, ``hvp``, ``curvature`` (bicomplex vᵀHv) and
-``value``, and one full-data gradient (the comparison's training set); float64, one BLAS
+``value_and_grad``, ``gauss_newton_product`` (also in float32, ``dtype="float32"``:
+newton-krylov-fast's), ``hvp``, ``curvature`` (bicomplex vᵀHv) and ``value``, and one
+full-data gradient (the comparison's training set); float64, one BLAS
 thread, v a fixed random direction.
 
     python benchmarks/bench_passes.py [--repeats 15] [--mnist DIR] [--out FILE]
@@ -30,13 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "experiments"))
 from nk_settings import DATA, PROBLEMS  # noqa: E402  (the comparison's problems)
 
 NETWORKS = ("mlp", "lenet5-tanh", "lenet5-sigmoid", "autoencoder")
-KINDS = ("value_and_grad", "gauss_newton_product", "hvp", "curvature", "value")
+KINDS = ("value_and_grad", "gauss_newton_product", "gauss_newton_product_float32", "hvp",
+         "curvature", "value")
 
 
 def evaluations(oracle: Oracle, w, v, batch) -> dict:
     """The timed calls on one batch."""
     return {"value_and_grad": lambda: oracle.value_and_grad(w, batch),
             "gauss_newton_product": lambda: oracle.gauss_newton_product(w, v, batch),
+            # newton-krylov-fast's: the same product on the float32 copy of the module
+            "gauss_newton_product_float32":
+                lambda: oracle.gauss_newton_product(w, v, batch, "float32"),
             "hvp": lambda: oracle.hvp(w, v, batch),
             "curvature": lambda: oracle.curvature(w, v, batch),
             "value": lambda: oracle.value(w, batch)}  # fmt: skip
