@@ -308,3 +308,24 @@ def test_max_carries_the_argmax_element(order, x, v):
     close(got, want, scale=np.abs(v).max() ** order)  # entries << max |v| may underflow
     got = mc.directional(lambda t: mc.max(t, axis=1, keepdims=True), x, [v] * order)
     assert got.shape == (4, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(x=st.floats(-30, 30), scale=st.sampled_from([2.0**-40, 2.0**-20, 0.5, 3.0]))
+def test_complex_tanh_matches_mpmath_on_both_branches(dtype, x, scale):
+    """tanh of order-1 data on the CPU (the NumPy + Numba path): the derivative branch (tiny
+    imaginary part) and the exact one, against mpmath's complex tanh to a few ulps."""
+    import mpmath
+
+    z = np.array([complex(x, scale * (1 + abs(x)) / 7)], dtype=_complex(dtype))
+    got = mc.tanh(mc.from_parts(np.stack([z.real, z.imag]))).parts
+    with mpmath.workprec(120):
+        want = complex(mpmath.tanh(mpmath.mpc(float(z[0].real), float(z[0].imag))))
+    tiny = np.finfo(dtype).tiny
+    for part, expected in zip(got[:, 0], (want.real, want.imag)):
+        if abs(expected) >= tiny:  # a subnormal result has fewer bits than the format's
+            assert abs(part - expected) <= 8 * np.finfo(dtype).eps * abs(expected)
+
+
+def _complex(dtype):
+    return np.complex64 if dtype == np.float32 else np.complex128
