@@ -578,20 +578,25 @@ def test_damping_on_the_hessian_is_textbook_cg_on_h_plus_lambda(curvature):
     assert oracle.counts["gauss_newton"] == 0
 
 
+def logistic_regression(rng, n: int, d: int):
+    """(oracle, x, y, design) of logistic regression on n random examples with d features:
+    ``design`` is x with a column of ones, so that design @ w is the logits for the flat
+    parameter vector (weight (1, d), then bias) and the Hessian can be written by hand."""
+    x = rng.standard_normal((n, d))
+    y = (rng.random(n) < 0.5).astype(np.float64)[:, None]
+    oracle = Oracle(mc.Objective(nn.Linear(d, 1), nn.BCEWithLogitsLoss()), (x, y))
+    return oracle, x, y, np.hstack([x, np.ones((n, 1))])
+
+
 @pytest.mark.parametrize("curvature", ["gauss-newton", "hvp", "bicomplex"])
 def test_curvature_fraction_runs_cg_on_the_subsample_curvature_with_the_batch_gradient(
         curvature):
     """curvature_fraction=0.25 on a batch of 40: CG on (H_10 + lambda I) dw = -g_40, the
     Hessian of the batch's first 10 examples (for logistic regression also its Gauss-Newton
     matrix) against the gradient of all 40, both written out by hand."""
-    rng = np.random.default_rng(5)
     n, d = 40, 4
-    x = rng.standard_normal((n, d))
-    y = (rng.random(n) < 0.5).astype(np.float64)[:, None]
-    net = nn.Linear(d, 1)
-    oracle = Oracle(mc.Objective(net, nn.BCEWithLogitsLoss()), (x, y))
+    oracle, x, y, design = logistic_regression(np.random.default_rng(5), n, d)
     w = oracle.initial_point()
-    design = np.hstack([x, np.ones((n, 1))])  # parameters: weight (1, d), then bias
     s = 1 / (1 + np.exp(-design @ w))
     gradient = design.T @ (s - y[:, 0]) / n
     first = design[:10]
@@ -610,14 +615,9 @@ def test_curvature_fraction_runs_cg_on_the_subsample_curvature_with_the_batch_gr
 def test_curvature_dtype_float32_runs_cg_on_float32_products(curvature):
     """curvature_dtype="float32": CG on (H + lambda I) dw = -g with H written out by hand,
     to float32's precision -- and not to float64's, so the products did run in float32."""
-    rng = np.random.default_rng(6)
     n, d = 40, 4
-    x = rng.standard_normal((n, d))
-    y = (rng.random(n) < 0.5).astype(np.float64)[:, None]
-    net = nn.Linear(d, 1)
-    oracle = Oracle(mc.Objective(net, nn.BCEWithLogitsLoss()), (x, y))
+    oracle, x, y, design = logistic_regression(np.random.default_rng(6), n, d)
     w = oracle.initial_point()
-    design = np.hstack([x, np.ones((n, 1))])
     s = 1 / (1 + np.exp(-design @ w))
     gradient = design.T @ (s - y[:, 0]) / n
     hessian = design.T @ (design * (s * (1 - s))[:, None]) / n
@@ -638,10 +638,7 @@ def test_curvature_dtype_float32_runs_cg_on_float32_products(curvature):
 
 def test_products_in_float32_follow_the_parameter_vector_they_are_given():
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((30, 3))
-    y = (rng.random(30) < 0.5).astype(np.float64)[:, None]
-    oracle = Oracle(mc.Objective(nn.Linear(3, 1), nn.BCEWithLogitsLoss()), (x, y))
-    design = np.hstack([x, np.ones((30, 1))])
+    oracle, x, y, design = logistic_regression(rng, 30, 3)
     v = rng.standard_normal(4)
     for w in (rng.standard_normal(4), rng.standard_normal(4)):  # no stale float32 copy
         s = 1 / (1 + np.exp(-design @ w))
