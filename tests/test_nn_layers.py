@@ -225,6 +225,94 @@ def test_conv2d_bicomplex_forward_is_the_product_rule():
     np.testing.assert_allclose(y, expected, atol=1e-12)
 
 
+def naive_conv2d_weight_grad(x, g, kernel, padding):
+    """dW[o, c, i, j] = sum over n, oh, ow of g[n, o, oh, ow] * x_padded[n, c, oh + i, ow + j]
+    (stride 1), one einsum per kernel offset."""
+    (kh, kw), (ph, pw) = kernel, padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    ho, wo = g.shape[2:]
+    out = np.zeros((g.shape[1], x.shape[1], kh, kw))
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i, j] = np.einsum("nohw,nchw->oc", g, xp[:, :, i : i + ho, j : j + wo])
+    return out
+
+
+def naive_conv2d_input_grad(g, weight, image_size, padding):
+    """dx by scattering every output gradient back through every kernel offset (stride 1)."""
+    (ph, pw), (h, w) = padding, image_size
+    _, _, kh, kw = weight.shape
+    n, _, ho, wo = g.shape
+    out = np.zeros((n, weight.shape[1], h + 2 * ph, w + 2 * pw))
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i : i + ho, j : j + wo] += np.einsum("nohw,oc->nchw", g, weight[:, :, i, j])
+    return out[:, :, ph : ph + h, pw : pw + w]
+
+
+def _real_parts(data):
+    """Component data as real parts: (K, ...) real, or (K, ...) complex as (2K, ...)."""
+    return np.concatenate([data.real, data.imag]) if data.dtype.kind == "c" else data
+
+
+# the direct correlation (real images at stride 1) with weights of every kind: order 0, one
+# direction of order 1-3 (real components), complex and bicomplex (general layout)
+WEIGHT_KINDS = st.sampled_from([("real", 1), ("one_direction", 2), ("one_direction", 4),
+                                ("general", 1), ("general", 2)])  # fmt: skip
+
+
+def _weight_data(kind, count, shape, rng, dtype):
+    parts = rng.standard_normal((count, *shape)) if kind != "general" else (
+        rng.standard_normal((count, *shape)) + 1j * rng.standard_normal((count, *shape)))
+    return parts.astype(dtype if kind != "general" else np.result_type(dtype, np.complex64))
+
+
+@given(
+    st.integers(1, 3), st.integers(1, 3), st.integers(1, 5),
+    st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    st.tuples(st.integers(0, 4), st.integers(0, 4)), WEIGHT_KINDS, st.booleans(), DTYPES,
+    st.integers(0, 2**32 - 1),
+)  # fmt: skip
+def test_conv2d_of_real_images_matches_naive_loops_for_every_weight_kind(
+    n, c, o, kernel, padding, extra, weight_kind, bias, dtype, seed
+):
+    """Real images, stride 1 (the direct correlation, ``loops.correlate``): each component of
+    the output, of the weight gradient and (real weights) of the input gradient against
+    naive loops, component by component; odd and even channel counts, kernels up to 5x5."""
+    rng = np.random.default_rng(seed)
+    kind, count = weight_kind
+    conv = Conv2d(c, o, kernel, 1, padding, bias).to(dtype=dtype)
+    conv.weight.value = mc.Tensor(_weight_data(kind, count, conv.weight.shape, rng, dtype))
+    if bias:
+        conv.bias.value = mc.Tensor(_weight_data(kind, count, (o,), rng, dtype))
+    x = rng.standard_normal((n, c, kernel[0] + extra[0], kernel[1] + extra[1])).astype(dtype)
+    y = conv(mc.tensor(x))
+    weights = _real_parts(conv.weight.value.data)
+    biases = _real_parts(conv.bias.value.data) if bias else [None] * len(weights)
+    got = _real_parts(y.data)
+    assert got.shape[0] == len(weights) and y.data.dtype == conv.weight.value.data.dtype
+    tol = TOL[dtype] * 10
+    for part, (w, b) in enumerate(zip(weights, biases)):
+        want = naive_conv2d(x, w, b, (1, 1), padding)
+        np.testing.assert_allclose(got[part], want, rtol=0, atol=tol * np.abs(want).max())
+    u = rng.standard_normal(y.data.shape) + (1j * rng.standard_normal(y.data.shape)
+                                             if y.data.dtype.kind == "c" else 0)  # fmt: skip
+    conv.zero_grad()
+    grad_in = conv.backward(mc.Tensor(u.astype(y.data.dtype)))
+    for part, g in enumerate(_real_parts(u)):
+        want = naive_conv2d_weight_grad(x, g, kernel, padding)
+        got_w = _real_parts(conv.weight.grad.data)[part]
+        np.testing.assert_allclose(got_w, want, rtol=0, atol=tol * np.abs(want).max())
+        if bias:
+            got_b = _real_parts(conv.bias.grad.data)[part]
+            np.testing.assert_allclose(got_b, g.sum(axis=(0, 2, 3)), rtol=0,
+                                       atol=tol * np.abs(g).sum(axis=(0, 2, 3)).max())  # fmt: skip
+    if kind == "real":
+        want = naive_conv2d_input_grad(u[0], weights[0], x.shape[2:], padding)
+        np.testing.assert_allclose(grad_in.data[0], want, rtol=0, atol=tol * np.abs(want).max())
+
+
 def test_conv2d_default_init_and_state_dict():
     conv = Conv2d(3, 8, (5, 3))
     state = conv.state_dict()

@@ -20,6 +20,7 @@ inside a Numba function is a float64, and ``float32 * float64`` would compute in
 from __future__ import annotations
 
 import cmath
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, uint64
@@ -179,6 +180,161 @@ def _avg_pool_backward(g, rows, height, kernel, stride, ho, wo, ew, scale, out):
                             dst[2 * (t * sw + j) + 1] += src[2 * t + 1] * scale
 
 
+# --- direct convolution: stride 1, real input ---------------------------------------------
+#
+# im2col writes kh*kw copies of the input (25x for LeNet-5's 5x5 kernels) to memory, and
+# OpenBLAS then packs that matrix once more before its GEMM; with LeNet-5's 6 or 16 output
+# channels the product itself is a small part of the time.  For stride 1 a correlation is a
+# sum of shifted copies of the input: with every (zero-padded) image plane flattened, row by
+# row, output pixel (oh, ow) sits at p = oh*Wp + ow and tap (i, j) reads the plane at
+# p + i*Wp + j.  So all of an image's outputs are a few long, contiguous, vectorisable
+# loops over p (the Wp - Wo columns past each row's end are computed and dropped).  Taps go
+# five at a time: one pass over the outputs adds five products, so the running sums are read
+# and written once per five multiply-adds, without a loop body generated per kernel size.
+#
+# Planes are (C, N, P): channel-major like the rest of the CPU layout; P holds the padded
+# image and the zeros that the last block of outputs reads past it.
+
+_TAPS = 5  # taps per pass over the outputs (a 5x5 kernel has no padding taps)
+_BLOCK = 16  # outputs per inner loop: a whole number of SIMD registers in either precision
+
+
+# Rows (output channels) go two at a time, so each load of a plane serves ten multiply-adds;
+# with an odd count the last row is computed twice and stored once.
+
+
+@njit(fastmath={"contract"}, **_JIT)
+def _correlate(planes, w, at, bias, height, width, row, span, ew, out):  # pragma: no cover
+    # planes (C, N, P); w (R, C, T) real taps, zero past kh*kw; tap q reads a plane at at[q];
+    # bias (R,); out (R // ew, N, height, width*ew): row r of w fills out[r % (R // ew)] at
+    # element offset r // (R // ew) (ew = 2: complex results, real parts then imaginary)
+    n_chan, n_batch, _ = planes.shape
+    n_rows, _, n_taps = w.shape
+    acc = np.empty((2, span), dtype=out.dtype)
+    for n in range(n_batch):
+        for r in range(0, n_rows, 2):
+            r2 = min(r + 1, n_rows - 1)
+            a, b = acc[0], acc[1]
+            for t in range(uint64(span)):
+                a[t] = bias[r]
+                b[t] = bias[r2]
+            for c in range(n_chan):
+                x, wa, wb = planes[c, n], w[r, c], w[r2, c]
+                for q in range(0, n_taps, _TAPS):
+                    u0, u1, u2, u3, u4 = wa[q], wa[q + 1], wa[q + 2], wa[q + 3], wa[q + 4]
+                    v0, v1, v2, v3, v4 = wb[q], wb[q + 1], wb[q + 2], wb[q + 3], wb[q + 4]
+                    s0, s1, s2, s3, s4 = at[q], at[q + 1], at[q + 2], at[q + 3], at[q + 4]
+                    for t0 in range(0, span, _BLOCK):
+                        for t1 in range(_BLOCK):
+                            t = uint64(t0 + t1)
+                            x0, x1, x2 = x[t + s0], x[t + s1], x[t + s2]
+                            x3, x4 = x[t + s3], x[t + s4]
+                            a[t] += u0 * x0 + u1 * x1 + u2 * x2 + u3 * x3 + u4 * x4
+                            b[t] += v0 * x0 + v1 * x1 + v2 * x2 + v3 * x3 + v4 * x4
+            _store_row(acc[0], r, n, height, width, row, ew, out)
+            if r2 > r:
+                _store_row(acc[1], r2, n, height, width, row, ew, out)
+
+
+@njit(**_JIT)
+def _store_row(acc, r, n, height, width, row, ew, out):  # pragma: no cover - compiled
+    # row r of _correlate's results for image n: every output row's first `width` values
+    rows_out = out.shape[0]
+    e, step = uint64(r // rows_out), uint64(ew)
+    for oh in range(height):
+        dst = out[r % rows_out, n, oh]
+        src = acc[uint64(oh * row) : uint64(oh * row + width)]
+        for t in range(uint64(width)):
+            dst[t * step + e] = src[t]
+
+
+@njit(fastmath={"reassoc", "contract", "nsz"}, **_JIT)
+def _correlate_weights(planes, grad, at, span, out):  # pragma: no cover - compiled
+    # the weight gradient of _correlate: out[r, c, q] = sum over n, p < span of grad[r, n, p]
+    # * planes[c, n, p + at[q]], with grad (R, N, >= span) zero at the dropped columns.
+    # The sums are reassociated (fastmath) so that they vectorise; one image at a time keeps
+    # its planes and gradient rows in L1.
+    n_chan, n_batch, _ = planes.shape
+    n_rows, _, n_taps = out.shape
+    span = uint64(span)
+    zero = out.dtype.type(0)
+    out[...] = zero
+    for n in range(n_batch):
+        for r in range(0, n_rows, 2):
+            r2 = min(r + 1, n_rows - 1)
+            g, h = grad[r, n], grad[r2, n]
+            for c in range(n_chan):
+                x = planes[c, n]
+                for q in range(0, n_taps, _TAPS):
+                    s0, s1, s2, s3, s4 = at[q], at[q + 1], at[q + 2], at[q + 3], at[q + 4]
+                    a0 = a1 = a2 = a3 = a4 = b0 = b1 = b2 = b3 = b4 = zero
+                    for t in range(span):
+                        x0, x1, x2 = x[t + s0], x[t + s1], x[t + s2]
+                        x3, x4 = x[t + s3], x[t + s4]
+                        gt, ht = g[t], h[t]
+                        a0 += gt * x0
+                        a1 += gt * x1
+                        a2 += gt * x2
+                        a3 += gt * x3
+                        a4 += gt * x4
+                        b0 += ht * x0
+                        b1 += ht * x1
+                        b2 += ht * x2
+                        b3 += ht * x3
+                        b4 += ht * x4
+                    out[r, c, q] += a0
+                    out[r, c, q + 1] += a1
+                    out[r, c, q + 2] += a2
+                    out[r, c, q + 3] += a3
+                    out[r, c, q + 4] += a4
+                    if r2 > r:
+                        out[r2, c, q] += b0
+                        out[r2, c, q + 1] += b1
+                        out[r2, c, q + 2] += b2
+                        out[r2, c, q + 3] += b3
+                        out[r2, c, q + 4] += b4
+
+
+@njit(**_JIT)
+def _gradient_rows(g, row, ew, out):  # pragma: no cover - compiled
+    # g (R, N, Ho, Wo*ew) -> out (ew*R, N, L): out[e*R + r, n, oh*row + ow] = g[r, n, oh,
+    # ow*ew + e], zero elsewhere
+    n_rows, n_batch, height, _ = g.shape
+    width = g.shape[3] // ew
+    length = uint64(out.shape[2])
+    zero = out.dtype.type(0)
+    step = uint64(ew)
+    for e in range(ew):
+        for r in range(n_rows):
+            for n in range(n_batch):
+                dst = out[e * n_rows + r, n]
+                for t in range(length):
+                    dst[t] = zero
+                for oh in range(height):
+                    src = g[r, n, oh]
+                    base = uint64(oh * row)
+                    for t in range(uint64(width)):
+                        dst[base + t] = src[t * step + uint64(e)]
+
+
+@njit(**_JIT)
+def _add_shifted(cols, shifts, length, first, out):  # pragma: no cover - compiled
+    # the adjoint of reading the planes at shifted offsets (col2im on planes): cols (C, T, Nc,
+    # >= length) holds, for the images first..first + Nc, every tap's products at each output
+    # position; out[c, first + n, p + shifts[q]] += cols[c, q, n, p], taps in row-major
+    # order (the order of col2im's adds)
+    n_chan, n_taps, n_batch, _ = cols.shape
+    m = uint64(length)
+    for c in range(n_chan):
+        for q in range(n_taps):
+            s = shifts[q]
+            for n in range(n_batch):
+                src = cols[c, q, n]
+                dst = out[c, first + n]
+                for t in range(m):
+                    dst[t + s] += src[t]
+
+
 # --- public wrappers ---------------------------------------------------------------------
 
 
@@ -225,6 +381,113 @@ def col2im(cols: np.ndarray, shape, kernel, stride, padding, out=None) -> np.nda
     _col2im(src.reshape(-1, wo * ew), dims, tuple(kernel), tuple(stride), tuple(padding), ew,
             target)  # fmt: skip
     return result.transpose(0, 2, 1, 3, 4)
+
+
+@dataclass(frozen=True)
+class Planes:
+    """A stride-1 correlation's input as zero-padded, flattened image planes (``_correlate``)."""
+
+    data: np.ndarray  # (C, N, P)
+    row: int  # the padded width: the distance between output rows in a plane
+    span: int  # outputs computed per image (the dropped columns included), a multiple of _BLOCK
+    out_size: tuple[int, int]
+    shifts: np.ndarray  # (T,) uint64: tap (i, j)'s offset i*row + j; zeros past kh*kw taps
+
+
+def correlation_planes(images: np.ndarray, kernel, padding) -> Planes:
+    """Real ``(N, C, H, W)`` images (any strides) as the planes of a stride-1 correlation
+    with ``kernel`` and zero ``padding``."""
+    n, c, h, w = images.shape
+    (kh, kw), (ph, pw) = kernel, padding
+    height, row = h + 2 * ph, w + 2 * pw
+    ho, wo = height - kh + 1, row - kw + 1
+    span = -(-((ho - 1) * row + wo) // _BLOCK) * _BLOCK
+    taps = -(-(kh * kw) // _TAPS) * _TAPS
+    planes = np.zeros((c, n, max(height * row, (kh - 1) * row + kw - 1 + span)), images.dtype)
+    padded = planes[:, :, : height * row].reshape(c, n, height, row)
+    padded[:, :, ph : ph + h, pw : pw + w] = images.transpose(1, 0, 2, 3)
+    shifts = np.zeros(taps, dtype=np.uint64)
+    shifts[: kh * kw] = (np.arange(kh)[:, None] * row + np.arange(kw)).ravel()
+    return Planes(planes, row, span, (ho, wo), shifts)
+
+
+def _real_rows(data: np.ndarray) -> tuple[np.ndarray, int]:
+    """Component data ``(K, ...)`` as real ``(ew*K, ...)``: complex components' real parts,
+    then their imaginary parts (ew = 2)."""
+    if data.dtype.kind == "c":
+        return np.concatenate([data.real, data.imag]), 2
+    return data, 1
+
+
+def correlate(planes: Planes, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """The correlation of real images with a weight of K components, ``(K, O, C, kh, kw)``
+    real or complex, plus ``bias`` ``(K, O)`` of the weight's dtype: ``(K, N, O, Ho, Wo)``,
+    laid out channel-major.  Each component is a real correlation (the images are real)."""
+    k, o, c, kh, kw = weight.shape
+    (ho, wo), taps = planes.out_size, len(planes.shifts)
+    rows, ew = _real_rows(weight.reshape(k * o, c, kh * kw))
+    w = np.zeros((len(rows), c, taps), dtype=rows.dtype)
+    w[:, :, : kh * kw] = rows
+    shift = np.zeros(len(rows), dtype=rows.dtype) if bias is None else _real_rows(bias.ravel())[0]
+    out = np.empty((k, o, planes.data.shape[1], ho, wo), dtype=weight.dtype)
+    out_real = out.view(rows.dtype).reshape(k * o, -1, ho, wo * ew)
+    _correlate(planes.data, w, planes.shifts, np.ascontiguousarray(shift), ho, wo, planes.row,
+               planes.span, ew, out_real)  # fmt: skip
+    return out.transpose(0, 2, 1, 3, 4)
+
+
+def gradient_rows(planes: Planes, grad: np.ndarray) -> np.ndarray:
+    """An output gradient ``(K, N, O, Ho, Wo)``, real or complex, laid out as the outputs of
+    ``_correlate``: real ``(ew*K*O, N, >= span)``, row by row at the planes' row length, zero
+    at the dropped columns and past the last row (real parts, then imaginary parts)."""
+    k, n, o, ho, wo = grad.shape
+    g, ew = _real(channel_major(grad))
+    out = np.empty((ew * k * o, n, max(planes.span, ho * planes.row)), g.dtype)
+    _gradient_rows(g.reshape(k * o, n, ho, wo * ew), planes.row, ew, out)
+    return out
+
+
+def correlate_weights(planes: Planes, rows: np.ndarray, shape, dtype) -> np.ndarray:
+    """The adjoint of ``correlate`` in its weight: a gradient's ``gradient_rows`` against the
+    planes' real images, summed over the batch; ``shape`` ``(K, O, C, kh, kw)`` and ``dtype``
+    (the gradient's: complex when the rows hold real and imaginary parts) of the result."""
+    k, o, c, kh, kw = shape
+    out = np.empty((len(rows), c, len(planes.shifts)), dtype=rows.dtype)
+    _correlate_weights(planes.data, rows, planes.shifts, planes.span, out)
+    parts = out[:, :, : kh * kw].reshape(-1, k, o, c, kh, kw)
+    if len(parts) == 1:
+        return parts[0]
+    result = np.empty(shape, dtype=dtype)
+    result.real, result.imag = parts
+    return result
+
+
+def correlate_input(planes: Planes, rows: np.ndarray, weight: np.ndarray, image_size,
+                    padding) -> np.ndarray:  # fmt: skip
+    """The adjoint of ``correlate`` in its images, for a real weight ``(O, C, kh, kw)`` and a
+    real gradient's ``gradient_rows`` ``(O, N, >= span)``: ``(N, C, H, W)``, laid out
+    channel-major.  A batch chunk at a time: one GEMM gives every tap's products at every
+    output position (``W^T @ rows``, about 2**18 elements, in cache), then ``_add_shifted``
+    adds them into the planes, in long contiguous runs where col2im has runs of ``Wo``."""
+    o, c, kh, kw = weight.shape
+    n, width = rows.shape[1], rows.shape[2]
+    (ho, wo), row = planes.out_size, planes.row
+    taps = np.ascontiguousarray(weight.reshape(o, c * kh * kw).T)
+    out = np.zeros((c, n, planes.data.shape[2]), dtype=rows.dtype)
+    chunk = max(1, min(n, CHUNK_ELEMENTS // (c * kh * kw * width)))
+    for first in range(0, n, chunk):
+        last = min(n, first + chunk)
+        cols = taps @ rows[:, first:last].reshape(o, -1)  # (C*kh*kw, Nc*width)
+        _add_shifted(cols.reshape(c, kh * kw, last - first, width), planes.shifts,
+                     (ho - 1) * row + wo, first, out)  # fmt: skip
+    (h, w), (ph, pw) = image_size, padding
+    height = ho + kh - 1
+    images = out[:, :, : height * row].reshape(c, n, height, row)[:, :, ph : ph + h, pw : pw + w]
+    return images.transpose(1, 0, 2, 3)
+
+
+# Elements per chunk of a convolution's input-gradient products: 2**18 (1-2 MiB) stay in cache.
+CHUNK_ELEMENTS = 1 << 18
 
 
 def avg_pool(data: np.ndarray, kernel, stride, out_size) -> np.ndarray:

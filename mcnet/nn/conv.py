@@ -148,12 +148,15 @@ class Conv2d(Module):
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
 
     def _forward_cpu(self, x: Tensor) -> Tensor:
-        """im2col by a Numba loop (padding included, no padded copy), then one GEMM for every
-        component pair (``mc.matmul``); the output stays in the GEMM's channel-major memory
-        ``(O, N, Ho, Wo)``, a transposed view."""
+        """Real images at stride 1: the direct correlation (``loops.correlate``), which never
+        builds the columns.  Otherwise im2col by a Numba loop (padding included, no padded
+        copy), then one GEMM for every component pair (``mc.matmul``).  Either way the output
+        stays channel-major ``(O, N, Ho, Wo)`` in memory, a transposed view."""
         ph, pw = self.padding
         size = (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)
         ho, wo = output_size(size, self.kernel_size, self.stride, "Conv2d")
+        if self._direct(x):
+            return self._correlate(x, size)
         n = x.shape[0]
         cols = Tensor(loops.im2col(x.data, self.kernel_size, self.stride, self.padding, (ho, wo)))
         y = mc.matmul(self.weight.value.reshape(self.out_channels, -1), cols)  # (O, M)
@@ -162,16 +165,53 @@ class Conv2d(Module):
         self.saved = (cols, x.shape, size)
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
 
+    def _direct(self, x: Tensor) -> bool:
+        """Whether the direct correlation applies: stride 1, real images (one real component,
+        as every network's data is, and every real pass's activations), and a weight of the
+        images' precision."""
+        weight = self.weight.value.data
+        return (
+            self.stride == (1, 1)
+            and x.data.shape[0] == 1
+            and x.data.dtype.kind == "f"
+            and np.finfo(weight.dtype).dtype == x.data.dtype
+        )
+
+    def _correlate(self, x: Tensor, size: Pair) -> Tensor:
+        """The forward by ``loops.correlate``: one real correlation per real part of the
+        weight's components; the bias is added on the way when it is of the weight's kind
+        and order at most the weight's."""
+        planes = loops.correlation_planes(x.data[0], self.kernel_size, self.padding)
+        weight = self.weight.value.data
+        bias = None if self.bias is None else self.bias.value.data
+        fused = bias is None or (bias.dtype == weight.dtype and len(bias) <= len(weight))
+        if fused and bias is not None and len(bias) < len(weight):
+            bias = np.concatenate([bias, np.zeros((len(weight) - len(bias), *bias.shape[1:]),
+                                                  bias.dtype)])  # fmt: skip
+        y = Tensor(loops.correlate(planes, weight, bias if fused else None))
+        self.saved = (planes, x.shape, size)
+        return y if fused else y + self.bias.value.reshape(-1, 1, 1)
+
     def backward(self, grad_out: Tensor) -> Tensor | None:
-        cols, in_shape, size = self.saved
+        saved, in_shape, size = self.saved
         n, o, ho, wo = grad_out.shape
         g = grad_out.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
         w2 = self.weight.value.reshape(o, -1)
-        self.weight.accumulate(_weight_gradient(g, cols).reshape(self.weight.shape))
+        if isinstance(saved, loops.Planes):  # the forward was the direct correlation
+            rows = loops.gradient_rows(saved, grad_out.data)
+            weight = self.weight.value.data
+            self.weight.accumulate(Tensor(loops.correlate_weights(
+                saved, rows, (len(grad_out.data), *weight.shape[1:]), grad_out.data.dtype)))
+        else:  # the im2col columns
+            self.weight.accumulate(_weight_gradient(g, saved).reshape(self.weight.shape))
         if self.bias is not None:
             self.bias.accumulate(g.sum(axis=1))
         if not self.input_grad_needed:  # the data's gradient: nobody reads it
             return None
+        direct = isinstance(saved, loops.Planes)
+        if direct and len(rows) == o and len(weight) == 1 and weight.dtype.kind == "f":
+            return Tensor(loops.correlate_input(saved, rows, weight[0], in_shape[2:],
+                                                self.padding)[None])  # fmt: skip
         if grad_out.device == "cpu":
             return self._input_gradient_cpu(w2.T, g, in_shape)
         dcols = mc.matmul(w2.T, g).data  # (K, C*kh*kw, M)
@@ -186,7 +226,7 @@ class Conv2d(Module):
         n, c, h, w = in_shape
         pixels = g.shape[1] // n  # Ho * Wo
         per_sample = w2t.shape[0] * pixels
-        chunk = max(1, min(n, _CHUNK_ELEMENTS // max(per_sample, 1)))
+        chunk = max(1, min(n, loops.CHUNK_ELEMENTS // max(per_sample, 1)))
         out = None
         for n0 in range(0, n, chunk):
             n1 = min(n, n0 + chunk)
@@ -202,10 +242,6 @@ class Conv2d(Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}"
         )
-
-
-# Columns per chunk of the CPU input gradient: 2**18 elements (2-4 MiB) stay in cache.
-_CHUNK_ELEMENTS = 1 << 18
 
 
 def _add_bias(y: Tensor, bias: Tensor) -> Tensor:
