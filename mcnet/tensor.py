@@ -17,6 +17,7 @@ Every operation is one of four kinds, lifted here to every order:
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from collections.abc import Callable, Sequence
@@ -133,7 +134,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)
 
     @property
     def dtype(self) -> np.dtype:

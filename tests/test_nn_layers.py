@@ -372,6 +372,33 @@ def test_pooling_forward_and_backward(cls, case, dtype, order):
     check_input_gradient(pool, x, imag, rng, dtype)
 
 
+@given(st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       st.tuples(st.integers(0, 2), st.integers(0, 2)), DTYPES, st.integers(0, 1),
+       st.integers(0, 2**32 - 1))  # fmt: skip
+def test_avgpool_backward_sets_every_element_of_fresh_memory(kernel, extra, dtype, order, seed):
+    """Disjoint windows (stride = kernel) are written, not added to a zeroed array: the rows
+    and columns no window covers (floor mode) must be zeroed all the same.  Freed arrays of
+    NaN first, so that memory malloc hands back again is not zero by luck."""
+    rng = np.random.default_rng(seed)
+    (kh, kw), (eh, ew) = kernel, extra
+    shape = (2, 3, 2 * kh + eh, 3 * kw + ew)
+    x, imag = sample_point(rng, shape, order)
+    pool = AvgPool2d(kernel)
+    y = pool(point(x, imag).astype(dtype))
+    u = rng.standard_normal(y.shape)
+    ho, wo = y.shape[2:]
+    want = np.zeros(shape)
+    for i in range(kh):
+        for j in range(kw):
+            want[:, :, i : ho * kh : kh, j : wo * kw : kw] += u / (kh * kw)
+    for _ in range(4):
+        junk = np.full(2 * int(np.prod(shape)), np.nan, dtype=dtype)
+        del junk
+    got = mc.functions.embed(pool.backward(mc.tensor(u, dtype=dtype)), order).parts
+    np.testing.assert_allclose(got[0], want, rtol=0, atol=TOL[dtype])
+    assert not np.any(got[1:]), "a real gradient's imaginary parts must be zero"
+
+
 def test_maxpool_decides_on_real_part_and_carries_the_element():
     real = np.array([[[[1.0, 1.0], [0.0, -2.0]]]])  # tie between the first two (first wins)
     imag = np.array([[[[5.0, 7.0], [9.0, 8.0]]]])  # the imaginary parts must not decide

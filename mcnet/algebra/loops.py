@@ -156,28 +156,47 @@ def _avg_pool(x, rows, height, kernel, stride, ho, wo, ew, scale, out):  # pragm
 
 @njit(**_JIT)
 def _avg_pool_backward(g, rows, height, kernel, stride, ho, wo, ew, scale, out):  # pragma: no cover
-    # the adjoint: out (rows (K, C, N, H) of W*ew) zeroed, each gradient * scale added into
-    # its window (for disjoint windows that is a plain write)
+    # the adjoint: each gradient * scale added into its window of out (rows (K, C, N, H) of
+    # W*ew).  Disjoint windows (stride = kernel) are written, not added, and only what no
+    # window covers is zeroed: one pass over out instead of two.
     kh, kw = kernel
     sh, sw = stride
     zero = out.dtype.type(0)
-    flat = out.reshape(-1)
-    for t in range(uint64(flat.shape[0])):
-        flat[t] = zero
+    disjoint = sh == kh and sw == kw
+    if not disjoint:
+        flat = out.reshape(-1)
+        for t in range(uint64(flat.shape[0])):
+            flat[t] = zero
     n = uint64(wo)
+    covered, row = uint64(wo * kw * ew), uint64(out.shape[1])
     for r in range(rows):
         for oh in range(ho):
             src = g[r * ho + oh]
             for i in range(kh):
                 dst = out[r * height + oh * sh + i]
                 for j in range(kw):
-                    if ew == 1:
+                    if disjoint and ew == 1:
+                        for t in range(n):
+                            dst[t * sw + j] = src[t] * scale
+                    elif disjoint:
+                        for t in range(n):
+                            dst[2 * (t * sw + j)] = src[2 * t] * scale
+                            dst[2 * (t * sw + j) + 1] = src[2 * t + 1] * scale
+                    elif ew == 1:
                         for t in range(n):
                             dst[t * sw + j] += src[t] * scale
                     else:
                         for t in range(n):
                             dst[2 * (t * sw + j)] += src[2 * t] * scale
                             dst[2 * (t * sw + j) + 1] += src[2 * t + 1] * scale
+                if disjoint:
+                    for t in range(covered, row):
+                        dst[t] = zero
+        if disjoint:
+            for h in range(ho * kh, height):
+                dst = out[r * height + h]
+                for t in range(row):
+                    dst[t] = zero
 
 
 # --- direct convolution: stride 1, real input ---------------------------------------------
@@ -298,23 +317,28 @@ def _correlate_weights(planes, grad, at, span, out):  # pragma: no cover - compi
 @njit(**_JIT)
 def _gradient_rows(g, row, ew, out):  # pragma: no cover - compiled
     # g (R, N, Ho, Wo*ew) -> out (ew*R, N, L): out[e*R + r, n, oh*row + ow] = g[r, n, oh,
-    # ow*ew + e], zero elsewhere
+    # ow*ew + e], zero elsewhere (each element written once)
     n_rows, n_batch, height, _ = g.shape
-    width = g.shape[3] // ew
-    length = uint64(out.shape[2])
-    zero = out.dtype.type(0)
-    step = uint64(ew)
-    for e in range(ew):
-        for r in range(n_rows):
-            for n in range(n_batch):
-                dst = out[e * n_rows + r, n]
-                for t in range(length):
-                    dst[t] = zero
-                for oh in range(height):
-                    src = g[r, n, oh]
-                    base = uint64(oh * row)
-                    for t in range(uint64(width)):
-                        dst[base + t] = src[t * step + uint64(e)]
+    width = uint64(g.shape[3] // ew)
+    length, step, zero = uint64(out.shape[2]), uint64(row), out.dtype.type(0)
+    for r in range(n_rows):
+        for n in range(n_batch):
+            re, im = out[r, n], out[(ew - 1) * n_rows + r, n]
+            for oh in range(height):
+                src, base = g[r, n, oh], uint64(oh) * step
+                if ew == 1:
+                    for t in range(width):
+                        re[base + t] = src[t]
+                else:
+                    for t in range(width):
+                        re[base + t] = src[2 * t]
+                        im[base + t] = src[2 * t + 1]
+                for t in range(base + width, base + step):
+                    re[t] = zero
+                    im[t] = zero
+            for t in range(uint64(height) * step, length):
+                re[t] = zero
+                im[t] = zero
 
 
 @njit(**_JIT)
@@ -531,6 +555,13 @@ def _real_scalar(dtype: np.dtype, value: float):
 
 
 @njit(**_JIT)
+def _inverse_one_plus(e, one):  # pragma: no cover - compiled
+    # e = 1 / (1 + e) in place: NumPy's add and reciprocal in one pass, the same roundings
+    for p in range(uint64(e.shape[0])):
+        e[p] = one / (one + e[p])
+
+
+@njit(**_JIT)
 def _sigmoid_complex(z, e, tiny, one, unit, out):  # pragma: no cover - compiled
     # z: complex elements as real pairs [x, y]; e = exp(-|x|).  Tiny |y| (the derivative
     # case): sigmoid(x) + i y sigmoid'(x), the correctly rounded value (the dropped terms are
@@ -637,8 +668,7 @@ def sigmoid(data: np.ndarray) -> np.ndarray | None:
         out = np.negative(flat)
         with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x: 1/inf = 0
             np.exp(out, out=out)
-        out += one
-        np.reciprocal(out, out=out)
+        _inverse_one_plus(out.reshape(-1), one)
         return from_flat(out, data.shape, axes)
     e = np.abs(flat[0].real if not real else flat[0])
     np.negative(e, out=e)

@@ -18,6 +18,7 @@ order and dtype without being rebuilt.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,7 +42,7 @@ class Parameter:
         return self.value.shape
 
     def numel(self) -> int:
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)
 
     def accumulate(self, grad: Tensor) -> None:
         self.grad = grad if self.grad is None else self.grad + grad
