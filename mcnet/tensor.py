@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import os
 from collections.abc import Callable, Sequence
 
@@ -229,13 +230,13 @@ class Tensor:
 
     # --- arithmetic ---------------------------------------------------------------------------
     def __add__(self, other):
-        return _binary(self, other, lambda algebra: algebra.add)
+        return _binary(self, other, lambda algebra: algebra.add, operator.add)
 
     def __radd__(self, other):
-        return _binary(other, self, lambda algebra: algebra.add)
+        return _binary(other, self, lambda algebra: algebra.add, operator.add)
 
     def __sub__(self, other):
-        return _binary(self, other, lambda algebra: algebra.sub)
+        return _binary(self, other, lambda algebra: algebra.sub, operator.sub)
 
     def __rsub__(self, other):
         return _binary(other, self, lambda algebra: algebra.sub)
@@ -463,10 +464,15 @@ def algebra_of(*tensors: Tensor):
     return mc_alg
 
 
-def _binary(a, b, op: Callable) -> Tensor:
-    """``op(algebra)`` is the component-list function to apply in the operands' algebra."""
+def _binary(a, b, op: Callable, real_op: Callable | None = None) -> Tensor:
+    """``op(algebra)`` is the component-list function to apply in the operands' algebra;
+    ``real_op``, when given, the same operation on two real arrays (order 0), applied to the
+    component data directly: a real pass's many small operations skip the algebra's
+    dispatch (the same numbers: at order 0 the algebra applies that operation)."""
     like = a if isinstance(a, Tensor) else b
     a, b = as_tensor(a, like), as_tensor(b, like)
+    if real_op is not None and _both_real(a, b):
+        return Tensor(real_op(a.data, b.data))
     algebra, ca, cb = _common(a, b)
     return Tensor._from_comps(op(algebra)(ca, cb))
 
@@ -482,7 +488,18 @@ def _multiply(a, b) -> Tensor:
         and kernels.applies("mul", a.order, a.one_direction, a.device)
     ):
         return Tensor(kernels.run("mul", a.order, a.data, b.data, one_direction=a.one_direction))
-    return _binary(a, b, lambda algebra: algebra.mul)
+    return _binary(a, b, lambda algebra: algebra.mul, operator.mul)
+
+
+def _both_real(a: Tensor, b: Tensor) -> bool:
+    """Both real numbers (order 0) of one dtype on one device."""
+    da, db = a.data, b.data
+    return (
+        da.shape[0] == 1 == db.shape[0]
+        and da.dtype == db.dtype
+        and da.dtype.kind == "f"
+        and type(da) is type(db)
+    )
 
 
 def _real_of_operand(x):
@@ -592,6 +609,8 @@ def matmul(a, b) -> Tensor:
     a, b = as_tensor(a, like), as_tensor(b, like)
     _check_matmul(a, b)
     if a.ndim == 2 and b.ndim == 2 and a.device == "cpu":
+        if _both_real(a, b):
+            return Tensor(np.matmul(a.data[0], b.data[0])[None])
         return _stacked_matmul(a, b)
     return _lifted_matmul(a, b)
 

@@ -91,6 +91,21 @@ def test_float32_stays_float32():
     assert (t + mc.tensor(np.array([1.0, 1.0]))).dtype == np.float64
 
 
+@given(st.sampled_from([((3, 4), (4,)), ((2, 1, 5), (3, 1)), ((), (2, 3)), ((4, 1), (1, 4))]),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2**32 - 1))  # fmt: skip
+def test_real_arithmetic_is_numpys_bit_for_bit(shapes, dtype, seed):
+    """Order-0 +, -, * (broadcasting) and 2-D @ give NumPy's numbers exactly, in the operands'
+    dtype (a real pass takes a direct path for them)."""
+    rng = np.random.default_rng(seed)
+    x, y = (rng.standard_normal(shape).astype(dtype) for shape in shapes)
+    a, b = mc.tensor(x), mc.tensor(y)
+    for got, want in ((a + b, x + y), (a - b, x - y), (a * b, x * y), (b - a, y - x)):
+        assert got.order == 0 and got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got.numpy(), want)
+    p, q = rng.standard_normal((3, 5)).astype(dtype), rng.standard_normal((5, 2)).astype(dtype)
+    np.testing.assert_array_equal((mc.tensor(p) @ mc.tensor(q)).numpy(), p @ q)
+
+
 def test_broadcasting():
     a = mc.from_parts(np.ones((2, 3, 1)))
     b = mc.from_parts(np.arange(4 * 4, dtype=float).reshape(4, 1, 4))
