@@ -1,23 +1,30 @@
-"""`Conv2d` by im2col and one GEMM, with its hand-written backward.
+"""`Conv2d` with its hand-written backward: a direct correlation of real images at stride 1,
+im2col and one GEMM otherwise.
 
-Every map here except the GEMM is *linear* (pad, window gather, scatter-add, crop), so it acts
-the same on every multicomplex component.  A tensor keeps its components on a leading axis of
-one array (``Tensor.data``), so these maps run once on that whole array, the component axis
-being one more batch axis: that is ``mc.lift_linear`` without a Python loop over components.
-The contraction itself goes through ``mc.matmul``, which the core turns into real/complex GEMMs
-by the multicomplex product rule.
+Every map here except the contraction is *linear* (pad, window gather, scatter-add, crop), so
+it acts the same on every multicomplex component.  A tensor keeps its components on a leading
+axis of one array (``Tensor.data``), so these maps run once on that whole array, the component
+axis being one more batch axis: that is ``mc.lift_linear`` without a Python loop over
+components.
 
-GEMM shapes (M = N*Ho*Wo output pixels): forward ``(O, C*kh*kw) @ (C*kh*kw, M)``; backward
-weight ``(O, M) @ (M, C*kh*kw)`` and input ``(C*kh*kw, O) @ (O, M)``: one large GEMM per
-component product, no loop over the batch.  Pixels run along the long, contiguous axis: on one
-thread that was 1.5-2x faster than the ``(M, C*kh*kw)`` layout for LeNet-5's tall, thin
-products, and it makes every kernel offset's slice of the input gradient a contiguous block.
+**Real images at stride 1** (every network's first layer in every pass, and every layer of a
+real pass: the gradient, the loss) on the CPU: ``loops.correlate`` sums shifted copies of the
+zero-padded, flattened image planes, and never writes the columns matrix (25x the input for a
+5x5 kernel) that im2col + GEMM writes and OpenBLAS then packs once more.  A weight of any
+order is one real correlation per real part of its components (the images are real, so the
+product rule is one term per component).  The backward reads the same planes: the weight
+gradient by ``loops.correlate_weights``, and for a real weight the input gradient by one GEMM
+``W^T @ g`` a batch chunk at a time, added back into the planes in long runs
+(``loops.correlate_input``).  What that gained on LeNet-5 is in ``benchmarks/README.md``.
 
-On the CPU the window maps are Numba loops (``algebra.loops``): im2col reads the unpadded
-input (the padding is the zeros it writes) and lays the columns out so that every component
-is one more block of one GEMM; col2im adds the columns back in one pass instead of one
-strided NumPy add per kernel offset (5-8 ms for LeNet-5's second layer, now ~1.5 ms).
-"""
+**Otherwise** (strides, images with several components: the second layer of an H v or
+higher-order pass) im2col by a Numba loop, then ``mc.matmul``, which turns the contraction into
+real/complex GEMMs by the multicomplex product rule.  GEMM shapes (M = N*Ho*Wo output pixels):
+forward ``(O, C*kh*kw) @ (C*kh*kw, M)``; backward weight ``(O, M) @ (M, C*kh*kw)`` and input
+``(C*kh*kw, O) @ (O, M)``: one large GEMM per component product, no loop over the batch.
+Pixels run along the long, contiguous axis: on one thread that was 1.5-2x faster than the
+``(M, C*kh*kw)`` layout for LeNet-5's tall, thin products.  col2im adds the columns back in one
+Numba pass instead of one strided NumPy add per kernel offset."""
 
 from __future__ import annotations
 
@@ -197,19 +204,21 @@ class Conv2d(Module):
         n, o, ho, wo = grad_out.shape
         g = grad_out.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
         w2 = self.weight.value.reshape(o, -1)
-        if isinstance(saved, loops.Planes):  # the forward was the direct correlation
-            rows = loops.gradient_rows(saved, grad_out.data)
-            weight = self.weight.value.data
-            self.weight.accumulate(Tensor(loops.correlate_weights(
-                saved, rows, (len(grad_out.data), *weight.shape[1:]), grad_out.data.dtype)))
-        else:  # the im2col columns
+        weight = self.weight.value.data
+        direct = isinstance(saved, loops.Planes)  # else the forward saved im2col's columns
+        if direct:
+            rows = loops.gradient_rows(saved, grad_out.data)  # real parts, then imaginary
+            shape = (len(grad_out.data), *weight.shape[1:])
+            self.weight.accumulate(
+                Tensor(loops.correlate_weights(saved, rows, shape, grad_out.data.dtype)))
+        else:
             self.weight.accumulate(_weight_gradient(g, saved).reshape(self.weight.shape))
         if self.bias is not None:
             self.bias.accumulate(g.sum(axis=1))
         if not self.input_grad_needed:  # the data's gradient: nobody reads it
             return None
-        direct = isinstance(saved, loops.Planes)
         if direct and len(rows) == o and len(weight) == 1 and weight.dtype.kind == "f":
+            # a real gradient and a real weight
             return Tensor(loops.correlate_input(saved, rows, weight[0], in_shape[2:],
                                                 self.padding)[None])  # fmt: skip
         if grad_out.device == "cpu":
