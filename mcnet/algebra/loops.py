@@ -565,16 +565,24 @@ def _inverse_one_plus(e, one):  # pragma: no cover - compiled
 def _sigmoid_complex(z, e, tiny, one, unit, out):  # pragma: no cover - compiled
     # z: complex elements as real pairs [x, y]; e = exp(-|x|).  Tiny |y| (the derivative
     # case): sigmoid(x) + i y sigmoid'(x), the correctly rounded value (the dropped terms are
-    # y^2 relative); otherwise exactly, by the complex exp.
-    for p in range(uint64(e.shape[0])):
+    # y^2 relative); otherwise exactly, by the complex exp.  The tiny formula goes first over
+    # every element, without a branch (it vectorises); the others are then redone.
+    n = uint64(e.shape[0])
+    others = 0
+    for p in range(n):
         x = z[2 * p]
         y = z[2 * p + 1]
         ep = e[p]
-        if abs(y) < tiny:
-            r = one / (one + ep)
-            out[2 * p] = r if x >= 0 else ep * r
-            out[2 * p + 1] = y * (ep * r * r)
-        else:  # 1 / (1 + exp(-z)) for Re z >= 0, exp(z) / (1 + exp(z)) elsewhere
+        r = one / (one + ep)
+        out[2 * p] = r if x >= 0 else ep * r
+        out[2 * p + 1] = y * (ep * r * r)
+        others += abs(y) >= tiny
+    if others == 0:
+        return
+    for p in range(n):
+        x = z[2 * p]
+        y = z[2 * p + 1]
+        if abs(y) >= tiny:  # 1 / (1 + exp(-z)) for Re z >= 0, exp(z) / (1 + exp(z)) elsewhere
             zp = x + y * unit if x < 0 else -x - y * unit  # unit: i in the data's dtype
             big = cmath.exp(zp)
             q = one / (one + big)
@@ -698,19 +706,26 @@ def _tanh_complex(z, e, em1, tiny, one, two, four, unit, out):  # pragma: no cov
     # z: complex elements as real pairs [x, y]; e = exp(-2|x|), em1 = expm1(-2|x|).  Tiny |y|
     # (the derivative case): tanh(x) + i y sech^2(x), the dropped terms y^2 relative, with
     # tanh|x| = -em1 / (2 + em1) and sech^2 x = 4 e / (1 + e)^2 (no cancellation for any x,
-    # no overflow: e <= 1); otherwise exactly, by the complex tanh.
-    for p in range(uint64(e.shape[0])):
+    # no overflow: e <= 1); otherwise exactly, by the complex tanh.  As _sigmoid_complex: the
+    # tiny formula everywhere first, branch-free, then the others redone.
+    n = uint64(e.shape[0])
+    others = 0
+    for p in range(n):
         x = z[2 * p]
         y = z[2 * p + 1]
-        if abs(y) < tiny:
-            m = em1[p]
-            t = -m / (two + m)
-            ep = e[p]
-            d = one + ep
-            out[2 * p] = t if x >= 0 else -t
-            out[2 * p + 1] = y * (four * ep / (d * d))
-        else:
-            w = cmath.tanh(x + y * unit)  # unit: i in the data's dtype
+        m = em1[p]
+        t = -m / (two + m)
+        ep = e[p]
+        d = one + ep
+        out[2 * p] = t if x >= 0 else -t
+        out[2 * p + 1] = y * (four * ep / (d * d))
+        others += abs(y) >= tiny
+    if others == 0:
+        return
+    for p in range(n):
+        y = z[2 * p + 1]
+        if abs(y) >= tiny:
+            w = cmath.tanh(z[2 * p] + y * unit)  # unit: i in the data's dtype
             out[2 * p] = w.real
             out[2 * p + 1] = w.imag
 
