@@ -165,12 +165,22 @@ class Conv2d(Module):
         if self._direct(x):
             return self._correlate(x, size)
         n = x.shape[0]
-        cols = Tensor(loops.im2col(x.data, self.kernel_size, self.stride, self.padding, (ho, wo)))
-        y = mc.matmul(self.weight.value.reshape(self.out_channels, -1), cols)  # (O, M)
+        w2 = self.weight.value.reshape(self.out_channels, -1)
+        parts = [mc.matmul(w2, cols).data for cols in self._columns(x, (ho, wo))]  # (O, Mc)
+        y = Tensor(np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0])
         if self.bias is not None:
             y = _add_bias(y, self.bias.value)
-        self.saved = (cols, x.shape, size)
+        self.saved = (x, x.shape, size)
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
+
+    def _columns(self, x: Tensor, out_size: Pair):
+        """im2col's columns a batch chunk at a time (about 2**18 elements: in cache when the
+        GEMM reads them), as tensors ``(C*kh*kw, Nc*Ho*Wo)``."""
+        per_image = len(x.data) * x.shape[1] * math.prod(self.kernel_size) * math.prod(out_size)
+        chunk = max(1, loops.CHUNK_ELEMENTS // per_image)
+        for n0 in range(0, x.shape[0], chunk):
+            data = x.data[:, n0 : n0 + chunk]
+            yield Tensor(loops.im2col(data, self.kernel_size, self.stride, self.padding, out_size))
 
     def _direct(self, x: Tensor) -> bool:
         """Whether the direct correlation applies: stride 1, real images (one real component,
@@ -211,8 +221,13 @@ class Conv2d(Module):
             shape = (len(grad_out.data), *weight.shape[1:])
             self.weight.accumulate(
                 Tensor(loops.correlate_weights(saved, rows, shape, grad_out.data.dtype)))
-        else:
-            self.weight.accumulate(_weight_gradient(g, saved).reshape(self.weight.shape))
+        else:  # the columns again, chunk by chunk
+            first = 0
+            for cols in self._columns(saved, (ho, wo)):
+                last = first + cols.shape[1]
+                self.weight.accumulate(
+                    _weight_gradient(g[:, first:last], cols).reshape(self.weight.shape))
+                first = last
         if self.bias is not None:
             self.bias.accumulate(g.sum(axis=1))
         if not self.input_grad_needed:  # the data's gradient: nobody reads it
