@@ -472,7 +472,10 @@ def _binary(a, b, op: Callable, real_op: Callable | None = None) -> Tensor:
     like = a if isinstance(a, Tensor) else b
     a, b = as_tensor(a, like), as_tensor(b, like)
     if real_op is not None and _both_real(a, b):
-        return Tensor(real_op(a.data, b.data))
+        try:
+            return Tensor(real_op(a.data, b.data))
+        except ValueError:  # shapes that do not broadcast: the general path says which
+            pass
     algebra, ca, cb = _common(a, b)
     return Tensor._from_comps(op(algebra)(ca, cb))
 
