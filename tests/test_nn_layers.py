@@ -273,7 +273,8 @@ def _weight_data(kind, count, shape, rng, dtype):
     st.integers(1, 3), st.integers(1, 3), st.integers(1, 5),
     st.tuples(st.integers(1, 5), st.integers(1, 5)),
     st.tuples(st.integers(0, 3), st.integers(0, 3)),
-    st.tuples(st.integers(0, 4), st.integers(0, 4)), st.booleans(), st.booleans(),
+    st.tuples(st.integers(0, 4), st.integers(0, 4)),
+    st.sampled_from(["none", "like the weight", "real"]), st.booleans(),
     st.integers(0, 2**32 - 1),
 )  # fmt: skip
 def test_conv2d_of_real_images_matches_naive_loops_for_every_weight_kind(
@@ -281,19 +282,24 @@ def test_conv2d_of_real_images_matches_naive_loops_for_every_weight_kind(
 ):
     """Real images, stride 1 (the direct correlation, ``loops.correlate``): each component of
     the output, of the weight gradient and (real weights) of the input gradient against
-    naive loops, component by component; odd and even channel counts, kernels up to 5x5,
-    with and without the input gradient (a first layer's backward skips it)."""
+    naive loops, component by component; odd and even channel counts, kernels up to 5x5, no
+    bias, a bias of the weight's kind or a real one, with and without the input gradient (a
+    first layer's backward skips it)."""
     rng = np.random.default_rng(seed)
     kind, count = weight_kind
-    conv = Conv2d(c, o, kernel, 1, padding, bias).to(dtype=dtype)
+    conv = Conv2d(c, o, kernel, 1, padding, bias != "none").to(dtype=dtype)
     conv.input_grad_needed = input_grad
     conv.weight.value = mc.Tensor(_weight_data(kind, count, conv.weight.shape, rng, dtype))
-    if bias:
+    weights = _real_parts(conv.weight.value.data)
+    biases = [None] * len(weights)
+    if bias == "like the weight":
         conv.bias.value = mc.Tensor(_weight_data(kind, count, (o,), rng, dtype))
+        biases = _real_parts(conv.bias.value.data)
+    elif bias == "real":  # the first component's real part only
+        conv.bias.value = mc.tensor(rng.standard_normal(o).astype(dtype))
+        biases[0] = conv.bias.value.numpy()
     x = rng.standard_normal((n, c, kernel[0] + extra[0], kernel[1] + extra[1])).astype(dtype)
     y = conv(mc.tensor(x))
-    weights = _real_parts(conv.weight.value.data)
-    biases = _real_parts(conv.bias.value.data) if bias else [None] * len(weights)
     got = _real_parts(y.data)
     assert got.shape[0] == len(weights) and y.data.dtype == conv.weight.value.data.dtype
     tol = TOL[dtype] * 10
@@ -308,7 +314,7 @@ def test_conv2d_of_real_images_matches_naive_loops_for_every_weight_kind(
         want = naive_conv2d_weight_grad(x, g, kernel, padding)
         got_w = _real_parts(conv.weight.grad.data)[part]
         np.testing.assert_allclose(got_w, want, rtol=0, atol=tol * np.abs(want).max())
-        if bias:
+        if bias != "none":
             got_b = _real_parts(conv.bias.grad.data)[part]
             np.testing.assert_allclose(got_b, g.sum(axis=(0, 2, 3)), rtol=0,
                                        atol=tol * np.abs(g).sum(axis=(0, 2, 3)).max())  # fmt: skip
