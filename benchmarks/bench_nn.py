@@ -8,8 +8,11 @@ the Gauss-Newton product J^T H_L J v (``func.jvp`` of the logits, the softmax cr
 Hessian written out, ``func.vjp``).  Every mcnet result is first checked against PyTorch's.
 
 Each mcnet call and the PyTorch call it is compared with are timed in turn, R times (one
-warm-up first), so both see the same load on a shared machine; a ratio is the median mcnet
-time over the median PyTorch time.  Wall-clock times are the result; the thread's CPU time
+warm-up first), so both see the same load on a shared machine, one pair after the other, so
+that no other call runs between them (``--all-in-turn``: every call in turn instead, the
+order of the tables before 2026-12-02, in which the order-3/4 directional derivatives sweep
+the caches before every other call); a ratio is the median mcnet time over the median
+PyTorch time.  Wall-clock times are the result; the thread's CPU time
 (``time.thread_time``, one thread only) is recorded too, because on a loaded machine it does
 not count the time the process waited for a core.
 
@@ -21,7 +24,7 @@ and, against mcnet's own forward: directional of order k <= (k+1)^2 forwards. Th
 Gauss-Newton product (newton-krylov-gn's Krylov pass) is reported against PyTorch's, with
 no target.
 
-    python benchmarks/bench_nn.py --dtype float32 [--threads 1,2] [--repeats 9]
+    python benchmarks/bench_nn.py --dtype float32 [--threads 1,2] [--repeats 9] [--all-in-turn]
         [--batch 128] [--mnist DIR] [--profile] [--out FILE]
 
 Threads: for each count, ``torch.set_num_threads(t)`` and threadpoolctl's limit for NumPy's
@@ -184,23 +187,37 @@ def torch_calls(net, batch, dtype, v: np.ndarray) -> tuple[dict, dict] | None:
     return calls, values
 
 
-def time_interleaved(calls: dict, repeats: int) -> tuple[dict, dict]:
-    """Median wall and thread-CPU seconds of every call, all calls timed in turn R times."""
+# Calls timed together, in turn: each mcnet call with the PyTorch call it is compared with
+# (the forwards with each other), the rest alone.
+PAIRS = [(ours, theirs) for ours, theirs, _ in TARGETS.values()] + [("forward", "torch_forward")]
+
+
+def time_interleaved(calls: dict, repeats: int, all_in_turn: bool = False) -> tuple[dict, dict]:
+    """Median wall and thread-CPU seconds of every call: each pair of ``PAIRS`` timed in turn
+    R times, one pair after the other, so that nothing else (an order-4 directional derivative
+    that sweeps the caches, say) runs between a pair's calls; or, ``all_in_turn``, every call
+    in turn R times (earlier tables' order)."""
     for fn in calls.values():
         fn()  # warm-up: Numba compilation, caches, allocator
+    paired = {name for pair in PAIRS for name in pair}
+    groups = [list(calls)] if all_in_turn else (
+        [[n for n in pair if n in calls] for pair in PAIRS]
+        + [[n] for n in calls if n not in paired])  # fmt: skip
     wall: dict = {name: [] for name in calls}
     cpu: dict = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
-            c0, t0 = time.thread_time(), time.perf_counter()
-            fn()
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.thread_time() - c0)
+    for group in groups:
+        for _ in range(repeats):
+            for name in group:
+                c0, t0 = time.thread_time(), time.perf_counter()
+                calls[name]()
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.thread_time() - c0)
     return ({k: statistics.median(v) for k, v in wall.items()},
             {k: statistics.median(v) for k, v in cpu.items()})  # fmt: skip
 
 
-def run_one(net, state, batch, dtype, threads: int, repeats: int) -> dict:
+def run_one(net, state, batch, dtype, threads: int, repeats: int,
+            all_in_turn: bool = False) -> dict:  # fmt: skip
     """Times and ratios for one dtype and thread count."""
     net.load_state_dict(state)
     calls, values = mcnet_calls(net, batch, dtype)
@@ -222,9 +239,10 @@ def run_one(net, state, batch, dtype, threads: int, repeats: int) -> dict:
         )
     load_before = round(os.getloadavg()[0], 2)
     with thread_limit(threads):
-        wall, cpu = time_interleaved(calls, repeats)
+        wall, cpu = time_interleaved(calls, repeats, all_in_turn)
     entry: dict = {
         "threads": threads,
+        "timing_order": "all calls in turn" if all_in_turn else "each pair in turn",
         "load_average_1min": [load_before, round(os.getloadavg()[0], 2)],
         "median_wall_s": wall,
         "ratios": {},
@@ -272,6 +290,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--mnist", type=Path, default=None, help="folder with MNIST's files")
     parser.add_argument("--profile", action="store_true", help="print cProfiles (one thread)")
+    parser.add_argument("--all-in-turn", action="store_true",
+                        help="time every call in turn instead of each pair in turn")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="one JSON file for everything")
     args = parser.parse_args()
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
@@ -290,7 +310,7 @@ def main() -> None:
                   "by_threads": {}}  # fmt: skip
         torch_version = None
         for threads in thread_counts:
-            entry = run_one(net, state, (x, y), dtype, threads, args.repeats)
+            entry = run_one(net, state, (x, y), dtype, threads, args.repeats, args.all_in_turn)
             result["by_threads"][str(threads)] = entry
         try:
             import torch
@@ -317,8 +337,9 @@ def main() -> None:
 def print_result(name: str, result: dict, batch: int, source: str) -> None:
     threads = list(result["by_threads"])
     env = result["environment"]
+    order = result["by_threads"][threads[0]]["timing_order"]
     print(f"\nLeNet-5 (sigmoid), batch {batch}, {name}; input: {source}; commit {env['commit']}; "
-          f"PyTorch {result['torch']}")  # fmt: skip
+          f"PyTorch {result['torch']}; timing: {order}")  # fmt: skip
     head = ["operation"] + [f"median ms, {t} thread(s)" for t in threads]
     ops = list(result["by_threads"][threads[0]]["median_wall_s"])
     rows = [[op] + [f"{result['by_threads'][t]['median_wall_s'][op] * 1e3:.2f}" for t in threads]
