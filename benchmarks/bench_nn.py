@@ -7,12 +7,14 @@ dict copied): forward, gradient (backward), HVP by double backward and by ``jvp(
 the Gauss-Newton product J^T H_L J v (``func.jvp`` of the logits, the softmax cross-entropy
 Hessian written out, ``func.vjp``).  Every mcnet result is first checked against PyTorch's.
 
-Each mcnet call and the PyTorch call it is compared with are timed in turn, R times (one
-warm-up first), so both see the same load on a shared machine, one pair after the other, so
-that no other call runs between them (``--all-in-turn``: every call in turn instead, the
-order of the tables before 2026-12-02, in which the order-3/4 directional derivatives sweep
-the caches before every other call); a ratio is the median mcnet time over the median
-PyTorch time.  Wall-clock times are the result; the thread's CPU time
+All calls, mcnet's and PyTorch's, are timed in turn, R times (one warm-up first), so that
+each mcnet call and the PyTorch call it is compared with see the same load on a shared
+machine; a ratio is the median mcnet time over the median PyTorch time.  In that order the
+order-3/4 directional derivatives sweep the caches before the other calls; ``--pairs`` times
+each mcnet call and its PyTorch counterpart in turn instead, pair after pair, with nothing
+between them (on two threads PyTorch's float32 gradient then took 39 ms instead of 14 here;
+on one thread the target ratios moved by at most 0.04: float32 gradient 1.04 -> 1.06,
+float64 H v 0.51 -> 0.55).  Wall-clock times are the result; the thread's CPU time
 (``time.thread_time``, one thread only) is recorded too, because on a loaded machine it does
 not count the time the process waited for a core.
 
@@ -24,7 +26,7 @@ and, against mcnet's own forward: directional of order k <= (k+1)^2 forwards. Th
 Gauss-Newton product (newton-krylov-gn's Krylov pass) is reported against PyTorch's, with
 no target.
 
-    python benchmarks/bench_nn.py --dtype float32 [--threads 1,2] [--repeats 9] [--all-in-turn]
+    python benchmarks/bench_nn.py --dtype float32 [--threads 1,2] [--repeats 9] [--pairs]
         [--batch 128] [--mnist DIR] [--profile] [--out FILE]
 
 Threads: for each count, ``torch.set_num_threads(t)`` and threadpoolctl's limit for NumPy's
@@ -187,20 +189,18 @@ def torch_calls(net, batch, dtype, v: np.ndarray) -> tuple[dict, dict] | None:
     return calls, values
 
 
-# Calls timed together, in turn: each mcnet call with the PyTorch call it is compared with
-# (the forwards with each other), the rest alone.
+# With --pairs, the calls timed together, in turn: each mcnet call with the PyTorch call it
+# is compared with (the forwards with each other), the rest alone.
 PAIRS = [(ours, theirs) for ours, theirs, _ in TARGETS.values()] + [("forward", "torch_forward")]
 
 
-def time_interleaved(calls: dict, repeats: int, all_in_turn: bool = False) -> tuple[dict, dict]:
-    """Median wall and thread-CPU seconds of every call: each pair of ``PAIRS`` timed in turn
-    R times, one pair after the other, so that nothing else (an order-4 directional derivative
-    that sweeps the caches, say) runs between a pair's calls; or, ``all_in_turn``, every call
-    in turn R times (earlier tables' order)."""
+def time_interleaved(calls: dict, repeats: int, pairs: bool = False) -> tuple[dict, dict]:
+    """Median wall and thread-CPU seconds of every call: every call in turn R times, or, with
+    ``pairs``, each pair of ``PAIRS`` in turn R times, one pair after the other."""
     for fn in calls.values():
         fn()  # warm-up: Numba compilation, caches, allocator
     paired = {name for pair in PAIRS for name in pair}
-    groups = [list(calls)] if all_in_turn else (
+    groups = [list(calls)] if not pairs else (
         [[n for n in pair if n in calls] for pair in PAIRS]
         + [[n] for n in calls if n not in paired])  # fmt: skip
     wall: dict = {name: [] for name in calls}
@@ -217,7 +217,7 @@ def time_interleaved(calls: dict, repeats: int, all_in_turn: bool = False) -> tu
 
 
 def run_one(net, state, batch, dtype, threads: int, repeats: int,
-            all_in_turn: bool = False) -> dict:  # fmt: skip
+            pairs: bool = False) -> dict:  # fmt: skip
     """Times and ratios for one dtype and thread count."""
     net.load_state_dict(state)
     calls, values = mcnet_calls(net, batch, dtype)
@@ -239,10 +239,10 @@ def run_one(net, state, batch, dtype, threads: int, repeats: int,
         )
     load_before = round(os.getloadavg()[0], 2)
     with thread_limit(threads):
-        wall, cpu = time_interleaved(calls, repeats, all_in_turn)
+        wall, cpu = time_interleaved(calls, repeats, pairs)
     entry: dict = {
         "threads": threads,
-        "timing_order": "all calls in turn" if all_in_turn else "each pair in turn",
+        "timing_order": "each pair in turn" if pairs else "all calls in turn",
         "load_average_1min": [load_before, round(os.getloadavg()[0], 2)],
         "median_wall_s": wall,
         "ratios": {},
@@ -290,8 +290,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--mnist", type=Path, default=None, help="folder with MNIST's files")
     parser.add_argument("--profile", action="store_true", help="print cProfiles (one thread)")
-    parser.add_argument("--all-in-turn", action="store_true",
-                        help="time every call in turn instead of each pair in turn")  # fmt: skip
+    parser.add_argument("--pairs", action="store_true",
+                        help="time each pair in turn instead of every call in turn")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="one JSON file for everything")
     args = parser.parse_args()
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
@@ -310,7 +310,7 @@ def main() -> None:
                   "by_threads": {}}  # fmt: skip
         torch_version = None
         for threads in thread_counts:
-            entry = run_one(net, state, (x, y), dtype, threads, args.repeats, args.all_in_turn)
+            entry = run_one(net, state, (x, y), dtype, threads, args.repeats, args.pairs)
             result["by_threads"][str(threads)] = entry
         try:
             import torch
