@@ -1,5 +1,6 @@
-"""Hand-written Numba loops for the CPU: the linear maps of convolutions and pooling, and the
-parts of elementwise functions that NumPy's ufuncs cannot do in one pass.
+"""Hand-written Numba loops for the CPU: the linear maps of convolutions and pooling, the
+direct correlation of real images (a convolution without im2col's columns), and the parts of
+elementwise functions that NumPy's ufuncs cannot do in one pass.
 
 The window maps (im2col, its adjoint col2im, average pooling and its adjoint) are linear, so
 they act the same on every multicomplex component, real or complex: the component axis is
