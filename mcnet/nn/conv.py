@@ -196,15 +196,12 @@ class Conv2d(Module):
 
     def _correlate(self, x: Tensor, size: Pair) -> Tensor:
         """The forward by ``loops.correlate``: one real correlation per real part of the
-        weight's components; the bias is added on the way when it is of the weight's kind
-        and order at most the weight's."""
+        weight's components; the bias is added on the way when it has the weight's
+        components (every parameter perturbed alike, as in ``Objective``), else after."""
         planes = loops.correlation_planes(x.data[0], self.kernel_size, self.padding)
         weight = self.weight.value.data
         bias = None if self.bias is None else self.bias.value.data
-        fused = bias is None or (bias.dtype == weight.dtype and len(bias) <= len(weight))
-        if fused and bias is not None and len(bias) < len(weight):
-            bias = np.concatenate([bias, np.zeros((len(weight) - len(bias), *bias.shape[1:]),
-                                                  bias.dtype)])  # fmt: skip
+        fused = bias is None or (bias.dtype == weight.dtype and len(bias) == len(weight))
         y = Tensor(loops.correlate(planes, weight, bias if fused else None))
         self.saved = (planes, x.shape, size)
         return y if fused else y + self.bias.value.reshape(-1, 1, 1)
@@ -215,7 +212,7 @@ class Conv2d(Module):
         g = grad_out.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
         w2 = self.weight.value.reshape(o, -1)
         weight = self.weight.value.data
-        direct = isinstance(saved, loops.Planes)  # else the forward saved im2col's columns
+        direct = isinstance(saved, loops.Planes)  # else the forward saved its input
         if direct:
             rows = loops.gradient_rows(saved, grad_out.data)  # real parts, then imaginary
             shape = (len(grad_out.data), *weight.shape[1:])
@@ -232,8 +229,8 @@ class Conv2d(Module):
             self.bias.accumulate(g.sum(axis=1))
         if not self.input_grad_needed:  # the data's gradient: nobody reads it
             return None
-        if direct and len(rows) == o and len(weight) == 1 and weight.dtype.kind == "f":
-            # a real gradient and a real weight
+        real = [d.dtype.kind == "f" and len(d) == 1 for d in (grad_out.data, weight)]
+        if direct and all(real):  # a real gradient and a real weight
             return Tensor(loops.correlate_input(saved, rows, weight[0], in_shape[2:],
                                                 self.padding)[None])  # fmt: skip
         if grad_out.device == "cpu":
