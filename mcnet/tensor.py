@@ -21,7 +21,7 @@ import math
 import numbers
 import operator
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -644,30 +644,66 @@ def matmul(a, b) -> Tensor:
 # complex array is a (q, 2r) real one).
 
 
+def matmul_each(a: Tensor, chunks: Iterable[Tensor]) -> Iterator[Tensor]:
+    """``a @ b`` for each 2-D ``b`` of ``chunks`` (all of one kind): a's side of the products
+    (the product rule's terms, a block matrix) is prepared once.  A convolution's weight times
+    its columns, a batch chunk at a time, spends no time on it per chunk."""
+    product, kind = None, None
+    for b in chunks:
+        b = as_tensor(b, a)
+        _check_matmul(a, b)
+        if a.ndim != 2 or b.ndim != 2 or a.device != "cpu" or _both_real(a, b):
+            yield matmul(a, b)
+            continue
+        if kind != (len(b.data), b.data.dtype, b.order, b.one_direction):
+            kind = (len(b.data), b.data.dtype, b.order, b.one_direction)
+            product = _stacked_product(a, b, b_zeros=False)
+        yield product(b)
+
+
 def _stacked_matmul(a: Tensor, b: Tensor) -> Tensor:
-    algebra = algebra_of(a, b)
+    return _stacked_product(a, b)(b)
+
+
+def _stacked_product(a: Tensor, like: Tensor, b_zeros: bool = True) -> Callable:
+    """The function ``b -> a @ b`` for right operands with ``like``'s components and dtype
+    (and, with ``b_zeros``, its zero components, which the products then skip)."""
+    algebra = algebra_of(a, like)
     if algebra is mc_alg:
-        a, b = a.general(), b.general()
-    real = np.result_type(a.dtype, b.dtype)
+        a = a.general()
+    real = np.result_type(a.dtype, like.dtype)
     da = a.data.astype(_complex_of(real) if a.data.dtype.kind == "c" else real, copy=False)
-    db = b.data.astype(_complex_of(real) if b.data.dtype.kind == "c" else real, copy=False)
-    terms = _product_terms(algebra, da, db)
-    ka, kb = len(da), len(db)
-    p, r = da.shape[1], db.shape[2]
-    if ka > 1 and kb > 1 and da[0].size * 8 <= db[0].size and da.dtype == db.dtype:
-        right = _stack_rows(db, list(range(kb)), copy=False)
-        if right is not None:  # b's components over rows: one GEMM with a's block matrix
-            left = _block_matrix(terms, da, max(ka, kb), kb)
-            return Tensor(np.matmul(left, right).reshape(max(ka, kb), p, r))
+
+    def data_of(b: Tensor):
+        data = (b.general() if algebra is mc_alg else b).data
+        return data.astype(_complex_of(real) if data.dtype.kind == "c" else real, copy=False)
+
+    db = data_of(like)
+    terms = _product_terms(algebra, da, db if b_zeros else None, len(db))
+    ka, kb, p = len(da), len(db), da.shape[1]
     rows = sorted({i for i, _ in terms})
     cols = sorted({j for _, j in terms})
-    blocks, product = _pair_products(da, db, rows, cols)
-    if product is not None and (ka == 1 or kb == 1):  # each component is one block
-        if ka == 1 and cols == list(range(kb)):  # (p, Kb r) -> (Kb, p, r), a view
-            return Tensor(product.reshape(p, kb, r).transpose(1, 0, 2))
-        if kb == 1 and rows == list(range(ka)):  # (Ka p, r) -> (Ka, p, r), a view
-            return Tensor(product.reshape(ka, p, r))
-    return Tensor(_combine(terms, blocks, max(ka, kb)))
+    left = None  # the block matrix, made when first needed
+
+    def product(b: Tensor) -> Tensor:
+        nonlocal left
+        db = data_of(b)
+        r = db.shape[2]
+        if ka > 1 and kb > 1 and da[0].size * 8 <= db[0].size and da.dtype == db.dtype:
+            right = _stack_rows(db, list(range(kb)), copy=False)
+            if right is not None:  # b's components over rows: one GEMM with a's block matrix
+                if left is None:
+                    left = _block_matrix(terms, da, max(ka, kb), kb)
+                return Tensor(np.matmul(left, right).reshape(max(ka, kb), p, r))
+        blocks, result = _pair_products(da, db, rows, cols)
+        if result is not None and (ka == 1 or kb == 1):  # each component is one block
+            if ka == 1 and cols == list(range(kb)):  # (p, Kb r) -> (Kb, p, r), a view
+                return Tensor(result.reshape(p, kb, r).transpose(1, 0, 2))
+            if kb == 1 and rows == list(range(ka)):  # (Ka p, r) -> (Ka, p, r), a view
+                return Tensor(result.reshape(ka, p, r))
+        return Tensor(_combine(terms, blocks, max(ka, kb)))
+
+    return product
 
 
 def _block_matrix(terms: dict, da, k_out: int, kb: int):
@@ -680,14 +716,15 @@ def _block_matrix(terms: dict, da, k_out: int, kb: int):
     return out.reshape(k_out * p, kb * q)
 
 
-def _product_terms(algebra, da, db) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    """For each component pair (i, j) that contributes, the (result component, weight) pairs."""
-    ka, kb = len(da), len(db)
+def _product_terms(algebra, da, db, kb: int) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """For each component pair (i, j) that contributes, the (result component, weight) pairs;
+    ``db`` (kb components), when given, is checked for zero components."""
+    ka = len(da)
     if ka == 1 or kb == 1:
         return {(i, j): [(max(i, j), 1)] for i in range(ka) for j in range(kb)}
     if algebra is symmetric:
         zero_a = symmetric._zeros(list(da))
-        zero_b = symmetric._zeros(list(db))
+        zero_b = set() if db is None else symmetric._zeros(list(db))
         table = symmetric.weights(ka - 1)
         return {ij: targets for ij, targets in table.items()
                 if ij[0] not in zero_a and ij[1] not in zero_b}  # fmt: skip

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import mcnet as mc
+from mcnet.tensor import matmul_each
 
 
 def _reference(p, q, product):
@@ -59,3 +60,45 @@ def test_tensordot_and_einsum_match_component_pair_products(orders, seed):
 def test_matmul_rejects_mismatched_inner_dimensions():
     with pytest.raises(ValueError, match=r"\(3, 4\) @ \(5, 2\)"):
         mc.tensor(np.ones((3, 4))) @ mc.tensor(np.ones((5, 2)))
+
+
+def _one_direction(order: int, shape, rng, zero_last: bool) -> mc.Tensor:
+    """x + h (i_1 + ... + i_k) v as one-direction numbers; with ``zero_last`` the top
+    coefficient is zero, as a parameter perturbed along one direction carries it."""
+    t = mc.perturb(rng.normal(size=shape), [rng.normal(size=shape)] * order, 0.5)
+    if zero_last:
+        t.data[-1] = 0.0
+    return t
+
+
+@given(
+    left=st.sampled_from(["general 1", "general 2", "one direction 2", "one direction 3"]),
+    zero_last=st.booleans(), widths=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    switch=st.booleans(), seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_matmul_each_matches_component_pair_products(left, zero_last, widths, switch, seed):
+    """``matmul_each`` (a convolution's weight times its columns, chunk after chunk, its
+    side of the product prepared once) on every chunk against the unit rule: chunks wide
+    and narrow (the block-matrix GEMM and the pair products), a left operand with a zero top
+    coefficient, and chunks that change kind half-way (the preparation is redone)."""
+    rng = np.random.default_rng(seed)
+    kind, order = left.rsplit(" ", 1)
+    order = int(order)
+    if kind == "general":
+        a = mc.from_parts(rng.normal(size=(2**order, 3, 4)))
+    else:
+        a = _one_direction(order, (3, 4), rng, zero_last)
+
+    def chunk(i: int, width: int) -> mc.Tensor:
+        if switch and i >= len(widths) // 2:  # the later chunks: real, then complex
+            return mc.from_parts(rng.normal(size=(1 + (i % 2), 4, width)))
+        if kind == "general":
+            return mc.from_parts(rng.normal(size=(2**order, 4, width)))
+        return _one_direction(order, (4, width), rng, zero_last=False)
+
+    chunks = [chunk(i, width) for i, width in enumerate(widths)]
+    got = list(matmul_each(a, iter(chunks)))
+    assert len(got) == len(chunks)
+    for product, b in zip(got, chunks):
+        want = _reference(a.parts, b.parts, np.matmul)
+        np.testing.assert_allclose(product.parts, want, rtol=1e-12, atol=1e-12)

@@ -275,30 +275,42 @@ def _weight_data(kind, count, shape, rng, dtype):
     st.tuples(st.integers(0, 3), st.integers(0, 3)),
     st.tuples(st.integers(0, 4), st.integers(0, 4)),
     st.sampled_from(["none", "like the weight", "real"]), st.booleans(),
+    st.sampled_from(["no", "the weight's", "the weight's and the bias's"]),
     st.integers(0, 2**32 - 1),
 )  # fmt: skip
 def test_conv2d_of_real_images_matches_naive_loops_for_every_weight_kind(
-    weight_kind, dtype, n, c, o, kernel, padding, extra, bias, input_grad, seed
+    weight_kind, dtype, n, c, o, kernel, padding, extra, bias, input_grad, zero_top, seed
 ):
     """Real images, stride 1 (the direct correlation, ``loops.correlate``): each component of
     the output, of the weight gradient and (real weights) of the input gradient against
     naive loops, component by component; odd and even channel counts, kernels up to 5x5, no
     bias, a bias of the weight's kind or a real one, with and without the input gradient (a
-    first layer's backward skips it)."""
+    first layer's backward skips it), and a zero top component (a curvature pass's weights:
+    its outputs are skipped, and must then be zeros, or the bias where it is not zero).
+    Freed arrays of NaN first, so that memory handed back again is not zero by luck."""
     rng = np.random.default_rng(seed)
     kind, count = weight_kind
     conv = Conv2d(c, o, kernel, 1, padding, bias != "none").to(dtype=dtype)
     conv.input_grad_needed = input_grad
-    conv.weight.value = mc.Tensor(_weight_data(kind, count, conv.weight.shape, rng, dtype))
+    weight = _weight_data(kind, count, conv.weight.shape, rng, dtype)
+    if zero_top != "no":
+        weight[-1] = 0
+    conv.weight.value = mc.Tensor(weight)
     weights = _real_parts(conv.weight.value.data)
     biases = [None] * len(weights)
     if bias == "like the weight":
-        conv.bias.value = mc.Tensor(_weight_data(kind, count, (o,), rng, dtype))
+        bias_data = _weight_data(kind, count, (o,), rng, dtype)
+        if zero_top == "the weight's and the bias's":
+            bias_data[-1] = 0
+        conv.bias.value = mc.Tensor(bias_data)
         biases = _real_parts(conv.bias.value.data)
     elif bias == "real":  # the first component's real part only
         conv.bias.value = mc.tensor(rng.standard_normal(o).astype(dtype))
         biases[0] = conv.bias.value.numpy()
     x = rng.standard_normal((n, c, kernel[0] + extra[0], kernel[1] + extra[1])).astype(dtype)
+    for _ in range(4):
+        junk = np.full(4 * len(weights) * n * o * x.shape[2] * x.shape[3], np.nan)
+        del junk
     y = conv(mc.tensor(x))
     got = _real_parts(y.data)
     assert got.shape[0] == len(weights) and y.data.dtype == conv.weight.value.data.dtype

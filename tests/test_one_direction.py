@@ -183,3 +183,49 @@ def test_large_perturbations_take_the_exact_path():
     assert not symmetric.is_tiny("exp", s)
     assert symmetric.is_tiny("exp", [s[0], s[1] * 1e-10, s[2]])
     assert not symmetric.is_tiny("log", [s[0] * 1e-30, s[1] * 1e-10, s[2]])  # scale |s_0|
+
+
+def _sigmoid_order2(s: np.ndarray) -> np.ndarray:
+    """sigmoid along one direction at order 2 for tiny s_1, s_2, written out in long double
+    (x87's 64-bit mantissa here): [f, f' s_1, f' s_2 + f'' s_1^2] (the value's s_1^2 terms
+    are below roundoff), with f' = e^-x / (1 + e^-x)^2 and f'' = -f' tanh(x / 2)."""
+    x, s1, s2 = s.astype(np.longdouble)
+    e = np.exp(-x)
+    f = 1 / (1 + e)
+    d1 = e / (1 + e) ** 2
+    d2 = -d1 * np.tanh(x / 2)
+    return np.stack([f, d1 * s1, d1 * s2 + d2 * s1**2]), np.abs(d1 * s2) + np.abs(d2 * s1**2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(n=st.integers(1, 300), outlier=st.sampled_from(["none", "large", "nan"]),
+       seed=st.integers(0, 2**32 - 1))  # fmt: skip
+def test_order2_sigmoid_at_a_curvature_pass_scale(dtype, n, outlier, seed):
+    """A curvature pass's sigmoid (``loops.sigmoid``: a Taylor series when every |s_1|, |s_2|
+    is tiny) against the closed form, in both precisions.  One element anywhere outside the
+    series' range (a large s_1, or NaN) sends the whole array down the exact path: the large
+    one then matches the general layout (the series would be off by s_1^2 relative), the NaN
+    stays NaN."""
+    rng = np.random.default_rng(seed)
+    h = mc.default_step(dtype, 2)
+    s = np.stack([rng.uniform(-8, 8, n), h * rng.standard_normal(n),
+                  h * h * rng.standard_normal(n)]).astype(dtype)  # fmt: skip
+    at = rng.integers(n)
+    if outlier == "large":
+        s[1, at] = 0.5
+    elif outlier == "nan":
+        s[1, at] = np.nan
+    with np.errstate(invalid="ignore"):  # the NaN's exact path
+        got = mc.sigmoid(Tensor(s))
+    assert got.one_direction and got.data.dtype == dtype
+    if outlier == "none":
+        want, scale = _sigmoid_order2(s)
+        rtol = 4 * np.finfo(dtype).eps
+        for c, tol in enumerate([np.abs(want[0]), np.abs(want[1]), scale]):
+            err = np.abs(got.data[c] - want[c])
+            assert np.all(err <= rtol * tol), (c, err.max())
+    elif outlier == "large":
+        exact = mc.sigmoid(Tensor(s.astype(np.float64)).general()).parts[:, at]
+        np.testing.assert_allclose(got.parts[:, at], exact, rtol=1e-5, atol=1e-7)
+    else:
+        assert np.isnan(got.data[1:, at]).all()

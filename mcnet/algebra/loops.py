@@ -450,12 +450,16 @@ def correlate(planes: Planes, weight: np.ndarray, bias: np.ndarray | None) -> np
     laid out channel-major.  Each component is a real correlation (the images are real)."""
     k, o, c, kh, kw = weight.shape
     (ho, wo), taps = planes.out_size, len(planes.shifts)
+    out = np.empty((k, o, planes.data.shape[1], ho, wo), dtype=weight.dtype)
+    while k > 1 and not weight[k - 1].any() and (bias is None or not bias[k - 1].any()):
+        k -= 1  # a zero component (a one-direction perturbation's s_2 ...) gives zeros
+        out[k] = 0
+    weight, bias = weight[:k], None if bias is None else bias[:k]
     rows, ew = _real_rows(weight.reshape(k * o, c, kh * kw))
     w = np.zeros((len(rows), c, taps), dtype=rows.dtype)
     w[:, :, : kh * kw] = rows
     shift = np.zeros(len(rows), dtype=rows.dtype) if bias is None else _real_rows(bias.ravel())[0]
-    out = np.empty((k, o, planes.data.shape[1], ho, wo), dtype=weight.dtype)
-    out_real = out.view(rows.dtype).reshape(k * o, -1, ho, wo * ew)
+    out_real = out[:k].view(rows.dtype).reshape(k * o, -1, ho, wo * ew)
     _correlate(planes.data, w, planes.shifts, np.ascontiguousarray(shift), ho, wo, planes.row,
                planes.span, ew, out_real)  # fmt: skip
     return out.transpose(0, 2, 1, 3, 4)
@@ -596,27 +600,23 @@ def _sigmoid_complex(z, e, tiny, one, unit, out):  # pragma: no cover - compiled
 def _sigmoid_series2(s, e, em1, tau, one, out):  # pragma: no cover - compiled
     # one direction, order 2: s = (s0, s1, s2); e = exp(-|s0|), em1 = expm1(-|s0|).  The
     # Taylor series [f, f' s1, f' s2 + f'' s1^2]; False (and out unfinished) unless every
-    # |s1| <= tau and |s2| <= tau^2 (``symmetric.is_tiny``).
+    # |s1| <= tau and |s2| <= tau^2 (``symmetric.is_tiny``).  Branch-free, the check counted
+    # on the way: the loop vectorises (an early exit or an if would keep it scalar).
     tau2 = tau * tau
-    for p in range(s.shape[1]):
-        s1 = s[1, p]
-        s2 = s[2, p]
-        if not (abs(s1) <= tau and abs(s2) <= tau2):
-            return False
-        x = s[0, p]
+    outside = 0
+    for p in range(uint64(s.shape[1])):
+        x, s1, s2 = s[0, p], s[1, p], s[2, p]
+        outside += 1 - ((abs(s1) <= tau) & (abs(s2) <= tau2))  # NaN counts as outside
         ep = e[p]
         r = one / (one + ep)
         d1 = ep * r * r  # sigmoid'(x) = e / (1 + e)^2 for e = exp(-|x|)
         t = em1[p] * r  # (e - 1) / (1 + e) = -tanh(|x| / 2)
-        if x >= 0:
-            out[0, p] = r
-        else:
-            out[0, p] = ep * r
-            t = -t  # 1 - 2 sigmoid(x) = -tanh(x / 2)
+        out[0, p] = r if x >= 0 else ep * r
+        t = t if x >= 0 else -t  # 1 - 2 sigmoid(x) = -tanh(x / 2)
         f1 = s1 * d1
         out[1, p] = f1
         out[2, p] = s1 * (t * f1) + s2 * d1  # sigmoid'' = sigmoid' (1 - 2 sigmoid)
-    return True
+    return outside == 0
 
 
 @njit(**_JIT)

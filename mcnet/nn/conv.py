@@ -38,7 +38,7 @@ from mcnet.algebra import loops
 from mcnet.algebra.multicomplex import array_module
 from mcnet.nn.init import uniform
 from mcnet.nn.module import Module, Parameter
-from mcnet.tensor import Tensor
+from mcnet.tensor import Tensor, matmul_each
 
 Pair = tuple[int, int]
 
@@ -166,7 +166,7 @@ class Conv2d(Module):
             return self._correlate(x, size)
         n = x.shape[0]
         w2 = self.weight.value.reshape(self.out_channels, -1)
-        parts = [mc.matmul(w2, cols).data for cols in self._columns(x, (ho, wo))]  # (O, Mc)
+        parts = [y.data for y in matmul_each(w2, self._columns(x, (ho, wo)))]  # (O, Mc)
         y = Tensor(np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0])
         if self.bias is not None:
             y = _add_bias(y, self.bias.value)
@@ -249,9 +249,10 @@ class Conv2d(Module):
         per_sample = w2t.shape[0] * pixels
         chunk = max(1, min(n, loops.CHUNK_ELEMENTS // max(per_sample, 1)))
         out = None
-        for n0 in range(0, n, chunk):
-            n1 = min(n, n0 + chunk)
-            dcols = mc.matmul(w2t, g[:, n0 * pixels : n1 * pixels]).data  # (K, C*kh*kw, Mc)
+        bounds = [(n0, min(n, n0 + chunk)) for n0 in range(0, n, chunk)]
+        products = matmul_each(w2t, (g[:, n0 * pixels : n1 * pixels] for n0, n1 in bounds))
+        for (n0, n1), product in zip(bounds, products):
+            dcols = product.data  # (K, C*kh*kw, Mc)
             if out is None:  # channel-major (K, C, N, H, W): a batch chunk is a slice
                 out = np.empty((len(dcols), c, n, h, w), dtype=dcols.dtype)
             loops.col2im(dcols, (len(dcols), n1 - n0, c, h, w), self.kernel_size, self.stride,
