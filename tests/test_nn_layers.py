@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import mcnet as mc
@@ -399,28 +399,31 @@ def test_pooling_forward_and_backward(cls, case, dtype, order):
 @given(st.tuples(st.integers(1, 3), st.integers(1, 3)),
        st.tuples(st.integers(0, 2), st.integers(0, 2)), DTYPES, st.integers(0, 1),
        st.integers(0, 2**32 - 1))  # fmt: skip
+@example((2, 2), (1, 1), np.float64, 0, 0)  # LeNet's pooling, in its own loops
+@example((2, 2), (1, 0), np.float64, 1, 1)
 def test_avgpool_backward_sets_every_element_of_fresh_memory(kernel, extra, dtype, order, seed):
     """Disjoint windows (stride = kernel) are written, not added to a zeroed array: the rows
     and columns no window covers (floor mode) must be zeroed all the same.  Freed arrays of
-    NaN first, so that memory malloc hands back again is not zero by luck."""
+    NaN first, so that memory malloc hands back again is not zero by luck.  At order 1 the
+    gradient is complex (an H v pass's), its imaginary part spread the same way."""
     rng = np.random.default_rng(seed)
     (kh, kw), (eh, ew) = kernel, extra
     shape = (2, 3, 2 * kh + eh, 3 * kw + ew)
     x, imag = sample_point(rng, shape, order)
     pool = AvgPool2d(kernel)
     y = pool(point(x, imag).astype(dtype))
-    u = rng.standard_normal(y.shape)
+    u = rng.standard_normal((order + 1, *y.shape))
     ho, wo = y.shape[2:]
-    want = np.zeros(shape)
+    want = np.zeros((order + 1, *shape))
     for i in range(kh):
         for j in range(kw):
-            want[:, :, i : ho * kh : kh, j : wo * kw : kw] += u / (kh * kw)
+            want[:, :, :, i : ho * kh : kh, j : wo * kw : kw] += u / (kh * kw)
     for _ in range(4):
-        junk = np.full(2 * int(np.prod(shape)), np.nan, dtype=dtype)
+        junk = np.full(4 * int(np.prod(shape)), np.nan, dtype=dtype)
         del junk
-    got = mc.functions.embed(pool.backward(mc.tensor(u, dtype=dtype)), order).parts
-    np.testing.assert_allclose(got[0], want, rtol=0, atol=TOL[dtype])
-    assert not np.any(got[1:]), "a real gradient's imaginary parts must be zero"
+    grad = mc.tensor(u[0], dtype=dtype) if order == 0 else mc.from_parts(u).astype(dtype)
+    got = mc.functions.embed(pool.backward(grad), order).parts
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL[dtype])
 
 
 def test_maxpool_decides_on_real_part_and_carries_the_element():
