@@ -10,12 +10,16 @@ is the holomorphic continuation of the real backward).
 
 from __future__ import annotations
 
+import math
+import unittest.mock
+
 import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 import mcnet as mc
+from mcnet.algebra import loops
 from mcnet.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from mcnet.nn.conv import Conv2d
 from mcnet.nn.dropout import Dropout, resample_dropout
@@ -225,29 +229,82 @@ def test_conv2d_bicomplex_forward_is_the_product_rule():
     np.testing.assert_allclose(y, expected, atol=1e-12)
 
 
-def naive_conv2d_weight_grad(x, g, kernel, padding):
-    """dW[o, c, i, j] = sum over n, oh, ow of g[n, o, oh, ow] * x_padded[n, c, oh + i, ow + j]
-    (stride 1), one einsum per kernel offset."""
-    (kh, kw), (ph, pw) = kernel, padding
+def naive_conv2d_weight_grad(x, g, kernel, padding, stride=(1, 1)):
+    """dW[o, c, i, j] = sum over n, oh, ow of g[n, o, oh, ow] * x_padded[n, c, oh*sh + i,
+    ow*sw + j], one einsum per kernel offset."""
+    (kh, kw), (ph, pw), (sh, sw) = kernel, padding, stride
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     ho, wo = g.shape[2:]
     out = np.zeros((g.shape[1], x.shape[1], kh, kw))
     for i in range(kh):
         for j in range(kw):
-            out[:, :, i, j] = np.einsum("nohw,nchw->oc", g, xp[:, :, i : i + ho, j : j + wo])
+            window = xp[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+            out[:, :, i, j] = np.einsum("nohw,nchw->oc", g, window)
     return out
 
 
-def naive_conv2d_input_grad(g, weight, image_size, padding):
-    """dx by scattering every output gradient back through every kernel offset (stride 1)."""
-    (ph, pw), (h, w) = padding, image_size
+def naive_conv2d_input_grad(g, weight, image_size, padding, stride=(1, 1)):
+    """dx by scattering every output gradient back through every kernel offset."""
+    (ph, pw), (h, w), (sh, sw) = padding, image_size, stride
     _, _, kh, kw = weight.shape
     n, _, ho, wo = g.shape
     out = np.zeros((n, weight.shape[1], h + 2 * ph, w + 2 * pw))
     for i in range(kh):
         for j in range(kw):
-            out[:, :, i : i + ho, j : j + wo] += np.einsum("nohw,oc->nchw", g, weight[:, :, i, j])
+            out[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += (
+                np.einsum("nohw,oc->nchw", g, weight[:, :, i, j]))  # fmt: skip
     return out[:, :, ph : ph + h, pw : pw + w]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(
+    st.integers(3, 6), st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    st.tuples(st.integers(0, 2), st.integers(0, 2)), st.integers(1, 3), st.integers(0, 2**32 - 1),
+)  # fmt: skip
+def test_conv2d_of_complex_images_in_batch_chunks_matches_naive_loops(
+    dtype, n, stride, padding, chunk, seed
+):
+    """Complex images (an H v pass's second layer: im2col, GEMMs, col2im) a few images per
+    chunk (the chunk size made small): the output, the weight gradient and the input
+    gradient against naive real loops by the complex product rule, so every chunk's columns
+    and every chunk's place in the input gradient are checked."""
+    rng = np.random.default_rng(seed)
+    c, o, kernel = 2, 3, (3, 2)
+    conv = Conv2d(c, o, kernel, stride, padding).to(dtype=dtype)
+    w = rng.standard_normal((2, o, c, *kernel))
+    conv.weight.value = mc.from_parts(w).astype(dtype)
+    x = rng.standard_normal((2, n, c, 5, 6))
+    per_image = c * kernel[0] * kernel[1] * math.prod(
+        (s + 2 * p - k) // t + 1 for s, p, k, t in zip((5, 6), padding, kernel, stride))
+    with unittest.mock.patch.object(loops, "CHUNK_ELEMENTS", chunk * per_image):
+        y = conv(mc.from_parts(x).astype(dtype))
+        u = rng.standard_normal((2, *y.shape))
+        conv.zero_grad()
+        grad_in = conv.backward(mc.from_parts(u).astype(dtype))
+    b = conv.bias.value.numpy()
+
+    def naive(xs, ws, bias=None):
+        return naive_conv2d(xs, ws, bias, stride, padding)
+
+    (xr, xi), (wr, wi), (ur, ui) = x.astype(dtype), w.astype(dtype), u
+    want = [naive(xr, wr, b) - naive(xi, wi), naive(xr, wi) + naive(xi, wr)]
+    tol = TOL[dtype] * 10
+    for got, expected in zip(y.parts, want):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=tol * np.abs(expected).max())
+
+    def weight_grad(xs, g):
+        return naive_conv2d_weight_grad(xs, g, kernel, padding, stride)
+
+    want = [weight_grad(xr, ur) - weight_grad(xi, ui), weight_grad(xi, ur) + weight_grad(xr, ui)]
+    for got, expected in zip(conv.weight.grad.parts, want):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=tol * np.abs(expected).max())
+
+    def input_grad(g, ws):
+        return naive_conv2d_input_grad(g, ws, (5, 6), padding, stride)
+
+    want = [input_grad(ur, wr) - input_grad(ui, wi), input_grad(ur, wi) + input_grad(ui, wr)]
+    for got, expected in zip(grad_in.parts, want):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=tol * np.abs(expected).max())
 
 
 def _real_parts(data):

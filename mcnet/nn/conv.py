@@ -256,7 +256,7 @@ class Conv2d(Module):
             if out is None:  # channel-major (K, C, N, H, W): a batch chunk is a slice
                 out = np.empty((len(dcols), c, n, h, w), dtype=dcols.dtype)
             loops.col2im(dcols, (len(dcols), n1 - n0, c, h, w), self.kernel_size, self.stride,
-                         self.padding, out=out[:, :, n0:n1])  # fmt: skip
+                         self.padding, out=out, first=n0)  # fmt: skip
         return Tensor(out.transpose(0, 2, 1, 3, 4))
 
     def extra_repr(self) -> str:
