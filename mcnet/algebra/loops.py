@@ -553,6 +553,10 @@ def correlate_input(planes: Planes, rows: np.ndarray, weight: np.ndarray, image_
 
 # Elements per chunk of a convolution's input-gradient products: 2**18 (1-2 MiB) stay in cache.
 CHUNK_ELEMENTS = 1 << 18
+# Bytes per chunk of im2col's columns: 2 MiB.  By elements (2**18) a curvature pass's float32
+# columns came in 1 MiB chunks and its GEMMs ran slower (LeNet-5: 14.0-14.5 -> 12.7-13.8 ms a
+# pass, thread time, the least of 21; float64 and complex chunks were 2 MiB already).
+CHUNK_BYTES = 1 << 21
 
 
 def avg_pool(data: np.ndarray, kernel, stride, out_size) -> np.ndarray:

@@ -174,10 +174,10 @@ class Conv2d(Module):
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
 
     def _columns(self, x: Tensor, out_size: Pair):
-        """im2col's columns a batch chunk at a time (about 2**18 elements: in cache when the
-        GEMM reads them), as tensors ``(C*kh*kw, Nc*Ho*Wo)``."""
+        """im2col's columns a batch chunk at a time (about ``loops.CHUNK_BYTES``: in cache
+        when the GEMM reads them), as tensors ``(C*kh*kw, Nc*Ho*Wo)``."""
         per_image = len(x.data) * x.shape[1] * math.prod(self.kernel_size) * math.prod(out_size)
-        chunk = max(1, loops.CHUNK_ELEMENTS // per_image)
+        chunk = max(1, loops.CHUNK_BYTES // (per_image * x.data.itemsize))
         for n0 in range(0, x.shape[0], chunk):
             data = x.data[:, n0 : n0 + chunk]
             yield Tensor(loops.im2col(data, self.kernel_size, self.stride, self.padding, out_size))
