@@ -57,9 +57,43 @@ def environment() -> dict:
     except OSError:
         pass
     return {"commit": git_commit(), "python": platform.python_version(),
-            "numpy": np.__version__, "cpu": cpu, "cores": os.cpu_count(),
+            "numpy": np.__version__, "cpu": cpu, "cores": os.cpu_count(), "blas": blas(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+# Set on some machines because older OpenBLAS builds failed on their CPUs: they pin a current
+# OpenBLAS to other kernels than it would pick (``benchmarks/README.md``, "OpenBLAS's kernels").
+BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def blas() -> dict:
+    """NumPy's BLAS: library, version, the kernels it runs (threadpoolctl), and the environment
+    variables that pin OpenBLAS's kernels, as set for this process."""
+    info: dict = {name: os.environ.get(name) for name in BLAS_OVERRIDES}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return info
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            info.update({key: pool.get(key) for key in ("internal_api", "version",
+                                                          "architecture")})  # fmt: skip
+            break
+    return info
+
+
+def blas_note() -> str | None:
+    """A line to print when environment variables pin OpenBLAS's kernels, else None."""
+    info = blas()
+    pinned = {name: info[name] for name in BLAS_OVERRIDES if info[name] is not None}
+    if not pinned:
+        return None
+    settings = " ".join(f"{name}={value}" for name, value in pinned.items())
+    kernels = info.get("architecture")
+    return (f"note: {settings} in the environment: OpenBLAS runs its {kernels} kernels, not "
+            f"the ones it would pick; `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...` "
+            f"measures those")  # fmt: skip
 
 
 def single_thread() -> AbstractContextManager:

@@ -61,7 +61,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import RESULTS, environment, markdown_table, write_json  # noqa: E402
+from _report import RESULTS, blas_note, environment, markdown_table, write_json  # noqa: E402
 
 import mcnet as mc  # noqa: E402
 from mcnet.nn import CrossEntropyLoss, Objective, models, parameters_to_vector  # noqa: E402
@@ -296,6 +296,8 @@ def main() -> None:
     args = parser.parse_args()
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
     thread_counts = [int(t) for t in args.threads.split(",")]
+    if blas_note():
+        print(blas_note())
 
     x, y, source = load_batch(args.batch, args.mnist)
     mc.nn.manual_seed(0)
@@ -339,7 +341,8 @@ def print_result(name: str, result: dict, batch: int, source: str) -> None:
     env = result["environment"]
     order = result["by_threads"][threads[0]]["timing_order"]
     print(f"\nLeNet-5 (sigmoid), batch {batch}, {name}; input: {source}; commit {env['commit']}; "
-          f"PyTorch {result['torch']}; timing: {order}")  # fmt: skip
+          f"PyTorch {result['torch']}; timing: {order}; OpenBLAS kernels: "
+          f"{env['blas'].get('architecture')}")  # fmt: skip
     head = ["operation"] + [f"median ms, {t} thread(s)" for t in threads]
     ops = list(result["by_threads"][threads[0]]["median_wall_s"])
     rows = [[op] + [f"{result['by_threads'][t]['median_wall_s'][op] * 1e3:.2f}" for t in threads]
