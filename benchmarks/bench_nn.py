@@ -27,14 +27,16 @@ Gauss-Newton product (newton-krylov-gn's Krylov pass) is reported against PyTorc
 no target.
 
     python benchmarks/bench_nn.py --dtype float32 [--threads 1,2] [--repeats 9] [--pairs]
-        [--batch 128] [--mnist DIR] [--profile] [--out FILE]
+        [--batch 128] [--mnist DIR] [--profile] [--gemms] [--out FILE]
 
 Threads: for each count, ``torch.set_num_threads(t)`` and threadpoolctl's limit for NumPy's
 BLAS (mcnet's Numba loops are single-threaded).  Input: the first N MNIST test images
 (``mc.datasets.mnist(root=DIR, split="test")``; DIR defaults to /work/shared/data/mnist, then
 $MCNET_DATA), else random images.  Writes ``benchmarks/results/nn_lenet5_<dtype>.json``
-(commit, CPU, load averages, times, ratios), or everything to ``--out``.  ``--profile``
-prints a cProfile of 10 ``value_and_grad`` and 10 ``hvp`` calls per dtype (one thread).
+(commit, CPU, BLAS, load averages, times, ratios), or everything to ``--out``.  Instead of
+the timings, ``--profile`` prints a cProfile of 10 ``value_and_grad`` and 10 ``hvp`` calls
+per dtype, and ``--gemms`` the time of every GEMM of an ``hvp`` and a ``curvature`` pass by
+operand shapes (one thread; neither writes a result file).
 """
 
 from __future__ import annotations
@@ -282,6 +284,43 @@ def profile(net, state, batch, dtype, top: int = 30) -> str:
     return "\n".join(out)
 
 
+def gemm_times(net, state, batch, dtype, calls: int = 10) -> str:
+    """Every GEMM of ``hvp`` and ``curvature`` by operand shapes: ms per pass, the mean of
+    ``calls`` passes (``mcnet.tensor._real_view_matmul``, through which every GEMM of a
+    multicomplex product goes, wrapped with a timer)."""
+    tensor_module = sys.modules["mcnet.tensor"]
+    gemm = tensor_module._real_view_matmul
+    times: dict = {}
+
+    def timed(left, right, right_complex_only):
+        start = time.perf_counter()
+        result = gemm(left, right, right_complex_only)
+        key = (left.shape, right.shape, left.dtype.name, right.dtype.name)
+        count, total = times.get(key, (0, 0.0))
+        times[key] = (count + 1, total + time.perf_counter() - start)
+        return result
+
+    net.load_state_dict(state)
+    calls_of, _ = mcnet_calls(net, batch, dtype)
+    out = []
+    tensor_module._real_view_matmul = timed
+    try:
+        for name in ("hvp", "curvature"):
+            calls_of[name]()
+            times.clear()
+            for _ in range(calls):
+                calls_of[name]()
+            rows = [[f"{a} @ {b}", f"{da} @ {db}", f"{n // calls}", f"{1e3 * t / calls:.3f}"]
+                    for (a, b, da, db), (n, t) in sorted(times.items(), key=lambda kv: -kv[1][1])]
+            total = sum(t for _, t in times.values()) / calls
+            out.append(f"--- {np.dtype(dtype).name} {name}: GEMMs {1e3 * total:.2f} ms a pass "
+                       f"(OpenBLAS kernels: {environment()['blas'].get('architecture')})\n"
+                       + markdown_table(["shapes", "dtypes", "calls a pass", "ms a pass"], rows))
+    finally:
+        tensor_module._real_view_matmul = gemm
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
@@ -290,6 +329,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--mnist", type=Path, default=None, help="folder with MNIST's files")
     parser.add_argument("--profile", action="store_true", help="print cProfiles (one thread)")
+    parser.add_argument("--gemms", action="store_true",
+                        help="print the GEMMs of hvp and curvature by shape (one thread)")
     parser.add_argument("--pairs", action="store_true",
                         help="time each pair in turn instead of every call in turn")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="one JSON file for everything")
@@ -303,6 +344,15 @@ def main() -> None:
     mc.nn.manual_seed(0)
     net = models.lenet5("sigmoid")
     state = net.state_dict()
+    if args.profile or args.gemms:
+        with thread_limit(1):
+            for name in dtypes:
+                dtype = np.dtype(name).type
+                if args.profile:
+                    print(profile(net, state, (x, y), dtype))
+                if args.gemms:
+                    print(gemm_times(net, state, (x, y), dtype))
+        return
     results = {}
     for name in dtypes:
         dtype = np.dtype(name).type
@@ -330,10 +380,6 @@ def main() -> None:
     if args.out is not None:
         write_json(args.out, results)
         print(f"wrote {args.out}")
-    if args.profile:
-        with thread_limit(1):
-            for name in dtypes:
-                print(profile(net, state, (x, y), np.dtype(name).type))
 
 
 def print_result(name: str, result: dict, batch: int, source: str) -> None:

@@ -631,8 +631,11 @@ def matmul(a, b) -> Tensor:
 #   sum of a's components that multiply b_i into c; with b's components stacked over rows
 #   (its own layout, (K q, r)) that is ONE GEMM (K_out p, K q) @ (K q, r) which writes the
 #   result's components directly: no combining pass.  The block matrix B of the small
-#   operand costs nothing; its zero blocks (a one-direction weight's s_2 = 0) cost flops
-#   but no memory traffic.
+#   operand costs nothing, but its zero blocks cost flops: when a has zero components (a
+#   one-direction weight's s_2 = ... = s_k = 0) and the pair products below are fewer than
+#   B's blocks, those are taken instead (LeNet-5's vᵀHv, second layer: 6 products and a
+#   combining pass, 5.2-5.9 ms, against B's 9 blocks, 6.3-6.9 ms, on OpenBLAS's Haswell
+#   kernels; 3.6-3.8 against 3.9-4.1 on its SkylakeX ones).
 # - otherwise a's components stacked over rows and b's side by side, (Ka p, q) @ (q, Kb r),
 #   give every a_i @ b_j as a block, and the result's components are their signed or
 #   weighted sums (a view, when each is one block).
@@ -689,12 +692,13 @@ def _stacked_product(a: Tensor, like: Tensor, b_zeros: bool = True) -> Callable:
         nonlocal left
         db = data_of(b)
         r = db.shape[2]
-        if ka > 1 and kb > 1 and da[0].size * 8 <= db[0].size and da.dtype == db.dtype:
+        if (ka > 1 and kb > 1 and da[0].size * 8 <= db[0].size and da.dtype == db.dtype
+                and max(ka, kb) * kb <= len(rows) * len(cols)):
             right = _stack_rows(db, list(range(kb)), copy=False)
             if right is not None:  # b's components over rows: one GEMM with a's block matrix
                 if left is None:
                     left = _block_matrix(terms, da, max(ka, kb), kb)
-                return Tensor(np.matmul(left, right).reshape(max(ka, kb), p, r))
+                return Tensor(_real_view_matmul(left, right, False).reshape(max(ka, kb), p, r))
         blocks, result = _pair_products(da, db, rows, cols)
         if result is not None and (ka == 1 or kb == 1):  # each component is one block
             if ka == 1 and cols == list(range(kb)):  # (p, Kb r) -> (Kb, p, r), a view
@@ -767,7 +771,8 @@ def _pair_products(da, db, rows: list[int], cols: list[int]):
 
 def _real_view_matmul(left, right, right_complex_only: bool):
     """left @ right; a complex ``right`` times a real ``left`` as one real GEMM on right's
-    interleaved real view (when its rows are contiguous)."""
+    interleaved real view (when its rows are contiguous).  Every GEMM of a multicomplex
+    product goes through here (``benchmarks/bench_nn.py --gemms`` times them by shape)."""
     if right_complex_only:
         if right.strides[-1] == right.itemsize and right.flags.c_contiguous:
             q, r = right.shape
