@@ -18,13 +18,15 @@ gradient by ``loops.correlate_weights``, and for a real weight the input gradien
 (``loops.correlate_input``).  What that gained on LeNet-5 is in ``benchmarks/README.md``.
 
 **Otherwise** (strides, images with several components: the second layer of an H v or
-higher-order pass) im2col by a Numba loop, then ``mc.matmul``, which turns the contraction into
-real/complex GEMMs by the multicomplex product rule.  GEMM shapes (M = N*Ho*Wo output pixels):
-forward ``(O, C*kh*kw) @ (C*kh*kw, M)``; backward weight ``(O, M) @ (M, C*kh*kw)`` and input
-``(C*kh*kw, O) @ (O, M)``: one large GEMM per component product, no loop over the batch.
-Pixels run along the long, contiguous axis: on one thread that was 1.5-2x faster than the
-``(M, C*kh*kw)`` layout for LeNet-5's tall, thin products.  col2im adds the columns back in one
-Numba pass instead of one strided NumPy add per kernel offset."""
+higher-order pass) im2col by a Numba loop, a batch chunk at a time (``loops.CHUNK_BYTES`` of
+columns, in cache when the GEMM reads them), then ``tensor.matmul_each``, which turns the
+contraction into real/complex GEMMs by the multicomplex product rule, the weight's side
+prepared once for all chunks.  GEMM shapes (M = Nc*Ho*Wo output pixels of a chunk): forward
+``(O, C*kh*kw) @ (C*kh*kw, M)``; backward weight ``(O, M) @ (M, C*kh*kw)`` and input
+``(C*kh*kw, O) @ (O, M)``.  Pixels run along the long, contiguous axis: on one thread that was
+1.5-2x faster than the ``(M, C*kh*kw)`` layout for LeNet-5's tall, thin products.  col2im adds
+each chunk's columns back in one Numba pass instead of one strided NumPy add per kernel
+offset."""
 
 from __future__ import annotations
 
@@ -157,7 +159,7 @@ class Conv2d(Module):
     def _forward_cpu(self, x: Tensor) -> Tensor:
         """Real images at stride 1: the direct correlation (``loops.correlate``), which never
         builds the columns.  Otherwise im2col by a Numba loop (padding included, no padded
-        copy), then one GEMM for every component pair (``mc.matmul``).  Either way the output
+        copy), then the GEMMs of the product rule (``matmul_each``).  Either way the output
         stays channel-major ``(O, N, Ho, Wo)`` in memory, a transposed view."""
         ph, pw = self.padding
         size = (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)
