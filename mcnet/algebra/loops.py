@@ -207,21 +207,22 @@ def _avg_pool_backward(g, rows, height, kernel, stride, ho, wo, ew, scale, out):
                             v = src[2 * t + e] * scale
                             dst[4 * t + e] = v
                             dst[4 * t + e + 2] = v
-                for j in range(0 if two else kw):
-                    if disjoint and ew == 1:
-                        for t in range(n):
-                            dst[t * sw + j] = src[t] * scale
-                    elif disjoint:
-                        for t in range(n):
-                            dst[2 * (t * sw + j)] = src[2 * t] * scale
-                            dst[2 * (t * sw + j) + 1] = src[2 * t + 1] * scale
-                    elif ew == 1:
-                        for t in range(n):
-                            dst[t * sw + j] += src[t] * scale
-                    else:
-                        for t in range(n):
-                            dst[2 * (t * sw + j)] += src[2 * t] * scale
-                            dst[2 * (t * sw + j) + 1] += src[2 * t + 1] * scale
+                else:
+                    for j in range(kw):
+                        if disjoint and ew == 1:
+                            for t in range(n):
+                                dst[t * sw + j] = src[t] * scale
+                        elif disjoint:
+                            for t in range(n):
+                                dst[2 * (t * sw + j)] = src[2 * t] * scale
+                                dst[2 * (t * sw + j) + 1] = src[2 * t + 1] * scale
+                        elif ew == 1:
+                            for t in range(n):
+                                dst[t * sw + j] += src[t] * scale
+                        else:
+                            for t in range(n):
+                                dst[2 * (t * sw + j)] += src[2 * t] * scale
+                                dst[2 * (t * sw + j) + 1] += src[2 * t + 1] * scale
                 if disjoint:
                     for t in range(covered, row):
                         dst[t] = zero
