@@ -63,7 +63,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import RESULTS, blas_note, environment, markdown_table, write_json  # noqa: E402
+from _report import RESULTS, blas, blas_note, environment, markdown_table, write_json  # noqa: E402
 
 import mcnet as mc  # noqa: E402
 from mcnet.nn import CrossEntropyLoss, Objective, models, parameters_to_vector  # noqa: E402
@@ -314,7 +314,7 @@ def gemm_times(net, state, batch, dtype, calls: int = 10) -> str:
                     for (a, b, da, db), (n, t) in sorted(times.items(), key=lambda kv: -kv[1][1])]
             total = sum(t for _, t in times.values()) / calls
             out.append(f"--- {np.dtype(dtype).name} {name}: GEMMs {1e3 * total:.2f} ms a pass "
-                       f"(OpenBLAS kernels: {environment()['blas'].get('architecture')})\n"
+                       f"(OpenBLAS kernels: {blas().get('architecture')})\n"
                        + markdown_table(["shapes", "dtypes", "calls a pass", "ms a pass"], rows))
     finally:
         tensor_module._real_view_matmul = gemm
@@ -337,8 +337,9 @@ def main() -> None:
     args = parser.parse_args()
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
     thread_counts = [int(t) for t in args.threads.split(",")]
-    if blas_note():
-        print(blas_note())
+    note = blas_note()
+    if note:
+        print(note)
 
     x, y, source = load_batch(args.batch, args.mnist)
     mc.nn.manual_seed(0)
