@@ -2,6 +2,7 @@
 
 # in this order: the solvers build on nn, the diagnostics on both
 from mcnet import algebra, datasets, nn, solvers, diagnostics  # noqa: I001
+from mcnet.errors import CheckpointError, DataError, DerivativeError, MCNetError
 from mcnet.derivatives import default_step, derivative, directional, perturb
 from mcnet.functions import (
     abs,
@@ -56,6 +57,10 @@ from mcnet.tensor import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
+    "DataError",
+    "DerivativeError",
+    "MCNetError",
     "History",
     "Objective",
     "Tensor",
