@@ -190,7 +190,7 @@ def test_newton_krylov_steps_with_the_cluster_equal_the_plain_ones(client, digit
         solver = NewtonKrylov(max_krylov=5)
         w = plain.initial_point()
         states = solver.init(plain, w), solver.init(oracle, w)
-        assert_close(states[1]["global_grad"], states[0]["global_grad"])
+        assert_close(states[1]["gradient.global"], states[0]["gradient.global"])
         points = w, w
         for index in range(2):
             batch = (digits[0][index * 128:(index + 1) * 128],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -149,11 +151,11 @@ def test_pre_batch_screening_skips_a_batch_opposing_the_global_gradient():
     w_new, new_state, info = solver.step(oracle, w, "opposed", state)
     assert info.skipped and "pre-screened" in info.reason
     assert np.array_equal(w_new, w)
-    assert np.array_equal(new_state["global_grad"], state["global_grad"])
+    assert np.array_equal(new_state["gradient.global"], state["gradient.global"])
     assert oracle.counts["curvature"] == 0 and oracle.counts["hvp"] == 0  # no Hessian work
     # warm-started, with a separate curvature product (Gauss-Newton): none is made either
     solver = NewtonKrylov(curvature="gauss-newton", damping=1e-3)
-    warm = dict(solver.init(oracle, w), warm_start=np.array([0.5, 0.25]))
+    warm = {**solver.init(oracle, w), "krylov.warm_start": np.array([0.5, 0.25])}
     _, _, info = solver.step(oracle, w, "opposed", warm)
     assert info.skipped and oracle.counts["gauss_newton"] == 0
 
@@ -228,10 +230,10 @@ def test_flat_curvature_rules():
     # (kappa < 1e-8 -> 0.01 ||p||) replaces the curvature of any p shorter than ~1e-4.
     p = np.full(4, 1e-6)
     kappa = float(p @ p)  # unit curvature along p: 4e-12
-    assert NewtonKrylov()._flat_substitute(kappa, p) == kappa
-    assert NewtonKrylov(flat_curvature="paper")._flat_substitute(kappa, p) == pytest.approx(
+    assert NewtonKrylov().krylov.flat_substitute(kappa, p) == kappa
+    assert NewtonKrylov(flat_curvature="paper").krylov.flat_substitute(kappa, p) == pytest.approx(
         0.01 * np.linalg.norm(p))
-    assert NewtonKrylov()._flat_substitute(1e-9 * kappa, p) == pytest.approx(0.01 * (p @ p))
+    assert NewtonKrylov().krylov.flat_substitute(1e-9 * kappa, p) == pytest.approx(0.01 * (p @ p))
 
 
 def test_warm_start_options_carry_the_step_or_the_direction():
@@ -241,11 +243,11 @@ def test_warm_start_options_carry_the_step_or_the_direction():
         solver = NewtonKrylov(warm_start=warm_start)
         w_new, state, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
         if warm_start == "step":
-            np.testing.assert_allclose(state["warm_start"], w_new - w, rtol=1e-14)
+            np.testing.assert_allclose(state["krylov.warm_start"], w_new - w, rtol=1e-14)
         elif warm_start == "direction":
-            np.testing.assert_allclose(state["warm_start"] * info.step_size, w_new - w)
+            np.testing.assert_allclose(state["krylov.warm_start"] * info.step_size, w_new - w)
         else:
-            assert not state["warm_start"].any()
+            assert not state["krylov.warm_start"].any()
 
 
 def test_global_gradient_refresh_and_sampling_options():
@@ -309,13 +311,13 @@ def test_running_global_gradient_needs_no_full_data_pass_after_the_first():
     solver = NewtonKrylov(global_gradient="running", max_krylov=2)
     w = oracle.initial_point()
     state = solver.init(oracle, w)
-    expected = state["global_grad"]
+    expected = state["gradient.global"]
     for start in (0, 50, 100):
         batch = (x[start:start + 50], y[start:start + 50])
         g_batch = oracle.value_and_grad(w, batch)[1]
         expected = 0.75 * expected + 0.25 * g_batch  # weight 50 / 200
         w, state, _ = solver.step(oracle, w, batch, state)
-        np.testing.assert_allclose(state["global_grad"], expected, rtol=1e-12)
+        np.testing.assert_allclose(state["gradient.global"], expected, rtol=1e-12)
     assert oracle.counts["global_gradient"] == 1
 
 
@@ -326,16 +328,17 @@ def test_preconditioned_krylov_loop_solves_the_newton_system():
     solver = NewtonKrylov(max_krylov=6, krylov_tol=0.0)
     w, zero = np.zeros(6), np.zeros(6)
     # any positive diagonal preconditioner: n iterations of PCG solve A dw = b
-    dw, curvature, iterations, _ = solver._krylov(oracle, w, "batch", -b, zero, zero,
-                                                  rng.uniform(0.1, 10.0, 6))
+    dw, curvature, iterations, _ = astuple(solver.krylov.solve(
+        oracle, w, "batch", solver.operator, -b, zero, zero, 0.0, rng.uniform(0.1, 10.0, 6)))
     exact = np.linalg.solve(a, b)
     assert np.linalg.norm(dw - exact) <= 1e-9 * np.linalg.norm(exact)
     assert curvature == pytest.approx(dw @ a @ dw, rel=1e-9)
     # the exact (Jacobi) preconditioner of a diagonal matrix: one iteration
     d = np.diag(np.geomspace(1.0, 1e6, 6))
     oracle = AnalyticOracle({"batch": quadratic(d, b)})
-    dw, _, iterations, reasons = NewtonKrylov(max_krylov=6)._krylov(
-        oracle, w, "batch", -b, zero, zero, 1 / np.diag(d))
+    solver = NewtonKrylov(max_krylov=6)
+    dw, _, iterations, reasons = astuple(solver.krylov.solve(
+        oracle, w, "batch", solver.operator, -b, zero, zero, 0.0, 1 / np.diag(d)))
     assert iterations == 1 and reasons == ["converged"]
     np.testing.assert_allclose(dw, b / np.diag(d), rtol=1e-12)
 
@@ -351,7 +354,7 @@ def test_rms_preconditioner_keeps_the_second_moment_of_batch_gradients():
         g_batch = oracle.value_and_grad(w, batch)[1]
         expected = 0.9 * expected + 0.1 * g_batch**2
         w, state, _ = solver.step(oracle, w, batch, state)
-        np.testing.assert_allclose(state["second_moment"], expected, rtol=1e-12)
+        np.testing.assert_allclose(state["preconditioner.second_moment"], expected, rtol=1e-12)
 
 
 def test_stretch_grows_the_step_while_the_taylor_ratio_stays_below_eta():
@@ -491,7 +494,7 @@ def test_damping_follows_the_reduction_ratio_of_the_full_step(flatness, moves):
     oracle = AnalyticOracle({None: model, "batch": model})
     solver = NewtonKrylov(curvature="gauss-newton", damping=1e-3, max_krylov=20, krylov_tol=0.0)
     _, state, _ = solver.step(oracle, np.zeros(5), "batch", solver.init(oracle, np.zeros(5)))
-    assert state["damping"] == pytest.approx(1e-3 * (2 / 3 if moves == "down" else 1.5))
+    assert state["curvature.damping"] == pytest.approx(1e-3 * (2 / 3 if moves == "down" else 1.5))
 
 
 def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
@@ -558,7 +561,7 @@ def test_reduction_ratio_is_taken_against_the_undamped_model():
     oracle = AnalyticOracle({None: model, "batch": model})
     solver = NewtonKrylov(curvature="gauss-newton", damping=0.5)
     _, state, _ = solver.step(oracle, np.zeros(1), "batch", solver.init(oracle, np.zeros(1)))
-    assert state["damping"] == pytest.approx(0.75)
+    assert state["curvature.damping"] == pytest.approx(0.75)
 
 
 @pytest.mark.parametrize("curvature", ["bicomplex", "hvp"])
@@ -662,7 +665,7 @@ def test_products_in_another_dtype_refuse_dropout():
 def test_cg_vector_updates_round_as_the_numpy_expressions(dtype):
     """The fused in-place CG updates (contiguous arrays: a Numba loop; strided ones: NumPy in
     place) give bit for bit dw + a p, r - a Hp and z + b p."""
-    from mcnet.solvers.newton_krylov import _cg_update, _next_direction
+    from mcnet.solvers.newton_krylov.krylov import _cg_update, _next_direction
 
     rng = np.random.default_rng(3)
     dw, r, p, hp = (rng.standard_normal(2001).astype(dtype) for _ in range(4))
@@ -674,3 +677,58 @@ def test_cg_vector_updates_round_as_the_numpy_expressions(dtype):
         _next_direction(pp, rr, b)
         for got, want in zip((d, rr, pp), expected):
             np.testing.assert_array_equal(got, want[view])
+
+
+# --- no freeze where CG meets negative curvature at once ------------------------------------
+def test_algorithm_1_lowers_a_relu_mlp_loss_on_digits_every_epoch():
+    """On a ReLU MLP CG meets non-positive curvature at its first direction in most
+    iterations. Keeping the warm start then (the previous batch's step, re-scaled by each
+    step rule) froze training: the loss stayed the same to ten digits from the second epoch
+    on. Algorithm 1 at its defaults must lower the full training loss every epoch."""
+    x, y = mc.datasets.digits()
+    x = x.reshape(len(x), 64)
+    nn.manual_seed(0)
+    net = nn.models.mlp([64, 64, 32, 10], "relu")
+    history = mc.fit(net, nn.CrossEntropyLoss(), (x[:768], y[:768]), NewtonKrylov(), epochs=5,
+                     batch_size=128, progress=False)
+    losses = history.train_loss
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert losses[-1] < 0.5 * losses[0], losses
+    reasons = [r["reason"] for r in history.records]
+    assert any("steepest descent" in r for r in reasons)  # the case this test is about
+
+
+def test_negative_curvature_at_the_first_direction_drops_the_warm_start():
+    a = np.diag([2.0, -1.0])  # f = x^2 - y^2 / 2 - b.x
+    b = np.array([0.1, 1.0])
+    oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
+    solver = NewtonKrylov()
+    w = np.zeros(2)
+    state = {**solver.init(oracle, w), "krylov.warm_start": np.array([1e-7, 0.0])}
+    w_new, new_state, info = solver.step(oracle, w, "batch", state)
+    assert info.krylov_iterations == 0 and "steepest descent" in info.reason
+    step = w_new - w
+    g = a @ w - b
+    # the step is along -g_j (not the warm start, orthogonal to the negative-curvature axis)
+    assert abs(step[0] * g[1] - step[1] * g[0]) <= 1e-12 * np.linalg.norm(step) * np.linalg.norm(g)
+    assert step @ g < 0 and oracle.value(w_new, "batch") < oracle.value(w, "batch")
+    np.testing.assert_array_equal(new_state["krylov.warm_start"], step)
+
+
+def test_step_rule_falls_back_to_the_best_decrease_not_to_a_millionth():
+    # f = w^4 from w = 1: the Newton step's Taylor ratio is 0.17 at gamma = 1 and 0.034 at
+    # 1/2, never in [eta/2, eta] = [5e-4, 1e-3] within one adjustment, but both decrease f.
+    f = (lambda w: float(w[0] ** 4), lambda w: np.array([4 * w[0] ** 3]),
+         lambda w: np.array([[12 * w[0] ** 2]]))
+    oracle = AnalyticOracle({None: f, "batch": f})
+    w = np.array([1.0])
+    for fallback, expected in (("best", None), ("paper", 1e-6)):
+        solver = NewtonKrylov(eta=1e-3, max_adjustments=1, fallback=fallback)
+        w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
+        if expected is None:
+            trials = {gamma: f[0](w + gamma * (w_new - w) / info.step_size)
+                      for gamma in (1.0, 0.5)}
+            assert info.step_size == min(trials, key=trials.get)
+            assert "step-size fallback" not in info.reason
+        else:
+            assert info.step_size == expected and "step-size fallback" in info.reason

@@ -1,0 +1,403 @@
+"""Newton-Krylov against Adam on a broad suite of small problems, split into development and
+evaluation halves.
+
+Settings (a solver's defaults) are chosen on the development problems only; the evaluation
+problems are run to report. Each problem is trained by Adam at 5 learning rates (the best final
+training loss is the reference, the paper's protocol) and by each Newton-Krylov setting, at
+equal epochs, batch 128, seed 0, float64, one BLAS thread.
+
+    python benchmarks/nk_suite.py --split evaluation          # run and report the evaluation half
+    python benchmarks/nk_suite.py --split development --solver newton-krylov-fast \
+        --option max_krylov=20 --tag trial                    # try a setting on the dev half
+    python benchmarks/nk_suite.py --report                    # tables from the saved runs
+
+Runs are saved one JSON file per (problem, solver, setting) under benchmarks/results/nk_suite/;
+an existing file is reused unless --rerun is given. The report goes to
+benchmarks/results/nk_suite.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import mcnet as mc
+from mcnet import nn
+
+RESULTS = Path(__file__).parent / "results" / "nk_suite"  # --results changes it
+REPORT = Path(__file__).parent / "results" / "nk_suite.md"
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+ADAM_LRS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
+NK_SOLVERS = ("newton-krylov-fast", "newton-krylov")
+BATCH = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    name: str
+    split: str  # "development" or "evaluation"
+    description: str
+    data: Callable[[], tuple[np.ndarray, np.ndarray]]
+    model: Callable[[int, int], nn.Module]  # (n_features, n_outputs) -> module
+    loss: Callable[[], nn.Module]
+    epochs: int = 5
+
+
+# --- data ---------------------------------------------------------------------------------
+def _standardize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-12)
+
+
+def digits_flat():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.data / 16.0, d.target.astype(np.int64)
+
+
+def digits_images():
+    x, y = digits_flat()
+    return x.reshape(-1, 1, 8, 8), y
+
+
+def mnist_slice(start: int, stop: int, flat: bool, seed: int):
+    """Examples start..stop of MNIST's t10k files, shuffled (the experiments use the first
+    2000; these slices are other images)."""
+    images, labels = mc.datasets.mnist(root=MNIST_DIR, split="test")
+    order = np.random.default_rng(seed).permutation(np.arange(start, stop))
+    x, y = images[order], labels[order]
+    return (x.reshape(len(x), -1) if flat else x), y
+
+
+def breast_cancer():
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    return _standardize(d.data), d.target.astype(np.float64).reshape(-1, 1)
+
+
+def wine():
+    from sklearn.datasets import load_wine
+
+    d = load_wine()
+    return _standardize(d.data), d.target.astype(np.int64)
+
+
+def diabetes():
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes()
+    return _standardize(d.data), _standardize(d.target).reshape(-1, 1)
+
+
+def synthetic_classes():
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=2000, n_features=20, n_informative=10, n_classes=4,
+                               random_state=1)
+    return _standardize(x), y.astype(np.int64)
+
+
+def friedman():
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=2000, n_features=10, noise=0.5, random_state=2)
+    return _standardize(x), _standardize(y).reshape(-1, 1)
+
+
+def moons():
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=2000, noise=0.2, random_state=3)
+    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
+
+
+# --- models -------------------------------------------------------------------------------
+def act(name: str) -> nn.Module:
+    return nn.Identity() if name == "none" else nn.models.activation_layer(name)
+
+
+def mlp(hidden: tuple[int, ...], activation: str):
+    def build(n_in: int, n_out: int) -> nn.Module:
+        sizes = (n_in, *hidden, n_out)
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(a, b), act(activation)]
+        return nn.Sequential(*layers[:-1])
+
+    return build
+
+
+class ResidualMLP(nn.Module):
+    """Linear stem, two residual blocks x + W2 act(W1 x), linear head."""
+
+    def __init__(self, n_in: int, n_out: int, width: int, activation: str) -> None:
+        super().__init__()
+        self.stem = nn.Linear(n_in, width)
+        self.blocks = nn.Sequential(*[
+            nn.Sequential(nn.Linear(width, width), act(activation),
+                          nn.Linear(width, width))
+            for _ in range(2)
+        ])
+        self.adds = nn.Sequential(nn.Add(), nn.Add())
+        self.act = act(activation)
+        self.head = nn.Linear(width, n_out)
+
+    def forward(self, x):
+        h = self.stem(x)
+        for block, add in zip(self.blocks, self.adds):
+            h = add(h, block(h))
+        return self.head(self.act(h))
+
+
+def residual(width: int, activation: str):
+    return lambda n_in, n_out: ResidualMLP(n_in, n_out, width, activation)
+
+
+def cnn(side: int, channels: tuple[int, int], activation: str, batchnorm: bool):
+    def build(n_in: int, n_out: int) -> nn.Module:
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c in channels:
+            layers.append(nn.Conv2d(c_in, c, 3, padding=1))
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(c))
+            layers += [act(activation), nn.AvgPool2d(2)]
+            c_in = c
+        final = side // 4
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * final * final, n_out))
+
+    return build
+
+
+CE, MSE, BCE = nn.CrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss
+
+PROBLEMS = [
+    # development: settings are chosen here
+    Problem("digits-mlp1-tanh", "development", "digits, MLP 64-64-10 tanh, CE",
+            digits_flat, mlp((64,), "tanh"), CE),
+    Problem("digits-mlp2-relu", "development", "digits, MLP 64-64-32-10 ReLU, CE",
+            digits_flat, mlp((64, 32), "relu"), CE),
+    Problem("cancer-mlp1-sigmoid", "development", "breast cancer, MLP 30-16-1 sigmoid, BCE",
+            breast_cancer, mlp((16,), "sigmoid"), BCE, epochs=10),
+    Problem("diabetes-mlp2-elu", "development", "diabetes, MLP 10-32-32-1 ELU, MSE",
+            diabetes, mlp((32, 32), "elu"), MSE, epochs=10),
+    Problem("mnistA-cnn-relu", "development", "MNIST t10k 3000..5000, CNN 8-16 ReLU, CE",
+            lambda: mnist_slice(3000, 5000, False, 0), cnn(28, (8, 16), "relu", False), CE,
+            epochs=3),
+    Problem("classes-mlp3-sin", "development", "synthetic 4 classes, MLP 20-32-32-32-4 sin, CE",
+            synthetic_classes, mlp((32, 32, 32), "sin"), CE),
+    Problem("wine-mlp1-none", "development", "wine, MLP 13-16-3 no activation, CE",
+            wine, mlp((16,), "none"), CE, epochs=10),
+    Problem("digits-resnet-tanh", "development", "digits, residual MLP width 64 tanh, CE",
+            digits_flat, residual(64, "tanh"), CE),
+    # evaluation: run only to report
+    Problem("mnistB-mlp2-relu", "evaluation", "MNIST t10k 5000..7000, MLP 784-128-64-10 ReLU, CE",
+            lambda: mnist_slice(5000, 7000, True, 1), mlp((128, 64), "relu"), CE),
+    Problem("mnistC-cnn-bn-elu", "evaluation", "MNIST t10k 7000..9000, CNN 8-16 BN ELU, CE",
+            lambda: mnist_slice(7000, 9000, False, 2), cnn(28, (8, 16), "elu", True), CE,
+            epochs=3),
+    Problem("digits-cnn-bn-relu", "evaluation", "digits 8x8, CNN 8-16 BN ReLU, CE",
+            digits_images, cnn(8, (8, 16), "relu", True), CE),
+    Problem("friedman-mlp4-tanh", "evaluation", "Friedman #1, MLP 10-32x4-1 tanh, MSE",
+            friedman, mlp((32, 32, 32, 32), "tanh"), MSE),
+    Problem("wine-mlp2-sigmoid", "evaluation", "wine, MLP 13-32-32-3 sigmoid, CE",
+            wine, mlp((32, 32), "sigmoid"), CE, epochs=10),
+    Problem("cancer-mlp3-relu", "evaluation", "breast cancer, MLP 30-32-32-32-1 ReLU, BCE",
+            breast_cancer, mlp((32, 32, 32), "relu"), BCE, epochs=10),
+    Problem("moons-mlp2-sin", "evaluation", "two moons, MLP 2-32-32-1 sin, BCE",
+            moons, mlp((32, 32), "sin"), BCE),
+    Problem("mnistD-resnet-relu", "evaluation", "MNIST t10k 1000..3000, residual MLP 128 ReLU, CE",
+            lambda: mnist_slice(1000, 3000, True, 3), residual(128, "relu"), CE),
+    Problem("mnistE-mlp1-none", "evaluation",
+            "MNIST t10k 0..2000 reshuffled, MLP 784-32-10 none, CE",
+            lambda: mnist_slice(0, 2000, True, 4), mlp((32,), "none"), CE),
+]
+BY_NAME = {p.name: p for p in PROBLEMS}
+
+
+# --- running ------------------------------------------------------------------------------
+def run_key(problem: str, solver: str, options: dict) -> str:
+    opts = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return f"{problem}__{solver}" + (f"__{opts}" if opts else "")
+
+
+def run_one(problem: Problem, solver: str, options: dict) -> dict:
+    x, y = problem.data()
+    n_out = int(y.max()) + 1 if y.dtype == np.int64 else y.shape[1]
+    nn.manual_seed(0)
+    module = problem.model(int(np.prod(x.shape[1:])), n_out)
+    history = mc.fit(module, problem.loss(), (x, y), mc.solvers.make(solver, **options),
+                     problem.epochs,
+                     batch_size=BATCH, seed=0, progress=False)
+    reasons: dict[str, int] = {}
+    for record in history.records:
+        for reason in filter(None, (record.get("reason") or "").split("; ")):
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return {
+        "problem": problem.name, "solver": solver, "options": options,
+        "train_loss": [float(v) for v in history.train_loss],
+        "time": np.cumsum(history.epoch_time).tolist(),
+        "reasons": reasons,
+        "step_sizes": [r.get("step_size") for r in history.records],
+    }
+
+
+def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> dict:
+    path = RESULTS / (run_key(problem.name, solver, options) + ".json.gz")
+    if path.exists() and not rerun:
+        with gzip.open(path, "rt") as f:
+            return json.load(f)
+    start = time.perf_counter()
+    with threadpool_limits(1):
+        record = run_one(problem, solver, options)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt") as f:
+        json.dump(record, f)
+    tmp.replace(path)
+    print(f"  {path.name}: final {record['train_loss'][-1]:.5g} "
+          f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    return record
+
+
+# --- measures -----------------------------------------------------------------------------
+def best_adam(records: list[dict]) -> dict:
+    return min(records, key=lambda r: _final(r))
+
+
+def _final(record: dict) -> float:
+    value = record["train_loss"][-1]
+    return value if math.isfinite(value) else math.inf
+
+
+def loss_at(record: dict, t: float) -> float:
+    """The last epoch-end training loss measured at or before time t."""
+    best = record["train_loss"][0]
+    for loss, when in zip(record["train_loss"], record["time"]):
+        if when <= t:
+            best = loss
+    return best
+
+
+def time_to(record: dict, target: float) -> float | None:
+    for loss, when in zip(record["train_loss"], record["time"]):
+        if loss <= target:
+            return when
+    return None
+
+
+def frozen(record: dict) -> bool:
+    """Training loss unchanged to 8 digits over the last two epochs."""
+    a, b = record["train_loss"][-2:]
+    return abs(a - b) <= 1e-8 * abs(a)
+
+
+def row(problem: Problem, adam: dict, nk: dict) -> dict:
+    reference = _final(adam)
+    t_adam = adam["time"][-1]
+    to_target = time_to(nk, reference)
+    return {
+        "equal_epochs": _final(nk) / reference,
+        "equal_time": loss_at(nk, t_adam) / reference,
+        "time_to_adam": to_target,
+        "adam_time": t_adam,
+        "nk_time": nk["time"][-1],
+        "frozen": frozen(nk),
+        "monotone": all(b < a for a, b in zip(nk["train_loss"], nk["train_loss"][1:])),
+    }
+
+
+def report(problems: list[Problem], settings: list[tuple[str, dict]], rerun: bool) -> str:
+    lines = []
+    for split in ("development", "evaluation"):
+        chosen = [p for p in problems if p.split == split]
+        if not chosen:
+            continue
+        lines += [f"## {split.capitalize()} problems", ""]
+        header = "| problem | Adam best lr, loss | " + " | ".join(
+            f"{_label(s, o)}: epochs / time / t to Adam" for s, o in settings) + " |"
+        lines += [header, "|" + "---|" * (2 + len(settings))]
+        counts = {_label(s, o): [] for s, o in settings}
+        for problem in chosen:
+            adams = [load_or_run(problem, "adam", {"lr": lr}, rerun) for lr in ADAM_LRS]
+            adam = best_adam(adams)
+            cells = [f"{problem.name} ({problem.description}, {problem.epochs} epochs)",
+                     f"{adam['options']['lr']:g}, {_final(adam):.4g} ({adam['time'][-1]:.1f} s)"]
+            for solver, options in settings:
+                nk = load_or_run(problem, solver, options, rerun)
+                r = row(problem, adam, nk)
+                counts[_label(solver, options)].append(r)
+                t = "never" if r["time_to_adam"] is None else f"{r['time_to_adam']:.1f} s"
+                flag = " **frozen**" if r["frozen"] else ""
+                cells.append(f"{r['equal_epochs']:.2f} / {r['equal_time']:.2f} / {t}{flag}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        for label, rows in counts.items():
+            epochs = [r["equal_epochs"] for r in rows]
+            times = [r["equal_time"] for r in rows]
+            lines.append(
+                f"- {label}: equal epochs <= 1.0 on {sum(e <= 1.0 for e in epochs)}/{len(rows)}, "
+                f"<= 1.25 on {sum(e <= 1.25 for e in epochs)}/{len(rows)}, <= 2.0 on "
+                f"{sum(e <= 2.0 for e in epochs)}/{len(rows)}, worst {max(epochs):.2f}; "
+                f"equal time <= 1.0 on {sum(t <= 1.0 for t in times)}/{len(rows)}; frozen on "
+                f"{sum(r['frozen'] for r in rows)}; training loss lower every epoch on "
+                f"{sum(r['monotone'] for r in rows)}/{len(rows)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _label(solver: str, options: dict) -> str:
+    return solver + (" " + ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+                     if options else "")
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global RESULTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", choices=("development", "evaluation", "all"), default="all")
+    parser.add_argument("--problem", action="append", help="only these problems (repeatable)")
+    parser.add_argument("--solver", action="append",
+                        help=f"Newton-Krylov solvers to run (default: {', '.join(NK_SOLVERS)})")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option for every --solver (repeatable)")
+    parser.add_argument("--rerun", action="store_true", help="ignore saved runs")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of saved runs")
+    parser.add_argument("--out", type=Path, help=f"also write the report here (e.g. {REPORT})")
+    args = parser.parse_args(argv)
+    RESULTS = args.results
+    problems = [p for p in PROBLEMS if args.split in ("all", p.split)]
+    if args.problem:
+        problems = [BY_NAME[name] for name in args.problem]
+    options = dict(item.split("=", 1) for item in args.option)
+    options = {k: _value(v) for k, v in options.items()}
+    settings = [(s, options) for s in (args.solver or NK_SOLVERS)]
+    text = report(problems, settings, args.rerun)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

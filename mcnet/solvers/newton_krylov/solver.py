@@ -1,0 +1,233 @@
+"""`NewtonKrylov`: the stochastic Newton-Krylov method of Shen et al., "Complex-step
+derivatives ... Newton-Krylov" (Algorithm 1), composed of four parts.
+
+One iteration on a minibatch B_j, with g the global gradient:
+
+1. **Pre-batch screening** (lines 4-8): skip B_j if its gradient opposes g (g_j . g < 0).
+2. **Warm-started Krylov loop** (lines 10-28, `ConjugateGradient` on a `CurvatureOperator`):
+   CG on H_j dw = -g_j from dw = the previous step. One complex pass at w + i h dw gives g_j
+   and H_j dw together (line 11, CSDD); each iteration takes kappa = p^T H_j p from one
+   bicomplex forward (CSDD2) and stops at kappa <= 0 (early termination).
+3. **Post-batch screening** (lines 29-31): keep dw a descent direction for g.
+4. **Step sizing** (lines 33-46, a step rule: `TaylorRatio` as printed, `Armijo` or
+   `LevenbergMarquardt`).
+5. Update g (line 48, a `GlobalGradient` estimator: full, refreshed, sampled or running).
+
+The state is one flat dict with prefixed keys: ``gradient.*``, ``krylov.warm_start``,
+``curvature.damping``, ``preconditioner.*`` and ``iteration``.
+
+Where the printed algorithm needs a decision (docs/numerics.md has the reasoning):
+
+- line 21: alpha = r^T r / kappa, standard CG (``cg_alpha="paper"``: ||r|| / kappa).
+- lines 18-19: the near-zero test is on the Rayleigh quotient (``flat_curvature``).
+- line 15: kappa <= 0 terminates. If CG stops before its first step, the warm start is
+  dropped and dw is the batch's steepest descent, scaled to a Newton step in |H|
+  (``steepest_descent``): keeping the warm start there froze training on ReLU networks.
+- lines 29-30: an ascent direction for g is reflected in the hyperplane orthogonal to g,
+  dw <- dw - 2 (dw.g / g.g) g (``post_screening="paper"``: (1 + cos) dw as printed).
+- line 35: see `TaylorRatio`; with no gamma in the band the best trial is taken
+  (``fallback="paper"``: 1e-6).
+- line 10: the warm start is the step taken, gamma dw (``warm_start``).
+- E_Q's dw^T H_j dw comes from CG's residual at no cost; f in the Taylor ratio is f_j.
+
+Every option of the constructor is one of a part's settings (see `parts`); the defaults are
+Algorithm 1. The named variants are other compositions of the same parts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mcnet.solvers.base import Solver, State, StepInfo, check_choice, variant_of
+from mcnet.solvers.newton_krylov.curvature import CurvatureOperator, dot
+from mcnet.solvers.newton_krylov.gradient import GlobalGradient
+from mcnet.solvers.newton_krylov.krylov import ConjugateGradient
+from mcnet.solvers.newton_krylov.step_rules import Armijo, TaylorRatio
+
+
+class NewtonKrylov(Solver):
+    """Algorithm 1 of Shen et al. (the paper this project reproduces), as four parts."""
+
+    name = "newton-krylov"
+
+    def __init__(
+        self,
+        eta: float = 0.05,
+        max_krylov: int = 20,
+        krylov_tol: float = 1e-10,
+        early_stop: bool = True,
+        step: str = "taylor",
+        max_adjustments: int = 10,
+        fallback_step: float = 1e-6,
+        fallback: str = "best",
+        armijo_c: float = 0.01,
+        armijo_tau: float = 0.8,
+        max_backtracks: int = 60,
+        flat_curvature: str = "scaled",
+        steepest_descent: str = "scaled",
+        warm_start: str = "step",
+        curvature: str = "bicomplex",
+        refresh_every: int = 1,
+        gradient_sample: int | None = None,
+        global_gradient: str = "full",
+        stretch: bool = False,
+        preconditioner: str = "none",
+        preconditioner_beta: float = 0.99,
+        krylov_stop: str = "tolerance",
+        cg_alpha: str = "standard",
+        post_screening: str = "reflect",
+        damping: float = 0.0,
+        curvature_fraction: float = 1.0,
+        curvature_dtype: str | None = None,
+    ) -> None:
+        options = dict(locals())
+        del options["self"]
+        self.step_rule = check_choice("step", step, ("taylor", "armijo"))  # `step` is a method
+        del options["step"]
+        self.__dict__.update(options)  # the options as given, for config() and the records
+        self.warm_start = check_choice("warm_start", warm_start, ("step", "direction", "none"))
+        self.post_screening = check_choice("post_screening", post_screening,
+                                           ("reflect", "paper"))
+        self.operator = CurvatureOperator(curvature, float(damping), curvature_dtype,
+                                          float(curvature_fraction))
+        self.krylov = ConjugateGradient(max_krylov, krylov_tol, krylov_stop, cg_alpha,
+                                        early_stop, flat_curvature, steepest_descent,
+                                        preconditioner, preconditioner_beta)
+        taylor = TaylorRatio(eta, max_adjustments, fallback_step, fallback, stretch)
+        armijo = Armijo(armijo_c, armijo_tau, max_backtracks, fallback_step)
+        self.rule = taylor if step == "taylor" else armijo
+        self.gradient = GlobalGradient(global_gradient, refresh_every, gradient_sample)
+
+    @property
+    def parts(self) -> dict[str, Any]:
+        """The four parts this solver is composed of."""
+        return {"curvature": self.operator, "krylov": self.krylov, "step_rule": self.rule,
+                "global_gradient": self.gradient}
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        config["step"] = self.step_rule
+        return config
+
+    # --- state ----------------------------------------------------------------------------
+    def init(self, oracle, w) -> State:
+        """Line 1: the global gradient at the starting point; no warm start yet."""
+        return {
+            **self.gradient.init(oracle, w),
+            "krylov.warm_start": oracle.xp.zeros_like(w),
+            **self.operator.init(),
+            **self.krylov.init(oracle.xp, w),
+            "iteration": 0,
+        }
+
+    # --- one iteration --------------------------------------------------------------------
+    def step(self, oracle, w, batch, state: State) -> tuple[Any, State, StepInfo]:
+        iteration = state["iteration"] + 1
+        dw = state["krylov.warm_start"] if self.warm_start != "none" else oracle.xp.zeros_like(w)
+        damping = float(state["curvature.damping"])
+        warm = bool((dw != 0).any())
+        curvature_batch = self.operator.batch(batch)
+        if warm and self.operator.fuses_with_gradient():
+            # lines 4 and 11 in one complex pass: the batch gradient and H_j dw together
+            loss, g_batch, h_dw = oracle.value_grad_and_hvp(w, dw, batch)
+            h_dw = h_dw + w.dtype.type(damping) * dw
+        else:  # a separate product, if any, after the screening below: a skipped batch needs none
+            loss, g_batch = oracle.value_and_grad(w, batch)
+            h_dw = None if warm else oracle.xp.zeros_like(w)
+        g = self.gradient.with_batch(state["gradient.global"], g_batch, batch, oracle)
+        preconditioner_state, inverse_preconditioner = self.krylov.precondition(
+            state, g_batch, iteration, oracle.xp, w.dtype)
+        if dot(g_batch, g) < 0:  # pre-batch screening
+            skipped = {**state, "iteration": iteration, "gradient.global": g,
+                       **preconditioner_state}
+            return w, skipped, StepInfo(loss=loss, step_size=0.0, skipped=True,
+                                        reason="pre-screened: batch gradient opposes g")
+
+        if h_dw is None:
+            h_dw = self.operator.product(oracle, w, dw, curvature_batch, damping)
+        result = self.krylov.solve(oracle, w, curvature_batch, self.operator, g_batch, dw, h_dw,
+                                   damping, inverse_preconditioner)
+        dw, dw_curvature, reasons = result.direction, result.curvature, result.reasons
+        if not bool((dw != 0).any()):  # g_j = 0: nothing to do on this batch
+            return w, {**state, "iteration": iteration, **preconditioner_state}, StepInfo(
+                loss=loss, step_size=0.0, krylov_iterations=result.iterations,
+                reason="zero gradient")
+
+        dw_dot_g = dot(dw, g)
+        if dw_dot_g > 0:  # post-batch screening: reflect dw so that dw . g < 0
+            if self.post_screening == "reflect":
+                dw = dw - (2.0 * dw_dot_g / dot(g, g)) * g
+            else:  # as printed: (1 + cos(dw, g)) dw, still an ascent direction for g
+                cosine = dw_dot_g / math.sqrt(dot(dw, dw) * dot(g, g))
+                dw = dw * w.dtype.type(1.0 + cosine)
+            dw_curvature = None
+            reasons.append("post-screened")
+        if dw_curvature is None:
+            dw_curvature = self.operator.quadratic_form(oracle, w, dw, curvature_batch)
+        else:
+            dw_curvature -= damping * dot(dw, dw)  # the undamped model's
+
+        trials: dict[float, float] = {}  # gamma -> f_j(w + gamma dw), each computed once
+
+        def trial_loss(gamma: float) -> float:
+            if gamma not in trials:
+                trials[gamma] = oracle.value(w + dw * w.dtype.type(gamma), batch)
+            return trials[gamma]
+
+        gamma, adjustments = self.rule(trial_loss, loss, dot(dw, g_batch), dw_curvature,
+                                       w.dtype)
+        if self.operator.damping > 0:  # Levenberg-Marquardt on the full step's reduction ratio
+            predicted = dot(dw, g_batch) + 0.5 * dw_curvature
+            rho = (trial_loss(1.0) - loss) / predicted if predicted < 0 else math.nan
+            damping = self.operator.adapt(damping, rho)
+        step = dw * w.dtype.type(gamma)
+        w_new = w + step
+        if gamma == self.fallback_step:
+            reasons.append("step-size fallback")
+        if not bool((w_new != w).any()):
+            reasons.append("stalled: the step is below the roundoff of w")
+        new_state = {
+            **self.gradient.after_step(oracle, w_new, g, state, iteration),
+            "krylov.warm_start": {"step": step, "direction": dw,
+                                  "none": oracle.xp.zeros_like(w)}[self.warm_start],
+            "curvature.damping": damping,
+            **preconditioner_state,
+            "iteration": iteration,
+        }
+        info = StepInfo(loss=loss, step_size=gamma, krylov_iterations=result.iterations,
+                        adjustments=adjustments, reason="; ".join(reasons))
+        return w_new, new_state, info
+
+
+@variant_of(NewtonKrylov, curvature="hvp", global_gradient="running", krylov_stop="forcing")
+class NewtonKrylovCheap(NewtonKrylov):
+    """Algorithm 1 with cheap iterations: kappa = p.(H p) from the H p pass the next line
+    needs anyway (``curvature="hvp"``: one network pass per Krylov iteration instead of two),
+    the running global gradient (no full-data pass per step) and CG truncated at the forcing
+    term (no iterations spent solving a batch's Newton system past what its noise warrants).
+    Chosen on scikit-learn's digits (`benchmarks/bench_nk_variants.py`)."""
+
+    name = "newton-krylov-cheap"
+
+
+@variant_of(NewtonKrylov, curvature="gauss-newton", damping=1e-3, eta=0.2)
+class NewtonKrylovGaussNewton(NewtonKrylov):
+    """Algorithm 1 on the damped Gauss-Newton matrix G + lambda I instead of H_j, lambda
+    following Levenberg-Marquardt, with eta = 0.2, the top of the range the paper
+    recommends. G = J^T H_L J is positive semi-definite for a convex loss, so CG no longer
+    stops at the first direction of negative curvature."""
+
+    name = "newton-krylov-gn"
+
+
+@variant_of(NewtonKrylov, curvature="gauss-newton", damping=1e-3, eta=0.2, max_krylov=10,
+            global_gradient="running", gradient_sample=128, curvature_dtype="float32")
+class NewtonKrylovFast(NewtonKrylov):
+    """The recommended setting: `NewtonKrylovGaussNewton` with cheap iterations -- at most 10
+    Krylov iterations, the global gradient accumulated from the batch gradients (started
+    from a 128-example sample) and the Gauss-Newton products in float32 while the gradient,
+    the loss trials and the step stay in the parameters' dtype. One setting for every
+    problem, chosen on the development problems of `benchmarks/nk_suite.py`."""
+
+    name = "newton-krylov-fast"
