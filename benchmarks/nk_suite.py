@@ -11,9 +11,8 @@ equal epochs, batch 128, seed 0, float64, one BLAS thread.
         --option max_krylov=20 --tag trial                    # try a setting on the dev half
     python benchmarks/nk_suite.py --report                    # tables from the saved runs
 
-Runs are saved one JSON file per (problem, solver, setting) under benchmarks/results/nk_suite/;
-an existing file is reused unless --rerun is given. The report goes to
-benchmarks/results/nk_suite.md.
+Runs are saved in one compressed JSON file per half under benchmarks/results/nk_suite/; a saved
+run is reused unless --rerun is given. The report is printed (--out FILE writes it too).
 """
 
 from __future__ import annotations
@@ -181,6 +180,20 @@ def cnn(side: int, channels: tuple[int, int], activation: str, batchnorm: bool):
     return build
 
 
+def lenet5(activation: str):
+    """The paper's LeNet-5 (no batch norm), with any activation or none."""
+
+    def build(n_in: int, n_out: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), act(activation), nn.AvgPool2d(2),
+            nn.Conv2d(6, 16, 5), act(activation), nn.AvgPool2d(2), nn.Flatten(),
+            nn.Linear(400, 120), act(activation), nn.Linear(120, 84), act(activation),
+            nn.Linear(84, n_out),
+        )  # fmt: skip
+
+    return build
+
+
 CE, MSE, BCE = nn.CrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss
 
 PROBLEMS = [
@@ -224,7 +237,13 @@ PROBLEMS = [
             "MNIST t10k 0..2000 reshuffled, MLP 784-32-10 none, CE",
             lambda: mnist_slice(0, 2000, True, 4), mlp((32,), "none"), CE),
 ]
-BY_NAME = {p.name: p for p in PROBLEMS}
+# the paper's Fig. 5: LeNet-5 without batch norm, one activation each (not in either half)
+FIG5 = [
+    Problem(f"fig5-lenet5-{a}", "fig5", f"MNIST t10k 0..2000, LeNet-5 {a}, CE",
+            lambda: mnist_slice(0, 2000, False, 5), lenet5(a), CE, epochs=3)
+    for a in ("none", "relu", "sigmoid", "sin")
+]
+BY_NAME = {p.name: p for p in PROBLEMS + FIG5}
 
 
 # --- running ------------------------------------------------------------------------------
@@ -255,21 +274,31 @@ def run_one(problem: Problem, solver: str, options: dict) -> dict:
 
 
 def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> dict:
-    path = RESULTS / (run_key(problem.name, solver, options) + ".json.gz")
-    if path.exists() and not rerun:
-        with gzip.open(path, "rt") as f:
-            return json.load(f)
+    """The saved run, or a new one (saved at once: runs of a split share one file)."""
+    path = RESULTS / f"{problem.split}.json.gz"
+    runs = _read(path)
+    key = run_key(problem.name, solver, options)
+    if key in runs and not rerun:
+        return runs[key]
     start = time.perf_counter()
     with threadpool_limits(1):
         record = run_one(problem, solver, options)
+    runs = {**_read(path), key: record}
     RESULTS.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as f:
-        json.dump(record, f)
+        json.dump(runs, f)
     tmp.replace(path)
-    print(f"  {path.name}: final {record['train_loss'][-1]:.5g} "
+    print(f"  {key}: final {record['train_loss'][-1]:.5g} "
           f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return record
+
+
+def _read(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    with gzip.open(path, "rt") as f:
+        return json.load(f)
 
 
 # --- measures -----------------------------------------------------------------------------
@@ -321,11 +350,12 @@ def row(problem: Problem, adam: dict, nk: dict) -> dict:
 
 def report(problems: list[Problem], settings: list[tuple[str, dict]], rerun: bool) -> str:
     lines = []
-    for split in ("development", "evaluation"):
+    for split in ("development", "evaluation", "fig5"):
         chosen = [p for p in problems if p.split == split]
         if not chosen:
             continue
-        lines += [f"## {split.capitalize()} problems", ""]
+        title = "the paper's Fig. 5" if split == "fig5" else f"{split.capitalize()} problems"
+        lines += [f"## {title}", ""]
         header = "| problem | Adam best lr, loss | " + " | ".join(
             f"{_label(s, o)}: epochs / time / t to Adam" for s, o in settings) + " |"
         lines += [header, "|" + "---|" * (2 + len(settings))]
@@ -375,7 +405,8 @@ def _value(text: str):
 def main(argv: list[str] | None = None) -> int:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("development", "evaluation", "all"), default="all")
+    parser.add_argument("--split", choices=("development", "evaluation", "fig5", "all"),
+                        default="all")
     parser.add_argument("--problem", action="append", help="only these problems (repeatable)")
     parser.add_argument("--solver", action="append",
                         help=f"Newton-Krylov solvers to run (default: {', '.join(NK_SOLVERS)})")
@@ -386,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help=f"also write the report here (e.g. {REPORT})")
     args = parser.parse_args(argv)
     RESULTS = args.results
-    problems = [p for p in PROBLEMS if args.split in ("all", p.split)]
+    problems = [p for p in PROBLEMS + FIG5 if args.split in ("all", p.split)]
     if args.problem:
         problems = [BY_NAME[name] for name in args.problem]
     options = dict(item.split("=", 1) for item in args.option)

@@ -16,7 +16,7 @@ One iteration on a minibatch B_j, with g the global gradient:
 The state is one flat dict with prefixed keys: ``gradient.*``, ``krylov.warm_start``,
 ``curvature.damping``, ``preconditioner.*`` and ``iteration``.
 
-Where the printed algorithm needs a decision (docs/numerics.md has the reasoning):
+Where the printed algorithm needs a decision (docs/newton_krylov.md has the reasoning):
 
 - line 21: alpha = r^T r / kappa, standard CG (``cg_alpha="paper"``: ||r|| / kappa).
 - lines 18-19: the near-zero test is on the Rayleigh quotient (``flat_curvature``).
