@@ -86,6 +86,19 @@ def test_cg_stops_at_negative_curvature_with_a_newton_length_steepest_descent():
                 assert result.curvature == pytest.approx(length**2 * (g @ a @ g), rel=1e-12)
 
 
+def test_cg_as_printed_returns_its_warm_start_at_negative_curvature():
+    a, b = np.diag([2.0, -1.0]), np.array([0.1, 1.0])
+    oracle = AnalyticOracle({"batch": quadratic(a, b)})
+    warm = np.array([0.3, 0.0])
+    printed = ConjugateGradient(steepest_descent="paper")
+    result = printed.solve(oracle, np.zeros(2), "batch", CurvatureOperator(), -b, warm, a @ warm)
+    assert result.iterations == 0 and result.reasons == ["non-positive curvature"]
+    np.testing.assert_array_equal(result.direction, warm)
+    cold = printed.solve(oracle, np.zeros(2), "batch", CurvatureOperator(), -b, np.zeros(2),
+                         np.zeros(2))
+    np.testing.assert_array_equal(cold.direction, b)  # -g_j, unscaled
+
+
 def test_cg_keeps_its_iterate_when_negative_curvature_comes_later():
     a = np.diag([1.0, 2.0, -1.0])
     b = np.array([1.0, 1.0, 0.01])

@@ -43,7 +43,8 @@ class ConjugateGradient:
       0.01 ||p|| as printed, which also fires on healthy curvature whenever p is small.
     - ``steepest_descent``: when CG stops before its first step, dw is the batch's steepest
       descent -g_j (see `solve`); ``"scaled"`` gives it the length of a Newton step in the
-      metric |H| (g.g / |g^T H g|), ``"unit"`` leaves it as -g_j.
+      metric |H| (g.g / |g^T H g|), ``"unit"`` leaves it as -g_j; ``"paper"`` is the printed
+      loop, which returns the warm start unchanged (and -g_j only without one).
     - ``preconditioner="rms"``: CG in the metric diag(sqrt(v) + eps), v RMSprop's
       bias-corrected second moment of the batch gradients (decay ``preconditioner_beta``).
     """
@@ -65,7 +66,7 @@ class ConjugateGradient:
         check_choice("cg_alpha", self.alpha, ("standard", "paper"))
         check_flag("early_stop", self.early_stop)
         check_choice("flat_curvature", self.flat_curvature, ("scaled", "paper"))
-        check_choice("steepest_descent", self.steepest_descent, ("scaled", "unit"))
+        check_choice("steepest_descent", self.steepest_descent, ("scaled", "unit", "paper"))
         check_choice("preconditioner", self.preconditioner, ("none", "rms"))
         check_in_range("preconditioner_beta", self.preconditioner_beta, 0.0, 1.0)
 
@@ -131,7 +132,8 @@ class ConjugateGradient:
             _next_direction(p, z, w.dtype.type(rz_next / rz))  # p = z + beta p
             rz, rr = rz_next, rz_next if inverse_preconditioner is None else dot(r, r)
             iterations += 1
-        if (iterations > 0 or reason == "converged") and bool((dw != 0).any()):
+        keep = iterations > 0 or reason == "converged" or self.steepest_descent == "paper"
+        if keep and bool((dw != 0).any()):
             # CG keeps r = -(g_j + H_j dw), so dw^T H_j dw = -dw.(r + g_j) costs no pass.
             return KrylovResult(dw, -dot(dw, r + g_batch), iterations, [reason])
         cold = not bool((dw != 0).any())  # no Krylov step was taken: dw is the warm start
@@ -148,6 +150,8 @@ class ConjugateGradient:
         truncated Newton (Nocedal & Wright, Algorithm 7.1). ``curvature`` is its damped
         curvature where the loop measured it (a cold start), else None."""
         descent = -g_batch if inverse_preconditioner is None else -g_batch * inverse_preconditioner
+        if self.steepest_descent == "paper":
+            return descent, curvature  # the printed loop had no warm start here: a cold one
         if self.steepest_descent == "scaled":
             if curvature is None:
                 curvature = operator.quadratic_form(oracle, w, descent, batch) + damping * dot(
