@@ -209,6 +209,8 @@ PROBLEMS = [
     Problem("mnistA-cnn-relu", "development", "MNIST t10k 3000..5000, CNN 8-16 ReLU, CE",
             lambda: mnist_slice(3000, 5000, False, 0), cnn(28, (8, 16), "relu", False), CE,
             epochs=3),
+    Problem("mnistA-mlp2-relu", "development", "MNIST t10k 3000..5000, MLP 784-64-32-10 ReLU, CE",
+            lambda: mnist_slice(3000, 5000, True, 0), mlp((64, 32), "relu"), CE),
     Problem("classes-mlp3-sin", "development", "synthetic 4 classes, MLP 20-32-32-32-4 sin, CE",
             synthetic_classes, mlp((32, 32, 32), "sin"), CE),
     Problem("wine-mlp1-none", "development", "wine, MLP 13-16-3 no activation, CE",
@@ -399,7 +401,7 @@ def _value(text: str):
             return kind(text)
         except ValueError:
             pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+    return {"true": True, "false": False, "null": None}.get(text.lower(), text)
 
 
 def main(argv: list[str] | None = None) -> int:
