@@ -5,7 +5,8 @@ Image loaders return ``(images, labels)``: float images NCHW scaled to [0, 1] (f
 from ``root``, by default ``$MCNET_DATA`` or ``~/.mcnet/data`` (see :func:`data_root`), looking
 in ``root/<name>/`` and then in ``root/`` itself; :func:`download` fetches those files into
 ``root/<name>/``. Missing files raise :class:`DatasetNotFoundError` (a ``FileNotFoundError``)
-naming them and the folder to put them in; malformed files raise ``ValueError`` naming the file.
+naming them and the folder to put them in; malformed files raise
+:class:`mcnet.DataError` (a ``ValueError``) naming the file and the fault.
 """
 
 from ._files import RESOURCES, DatasetNotFoundError, data_root, download
