@@ -22,6 +22,7 @@ finite). ``--debug`` adds the Python traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -39,7 +40,7 @@ import numpy as np
 
 from mcnet import diagnostics
 from mcnet import experiments as ex
-from mcnet.datasets import RESOURCES, DatasetNotFoundError, download
+from mcnet.datasets import DOWNLOAD_TIMEOUT, RESOURCES, DatasetNotFoundError, download
 from mcnet.errors import CheckpointError, DataError, MCNetError, OutputError
 from mcnet.nn import Objective, parameters_to_vector
 from mcnet.solvers import SOLVERS, checkpoint, make
@@ -283,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
                           metavar="{" + ",".join(names) + "}")
     download.add_argument("--data-dir", metavar="DIR",
                           help="default: $MCNET_DATA or ~/.mcnet/data")
+    download.add_argument("--timeout", type=_positive_float, default=DOWNLOAD_TIMEOUT,
+                          metavar="SECONDS",
+                          help=f"give up on a server silent this long (default "
+                               f"{DOWNLOAD_TIMEOUT:g})")
     for command in (train, compare, ablate, curvature, download):
         # SUPPRESS: a subcommand's absent --debug leaves the one given before it in place
         _debug_flag(command, default=argparse.SUPPRESS)
@@ -484,8 +489,8 @@ def _train(args: argparse.Namespace, command_line: Sequence[str]) -> int:
                        2 if isinstance(exc, ValueError) else 1) from None
     except (ImportError, ConnectionError) as exc:  # no Dask, or no cluster at that address
         raise CLIError(prog, f"--scheduler {args.scheduler}: {exc}", 1) from None
-    kept = (f"; the checkpoint in {args.checkpoint} holds the last completed epoch"
-            if args.checkpoint else "")
+    saved = args.checkpoint and (Path(args.checkpoint) / checkpoint.FILENAME).is_file()
+    kept = f"; the checkpoint in {args.checkpoint} holds the last completed epoch" if saved else ""
     if record["failed"]:
         raise CLIError(prog, f"training failed: {record['failed']}{kept}", 1)
     print(f"{ex.problem_text(record['problem'])}")
@@ -731,7 +736,7 @@ def _read_params(prog: str, flag: str, location: str, size: int) -> np.ndarray:
 # --- mcnet download ---------------------------------------------------------------------------
 def _download(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     try:
-        folder = download(args.name, root=args.data_dir)
+        folder = download(args.name, root=args.data_dir, timeout=args.timeout)
     except (OSError, ValueError) as exc:  # unreachable, timed out, checksum, unwritable
         raise CLIError("mcnet download", str(exc), 1) from None
     print(f"{args.name}: files in {folder}")
@@ -765,7 +770,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mcnet: error: a command is required (expected one of "
                   f"{', '.join(COMMANDS)})", file=sys.stderr)
             return 2
-        return HANDLERS[args.command](args, command_line)
+        with contextlib.ExitStack() as stack:
+            if not args.debug:
+                # overflow warnings would add lines to stderr: fit rejects what they warn of
+                stack.enter_context(np.errstate(all="ignore"))
+            return HANDLERS[args.command](args, command_line)
     except CLIError as exc:
         # the traceback worth seeing under --debug is that of the error it reports
         return _report(args, exc.prog, exc.message, exc.status, exc.__context__)

@@ -9,7 +9,7 @@ naming them and the folder to put them in; malformed files raise
 :class:`mcnet.DataError` (a ``ValueError``) naming the file and the fault.
 """
 
-from ._files import RESOURCES, DatasetNotFoundError, data_root, download
+from ._files import DOWNLOAD_TIMEOUT, RESOURCES, DatasetNotFoundError, data_root, download
 from ._sklearn import digits, libsvm
 from .batching import DataLoader, batches
 from .cifar import cifar10
@@ -17,6 +17,7 @@ from .idx import fashion_mnist, mnist, read_idx
 from .svhn import svhn
 
 __all__ = [
+    "DOWNLOAD_TIMEOUT",
     "RESOURCES",
     "DataLoader",
     "DatasetNotFoundError",
