@@ -40,7 +40,13 @@ import numpy as np
 
 from mcnet import diagnostics
 from mcnet import experiments as ex
-from mcnet.datasets import DOWNLOAD_TIMEOUT, RESOURCES, DatasetNotFoundError, download
+from mcnet.datasets import (
+    DOWNLOAD_TIMEOUT,
+    RESOURCES,
+    DatasetNotFoundError,
+    data_root,
+    download,
+)
 from mcnet.errors import CheckpointError, DataError, MCNetError, OutputError
 from mcnet.nn import Objective, parameters_to_vector
 from mcnet.solvers import SOLVERS, checkpoint, make
@@ -737,8 +743,13 @@ def _read_params(prog: str, flag: str, location: str, size: int) -> np.ndarray:
 def _download(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     try:
         folder = download(args.name, root=args.data_dir, timeout=args.timeout)
-    except (OSError, ValueError) as exc:  # unreachable, timed out, checksum, unwritable
+    except (DatasetNotFoundError, ValueError) as exc:  # unreachable, timed out, checksum
         raise CLIError("mcnet download", str(exc), 1) from None
+    except OSError as exc:
+        raise CLIError("mcnet download", f"--data-dir: cannot write the files into "
+                                         f"{data_root(args.data_dir) / args.name} "
+                                         f"({exc.strerror or exc}); expected a writable "
+                                         "folder", 1) from None
     print(f"{args.name}: files in {folder}")
     return 0
 
