@@ -229,6 +229,18 @@ def test_a_full_disk_keeps_the_old_checkpoint(tmp_path, monkeypatch, capsys):
     status, _, err = run_cli(capsys, *TINY, "--checkpoint", tmp_path / "cli")
     assert status == 1
     one_line(err, "--checkpoint", "No space left", "free some space")
+    status, _, err = run_cli(capsys, *TINY, "--out", tmp_path / "run.json")
+    assert status == 1 and not (tmp_path / "run.json").exists()
+    one_line(err, "--out: cannot write", "No space left")
+
+
+def test_a_checkpoint_whose_parameters_do_not_fit_its_run_is_refused(tmp_path):
+    good_checkpoint(tmp_path)
+    w, state, meta = checkpoints.load(tmp_path, np)
+    meta["history"] = meta["history"].to_dict()
+    checkpoints.save(tmp_path, w[:-1], state, meta)
+    with pytest.raises(mc.CheckpointError, match="holds 609 parameters where its run has 610"):
+        train(tmp_path, epochs=2, resume=True)
 
 
 # --- outputs --------------------------------------------------------------------------------
@@ -306,6 +318,9 @@ def test_bad_counts_are_named(name, value):
     net, data = problem()
     with pytest.raises(ValueError, match=f"{name} must be >= 1, got {value}"):
         mc.fit(net, nn.CrossEntropyLoss(), data, PlainSGD(0.1), 1, **{name: value})
+    if name == "chunk_size":
+        with pytest.raises(ValueError, match=f"chunk_size must be >= 1, got {value}"):
+            mc.solvers.evaluate(net, nn.CrossEntropyLoss(), data, chunk_size=value)
 
 
 # --- data files -----------------------------------------------------------------------------

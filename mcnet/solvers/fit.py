@@ -32,7 +32,7 @@ import numpy as np
 
 from mcnet.algebra.multicomplex import array_module
 from mcnet.datasets.batching import batches
-from mcnet.errors import CheckpointMismatchError, TrainingError
+from mcnet.errors import CheckpointError, CheckpointMismatchError, TrainingError
 from mcnet.nn.dropout import resample_dropout
 from mcnet.nn.module import Module
 from mcnet.nn.objective import Objective
@@ -134,7 +134,7 @@ def fit(
         if directory is not None and not overwrite:
             loaded = checkpoints.load(directory, oracle.xp)
             if loaded is not None:
-                _check_resumable(directory, loaded[2], run, epochs, resume)
+                _check_resumable(directory, loaded, run, epochs, resume)
         if loaded is not None:
             w, state, meta = loaded
             history = meta["history"]
@@ -292,6 +292,7 @@ def evaluate(module: Module, loss: Module, data: tuple[Any, Any], chunk_size: in
     """
     import mcnet as mc
 
+    chunk_size = _check_count("chunk_size", chunk_size)
     inputs, targets = data
     n = len(inputs)
     dtype = module.parameters()[0].value.dtype
@@ -383,10 +384,11 @@ def _check_module_takes(module: Module, loss: Module, data) -> None:
         module.train(was_training)
 
 
-def _check_resumable(directory: Path, meta: dict, current: dict, epochs: int,
+def _check_resumable(directory: Path, loaded: tuple, current: dict, epochs: int,
                      resume: bool) -> None:
     """A checkpoint found in ``directory`` may only be continued, by the same run, to at
     least as many epochs as it has done."""
+    w, _, meta = loaded
     # JSON turns tuples into lists: compare through the same round trip
     current = json.loads(json.dumps(current))
     saved = meta["run"]
@@ -401,6 +403,10 @@ def _check_resumable(directory: Path, meta: dict, current: dict, epochs: int,
         raise CheckpointMismatchError(
             f"{place} would be replaced by a fresh start: continue it with resume=True "
             "(mcnet train --resume) or replace it with overwrite=True (--overwrite)")
+    if w.shape != (current["parameters"],):
+        raise CheckpointError(
+            f"{place} holds {w.size} parameters where its run has {current['parameters']}: "
+            "it is damaged; move it away, or replace it with overwrite=True (--overwrite)")
     if meta["epoch"] > epochs:
         raise CheckpointMismatchError(
             f"{place} has done {meta['epoch']} epochs, more than the {epochs} asked for "
