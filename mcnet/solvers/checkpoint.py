@@ -202,6 +202,10 @@ def locked(directory: Path) -> Iterator[None]:
                 raise CheckpointError(
                     f"checkpoint directory {directory} is in use by another run (process "
                     f"{holder}); wait for it to end or choose another directory") from None
+            except OSError as exc:  # a file system without locks (some network mounts)
+                raise CheckpointError(f"cannot lock the checkpoint directory {directory} "
+                                      f"({exc.strerror or exc}); choose a local directory"
+                                      ) from exc
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -182,7 +182,7 @@ def fit(
 
 
 def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs, batch_size,
-                 seed, show, evaluate_every, loss, chunk_size) -> tuple[Any, State]:
+                 seed, show, evaluate_every, loss, chunk_size) -> tuple[Any, State, Any]:
     if solver.full_batch:
         epoch_batches: Any = [None]
     else:
