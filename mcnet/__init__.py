@@ -2,7 +2,15 @@
 
 # in this order: the solvers build on nn, the diagnostics on both
 from mcnet import algebra, datasets, nn, solvers, diagnostics  # noqa: I001
-from mcnet.errors import CheckpointError, DataError, DerivativeError, MCNetError
+from mcnet.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    DataError,
+    DerivativeError,
+    MCNetError,
+    OutputError,
+    TrainingError,
+)
 from mcnet.derivatives import default_step, derivative, directional, perturb
 from mcnet.functions import (
     abs,
@@ -58,9 +66,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "CheckpointMismatchError",
     "DataError",
     "DerivativeError",
     "MCNetError",
+    "OutputError",
+    "TrainingError",
     "History",
     "Objective",
     "Tensor",

@@ -10,20 +10,28 @@ With no flags, ``mcnet compare`` is the quick check of the seed's claim: Newton-
 against the best Adam learning rate on the digits shipped with scikit-learn (no download),
 in well under a minute on a laptop CPU.
 
-Every bad flag value ends the command with one line on stderr,
-``mcnet <command>: error: --flag: what is wrong (expected ...)``, and exit status 2; a data
-set whose files are missing exits with status 1 and says where to put them.
+Every error is one line on stderr, ``mcnet <command>: error: ...``, naming the flag, file
+or checkpoint and what to do. Exit status 2: the command line cannot work as given (a bad
+flag value, an output path that is a directory or a symbolic link, a checkpoint of another
+run or one that would be replaced without --overwrite). Exit status 1: a fault met while
+running (missing or damaged data files, a damaged checkpoint, a checkpoint directory in use
+by another run, a full disk, an unreachable scheduler, a run whose loss does not stay
+finite). ``--debug`` adds the Python traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
+import os
 import re
 import sys
 import time
+import traceback
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,10 +40,17 @@ import numpy as np
 
 from mcnet import diagnostics
 from mcnet import experiments as ex
-from mcnet.datasets import RESOURCES, DatasetNotFoundError, download
+from mcnet.datasets import (
+    DOWNLOAD_TIMEOUT,
+    RESOURCES,
+    DatasetNotFoundError,
+    data_root,
+    download,
+)
+from mcnet.errors import CheckpointError, DataError, MCNetError, OutputError
 from mcnet.nn import Objective, parameters_to_vector
 from mcnet.solvers import SOLVERS, checkpoint, make
-from mcnet.solvers.history import write_atomic
+from mcnet.solvers.history import check_writable, write_atomic
 
 COMMANDS = ("train", "compare", "ablate", "curvature", "download")
 
@@ -160,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``mcnet`` parser with its subcommands."""
     parser = _Parser(prog="mcnet", allow_abbrev=False,
                      description="Training and curvature with exact complex-step derivatives.")
+    _debug_flag(parser, default=False)
     commands = parser.add_subparsers(dest="command", metavar="command",
                                      parser_class=_Parser)
 
@@ -180,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint", metavar="DIR", help="save after every epoch into DIR")
     train.add_argument("--resume", action="store_true",
                        help="continue from --checkpoint DIR (same flags otherwise)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the checkpoint already in --checkpoint DIR (without it, "
+                            "a checkpoint there is only continued, with --resume)")
     train.add_argument("--save-params", metavar="FILE.npy",
                        help="save the trained flat parameter vector (for mcnet curvature)")
     train.add_argument("--scheduler", metavar="ADDRESS|local",
@@ -271,7 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
                           metavar="{" + ",".join(names) + "}")
     download.add_argument("--data-dir", metavar="DIR",
                           help="default: $MCNET_DATA or ~/.mcnet/data")
+    download.add_argument("--timeout", type=_positive_float, default=DOWNLOAD_TIMEOUT,
+                          metavar="SECONDS",
+                          help=f"give up on a server silent this long (default "
+                               f"{DOWNLOAD_TIMEOUT:g})")
+    for command in (train, compare, ablate, curvature, download):
+        # SUPPRESS: a subcommand's absent --debug leaves the one given before it in place
+        _debug_flag(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _debug_flag(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="on an error, print the Python traceback too")
 
 
 _DATA_NOTES = """\
@@ -369,6 +400,8 @@ def _load(args: argparse.Namespace, prog: str) -> ex.Problem:
         where = f" --data-dir {args.data_dir}" if args.data_dir else ""
         raise CLIError(prog, f"--dataset {args.dataset}: {exc} From the command line: "
                              f"mcnet download {args.dataset}{where}", 1) from None
+    except (DataError, OSError) as exc:  # a damaged or unreadable file
+        raise CLIError(prog, f"--dataset {args.dataset}: {exc}", 1) from None
 
 
 def _check_batch(problem: ex.Problem, batch_sizes: Sequence[int], prog: str, flag: str) -> None:
@@ -377,6 +410,22 @@ def _check_batch(problem: ex.Problem, batch_sizes: Sequence[int], prog: str, fla
         if size > n:
             raise CLIError(prog, f"{flag}: {size} is larger than the training data ({n} "
                                  f"examples) (expected at most {n})")
+
+
+def _check_output(prog: str, flag: str, path: str) -> None:
+    """An output file's path, checked before any work: never a directory, a symbolic link
+    or a special file, and in a folder that can be written."""
+    try:
+        check_writable(Path(path))
+    except OutputError as exc:
+        raise CLIError(prog, f"{flag}: {exc}") from None
+
+
+def _check_out_dir(args: argparse.Namespace, prog: str) -> None:
+    path = Path(args.out_dir)
+    if os.path.lexists(path) and not path.is_dir():
+        raise CLIError(prog, f"--out-dir: {path} is not a directory (expected a directory, or "
+                             "a path where one can be made)")
 
 
 def _check_plots(args: argparse.Namespace, prog: str) -> None:
@@ -408,6 +457,12 @@ def _train(args: argparse.Namespace, command_line: Sequence[str]) -> int:
                              f"with {' or '.join(n for n in SOLVER_NAMES if ex.takes_eta(n))})")
     if args.resume and args.checkpoint is None:
         raise CLIError(prog, "--resume: nothing to resume from (expected --checkpoint DIR too)")
+    if args.overwrite and args.checkpoint is None:
+        raise CLIError(prog, "--overwrite: no checkpoint to replace (expected --checkpoint DIR "
+                             "too)")
+    if args.overwrite and args.resume:
+        raise CLIError(prog, "--overwrite: --resume continues the checkpoint, --overwrite "
+                             "replaces it (expected one of them)")
     if args.workers is not None and args.scheduler != "local":
         raise CLIError(prog, "--workers: only a cluster started here has a worker count "
                              "(expected --scheduler local too)")
@@ -417,32 +472,73 @@ def _train(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     except (TypeError, ValueError) as exc:
         flag = "--option" if args.option else "--solver"
         raise CLIError(prog, f"{flag}: {exc}") from None
+    outputs = [(flag, path) for flag, path in (("--out", args.out),
+                                               ("--save-params", args.save_params)) if path]
+    for flag, path in outputs:
+        _check_output(prog, flag, path)
+    if len(outputs) == 2 and Path(args.out).resolve() == Path(args.save_params).resolve():
+        raise CLIError(prog, f"--save-params: {args.save_params} is the --out file too "
+                             "(expected two different files)")
+    if args.checkpoint is not None:
+        _check_checkpoint(args, prog)
     problem = _load(args, prog)
     _check_batch(problem, [args.batch_size], prog, "--batch-size")
     try:
         record = ex.run(problem, args.solver, options, args.epochs, args.batch_size, args.seed,
                         checkpoint=args.checkpoint, resume=args.resume,
+                        overwrite=args.overwrite,
                         extra={**_command_extra(command_line), "lr": options.get("lr")},
                         scheduler=args.scheduler, workers=args.workers,
                         evaluate_every=args.evaluate_every)
+    except CheckpointError as exc:  # a mismatch is the flags' fault, the rest the file's
+        raise CLIError(prog, f"--checkpoint: {exc}",
+                       2 if isinstance(exc, ValueError) else 1) from None
     except (ImportError, ConnectionError) as exc:  # no Dask, or no cluster at that address
         raise CLIError(prog, f"--scheduler {args.scheduler}: {exc}", 1) from None
-    except ValueError as exc:
-        flag = "--checkpoint: " if args.checkpoint else ""
-        raise CLIError(prog, f"{flag}{exc}") from None
+    saved = args.checkpoint and (Path(args.checkpoint) / checkpoint.FILENAME).is_file()
+    kept = f"; the checkpoint in {args.checkpoint} holds the last completed epoch" if saved else ""
     if record["failed"]:
-        raise CLIError(prog, f"training failed: {record['failed']}", 1)
+        raise CLIError(prog, f"training failed: {record['failed']}{kept}", 1)
     print(f"{ex.problem_text(record['problem'])}")
     print(f"{args.solver} {json.dumps(record['config'])}; {args.epochs} epochs, batch "
           f"{args.batch_size}, seed {args.seed}, {record['problem']['parameters']} parameters")
     print(_epoch_table(record))
-    if args.out:
-        ex.write_record(record, args.out)
-        print(f"wrote {args.out}")
-    if args.save_params:
-        _save_params(record["_params"], Path(args.save_params))
-        print(f"wrote {args.save_params}")
+    writers = {"--out": lambda path: ex.write_record(record, path),
+               "--save-params": lambda path: _save_params(record["_params"], Path(path))}
+    for flag, path in outputs:
+        try:
+            writers[flag](path)
+        except OSError as exc:  # a full disk, or the path changed since it was checked
+            raise CLIError(prog, f"{flag}: cannot write {path} ({exc}){kept}", 1) from None
+        print(f"wrote {path}")
     return 0
+
+
+def _check_checkpoint(args: argparse.Namespace, prog: str) -> None:
+    """--checkpoint DIR before any data is read: a directory that can take a checkpoint,
+    and one already there only with --resume (to at least its epochs) or --overwrite."""
+    directory = Path(args.checkpoint)
+    try:
+        checkpoint.prepare(directory)
+    except CheckpointError as exc:
+        raise CLIError(prog, f"--checkpoint: {exc}") from None
+    if args.overwrite:
+        return
+    try:
+        saved = checkpoint.load(directory, np)
+    except CheckpointError as exc:
+        raise CLIError(prog, f"--checkpoint: {exc}", 1) from None
+    if saved is None:
+        return
+    done = saved[2]["epoch"]
+    if not args.resume:
+        raise CLIError(prog, f"--checkpoint: {directory} holds a checkpoint after {done} "
+                             "epochs (expected --resume to continue it, --overwrite to "
+                             "replace it, or another directory)")
+    if done > args.epochs:
+        raise CLIError(prog, f"--epochs: {args.epochs} is fewer than the {done} epochs "
+                             f"already done in --checkpoint {directory} (expected --epochs "
+                             f"{done} or more with --resume)")
 
 
 def _epoch_table(record: dict[str, Any]) -> str:
@@ -466,6 +562,7 @@ def _save_params(w: np.ndarray, path: Path) -> None:
 # --- mcnet compare ----------------------------------------------------------------------------
 def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     prog = "mcnet compare"
+    _check_out_dir(args, prog)
     _check_plots(args, prog)
     if args.eta is not None and not any(ex.takes_eta(n) for n in args.solvers):
         takers = " or ".join(n for n in SOLVER_NAMES if ex.takes_eta(n))
@@ -534,6 +631,7 @@ def _batch_order(text: str) -> tuple[int, int]:
 # --- mcnet ablate -----------------------------------------------------------------------------
 def _ablate(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     prog = "mcnet ablate"
+    _check_out_dir(args, prog)
     _check_plots(args, prog)
     studies = list(ex.STUDIES) if args.study == "all" else [args.study]
     linear = args.model in ("logistic_regression", "linear_svm")
@@ -569,6 +667,7 @@ def _ablate(args: argparse.Namespace, command_line: Sequence[str]) -> int:
 # --- mcnet curvature --------------------------------------------------------------------------
 def _curvature(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     prog = "mcnet curvature"
+    _check_out_dir(args, prog)
     _check_plots(args, prog)
     problem = _load(args, prog)
     _check_batch(problem, [args.batch_size], prog, "--batch-size")
@@ -626,10 +725,13 @@ def _read_params(prog: str, flag: str, location: str, size: int) -> np.ndarray:
     if not path.is_file():
         raise CLIError(prog, f"{flag}: {path}: no such file")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        w = loaded["w"] if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
-    except (OSError, ValueError, KeyError) as exc:
-        raise CLIError(prog, f"{flag}: {path}: not a parameter vector ({exc})") from None
+        w = (checkpoint.read_npz(path).get("w") if zipfile.is_zipfile(path)
+             else checkpoint.read_npy(path))
+    except CheckpointError as exc:
+        raise CLIError(prog, f"{flag}: {exc}", 1) from None
+    if w is None or w.dtype.kind not in "iuf":
+        raise CLIError(prog, f"{flag}: {path}: not a parameter vector (expected a .npy of "
+                             "numbers from train --save-params, or a checkpoint.npz)", 1)
     w = np.asarray(w, dtype=np.float64).ravel()
     if w.size != size:
         raise CLIError(prog, f"{flag}: {path} holds {w.size} values, the model has {size} "
@@ -640,9 +742,14 @@ def _read_params(prog: str, flag: str, location: str, size: int) -> np.ndarray:
 # --- mcnet download ---------------------------------------------------------------------------
 def _download(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     try:
-        folder = download(args.name, root=args.data_dir)
-    except (DatasetNotFoundError, ValueError) as exc:
+        folder = download(args.name, root=args.data_dir, timeout=args.timeout)
+    except (DatasetNotFoundError, ValueError) as exc:  # unreachable, timed out, checksum
         raise CLIError("mcnet download", str(exc), 1) from None
+    except OSError as exc:
+        raise CLIError("mcnet download", f"--data-dir: cannot write the files into "
+                                         f"{data_root(args.data_dir) / args.name} "
+                                         f"({exc.strerror or exc}); expected a writable "
+                                         "folder", 1) from None
     print(f"{args.name}: files in {folder}")
     return 0
 
@@ -659,6 +766,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # what the JSON records as the command: the real one, or the call's when in-process
     command_line = list(sys.argv) if argv is None else ["mcnet", *arguments]
     parser = build_parser()
+    args = None
     try:
         args, unknown = parser.parse_known_args(arguments)
         if unknown and args.command is not None:
@@ -673,15 +781,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mcnet: error: a command is required (expected one of "
                   f"{', '.join(COMMANDS)})", file=sys.stderr)
             return 2
-        return HANDLERS[args.command](args, command_line)
+        with contextlib.ExitStack() as stack:
+            if not args.debug:
+                # overflow warnings would add lines to stderr: fit rejects what they warn of
+                stack.enter_context(np.errstate(all="ignore"))
+            return HANDLERS[args.command](args, command_line)
     except CLIError as exc:
-        print(f"{exc.prog}: error: {exc.message}", file=sys.stderr)
-        return exc.status
+        # the traceback worth seeing under --debug is that of the error it reports
+        return _report(args, exc.prog, exc.message, exc.status, exc.__context__)
     except SystemExit as exc:  # --help and --version end through argparse's exit
         return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt:
         print("mcnet: interrupted", file=sys.stderr)
         return 130
+    except (MCNetError, OSError, ValueError) as exc:  # a fault no flag check foresaw
+        return _report(args, _prog(args), str(exc) or type(exc).__name__, 1, exc)
+    except Exception as exc:
+        return _report(args, _prog(args), f"{type(exc).__name__}: {exc} (unexpected: rerun "
+                                          "with --debug for the traceback, and report it)",
+                       1, exc)
+
+
+def _prog(args: argparse.Namespace | None) -> str:
+    command = getattr(args, "command", None)
+    return f"mcnet {command}" if command else "mcnet"
+
+
+def _report(args: argparse.Namespace | None, prog: str, message: str, status: int,
+            cause: BaseException | None) -> int:
+    """The one-line error (after the traceback of ``cause`` under --debug); the status."""
+    if cause is not None and getattr(args, "debug", False):
+        traceback.print_exception(cause)
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

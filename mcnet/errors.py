@@ -18,3 +18,19 @@ class DataError(MCNetError, ValueError):
 
 class CheckpointError(MCNetError, OSError):
     """A checkpoint that cannot be read, written or resumed (names the path and what to do)."""
+
+
+class CheckpointMismatchError(CheckpointError, ValueError):
+    """A readable checkpoint that this run may not use as asked: another run's, one that an
+    unasked-for fresh start would replace, or one past the epochs asked for (a ValueError
+    too: the arguments, not the file, must change)."""
+
+
+class OutputError(MCNetError, OSError):
+    """A path that a result cannot be written to as asked: a directory, a symbolic link, a
+    device or FIFO, or a folder that cannot be written (names the path and what to do)."""
+
+
+class TrainingError(MCNetError, RuntimeError):
+    """Training cannot go on: the loss or the parameters became non-finite and no step
+    could be taken that kept them finite (names the epoch and the iteration)."""

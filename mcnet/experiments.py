@@ -266,7 +266,8 @@ def _read(spec: ProblemSpec, dtype: np.dtype):
         x, y = _libsvm(spec.train_file, None, dtype, "--train-file")
         test = None
         if spec.test_file is not None:
-            test = _libsvm(spec.test_file, x.shape[1], dtype, "--test-file")
+            test = _libsvm(spec.test_file, x.shape[1], dtype, "--test-file",
+                           like=spec.train_file)
         return x, y, test, os.path.basename(spec.train_file)
     if spec.train_file is not None or spec.test_file is not None:
         raise ProblemError("--train-file", "only --dataset libsvm reads files by name; use "
@@ -279,11 +280,12 @@ def _read(spec: ProblemSpec, dtype: np.dtype):
     return x, y, test, f"{spec.dataset} {spec.train_split} split"
 
 
-def _libsvm(path: str, n_features: int | None, dtype: np.dtype, flag: str):
+def _libsvm(path: str, n_features: int | None, dtype: np.dtype, flag: str,
+            like: str | None = None):
     if not os.path.isfile(path):
         raise ProblemError(flag, f"{path}: no such file")
     try:
-        return datasets.libsvm(path, n_features, dtype=dtype)
+        return datasets.libsvm(path, n_features, dtype=dtype, like=like)
     except ValueError as exc:
         raise ProblemError(flag, str(exc)) from None
 

@@ -155,6 +155,8 @@ BAD_FLAGS = [
     (["--lr", "0.1"], "--lr"),  # newton-krylov has no learning rate
     (["--solver", "adam", "--eta", "0.1"], "--eta"),
     (["--resume"], "--resume"),
+    (["--overwrite"], "--overwrite"),
+    (["--overwrite", "--resume", "--checkpoint", "ck"], "--overwrite"),
     (["--option", "nonsense=1"], "--option"),
     (["--option", "step=sideways"], "--option"),
     (["--batch-size", "5000"], "--batch-size"),

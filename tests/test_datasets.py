@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mcnet.datasets as ds
+from mcnet import DataError
 from mcnet.datasets import _files
 
 REAL_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
@@ -196,7 +197,7 @@ def test_truncated_idx_names_file_and_sizes(tmp_path, keep):
     image_path, _ = write_mnist(tmp_path, images, labels)
     image_path.write_bytes(gzip.compress(gzip.decompress(image_path.read_bytes())[:keep]))
     with pytest.raises(
-        ValueError, match=r"t10k-images-idx3-ubyte\.gz: (truncated|expected \d+ bytes)"
+        DataError, match=r"t10k-images-idx3-ubyte\.gz: (empty file|truncated|expected \d+ bytes)"
     ):
         ds.mnist(tmp_path, "test")
 
@@ -420,10 +421,10 @@ def test_libsvm_width_dtype_and_raw_labels(tmp_path):
 @pytest.mark.parametrize(
     ("text", "n_features", "match"),
     [
-        ("1 1:1\n0.5 2:1\n", None, "expected integer class labels, found 0.5"),
+        ("1 1:1\n0.5 2:1\n", None, "line 2: label 0.5 is not a class label"),
         ("1 1:1\n-2 2:1\n", None, r"expected labels in \{-1, \+1\} or non-negative integers"),
         ("1 1:1 this is not libsvm\n", None, "not a valid LIBSVM file"),
-        ("1 1:1 5:1\n", 3, "not a valid LIBSVM file"),
+        ("1 1:1 5:1\n", 3, "line 1 has feature index 5, beyond the 3 features expected"),
     ],
 )
 def test_libsvm_errors_name_the_file(tmp_path, text, n_features, match):
@@ -479,7 +480,7 @@ def test_download_verifies_and_stores_files_then_keeps_them(tmp_path, monkeypatc
     ]
     np.testing.assert_array_equal(ds.mnist(root, "test")[1], small_mnist()[1])
 
-    def no_network(url):
+    def no_network(url, timeout):
         raise AssertionError("files already present must not be fetched again")
 
     monkeypatch.setattr(_files, "urlopen", no_network)
@@ -513,7 +514,7 @@ class _DropsMidway(io.BytesIO):
     ids=["unreachable", "cut-off"],
 )
 def test_download_failure_names_file_folder_and_caches_nothing(tmp_path, monkeypatch, failure):
-    def fake_urlopen(url):
+    def fake_urlopen(url, timeout):
         if isinstance(failure, Exception):
             raise failure
         return failure

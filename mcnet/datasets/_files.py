@@ -6,11 +6,14 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
 
 import numpy as np
+
+from mcnet.errors import DataError
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -76,6 +79,8 @@ RESOURCES: dict[str, list[Resource]] = {
 }
 
 _CHUNK = 1 << 20
+# seconds without an answer before a download gives up
+DOWNLOAD_TIMEOUT = 30.0
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -115,47 +120,68 @@ def missing_error(name: str, missing: list[str], base: Path) -> DatasetNotFoundE
     )
 
 
-def download(name: str, root: str | os.PathLike | None = None) -> Path:
+def download(
+    name: str, root: str | os.PathLike | None = None, *, timeout: float = DOWNLOAD_TIMEOUT
+) -> Path:
     """Fetch the distribution files of data set ``name`` into ``root/name/``.
 
-    Returns that folder. Files already there are kept as they are. Each file is written to a
-    temporary file in the same folder and renamed into place only after its checksum matches,
-    so an interrupted or corrupt download never leaves a file that looks complete.
-    Raises :class:`DatasetNotFoundError` when a file cannot be fetched and ``ValueError`` on a
-    checksum mismatch.
+    Returns that folder. Files already there are kept when their checksum matches and
+    fetched again when it does not (a damaged or foreign file is replaced only by a verified
+    one). Each file is written to a temporary file in the same folder and renamed into place
+    only after its checksum matches, so an interrupted or corrupt download never leaves a
+    file that looks complete. ``timeout`` bounds, in seconds, the connection and every wait
+    for more data: a server that stalls is an error, not a hang.
+    Raises :class:`DatasetNotFoundError` when a file cannot be fetched (unreachable, timed
+    out, cut off) and :class:`mcnet.DataError` (a ``ValueError``) on a checksum mismatch.
     """
     if name not in RESOURCES:
         raise ValueError(f"unknown data set {name!r}; expected one of {sorted(RESOURCES)}")
+    if not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
     folder = data_root(root) / name
     folder.mkdir(parents=True, exist_ok=True)
     for resource in RESOURCES[name]:
         target = folder / resource.filename
-        if not target.exists():
-            _fetch_verified(resource, target)
+        if not (target.is_file() and _checksum(resource, target) == _expected(resource)):
+            _fetch_verified(resource, target, timeout)
     return folder
 
 
-def _fetch_verified(resource: Resource, target: Path) -> None:
-    algorithm, expected = resource.checksum.split(":", 1)
+def _expected(resource: Resource) -> str:
+    return resource.checksum.split(":", 1)[1].lower()
+
+
+def _checksum(resource: Resource, path: Path) -> str:
+    digest = hashlib.new(resource.checksum.split(":", 1)[0])
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch_verified(resource: Resource, target: Path, timeout: float) -> None:
+    algorithm = resource.checksum.split(":", 1)[0]
     digest = hashlib.new(algorithm)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                with urlopen(resource.url) as response:
+                with urlopen(resource.url, timeout=timeout) as response:
                     while chunk := response.read(_CHUNK):
                         digest.update(chunk)
                         out.write(chunk)
-            except (URLError, OSError) as exc:
+            except (URLError, OSError, HTTPException) as exc:
+                stalled = isinstance(getattr(exc, "reason", exc), TimeoutError)
+                reason = f"no answer for {timeout:g} s" if stalled else exc
                 raise DatasetNotFoundError(
-                    f"could not download {resource.filename} from {resource.url} ({exc}). "
+                    f"could not download {resource.filename} from {resource.url} ({reason}). "
                     f"Fetch it by hand and put it in {target.parent}."
                 ) from exc
         found = digest.hexdigest()
-        if found != expected.lower():
-            raise ValueError(
+        if found != _expected(resource):
+            raise DataError(
                 f"{resource.filename} from {resource.url}: {algorithm} checksum mismatch, "
-                f"expected {expected}, found {found}; the file was not kept."
+                f"expected {_expected(resource)}, found {found}; the file was not kept."
             )
         os.replace(tmp_name, target)
     finally:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mcnet.errors import DataError
+
 from ._files import DatasetNotFoundError, data_root, missing_error, to_unit_float
 
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -91,10 +93,10 @@ def _read_archive(archive: Path, names: list[str]) -> list[tuple[str, bytes]]:
                 if member.name in wanted and member.isfile():
                     found[member.name] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{archive}: not a valid tar.gz archive ({exc})") from exc
+        raise DataError(f"{archive}: not a valid tar.gz archive ({exc})") from exc
     missing = [member for member in wanted if member not in found]
     if missing:
-        raise ValueError(f"{archive}: expected members {missing}, not found in the archive")
+        raise DataError(f"{archive}: expected members {missing}, not found in the archive")
     return [(f"{archive}:{member}", found[member]) for member in wanted]
 
 
@@ -103,24 +105,25 @@ def _parse_batch(source: str, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as exc:  # garbage can make the unpickler raise almost any exception type
-        raise ValueError(f"{source}: not a valid CIFAR-10 batch pickle ({exc})") from exc
+        raise DataError(f"{source}: not a valid CIFAR-10 batch pickle ({exc})") from exc
     if not isinstance(batch, dict):
-        raise ValueError(f"{source}: expected a dict, found {type(batch).__name__}")
+        raise DataError(f"{source}: expected a dict, found {type(batch).__name__}")
     # The official files (pickled by Python 2) have bytes keys; accept str keys as well.
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
-        raise ValueError(f"{source}: expected keys b'data' and b'labels', found {sorted(batch)}")
+        raise DataError(f"{source}: expected keys b'data' and b'labels', found "
+                        f"{sorted(map(repr, batch))}")
     data, labels = np.asarray(batch["data"]), np.asarray(batch["labels"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(
+        raise DataError(
             f"{source}: expected b'data' of uint8 and shape (n, 3072), "
             f"found {data.dtype} and shape {data.shape}"
         )
     if labels.shape != (len(data),) or (labels.size and labels.dtype.kind not in "iu"):
-        raise ValueError(
+        raise DataError(
             f"{source}: expected {len(data)} integer labels, found {labels.dtype} "
             f"and shape {labels.shape}"
         )
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"{source}: expected labels in 0..9, found {labels.min()}..{labels.max()}")
+        raise DataError(f"{source}: expected labels in 0..9, found {labels.min()}..{labels.max()}")
     return data, labels.astype(np.int64)

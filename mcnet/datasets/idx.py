@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from mcnet.errors import DataError
 
 from ._files import find_files, to_unit_float
 
@@ -30,39 +33,43 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
     """Read an IDX file (gzip-compressed when the name ends in ``.gz``).
 
     Returns the array in native byte order with the shape stored in the header. Raises
-    ``ValueError`` naming the file on a bad gzip stream, a wrong magic number (or one other than
-    ``expected_magic``), or a data size that does not match the header.
+    `DataError` (a ``ValueError``) naming the file on an empty file, a bad gzip stream, a
+    wrong magic number (or one other than ``expected_magic``), or a data size that does not
+    match the header.
     """
     path = Path(path)
     raw = _read_bytes(path)
+    if not raw:
+        raise DataError(f"{path}: empty file (expected an IDX file: a 4-byte magic number, "
+                        "the dimensions, the data)")
     if len(raw) < 4:
-        raise ValueError(
+        raise DataError(
             f"{path}: truncated IDX header: expected at least 4 bytes, found {len(raw)}"
         )
     magic = int.from_bytes(raw[:4], "big")
     zero, type_code, ndim = magic >> 16, (magic >> 8) & 0xFF, magic & 0xFF
     if expected_magic is not None and magic != expected_magic:
-        raise ValueError(
+        raise DataError(
             f"{path}: expected IDX magic number {expected_magic} (0x{expected_magic:08x}), "
             f"found {magic} (0x{magic:08x})"
         )
     if zero != 0 or type_code not in _IDX_TYPES:
-        raise ValueError(
+        raise DataError(
             f"{path}: not an IDX file: expected magic number 0x0000TTDD with type code TT in "
             f"{{{', '.join(f'0x{t:02x}' for t in _IDX_TYPES)}}}, found 0x{magic:08x}"
         )
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
-        raise ValueError(
+        raise DataError(
             f"{path}: truncated IDX header: expected {header_size} bytes for {ndim} dimensions, "
             f"found {len(raw)}"
         )
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = _IDX_TYPES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a huge header cannot wrap
     found = len(raw) - header_size
     if found != expected:
-        raise ValueError(
+        raise DataError(
             f"{path}: expected {expected} bytes of data for shape {shape}, found {found}"
         )
     data = np.frombuffer(raw, dtype, offset=header_size).reshape(shape)
@@ -77,7 +84,7 @@ def _read_bytes(path: Path) -> bytes:
             return f.read()
     except (OSError, EOFError, zlib.error) as exc:
         # gzip.BadGzipFile is an OSError; a cut-off stream raises EOFError.
-        raise ValueError(f"{path}: not a valid gzip file ({exc})") from exc
+        raise DataError(f"{path}: not a valid gzip file ({exc})") from exc
 
 
 def _load_idx_pair(
@@ -93,11 +100,11 @@ def _load_idx_pair(
     images = read_idx(image_path, IMAGES_MAGIC)
     labels = read_idx(label_path, LABELS_MAGIC)
     if len(images) != len(labels):
-        raise ValueError(
+        raise DataError(
             f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels"
         )
     if labels.size and labels.max() > 9:
-        raise ValueError(f"{label_path}: expected labels in 0..9, found {labels.max()}")
+        raise DataError(f"{label_path}: expected labels in 0..9, found {labels.max()}")
     return to_unit_float(images[:, None], dtype), labels.astype(np.int64)
 
 

@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from mcnet.errors import DataError
+
 from ._files import find_files, to_unit_float
 
 _SPLITS = ("train", "test")
@@ -32,22 +34,22 @@ def svhn(
     try:
         mat = scipy.io.loadmat(path, variable_names=["X", "y"])
     except Exception as exc:  # scipy raises many exception types on a corrupt .mat file
-        raise ValueError(f"{path}: not a readable MATLAB .mat file ({exc})") from exc
+        raise DataError(f"{path}: not a readable MATLAB .mat file ({exc})") from exc
     if "X" not in mat or "y" not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
-        raise ValueError(f"{path}: expected variables X and y, found {found}")
+        raise DataError(f"{path}: expected variables X and y, found {found}")
     images, labels = mat["X"], mat["y"].reshape(-1)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[:3] != (32, 32, 3):
-        raise ValueError(
+        raise DataError(
             f"{path}: expected X of uint8 and shape (32, 32, 3, n), "
             f"found {images.dtype} and shape {images.shape}"
         )
     if len(labels) != images.shape[3]:
-        raise ValueError(
+        raise DataError(
             f"{path}: X holds {images.shape[3]} images but y holds {len(labels)} labels"
         )
     if labels.size and (labels.min() < 1 or labels.max() > 10):
-        raise ValueError(f"{path}: expected labels in 1..10, found {labels.min()}..{labels.max()}")
+        raise DataError(f"{path}: expected labels in 1..10, found {labels.min()}..{labels.max()}")
     # X is (row, col, channel, n); NCHW wants (n, channel, row, col).
     images = to_unit_float(images.transpose(3, 2, 0, 1), dtype)
     return images, (labels % 10).astype(np.int64)

@@ -50,6 +50,7 @@ import inspect
 import itertools
 import os
 import pickle
+import socket
 import threading
 import uuid
 import warnings
@@ -68,6 +69,8 @@ from mcnet.solvers.oracle import Oracle
 
 INSTALL_HINT = 'pip install "mcnet[distributed]"'
 DEFAULT_TIMEOUT = 30.0
+# a scheduler's handshake is a few hundred bytes; anything past this is not one
+_GREETING_LIMIT = 1 << 20
 _MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
@@ -452,6 +455,8 @@ def _probe_scheduler(address: str, timeout: float) -> None:
     """
     from distributed.comm import connect
 
+    _check_greeting(address, timeout)
+
     async def identity() -> Any:
         comm = await connect(address, timeout=timeout)
         try:
@@ -486,6 +491,40 @@ def _probe_scheduler(address: str, timeout: float) -> None:
     if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
         raise SchedulerError(
             f"{address} answered, but not as a Dask scheduler (got {str(reply)[:80]!r})"
+        )
+
+
+def _check_greeting(address: str, timeout: float) -> None:
+    """Read the first 8 bytes a TCP scheduler sends, with plain sockets, within ``timeout``.
+
+    A Dask scheduler speaks first: the little-endian length of its handshake, a few hundred
+    bytes. Dask's own reader allocates whatever length the first 8 bytes spell, so a server
+    that is not a scheduler (a web server, anything that sends text) would ask it for EiB;
+    checked here, that is a one-line `SchedulerError` instead.
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme != "tcp":  # TLS, UCX and in-process addresses are left to Dask
+        return
+    greeting = b""
+    try:
+        with socket.create_connection(parse_host_port(location), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            while len(greeting) < 8 and (chunk := sock.recv(8 - len(greeting))):
+                greeting += chunk
+    except TimeoutError:
+        raise SchedulerError(
+            f"the Dask scheduler at {address} did not answer within {timeout:g} s (timeout=): "
+            "is that the scheduler's address (default port 8786), and is it running?"
+        ) from None
+    except OSError as exc:
+        raise SchedulerError(f"cannot reach the Dask scheduler at {address} within {timeout:g} "
+                             f"s (timeout=): {exc}") from exc
+    if len(greeting) < 8 or int.from_bytes(greeting, "little") > _GREETING_LIMIT:
+        raise SchedulerError(
+            f"{address} answered, but not as a Dask scheduler (its first bytes: "
+            f"{greeting!r}); is that the scheduler's address (default port 8786)?"
         )
 
 

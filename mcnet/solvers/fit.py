@@ -1,15 +1,25 @@
 """`mcnet.fit`: the training loop shared by every solver.
 
 Each epoch walks seeded minibatches (`mcnet.datasets.batches` with ``(seed, epoch)``; a
-full-batch solver takes one step on the whole data instead). Every step is checked: one
-that leaves a non-finite loss or parameter is rejected -- parameters and solver state stay
-as they were -- and recorded. After each epoch the full training loss (and test loss and
-accuracy) is evaluated with the module in eval mode, and a checkpoint is written
-atomically; ``resume=True`` continues from it to bit-identical parameters.
+full-batch solver takes one step on the whole data instead). Every step is checked after
+it is taken: one that leaves a non-finite parameter, or parameters at which the loss is
+non-finite, is rejected -- parameters and solver state go back to what they were before it
+-- and recorded. The loss at a step's parameters is the one the next step starts from (on
+its batch), or for an epoch's last step the full training loss, so the check costs no
+extra evaluation; a rejected step is undone within its epoch, and training stops with a
+`TrainingError` when an epoch keeps no step or ends with a non-finite training loss.
+
+After each epoch the full training loss (and test loss and accuracy) is evaluated with the
+module in eval mode, and a checkpoint is written atomically into a directory locked for
+the run; ``resume=True`` continues from it to bit-identical parameters. A checkpoint
+already there is only resumed (``resume=True``, same run: solver, options, seed, batch
+size, dtype, model and data) or replaced (``overwrite=True``), never silently.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import sys
@@ -20,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from mcnet.algebra.multicomplex import array_module
 from mcnet.datasets.batching import batches
+from mcnet.errors import CheckpointError, CheckpointMismatchError, TrainingError
 from mcnet.nn.dropout import resample_dropout
 from mcnet.nn.module import Module
 from mcnet.nn.objective import Objective
@@ -30,9 +42,7 @@ from mcnet.solvers.base import Solver, State
 from mcnet.solvers.distributed import DEFAULT_TIMEOUT, close_oracle, make_oracle
 from mcnet.solvers.history import History
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (every step of an epoch was rejected)."""
+__all__ = ["TrainingError", "evaluate", "fit"]
 
 
 def fit(
@@ -52,6 +62,7 @@ def fit(
     workers: int | None = None,
     scheduler_timeout: float = DEFAULT_TIMEOUT,
     evaluate_every: int | None = None,
+    overwrite: bool = False,
 ) -> History:
     """Train ``module`` under ``loss`` on ``data = (inputs, targets)`` with ``solver``.
 
@@ -66,6 +77,12 @@ def fit(
     an epoch (`History.interim_loss`), for loss-against-time curves finer than epochs; like
     the epoch-end evaluations it is left out of the solver time and does not change the run.
     The same arguments give bit-identical parameters, with or without a resume in between.
+
+    ``checkpoint=DIR`` is made if needed, checked and locked before training; a checkpoint
+    already in it is continued with ``resume=True`` (a `CheckpointMismatchError` if it is
+    another run's or has done more than ``epochs``) or replaced with ``overwrite=True``;
+    with neither, it is a `CheckpointMismatchError`. A `TrainingError` ends a run whose
+    loss cannot be kept finite (see the module's description).
     """
     if not isinstance(solver, Solver):
         raise TypeError(
@@ -75,8 +92,11 @@ def fit(
     epochs = _check_count("epochs", epochs)
     batch_size = _check_count("batch_size", batch_size)
     seed = _check_count("seed", seed, minimum=0)
+    chunk_size = _check_count("chunk_size", chunk_size)
     if evaluate_every is not None:
         evaluate_every = _check_count("evaluate_every", evaluate_every)
+    if workers is not None:
+        workers = _check_count("workers", workers)
     n = _check_data("data", data)
     if batch_size > n:
         raise ValueError(f"batch_size {batch_size} is larger than the data ({n} examples)")
@@ -87,56 +107,82 @@ def fit(
     _check_module_takes(module, loss, data)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=DIR to resume from")
+    if resume and overwrite:
+        raise ValueError("resume=True continues the checkpoint and overwrite=True replaces "
+                         "it: pass one of them")
 
-    oracle = make_oracle(Objective(module, loss), data, chunk_size, scheduler=scheduler,
-                         workers=workers, timeout=scheduler_timeout)
-    oracle.seed = seed
-    run = {
-        "solver": solver.name, "config": solver.config(), "seed": seed,
-        "batch_size": batch_size, "examples": n, "parameters": oracle.initial_point().size,
-        "dtype": str(oracle.dtype),
-    }
-    loaded = checkpoints.load(Path(checkpoint), oracle.xp) if resume else None
-    if loaded is not None:
-        w, state, meta = loaded
-        _check_same_run(Path(checkpoint), meta["run"], run)
-        history = History.from_dict(meta["history"])
-        oracle.counts.update(history.evaluations)
-        oracle.seconds.update(history.seconds_by_kind)
-        start_epoch = meta["epoch"]
-    else:
-        w = oracle.initial_point()
-        history = History(solver=solver.name, config=solver.config())
-        start = time.perf_counter()
-        state = solver.init(oracle, w)
-        history.epoch_time.append(time.perf_counter() - start)
-        _evaluate_epoch(history, module, loss, solver.evaluation_point(state, w), data,
-                        test_data, chunk_size)
-        start_epoch = 0
-
-    show = sys.stderr.isatty() if progress is None else bool(progress)
-    try:
-        for epoch in range(start_epoch, epochs):
-            w, state = _train_epoch(
-                oracle, module, solver, w, state, history, data, epoch, epochs, batch_size,
-                seed, show, evaluate_every, loss, chunk_size,
-            )
+    directory = None if checkpoint is None else Path(checkpoint)
+    if directory is not None:
+        checkpoints.prepare(directory)
+    with contextlib.ExitStack() as stack:
+        if directory is not None:
+            stack.enter_context(checkpoints.locked(directory))
+        oracle = make_oracle(Objective(module, loss), data, chunk_size, scheduler=scheduler,
+                             workers=workers, timeout=scheduler_timeout)
+        # stops the cluster that scheduler="local" started
+        stack.callback(close_oracle, oracle)
+        oracle.seed = seed
+        run = {
+            "solver": solver.name, "config": solver.config(), "seed": seed,
+            "batch_size": batch_size, "examples": n,
+            "parameters": oracle.initial_point().size, "dtype": str(oracle.dtype),
+        }
+        if directory is not None:
+            run["model"] = checkpoints.describe_model(module, loss)
+            run["data"] = checkpoints.fingerprint(data)
+        loaded = None
+        if directory is not None and not overwrite:
+            loaded = checkpoints.load(directory, oracle.xp)
+            if loaded is not None:
+                _check_resumable(directory, loaded, run, epochs, resume)
+        if loaded is not None:
+            w, state, meta = loaded
+            history = meta["history"]
+            oracle.counts.update(history.evaluations)
+            oracle.seconds.update(history.seconds_by_kind)
+            start_epoch = meta["epoch"]
+        else:
+            w = oracle.initial_point()
+            history = History(solver=solver.name, config=solver.config())
+            start = time.perf_counter()
+            state = solver.init(oracle, w)
+            history.epoch_time.append(time.perf_counter() - start)
             _evaluate_epoch(history, module, loss, solver.evaluation_point(state, w), data,
                             test_data, chunk_size)
-            history.evaluations = dict(oracle.counts)
-            history.seconds_by_kind = dict(oracle.seconds)
-            if checkpoint is not None:
-                meta = {"epoch": epoch + 1, "run": run, "history": history.to_dict()}
-                checkpoints.save(Path(checkpoint), w, state, meta)
-    finally:
-        # the last accepted parameters, never a NaN
-        vector_to_parameters(solver.evaluation_point(state, w), module)
-        close_oracle(oracle)  # stops the cluster that scheduler="local" started
+            if not math.isfinite(history.train_loss[0]):
+                raise TrainingError(
+                    f"the training loss at the initial parameters is {history.train_loss[0]}: "
+                    "the data or the model's initialisation give no finite loss (expected "
+                    "inputs of moderate size)")
+            start_epoch = 0
+
+        show = sys.stderr.isatty() if progress is None else bool(progress)
+        try:
+            for epoch in range(start_epoch, epochs):
+                before = w, state
+                try:
+                    w, state, undo = _train_epoch(
+                        oracle, module, solver, w, state, history, data, epoch, epochs,
+                        batch_size, seed, show, evaluate_every, loss, chunk_size,
+                    )
+                    w, state = _end_epoch(history, module, loss, solver, w, state, undo,
+                                          data, test_data, chunk_size, epoch)
+                except TrainingError:
+                    w, state = before  # the module keeps the epoch's (finite) start
+                    raise
+                history.evaluations = dict(oracle.counts)
+                history.seconds_by_kind = dict(oracle.seconds)
+                if directory is not None:
+                    meta = {"epoch": epoch + 1, "run": run, "history": history.to_dict()}
+                    checkpoints.save(directory, w, state, meta)
+        finally:
+            # the last accepted parameters, never a NaN
+            vector_to_parameters(solver.evaluation_point(state, w), module)
     return history
 
 
 def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs, batch_size,
-                 seed, show, evaluate_every, loss, chunk_size) -> tuple[Any, State]:
+                 seed, show, evaluate_every, loss, chunk_size) -> tuple[Any, State, Any]:
     if solver.full_batch:
         epoch_batches: Any = [None]
     else:
@@ -146,6 +192,7 @@ def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs,
     bar = _progress_bar(show, steps, f"{solver.name} epoch {epoch + 1}/{epochs}")
     elapsed = history.epoch_time[-1]
     accepted = 0
+    undo = None  # (w, state, record) from before the epoch's last accepted step
     for index, batch in enumerate(epoch_batches):
         iteration = len(history.records) + 1
         # Dropout masks: fresh for every step, the same for every pass within it
@@ -153,20 +200,27 @@ def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs,
         counts = Counter(oracle.counts)
         start = time.perf_counter()
         w_new, new_state, info = solver.step(oracle, w, batch, state)
-        finite = math.isfinite(info.loss) and bool(oracle.xp.isfinite(w_new).all())
         seconds = time.perf_counter() - start
         elapsed += seconds
-        if finite:
-            w, state = w_new, new_state
-            accepted += 1
+        if not math.isfinite(info.loss) and undo is not None:
+            # the loss at the last accepted step's parameters is non-finite: undo that step
+            w, state = _undo(undo)
+            undo = None
+            accepted -= 1
+        finite = math.isfinite(info.loss) and bool(oracle.xp.isfinite(w_new).all())
         evaluations = {k: v - counts[k] for k, v in oracle.counts.items() if v - counts[k]}
-        history.records.append({
+        record = {
             "epoch": epoch + 1, "iteration": iteration, "loss": info.loss, "time": seconds,
             "step_size": info.step_size, "krylov_iterations": info.krylov_iterations,
             "adjustments": info.adjustments, "skipped": info.skipped, "rejected": not finite,
             "reason": info.reason if finite else "rejected: non-finite loss or parameters",
             "evaluations": evaluations,
-        })
+        }
+        history.records.append(record)
+        if finite:
+            undo = (w, state, record)
+            w, state = w_new, new_state
+            accepted += 1
         if evaluate_every and iteration % evaluate_every == 0 and index + 1 < steps:
             # the epoch's last step is measured by the epoch-end evaluation
             vector_to_parameters(solver.evaluation_point(state, w), module)
@@ -184,6 +238,37 @@ def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs,
             f"{solver!r}: every step of epoch {epoch + 1} was rejected (non-finite loss or "
             f"parameters), the last at iteration {len(history.records)}; the parameters "
             "are those before that epoch"
+        )
+    return w, state, undo
+
+
+def _undo(undo) -> tuple[Any, State]:
+    """The parameters and solver state from before an accepted step whose parameters turned
+    out to give a non-finite loss; the step's record says it was rejected."""
+    w, state, record = undo
+    record["rejected"] = True
+    record["reason"] = "rejected: the loss at its parameters is non-finite"
+    return w, state
+
+
+def _end_epoch(history, module, loss, solver, w, state, undo, data, test_data, chunk_size,
+               epoch) -> tuple[Any, State]:
+    """Evaluate the epoch's end; a non-finite training loss undoes the epoch's last step,
+    and one that stays non-finite ends training."""
+    _evaluate_epoch(history, module, loss, solver.evaluation_point(state, w), data, test_data,
+                    chunk_size)
+    if not math.isfinite(history.train_loss[-1]) and undo is not None:
+        w, state = _undo(undo)
+        for values in (history.train_loss, history.test_loss, history.test_accuracy):
+            del values[len(history.epoch_time) - 1:]
+        _evaluate_epoch(history, module, loss, solver.evaluation_point(state, w), data,
+                        test_data, chunk_size)
+    if not math.isfinite(history.train_loss[-1]):
+        raise TrainingError(
+            f"{solver!r}: the training loss after epoch {epoch + 1} is "
+            f"{history.train_loss[-1]} even with the epoch's last step undone; the "
+            "parameters are those before that epoch (expected a smaller step: a lower "
+            "learning rate or another solver)"
         )
     return w, state
 
@@ -207,6 +292,7 @@ def evaluate(module: Module, loss: Module, data: tuple[Any, Any], chunk_size: in
     """
     import mcnet as mc
 
+    chunk_size = _check_count("chunk_size", chunk_size)
     inputs, targets = data
     n = len(inputs)
     dtype = module.parameters()[0].value.dtype
@@ -265,6 +351,13 @@ def _check_data(name: str, data: Any) -> int:
         )
     if len(inputs) == 0:
         raise ValueError(f"{name} is empty")
+    for part, values in (("inputs", inputs), ("targets", targets)):
+        if getattr(values, "dtype", np.dtype(object)).kind in "fc":
+            xp = array_module(values)
+            bad = xp.flatnonzero(~xp.isfinite(values.reshape(len(values), -1)).all(axis=1))
+            if bad.size:
+                raise ValueError(f"{name}: {part} of example {int(bad[0])} are not all finite "
+                                 f"({int(bad.size)} such examples; expected finite numbers)")
     return len(inputs)
 
 
@@ -291,19 +384,46 @@ def _check_module_takes(module: Module, loss: Module, data) -> None:
         module.train(was_training)
 
 
-def _check_same_run(directory: Path, saved: dict, current: dict) -> None:
+def _check_resumable(directory: Path, loaded: tuple, current: dict, epochs: int,
+                     resume: bool) -> None:
+    """A checkpoint found in ``directory`` may only be continued, by the same run, to at
+    least as many epochs as it has done."""
+    w, _, meta = loaded
     # JSON turns tuples into lists: compare through the same round trip
-    import json
-
     current = json.loads(json.dumps(current))
+    saved = meta["run"]
     different = [key for key in current if saved.get(key) != current[key]]
+    place = f"the checkpoint in {directory} (epoch {meta['epoch']})"
     if different:
-        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}"
-                            for k in different)
-        raise ValueError(
-            f"the checkpoint in {directory} is of a different run ({details}); "
-            "use another directory or resume=False"
-        )
+        details = "; ".join(_difference(k, saved.get(k), current[k]) for k in different)
+        raise CheckpointMismatchError(
+            f"{place} is of a different run ({details}); use another directory, or replace it "
+            "with overwrite=True (mcnet train --overwrite)")
+    if not resume:
+        raise CheckpointMismatchError(
+            f"{place} would be replaced by a fresh start: continue it with resume=True "
+            "(mcnet train --resume) or replace it with overwrite=True (--overwrite)")
+    if w.shape != (current["parameters"],):
+        raise CheckpointError(
+            f"{place} holds {w.size} parameters where its run has {current['parameters']}: "
+            "it is damaged; move it away, or replace it with overwrite=True (--overwrite)")
+    if meta["epoch"] > epochs:
+        raise CheckpointMismatchError(
+            f"{place} has done {meta['epoch']} epochs, more than the {epochs} asked for "
+            f"(expected epochs >= {meta['epoch']} to resume it)")
+
+
+def _difference(key: str, saved: Any, current: Any) -> str:
+    """One differing item of a run's identity, short enough for a one-line message."""
+    if key == "data":
+        return "the training data differ (another data set, order or subset)"
+    if key == "model" and isinstance(saved, str):
+        start = next((i for i, (a, b) in enumerate(zip(saved, current)) if a != b),
+                     min(len(saved), len(current)))
+        begin = max(start - 20, 0)
+        return (f"model: checkpoint ...{saved[begin:start + 30]}..., now "
+                f"...{current[begin:start + 30]}...")
+    return f"{key}: checkpoint {saved!r}, now {current!r}"
 
 
 def _progress_bar(show: bool, total: int, description: str):

@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mcnet.errors import OutputError
+
 
 @dataclasses.dataclass
 class History:
@@ -90,8 +92,35 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def check_writable(path: Path) -> None:
+    """Raise `OutputError` unless `write_atomic` can put a file at ``path``: nothing there
+    or a regular file (never a directory, a symbolic link, a FIFO or a device, which the
+    rename would replace), and a writable folder (made on writing if it does not exist)."""
+    path = Path(path)
+    if path.is_symlink():
+        raise OutputError(f"{path} is a symbolic link; writing would replace the link, not "
+                          "write to its target (expected a regular file path: give the "
+                          "target's path, or remove the link)")
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory (expected a file path, e.g. "
+                          f"{path / 'run.json'})")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{path} is not a regular file (a FIFO, device or socket) and is "
+                          "not replaced (expected a regular file path)")
+    folder = path.parent
+    while not os.path.lexists(folder):
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {path}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: the folder {folder} is not writable")
+
+
 def write_atomic(path: Path, payload: bytes) -> None:
-    """Write, fsync, rename: a reader sees the old file or the new one, never half of one."""
+    """Write, fsync, rename: a reader sees the old file or the new one, never half of one.
+
+    Refuses (`OutputError`) a path that `check_writable` refuses."""
+    check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -49,6 +49,9 @@ class Oracle:
             inputs, targets = cupy.asarray(inputs), cupy.asarray(targets)
         self.data = (inputs, targets)
         self.size = len(inputs)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) \
+                or chunk_size < 1:
+            raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
         self.chunk_size = chunk_size
         self.seed = 0  # solvers that sample draw from default_rng([seed, iteration])
         self.counts: Counter[str] = Counter()
