@@ -53,6 +53,10 @@ from mcnet.tensor import (
     tensor,
     tensordot,
 )
+from mcnet.transforms import grad, hessian, hvp, jacobian, jet, jvp
+
+# last: the testing helpers build on everything above
+from mcnet import testing  # noqa: E402, I001
 
 __version__ = "0.1.0"
 
@@ -84,6 +88,12 @@ __all__ = [
     "exp",
     "fit",
     "from_parts",
+    "grad",
+    "hessian",
+    "hvp",
+    "jacobian",
+    "jet",
+    "jvp",
     "lift_bilinear",
     "lift_linear",
     "log",
@@ -113,6 +123,7 @@ __all__ = [
     "tanh",
     "tensor",
     "tensordot",
+    "testing",
     "transpose",
     "where",
     "zeros",
