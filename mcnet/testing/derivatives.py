@@ -42,7 +42,8 @@ def assert_derivatives(
     for order, analytic in enumerate(derivatives, start=1):
         got = np.broadcast_to(np.asarray(mc.derivative(f, x, order=order), dtype=np.float64),
                               points.shape)
-        want = np.broadcast_to(np.asarray(analytic(points), dtype=np.float64), points.shape)
+        with np.errstate(all="ignore"):  # overflow to infinity is compared like any value
+            want = np.broadcast_to(np.asarray(analytic(points), dtype=np.float64), points.shape)
         agree = (got == want) | (np.isnan(got) & np.isnan(want))
         with np.errstate(invalid="ignore", divide="ignore"):
             difference = np.where(agree, 0.0, np.abs(got - want))
@@ -57,12 +58,15 @@ def assert_derivatives(
             failing.append(f"order {order}: {bad} of {ratio.size} points")
             at = np.unravel_index(np.argmax(ratio), ratio.shape)
             if ratio[at] > worst[0]:
-                worst = (float(ratio[at]), (order, points[at], got[at], want[at], relative[at]))
+                index = f"{[int(i) for i in at]}" if at else ""
+                where = f"x{index} = {float(points[at])!r}"
+                worst = (float(ratio[at]), (order, where, float(got[at]), float(want[at]),
+                                            float(relative[at])))
     if failing:
-        order, point, g, w, relative = worst[1]
+        order, where, g, w, relative = worst[1]
         raise AssertionError(
             f"mc.derivative of {getattr(f, '__name__', 'f')} disagrees with the analytic "
-            f"derivative: worst at order {order}, x = {point!r}: got {g!r}, expected {w!r} "
+            f"derivative: worst at order {order}, {where}: got {g!r}, expected {w!r} "
             f"(relative error {relative:.3g}, rtol {rtol:g}, atol {atol:g}); "
             f"failing: {'; '.join(failing)}"
         )

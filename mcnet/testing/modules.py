@@ -19,6 +19,7 @@ Each comparison's error is relative to the sum of the magnitudes of the products
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,7 @@ class _Check:
         self.loss = self._loss(loss)
         self.objective = Objective(module, self.loss)
         self.w = parameters_to_vector(module).astype(self.dtype)
-        self.errors: dict[str, dict[str, float]] = {"gradient": {}, "hvp": {}, "symmetry": {}}
+        self.comparisons: list[_Comparison] = []
         self.failures: list[tuple[float, str]] = []
 
     def _loss(self, loss: Module | None) -> Module:
@@ -130,6 +131,7 @@ class _Check:
             self._check_parameter_hvp()
         if self.differentiable_input:
             self._check_input_hvp()
+        errors = self._errors()
         if self.failures:
             self.failures.sort(reverse=True)
             lines = "\n".join(f"  - {line}" for _, line in self.failures)
@@ -137,7 +139,7 @@ class _Check:
                 f"check_module({type(self.module).__name__}): the backward disagrees with the "
                 f"forward's derivatives (rtol {self.rtol:g}):\n{lines}"
             )
-        return self.errors
+        return errors
 
     def _backward(self) -> tuple[Any, dict[str, Tensor | None]]:
         """One real forward and backward: the claimed input and parameter gradients."""
@@ -153,13 +155,12 @@ class _Check:
             self._fail(np.inf, f"parameter {name!r}: backward accumulated a gradient of shape "
                                f"{claimed.shape} into a parameter of shape {p.shape}")
             return
-        errors = []
-        for v in self._directions(claimed):
-            want = self.objective.directional(self.w, [self._embed(name, v)], self._batch())
-            errors.append(_relative(np.sum(claimed * v), want, np.sum(np.abs(claimed * v))))
         hint = (f" (backward never accumulated a gradient into it: does it call "
                 f"self.{name.rsplit('.', 1)[-1]}.accumulate(...)?)" if grad is None else "")
-        self._record("gradient", name, max(errors), f"gradient of parameter {name!r}", hint)
+        for v in self._directions(claimed):
+            want = self.objective.directional(self.w, [self._embed(name, v)], self._batch())
+            self._compare("gradient", name, claimed * v, want,
+                          f"gradient of parameter {name!r}", hint)
 
     def _check_input_gradient(self, input_grad) -> None:
         if input_grad is None or isinstance(input_grad, tuple):
@@ -171,11 +172,9 @@ class _Check:
             self._fail(np.inf, f"input: backward returned a gradient of shape {claimed.shape} "
                                f"for an input of shape {self.x.shape}")
             return
-        errors = []
         for v in self._directions(claimed):
             want = mc.directional(self._loss_of_input, self.x, [v])
-            errors.append(_relative(np.sum(claimed * v), want, np.sum(np.abs(claimed * v))))
-        self._record("gradient", "input", max(errors), "gradient of the input")
+            self._compare("gradient", "input", claimed * v, want, "gradient of the input")
 
     def _check_parameter_hvp(self) -> None:
         u, v = (self.rng.standard_normal(self.w.shape).astype(self.dtype) for _ in range(2))
@@ -188,18 +187,15 @@ class _Check:
             u_p = np.zeros_like(u)
             u_p[part] = u[part]
             want = self.objective.directional(self.w, [u_p, v], self._batch())
-            got = u[part] @ hv[part]
-            error = _relative(got, want, np.sum(np.abs(u[part] * hv[part])))
-            self._record("hvp", name, error, f"H v of parameter {name!r}")
-        self._record_symmetry("parameters", u @ hv, v @ hu, u * hv, v * hu)
+            self._compare("hvp", name, u[part] * hv[part], want, f"H v of parameter {name!r}")
+        self._compare_symmetry("parameters", u * hv, v * hu)
 
     def _check_input_hvp(self) -> None:
         u, v = (self.rng.standard_normal(self.x.shape).astype(self.dtype) for _ in range(2))
         hu, hv = self._input_hvp(u), self._input_hvp(v)
         want = mc.directional(self._loss_of_input, self.x, [u, v])
-        self._record("hvp", "input", _relative(np.sum(u * hv), want, np.sum(np.abs(u * hv))),
-                     "H v of the input")
-        self._record_symmetry("input", np.sum(u * hv), np.sum(v * hu), u * hv, v * hu)
+        self._compare("hvp", "input", u * hv, want, "H v of the input")
+        self._compare_symmetry("input", u * hv, v * hu)
 
     # --- machinery -----------------------------------------------------------------------------
     def _input_hvp(self, v: np.ndarray) -> np.ndarray:
@@ -234,29 +230,56 @@ class _Check:
             offset += p.numel()
         return full
 
-    def _record(self, check: str, name: str, error: float, what: str, hint: str = "") -> None:
-        self.errors[check][name] = error
-        if not error <= self.rtol:
-            self._fail(error, f"{what}: relative error {error:.3g}{hint}")
+    def _compare(self, check: str, name: str, terms, want: float, what: str,
+                 hint: str = "") -> None:
+        """The backward's ``sum(terms)`` against the forward's ``want``."""
+        got = float(np.sum(terms))
+        self.comparisons.append(_Comparison(
+            check, name, abs(got - float(want)), float(np.sum(np.abs(terms))) + abs(float(want)),
+            f"{what}: backward gives {got:.17g}, forward {float(want):.17g}", hint))
 
-    def _record_symmetry(self, name: str, uhv: float, vhu: float, terms_a, terms_b) -> None:
-        scale = np.sum(np.abs(terms_a)) + np.sum(np.abs(terms_b))
-        error = _relative(uhv, vhu, scale)
-        self.errors["symmetry"][name] = error
-        if not error <= self.rtol:
-            self._fail(error, f"H v of the {name} is not symmetric: u·Hv = {uhv:.17g} but "
-                              f"v·Hu = {vhu:.17g}, relative error {error:.3g}")
+    def _compare_symmetry(self, name: str, terms_uhv, terms_vhu) -> None:
+        uhv, vhu = float(np.sum(terms_uhv)), float(np.sum(terms_vhu))
+        self.comparisons.append(_Comparison(
+            "symmetry", name, abs(uhv - vhu),
+            float(np.sum(np.abs(terms_uhv)) + np.sum(np.abs(terms_vhu))),
+            f"H v of the {name} is not symmetric: u·Hv = {uhv:.17g} but v·Hu = {vhu:.17g}"))
+
+    def _errors(self) -> dict[str, dict[str, float]]:
+        """Each comparison's difference relative to its scale, floored at _FLOOR times the
+        largest scale of its kind: a derivative that is zero in exact arithmetic (the bias
+        before a batch norm) is computed as roundoff of the other terms' size."""
+        errors: dict[str, dict[str, float]] = {"gradient": {}, "hvp": {}, "symmetry": {}}
+        for check, measured in errors.items():
+            mine = [c for c in self.comparisons if c.check == check]
+            floor = _FLOOR * max((c.scale for c in mine), default=0.0)
+            for c in mine:
+                error = c.difference / max(c.scale + floor, np.finfo(np.float64).tiny)
+                if not np.isfinite(c.difference):
+                    error = np.inf
+                measured[c.name] = max(measured.get(c.name, 0.0), error)
+                if not error <= self.rtol:
+                    self._fail(error, f"{c.what}, relative error {error:.3g}{c.hint}")
+        return errors
 
     def _fail(self, error: float, line: str) -> None:
         self.failures.append((error, line))
 
 
-def _relative(got: float, want: float, scale: float) -> float:
-    """|got - want| relative to ``scale + |want|`` (0 when both are exactly equal)."""
-    difference = abs(float(got) - float(want))
-    if difference == 0.0:
-        return 0.0
-    return difference / max(float(scale) + abs(float(want)), np.finfo(np.float64).tiny)
+# The floor of the scale of a comparison, relative to the largest of its kind: a defect of
+# 1e-6 in a derivative 1e-4 times smaller than the largest still shows as 1e-8, while
+# roundoff (~1e-16 of the largest) stays at ~1e-12.
+_FLOOR = 1e-4
+
+
+@dataclass
+class _Comparison:
+    check: str
+    name: str
+    difference: float
+    scale: float
+    what: str
+    hint: str = ""
 
 
 def _float_dtype(inputs, default) -> np.dtype:
