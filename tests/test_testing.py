@@ -159,6 +159,11 @@ def test_a_relative_error_of_1e_6_is_caught_among_many_weights():
         mc.testing.check_module(ScaledGradient("weight", 200, 20), x, rtol=3e-7)
 
 
+def test_a_plain_function_as_the_loss_is_refused_with_what_to_pass():
+    with pytest.raises(TypeError, match=r"loss module with a backward.*got function"):
+        mc.testing.check_module(nn.Linear(3, 2), X, X[:, :2], loss=lambda out, y: mc.sum(out))
+
+
 def test_rtol_decides():
     with pytest.raises(AssertionError):
         mc.testing.check_module(ScaledGradient("weight"), X, rtol=1e-9)
@@ -240,6 +245,9 @@ def test_finite_difference_of_an_array_function_and_a_zero_direction():
     got = mc.testing.finite_difference(mc.exp, x, [np.array([2.0, 0.0])] * 2)
     np.testing.assert_allclose(got, [4 * np.exp(0.1), 0.0], rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(mc.testing.finite_difference(mc.exp, x, [0 * x]), [0, 0])
+    # a plain NumPy function is a reference too
+    got = mc.testing.finite_difference(np.sin, x, [np.ones(2)] * 3)
+    np.testing.assert_allclose(got, -np.cos(x), rtol=1e-8)
 
 
 # --- strategies, the profile, warm_up and the import without hypothesis ----------------------

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-import mcnet as mc
 from mcnet.tensor import Tensor
 
 
@@ -30,7 +29,7 @@ def richardson(fn: Callable[[float], object], eps: float, levels: int = 3):
 
 
 def finite_difference(
-    f: Callable[[Tensor], Tensor],
+    f: Callable,
     x,
     directions: Sequence,
     eps: float | None = None,
@@ -39,11 +38,12 @@ def finite_difference(
     """``d^k f(x)[v_1, ..., v_k]`` (k = len(directions)) by Richardson-extrapolated mixed
     central differences: 2**k levels evaluations of ``f`` at real points.
 
-    ``f`` maps a real mcnet Tensor to a Tensor, as for ``mc.directional``; it is evaluated in
-    float64 whatever x's dtype, to be a reference.  Each direction is scaled to max-norm 1
-    (multilinearity puts the scale back), so ``eps`` is a distance along it; the default
-    ``eps = 2.2e-16 ** (1 / (2 levels + k))`` balances truncation against roundoff for a
-    function that varies on a scale of 1.  Returns f's output shape, or a float.
+    ``f`` is evaluated at NumPy arrays of float64 whatever x's dtype, to be a reference: a
+    function of mcnet operations (as for ``mc.directional``) or a plain NumPy function.
+    Each direction is scaled to max-norm 1 (multilinearity puts the scale back), so ``eps``
+    is a distance along it; the default ``eps = 2.2e-16 ** (1 / (2 levels + k))`` balances
+    truncation against roundoff for a function that varies on a scale of 1.  Returns f's
+    output shape, or a float.
     """
     x = np.asarray(x.numpy() if isinstance(x, Tensor) else x, dtype=np.float64)
     units, scale = [], 1.0
@@ -84,7 +84,9 @@ def _extrapolate(quotient: Callable[[float], object], eps: float, levels: int):
     return float(result) if np.ndim(result) == 0 else np.asarray(result)
 
 
-def _value(f: Callable[[Tensor], Tensor], point: np.ndarray):
-    y = mc.as_tensor(f(mc.tensor(point)))
-    value = y.numpy()
+def _value(f: Callable, point: np.ndarray):
+    # a NumPy array suits both a function of mcnet operations (which take arrays) and a
+    # plain NumPy implementation to compare with
+    y = f(point)
+    value = y.numpy() if isinstance(y, Tensor) else np.asarray(y, dtype=np.float64)
     return float(value) if value.ndim == 0 else np.array(value, dtype=np.float64)

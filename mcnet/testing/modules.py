@@ -71,7 +71,8 @@ def check_module(
 
     ``f = loss(module(inputs), targets)``; without a loss, ``sum(c * output)`` with fixed
     random coefficients ``c`` (drawn from ``seed``), or ``MSELoss`` when ``targets`` are
-    given.  Checked: the input's and every parameter's gradient, ``H v`` per parameter and
+    given.  ``inputs`` is one array (or order-0 Tensor), as the module's ``forward`` takes it.
+    Checked: the input's and every parameter's gradient, ``H v`` per parameter and
     for the input, and the symmetry of ``H v`` (see the module docstring).  Integer inputs
     (labels, indices) are not differentiated.  Put the module in the mode to check (a
     Dropout in train mode keeps one mask for every pass); its parameters, gradients and
@@ -114,6 +115,11 @@ class _Check:
 
     def _loss(self, loss: Module | None) -> Module:
         if loss is not None:
+            if not isinstance(loss, Module):
+                raise TypeError(
+                    f"check_module needs a loss module with a backward (nn.MSELoss(), "
+                    f"nn.CrossEntropyLoss(), ...), got {type(loss).__name__}"
+                )
             return loss
         if self.targets is not None:
             return MSELoss()
