@@ -56,7 +56,7 @@ from mcnet.tensor import (
 from mcnet.transforms import grad, hessian, hvp, jacobian, jet, jvp
 
 # last: the testing helpers build on everything above
-from mcnet import testing  # noqa: E402, I001
+from mcnet import testing
 
 __version__ = "0.1.0"
 
