@@ -39,6 +39,12 @@ from mcnet.tensor import Tensor, as_tensor
 
 __all__ = ["grad", "hessian", "hvp", "jacobian", "jet", "jvp"]
 
+# The truncation a row of a jet may carry: float64's roundoff; in float32 the default steps
+# put the top order's own truncation at roundoff already, and a hundredth of float32's
+# 1e-4 accuracy is kept instead.
+_JET_TOLERANCE = {np.dtype(np.float64): float(np.finfo(np.float64).eps),
+                  np.dtype(np.float32): 1e-6}
+
 
 def grad(f: Callable[..., Tensor]) -> Callable[..., np.ndarray]:
     """The function ``x -> ∇f(x)`` (an array of x's shape) of a scalar-valued ``f``.
@@ -146,15 +152,15 @@ def jet(f: Callable[[Tensor], Tensor], x, v, order: int) -> np.ndarray:
         with np.errstate(over="ignore"):  # a derivative beyond the dtype's range is infinite
             rows.append(np.ldexp(coefficient / fraction**j, -exponent * j).astype(x.dtype))
     # Row j carries -s² ((order - j) / 2 + j / 6) d^(j+2) f[v, ...] from the units that
-    # square to -1; where the pass's own row j + 2 says that this reaches the roundoff of
+    # square to -1; where the pass's own row j + 2 says that this exceeds the tolerance of
     # row j (derivatives that grow very fast, as x**3 at x = 1e-100), row j is taken by
     # mc.directional at its own step instead.
-    roundoff = np.finfo(x.dtype).eps
+    tolerance = _JET_TOLERANCE[np.dtype(x.dtype)]
     for j in range(order - 2, 0, -1):
         with np.errstate(over="ignore", invalid="ignore"):
             truncation = np.ldexp(np.abs(rows[j + 2]) * fraction**2, 2 * exponent)
             truncation = truncation * ((order - j) / 2 + j / 6)
-        if np.any(truncation > roundoff * np.abs(rows[j])):
+        if np.any(truncation > tolerance * np.abs(rows[j])):
             rows[j] = np.asarray(directional(f, x, [v] * j), dtype=x.dtype)
     return np.stack([np.broadcast_to(r, value.shape) for r in rows])
 
