@@ -44,6 +44,8 @@ BUILT_IN = {
     "MaxPool2d": lambda: (nn.MaxPool2d(2), IMAGES),
     "BatchNorm2d": lambda: (nn.BatchNorm2d(2), IMAGES),
     "Flatten": lambda: (nn.Flatten(), IMAGES),
+    "Dropout train": lambda: (nn.Dropout(0.5), X),
+    "Identity": lambda: (nn.Identity(), X),
     "Sequential": lambda: (_mlp(), X),
 }
 
@@ -68,6 +70,14 @@ def test_a_network_with_a_loss_and_labels_passes_and_is_left_as_it_was():
     assert model[0].weight.grad is marker and model[1].weight.grad is None
     after = model.state_dict()
     assert all(np.array_equal(before[k], after[k]) for k in before)  # running stats too
+
+
+def test_a_float32_module_is_checked_at_float32_accuracy():
+    model = _mlp().to(dtype=np.float32)
+    errors = mc.testing.check_module(model, X.astype(np.float32))
+    assert 0 < max(errors["gradient"].values()) < 1e-5
+    with pytest.raises(AssertionError, match=r"(?s)rtol 0\.001.*'bias'"):
+        mc.testing.check_module(ForgetsBias(3, 2).to(dtype=np.float32), X.astype(np.float32))
 
 
 def test_targets_without_a_loss_take_the_mean_squared_error():
