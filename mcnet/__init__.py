@@ -61,6 +61,10 @@ from mcnet.tensor import (
     tensor,
     tensordot,
 )
+from mcnet.transforms import grad, hessian, hvp, jacobian, jet, jvp
+
+# last: the testing helpers build on everything above
+from mcnet import testing
 
 __version__ = "0.1.0"
 
@@ -95,6 +99,12 @@ __all__ = [
     "exp",
     "fit",
     "from_parts",
+    "grad",
+    "hessian",
+    "hvp",
+    "jacobian",
+    "jet",
+    "jvp",
     "lift_bilinear",
     "lift_linear",
     "log",
@@ -124,6 +134,7 @@ __all__ = [
     "tanh",
     "tensor",
     "tensordot",
+    "testing",
     "transpose",
     "where",
     "zeros",

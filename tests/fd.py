@@ -1,9 +1,11 @@
-"""Finite differences as an independent reference for exact derivatives.
+"""Finite differences as an independent reference for exact derivatives of an Objective.
 
-Central differences of a quantity that mcnet computes exactly by a *lower-order* method
-(the gradient from the modules' backward, v^T H v from one bicomplex forward) are a
-reference for the next order that shares no code with the multicomplex step: H v is the
-derivative of the gradient along v, d^3 f[v, v, v] that of v^T H v.  Richardson
+``richardson`` and ``finite_difference`` live in ``mcnet.testing`` (re-exported here); these
+are the references for an ``Objective`` built on them.  Central differences of a quantity
+that mcnet computes exactly by a *lower-order* method (the gradient from the modules'
+backward, v^T H v from one bicomplex forward) are a reference for the next order that shares
+no code with the multicomplex step: H v is the derivative of the gradient along v,
+d^3 f[v, v, v] that of v^T H v.  Richardson
 extrapolation over eps, eps/2, eps/4, ... removes the O(eps^2), O(eps^4), ... truncation
 terms, so the reference is good to ~1e-11 relative where the function is smooth on
 [-eps, eps] (no kink of ReLU, max-pooling or the hinge inside).
@@ -13,21 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def richardson(fn, eps: float, levels: int = 3):
-    """d/dt fn(t) at t = 0 (fn returns a float or an array).
-
-    Central differences D(eps / 2**j), j < levels, combined by Richardson's rule: the
-    truncation error is O(eps**(2 * levels)), the roundoff ~ 2**levels eps_machine |fn| / eps.
-    """
-    table = []
-    for j in range(levels):
-        e = eps / 2**j
-        table.append((np.asarray(fn(e)) - np.asarray(fn(-e))) / (2 * e))
-    for m in range(1, levels):
-        factor = 4.0**m
-        table = [(factor * table[j + 1] - table[j]) / (factor - 1) for j in range(len(table) - 1)]
-    return table[0]
+from mcnet.testing import finite_difference, richardson  # noqa: F401 - re-exported
 
 
 def hvp(objective, w, v, batch, eps: float = 1e-2, levels: int = 3) -> np.ndarray:

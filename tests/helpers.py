@@ -1,42 +1,27 @@
 """Shared strategies and independent references for the multicomplex core tests.
 
-Nothing here calls mcnet's algebra: the references below are written from the definition
-(the unit product rule on the ``parts`` layout, the idempotent split of C^n) so that a test
-comparing mcnet against them checks two different computations.
+The strategies are ``mcnet.testing.strategies``'s, with this suite's default shape.  The
+references call nothing of mcnet's algebra: they are written from the definition (the unit
+product rule on the ``parts`` layout, the idempotent split of C^n) so that a test comparing
+mcnet against them checks two different computations.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
-UNIT_FLOATS = st.floats(-1.0, 1.0, allow_nan=False, allow_subnormal=False, width=64)
+from mcnet.testing import strategies
 
 
-@st.composite
-def parts_arrays(draw, order: int, shape: tuple[int, ...] = (3,), scale: float = 2.0):
+def parts_arrays(order: int, shape: tuple[int, ...] = (3,), scale: float = 2.0):
     """API-layout coefficients ``(2**order, *shape)`` with every entry in [-scale, scale]."""
-    unit = draw(hnp.arrays(np.float64, (2**order, *shape), elements=UNIT_FLOATS))
-    return scale * unit
+    return strategies.parts(order, shape, scale=scale)
 
 
-@st.composite
-def dominant_parts(draw, order: int, shape: tuple[int, ...] = (3,), ratio: float = 0.9):
-    """Coefficients whose real part in [0.5, 3] dominates: sum |imaginary coefs| <= ratio * real.
-
-    Then every idempotent component of z lies in the right half plane, off the principal
-    branch cut of log, sqrt and power; the imaginary coefficients stay O(1) at low orders.
-    """
-    real = draw(hnp.arrays(np.float64, shape, elements=st.floats(0.5, 3.0)))
-    if order == 0:
-        return real[None]
-    rest = draw(hnp.arrays(np.float64, (2**order - 1, *shape), elements=UNIT_FLOATS))
-    total = np.abs(rest).sum(axis=0)
-    # rescale only where the budget is exceeded, so small draws stay as drawn
-    budget = ratio * real
-    rest = rest * np.where(total > budget, budget / np.where(total > 0, total, 1.0), 1.0)
-    return np.concatenate([real[None], rest])
+def dominant_parts(order: int, shape: tuple[int, ...] = (3,), ratio: float = 0.9):
+    """Coefficients whose real part in [0.5, 3] dominates: sum |imaginary coefs| <= ratio * real
+    (every idempotent component in the right half plane, off the branch cuts)."""
+    return strategies.parts(order, shape, ratio=ratio)
 
 
 def reference_mul(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
