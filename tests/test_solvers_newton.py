@@ -732,3 +732,13 @@ def test_step_rule_falls_back_to_the_best_decrease_not_to_a_millionth():
             assert "step-size fallback" not in info.reason
         else:
             assert info.step_size == expected and "step-size fallback" in info.reason
+
+
+def test_a_step_below_the_roundoff_of_w_is_recorded_as_a_stall():
+    w = np.array([1e20, 1e20])
+    linear = (lambda x: 1e-3 * x.sum(), lambda x: np.full(2, 1e-3), lambda x: np.zeros((2, 2)))
+    oracle = AnalyticOracle({None: linear, "batch": linear})
+    solver = NewtonKrylov()
+    w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
+    assert np.array_equal(w_new, w) and info.step_size > 0
+    assert "stalled: the step is below the roundoff of w" in info.reason
