@@ -268,6 +268,7 @@ def run_one(problem: Problem, solver: str, options: dict) -> dict:
             reasons[reason] = reasons.get(reason, 0) + 1
     return {
         "problem": problem.name, "solver": solver, "options": options,
+        "config": mc.solvers.make(solver, **options).config(),
         "train_loss": [float(v) for v in history.train_loss],
         "time": np.cumsum(history.epoch_time).tolist(),
         "reasons": reasons,
@@ -280,8 +281,9 @@ def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> di
     path = RESULTS / f"{problem.split}.json.gz"
     runs = _read(path)
     key = run_key(problem.name, solver, options)
-    if key in runs and not rerun:
-        return runs[key]
+    config = mc.solvers.make(solver, **options).config()
+    if key in runs and runs[key].get("config") == config and not rerun:
+        return runs[key]  # a saved run of the same settings (a changed default runs anew)
     start = time.perf_counter()
     with threadpool_limits(1):
         record = run_one(problem, solver, options)
