@@ -10,9 +10,13 @@ Both are written once with mcnet operations, so they run unchanged on tensors of
 multicomplex order; ``backward`` is the holomorphic continuation of the real backward
 (transposes, never conjugates), which is what makes one complex pass yield H v.
 
-A *composite* module only calls other modules in its ``forward``; it is traced once into a
-graph of module calls (``mcnet.nn.graph``) which replays forward and backward for every
-order and dtype without being rebuilt.
+A module without ``backward`` is a *composite*: its ``forward`` calls other modules and may
+combine their values with ``+ - * /``, ``mc.<function>`` calls and ``reshape``/``flatten``; it
+is traced once into a graph of steps (``mcnet.nn.graph``) which replays forward and backward
+for every order and dtype without being rebuilt.  A forward the trace cannot record (one
+that reads a parameter's value, a shape, or calls NumPy) makes the module *forward-only*:
+calls run its ``forward`` directly, which is all that values, ``curvature`` and
+``directional`` need; ``backward`` raises NotImplementedError saying what to write.
 """
 
 from __future__ import annotations
@@ -27,15 +31,41 @@ import numpy as np
 import mcnet as mc
 from mcnet.tensor import Tensor
 
+# The tracers at work (``mcnet.nn.graph``), innermost last: while one is, a composite's
+# forward sees placeholders, and reading a parameter's value or a buffer cannot be recorded.
+ACTIVE_TRACERS: list = []
+
+
+class Untraceable(TypeError):
+    """An operation in a composite's forward that the trace cannot record."""
+
+
+def tracing_refusal(reason: str) -> Untraceable:
+    """Untraceable naming the forward being traced: "in Block.forward, <reason>"."""
+    return Untraceable(f"in {ACTIVE_TRACERS[-1].where[-1]}.forward, {reason}")
+
+
 
 class Parameter:
     """A learnable array: its value (a Tensor of any order) and its accumulated gradient."""
 
-    __slots__ = ("value", "grad")
+    __slots__ = ("_value", "grad")
 
     def __init__(self, data: Any) -> None:
-        self.value: Tensor = mc.tensor(data) if not isinstance(data, Tensor) else data
+        self.value = mc.tensor(data) if not isinstance(data, Tensor) else data
         self.grad: Tensor | None = None
+
+    @property
+    def value(self) -> Tensor:
+        if ACTIVE_TRACERS:  # the value at trace time would be replayed for every later one
+            raise tracing_refusal(
+                f"it reads the value of a parameter of shape {self._value.shape}"
+            )
+        return self._value
+
+    @value.setter
+    def value(self, value: Tensor) -> None:
+        self._value = value
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -61,6 +91,8 @@ class Module:
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "saved", None)
         object.__setattr__(self, "_graph", None)
+        # why the forward could not be traced (then the module is forward-only), once known
+        object.__setattr__(self, "_untraceable", None)
         # set by the graph while running backward: False when the caller needs only the
         # parameter gradients, so a layer may return None instead of its input gradient
         object.__setattr__(self, "input_grad_needed", True)
@@ -78,6 +110,8 @@ class Module:
         self._buffers[name] = np.asarray(value)
 
     def buffer(self, name: str) -> np.ndarray:
+        if ACTIVE_TRACERS:  # the value at trace time would be replayed for every later one
+            raise tracing_refusal(f"it reads the buffer {name!r}")
         return self._buffers[name]
 
     # --- the computation -------------------------------------------------------------------
@@ -88,40 +122,68 @@ class Module:
     def backward(self, grad_out: Tensor) -> Tensor | tuple[Tensor, ...]:
         """Gradient of the input(s) from the gradient of the output (leaves override);
         a leaf may return None when ``self.input_grad_needed`` is False."""
-        if self._modules:
-            return self.graph().backward(grad_out)
-        raise NotImplementedError(f"{type(self).__name__} has no backward")
+        return self._traced_graph().backward(grad_out)
 
     def backward_parameters(self, grad_out: Tensor) -> None:
         """Accumulate the parameter gradients only; input gradients that nothing needs
         (those of the data) are skipped where a layer can skip them."""
-        if self._modules:
+        if not self.is_leaf():
             self.graph().backward(grad_out, input_grads=False)
             return
         object.__setattr__(self, "input_grad_needed", False)
         try:
-            self.backward(grad_out)
+            run_backward(self, grad_out)
         finally:
             object.__setattr__(self, "input_grad_needed", True)
 
     def map_saved(self, transform: Callable[[Any], Any]) -> None:
         """Replace what the last forward kept for backward (every leaf call's ``saved``) by
         ``transform(saved)``."""
-        if self._modules:
-            self.graph().map_saved(transform)
-        else:
+        if self.is_leaf():
             object.__setattr__(self, "saved", transform(self.saved))
+        else:
+            self.graph().map_saved(transform)
 
-    def is_leaf(self) -> bool:
+    def has_backward(self) -> bool:
+        """Whether the module's class writes its own ``backward``."""
         return type(self).backward is not Module.backward
 
+    def is_leaf(self) -> bool:
+        """Whether a call runs this module's own ``forward``: it has a hand-written
+        ``backward``, or it is forward-only (its forward could not be traced)."""
+        return self.has_backward() or self.graph() is None
+
     def graph(self):
-        """The traced graph of module calls of a composite (built on first use)."""
-        if self._graph is None:
+        """The traced graph of a composite (built on first use); None for a module whose
+        forward cannot be traced."""
+        if self._graph is None and self._untraceable is None:
             from mcnet.nn.graph import Graph
 
-            object.__setattr__(self, "_graph", Graph.trace(self))
+            try:
+                object.__setattr__(self, "_graph", Graph.trace(self))
+            except Untraceable as reason:
+                self.mark_untraceable(str(reason))
         return self._graph
+
+    def mark_untraceable(self, reason: str) -> None:
+        """Make the module forward-only, for ``reason`` (said by its backward's error)."""
+        object.__setattr__(self, "_untraceable", reason)
+        object.__setattr__(self, "_graph", None)
+
+    def _traced_graph(self):
+        graph = None if self.has_backward() else self.graph()
+        if graph is None:
+            name = type(self).__name__
+            why = f": its forward cannot be traced ({self._untraceable})" if (
+                self._untraceable) else ""
+            raise NotImplementedError(
+                f"{name} has no backward{why}. It is forward-only: value, curvature and "
+                f"directional work, gradients and H v do not. Write {name}.backward(grad_out) "
+                "(see nn.Module), or build its forward from modules, + - * /, reshape and "
+                "mc.<function> calls on their outputs, and nn.Elementwise, which the trace "
+                "differentiates"
+            )
+        return graph
 
     def __call__(self, *inputs: Any) -> Tensor:
         from mcnet.nn.graph import Tracer, is_tracing
@@ -131,7 +193,7 @@ class Module:
         inputs = tuple(mc.as_tensor(x) for x in inputs)
         if self.is_leaf():
             return self.forward(*inputs)
-        return self.graph().forward(*inputs)
+        return self._graph.forward(*inputs)
 
     # --- parameters and state -----------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -232,6 +294,23 @@ class Module:
             f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()
         ]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+def run_backward(module: Module, grad_out: Tensor) -> Any:
+    """``module.backward(grad_out)``, checking that every parameter of the module that had
+    no gradient got one: a backward that forgets ``p.accumulate(...)`` would otherwise leave
+    a silently zero gradient."""
+    missing = [name for name, p in module._parameters.items() if p.grad is None]
+    grad_in = module.backward(grad_out)
+    missing = [name for name in missing if module._parameters[name].grad is None]
+    if missing:
+        name = type(module).__name__
+        raise RuntimeError(
+            f"{name}.backward gave no gradient to its parameter(s) {', '.join(missing)}: add "
+            f"self.{missing[0]}.accumulate(<gradient of the loss in {missing[0]}>) to "
+            f"{name}.backward (accumulate zeros for a parameter the output does not depend on)"
+        )
+    return grad_in
 
 
 @contextlib.contextmanager
