@@ -153,6 +153,8 @@ def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs,
         counts = Counter(oracle.counts)
         start = time.perf_counter()
         w_new, new_state, info = solver.step(oracle, w, batch, state)
+        if batch is not None:  # BatchNorm's running statistics: once per step, as PyTorch
+            oracle.objective.update_running_statistics(w, batch)
         finite = math.isfinite(info.loss) and bool(oracle.xp.isfinite(w_new).all())
         seconds = time.perf_counter() - start
         elapsed += seconds
