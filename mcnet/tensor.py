@@ -91,7 +91,7 @@ class Tensor:
         with the mcnet function to call instead."""
         name = ufunc.__name__
         reflected = _REFLECTED_OPERATORS.get(name)
-        if reflected and method == "__call__" and not kwargs and inputs[1:] == (self,):
+        if reflected and method == "__call__" and not kwargs and inputs[-1] is self:
             return getattr(self, reflected)(inputs[0])
         instead = _MCNET_FUNCTIONS.get(name)
         raise TypeError(

@@ -37,7 +37,7 @@ from mcnet.nn.elementwise import Elementwise
 from mcnet.nn.flatten import Flatten
 from mcnet.nn.merge import Add, Concat
 from mcnet.nn.module import ACTIVE_TRACERS, Untraceable, run_backward
-from mcnet.tensor import Tensor
+from mcnet.tensor import _REFLECTED_OPERATORS, Tensor
 
 _SHAPE_ADVICE = (
     "the trace is replayed for every batch size, so shapes are not known while it "
@@ -50,7 +50,6 @@ class TraceValue:
     """A placeholder that flows through a composite's forward while it is traced."""
 
     __slots__ = ("node", "tracer")
-    __array_ufunc__ = None  # `ndarray op value` defers to the reflected operators below
 
     def __init__(self, tracer: Tracer, node: int) -> None:
         self.node = node
@@ -155,6 +154,13 @@ class TraceValue:
             "iteration or mcnet.Tensor methods); use mcnet functions and arithmetic on it, "
             "or nn.Elementwise for an elementwise function"
         )
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """``ndarray op value`` goes to the reflected operator; other ufuncs are refused."""
+        reflected = _REFLECTED_OPERATORS.get(ufunc.__name__)
+        if reflected and method == "__call__" and not kwargs and inputs[-1] is self:
+            return getattr(self, reflected)(inputs[0])
+        return self._refuse_value()
 
     __array__ = __bool__ = __float__ = __int__ = __len__ = __iter__ = _refuse_value
     __matmul__ = __rmatmul__ = _refuse_value
