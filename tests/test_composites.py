@@ -134,6 +134,7 @@ UNARY = {
     "view and flatten": lambda x: mc.exp(x.view(2, 6)).flatten() * x.flatten(),
     "transpose": lambda x: x.T * mc.sin(x.transpose(1, 0)),
     "mc.transpose": lambda x: mc.transpose(x) * 2.0,
+    "transpose 3-D": lambda x: x.reshape(3, 2, 2).transpose(1, 2, 0) * mc.sin(x.reshape(2, 2, 3)),
     "sum": lambda x: x.sum(axis=0) * x.sum(axis=1, keepdims=True),
     "mean": lambda x: x.mean() * x + mc.mean(x, axis=1, keepdims=True),
     "mc.sum": lambda x: mc.sum(x * x, 1),
