@@ -14,10 +14,15 @@ only.  Constants (numbers, arrays, tensors) are kept as they were when traced.
 in reverse, summing the gradients of nodes that feed several steps (branches that merge,
 residual connections).
 
-A forward that does something else -- reads a parameter's value or a buffer, asks a traced
-value for its shape, compares values, hands them to NumPy -- raises ``Untraceable``; the
-module (the innermost composite whose forward did it) is then forward-only: its calls run
-its forward directly (see ``mcnet.nn.module``).
+A forward that asks for the shape of a value (``h.shape``, ``h.ndim``, ``len(h)``) is traced
+again at its first call with inputs of new shapes, on those inputs: every step then runs as
+it is recorded, so shapes are known, and the graph, which holds them as constants, serves
+inputs of those shapes.
+
+A forward that does something else -- reads a parameter's value or a buffer, compares
+values, hands them to NumPy -- raises ``Untraceable``; the module (the innermost composite
+whose forward did it) is then forward-only: its calls run its forward directly (see
+``mcnet.nn.module``).
 """
 
 from __future__ import annotations
@@ -36,24 +41,19 @@ from mcnet.nn.activation import ReLU
 from mcnet.nn.elementwise import Elementwise
 from mcnet.nn.flatten import Flatten
 from mcnet.nn.merge import Add, Concat
-from mcnet.nn.module import ACTIVE_TRACERS, Untraceable, run_backward
+from mcnet.nn.module import ACTIVE_TRACERS, ShapesNeeded, Untraceable, run_backward
 from mcnet.tensor import _REFLECTED_OPERATORS, Tensor
-
-_SHAPE_ADVICE = (
-    "the trace is replayed for every batch size, so shapes are not known while it "
-    "records; reshape with -1 for the batch axis (h.reshape(-1, 120)), h.flatten(1) or "
-    "nn.Flatten()"
-)
 
 
 class TraceValue:
     """A placeholder that flows through a composite's forward while it is traced."""
 
-    __slots__ = ("node", "tracer")
+    __slots__ = ("node", "tracer", "example")
 
-    def __init__(self, tracer: Tracer, node: int) -> None:
+    def __init__(self, tracer: Tracer, node: int, example: Any = None) -> None:
         self.node = node
         self.tracer = tracer
+        self.example = example  # its value, when the trace runs on example inputs
 
     # --- arithmetic (mcnet.nn.recorded) ---------------------------------------------------
     def __add__(self, other):
@@ -133,11 +133,29 @@ class TraceValue:
     def __mcnet_function__(self, fn: Callable, args: tuple, kwargs: dict):
         return self.tracer.function(fn, args, kwargs)
 
-    # --- what the trace cannot record ----------------------------------------------------------
-    def _refuse_shape(self):
-        raise self.tracer.refuse(f"it asks a traced value for its shape; {_SHAPE_ADVICE}")
+    # --- shapes: known when the trace runs on example inputs ----------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._example("shape").shape
 
-    shape = ndim = size = property(_refuse_shape)
+    @property
+    def ndim(self) -> int:
+        return self._example("ndim").ndim
+
+    @property
+    def size(self) -> int:
+        return self._example("size").size
+
+    def __len__(self) -> int:
+        return len(self._example("len()"))
+
+    def _example(self, what: str) -> Any:
+        if self.example is None:
+            raise ShapesNeeded(f"in {self.tracer.where[-1]}.forward, it asks for the {what} "
+                               "of a value; traced again with the inputs of each call")
+        return self.example
+
+    # --- what the trace cannot record ----------------------------------------------------------
 
     def _refuse_comparison(self, other):
         raise self.tracer.refuse(
@@ -162,7 +180,7 @@ class TraceValue:
             return getattr(self, reflected)(inputs[0])
         return self._refuse_value()
 
-    __array__ = __bool__ = __float__ = __int__ = __len__ = __iter__ = _refuse_value
+    __array__ = __bool__ = __float__ = __int__ = __iter__ = _refuse_value
     __matmul__ = __rmatmul__ = _refuse_value
 
     def __getattr__(self, name: str):
@@ -194,10 +212,13 @@ class Tracer:
     nodes: int = 0
     constants: dict[int, Any] = field(default_factory=dict)
     where: list[str] = field(default_factory=list)  # the forwards being traced, outermost first
+    # on example inputs: every step runs as it is recorded, keeping its saved context here
+    runs: bool = False
+    saved: list[Any] = field(default_factory=list)
 
-    def new_value(self) -> TraceValue:
+    def new_value(self, example: Any = None) -> TraceValue:
         self.nodes += 1
-        return TraceValue(self, self.nodes - 1)
+        return TraceValue(self, self.nodes - 1, example)
 
     def refuse(self, reason: str) -> Untraceable:
         return Untraceable(f"in {self.where[-1]}.forward, {reason}")
@@ -206,13 +227,22 @@ class Tracer:
         """The node of a traced value, or a new constant node holding ``x``."""
         if isinstance(x, TraceValue):
             return x.node
-        value = self.new_value()
+        value = self.new_value(x)
         self.constants[value.node] = x
         return value.node
 
     def step(self, module: Any, *inputs: Any) -> TraceValue:
-        out = self.new_value()
-        self.steps.append(Step(module, tuple(self.node(x) for x in inputs), out.node))
+        nodes = tuple(self.node(x) for x in inputs)
+        example = None
+        if self.runs:
+            ACTIVE_TRACERS.append(None)  # the module's own forward may read its parameters
+            try:
+                example = module.forward(*(_example_of(x) for x in inputs))
+            finally:
+                ACTIVE_TRACERS.pop()
+            self.saved.append(module.saved)
+        out = self.new_value(example)
+        self.steps.append(Step(module, nodes, out.node))
         return out
 
     @staticmethod
@@ -225,6 +255,8 @@ class Tracer:
             tracer.where.append(type(module).__name__)
             try:
                 return module.forward(*inputs)
+            except ShapesNeeded:  # the whole forward is traced again on example inputs
+                raise
             except Untraceable as reason:
                 del tracer.steps[steps:]  # what it recorded before failing
                 module.mark_untraceable(str(reason))
@@ -330,6 +362,10 @@ def _reciprocal(x: Tensor) -> Tensor:
     return 1.0 / x
 
 
+def _example_of(x: Any) -> Any:
+    return x.example if isinstance(x, TraceValue) else x
+
+
 def _tracer_of(inputs: tuple) -> Tracer:
     return next(x.tracer for x in inputs if isinstance(x, TraceValue))
 
@@ -346,16 +382,24 @@ class Graph:
         self._saved: list[Any] = []
 
     @classmethod
-    def trace(cls, module: Any) -> Graph:
-        """The graph of ``module.forward``; raises Untraceable if it cannot be recorded."""
-        return cls.trace_function(module.forward, _positional_arity(module.forward),
-                                  type(module).__name__)
+    def trace(cls, module: Any, examples: tuple[Tensor, ...] | None = None
+              ) -> tuple[Graph, Any]:
+        """The graph of ``module.forward`` (see ``trace_function``)."""
+        inputs = _positional_arity(module.forward) if examples is None else examples
+        return cls.trace_function(module.forward, type(module).__name__, inputs)
 
     @classmethod
-    def trace_function(cls, fn: Callable, traced: int, name: str, *constants: Any) -> Graph:
-        """The graph of ``fn(x_1, ..., x_traced, *constants)`` as a function of the x's."""
-        tracer = Tracer(where=[name])
-        placeholders = [tracer.new_value() for _ in range(traced)]
+    def trace_function(cls, fn: Callable, name: str, inputs: int | tuple[Tensor, ...],
+                       *constants: Any) -> tuple[Graph, Any]:
+        """The graph of ``fn(x_1, ..., x_k, *constants)`` as a function of the x's, and
+        its output on them.  ``inputs``: k, or the x's themselves, on which the steps then
+        run as they are recorded (the forward may ask for shapes; the graph is for inputs
+        of these shapes, and comes with the run's saved contexts and output; None
+        without). Raises Untraceable (ShapesNeeded) for what the trace cannot record."""
+        runs = not isinstance(inputs, int)
+        tracer = Tracer(where=[name], runs=runs)
+        placeholders = [tracer.new_value(x) for x in inputs] if runs else [
+            tracer.new_value() for _ in range(inputs)]
         ACTIVE_TRACERS.append(tracer)
         try:
             out = fn(*placeholders, *constants)
@@ -365,8 +409,10 @@ class Graph:
             raise tracer.refuse(
                 f"it returns {type(out).__name__}, not one value computed from its inputs"
             )
-        return cls(tracer.steps, tuple(p.node for p in placeholders), out.node,
-                   tracer.constants)
+        graph = cls(tracer.steps, tuple(p.node for p in placeholders), out.node,
+                    tracer.constants)
+        graph._saved = tracer.saved
+        return graph, out.example
 
     def forward(self, *inputs: Tensor) -> Tensor:
         if len(inputs) != len(self.inputs):

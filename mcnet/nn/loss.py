@@ -171,10 +171,10 @@ class SquaredHingeLoss(Loss):
 
 class FunctionLoss(Loss):
     """A loss given as a function ``fn(outputs, targets) -> scalar`` built from mcnet
-    operations (or a loss module without ``backward``): traced on every call with the
-    targets as constants (``mcnet.nn.graph``), so its backward comes from the trace.  One the
-    trace cannot record is forward-only: values work, ``backward`` raises
-    NotImplementedError."""
+    operations (or a loss module without ``backward``): traced on every call, on its
+    outputs with the targets as constants (``mcnet.nn.graph``), so its backward comes from
+    the trace.  One the trace cannot record is forward-only: values work, ``backward``
+    raises NotImplementedError."""
 
     def __init__(self, fn) -> None:
         super().__init__()
@@ -191,11 +191,11 @@ class FunctionLoss(Loss):
         graph = None
         if self._untraceable is None:
             try:
-                graph = Graph.trace_function(self.fn, 1, self.name, target)
+                graph, loss = Graph.trace_function(self.fn, self.name, (input,), target)
             except Untraceable as reason:
                 self._untraceable = str(reason)
-        loss = graph.forward(input) if graph is not None else mc.as_tensor(
-            self.fn(input, target), like=input)
+        if graph is None:
+            loss = mc.as_tensor(self.fn(input, target), like=input)
         if loss.size != 1:
             raise ValueError(
                 f"the loss {self.name} must return a scalar, got shape {loss.shape}"

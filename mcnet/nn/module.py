@@ -33,11 +33,17 @@ from mcnet.tensor import Tensor
 
 # The tracers at work (``mcnet.nn.graph``), innermost last: while one is, a composite's
 # forward sees placeholders, and reading a parameter's value or a buffer cannot be recorded.
+# None on top: a leaf's forward runs on example inputs for the trace, and may read them.
 ACTIVE_TRACERS: list = []
 
 
 class Untraceable(TypeError):
     """An operation in a composite's forward that the trace cannot record."""
+
+
+class ShapesNeeded(Untraceable):
+    """A forward asks for a shape while it is traced without example inputs: it is traced
+    again at its first call, for the shapes of that call's inputs."""
 
 
 def tracing_refusal(reason: str) -> Untraceable:
@@ -57,7 +63,7 @@ class Parameter:
 
     @property
     def value(self) -> Tensor:
-        if ACTIVE_TRACERS:  # the value at trace time would be replayed for every later one
+        if ACTIVE_TRACERS and ACTIVE_TRACERS[-1]:  # it would be replayed for every later one
             raise tracing_refusal(
                 f"it reads the value of a parameter of shape {self._value.shape}"
             )
@@ -93,6 +99,8 @@ class Module:
         object.__setattr__(self, "_graph", None)
         # why the forward could not be traced (then the module is forward-only), once known
         object.__setattr__(self, "_untraceable", None)
+        # for a forward that reads shapes: its graphs by the shapes of the inputs
+        object.__setattr__(self, "_graphs_by_shape", None)
         # set by the graph while running backward: False when the caller needs only the
         # parameter gradients, so a layer may return None instead of its input gradient
         object.__setattr__(self, "input_grad_needed", True)
@@ -110,7 +118,7 @@ class Module:
         self._buffers[name] = np.asarray(value)
 
     def buffer(self, name: str) -> np.ndarray:
-        if ACTIVE_TRACERS:  # the value at trace time would be replayed for every later one
+        if ACTIVE_TRACERS and ACTIVE_TRACERS[-1]:  # it would be replayed for every later one
             raise tracing_refusal(f"it reads the buffer {name!r}")
         return self._buffers[name]
 
@@ -128,7 +136,7 @@ class Module:
         """Accumulate the parameter gradients only; input gradients that nothing needs
         (those of the data) are skipped where a layer can skip them."""
         if not self.is_leaf():
-            self.graph().backward(grad_out, input_grads=False)
+            self._traced_graph().backward(grad_out, input_grads=False)
             return
         object.__setattr__(self, "input_grad_needed", False)
         try:
@@ -142,7 +150,7 @@ class Module:
         if self.is_leaf():
             object.__setattr__(self, "saved", transform(self.saved))
         else:
-            self.graph().map_saved(transform)
+            self._traced_graph().map_saved(transform)
 
     def has_backward(self) -> bool:
         """Whether the module's class writes its own ``backward``."""
@@ -151,28 +159,63 @@ class Module:
     def is_leaf(self) -> bool:
         """Whether a call runs this module's own ``forward``: it has a hand-written
         ``backward``, or it is forward-only (its forward could not be traced)."""
-        return self.has_backward() or self.graph() is None
+        if self.has_backward():
+            return True
+        self._trace()
+        return self._graph is None and self._graphs_by_shape is None
 
     def graph(self):
-        """The traced graph of a composite (built on first use); None for a module whose
-        forward cannot be traced."""
-        if self._graph is None and self._untraceable is None:
-            from mcnet.nn.graph import Graph
-
-            try:
-                object.__setattr__(self, "_graph", Graph.trace(self))
-            except Untraceable as reason:
-                self.mark_untraceable(str(reason))
+        """The traced graph of a composite (built on first use): for a forward that reads
+        the shapes of its values, the graph of its last call; None for a forward-only
+        module."""
+        if not self.has_backward():
+            self._trace()
         return self._graph
+
+    def _trace(self) -> None:
+        """Trace the forward on first use: one graph for every input; or, if the forward
+        reads shapes, one graph per input shapes, traced at the first call with them
+        (``_graph_for``); or none, forward-only."""
+        if self._graph is not None or self._untraceable is not None or (
+                self._graphs_by_shape is not None):
+            return
+        from mcnet.nn.graph import Graph
+
+        try:
+            object.__setattr__(self, "_graph", Graph.trace(self)[0])
+        except ShapesNeeded:
+            object.__setattr__(self, "_graphs_by_shape", {})
+        except Untraceable as reason:
+            self.mark_untraceable(str(reason))
+
+    def _run_graph(self, inputs: tuple[Tensor, ...]) -> Tensor | None:
+        """The call through the traced graph (None if the module turns out forward-only)."""
+        graph = self._graph
+        if self._graphs_by_shape is not None:
+            key = tuple(x.shape for x in inputs)
+            graph = self._graphs_by_shape.get(key)
+            if graph is None:
+                from mcnet.nn.graph import Graph
+
+                try:
+                    graph, out = Graph.trace(self, examples=inputs)
+                except Untraceable as reason:
+                    self.mark_untraceable(str(reason))
+                    return None
+                self._graphs_by_shape[key] = graph
+                object.__setattr__(self, "_graph", graph)
+                return out  # the trace ran the forward on these inputs
+            object.__setattr__(self, "_graph", graph)
+        return graph.forward(*inputs)
 
     def mark_untraceable(self, reason: str) -> None:
         """Make the module forward-only, for ``reason`` (said by its backward's error)."""
         object.__setattr__(self, "_untraceable", reason)
         object.__setattr__(self, "_graph", None)
+        object.__setattr__(self, "_graphs_by_shape", None)
 
     def _traced_graph(self):
-        graph = None if self.has_backward() else self.graph()
-        if graph is None:
+        if self.is_leaf():
             name = type(self).__name__
             why = f": its forward cannot be traced ({self._untraceable})" if (
                 self._untraceable) else ""
@@ -183,7 +226,9 @@ class Module:
                 "mc.<function> calls on their outputs, and nn.Elementwise, which the trace "
                 "differentiates"
             )
-        return graph
+        if self._graph is None:
+            raise RuntimeError("backward needs a forward pass first")
+        return self._graph
 
     def __call__(self, *inputs: Any) -> Tensor:
         from mcnet.nn.graph import Tracer, is_tracing
@@ -191,9 +236,11 @@ class Module:
         if is_tracing(inputs):
             return Tracer.record(self, inputs)
         inputs = tuple(mc.as_tensor(x) for x in inputs)
-        if self.is_leaf():
-            return self.forward(*inputs)
-        return self._graph.forward(*inputs)
+        if not self.is_leaf():
+            out = self._run_graph(inputs)
+            if out is not None:
+                return out
+        return self.forward(*inputs)
 
     # --- parameters and state -----------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -318,18 +365,26 @@ def call_state_set_aside(*roots: Module) -> Iterator[None]:
     """Within the block the modules under ``roots`` hold nothing of their last evaluation
     (every leaf's ``saved``, every graph's per-call contexts), which can be many times the
     parameters: for copying or pickling them. Put back on the way out."""
-    kept = []
+    modules: dict[int, Module] = {}
+    graphs: dict[int, Any] = {}
     for root in roots:
         for m in root.modules():
-            graph = m._graph
-            kept.append((m, m.saved, graph, graph._saved if graph is not None else None))
-            object.__setattr__(m, "saved", None)
-            if graph is not None:
-                graph._saved = []
+            modules[id(m)] = m
+            for graph in [m._graph, *(m._graphs_by_shape or {}).values()]:
+                if graph is not None:
+                    graphs[id(graph)] = graph
+                    # the recorded operations are modules of the graph, not of the network
+                    modules.update((id(step.module), step.module) for step in graph.steps)
+    kept = [(m, m.saved) for m in modules.values()]
+    kept_graphs = [(graph, graph._saved) for graph in graphs.values()]
+    for m, _ in kept:
+        object.__setattr__(m, "saved", None)
+    for graph, _ in kept_graphs:
+        graph._saved = []
     try:
         yield
     finally:
-        for m, saved, graph, graph_saved in kept:
+        for m, saved in kept:
             object.__setattr__(m, "saved", saved)
-            if graph is not None:
-                graph._saved = graph_saved
+        for graph, graph_saved in kept_graphs:
+            graph._saved = graph_saved
