@@ -41,7 +41,7 @@ from mcnet.nn.activation import ReLU
 from mcnet.nn.elementwise import Elementwise
 from mcnet.nn.flatten import Flatten
 from mcnet.nn.merge import Add, Concat
-from mcnet.nn.module import ACTIVE_TRACERS, ShapesNeeded, Untraceable, run_backward
+from mcnet.nn.module import ShapesNeeded, Untraceable, active_tracers, run_backward
 from mcnet.tensor import _REFLECTED_OPERATORS, Tensor
 
 
@@ -235,11 +235,11 @@ class Tracer:
         nodes = tuple(self.node(x) for x in inputs)
         example = None
         if self.runs:
-            ACTIVE_TRACERS.append(None)  # the module's own forward may read its parameters
+            active_tracers().append(None)  # the module's own forward may read its parameters
             try:
                 example = module.forward(*(_example_of(x) for x in inputs))
             finally:
-                ACTIVE_TRACERS.pop()
+                active_tracers().pop()
             self.saved.append(module.saved)
         out = self.new_value(example)
         self.steps.append(Step(module, nodes, out.node))
@@ -400,11 +400,11 @@ class Graph:
         tracer = Tracer(where=[name], runs=runs)
         placeholders = [tracer.new_value(x) for x in inputs] if runs else [
             tracer.new_value() for _ in range(inputs)]
-        ACTIVE_TRACERS.append(tracer)
+        active_tracers().append(tracer)
         try:
             out = fn(*placeholders, *constants)
         finally:
-            ACTIVE_TRACERS.pop()
+            active_tracers().pop()
         if not isinstance(out, TraceValue) or out.tracer is not tracer:
             raise tracer.refuse(
                 f"it returns {type(out).__name__}, not one value computed from its inputs"

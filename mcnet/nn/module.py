@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,10 +32,24 @@ import numpy as np
 import mcnet as mc
 from mcnet.tensor import Tensor
 
-# The tracers at work (``mcnet.nn.graph``), innermost last: while one is, a composite's
-# forward sees placeholders, and reading a parameter's value or a buffer cannot be recorded.
-# None on top: a leaf's forward runs on example inputs for the trace, and may read them.
-ACTIVE_TRACERS: list = []
+_THREAD = threading.local()
+
+
+def active_tracers() -> list:
+    """The tracers at work in this thread (``mcnet.nn.graph``), innermost last: while one
+    is, a composite's forward sees placeholders, and reading a parameter's value or a buffer
+    cannot be recorded.  None on top: a leaf's forward runs on example inputs for the
+    trace, and may read them."""
+    try:
+        return _THREAD.tracers
+    except AttributeError:
+        _THREAD.tracers = []
+        return _THREAD.tracers
+
+
+def _tracing() -> bool:
+    tracers = active_tracers()
+    return bool(tracers) and tracers[-1] is not None
 
 
 class Untraceable(TypeError):
@@ -48,7 +63,7 @@ class ShapesNeeded(Untraceable):
 
 def tracing_refusal(reason: str) -> Untraceable:
     """Untraceable naming the forward being traced: "in Block.forward, <reason>"."""
-    return Untraceable(f"in {ACTIVE_TRACERS[-1].where[-1]}.forward, {reason}")
+    return Untraceable(f"in {active_tracers()[-1].where[-1]}.forward, {reason}")
 
 
 
@@ -63,7 +78,7 @@ class Parameter:
 
     @property
     def value(self) -> Tensor:
-        if ACTIVE_TRACERS and ACTIVE_TRACERS[-1]:  # it would be replayed for every later one
+        if _tracing():  # the value read now would be replayed for every later input
             raise tracing_refusal(
                 f"it reads the value of a parameter of shape {self._value.shape}"
             )
@@ -118,7 +133,7 @@ class Module:
         self._buffers[name] = np.asarray(value)
 
     def buffer(self, name: str) -> np.ndarray:
-        if ACTIVE_TRACERS and ACTIVE_TRACERS[-1]:  # it would be replayed for every later one
+        if _tracing():  # the value read now would be replayed for every later input
             raise tracing_refusal(f"it reads the buffer {name!r}")
         return self._buffers[name]
 
