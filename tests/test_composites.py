@@ -424,7 +424,7 @@ def test_an_untraceable_composite_is_forward_only_and_says_why():
     (lambda x: mc.Tensor(np.tanh(x)), "needs the numbers of a traced value"),
     (lambda x: mc.where(x > 0, x, 0.0), "compares traced values.*nn.Elementwise"),
     (lambda x: mc.max(x, axis=1), "calls mc.max on a traced value"),
-    (lambda x: x @ np.ones((3, 3)), "needs the numbers"),
+    (lambda x: x @ np.ones((3, 3)), "multiplies a traced value with @; use nn.Linear"),
 ])  # fmt: skip
 def test_what_the_trace_cannot_record_is_named(forward, reason):
     module = Unary(forward)

@@ -181,7 +181,12 @@ class TraceValue:
         return self._refuse_value()
 
     __array__ = __bool__ = __float__ = __int__ = __iter__ = _refuse_value
-    __matmul__ = __rmatmul__ = _refuse_value
+
+    def _refuse_matmul(self, other):
+        raise self.tracer.refuse("it multiplies a traced value with @; use nn.Linear, whose "
+                                 "weight is a parameter, or a module with its own backward")
+
+    __matmul__ = __rmatmul__ = _refuse_matmul
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
