@@ -87,7 +87,7 @@ class TraceValue:
         return self
 
     def __pow__(self, exponent):
-        if not isinstance(exponent, numbers.Real):
+        if isinstance(exponent, TraceValue):
             raise self.tracer.refuse("it raises to a traced power; use mc.exp(p * mc.log(x))")
         return self.tracer.step(Elementwise(_With(mc.power, exponent)), self)
 

@@ -12,11 +12,12 @@ multicomplex order; ``backward`` is the holomorphic continuation of the real bac
 
 A module without ``backward`` is a *composite*: its ``forward`` calls other modules and may
 combine their values with ``+ - * /``, ``mc.<function>`` calls and ``reshape``/``flatten``; it
-is traced once into a graph of steps (``mcnet.nn.graph``) which replays forward and backward
-for every order and dtype without being rebuilt.  A forward the trace cannot record (one
-that reads a parameter's value, a shape, or calls NumPy) makes the module *forward-only*:
-calls run its ``forward`` directly, which is all that values, ``curvature`` and
-``directional`` need; ``backward`` raises NotImplementedError saying what to write.
+is traced once (once per input shapes if it reads shapes) into a graph of steps
+(``mcnet.nn.graph``) which replays forward and backward for every order and dtype without
+being rebuilt.  A forward the trace cannot record (one that reads a parameter's value or
+calls NumPy) makes the module *forward-only*: calls run its ``forward`` directly, which is
+all that values, ``curvature`` and ``directional`` need; ``backward`` raises
+NotImplementedError saying what to write.
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ class ShapesNeeded(Untraceable):
 def tracing_refusal(reason: str) -> Untraceable:
     """Untraceable naming the forward being traced: "in Block.forward, <reason>"."""
     return Untraceable(f"in {active_tracers()[-1].where[-1]}.forward, {reason}")
-
 
 
 class Parameter:
@@ -190,7 +190,7 @@ class Module:
     def _trace(self) -> None:
         """Trace the forward on first use: one graph for every input; or, if the forward
         reads shapes, one graph per input shapes, traced at the first call with them
-        (``_graph_for``); or none, forward-only."""
+        (``_run_graph``); or none, forward-only."""
         if self._graph is not None or self._untraceable is not None or (
                 self._graphs_by_shape is not None):
             return
