@@ -165,7 +165,7 @@ class Objective:
     # --- machinery ------------------------------------------------------------------------
     def _block(self, v, w: Tensor) -> list | None:
         """The rows of a block of directions V (k, n), checked; None for one direction."""
-        if getattr(v, "ndim", np.ndim(v)) != 2:
+        if np.ndim(v) != 2:
             return None
         rows = v.numpy() if isinstance(v, Tensor) else v
         return [self._direction(row, w, f"row {j} of V") for j, row in enumerate(rows)]
