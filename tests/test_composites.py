@@ -10,6 +10,9 @@ none of the backward code).
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import fd
 import numpy as np
 import pytest
@@ -524,3 +527,13 @@ def test_gauss_newton_product_through_recorded_operations():
     expected = jacobian.T @ (jacobian @ v) * (2 / outputs.size)
     got = objective.gauss_newton_product(w, v, batch)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14 * np.abs(expected).max())
+
+
+def test_the_networks_guide_runs():
+    """Every Python block of docs/networks.md, in order, in one namespace."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "networks.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 4
+    namespace: dict = {"__name__": "networks_guide"}
+    for block in blocks:
+        exec(compile(block, "docs/networks.md", "exec"), namespace)
