@@ -9,6 +9,9 @@ higher-order passes).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 import mcnet as mc
@@ -176,7 +179,7 @@ class FunctionLoss(Loss):
     the trace.  One the trace cannot record is forward-only: values work, ``backward``
     raises NotImplementedError."""
 
-    def __init__(self, fn) -> None:
+    def __init__(self, fn: Callable[..., Any]) -> None:
         super().__init__()
         self.fn = fn.forward if isinstance(fn, Loss) else fn
         self.name = getattr(fn, "__name__", None) or type(fn).__name__
@@ -203,7 +206,7 @@ class FunctionLoss(Loss):
         self.saved = None if graph is None else (graph, input)
         return loss.reshape(())
 
-    def backward(self, grad=None) -> Tensor:
+    def backward(self, grad: Tensor | float | None = None) -> Tensor:
         if self.saved is None:
             raise NotImplementedError(
                 f"the loss {self.name} is forward-only: its trace failed ({self._untraceable}). "
@@ -216,7 +219,7 @@ class FunctionLoss(Loss):
                                         device=like.device))
 
 
-def as_loss(loss) -> Loss:
+def as_loss(loss: Any) -> Loss:
     """``loss`` as a Loss with a backward: loss modules with their own backward as they are,
     functions (and loss modules without backward) traced by `FunctionLoss`."""
     if isinstance(loss, Loss) and type(loss).backward is not Loss.backward:
