@@ -209,6 +209,8 @@ class Module:
         """The call through the traced graph (None if the module turns out forward-only)."""
         graph = self._graph
         if self._graphs_by_shape is not None:
+            if graph is not None:  # backward reads the last call's graph only
+                graph._saved = []
             key = tuple(x.shape for x in inputs)
             graph = self._graphs_by_shape.get(key)
             if graph is None:
