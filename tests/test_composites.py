@@ -423,6 +423,39 @@ def test_an_untraceable_composite_is_forward_only_and_says_why():
         objective.value_and_grad(w, (x, y))
 
 
+class PartlyNumPy(nn.Module):
+    """Records two steps, then needs NumPy: forward-only."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, x):
+        h = self.fc(x) * 2.0
+        return mc.tensor(np.tanh(h.numpy()))
+
+
+class ReadsShapesAroundAForwardOnlyPart(Outer):
+    def forward(self, x):
+        return self.head(self.inner(x).reshape(x.shape[0], -1))
+
+
+def test_a_forward_only_part_of_a_forward_traced_on_its_inputs():
+    """The steps the inner module recorded before it failed are taken back with the contexts
+    its run kept, so the outer module's first call (the run that traces it) backpropagates
+    through the head and stops, by name, at the forward-only part."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 3)), rng.integers(0, 2, 4)
+    net = ReadsShapesAroundAForwardOnlyPart(PartlyNumPy())
+    objective = mc.Objective(net, nn.CrossEntropyLoss())
+    w = nn.parameters_to_vector(net)
+    with pytest.raises(NotImplementedError, match="PartlyNumPy has no backward"):
+        objective.value_and_grad(w, (x, y))
+    assert [type(s.module).__name__ for s in net.graph().steps] == [
+        "PartlyNumPy", "Reshape", "Linear"]
+    assert len(net.graph()._saved) == 3
+
+
 @pytest.mark.parametrize("forward, reason", [
     (lambda x: x.data, r"reads \.data of a traced value"),
     (lambda x: mc.Tensor(np.tanh(x)), "needs the numbers of a traced value"),

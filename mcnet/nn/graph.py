@@ -168,9 +168,9 @@ class TraceValue:
 
     def _refuse_value(self, *args, **kwargs):
         raise self.tracer.refuse(
-            "it needs the numbers of a traced value (NumPy, float(), bool(), len(), "
-            "iteration or mcnet.Tensor methods); use mcnet functions and arithmetic on it, "
-            "or nn.Elementwise for an elementwise function"
+            "it needs the numbers of a traced value (NumPy, float(), bool(), iteration or "
+            "mcnet.Tensor methods); use mcnet functions and arithmetic on it, or "
+            "nn.Elementwise for an elementwise function"
         )
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -263,7 +263,7 @@ class Tracer:
             except ShapesNeeded:  # the whole forward is traced again on example inputs
                 raise
             except Untraceable as reason:
-                del tracer.steps[steps:]  # what it recorded before failing
+                del tracer.steps[steps:], tracer.saved[steps:]  # what it recorded before failing
                 module.mark_untraceable(str(reason))
             finally:
                 tracer.where.pop()

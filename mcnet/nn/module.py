@@ -64,11 +64,6 @@ class ShapesNeeded(Untraceable):
     again at its first call, for the shapes of that call's inputs."""
 
 
-def tracing_refusal(reason: str) -> Untraceable:
-    """Untraceable naming the forward being traced: "in Block.forward, <reason>"."""
-    return Untraceable(f"in {active_tracers()[-1].where[-1]}.forward, {reason}")
-
-
 class Parameter:
     """A learnable array: its value (a Tensor of any order) and its accumulated gradient."""
 
@@ -81,7 +76,7 @@ class Parameter:
     @property
     def value(self) -> Tensor:
         if _tracing():  # the value read now would be replayed for every later input
-            raise tracing_refusal(
+            raise active_tracers()[-1].refuse(
                 f"it reads the value of a parameter of shape {self._value.shape}"
             )
         return self._value
@@ -136,7 +131,7 @@ class Module:
 
     def buffer(self, name: str) -> np.ndarray:
         if _tracing():  # the value read now would be replayed for every later input
-            raise tracing_refusal(f"it reads the buffer {name!r}")
+            raise active_tracers()[-1].refuse(f"it reads the buffer {name!r}")
         return self._buffers[name]
 
     # --- the computation -------------------------------------------------------------------
