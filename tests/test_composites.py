@@ -437,7 +437,8 @@ class PartlyNumPy(nn.Module):
 
 class ReadsShapesAroundAForwardOnlyPart(Outer):
     def forward(self, x):
-        return self.head(self.inner(x).reshape(x.shape[0], -1))
+        n = x.shape[0]  # first: only the trace on the inputs meets the inner module
+        return self.head(self.inner(x).reshape(n, -1))
 
 
 def test_a_forward_only_part_of_a_forward_traced_on_its_inputs():
