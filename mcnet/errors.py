@@ -12,6 +12,11 @@ class DerivativeError(MCNetError, ArithmeticError):
     order and the reason)."""
 
 
+class UnaccumulatedGradientWarning(UserWarning):
+    """A hand-written backward left one of its module's parameters without gradient (names
+    the module and the parameter; the gradient is taken as zero)."""
+
+
 class DataError(MCNetError, ValueError):
     """A data file or array that is not what it should be (names the file and the fault)."""
 

@@ -9,6 +9,7 @@ index), ``relu`` and ``elu`` take the ``x <= 0`` branch at 0, ``abs`` takes ``+z
 from __future__ import annotations
 
 import builtins
+import functools
 import numbers
 from collections.abc import Callable, Sequence
 
@@ -253,3 +254,31 @@ def embed(x, order: int) -> Tensor:
 def zeros(shape, order: int = 0, dtype=np.float64, device: str = "cpu") -> Tensor:
     """A tensor of zeros of the given order."""
     return embed(tensor(np.zeros(shape), dtype=dtype, device=device), order)
+
+
+# --- calls on values that are not tensors ------------------------------------------------------
+
+
+def _handing_over(fn: Callable) -> Callable:
+    """``fn``, except that an argument (or an item of a list/tuple argument) whose type has
+    ``__mcnet_function__`` takes the call: the placeholders that trace a module's forward
+    (``mcnet.nn.graph``) record it as a step instead of computing it."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        for arg in args:
+            for item in arg if isinstance(arg, (list, tuple)) else (arg,):
+                hook = getattr(type(item), "__mcnet_function__", None)
+                if hook is not None:
+                    return hook(item, call, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return call
+
+
+for _name in ("exp", "log", "log1p", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh",
+              "arctan", "sigmoid", "softplus", "erf", "power", "where", "relu", "elu", "abs",
+              "maximum", "minimum", "clip", "max", "logsumexp", "log_softmax", "softmax", "sum",
+              "mean", "reshape", "transpose", "concatenate", "stack"):
+    globals()[_name] = _handing_over(globals()[_name])
+del _name

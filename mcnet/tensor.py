@@ -36,6 +36,17 @@ FUSE_MIN_SIZE = 4096
 _REAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+_REFLECTED_OPERATORS = {
+    "add": "__radd__", "subtract": "__rsub__", "multiply": "__rmul__", "divide": "__rtruediv__",
+    "true_divide": "__rtruediv__", "matmul": "__rmatmul__", "power": "__rpow__",
+    "less": "__gt__", "less_equal": "__ge__", "greater": "__lt__", "greater_equal": "__le__",
+}  # fmt: skip
+_MCNET_FUNCTIONS = {
+    name: name for name in ("exp", "log", "log1p", "sqrt", "sin", "cos", "tan", "sinh", "cosh",
+                            "tanh", "arctan", "power", "maximum", "minimum", "matmul")
+} | {"absolute": "abs", "fabs": "abs"}
+
+
 def _complex_of(real: np.dtype) -> np.dtype:
     return np.dtype(np.complex64) if real == np.float32 else np.dtype(np.complex128)
 
@@ -72,8 +83,23 @@ class Tensor:
     """An array of multicomplex numbers of order n >= 0 on "cpu" (NumPy) or "cuda" (CuPy)."""
 
     __slots__ = ("data",)
-    __array_ufunc__ = None  # `ndarray op Tensor` defers to Tensor's reflected operators
     __array_priority__ = 1000
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """``ndarray op tensor`` arrives as a ufunc call and goes to the tensor's reflected
+        operator; any other NumPy ufunc would drop the imaginary parts, so it is refused
+        with the mcnet function to call instead."""
+        name = ufunc.__name__
+        reflected = _REFLECTED_OPERATORS.get(name)
+        if reflected and method == "__call__" and not kwargs and inputs[-1] is self:
+            return getattr(self, reflected)(inputs[0])
+        instead = _MCNET_FUNCTIONS.get(name)
+        raise TypeError(
+            f"NumPy's {name} does not compute on mcnet Tensors (it would drop their imaginary "
+            f"parts); use " + (f"mc.{instead}(...)" if instead else
+                               "mcnet's functions (mc.exp, mc.log, ...) and operators")
+            + " instead, or .real for the real part"
+        )
 
     def __init__(self, data) -> None:
         """Wrap component data ``(C, *shape)``; users build tensors with ``mc.tensor`` or
@@ -470,6 +496,8 @@ def _binary(a, b, op: Callable, real_op: Callable | None = None) -> Tensor:
     component data directly: a real pass's many small operations skip the algebra's
     dispatch (the same numbers: at order 0 the algebra applies that operation)."""
     like = a if isinstance(a, Tensor) else b
+    if _takes_over(b if like is a else a):
+        return NotImplemented
     a, b = as_tensor(a, like), as_tensor(b, like)
     if real_op is not None and _both_real(a, b):
         try:
@@ -480,8 +508,16 @@ def _binary(a, b, op: Callable, real_op: Callable | None = None) -> Tensor:
     return Tensor._from_comps(op(algebra)(ca, cb))
 
 
+def _takes_over(x) -> bool:
+    """Whether ``x`` does mcnet's operations itself (the placeholders that trace a module's
+    forward): then ``tensor op x`` gives way to x's reflected operator."""
+    return hasattr(type(x), "__mcnet_function__")
+
+
 def _multiply(a, b) -> Tensor:
     like = a if isinstance(a, Tensor) else b
+    if _takes_over(b if like is a else a):
+        return NotImplemented
     a, b = as_tensor(a, like), as_tensor(b, like)
     if (
         a.order == b.order

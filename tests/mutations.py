@@ -114,6 +114,12 @@ _LAYER_HV_BUGS = {
     "squared_hinge_hv_1e-8": ("mcnet.nn.loss", "SquaredHingeLoss", 1e-8,
                               "SquaredHingeLoss.backward: i-part (H v) of its gradient x "
                               "(1 + 1e-8)"),
+    "recorded_product_hv_1e-10": ("mcnet.nn.recorded", "Multiply", 1e-10,
+                                  "a traced forward's product h * g: i-part (H v) of its "
+                                  "gradients x (1 + 1e-10)"),
+    "elementwise_hv_1e-10": ("mcnet.nn.elementwise", "Elementwise", 1e-10,
+                             "Elementwise.backward (mc.sigmoid(h) in a traced forward): i-part "
+                             "(H v) of its gradient x (1 + 1e-10)"),
 }
 
 

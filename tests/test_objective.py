@@ -484,3 +484,87 @@ def test_gauss_newton_product_is_real_when_a_layer_keeps_complex_values_out_of_r
         products.append(objective.gauss_newton_product(w, v, (x, targets)))
     assert products[1].dtype == np.float64
     np.testing.assert_allclose(products[1], products[0], rtol=1e-13, atol=1e-15)
+
+
+# --- blocks of directions -----------------------------------------------------------------------
+
+
+@given(kind=kinds, seed=seeds)
+def test_a_block_of_directions_gives_one_product_per_row(kind, seed):
+    objective, w, batch, rng = _problem(seed, kind)
+    block = rng.standard_normal((3, w.size))
+    products = objective.hvp(w, block, batch)
+    assert products.shape == (3, w.size)
+    for row, product in zip(block, products):
+        np.testing.assert_array_equal(product, objective.hvp(w, row, batch))
+    fd.assert_close(products[1], fd.hvp(objective, w, block[1], batch), 1e-9, "H v, row 1")
+    g, products2 = objective.grad_and_hvp(w, block, batch)
+    np.testing.assert_array_equal(products2, products)
+    _, g_real = objective.value_and_grad(w, batch)
+    np.testing.assert_allclose(g, g_real, rtol=1e-14, atol=8e-16 * np.abs(g_real).max())
+    curvatures = objective.curvature(w, block, batch)
+    assert curvatures.shape == (3,)
+    np.testing.assert_allclose(curvatures, np.einsum("kn,kn->k", block, products), rtol=1e-12,
+                               atol=1e-14 * np.abs(block).max() * np.abs(products).max())
+    # one direction keeps its shapes
+    assert objective.hvp(w, block[0], batch).shape == (w.size,)
+    assert isinstance(objective.curvature(w, block[0], batch), float)
+
+
+def test_block_edge_cases_and_errors():
+    objective, w, batch, rng = _problem(0)
+    n = w.size
+    assert objective.hvp(w, np.zeros((0, n)), batch).shape == (0, n)
+    assert objective.curvature(w, np.zeros((0, n)), batch).shape == (0,)
+    with pytest.raises(ValueError, match=rf"row 0 of V of the parameter vector's shape \({n},\)"):
+        objective.hvp(w, np.zeros((2, n + 1)), batch)
+    with pytest.raises(ValueError, match=rf"expected v .*got shape \(1, 2, {n}\)"):
+        objective.hvp(w, np.zeros((1, 2, n)), batch)
+    hessian = objective.hessian(w, batch)
+    np.testing.assert_allclose(hessian, hessian.T, rtol=0, atol=0)
+
+
+# --- BatchNorm's running statistics: one rule -----------------------------------------------------
+
+
+def test_no_objective_method_moves_batchnorm_statistics_and_the_update_call_does():
+    rng = np.random.default_rng(0)
+    nn.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2))
+    objective = Objective(net, nn.CrossEntropyLoss())
+    w = nn.parameters_to_vector(net)
+    x, y = rng.standard_normal((6, 3)), rng.integers(0, 2, 6)
+    batch = (x, y)
+    v = rng.standard_normal(w.size)
+    block = rng.standard_normal((2, w.size))
+    before = net.state_dict()
+    for call in (lambda: objective.value(w, batch), lambda: objective.value_and_grad(w, batch),
+                 lambda: objective.hvp(w, v, batch), lambda: objective.grad_and_hvp(w, v, batch),
+                 lambda: objective.hvp(w, block, batch), lambda: objective.curvature(w, v, batch),
+                 lambda: objective.directional(w, [v, v, v], batch),
+                 lambda: objective.gauss_newton_product(w, v, batch),
+                 lambda: objective.hessian(w, batch)):
+        call()
+        for key, value in net.state_dict().items():
+            np.testing.assert_array_equal(value, before[key], err_msg=key)
+    objective.update_running_statistics(w + 0.5, batch)
+    weight, bias = (w + 0.5)[:12].reshape(4, 3), (w + 0.5)[12:16]
+    z = x @ weight.T + bias
+    np.testing.assert_allclose(net[1].buffer("running_mean"), 0.1 * z.mean(0), rtol=1e-14)
+    np.testing.assert_allclose(net[1].buffer("running_var"), 0.9 + 0.1 * z.var(0, ddof=1),
+                               rtol=1e-14)
+    assert net[1].buffer("num_batches_tracked") == 1
+    np.testing.assert_array_equal(nn.parameters_to_vector(net), w)
+    net.eval()  # nothing to update in eval mode
+    objective.update_running_statistics(w, batch)
+    assert net[1].buffer("num_batches_tracked") == 1
+
+
+def test_fit_updates_batchnorm_statistics_once_per_step():
+    rng = np.random.default_rng(0)
+    nn.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2))
+    x, y = rng.standard_normal((24, 3)), rng.integers(0, 2, 24)
+    mc.fit(net, nn.CrossEntropyLoss(), (x, y), mc.solvers.NewtonKrylov(), epochs=2,
+           batch_size=8)
+    assert net[1].buffer("num_batches_tracked") == 2 * 3

@@ -6,6 +6,7 @@ from mcnet.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from mcnet.nn.container import Sequential
 from mcnet.nn.conv import Conv2d
 from mcnet.nn.dropout import Dropout, resample_dropout
+from mcnet.nn.elementwise import Elementwise
 from mcnet.nn.flatten import Flatten
 from mcnet.nn.init import manual_seed
 from mcnet.nn.linear import Linear
@@ -30,6 +31,7 @@ __all__ = [
     "Concat",
     "CrossEntropyLoss",
     "ELU",
+    "Elementwise",
     "Flatten",
     "Identity",
     "Linear",

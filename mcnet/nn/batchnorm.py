@@ -2,13 +2,23 @@
 
 Train mode normalises by the batch statistics, computed in the algebra (so a complex or
 bicomplex pass differentiates through them): mean and the *biased* variance over every axis
-but the channel axis.  The running statistics are updated only on real passes in train mode
-(input, weight and bias all of order 0), with the *unbiased* variance and ``momentum`` as
-PyTorch does, so the derivative passes of one evaluation (complex, bicomplex, ...) never drift
-them.  Eval mode normalises by the running statistics (an affine map per channel).
+but the channel axis.  Eval mode normalises by the running statistics (an affine map per
+channel).
+
+The rule for the running statistics: a call of the module in train mode on real values
+(input, weight and bias all of order 0) updates them, with the *unbiased* variance and
+``momentum`` as PyTorch does; derivative passes (complex, bicomplex, ...) never do.
+`mcnet.Objective`'s methods never do either: each is a pure function of w, whatever it
+computes and however many passes it takes (they run inside ``running_statistics_frozen``).
+``Objective.update_running_statistics(w, batch)`` is the one call that updates them, and
+``mcnet.fit`` makes it once per training step, on that step's batch at the step's w.
 """
 
 from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -17,8 +27,22 @@ from mcnet.algebra.multicomplex import array_module
 from mcnet.nn.module import Module, Parameter
 from mcnet.tensor import Tensor
 
+_FROZEN = threading.local()  # per thread: Objective's passes may run on worker threads
+
+
+@contextlib.contextmanager
+def running_statistics_frozen() -> Iterator[None]:
+    """Within the block no BatchNorm call updates its running statistics (in this thread)."""
+    _FROZEN.depth = getattr(_FROZEN, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _FROZEN.depth -= 1
+
 
 class _BatchNorm(Module):
+    """See the module docstring for when the running statistics are updated."""
+
     _ranks: tuple[int, ...] = ()
     _layout = ""
 
@@ -60,7 +84,8 @@ class _BatchNorm(Module):
             centred = x - mean
             var = (centred * centred).mean(axis=axes, keepdims=True)
             inv_std = 1.0 / mc.sqrt(var + self.eps)
-            if x.order == 0 and self.weight.value.order == 0 and self.bias.value.order == 0:
+            real = x.order == 0 and self.weight.value.order == 0 and self.bias.value.order == 0
+            if real and not getattr(_FROZEN, "depth", 0):
                 self._update_running(mean.real.reshape(-1), var.real.reshape(-1), count)
         else:
             mean = xp.asarray(self.buffer("running_mean"), dtype=x.dtype).reshape(channel)
@@ -99,14 +124,22 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalisation of (N, C) or (N, C, L) inputs over N (and L)."""
+    """Batch normalisation of (N, C) or (N, C, L) inputs over N (and L).
+
+    Running statistics: a real train-mode call updates them; `mcnet.Objective`'s methods
+    never do, ``Objective.update_running_statistics`` does (``mcnet.fit``: once per step).
+    """
 
     _ranks = (2, 3)
     _layout = "(N, C) or (N, C, L)"
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch normalisation of NCHW images over N, H and W."""
+    """Batch normalisation of NCHW images over N, H and W.
+
+    Running statistics: a real train-mode call updates them; `mcnet.Objective`'s methods
+    never do, ``Objective.update_running_statistics`` does (``mcnet.fit``: once per step).
+    """
 
     _ranks = (4,)
     _layout = "(N, C, H, W)"

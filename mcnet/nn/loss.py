@@ -9,11 +9,14 @@ higher-order passes).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 import mcnet as mc
 from mcnet.algebra.multicomplex import array_module
-from mcnet.nn.module import Module
+from mcnet.nn.module import Module, Untraceable
 from mcnet.tensor import Tensor
 
 
@@ -167,3 +170,64 @@ class SquaredHingeLoss(Loss):
         # x_y enters every margin of its row with sign -1
         label_part = per_class.sum(axis=1, keepdims=True) * _one_hot(labels, classes, hinge.dtype)
         return _scaled(per_class - label_part, grad)
+
+
+class FunctionLoss(Loss):
+    """A loss given as a function ``fn(outputs, targets) -> scalar`` built from mcnet
+    operations (or a loss module without ``backward``): traced on every call, on its
+    outputs with the targets as constants (``mcnet.nn.graph``), so its backward comes from
+    the trace.  One the trace cannot record is forward-only: values work, ``backward``
+    raises NotImplementedError."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn.forward if isinstance(fn, Loss) else fn
+        self.name = getattr(fn, "__name__", None) or type(fn).__name__
+        self._untraceable: str | None = None
+
+    def _name(self) -> str:
+        return self.name
+
+    def forward(self, input: Tensor, target) -> Tensor:  # noqa: A002
+        from mcnet.nn.graph import Graph
+
+        graph = None
+        if self._untraceable is None:
+            try:
+                graph, loss = Graph.trace_function(self.fn, self.name, (input,), target)
+            except Untraceable as reason:
+                self._untraceable = str(reason)
+        if graph is None:
+            loss = mc.as_tensor(self.fn(input, target), like=input)
+        if loss.size != 1:
+            raise ValueError(
+                f"the loss {self.name} must return a scalar, got shape {loss.shape}"
+            )
+        self.saved = None if graph is None else (graph, input)
+        return loss.reshape(())
+
+    def backward(self, grad: Tensor | float | None = None) -> Tensor:
+        if self.saved is None:
+            raise NotImplementedError(
+                f"the loss {self.name} is forward-only: its trace failed ({self._untraceable}). "
+                "Value, curvature and directional work, gradients and H v do not. Build it "
+                "from + - * /, indexing, sum/mean and mc.<function> calls on the outputs, or "
+                "write an nn.Loss with its own backward"
+            )
+        graph, like = self.saved
+        return graph.backward(mc.tensor(1.0 if grad is None else grad, dtype=like.dtype,
+                                        device=like.device))
+
+
+def as_loss(loss: Any) -> Loss:
+    """``loss`` as a Loss with a backward: loss modules with their own backward as they are,
+    functions (and loss modules without backward) traced by `FunctionLoss`."""
+    if isinstance(loss, Loss) and type(loss).backward is not Loss.backward:
+        return loss
+    if not callable(loss):
+        raise TypeError(
+            "the loss must be a loss module (e.g. nn.CrossEntropyLoss()) or a function "
+            "(outputs, targets) -> scalar built from mcnet operations, got "
+            f"{type(loss).__name__}"
+        )
+    return FunctionLoss(loss)

@@ -10,32 +10,80 @@ Both are written once with mcnet operations, so they run unchanged on tensors of
 multicomplex order; ``backward`` is the holomorphic continuation of the real backward
 (transposes, never conjugates), which is what makes one complex pass yield H v.
 
-A *composite* module only calls other modules in its ``forward``; it is traced once into a
-graph of module calls (``mcnet.nn.graph``) which replays forward and backward for every
-order and dtype without being rebuilt.
+A module without ``backward`` is a *composite*: its ``forward`` calls other modules and may
+combine their values with ``+ - * /``, ``mc.<function>`` calls and ``reshape``/``flatten``; it
+is traced once (once per input shapes if it reads shapes) into a graph of steps
+(``mcnet.nn.graph``) which replays forward and backward for every order and dtype without
+being rebuilt.  A forward the trace cannot record (one that reads a parameter's value or
+calls NumPy) makes the module *forward-only*: calls run its ``forward`` directly, which is
+all that values, ``curvature`` and ``directional`` need; ``backward`` raises
+NotImplementedError saying what to write.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import threading
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 import mcnet as mc
+from mcnet.errors import UnaccumulatedGradientWarning
 from mcnet.tensor import Tensor
+
+_THREAD = threading.local()
+
+
+def active_tracers() -> list:
+    """The tracers at work in this thread (``mcnet.nn.graph``), innermost last: while one
+    is, a composite's forward sees placeholders, and reading a parameter's value or a buffer
+    cannot be recorded.  None on top: a leaf's forward runs on example inputs for the
+    trace, and may read them."""
+    try:
+        return _THREAD.tracers
+    except AttributeError:
+        _THREAD.tracers = []
+        return _THREAD.tracers
+
+
+def _tracing() -> bool:
+    tracers = active_tracers()
+    return bool(tracers) and tracers[-1] is not None
+
+
+class Untraceable(TypeError):
+    """An operation in a composite's forward that the trace cannot record."""
+
+
+class ShapesNeeded(Untraceable):
+    """A forward asks for a shape while it is traced without example inputs: it is traced
+    again at its first call, for the shapes of that call's inputs."""
 
 
 class Parameter:
     """A learnable array: its value (a Tensor of any order) and its accumulated gradient."""
 
-    __slots__ = ("value", "grad")
+    __slots__ = ("_value", "grad")
 
     def __init__(self, data: Any) -> None:
-        self.value: Tensor = mc.tensor(data) if not isinstance(data, Tensor) else data
+        self.value = mc.tensor(data) if not isinstance(data, Tensor) else data
         self.grad: Tensor | None = None
+
+    @property
+    def value(self) -> Tensor:
+        if _tracing():  # the value read now would be replayed for every later input
+            raise active_tracers()[-1].refuse(
+                f"it reads the value of a parameter of shape {self._value.shape}"
+            )
+        return self._value
+
+    @value.setter
+    def value(self, value: Tensor) -> None:
+        self._value = value
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -61,6 +109,10 @@ class Module:
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "saved", None)
         object.__setattr__(self, "_graph", None)
+        # why the forward could not be traced (then the module is forward-only), once known
+        object.__setattr__(self, "_untraceable", None)
+        # for a forward that reads shapes: its graphs by the shapes of the inputs
+        object.__setattr__(self, "_graphs_by_shape", None)
         # set by the graph while running backward: False when the caller needs only the
         # parameter gradients, so a layer may return None instead of its input gradient
         object.__setattr__(self, "input_grad_needed", True)
@@ -78,6 +130,8 @@ class Module:
         self._buffers[name] = np.asarray(value)
 
     def buffer(self, name: str) -> np.ndarray:
+        if _tracing():  # the value read now would be replayed for every later input
+            raise active_tracers()[-1].refuse(f"it reads the buffer {name!r}")
         return self._buffers[name]
 
     # --- the computation -------------------------------------------------------------------
@@ -88,39 +142,106 @@ class Module:
     def backward(self, grad_out: Tensor) -> Tensor | tuple[Tensor, ...]:
         """Gradient of the input(s) from the gradient of the output (leaves override);
         a leaf may return None when ``self.input_grad_needed`` is False."""
-        if self._modules:
-            return self.graph().backward(grad_out)
-        raise NotImplementedError(f"{type(self).__name__} has no backward")
+        return self._traced_graph().backward(grad_out)
 
     def backward_parameters(self, grad_out: Tensor) -> None:
         """Accumulate the parameter gradients only; input gradients that nothing needs
         (those of the data) are skipped where a layer can skip them."""
-        if self._modules:
-            self.graph().backward(grad_out, input_grads=False)
+        if not self.is_leaf():
+            self._traced_graph().backward(grad_out, input_grads=False)
             return
         object.__setattr__(self, "input_grad_needed", False)
         try:
-            self.backward(grad_out)
+            run_backward(self, grad_out)
         finally:
             object.__setattr__(self, "input_grad_needed", True)
 
     def map_saved(self, transform: Callable[[Any], Any]) -> None:
         """Replace what the last forward kept for backward (every leaf call's ``saved``) by
         ``transform(saved)``."""
-        if self._modules:
-            self.graph().map_saved(transform)
-        else:
+        if self.is_leaf():
             object.__setattr__(self, "saved", transform(self.saved))
+        else:
+            self._traced_graph().map_saved(transform)
 
-    def is_leaf(self) -> bool:
+    def has_backward(self) -> bool:
+        """Whether the module's class writes its own ``backward``."""
         return type(self).backward is not Module.backward
 
-    def graph(self):
-        """The traced graph of module calls of a composite (built on first use)."""
-        if self._graph is None:
-            from mcnet.nn.graph import Graph
+    def is_leaf(self) -> bool:
+        """Whether a call runs this module's own ``forward``: it has a hand-written
+        ``backward``, or it is forward-only (its forward could not be traced)."""
+        if self.has_backward():
+            return True
+        self._trace()
+        return self._graph is None and self._graphs_by_shape is None
 
-            object.__setattr__(self, "_graph", Graph.trace(self))
+    def graph(self):
+        """The traced graph of a composite (built on first use): for a forward that reads
+        the shapes of its values, the graph of its last call; None for a forward-only
+        module."""
+        if not self.has_backward():
+            self._trace()
+        return self._graph
+
+    def _trace(self) -> None:
+        """Trace the forward on first use: one graph for every input; or, if the forward
+        reads shapes, one graph per input shapes, traced at the first call with them
+        (``_run_graph``); or none, forward-only."""
+        if self._graph is not None or self._untraceable is not None or (
+                self._graphs_by_shape is not None):
+            return
+        from mcnet.nn.graph import Graph
+
+        try:
+            object.__setattr__(self, "_graph", Graph.trace(self)[0])
+        except ShapesNeeded:
+            object.__setattr__(self, "_graphs_by_shape", {})
+        except Untraceable as reason:
+            self.mark_untraceable(str(reason))
+
+    def _run_graph(self, inputs: tuple[Tensor, ...]) -> Tensor | None:
+        """The call through the traced graph (None if the module turns out forward-only)."""
+        graph = self._graph
+        if self._graphs_by_shape is not None:
+            if graph is not None:  # backward reads the last call's graph only
+                graph._saved = []
+            key = tuple(x.shape for x in inputs)
+            graph = self._graphs_by_shape.get(key)
+            if graph is None:
+                from mcnet.nn.graph import Graph
+
+                try:
+                    graph, out = Graph.trace(self, examples=inputs)
+                except Untraceable as reason:
+                    self.mark_untraceable(str(reason))
+                    return None
+                self._graphs_by_shape[key] = graph
+                object.__setattr__(self, "_graph", graph)
+                return out  # the trace ran the forward on these inputs
+            object.__setattr__(self, "_graph", graph)
+        return graph.forward(*inputs)
+
+    def mark_untraceable(self, reason: str) -> None:
+        """Make the module forward-only, for ``reason`` (said by its backward's error)."""
+        object.__setattr__(self, "_untraceable", reason)
+        object.__setattr__(self, "_graph", None)
+        object.__setattr__(self, "_graphs_by_shape", None)
+
+    def _traced_graph(self):
+        if self.is_leaf():
+            name = type(self).__name__
+            why = f": its forward cannot be traced ({self._untraceable})" if (
+                self._untraceable) else ""
+            raise NotImplementedError(
+                f"{name} has no backward{why}. It is forward-only: value, curvature and "
+                f"directional work, gradients and H v do not. Write {name}.backward(grad_out) "
+                "(see nn.Module), or build its forward from modules, + - * /, reshape and "
+                "mc.<function> calls on their outputs, and nn.Elementwise, which the trace "
+                "differentiates"
+            )
+        if self._graph is None:
+            raise RuntimeError("backward needs a forward pass first")
         return self._graph
 
     def __call__(self, *inputs: Any) -> Tensor:
@@ -129,9 +250,11 @@ class Module:
         if is_tracing(inputs):
             return Tracer.record(self, inputs)
         inputs = tuple(mc.as_tensor(x) for x in inputs)
-        if self.is_leaf():
-            return self.forward(*inputs)
-        return self.graph().forward(*inputs)
+        if not self.is_leaf():
+            out = self._run_graph(inputs)
+            if out is not None:
+                return out
+        return self.forward(*inputs)
 
     # --- parameters and state -----------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -234,23 +357,50 @@ class Module:
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
 
 
+def run_backward(module: Module, grad_out: Tensor) -> Any:
+    """``module.backward(grad_out)``, warning when a parameter of the module that had no
+    gradient still has none: a backward that forgets ``p.accumulate(...)`` would otherwise
+    leave a silently zero gradient.  A warning, not an error, so that a gradient check
+    (``mcnet.testing.check_module``) can go on to measure and name it."""
+    missing = [name for name, p in module._parameters.items() if p.grad is None]
+    grad_in = module.backward(grad_out)
+    missing = [name for name in missing if module._parameters[name].grad is None]
+    if missing:
+        name = type(module).__name__
+        warnings.warn(
+            f"{name}.backward gave no gradient to its parameter(s) {', '.join(missing)}, "
+            f"taken as zero: add self.{missing[0]}.accumulate(<gradient of the loss in "
+            f"{missing[0]}>) to {name}.backward (zeros for a parameter the output does not "
+            "depend on)", UnaccumulatedGradientWarning, stacklevel=2,
+        )
+    return grad_in
+
+
 @contextlib.contextmanager
 def call_state_set_aside(*roots: Module) -> Iterator[None]:
     """Within the block the modules under ``roots`` hold nothing of their last evaluation
     (every leaf's ``saved``, every graph's per-call contexts), which can be many times the
     parameters: for copying or pickling them. Put back on the way out."""
-    kept = []
+    modules: dict[int, Module] = {}
+    graphs: dict[int, Any] = {}
     for root in roots:
         for m in root.modules():
-            graph = m._graph
-            kept.append((m, m.saved, graph, graph._saved if graph is not None else None))
-            object.__setattr__(m, "saved", None)
-            if graph is not None:
-                graph._saved = []
+            modules[id(m)] = m
+            for graph in [m._graph, *(m._graphs_by_shape or {}).values()]:
+                if graph is not None:
+                    graphs[id(graph)] = graph
+                    # the recorded operations are modules of the graph, not of the network
+                    modules.update((id(step.module), step.module) for step in graph.steps)
+    kept = [(m, m.saved) for m in modules.values()]
+    kept_graphs = [(graph, graph._saved) for graph in graphs.values()]
+    for m, _ in kept:
+        object.__setattr__(m, "saved", None)
+    for graph, _ in kept_graphs:
+        graph._saved = []
     try:
         yield
     finally:
-        for m, saved, graph, graph_saved in kept:
+        for m, saved in kept:
             object.__setattr__(m, "saved", saved)
-            if graph is not None:
-                graph._saved = graph_saved
+        for graph, graph_saved in kept_graphs:
+            graph._saved = graph_saved

@@ -13,10 +13,18 @@ The data stays real (order 0): only the parameters carry imaginary parts, so the
 layer multiplies real data by multicomplex weights, which the core does at real cost.
 Every method puts the module's parameters (values and gradients) back as they were, even
 when it raises.
+
+Every method is a pure function of w: none updates BatchNorm's running statistics, in any
+mode, whatever passes it runs.  ``update_running_statistics(w, batch)`` is the one call
+that does (``mcnet.fit`` makes it once per training step), see ``mcnet.nn.batchnorm``.
+
+``hvp``, ``grad_and_hvp`` and ``curvature`` take one direction v of shape (n,) or a block
+V of shape (k, n), one direction per row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -25,17 +33,25 @@ import numpy as np
 
 import mcnet as mc
 from mcnet.algebra.multicomplex import array_module
+from mcnet.nn.batchnorm import _BatchNorm, running_statistics_frozen
+from mcnet.nn.loss import as_loss
 from mcnet.nn.module import Module
 from mcnet.nn.vector import vector_to_parameters
 from mcnet.tensor import Tensor, _complex_of
 
 
 class Objective:
-    """The loss of ``module`` under ``loss`` as a function of the flat parameter vector."""
+    """The loss of ``module`` under ``loss`` as a function of the flat parameter vector.
 
-    def __init__(self, module: Module, loss: Module, *, keep_on_device: bool = False) -> None:
+    ``loss`` is a loss module (``nn.CrossEntropyLoss()``, ...) or a function
+    ``(outputs, targets) -> scalar`` built from mcnet operations (traced, see
+    ``nn.loss.FunctionLoss``).  The methods never update BatchNorm's running statistics;
+    ``update_running_statistics`` does.
+    """
+
+    def __init__(self, module: Module, loss: Any, *, keep_on_device: bool = False) -> None:
         self.module = module
-        self.loss = loss
+        self.loss = as_loss(loss)
         # Solvers keep their vectors where the parameters are (CuPy for "cuda"); other
         # users get NumPy arrays.
         self.keep_on_device = keep_on_device
@@ -52,26 +68,40 @@ class Objective:
         return float(loss.real), self._out(grad.data[0])  # a fresh array: no copy
 
     def grad_and_hvp(self, w, v, batch) -> tuple[np.ndarray, np.ndarray]:
-        """(grad f(w), H v) from one complex forward and backward at w + i h v."""
+        """(grad f(w), H v) from one complex forward and backward at w + i h v; for a block
+        V (k, n), (grad f(w), the k products H v as rows)."""
         return self.value_grad_and_hvp(w, v, batch)[1:]
 
     def value_grad_and_hvp(self, w, v, batch) -> tuple[float, np.ndarray, np.ndarray]:
         """(f(w), grad f(w), H v) from one complex forward and backward at w + i h v: the
-        real parts are f and its gradient at w up to O(h^2), far below roundoff."""
+        real parts are f and its gradient at w up to O(h^2), far below roundoff.  A block
+        V (k, n) gives H v per row, (k, n)."""
         w = self._point(w)
-        v, step, divisor = _step_along(self._direction(v, w, "v"), mc.default_step(w.dtype, 1))
+        block = self._block(v, w)
+        if block is not None:
+            return self._block_value_grad_and_hvp(w, block, batch)
+        return self._value_grad_and_hvp_along(w, self._direction(v, w, "v"), batch)
+
+    def _value_grad_and_hvp_along(self, w: Tensor, v, batch) -> tuple[float, Any, Any]:
+        v, step, divisor = _step_along(v, mc.default_step(w.dtype, 1))
         loss, grad = self._evaluate(self._perturb(w, v, step), batch, backward=True)
         # Multiplying by a power of two is exact: Hv = coef_i(grad) / (h * scale).
         hv = grad.coef((1,)) * (1.0 / divisor)
         return float(loss.real), self._out(grad.real), self._out(hv)
 
     def hvp(self, w, v, batch) -> np.ndarray:
-        """H v from one complex forward and backward at w + i h v."""
+        """H v from one complex forward and backward at w + i h v; for a block V (k, n),
+        H v per row, (k, n)."""
         return self.grad_and_hvp(w, v, batch)[1]
 
-    def curvature(self, w, v, batch) -> float:
-        """v^T H v from one bicomplex forward at w + h (i_1 + i_2) v."""
-        return self.directional(w, [v, v], batch)
+    def curvature(self, w, v, batch) -> float | np.ndarray:
+        """v^T H v from one bicomplex forward at w + h (i_1 + i_2) v; for a block V (k, n),
+        v^T H v per row, (k,)."""
+        point = self._point(w)
+        block = self._block(v, point)
+        if block is None:
+            return self.directional(point, [v, v], batch)
+        return np.array([self.directional(point, [row, row], batch) for row in block])
 
     def directional(self, w, directions: Sequence, batch) -> float:
         """d^k f(w)[v_1, ..., v_k], k = len(directions), from one order-k forward."""
@@ -103,17 +133,18 @@ class Objective:
         kept = [(p.value, p.grad) for p in params]
         point = self._perturb(w, v, step)
         try:
-            vector_to_parameters(point, self.module)
-            self.loss(self.module(_as_data(inputs, point)), targets)
-            hl_jv = self.loss.backward().coef((1,)) * (1.0 / divisor)
-            vector_to_parameters(w, self.module)
-            self.module.map_saved(_real_parts)
-            for p in params:
-                p.grad = None
-            self.module.backward_parameters(mc.tensor(hl_jv, dtype=w.dtype, device=w.device))
-            flat = _flat_grad(params, w)
-            # real unless a layer kept complex values where _real_parts does not look
-            return self._out(flat.data[0] if flat.order == 0 else flat.real)
+            with running_statistics_frozen():
+                vector_to_parameters(point, self.module)
+                self.loss(self.module(_as_data(inputs, point)), targets)
+                hl_jv = self.loss.backward().coef((1,)) * (1.0 / divisor)
+                vector_to_parameters(w, self.module)
+                self.module.map_saved(_real_parts)
+                for p in params:
+                    p.grad = None
+                self.module.backward_parameters(mc.tensor(hl_jv, dtype=w.dtype, device=w.device))
+                flat = _flat_grad(params, w)
+                # real unless a layer kept complex values where _real_parts does not look
+                return self._out(flat.data[0] if flat.order == 0 else flat.real)
         finally:
             for p, (value, grad) in zip(params, kept):
                 p.value, p.grad = value, grad
@@ -121,16 +152,35 @@ class Objective:
     def hessian(self, w, batch) -> np.ndarray:
         """The dense Hessian, one H e_j column per parameter, symmetrised (small models)."""
         w = self._point(w)
-        n = w.shape[0]
-        columns = np.empty((n, n), dtype=w.dtype)
-        basis = np.zeros(n, dtype=w.dtype)
-        for j in range(n):
-            basis[j] = 1
-            columns[:, j] = self.hvp(w, basis, batch)
-            basis[j] = 0
-        return (columns + columns.T) * 0.5
+        rows = _host(self.hvp(w, np.eye(w.shape[0], dtype=w.dtype), batch))  # rows H e_j
+        return (rows + rows.T) * 0.5
+
+    def update_running_statistics(self, w, batch) -> None:
+        """One real forward at w on the batch that updates the running statistics of every
+        BatchNorm in train mode (PyTorch's once-per-forward rule); nothing to do, and no
+        pass, without one."""
+        if any(isinstance(m, _BatchNorm) and m.training for m in self.module.modules()):
+            self._evaluate(self._point(w), batch, backward=False, update_statistics=True)
 
     # --- machinery ------------------------------------------------------------------------
+    def _block(self, v, w: Tensor) -> list | None:
+        """The rows of a block of directions V (k, n), checked; None for one direction."""
+        if np.ndim(v) != 2:
+            return None
+        rows = v.numpy() if isinstance(v, Tensor) else v
+        return [self._direction(row, w, f"row {j} of V") for j, row in enumerate(rows)]
+
+    def _block_value_grad_and_hvp(self, w: Tensor, block: list, batch) -> tuple[float, Any, Any]:
+        """(f, grad f, H V) for the rows of a block: one complex pass per row, the value
+        and gradient from the first (every row's real parts are them)."""
+        if not block:
+            value, grad = self.value_and_grad(w, batch)
+            xp = array_module(w.data)
+            return value, grad, self._out(xp.zeros((0,) + w.shape, dtype=w.dtype))
+        passes = [self._value_grad_and_hvp_along(w, row, batch) for row in block]
+        xp = array_module(passes[0][2])
+        return passes[0][0], passes[0][1], xp.stack([hv for _, _, hv in passes])
+
     def _perturb(self, w: Tensor, v, step: float) -> Tensor:
         """w + i step v, written into one buffer kept for every call: the complex point is
         twice the parameters' size, and fresh pages of it cost more than filling them (a
@@ -187,20 +237,24 @@ class Objective:
             )
         return v.astype(w.dtype, copy=False)  # perturb moves it to w's device
 
-    def _evaluate(self, point: Tensor, batch, backward: bool) -> tuple[Tensor, Tensor | None]:
-        """Loss (and flat parameter gradient) with the parameters set to ``point``."""
+    def _evaluate(self, point: Tensor, batch, backward: bool,
+                  update_statistics: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Loss (and flat parameter gradient) with the parameters set to ``point``; the
+        running statistics stay as they are unless ``update_statistics``."""
         inputs, targets = _unpack(batch)
         params = self.module.parameters()
         kept = [(p.value, p.grad) for p in params]
+        frozen = contextlib.nullcontext() if update_statistics else running_statistics_frozen()
         try:
-            vector_to_parameters(point, self.module)
-            loss = self.loss(self.module(_as_data(inputs, point)), targets)
-            if not backward:
-                return loss, None
-            for p in params:
-                p.grad = None
-            self.module.backward_parameters(self.loss.backward())
-            return loss, _flat_grad(params, point)
+            with frozen:
+                vector_to_parameters(point, self.module)
+                loss = self.loss(self.module(_as_data(inputs, point)), targets)
+                if not backward:
+                    return loss, None
+                for p in params:
+                    p.grad = None
+                self.module.backward_parameters(self.loss.backward())
+                return loss, _flat_grad(params, point)
         finally:
             for p, (value, grad) in zip(params, kept):
                 p.value, p.grad = value, grad

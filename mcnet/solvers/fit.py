@@ -197,6 +197,8 @@ def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs,
         iteration = len(history.records) + 1
         # Dropout masks: fresh for every step, the same for every pass within it
         resample_dropout(module, [seed, epoch, index])
+        if batch is not None:  # BatchNorm's running statistics: once per step, at its w
+            oracle.objective.update_running_statistics(w, batch)
         counts = Counter(oracle.counts)
         start = time.perf_counter()
         w_new, new_state, info = solver.step(oracle, w, batch, state)
