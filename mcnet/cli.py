@@ -49,8 +49,9 @@ from mcnet.datasets import (
 )
 from mcnet.errors import CheckpointError, DataError, MCNetError, OutputError
 from mcnet.nn import Objective, parameters_to_vector
-from mcnet.solvers import SOLVERS, checkpoint, make
-from mcnet.solvers.history import check_writable, write_atomic
+from mcnet.solvers import SOLVERS, make
+from mcnet.training import checkpoint
+from mcnet.training.history import check_writable, write_atomic
 
 COMMANDS = ("train", "compare", "ablate", "curvature", "download")
 

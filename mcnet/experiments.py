@@ -42,10 +42,12 @@ import numpy as np
 
 import mcnet
 from mcnet import datasets, nn
+from mcnet.errors import TrainingError
 from mcnet.nn import Objective, models
 from mcnet.nn.vector import parameter_count, parameters_to_vector
-from mcnet.solvers import SOLVERS, TrainingError, fit, make
-from mcnet.solvers.history import History, write_atomic
+from mcnet.solvers import SOLVERS, make
+from mcnet.training import fit
+from mcnet.training.history import History, write_atomic
 
 MODELS = ("lenet5", "autoencoder", "vgg11", "mlp", "logistic_regression", "linear_svm")
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "svhn", "libsvm")

@@ -19,6 +19,7 @@ size, dtype, model and data) or replaced (``overwrite=True``), never silently.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -37,12 +38,46 @@ from mcnet.nn.dropout import resample_dropout
 from mcnet.nn.module import Module
 from mcnet.nn.objective import Objective
 from mcnet.nn.vector import vector_to_parameters
-from mcnet.solvers import checkpoint as checkpoints
-from mcnet.solvers.base import Solver, State
-from mcnet.solvers.distributed import DEFAULT_TIMEOUT, close_oracle, make_oracle
-from mcnet.solvers.history import History
+from mcnet.solvers.base import Solver, State, check_count
+from mcnet.tensor import tensor
+from mcnet.training import checkpoint as checkpoints
+from mcnet.training.history import History
+from mcnet.training.oracle import DEFAULT_TIMEOUT, Oracle, make_oracle
 
 __all__ = ["TrainingError", "evaluate", "fit"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Loop:
+    """What stays fixed while `fit` trains: the model, its data and the loop's settings."""
+
+    module: Module
+    loss: Module
+    solver: Solver
+    data: tuple[Any, Any]
+    test_data: tuple[Any, Any] | None
+    epochs: int
+    batch_size: int
+    seed: int
+    chunk_size: int
+    evaluate_every: int | None
+    show_progress: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class _Point:
+    """Parameters and the solver state that goes with them."""
+
+    w: Any
+    state: State
+
+
+@dataclasses.dataclass(frozen=True)
+class _Undo:
+    """The point before an accepted step, and that step's record."""
+
+    before: _Point
+    record: dict[str, Any]
 
 
 def fit(
@@ -72,7 +107,7 @@ def fit(
     ``scheduler``: run the full-data sums of the solver (NewtonKrylov's global gradient,
     full-batch solvers' steps) on a Dask cluster -- "local" starts ``workers`` processes on
     this machine, or give a scheduler's address (``pip install "mcnet[distributed]"``,
-    `mcnet.solvers.distributed.DaskOracle`); ``scheduler_timeout`` bounds reaching it.
+    `mcnet.training.distributed.DaskOracle`); ``scheduler_timeout`` bounds reaching it.
     ``evaluate_every=N`` also measures the full training loss after every N-th step inside
     an epoch (`History.interim_loss`), for loss-against-time curves finer than epochs; like
     the epoch-end evaluations it is left out of the solver time and does not change the run.
@@ -89,14 +124,18 @@ def fit(
             f"solver must be an mcnet.solvers solver instance (e.g. NewtonKrylov()), "
             f"got {type(solver).__name__}"
         )
-    epochs = _check_count("epochs", epochs)
-    batch_size = _check_count("batch_size", batch_size)
-    seed = _check_count("seed", seed, minimum=0)
-    chunk_size = _check_count("chunk_size", chunk_size)
+    epochs = check_count("epochs", epochs)
+    batch_size = check_count("batch_size", batch_size)
+    seed = check_count("seed", seed, 0)
+    chunk_size = check_count("chunk_size", chunk_size)
     if evaluate_every is not None:
-        evaluate_every = _check_count("evaluate_every", evaluate_every)
+        evaluate_every = check_count("evaluate_every", evaluate_every)
     if workers is not None:
-        workers = _check_count("workers", workers)
+        workers = check_count("workers", workers)
+    loop = _Loop(module=module, loss=loss, solver=solver, data=data, test_data=test_data,
+                 epochs=epochs, batch_size=batch_size, seed=seed, chunk_size=chunk_size,
+                 evaluate_every=evaluate_every,
+                 show_progress=sys.stderr.isatty() if progress is None else bool(progress))
     n = _check_data("data", data)
     if batch_size > n:
         raise ValueError(f"batch_size {batch_size} is larger than the data ({n} examples)")
@@ -117,26 +156,27 @@ def fit(
     with contextlib.ExitStack() as stack:
         if directory is not None:
             stack.enter_context(checkpoints.locked(directory))
-        oracle = make_oracle(Objective(module, loss), data, chunk_size, scheduler=scheduler,
+        oracle = make_oracle(Objective(module, loss), data, loop.chunk_size, scheduler=scheduler,
                              workers=workers, timeout=scheduler_timeout)
         # stops the cluster that scheduler="local" started
-        stack.callback(close_oracle, oracle)
-        oracle.seed = seed
-        run = {
-            "solver": solver.name, "config": solver.config(), "seed": seed,
-            "batch_size": batch_size, "examples": n,
+        stack.callback(oracle.close)
+        oracle.seed = loop.seed
+        identity = {
+            "solver": solver.name, "config": solver.config(), "seed": loop.seed,
+            "batch_size": loop.batch_size, "examples": n,
             "parameters": oracle.initial_point().size, "dtype": str(oracle.dtype),
         }
         if directory is not None:
-            run["model"] = checkpoints.describe_model(module, loss)
-            run["data"] = checkpoints.fingerprint(data)
+            identity["model"] = checkpoints.describe_model(module, loss)
+            identity["data"] = checkpoints.fingerprint(data)
         loaded = None
         if directory is not None and not overwrite:
             loaded = checkpoints.load(directory, oracle.xp)
             if loaded is not None:
-                _check_resumable(directory, loaded, run, epochs, resume)
+                _check_resumable(directory, loaded, identity, loop.epochs, resume)
         if loaded is not None:
             w, state, meta = loaded
+            point = _Point(w, state)
             history = meta["history"]
             oracle.counts.update(history.evaluations)
             oracle.seconds.update(history.seconds_by_kind)
@@ -145,10 +185,9 @@ def fit(
             w = oracle.initial_point()
             history = History(solver=solver.name, config=solver.config())
             start = time.perf_counter()
-            state = solver.init(oracle, w)
+            point = _Point(w, solver.init(oracle, w))
             history.epoch_time.append(time.perf_counter() - start)
-            _evaluate_epoch(history, module, loss, solver.evaluation_point(state, w), data,
-                            test_data, chunk_size)
+            _evaluate_epoch(loop, history, point)
             if not math.isfinite(history.train_loss[0]):
                 raise TrainingError(
                     f"the training loss at the initial parameters is {history.train_loss[0]}: "
@@ -156,55 +195,53 @@ def fit(
                     "inputs of moderate size)")
             start_epoch = 0
 
-        show = sys.stderr.isatty() if progress is None else bool(progress)
         try:
-            for epoch in range(start_epoch, epochs):
-                before = w, state
+            for epoch in range(start_epoch, loop.epochs):
+                before = point
                 try:
-                    w, state, undo = _train_epoch(
-                        oracle, module, solver, w, state, history, data, epoch, epochs,
-                        batch_size, seed, show, evaluate_every, loss, chunk_size,
-                    )
-                    w, state = _end_epoch(history, module, loss, solver, w, state, undo,
-                                          data, test_data, chunk_size, epoch)
+                    point, undo = _train_epoch(loop, oracle, point, history, epoch)
+                    point = _end_epoch(loop, history, point, undo, epoch)
                 except TrainingError:
-                    w, state = before  # the module keeps the epoch's (finite) start
+                    point = before  # the module keeps the epoch's (finite) start
                     raise
                 history.evaluations = dict(oracle.counts)
                 history.seconds_by_kind = dict(oracle.seconds)
                 if directory is not None:
-                    meta = {"epoch": epoch + 1, "run": run, "history": history.to_dict()}
-                    checkpoints.save(directory, w, state, meta)
+                    meta = {"epoch": epoch + 1, "run": identity, "history": history.to_dict()}
+                    checkpoints.save(directory, point.w, point.state, meta)
         finally:
             # the last accepted parameters, never a NaN
-            vector_to_parameters(solver.evaluation_point(state, w), module)
+            vector_to_parameters(_evaluation_point(loop, point), module)
     return history
 
 
-def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs, batch_size,
-                 seed, show, evaluate_every, loss, chunk_size) -> tuple[Any, State, Any]:
+def _train_epoch(loop: _Loop, oracle: Oracle, point: _Point, history: History, epoch: int
+                 ) -> tuple[_Point, _Undo | None]:
+    """One epoch of steps; the point reached, and how to undo its last accepted step."""
+    solver = loop.solver
     if solver.full_batch:
         epoch_batches: Any = [None]
     else:
-        epoch_batches = batches(data, batch_size, seed=seed, epoch=epoch, dtype=oracle.dtype,
-                                device=oracle.device)
-    steps = 1 if solver.full_batch else -(-oracle.size // batch_size)
-    bar = _progress_bar(show, steps, f"{solver.name} epoch {epoch + 1}/{epochs}")
+        epoch_batches = batches(loop.data, loop.batch_size, seed=loop.seed, epoch=epoch,
+                                dtype=oracle.dtype, device=oracle.device)
+    steps = 1 if solver.full_batch else -(-oracle.size // loop.batch_size)
+    bar = _progress_bar(loop.show_progress, steps,
+                        f"{solver.name} epoch {epoch + 1}/{loop.epochs}")
     elapsed = history.epoch_time[-1]
     accepted = 0
-    undo = None  # (w, state, record) from before the epoch's last accepted step
+    undo = None  # for the epoch's last accepted step
     for index, batch in enumerate(epoch_batches):
         iteration = len(history.records) + 1
         # Dropout masks: fresh for every step, the same for every pass within it
-        resample_dropout(module, [seed, epoch, index])
+        resample_dropout(loop.module, [loop.seed, epoch, index])
         counts = Counter(oracle.counts)
         start = time.perf_counter()
-        w_new, new_state, info = solver.step(oracle, w, batch, state)
+        w_new, new_state, info = solver.step(oracle, point.w, batch, point.state)
         seconds = time.perf_counter() - start
         elapsed += seconds
         if not math.isfinite(info.loss) and undo is not None:
             # the loss at the last accepted step's parameters is non-finite: undo that step
-            w, state = _undo(undo)
+            point = _undo(undo)
             undo = None
             accepted -= 1
         finite = math.isfinite(info.loss) and bool(oracle.xp.isfinite(w_new).all())
@@ -218,13 +255,13 @@ def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs,
         }
         history.records.append(record)
         if finite:
-            undo = (w, state, record)
-            w, state = w_new, new_state
+            undo = _Undo(point, record)
+            point = _Point(w_new, new_state)
             accepted += 1
-        if evaluate_every and iteration % evaluate_every == 0 and index + 1 < steps:
+        if loop.evaluate_every and iteration % loop.evaluate_every == 0 and index + 1 < steps:
             # the epoch's last step is measured by the epoch-end evaluation
-            vector_to_parameters(solver.evaluation_point(state, w), module)
-            train_loss, _ = evaluate(module, loss, data, chunk_size)
+            vector_to_parameters(_evaluation_point(loop, point), loop.module)
+            train_loss, _ = evaluate(loop.module, loop.loss, loop.data, loop.chunk_size)
             history.interim_loss.append(
                 {"iteration": iteration, "time": elapsed, "train_loss": train_loss})
         if bar is not None:
@@ -239,46 +276,47 @@ def _train_epoch(oracle, module, solver, w, state, history, data, epoch, epochs,
             f"parameters), the last at iteration {len(history.records)}; the parameters "
             "are those before that epoch"
         )
-    return w, state, undo
+    return point, undo
 
 
-def _undo(undo) -> tuple[Any, State]:
-    """The parameters and solver state from before an accepted step whose parameters turned
-    out to give a non-finite loss; the step's record says it was rejected."""
-    w, state, record = undo
-    record["rejected"] = True
-    record["reason"] = "rejected: the loss at its parameters is non-finite"
-    return w, state
+def _undo(undo: _Undo) -> _Point:
+    """The point from before an accepted step whose parameters turned out to give a
+    non-finite loss; the step's record says it was rejected."""
+    undo.record["rejected"] = True
+    undo.record["reason"] = "rejected: the loss at its parameters is non-finite"
+    return undo.before
 
 
-def _end_epoch(history, module, loss, solver, w, state, undo, data, test_data, chunk_size,
-               epoch) -> tuple[Any, State]:
+def _end_epoch(loop: _Loop, history: History, point: _Point, undo: _Undo | None,
+               epoch: int) -> _Point:
     """Evaluate the epoch's end; a non-finite training loss undoes the epoch's last step,
     and one that stays non-finite ends training."""
-    _evaluate_epoch(history, module, loss, solver.evaluation_point(state, w), data, test_data,
-                    chunk_size)
+    _evaluate_epoch(loop, history, point)
     if not math.isfinite(history.train_loss[-1]) and undo is not None:
-        w, state = _undo(undo)
+        point = _undo(undo)
         for values in (history.train_loss, history.test_loss, history.test_accuracy):
             del values[len(history.epoch_time) - 1:]
-        _evaluate_epoch(history, module, loss, solver.evaluation_point(state, w), data,
-                        test_data, chunk_size)
+        _evaluate_epoch(loop, history, point)
     if not math.isfinite(history.train_loss[-1]):
         raise TrainingError(
-            f"{solver!r}: the training loss after epoch {epoch + 1} is "
+            f"{loop.solver!r}: the training loss after epoch {epoch + 1} is "
             f"{history.train_loss[-1]} even with the epoch's last step undone; the "
             "parameters are those before that epoch (expected a smaller step: a lower "
             "learning rate or another solver)"
         )
-    return w, state
+    return point
 
 
-def _evaluate_epoch(history, module, loss, w, data, test_data, chunk_size) -> None:
-    vector_to_parameters(w, module)
-    train_loss, _ = evaluate(module, loss, data, chunk_size)
+def _evaluation_point(loop: _Loop, point: _Point) -> Any:
+    return loop.solver.evaluation_point(point.state, point.w)
+
+
+def _evaluate_epoch(loop: _Loop, history: History, point: _Point) -> None:
+    vector_to_parameters(_evaluation_point(loop, point), loop.module)
+    train_loss, _ = evaluate(loop.module, loop.loss, loop.data, loop.chunk_size)
     history.train_loss.append(train_loss)
-    if test_data is not None:
-        test_loss, accuracy = evaluate(module, loss, test_data, chunk_size)
+    if loop.test_data is not None:
+        test_loss, accuracy = evaluate(loop.module, loop.loss, loop.test_data, loop.chunk_size)
         history.test_loss.append(test_loss)
         history.test_accuracy.append(accuracy)
 
@@ -290,9 +328,7 @@ def evaluate(module: Module, loss: Module, data: tuple[Any, Any], chunk_size: in
     Accuracy is the fraction of arg-max logits equal to integer labels (or of logits on the
     right side of 0 for one-output binary models); None for real-valued targets.
     """
-    import mcnet as mc
-
-    chunk_size = _check_count("chunk_size", chunk_size)
+    chunk_size = check_count("chunk_size", chunk_size)
     inputs, targets = data
     n = len(inputs)
     dtype = module.parameters()[0].value.dtype
@@ -303,7 +339,7 @@ def evaluate(module: Module, loss: Module, data: tuple[Any, Any], chunk_size: in
     try:
         for start in range(0, n, chunk_size):
             x, y = inputs[start : start + chunk_size], targets[start : start + chunk_size]
-            logits = module(mc.tensor(x, dtype=dtype, device=device))
+            logits = module(tensor(x, dtype=dtype, device=device))
             total += float(loss(logits, y).real) * len(x) / n
             hits = _hits(logits.real, y)
             if hits is None:
@@ -330,14 +366,6 @@ def _hits(logits, targets) -> int | None:
 
 
 # --- argument checks ------------------------------------------------------------------------
-def _check_count(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _check_data(name: str, data: Any) -> int:
     try:
         inputs, targets = data
@@ -364,15 +392,13 @@ def _check_data(name: str, data: Any) -> int:
 def _check_module_takes(module: Module, loss: Module, data) -> None:
     """One forward of two examples (in eval mode, so no running statistics move): a module
     and data that disagree fail here with a message naming both, not deep in epoch 1."""
-    import mcnet as mc
-
     inputs, targets = data
     dtype = module.parameters()[0].value.dtype
     device = module.parameters()[0].value.device
     was_training = module.training
     module.eval()
     try:
-        loss(module(mc.tensor(inputs[:2], dtype=dtype, device=device)), targets[:2])
+        loss(module(tensor(inputs[:2], dtype=dtype, device=device)), targets[:2])
     except Exception as exc:
         raise ValueError(
             f"{type(module).__name__} with {type(loss).__name__} cannot take this data "

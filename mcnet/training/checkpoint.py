@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mcnet.errors import CheckpointError, OutputError
-from mcnet.solvers.history import History, check_writable, write_atomic
+from mcnet.training.history import History, check_writable, write_atomic
 
 try:
     import fcntl

@@ -65,10 +65,11 @@ from mcnet.algebra.multicomplex import array_module
 from mcnet.nn.dropout import Dropout
 from mcnet.nn.module import Module, call_state_set_aside
 from mcnet.nn.objective import Objective
-from mcnet.solvers.oracle import Oracle
+from mcnet.solvers.base import check_count
+from mcnet.training.oracle import DEFAULT_TIMEOUT, Oracle
+from mcnet.training.shards import Call, Shard, add_partials, evaluate_shard, identity
 
 INSTALL_HINT = 'pip install "mcnet[distributed]"'
-DEFAULT_TIMEOUT = 30.0
 # a scheduler's handshake is a few hundred bytes; anything past this is not one
 _GREETING_LIMIT = 1 << 20
 _MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
@@ -88,34 +89,6 @@ def require_dask() -> ModuleType:
             f"distributed scheduler, which is not installed: {INSTALL_HINT}"
         ) from exc
     return distributed
-
-
-def make_oracle(
-    objective: Objective,
-    data: tuple[Any, Any],
-    chunk_size: int = 2048,
-    *,
-    scheduler: Any = None,
-    workers: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> Oracle:
-    """The oracle `mcnet.fit` trains with: a plain `Oracle` when ``scheduler`` is None,
-    else a `DaskOracle` on ``scheduler`` ("local", an address, a Client or a Cluster)."""
-    if scheduler is None:
-        if workers is not None:
-            raise ValueError(
-                f"workers={workers} needs a cluster: pass scheduler='local' to start one on "
-                "this machine, or the address of a Dask scheduler"
-            )
-        return Oracle(objective, data, chunk_size)
-    return DaskOracle(objective, data, chunk_size, scheduler=scheduler, workers=workers,
-                      timeout=timeout)
-
-
-def close_oracle(oracle: Oracle) -> None:
-    """Release an oracle's cluster (if it has one); a plain `Oracle` has nothing to close."""
-    if isinstance(oracle, DaskOracle):
-        oracle.close()
 
 
 class DaskOracle(Oracle):
@@ -147,10 +120,10 @@ class DaskOracle(Oracle):
     ) -> None:
         distributed = require_dask()
         if workers is not None:
-            workers = _check_count("workers", workers, 1)
+            workers = check_count("workers", workers, 1)
         if shards is not None:
-            shards = _check_count("shards", shards, 1)
-        fan_in = _check_count("fan_in", fan_in, 2)
+            shards = check_count("shards", shards, 1)
+        fan_in = check_count("fan_in", fan_in, 2)
         if not timeout > 0:
             raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
         if call_timeout is not None and not call_timeout > 0:
@@ -351,7 +324,7 @@ class _Session:
         with _quiet_large_graphs():
             self.shard_futures = [
                 self.client.submit(
-                    _Shard, inputs[start:stop], targets[start:stop], blob, n, chunk_size,
+                    Shard, inputs[start:stop], targets[start:stop], blob, n, chunk_size,
                     key=f"mcnet-shard-{self.token}-{index}",
                     workers=[self.addresses[index % len(self.addresses)]],
                     allow_other_workers=True, pure=False,
@@ -381,7 +354,7 @@ class _Session:
         """(whether the method returns one value, the float64 sums over all shards)."""
         if self.closed:
             raise RuntimeError("this DaskOracle is closed; create a new one")
-        call = _Call(method, tuple(_to_host(a) for a in args),
+        call = Call(method, tuple(_to_host(a) for a in args),
                      {k: _to_host(v) for k, v in kwargs.items()},
                      tuple(m.training for m in module.modules()),
                      _buffers(module))
@@ -390,9 +363,9 @@ class _Session:
             # one task for the call's arguments: sent once, fetched by the workers from
             # each other, and recomputed if its worker dies
             call_future = self.client.submit(
-                _identity, call, key=f"mcnet-call-{self.token}-{number}", pure=False)
+                identity, call, key=f"mcnet-call-{self.token}-{number}", pure=False)
             partials = [
-                self.client.submit(_evaluate_shard, shard, call_future, pure=False,
+                self.client.submit(evaluate_shard, shard, call_future, pure=False,
                                    key=f"mcnet-sum-{self.token}-{number}-{index}")
                 for index, shard in enumerate(self.shard_futures)
             ]
@@ -400,7 +373,7 @@ class _Session:
         while len(partials) > self.fan_in:
             level += 1
             partials = [
-                self.client.submit(_add_partials, *partials[i:i + self.fan_in], pure=False,
+                self.client.submit(add_partials, *partials[i:i + self.fan_in], pure=False,
                                    key=f"mcnet-add-{self.token}-{number}-{level}-{i}")
                 for i in range(0, len(partials), self.fan_in)
             ]
@@ -414,7 +387,7 @@ class _Session:
                 self.client.cancel([call_future, *partials])
             self._raise_clearly(method, exc)
             raise
-        return results[0][0], _add_partials(*results)[1]
+        return results[0][0], add_partials(*results)[1]
 
     def _raise_clearly(self, method: str, exc: BaseException) -> None:
         """Timeouts and a lost scheduler as errors that say what happened and where."""
@@ -528,100 +501,6 @@ def _check_greeting(address: str, timeout: float) -> None:
         )
 
 
-# --- the worker side ------------------------------------------------------------------------
-class _Shard:
-    """A worker's rows of the training data and its own copy of the module and loss."""
-
-    def __init__(self, inputs, targets, model: bytes, total: int, chunk_size: int) -> None:
-        self.inputs, self.targets = inputs, targets
-        self.model = model
-        self.total = total
-        self.chunk_size = chunk_size
-        self._objective: Objective | None = None
-        self.lock = threading.Lock()
-        self.objective()  # unpickle now, so that a worker lacking the code fails at placement
-
-    def objective(self) -> Objective:
-        if self._objective is None:
-            module, loss = pickle.loads(self.model)
-            self._objective = Objective(module, loss)  # NumPy results, to send back
-        return self._objective
-
-    def chunks(self) -> Iterator[tuple[Any, Any]]:
-        for start in range(0, len(self.inputs), self.chunk_size):
-            stop = start + self.chunk_size
-            yield self.inputs[start:stop], self.targets[start:stop]
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Dask may move a shard between workers: without the unpickled module (and its
-        # per-call state); the receiving worker unpickles its own from the bytes.
-        state = self.__dict__.copy()
-        state["_objective"] = None
-        del state["lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.lock = threading.Lock()
-
-
-class _Call:
-    """What one full-data evaluation needs besides the data: the method, its arguments
-    (parameter vector, directions), and the client module's train/eval flags (one per
-    module, in `Module.modules` order) and buffers."""
-
-    def __init__(self, method: str, args: tuple, kwargs: dict, training: tuple[bool, ...],
-                 buffers: dict[str, dict[str, np.ndarray]]) -> None:
-        self.method, self.args, self.kwargs = method, args, kwargs
-        self.training, self.buffers = training, buffers
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-def _evaluate_shard(shard: _Shard, call: _Call) -> tuple[bool, tuple]:
-    """Sum over the shard's chunks of chunk size / n times the method's result, in float64,
-    exactly as `Oracle._full_data_mean` does for all chunks."""
-    with shard.lock:  # an abandoned call (call_timeout) may still run in another thread
-        return _sum_chunks(shard, call)
-
-
-def _sum_chunks(shard: _Shard, call: _Call) -> tuple[bool, tuple]:
-    objective = shard.objective()
-    module = objective.module
-    for m, training in zip(module.modules(), call.training):
-        object.__setattr__(m, "training", training)  # Module.train would recurse
-    modules = dict(module.named_modules())
-    for prefix, buffers in call.buffers.items():
-        modules[prefix]._buffers.update({k: v.copy() for k, v in buffers.items()})
-    evaluate = getattr(objective, call.method)
-    single, totals = False, None
-    for chunk in shard.chunks():
-        result = evaluate(*call.args, chunk, **call.kwargs)
-        single = not isinstance(result, tuple)
-        weight = len(chunk[0]) / shard.total
-        parts = [_weighted(part, weight) for part in ((result,) if single else result)]
-        totals = parts if totals is None else [t + p for t, p in zip(totals, parts)]
-    return single, tuple(totals or ())
-
-
-def _add_partials(*partials: tuple[bool, tuple]) -> tuple[bool, tuple]:
-    """The sum of shard partials, left to right (a fixed order: reproducible results)."""
-    single, totals = partials[0]
-    totals = list(totals)
-    for _, parts in partials[1:]:
-        totals = [t + p for t, p in zip(totals, parts)]
-    return single, tuple(totals)
-
-
-def _weighted(part: Any, weight: float) -> Any:
-    """weight * part in float64 (the same arithmetic as `Oracle`'s accumulation)."""
-    if isinstance(part, float):
-        return weight * part
-    return np.asarray(part).astype(np.float64) * weight
-
-
 # --- helpers --------------------------------------------------------------------------------
 def _pickle_without_call_state(module: Module, loss: Module) -> bytes:
     """cloudpickle of (module, loss) without what the last evaluation kept for its backward
@@ -656,14 +535,6 @@ def _warn_about_stateful_layers(module: Module) -> None:
             + "; ".join(details) + ". Eval mode and minibatch evaluations are unaffected.",
             UserWarning, stacklevel=3,
         )
-
-
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _host(a: Any) -> Any:

@@ -32,6 +32,33 @@ from mcnet.nn.module import call_state_set_aside
 from mcnet.nn.objective import Objective
 from mcnet.nn.vector import parameters_to_vector
 
+DEFAULT_TIMEOUT = 30.0  # seconds to reach a Dask scheduler and see its workers
+
+
+def make_oracle(
+    objective: Objective,
+    data: tuple[Any, Any],
+    chunk_size: int = 2048,
+    *,
+    scheduler: Any = None,
+    workers: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Oracle:
+    """The oracle `mcnet.fit` trains with: a plain `Oracle` when ``scheduler`` is None,
+    else a `DaskOracle` on ``scheduler`` ("local", an address, a Client or a Cluster)."""
+    if scheduler is None:
+        if workers is not None:
+            raise ValueError(
+                f"workers={workers} needs a cluster: pass scheduler='local' to start one on "
+                "this machine, or the address of a Dask scheduler"
+            )
+        return Oracle(objective, data, chunk_size)
+    # Dask is optional and slow to import: only a run on a cluster loads it
+    from mcnet.training.distributed import DaskOracle
+
+    return DaskOracle(objective, data, chunk_size, scheduler=scheduler, workers=workers,
+                      timeout=timeout)
+
 
 class Oracle:
     """Counted, timed loss/derivative evaluations on batches or on the full data."""
@@ -57,6 +84,9 @@ class Oracle:
         self.counts: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()
         self._in_precision: dict[np.dtype, Objective] = {}  # see _objective_in
+
+    def close(self) -> None:
+        """Release what the oracle holds; a plain `Oracle` holds nothing to release."""
 
     @property
     def xp(self):
@@ -142,15 +172,15 @@ class Oracle:
             weight = len(chunk[0]) / self.size
             parts = evaluate(chunk)
             if not totals:
-                totals = [_weighted(part, weight) for part in parts]
+                totals = [weighted(part, weight) for part in parts]
             else:
-                totals = [total + _weighted(part, weight) for total, part in zip(totals, parts)]
+                totals = [total + weighted(part, weight) for total, part in zip(totals, parts)]
         return tuple(
             float(t) if isinstance(t, float) else t.astype(self.dtype, copy=False) for t in totals
         )
 
 
-def _weighted(part, weight: float):
+def weighted(part: Any, weight: float) -> Any:
     """weight * part, in float64 for the accumulation."""
     if isinstance(part, float):
         return weight * part
