@@ -386,7 +386,7 @@ def test_ablate_writes_every_study(tmp_path, capsys):
     record = json.loads((out / "step" / "armijo-backtracking.json").read_text())
     assert record["config"]["step"] == "armijo"
     krylov = (out / "krylov.md").read_text()
-    assert krylov.count("\n|") == len(ex.KRYLOV_SETTINGS) + 2, krylov  # header, rule, rows
+    assert krylov.count("\n|") == len(ex.krylov_settings()) + 2, krylov  # header, rule, rows
     record = json.loads((out / "krylov" / "truncated-Newton--forcing-term-.json").read_text())
     assert record["config"]["krylov_stop"] == "forcing"
     # the default configuration is one run, reused by every study (same timings)
