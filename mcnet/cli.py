@@ -212,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser(
         "compare", help="several solvers on one problem (Fig. 3)", allow_abbrev=False,
         description="Several solvers on one problem; first-order ones over an lr grid, the "
-                    "best kept by final training loss. Writes every run's JSON, summary.json, "
-                    "summary.md, loss_vs_epoch.png and loss_vs_time.png into --out-dir.",
+                    "best kept by final training loss. Writes the run records (runs.json.gz), "
+                    "summary.json, summary.md, loss_vs_epoch.png and loss_vs_time.png into "
+                    "--out-dir.",
         epilog=_DATA_NOTES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _problem_flags(compare)
     compare.add_argument("--solvers", type=_list_of(_choice(SOLVER_NAMES, "solver")),
@@ -232,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluate_every_flag(compare)
     compare.add_argument("--redraw", action="store_true",
                          help="train nothing: rebuild the summary and figures from the run "
-                              "records already in --out-dir/runs")
+                              "records already in --out-dir/runs.json.gz")
     _output_flags(compare, "mcnet-compare")
 
     ablate = commands.add_parser(
@@ -240,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Newton-Krylov ablations: the eta sweep, Taylor ratio vs Armijo "
                     "backtracking (with step adjustments per iteration in epoch 1 and the last "
                     "epoch), batch sizes, activations, and the Krylov loop's decisions and "
-                    "stopping rules (krylov); <study>.md, <study>.png and the runs' JSON into "
-                    "--out-dir.",
+                    "stopping rules (krylov); <study>.md, <study>.png and the run records "
+                    "(runs.json.gz) into --out-dir.",
         epilog=_DATA_NOTES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _problem_flags(ablate)
     ablate.add_argument("--study", type=_choice((*ex.STUDIES, "all"), "study"), default="all",
@@ -621,7 +622,7 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
                               f"after {reached:.2f} s (reference: {row['reference_time']:.2f} s)"))
     print(f"wrote {len(written)} files into {out_dir}/: summary.md, summary.json"
           + ("" if args.no_plots else ", loss_vs_epoch.png, loss_vs_time.png")
-          + ("" if args.redraw else ", runs/"))
+          + ("" if args.redraw else f", {ex.RUNS_FILE}"))
     return 0
 
 
@@ -649,19 +650,23 @@ def _ablate(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     out_dir = Path(args.out_dir)
     sections: list[str] = []
     cache: dict[str, dict[str, Any]] = {}
+    records: list[dict[str, Any]] = []
     for study in studies:
         runs = ex.ablate(problem, study, args.epochs, args.batch_size, args.seed, eta=args.eta,
                          log=_log, extra=_command_extra(command_line), cache=cache,
                          etas=args.etas,
                          batch_sizes=args.batch_sizes, activations=args.activations)
         ex.write_ablation(study, runs, out_dir, plots=not args.no_plots)
+        # rewritten after every study: an interrupted ablation keeps the studies it finished
+        records += [record for _, record in runs]
+        ex.write_runs(records, out_dir / ex.RUNS_FILE)
         sections.append(ex.ablation_markdown(study, runs))
         print(ex.ablation_text(study, runs))
         print()
     header = f"# Newton-Krylov ablations\n\nCommand: `{' '.join(command_line)}`\n\n"
     write_atomic(out_dir / "ablation.md", (header + "\n".join(sections)).encode())
-    print(f"wrote {out_dir}/ablation.md and, per study, <study>.md"
-          + ("" if args.no_plots else ", <study>.png") + " and <study>/*.json")
+    print(f"wrote {out_dir}/ablation.md, {ex.RUNS_FILE} and, per study, <study>.md"
+          + ("" if args.no_plots else " and <study>.png"))
     return 0
 
 

@@ -35,6 +35,7 @@ from mcnet.experiments.reports import (
     write_compare,
 )
 from mcnet.experiments.runs import (
+    RUNS_FILE,
     batch_text,
     best_runs,
     final_loss,
@@ -44,6 +45,7 @@ from mcnet.experiments.runs import (
     loss_at_time,
     losses_at_equal_time,
     measured_losses,
+    read_runs,
     run,
     setting,
     solver_options,
@@ -52,6 +54,7 @@ from mcnet.experiments.runs import (
     time_to_loss,
     versions,
     write_record,
+    write_runs,
 )
 from mcnet.experiments.studies import (
     ABLATION_ACTIVATIONS,
@@ -66,6 +69,7 @@ from mcnet.experiments.studies import (
 )
 
 __all__ = [
+    "RUNS_FILE",
     "ABLATION_ACTIVATIONS",
     "ACTIVATIONS",
     "BATCH_SIZES",
@@ -110,5 +114,7 @@ __all__ = [
     "versions",
     "write_ablation",
     "write_compare",
+    "read_runs",
     "write_record",
+    "write_runs",
 ]

@@ -49,14 +49,12 @@ DEVICES = ("cpu", "cuda")
 DIGITS_HOLDOUT = 297
 
 
-
 class ProblemError(ValueError):
     """A problem the flags describe cannot be built; ``flag`` names the flag to blame."""
 
     def __init__(self, flag: str, message: str) -> None:
         super().__init__(f"{flag}: {message}")
         self.flag = flag
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +80,6 @@ class ProblemSpec:
             self.model)
 
 
-
 @dataclasses.dataclass
 class Problem:
     """Loaded data plus the recipe for the model: `build` gives a fresh seeded one."""
@@ -98,7 +95,6 @@ class Problem:
     def build(self, seed: int, activation: str | None = None) -> tuple[nn.Module, nn.Loss]:
         """(module, loss) with parameters drawn from ``seed`` (the same seed, the same start)."""
         return build_model(self.spec, self.n_features, self.n_classes, seed, activation)
-
 
 
 def check_device(device: str) -> None:
@@ -117,7 +113,6 @@ def check_device(device: str) -> None:
                                        "use --device cpu") from None
     if count < 1:
         raise ProblemError("--device", "cuda: no GPU found; use --device cpu")
-
 
 
 def load_problem(spec: ProblemSpec) -> Problem:
@@ -173,7 +168,6 @@ def load_problem(spec: ProblemSpec) -> Problem:
     return Problem(spec, (inputs, targets), test, n_features, n_classes, described)
 
 
-
 def _read(spec: ProblemSpec, dtype: np.dtype):
     """(train inputs, train targets, test pair or None, a name of the training source)."""
     if spec.dataset == "digits":
@@ -206,7 +200,6 @@ def _read(spec: ProblemSpec, dtype: np.dtype):
     return x, y, test, f"{spec.dataset} {spec.train_split} split"
 
 
-
 def _libsvm(path: str, n_features: int | None, dtype: np.dtype, flag: str,
             like: str | None = None):
     if not os.path.isfile(path):
@@ -217,12 +210,10 @@ def _libsvm(path: str, n_features: int | None, dtype: np.dtype, flag: str,
         raise ProblemError(flag, str(exc)) from None
 
 
-
 def enlarge_digits(images: np.ndarray) -> np.ndarray:
     """8x8 digits as 28x28 images: each pixel repeated 3x3 (24x24), 2 zero pixels around."""
     big = images.repeat(3, axis=2).repeat(3, axis=3)
     return np.pad(big, ((0, 0), (0, 0), (2, 2), (2, 2)))
-
 
 
 def adapt(spec: ProblemSpec, inputs: np.ndarray, targets: np.ndarray
@@ -248,10 +239,8 @@ def adapt(spec: ProblemSpec, inputs: np.ndarray, targets: np.ndarray
     return np.ascontiguousarray(inputs.reshape(len(inputs), -1)), targets
 
 
-
 def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape)) + (" images" if len(shape) == 3 else " features")
-
 
 
 def build_model(spec: ProblemSpec, n_features: int, n_classes: int, seed: int,
@@ -288,7 +277,6 @@ def build_model(spec: ProblemSpec, n_features: int, n_classes: int, seed: int,
         module.to(device=None if spec.device == "cpu" else spec.device,
                   dtype=np.dtype(spec.dtype))
     return module, loss
-
 
 
 def _replace(module: nn.Module, kind: type, factory: Callable[[], nn.Module]) -> None:

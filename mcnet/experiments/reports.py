@@ -16,23 +16,23 @@ from typing import Any
 import numpy as np
 
 from mcnet.experiments.runs import (
+    RUNS_FILE,
     best_runs,
     final_loss,
     finite_or_none,
-    json_safe,
     label,
     last_or_none,
     measured_losses,
-    write_record,
+    read_runs,
+    write_runs,
 )
-from mcnet.training.history import History, write_atomic
+from mcnet.training.history import json_safe, write_atomic
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     return f"{value:.{digits}g}"
-
 
 
 def problem_text(problem: dict[str, Any] | None, short: bool = False) -> str:
@@ -47,7 +47,6 @@ def problem_text(problem: dict[str, Any] | None, short: bool = False) -> str:
         model += f" ({problem['activation']})"
     text = f"{model} on {problem['dataset']}, {problem['train_examples']} training examples"
     return text if short else f"{text}, test: {problem['test']}"
-
 
 
 def compare_markdown(summary: dict[str, Any]) -> str:
@@ -88,7 +87,6 @@ def compare_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 def curve_table(records: Sequence[dict[str, Any]]) -> str:
     """Training loss and cumulative solver time per epoch, one column pair per run."""
     names = [label(r) for r in records]
@@ -108,7 +106,6 @@ def curve_table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-
 def require_matplotlib() -> None:
     """ImportError with the install command when the `plot` extra is missing."""
     try:
@@ -118,14 +115,12 @@ def require_matplotlib() -> None:
                           "(or pass --no-plots)") from None
 
 
-
 def save_figure(fig, path: str | os.PathLike) -> Path:
     """PNG via a buffer and `write_atomic`: the path never holds half an image."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     write_atomic(Path(path), buffer.getvalue())
     return Path(path)
-
 
 
 def plot_curves(curves: Sequence[tuple[str, dict[str, Any]]], path: str | os.PathLike,
@@ -158,18 +153,19 @@ def plot_curves(curves: Sequence[tuple[str, dict[str, Any]]], path: str | os.Pat
     return save_figure(fig, path)
 
 
-
 def write_compare(records: Sequence[dict[str, Any]], summary: dict[str, Any], out_dir: Path,
                   plots: bool = True, runs: bool = True) -> list[Path]:
-    """Every run's JSON (unless ``runs`` is False: a redraw leaves the records as they are),
-    the summary (JSON and Markdown) and Fig. 3's two panels as PNGs."""
+    """The run records in one compressed file, `RUNS_FILE` (unless ``runs`` is False: a
+    redraw leaves the records as they are), the summary (JSON and Markdown) and Fig. 3's two
+    panels as PNGs. Records already in the file stay unless a new run has their label: a
+    second comparison into the same folder adds its solvers, and a redraw shows them all."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for record in records if runs else ():
-        name = label(record).replace(" lr=", "-lr").replace(" b=", "-b")
-        path = out_dir / "runs" / f"{name}.json"
-        write_record(record, path)
-        written.append(path)
+    if runs:
+        path = out_dir / RUNS_FILE
+        new = {label(record) for record in records}
+        kept = [r for r in read_runs(path) if label(r) not in new] if path.exists() else []
+        written.append(write_runs([*kept, *records], path))
     path = out_dir / "summary.json"
     write_atomic(path, json.dumps(json_safe(summary), indent=1).encode())
     written.append(path)
@@ -185,22 +181,12 @@ def write_compare(records: Sequence[dict[str, Any]], summary: dict[str, Any], ou
     return written
 
 
-
 def read_compare(out_dir: Path) -> list[dict[str, Any]]:
     """The run records of a `write_compare` folder, in the order they were run."""
-    paths = sorted((out_dir / "runs").glob("*.json"))
-    if not paths:
-        raise FileNotFoundError(f"no run records in {out_dir / 'runs'}")
-    records = [json.loads(p.read_text()) for p in paths]
-    records.sort(key=lambda r: r.get("run_index", 0))
-    for record in records:
-        record["_history"] = History.from_dict(
-            {k: record[k] for k in ("solver", "config", "train_loss", "test_loss",
-                                    "test_accuracy", "epoch_time", "iterations",
-                                    "seconds_by_kind", "evaluations", "meta")}
-            | {"interim_loss": record.get("interim_loss", [])})
-    return records
-
+    path = out_dir / RUNS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no run records in {out_dir} (expected {RUNS_FILE})")
+    return sorted(read_runs(path), key=lambda r: r.get("run_index", 0))
 
 
 def mean_adjustments(record: dict[str, Any], epoch: int) -> float | None:
@@ -209,7 +195,6 @@ def mean_adjustments(record: dict[str, Any], epoch: int) -> float | None:
     values = [r["adjustments"] for r in record["iterations"]
               if r["epoch"] == epoch and not r["skipped"] and not r["rejected"]]
     return float(np.mean(values)) if values else None
-
 
 
 def ablation_row(name: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +216,6 @@ def ablation_row(name: str, record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-
 STUDY_TITLES = {
     "eta": "Taylor-ratio threshold eta",
     "step": "Step rule: Taylor ratio vs Armijo backtracking",
@@ -240,7 +224,6 @@ STUDY_TITLES = {
     "krylov": "Algorithm 1's decisions as printed, warm starts, Krylov stopping rules and the "
               "Gauss-Newton matrix",
 }
-
 
 
 def ablation_markdown(study: str, runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
@@ -265,25 +248,18 @@ def ablation_markdown(study: str, runs: Sequence[tuple[str, dict[str, Any]]]) ->
     return "\n".join(lines) + "\n"
 
 
-
 def write_ablation(study: str, runs: Sequence[tuple[str, dict[str, Any]]], out_dir: Path,
                    plots: bool = True) -> list[Path]:
-    """``<study>.md``, ``<study>.png`` and each run's JSON under ``<study>/``."""
+    """``<study>.md`` and ``<study>.png``; the records go into the ablation's one
+    `RUNS_FILE` (`write_runs`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, record in runs:
-        slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
-        path = out_dir / study / f"{slug}.json"
-        write_record(record, path)
-        written.append(path)
     path = out_dir / f"{study}.md"
     write_atomic(path, ablation_markdown(study, runs).encode())
-    written.append(path)
+    written = [path]
     if plots:
         title = f"{STUDY_TITLES[study]}\n{problem_text(runs[0][1]['problem'], short=True)}"
         written.append(plot_curves(list(runs), out_dir / f"{study}.png", "epoch", title))
     return written
-
 
 
 def ablation_text(study: str, runs: Sequence[tuple[str, dict[str, Any]]]) -> str:

@@ -10,13 +10,16 @@ every summary and figure can be redrawn.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import importlib.metadata
 import inspect
+import json
 import math
 import os
 import platform
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -29,12 +32,13 @@ from mcnet.nn import Objective
 from mcnet.nn.vector import parameter_count, parameters_to_vector
 from mcnet.solvers import SOLVERS, make
 from mcnet.training import fit
-from mcnet.training.history import History
+from mcnet.training.history import History, json_safe, write_atomic
 
 # L-BFGS takes an lr too, but it is the first trial of its line search (1 is its natural
 # value), not a step size to tune; every other solver with an lr is run over the grid.
 NOT_ON_LR_GRID = frozenset({"lbfgs"})
-
+# the one file of a comparison's or an ablation's run records
+RUNS_FILE = "runs.json.gz"
 
 
 def solver_parameters(name: str) -> dict[str, inspect.Parameter]:
@@ -43,10 +47,8 @@ def solver_parameters(name: str) -> dict[str, inspect.Parameter]:
     return {k: p for k, p in parameters.items() if k != "self"}
 
 
-
 def takes_lr(name: str) -> bool:
     return "lr" in solver_parameters(name)
-
 
 
 def takes_eta(name: str) -> bool:
@@ -54,18 +56,15 @@ def takes_eta(name: str) -> bool:
     return "eta" in solver_parameters(name)
 
 
-
 def on_lr_grid(name: str) -> bool:
     """Whether `compare` tunes this solver's learning rate over the grid."""
     return takes_lr(name) and name not in NOT_ON_LR_GRID
-
 
 
 def is_first_order(name: str) -> bool:
     """The baselines NK is measured against: the solvers on the lr grid (SGD, Adam,
     AdaGrad, RMSprop and Shampoo, the one preconditioned method among them)."""
     return on_lr_grid(name)
-
 
 
 def solver_options(name: str, lr: float | None = None, eta: float | None = None,
@@ -81,7 +80,6 @@ def solver_options(name: str, lr: float | None = None, eta: float | None = None,
     if eta is not None and "eta" in parameters:
         options["eta"] = eta
     return options
-
 
 
 def warm_up(problem: Problem, batch_size: int, seed: int = 0) -> float:
@@ -115,7 +113,6 @@ def warm_up(problem: Problem, batch_size: int, seed: int = 0) -> float:
     return problem.warm_up_seconds
 
 
-
 def versions() -> dict[str, str]:
     """The versions that decide a run's numbers."""
     try:
@@ -129,7 +126,6 @@ def versions() -> dict[str, str]:
     except importlib.metadata.PackageNotFoundError:
         pass
     return found
-
 
 
 def run(problem: Problem, solver: str, options: dict[str, Any], epochs: int, batch_size: int,
@@ -172,13 +168,37 @@ def run(problem: Problem, solver: str, options: dict[str, Any], epochs: int, bat
     return record
 
 
-
 def write_record(record: dict[str, Any], path: str | os.PathLike) -> None:
     """The run record as JSON, atomically (non-finite numbers as null)."""
     history: History = record["_history"]
-    extra = {k: v for k, v in record.items() if not k.startswith("_")}
-    history.to_json(path, **extra)
+    history.to_json(path, **_json_part(record))
 
+
+def write_runs(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """The records of a study as one gzip-compressed JSON list, written atomically (keys
+    starting with ``_`` left out, non-finite numbers as null). The gzip header carries no
+    time stamp, so the same records give the same bytes."""
+    payload = json.dumps([json_safe(_json_part(record)) for record in records], indent=0)
+    write_atomic(Path(path), gzip.compress(payload.encode(), compresslevel=9, mtime=0))
+    return Path(path)
+
+
+def read_runs(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a `write_runs` file, each with its `History` under ``_history``."""
+    records = json.loads(gzip.decompress(Path(path).read_bytes()))
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"{path}: expected a list of run records")
+    for record in records:
+        record["_history"] = History.from_dict(
+            {k: record[k] for k in ("solver", "config", "train_loss", "test_loss",
+                                    "test_accuracy", "epoch_time", "iterations",
+                                    "seconds_by_kind", "evaluations", "meta")}
+            | {"interim_loss": record.get("interim_loss", [])})
+    return records
+
+
+def _json_part(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
 def final_loss(record: dict[str, Any]) -> float:
@@ -188,7 +208,6 @@ def final_loss(record: dict[str, Any]) -> float:
         return math.inf
     value = losses[-1]
     return value if value is not None and math.isfinite(value) else math.inf
-
 
 
 def measured_losses(record: dict[str, Any]) -> list[tuple[float, float]]:
@@ -202,7 +221,6 @@ def measured_losses(record: dict[str, Any]) -> list[tuple[float, float]]:
                    for time_, loss in points), key=lambda point: point[0])
 
 
-
 def loss_at_time(record: dict[str, Any], t: float) -> float:
     """The training loss a run had *measured* by solver time ``t``: its loss at the last
     measurement (`measured_losses`) at or before t. Not interpolated: a run whose first
@@ -214,13 +232,11 @@ def loss_at_time(record: dict[str, Any], t: float) -> float:
     return points[max(reached, 0)][1]
 
 
-
 def losses_at_equal_time(record: dict[str, Any], other: dict[str, Any]
                          ) -> tuple[float, float, float]:
     """(T, the two runs' training losses at T), T = the shorter of their total solver times."""
     t = min(record["epoch_time"][-1], other["epoch_time"][-1])
     return t, loss_at_time(record, t), loss_at_time(other, t)
-
 
 
 def time_to_loss(record: dict[str, Any], target: float) -> float | None:
@@ -230,7 +246,6 @@ def time_to_loss(record: dict[str, Any], target: float) -> float | None:
         if loss <= target:
             return time_
     return None
-
 
 
 def setting(record: dict[str, Any]) -> str:
@@ -243,16 +258,13 @@ def setting(record: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-
 def batch_text(record: dict[str, Any]) -> str:
     return "full" if record.get("full_batch") else str(record["batch_size"])
-
 
 
 def label(record: dict[str, Any]) -> str:
     """``adam lr=0.01``, ``newton-krylov b=1024`` or ``newton-krylov``."""
     return " ".join(filter(None, [record["solver"], setting(record)]))
-
 
 
 def best_runs(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -265,22 +277,9 @@ def best_runs(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return best
 
 
-
-def json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-
 def finite_or_none(value: float) -> float | None:
     """``value``, or None (JSON's null) where it is not finite."""
     return value if math.isfinite(value) else None
-
 
 
 def last_or_none(values: Sequence[Any] | None) -> Any:

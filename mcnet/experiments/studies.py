@@ -39,7 +39,6 @@ ABLATION_ACTIVATIONS = ("sigmoid", "relu", "sin", "none")
 STUDIES = ("eta", "step", "batch", "activation", "krylov")
 
 
-
 def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epochs: int,
             batch_sizes: Sequence[int], seed: int = 0, eta: float | None = None,
             progress: bool | None = None, log: Callable[[str], None] | None = None,
@@ -69,7 +68,6 @@ def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epoc
                         + (" (FAILED)" if record["failed"] else ""))
                 records.append(record)
     return records, summarize(records)
-
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -131,7 +129,6 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         },
         "solvers": rows,
     }
-
 
 
 def study_settings(study: str, etas: Sequence[float] = ETAS,

@@ -75,20 +75,20 @@ class History:
     def to_json(self, path: str | os.PathLike | None = None, **extra: Any) -> str:
         """The history as JSON text (non-finite numbers as null); written atomically to
         ``path`` if given. ``extra`` keys (command line, versions, ...) are added on top."""
-        text = json.dumps(_finite({**self.to_dict(), **extra}), indent=1)
+        text = json.dumps(json_safe({**self.to_dict(), **extra}), indent=1)
         if path is not None:
             write_atomic(Path(path), text.encode())
         return text
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN or infinity: they become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
