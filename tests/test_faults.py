@@ -86,7 +86,7 @@ def test_an_unexpected_exception_is_one_line_and_debug_shows_the_traceback(monke
     def broken(*args, **kwargs):
         raise KeyError("internal")
 
-    monkeypatch.setattr(cli.ex, "run", broken)
+    monkeypatch.setattr("mcnet.experiments.run", broken)
     status, _, err = run_cli(capsys, *TINY)
     assert status == 1
     one_line(err, "mcnet train: error: KeyError", "--debug")
