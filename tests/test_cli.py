@@ -20,7 +20,8 @@ import pytest
 
 from mcnet import cli
 from mcnet import experiments as ex
-from mcnet.solvers import SOLVERS
+from mcnet.experiments.studies import variant_options
+from mcnet.solvers import SOLVERS, make
 
 # every solver the issue names; one not registered (yet) is skipped, not failed
 ALL_SOLVERS = ("newton-krylov", "sgd", "adam", "adagrad", "rmsprop", "lbfgs", "hessian-free",
@@ -376,6 +377,17 @@ def test_equal_time_ratio_takes_each_loss_as_measured_by_the_shorter_run():
     assert ex.loss_at_time(slow, 1.4) == 2.0 and ex.loss_at_time(slow, 2.0) == 0.7
     assert ex.loss_at_time(slow, 5.0) == 0.5 and ex.loss_at_time(slow, 7.0) == math.inf
     assert ex.time_to_loss(slow, 0.8) == 1.5 and ex.time_to_loss(slow, 0.3) == 8.0
+
+
+def test_variant_options_are_where_a_variant_differs_from_its_base():
+    # newton-krylov-gn's definition: Algorithm 1 on G + 1e-3 I at eta 0.2
+    assert variant_options("newton-krylov-gn") == {"curvature": "gauss-newton",
+                                                   "damping": 1e-3, "eta": 0.2}
+    fast = variant_options("newton-krylov-fast")
+    assert make("newton-krylov", **fast).config() == make("newton-krylov-fast").config()
+    assert variant_options("newton-krylov") == {}
+    rows = dict(ex.krylov_settings())
+    assert rows["Gauss-Newton, eta 0.2 (newton-krylov-gn)"] == variant_options("newton-krylov-gn")
 
 
 @pytest.mark.slow
