@@ -52,8 +52,9 @@ from _report import (  # noqa: E402
 import mcnet as mc  # noqa: E402
 from mcnet import nn  # noqa: E402
 from mcnet.datasets import batches  # noqa: E402
-from mcnet.solvers import NewtonKrylov, Oracle  # noqa: E402
-from mcnet.solvers.distributed import DaskOracle  # noqa: E402
+from mcnet.solvers import NewtonKrylov  # noqa: E402
+from mcnet.training import Oracle  # noqa: E402
+from mcnet.training.distributed import DaskOracle  # noqa: E402
 
 DEFAULT_MNIST = Path("/work/shared/data/mnist")
 

@@ -25,7 +25,7 @@ from _report import RESULTS, environment, markdown_table, median_time, single_th
 
 import mcnet as mc
 from mcnet import experiments as ex
-from mcnet.solvers import Oracle
+from mcnet.training import Oracle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "experiments"))
 from nk_settings import DATA, PROBLEMS  # noqa: E402  (the comparison's problems)

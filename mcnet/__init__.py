@@ -1,7 +1,7 @@
 """mcnet: multicomplex arrays and networks for exact higher-order derivatives."""
 
-# in this order: the solvers build on nn, the diagnostics on both
-from mcnet import algebra, datasets, nn, solvers, diagnostics  # noqa: I001
+# in this order: the solvers build on nn, training on the solvers, the diagnostics on nn
+from mcnet import algebra, datasets, nn, solvers, training, diagnostics  # noqa: I001
 from mcnet.errors import (
     CheckpointError,
     CheckpointMismatchError,
@@ -49,7 +49,7 @@ from mcnet.functions import (
     zeros,
 )
 from mcnet.nn.objective import Objective
-from mcnet.solvers import History, fit
+from mcnet.training import History, fit
 from mcnet.tensor import (
     Tensor,
     as_tensor,
@@ -135,6 +135,7 @@ __all__ = [
     "tensor",
     "tensordot",
     "testing",
+    "training",
     "transpose",
     "where",
     "zeros",

@@ -208,7 +208,7 @@ def network_section(out_dir: Path) -> None:
     print(f"  d^3 f[v,v,v] {objective.directional(w, [v, v, v], train):.15g} (order-3 forward)")
     print("  mcnet.solvers.NewtonCG, full batch (CG on H dw = -g by exact H v products, "
           "stopped at negative curvature; Armijo line search):")
-    oracle = mc.solvers.Oracle(objective, train)
+    oracle = mc.training.Oracle(objective, train)
     solver = mc.solvers.NewtonCG(max_cg=10)
     state = solver.init(oracle, w)
     for iteration in range(10):

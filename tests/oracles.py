@@ -1,4 +1,4 @@
-"""Analytic stand-ins for `mcnet.solvers.Oracle`: the loss, gradient and Hessian written
+"""Analytic stand-ins for `mcnet.training.Oracle`: the loss, gradient and Hessian written
 out by hand, so that solvers are checked against formulas and not against mcnet itself.
 
 A "batch" is a key into ``functions``; ``None`` is the full-data (global) function.

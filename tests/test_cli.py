@@ -20,7 +20,8 @@ import pytest
 
 from mcnet import cli
 from mcnet import experiments as ex
-from mcnet.solvers import SOLVERS
+from mcnet.experiments.studies import variant_options
+from mcnet.solvers import SOLVERS, make
 
 # every solver the issue names; one not registered (yet) is skipped, not failed
 ALL_SOLVERS = ("newton-krylov", "sgd", "adam", "adagrad", "rmsprop", "lbfgs", "hessian-free",
@@ -293,9 +294,9 @@ def test_compare_writes_runs_summary_and_figures(tmp_path, capsys):
                                   "--solvers", "newton-krylov,adam", "--out-dir", out, *PLOTS,
                                   "--evaluate-every", "2")
     assert status == 0, err
-    runs = sorted(p.name for p in (out / "runs").iterdir())
-    assert runs == ["adam-lr0.01.json", "adam-lr0.1.json", "newton-krylov.json"]
-    record = json.loads((out / "runs" / "adam-lr0.1.json").read_text())
+    records = {ex.label(r): r for r in ex.read_runs(out / ex.RUNS_FILE)}
+    assert sorted(records) == ["adam lr=0.01", "adam lr=0.1", "newton-krylov"]
+    record = records["adam lr=0.1"]
     steps = len(record["iterations"])
     assert [p["iteration"] for p in record["interim_loss"]] == list(range(2, steps, 2))
     summary = json.loads((out / "summary.json").read_text())
@@ -311,13 +312,17 @@ def test_compare_writes_runs_summary_and_figures(tmp_path, capsys):
         for name in ("loss_vs_epoch.png", "loss_vs_time.png"):
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "newton-krylov / adam" in stdout and "at equal wall time" in stdout
+    # the records file is the same bytes whenever the same records are written
+    runs_file = (out / ex.RUNS_FILE).read_bytes()
+    again = ex.write_runs(ex.read_compare(out), tmp_path / "again.json.gz")
+    assert again.read_bytes() == runs_file
     # --redraw rebuilds the same summary from the run records alone
     status, redrawn, err = run_cli(capsys, "compare", "--redraw", "--out-dir", out, *PLOTS)
     assert status == 0, err
     assert json.loads((out / "summary.json").read_text())["solvers"] == summary["solvers"]
     assert redrawn.splitlines()[1:-1] == stdout.splitlines()[1:-1]
-    assert "runs/" not in redrawn.splitlines()[-1]  # the records are left as they are
-    assert json.loads((out / "runs" / "adam-lr0.1.json").read_text()) == record
+    assert ex.RUNS_FILE not in redrawn.splitlines()[-1]  # the records are left as they are
+    assert (out / ex.RUNS_FILE).read_bytes() == runs_file
 
 
 def test_compare_over_batch_sizes_keeps_each_solvers_best(tmp_path, capsys):
@@ -327,12 +332,20 @@ def test_compare_over_batch_sizes_keeps_each_solvers_best(tmp_path, capsys):
                                   "--out-dir", out, "--no-plots")
     assert status == 0, err
     # newton-cg is a full-batch method: one run, not one per batch size
-    runs = sorted(p.name for p in (out / "runs").iterdir())
-    assert runs == ["adam-lr0.1-b64.json", "adam-lr0.1-bfull.json", "newton-cg-bfull.json"]
+    runs = sorted(ex.label(r) for r in ex.read_compare(out))
+    assert runs == ["adam lr=0.1 b=64", "adam lr=0.1 b=full", "newton-cg b=full"]
     rows = {row["solver"]: row for row in json.loads((out / "summary.json").read_text())[
         "solvers"]}
     assert set(rows["adam"]["grid"]) == {"lr=0.1 b=64", "lr=0.1 b=full"}
     assert rows["adam"]["batch_size"] == 64  # 5 steps beat 1 step of the same lr
+    # a second comparison into the folder adds its runs, replacing those of the same label
+    status, _, err = run_cli(capsys, "compare", *TINY, "--epochs", "1", "--lrs", "0.1",
+                             "--solvers", "adam,sgd", "--batch-sizes", "64,full", "--out-dir",
+                             out, "--no-plots")
+    assert status == 0, err
+    runs = sorted(ex.label(r) for r in ex.read_compare(out))
+    assert runs == ["adam lr=0.1 b=64", "adam lr=0.1 b=full", "newton-cg b=full",
+                    "sgd lr=0.1 b=64", "sgd lr=0.1 b=full"]
     status, _, err = run_cli(capsys, "compare", *TINY, "--batch-sizes", "300,full")
     assert status == 2 and err.startswith("mcnet compare: error: --batch-sizes")
 
@@ -366,6 +379,17 @@ def test_equal_time_ratio_takes_each_loss_as_measured_by_the_shorter_run():
     assert ex.time_to_loss(slow, 0.8) == 1.5 and ex.time_to_loss(slow, 0.3) == 8.0
 
 
+def test_variant_options_are_where_a_variant_differs_from_its_base():
+    # newton-krylov-gn's definition: Algorithm 1 on G + 1e-3 I at eta 0.2
+    assert variant_options("newton-krylov-gn") == {"curvature": "gauss-newton",
+                                                   "damping": 1e-3, "eta": 0.2}
+    fast = variant_options("newton-krylov-fast")
+    assert make("newton-krylov", **fast).config() == make("newton-krylov-fast").config()
+    assert variant_options("newton-krylov") == {}
+    rows = dict(ex.krylov_settings())
+    assert rows["Gauss-Newton, eta 0.2 (newton-krylov-gn)"] == variant_options("newton-krylov-gn")
+
+
 @pytest.mark.slow
 def test_ablate_writes_every_study(tmp_path, capsys):
     out = tmp_path / "abl"
@@ -374,25 +398,24 @@ def test_ablate_writes_every_study(tmp_path, capsys):
         "--etas", "0.05,0.5", "--batch-sizes", "64,150", "--activations", "sigmoid,none",
         "--out-dir", out, *PLOTS)
     assert status == 0, err
+    records = {(r["study"], r["setting"]): r for r in ex.read_runs(out / ex.RUNS_FILE)}
     for study in ex.STUDIES:
         table = (out / f"{study}.md").read_text()
         assert table.count("\n|") >= 3, table
-        assert list((out / study).glob("*.json"))
+        assert any(key[0] == study for key in records)
         if not PLOTS:
             assert (out / f"{study}.png").read_bytes()[:4] == b"\x89PNG"
     step = (out / "step.md").read_text()
     assert "armijo backtracking" in step and "adjustments/iter, epoch 2" in step
     assert "# Newton-Krylov ablations" in (out / "ablation.md").read_text()
-    record = json.loads((out / "step" / "armijo-backtracking.json").read_text())
-    assert record["config"]["step"] == "armijo"
+    assert records["step", "armijo backtracking"]["config"]["step"] == "armijo"
     krylov = (out / "krylov.md").read_text()
-    assert krylov.count("\n|") == len(ex.KRYLOV_SETTINGS) + 2, krylov  # header, rule, rows
-    record = json.loads((out / "krylov" / "truncated-Newton--forcing-term-.json").read_text())
-    assert record["config"]["krylov_stop"] == "forcing"
+    assert krylov.count("\n|") == len(ex.krylov_settings()) + 2, krylov  # header, rule, rows
+    assert records["krylov", "truncated Newton (forcing term)"]["config"]["krylov_stop"] == \
+        "forcing"
     # the default configuration is one run, reused by every study (same timings)
-    default = [json.loads((out / study / name).read_text())["wall_time"] for study, name in
-               [("eta", "eta-0.05.json"), ("step", "taylor-ratio.json"),
-                ("activation", "sigmoid.json")]]
+    default = [records[key]["wall_time"] for key in
+               [("eta", "eta=0.05"), ("step", "taylor ratio"), ("activation", "sigmoid")]]
     assert default[0] == default[1] == default[2]
 
 

@@ -23,15 +23,15 @@ pytestmark = pytest.mark.slow  # every test starts or reaches a Dask cluster (1-
 
 import mcnet as mc  # noqa: E402
 from mcnet import nn  # noqa: E402
-from mcnet.solvers import NewtonCG, NewtonKrylov, Oracle  # noqa: E402
-from mcnet.solvers.distributed import (  # noqa: E402
+from mcnet.solvers import NewtonCG, NewtonKrylov  # noqa: E402
+from mcnet.training import Oracle  # noqa: E402
+from mcnet.training.distributed import (  # noqa: E402
     DaskOracle,
     SchedulerError,
     _pickle_without_call_state,
-    close_oracle,
-    make_oracle,
     require_dask,
 )
+from mcnet.training.oracle import make_oracle  # noqa: E402
 
 RTOL = 1e-12
 
@@ -279,15 +279,15 @@ def test_without_dask_the_error_says_how_to_install_it(monkeypatch, digits):
     assert type(make_oracle(objective(mlp()), digits)) is Oracle  # no cluster, no Dask
 
 
-def test_make_oracle_and_close_oracle(client, digits):
+def test_make_oracle_and_close(client, digits):
     plain = make_oracle(objective(mlp()), digits)
-    close_oracle(plain)  # nothing to close
+    plain.close()  # nothing to close
     with pytest.raises(ValueError, match="scheduler='local'"):
         make_oracle(objective(mlp()), digits, workers=2)
     oracle = make_oracle(objective(mlp()), digits, 600, scheduler=client)
     assert isinstance(oracle, DaskOracle)
     w = oracle.initial_point()
-    close_oracle(oracle)
+    oracle.close()
     with pytest.raises(RuntimeError, match="closed"):
         oracle.value(w)
     assert oracle.value(w, (digits[0][:10], digits[1][:10])) > 0  # minibatches still work

@@ -32,8 +32,8 @@ import pytest
 import mcnet as mc
 from mcnet import cli, nn
 from mcnet.datasets import _files
-from mcnet.solvers import checkpoint as checkpoints
 from mcnet.solvers.base import FirstOrderSolver
+from mcnet.training import checkpoint as checkpoints
 
 TINY = ["train", "--model", "logistic_regression", "--subset", "200", "--test-subset", "50",
         "--batch-size", "64", "--solver", "adam", "--epochs", "1"]
@@ -86,7 +86,7 @@ def test_an_unexpected_exception_is_one_line_and_debug_shows_the_traceback(monke
     def broken(*args, **kwargs):
         raise KeyError("internal")
 
-    monkeypatch.setattr(cli.ex, "run", broken)
+    monkeypatch.setattr("mcnet.experiments.run", broken)
     status, _, err = run_cli(capsys, *TINY)
     assert status == 1
     one_line(err, "mcnet train: error: KeyError", "--debug")
@@ -320,7 +320,7 @@ def test_bad_counts_are_named(name, value):
         mc.fit(net, nn.CrossEntropyLoss(), data, PlainSGD(0.1), 1, **{name: value})
     if name == "chunk_size":
         with pytest.raises(ValueError, match=f"chunk_size must be >= 1, got {value}"):
-            mc.solvers.evaluate(net, nn.CrossEntropyLoss(), data, chunk_size=value)
+            mc.training.evaluate(net, nn.CrossEntropyLoss(), data, chunk_size=value)
 
 
 # --- data files -----------------------------------------------------------------------------

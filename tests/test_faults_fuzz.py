@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import mcnet as mc
 from mcnet.datasets import libsvm, read_idx
-from mcnet.solvers import checkpoint as checkpoints
+from mcnet.training import checkpoint as checkpoints
 
 
 def idx_bytes() -> bytes:

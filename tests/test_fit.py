@@ -17,8 +17,9 @@ import pytest
 
 import mcnet as mc
 from mcnet import nn
-from mcnet.solvers import NewtonKrylov, TrainingError, fit
+from mcnet.solvers import NewtonKrylov
 from mcnet.solvers.base import FirstOrderSolver
+from mcnet.training import TrainingError, fit
 
 
 class PlainSGD(FirstOrderSolver):
@@ -273,3 +274,11 @@ def test_module_and_data_that_disagree_are_named():
         fit(net, nn.CrossEntropyLoss(), (inputs[:, :32], labels), NewtonKrylov(), epochs=1)
     with pytest.raises(ValueError, match="labels in"):
         fit(net, nn.CrossEntropyLoss(), (inputs, labels + 10), NewtonKrylov(), epochs=1)
+
+
+def test_dask_is_imported_only_for_a_cluster():
+    code = ("import sys, mcnet; loaded = [m for m in sys.modules if m.startswith("
+            "('mcnet.training.distributed', 'distributed'))]; print(loaded)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

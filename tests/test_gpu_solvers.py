@@ -6,7 +6,8 @@ import pytest
 
 import mcnet as mc
 from mcnet import nn
-from mcnet.solvers import SOLVERS, Oracle, make
+from mcnet.solvers import SOLVERS, make
+from mcnet.training import Oracle
 
 pytestmark = pytest.mark.gpu
 

@@ -29,10 +29,10 @@ from mcnet.solvers.lbfgs import LBFGS, two_loop
 from mcnet.solvers.lscg import LSCG
 from mcnet.solvers.newton_cg import NewtonCG
 from mcnet.solvers.newton_krylov import NewtonKrylov
-from mcnet.solvers.oracle import Oracle
 from mcnet.solvers.rmsprop import RMSprop
 from mcnet.solvers.sgd import SGD
 from mcnet.solvers.shampoo import Shampoo
+from mcnet.training.oracle import Oracle
 
 # --- fake oracles: analytic functions with the Oracle's interface ---------------------------
 

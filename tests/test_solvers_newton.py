@@ -14,7 +14,8 @@ from oracles import AnalyticOracle, quadratic, rosenbrock
 
 import mcnet as mc
 from mcnet import nn
-from mcnet.solvers import NewtonCG, NewtonKrylov, Oracle
+from mcnet.solvers import NewtonCG, NewtonKrylov
+from mcnet.training import Oracle
 
 
 def spd_matrix(rng, n, condition=100.0):

@@ -28,9 +28,10 @@ from test_solvers_baselines import (
 
 import mcnet as mc
 from mcnet import nn
-from mcnet.solvers import AdaHessian, Oracle, ScheduleFreeAdamW, Shampoo, Sophia, make
+from mcnet.solvers import AdaHessian, ScheduleFreeAdamW, Shampoo, Sophia, make
 from mcnet.solvers.adahessian import spatial_average
 from mcnet.solvers.sophia import hutchinson_diagonal, rademacher_probe
+from mcnet.training import Oracle
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -201,7 +202,7 @@ def test_schedule_free_evaluation_point_is_the_average_and_starts_at_w0():
 def test_fit_with_schedule_free_evaluates_and_keeps_x_and_checkpoints_y(tmp_path):
     from pathlib import Path
 
-    from mcnet.solvers import checkpoint
+    from mcnet.training import checkpoint
 
     images, labels = mc.datasets.digits()
     data = (images[:256].reshape(256, 64), labels[:256])
@@ -213,7 +214,7 @@ def test_fit_with_schedule_free_evaluates_and_keeps_x_and_checkpoints_y(tmp_path
     kept = nn.parameters_to_vector(net)
     np.testing.assert_array_equal(kept, state["x"])  # the module holds the average x ...
     assert not np.array_equal(kept, y)  # ... the checkpoint the gradient point y to go on
-    loss = mc.solvers.evaluate(net, nn.CrossEntropyLoss(), data)[0]
+    loss = mc.training.evaluate(net, nn.CrossEntropyLoss(), data)[0]
     assert history.train_loss[-1] == loss
 
 

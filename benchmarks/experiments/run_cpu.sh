@@ -13,11 +13,13 @@ DATA=${MCNET_DATA_DIR:-/work/shared/data}
 OUT=benchmarks/experiments/results
 MNIST="--dataset mnist --data-dir $DATA --train-split test --holdout 2000"
 
+# Each folder keeps the summary, the figures and one file of run records (runs.json.gz,
+# whose records hold the command); what a run prints stays on the terminal.
 run() {  # name, then the mcnet arguments
     local name=$1; shift
     mkdir -p "$OUT/$name"
-    echo "$MCNET $*" > "$OUT/$name/command.txt"
-    "$MCNET" "$@" --out-dir "$OUT/$name" > "$OUT/$name/stdout.txt" 2> "$OUT/$name/log.txt"
+    echo "$MCNET $*"
+    "$MCNET" "$@" --out-dir "$OUT/$name"
 }
 
 names=("$@")
@@ -58,8 +60,8 @@ nk() {  # problem, then the mcnet problem flags
     local name=nk-vs-baselines/$1; shift
     run "$name" compare "$@" $ALL
     "$MCNET" compare "$@" --solvers newton-krylov-fast --evaluate-every 1 --no-plots \
-        --out-dir "$OUT/$name" > "$OUT/$name/fast-stdout.txt" 2>> "$OUT/$name/log.txt"
-    "$MCNET" compare --redraw --out-dir "$OUT/$name" > "$OUT/$name/summary-stdout.txt"
+        --out-dir "$OUT/$name"
+    "$MCNET" compare --redraw --out-dir "$OUT/$name"
 }
 if selected nk-logistic; then
     nk logistic --model logistic_regression $MNIST --epochs 10 $GRID
@@ -89,7 +91,7 @@ fi
 if selected curvature; then
     mkdir -p "$OUT/curvature"
     "$MCNET" train --epochs 10 --save-params "$OUT/curvature/mlp-trained.npy" \
-        --out "$OUT/curvature/mlp-train.json" > "$OUT/curvature/mlp-train.txt"
+        --out "$OUT/curvature/mlp-train.json"
     run curvature/mlp-initial curvature
     run curvature/mlp-trained curvature --params "$OUT/curvature/mlp-trained.npy"
     run curvature/lenet5-initial curvature --model lenet5 $MNIST

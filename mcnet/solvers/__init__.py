@@ -1,22 +1,21 @@
-"""Optimisers and the training loop.
+"""The optimisers, one file each.
 
 Every solver follows one protocol (`mcnet.solvers.base`): constructed with its
 hyperparameters, ``init(oracle, w) -> state`` and ``step(oracle, w, batch, state) ->
-(w, state, StepInfo)``, its state a flat dict of named arrays and scalars. `fit` runs any
-of them over minibatches with checkpoints; `make` builds one from its command-line name.
+(w, state, StepInfo)``, its state a flat dict of named arrays and scalars. `make` builds one
+from its command-line name; `mcnet.training.fit` runs any of them over minibatches.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from mcnet.errors import TrainingError
 from mcnet.solvers.adagrad import AdaGrad
 from mcnet.solvers.adahessian import AdaHessian
 from mcnet.solvers.adam import Adam
 from mcnet.solvers.base import FirstOrderSolver, Solver, StepInfo
-from mcnet.solvers.fit import TrainingError, evaluate, fit
 from mcnet.solvers.hessian_free import HessianFree
-from mcnet.solvers.history import History
 from mcnet.solvers.lbfgs import LBFGS
 from mcnet.solvers.lscg import LSCG
 from mcnet.solvers.newton_cg import NewtonCG
@@ -26,7 +25,6 @@ from mcnet.solvers.newton_krylov import (
     NewtonKrylovFast,
     NewtonKrylovGaussNewton,
 )
-from mcnet.solvers.oracle import Oracle
 from mcnet.solvers.rmsprop import RMSprop
 from mcnet.solvers.schedule_free import ScheduleFreeAdamW
 from mcnet.solvers.sgd import SGD
@@ -70,13 +68,11 @@ __all__ = [
     "FirstOrderSolver",
     "GraftedShampoo",
     "HessianFree",
-    "History",
     "NewtonCG",
     "NewtonKrylov",
     "NewtonKrylovCheap",
     "NewtonKrylovFast",
     "NewtonKrylovGaussNewton",
-    "Oracle",
     "RMSprop",
     "ScheduleFreeAdamW",
     "Shampoo",
@@ -84,7 +80,5 @@ __all__ = [
     "Sophia",
     "StepInfo",
     "TrainingError",
-    "evaluate",
-    "fit",
     "make",
 ]

@@ -7,7 +7,7 @@ keeping the old dict. As in Optax, ``init`` builds the state and ``step`` return
 without modifying the old.
 
 ``step(oracle, w, batch, state) -> (w_new, state, StepInfo)`` takes one iteration on a
-minibatch. The oracle (`mcnet.solvers.oracle.Oracle`) evaluates the loss, gradient, H v,
+minibatch. The oracle (`mcnet.training.oracle.Oracle`) evaluates the loss, gradient, H v,
 v^T H v and Gauss-Newton products on that batch or, with ``batch=None``, on the full
 training data, and counts and times every evaluation.
 """

@@ -1,0 +1,7 @@
+"""``python -m mcnet.cli``: the ``mcnet`` command."""
+
+import sys
+
+from mcnet.cli import main
+
+sys.exit(main())
