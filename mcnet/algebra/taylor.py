@@ -6,6 +6,10 @@ them for one-direction numbers whose perturbation is tiny, where the multicomple
 the jet agree to roundoff (the units' squares, -1 instead of 0, only enter at relative order
 |perturbation|^2).  The list entries are real arrays, or the symbols of ``kernels`` when a
 kernel is traced.
+
+A coefficient may also be ``ZERO``, an exact zero that absorbs every product: the
+perturbation ``x + h e`` has t_2 = t_3 = ... = 0 exactly, and where f(x) overflows
+(sinh at -800) a term ``0 * inf`` must vanish, not turn the whole jet into NaN.
 """
 
 from __future__ import annotations
@@ -15,6 +19,41 @@ import math
 from mcnet.algebra import multicomplex as alg
 
 Jet = list
+
+
+class _Zero:
+    """An exact zero coefficient: ``ZERO * a = ZERO`` for every a (inf included),
+    ``ZERO + a = a``.  NumPy defers to it (``__array_ufunc__ = None``)."""
+
+    __array_ufunc__ = None
+
+    def __mul__(self, other):
+        return self
+
+    __rmul__ = __truediv__ = __mul__
+
+    def __add__(self, other):
+        return other
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return -other
+
+    def __rsub__(self, other):
+        return other
+
+    def __neg__(self):
+        return self
+
+    def __float__(self) -> float:
+        return 0.0
+
+    def __repr__(self) -> str:
+        return "ZERO"
+
+
+ZERO = _Zero()
 
 
 def mul(a: Jet, b: Jet) -> Jet:
@@ -164,3 +203,57 @@ def erf(t: Jet) -> Jet:
     gauss = exp([-c for c in mul(t, t)])
     scale = 2.0 / math.sqrt(math.pi)
     return _integrate(t, alg.erf([t[0]])[0], [scale * g for g in gauss])
+
+
+def expm1(t: Jet) -> Jet:
+    y = exp(t)
+    y[0] = alg.array_module(t[0]).expm1(t[0])
+    return y
+
+
+def power(t: Jet, p: float) -> Jet:
+    """t**p as y_c = t_0**(p - c) w_c, w_0 = 1, w_c = sum_j ((p + 1) j - c) t_j t_0**(j - 1)
+    w_(c-j) / c (the recurrence of t y' = p y t' with y_c scaled by t_0**(c - p)): no
+    coefficient passes through t_0**p, so x**2.5 at x = 1e300 has finite third and higher
+    derivatives although x**2.5 itself overflows."""
+    xp = alg.array_module(t[0])
+    powers = [1.0]  # t_0**(j - 1)
+    w = [1.0]
+    for c in range(1, len(t)):
+        if len(powers) < c:
+            powers.append(powers[-1] * t[0])
+        w.append(sum_of(((p + 1) * j - c) * t[j] * powers[j - 1] * w[c - j]
+                        for j in range(1, c + 1)) * (1.0 / c))
+    with_power = [xp.power(t[0], p - c) for c in range(len(t))]
+    return [with_power[0]] + [with_power[c] * w[c] for c in range(1, len(t))]
+
+
+def _one_minus_square(t: Jet) -> Jet:
+    """1 - t^2 as (1 - t)(1 + t): no cancellation where t_0 is near -+1."""
+    return mul([1.0 - t[0]] + [-x for x in t[1:]], [1.0 + t[0]] + t[1:])
+
+
+def arcsin(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    return _integrate(t, xp.arcsin(t[0]), inv(sqrt(_one_minus_square(t))))
+
+
+def arccos(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    return _integrate(t, xp.arccos(t[0]), [-x for x in inv(sqrt(_one_minus_square(t)))])
+
+
+def arctanh(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    return _integrate(t, xp.arctanh(t[0]), inv(_one_minus_square(t)))
+
+
+def arcsinh(t: Jet) -> Jet:
+    """y' = t' / sqrt(1 + t^2), with 1 + t^2 taken as m^2 (m^-2 + (t/m)^2), m >= |t_0| a
+    power of two, so that t_0^2 never overflows (the derivative at 1e300 is 1e-300)."""
+    xp = alg.array_module(t[0])
+    m = xp.ldexp(xp.ones_like(t[0]), xp.frexp(xp.maximum(xp.abs(t[0]), 1.0))[1])
+    ratio = [x / m for x in t]
+    q = mul(ratio, ratio)
+    q[0] = q[0] + (1.0 / m) ** 2
+    return _integrate(t, xp.arcsinh(t[0]), [x / m for x in inv(sqrt(q))])
