@@ -235,9 +235,9 @@ def derivative(f: Callable[[Tensor], Tensor], x, order: int = 1, h: float | None
 
 # --- the exact Taylor mode ------------------------------------------------------------------
 
-# Exponent shifts tried, after the first scale and the point's own, for values that over- or
-# underflowed: the k-th coefficient moves by 2**(k * shift).
-_SHIFTS = (-64, 64, -512, 512)
+# Step exponents tried after h's, the point's and 0, for values that over- or underflowed:
+# the k-th coefficient moves by 2**(k * E).
+_FAR = (-64, 64, -512, 512)
 _TINY64 = float(np.finfo(np.float64).tiny)
 
 
@@ -262,11 +262,14 @@ class _Scales:
             self.check = 3
 
     def candidates(self):
-        """The exponents E to try, in order."""
-        yield self.first
-        yield self.own
-        for shift in _SHIFTS:
-            yield self.first + shift
+        """The exponents E to try (w = 2**E times v scaled to max-norm about 1), in order,
+        each once: h's (0 by default), the point's, 0, v's own, then the far ones."""
+        seen = []
+        # -e_v: the step v itself (w >= 1 or <= 1 bounds an underflow or overflow, below)
+        for exponent in (self.first, self.own, 0, -self.e_v, *_FAR):
+            if not any(bool(self.xp.all(self.xp.asarray(exponent == e))) for e in seen):
+                seen.append(exponent)
+                yield exponent
 
     def step(self, exponent):
         return self.xp.ldexp(self.v, exponent)
@@ -285,13 +288,17 @@ def _jet(f, point: Tensor, w, k: int):
 
 
 def _certified(f, point: Tensor, k: int, scales: _Scales):
+    """The k-th derivatives certified by pairs of evaluations over the scales' candidates.
+
+    An element no pair certifies is still decided where a scale bounds it: a coefficient
+    below the smallest normal number at a step w >= 1 means |f^(k) v^k| < that number (an
+    underflow: 0, or the tiny value found), an infinite one at a step w <= 1 means it
+    overflows (±inf).  NaN where f(x) is NaN; anything else raises ``DerivativeError``."""
     xp = scales.xp
-    result = unresolved = value = inf_sign = all_small = small = informed = None
+    result = unresolved = value = inf_sign = small = small_found = None
     tried = []
     with np.errstate(all="ignore"):
         for number, exponent in enumerate(scales.candidates()):
-            if number == 1 and not bool(xp.any(xp.asarray(scales.own != scales.first))):
-                continue
             tried.append(exponent)
             value, first = _jet(f, point, scales.step(exponent), k)
             _, second = _jet(f, point, scales.step(exponent + scales.check), k)
@@ -301,41 +308,55 @@ def _certified(f, point: Tensor, k: int, scales: _Scales):
                 result = xp.full(value.shape, np.nan)
                 unresolved = xp.ones(value.shape, dtype=bool)
                 inf_sign = xp.full(value.shape, np.nan)
-                all_small = xp.ones(value.shape, dtype=bool)
                 small = xp.zeros(value.shape)
-                informed = xp.zeros(value.shape, dtype=bool)
-            scale = -k * (exponent + scales.e_v)
-            d = xp.ldexp(first, scale)
-            d_check = xp.ldexp(second, scale - k * scales.check)
+                small_found = xp.zeros(value.shape, dtype=bool)
+            step_exponent = exponent + scales.e_v  # w = 2**step_exponent (times v)
+            d = xp.ldexp(first, -k * step_exponent)
+            d_check = xp.ldexp(second, -k * (step_exponent + scales.check))
+            redo = unresolved & _normal(first, xp) & ~_normal(second, xp)
+            if bool(xp.any(redo)):  # the check's larger step over- or underflowed: a smaller
+                _, third = _jet(f, point, scales.step(exponent - scales.check), k)
+                second = xp.where(redo, third, second)
+                d_check = xp.where(
+                    redo, xp.ldexp(third, -k * (step_exponent - scales.check)), d_check)
             normal = _normal(first, xp) & _normal(second, xp)
             agree = (d == d_check) | (xp.abs(d - d_check) <= 1e-13 * xp.abs(d))
-            if scales.per_element and number == 0 and bool(xp.any(normal & ~agree)):
+            if scales.per_element and number == 0 and bool(xp.any(
+                    (normal & ~agree) | _zero_against_large(first, second, xp)
+                    | _zero_against_large(second, first, xp))):
                 raise _not_elementwise(point.shape, value.shape, mixes=True)
             accept = unresolved & normal & agree
             result = xp.where(accept, d, result)
             unresolved &= ~accept
-            # a NaN says nothing about the value (it broke at this scale); the others vote
-            # on "infinite with this sign at every scale" and "tiny at every scale"
-            informative = ~xp.isnan(first) & ~xp.isnan(second)
-            signed_inf = xp.sign(first) * xp.isinf(first)
-            inf_sign = xp.where(informative & ~informed, signed_inf, inf_sign)
-            inf_sign = xp.where(informative & (signed_inf != inf_sign), 0, inf_sign)
-            informed |= informative
-            is_small = (xp.abs(first) < _TINY64) & (xp.abs(second) < _TINY64)
-            all_small &= is_small | ~informative
-            small = xp.where(is_small & (xp.abs(d) > xp.abs(small)), d, small)
+            # bounds: tiny at w >= 1 (underflow), infinite at w <= 1 (overflow)
+            tiny = (xp.abs(first) < _TINY64) & (step_exponent >= 0)
+            small = xp.where(tiny & (xp.abs(d) >= xp.abs(small)), d, small)
+            small_found |= tiny
+            infinite = xp.isinf(first) & (step_exponent <= 0)
+            sign = xp.sign(first)
+            inf_sign = xp.where(infinite & xp.isnan(inf_sign), sign, inf_sign)
+            inf_sign = xp.where(infinite & (sign != inf_sign), 0, inf_sign)
             if not bool(xp.any(unresolved)):
                 break
         outside = xp.isnan(value)  # f(x) itself is undefined there: so are its derivatives
-        infinite = unresolved & ~outside & informed & (xp.abs(inf_sign) == 1)
-        underflow = unresolved & ~outside & informed & all_small & (xp.abs(small) < _TINY64)
+        overflow = unresolved & ~outside & (xp.abs(inf_sign) == 1) & ~small_found
+        underflow = unresolved & ~outside & small_found & xp.isnan(inf_sign)
         result = xp.where(outside, np.nan, result)
-        result = xp.where(infinite, inf_sign * np.inf, result)
+        result = xp.where(overflow, inf_sign * np.inf, result)
         result = xp.where(underflow, small, result)
-    failed = unresolved & ~outside & ~infinite & ~underflow
+    failed = unresolved & ~outside & ~overflow & ~underflow
     if bool(xp.any(failed)):
         raise _refusal(point, k, failed, tried)
     return result
+
+
+def _zero_against_large(a, b, xp):
+    """a exactly 0 where b is far above underflow: rescaling an elementwise f's step by
+    2**(k p) cannot do that (t - mean(t) cancels at one scale only)."""
+    return (a == 0) & xp.isfinite(b) & (xp.abs(b) > _FAR_ABOVE_UNDERFLOW)
+
+
+_FAR_ABOVE_UNDERFLOW = 2.0**-900
 
 
 def _normal(s, xp):

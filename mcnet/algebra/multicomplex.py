@@ -349,8 +349,11 @@ def expm1(a: Comps) -> Comps:
 
 
 def _one_minus_square(a: Comps) -> Comps:
-    """1 - z^2 as (1 - z)(1 + z): no cancellation near z = -+1."""
-    return mul(_add_real(neg(a), 1.0), _add_real(a, 1.0))
+    """1 - z^2 = (1 - x)(1 + x) - s (2x + s), x = Re z, s = z - x: no cancellation near
+    x = -+1, nor for tiny x (where (1 - z)(1 + z) would form s - s)."""
+    x = real_part(a)
+    s = _add_real(a, -x)
+    return _add_real(neg(mul(s, _add_real(s, 2.0 * x))), (1.0 - x) * (1.0 + x))
 
 
 def arcsin(a: Comps) -> Comps:

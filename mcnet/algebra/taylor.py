@@ -193,10 +193,21 @@ def softplus(t: Jet) -> Jet:
     return _integrate(t, alg.softplus([t[0]])[0], sigmoid(t))
 
 
+def _one_plus_square(t: Jet):
+    """(q, m) with 1 + t^2 = m^2 q, q = m^-2 + (t/m)^2, m >= |t_0| a power of two (1 for
+    |t_0| <= 1): t_0^2 never overflows (arctan' at 1e200 is 1e-400, a number to divide by
+    m twice, not 1 / inf)."""
+    xp = alg.array_module(t[0])
+    m = xp.ldexp(xp.ones_like(t[0]), xp.frexp(xp.maximum(xp.abs(t[0]), 1.0))[1])
+    ratio = [x / m for x in t]
+    q = mul(ratio, ratio)
+    q[0] = q[0] + (1.0 / m) ** 2
+    return q, m
+
+
 def arctan(t: Jet) -> Jet:
-    one_plus_square = mul(t, t)
-    one_plus_square[0] = one_plus_square[0] + 1.0
-    return _integrate(t, alg.array_module(t[0]).arctan(t[0]), inv(one_plus_square))
+    q, m = _one_plus_square(t)
+    return _integrate(t, alg.array_module(t[0]).arctan(t[0]), [x / m / m for x in inv(q)])
 
 
 def erf(t: Jet) -> Jet:
@@ -229,8 +240,10 @@ def power(t: Jet, p: float) -> Jet:
 
 
 def _one_minus_square(t: Jet) -> Jet:
-    """1 - t^2 as (1 - t)(1 + t): no cancellation where t_0 is near -+1."""
-    return mul([1.0 - t[0]] + [-x for x in t[1:]], [1.0 + t[0]] + t[1:])
+    """1 - t^2 with (1 - t_0)(1 + t_0) for the constant term (no cancellation near t_0 = -+1)
+    and -(t^2)_c for the others (no cancellation for tiny t_0)."""
+    square = mul(t, t)
+    return [(1.0 - t[0]) * (1.0 + t[0])] + [-x for x in square[1:]]
 
 
 def arcsin(t: Jet) -> Jet:
@@ -249,11 +262,7 @@ def arctanh(t: Jet) -> Jet:
 
 
 def arcsinh(t: Jet) -> Jet:
-    """y' = t' / sqrt(1 + t^2), with 1 + t^2 taken as m^2 (m^-2 + (t/m)^2), m >= |t_0| a
-    power of two, so that t_0^2 never overflows (the derivative at 1e300 is 1e-300)."""
-    xp = alg.array_module(t[0])
-    m = xp.ldexp(xp.ones_like(t[0]), xp.frexp(xp.maximum(xp.abs(t[0]), 1.0))[1])
-    ratio = [x / m for x in t]
-    q = mul(ratio, ratio)
-    q[0] = q[0] + (1.0 / m) ** 2
-    return _integrate(t, xp.arcsinh(t[0]), [x / m for x in inv(sqrt(q))])
+    """y' = t' / sqrt(1 + t^2) = t' / (m sqrt(q)) (``_one_plus_square``): the derivative at
+    1e300 is 1e-300, not 1 / sqrt(inf)."""
+    q, m = _one_plus_square(t)
+    return _integrate(t, alg.array_module(t[0]).arcsinh(t[0]), [x / m for x in inv(sqrt(q))])
