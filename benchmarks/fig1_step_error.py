@@ -39,9 +39,10 @@ def markdown(table: dict, env: dict) -> str:
     return (
         f"# Fig. 1: relative error vs step h, f(x) = e^x/(x^2+1) at x = {table['x']:g}\n\n"
         f"Exact (closed forms in 40-digit decimal): f' = {first!r}, f'' = {second!r}.\n"
-        f"First derivative: forward FD, central FD, complex step (`mc.directional(f, x, [1], h)`)."
+        f"First derivative: forward FD, central FD, complex step "
+        f"(`mc.derivatives.multicomplex_step(f, x, [1], h)`)."
         f"\nSecond derivative: FD second difference, bicomplex step "
-        f"(`mc.directional(f, x, [1, 1], h)`).\n\n"
+        f"(`mc.derivatives.multicomplex_step(f, x, [1, 1], h)`).\n\n"
         f"Relative errors are clipped at {ERROR_CLIP:g}: for h < 1e-16, x + h == x in float64 and"
         f" every FD quotient is 0 (error 1) or 0/0; the bicomplex step carries h^2 f'' in its"
         f" i1 i2 part, which leaves the float64 range below h ~ 1e-154 (subnormal, then 0/0)."

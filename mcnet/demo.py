@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import mcnet as mc
+from mcnet.derivatives import multicomplex_step
 
 X0 = 10.0  # the paper's point: f(x) = e^x / (x^2 + 1) at x = 10
 FD_SCHEMES = ("forward FD", "central FD", "complex step", "FD second difference",
@@ -61,10 +62,11 @@ def step_error_table(x: float = X0, exponents: Sequence[int] = range(1, 201)) ->
     """Relative errors of five derivative schemes of ``f`` at x for h = 10**-e, e in exponents.
 
     First derivative: forward FD (f(x+h) - f(x))/h, central FD (f(x+h) - f(x-h))/(2h), and
-    the complex step ``mc.directional(f, x, [1], h)``.  Second derivative: the FD second
-    difference (f(x+h) - 2f(x) + f(x-h))/h^2 and the bicomplex step
-    ``mc.directional(f, x, [1, 1], h)``.  Errors are clipped to [0, ERROR_CLIP]: NaN or
-    infinity (0/0 once h^2 underflows, FD once x + h == x) counts as ERROR_CLIP.
+    the complex step ``multicomplex_step(f, x, [1], h)``.  Second derivative: the FD
+    second difference (f(x+h) - 2f(x) + f(x-h))/h^2 and the bicomplex step
+    ``multicomplex_step(f, x, [1, 1], h)`` (``mcnet.derivatives``).  Errors are clipped to
+    [0, ERROR_CLIP]: NaN or infinity (0/0 once h^2 underflows, FD once x + h == x) counts as
+    ERROR_CLIP.
     """
     first, second, _ = exact_derivatives(x)
     fx = np.float64(f(mc.tensor(x)).item())
@@ -75,9 +77,9 @@ def step_error_table(x: float = X0, exponents: Sequence[int] = range(1, 201)) ->
             plus, minus = (np.float64(f(mc.tensor(x + s)).item()) for s in (h, -h))
             estimates["forward FD"].append((plus - fx) / h)
             estimates["central FD"].append((plus - minus) / (2 * h))
-            estimates["complex step"].append(mc.directional(f, x, [1.0], h=h))
+            estimates["complex step"].append(multicomplex_step(f, x, [1.0], h=h))
             estimates["FD second difference"].append((plus - 2 * fx + minus) / h**2)
-            estimates["bicomplex step"].append(mc.directional(f, x, [1.0, 1.0], h=h))
+            estimates["bicomplex step"].append(multicomplex_step(f, x, [1.0, 1.0], h=h))
         errors = {}
         for name, values in estimates.items():
             exact = second if name in ("FD second difference", "bicomplex step") else first

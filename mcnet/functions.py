@@ -38,6 +38,8 @@ _LOOPS = {"sigmoid": loops.sigmoid, "tanh": loops.tanh}
 def _analytic(name: str, doc: str) -> Callable[[Tensor], Tensor]:
     def lifted(x) -> Tensor:
         x = as_tensor(x)
+        if x.one_direction and symmetric.nilpotent():  # exact Taylor mode: no fused paths
+            return Tensor._from_comps(getattr(symmetric, name)(x.comps))
         if name in _LOOPS and x.device == "cpu":
             out = _LOOPS[name](x.data)
             if out is not None:
@@ -66,6 +68,11 @@ arctan = _analytic("arctan", "Principal arctangent.")
 sigmoid = _analytic("sigmoid", "Logistic function 1 / (1 + exp(-x)).")
 softplus = _analytic("softplus", "log(1 + exp(x)), stable for large |x|.")
 erf = _analytic("erf", "Error function (Taylor series about the real part).")
+expm1 = _analytic("expm1", "exp(x) - 1, exact for tiny x.")
+arcsin = _analytic("arcsin", "Principal arcsine (real domain [-1, 1]).")
+arccos = _analytic("arccos", "Principal arccosine (real domain [-1, 1]).")
+arctanh = _analytic("arctanh", "Inverse hyperbolic tangent (real domain (-1, 1)).")
+arcsinh = _analytic("arcsinh", "Inverse hyperbolic sine.")
 
 
 def power(x, p) -> Tensor:

@@ -728,6 +728,8 @@ def _stacked_product(a: Tensor, like: Tensor, b_zeros: bool = True) -> Callable:
         nonlocal left
         db = data_of(b)
         r = db.shape[2]
+        if not terms:  # every component of one operand is zero (a zero direction)
+            return Tensor(np.zeros((max(ka, kb), p, r), dtype=np.result_type(da, db)))
         if (ka > 1 and kb > 1 and da[0].size * 8 <= db[0].size and da.dtype == db.dtype
                 and max(ka, kb) * kb <= len(rows) * len(cols)):
             right = _stack_rows(db, list(range(kb)), copy=False)

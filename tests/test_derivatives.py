@@ -136,11 +136,21 @@ def test_complex_step_first_derivative_is_exact_for_every_small_step():
     exact = squire_trapp_first(x)
     for exponent in range(8, 201, 4):
         h = 10.0**-exponent
-        got = mc.derivative(squire_trapp, x, 1, h=h)
+        got = mc.derivatives.multicomplex_step(squire_trapp, x, [1.0], h=h)
         assert abs(got - exact) <= 4e-16 * abs(exact), (h, got, exact)
     # large steps: the O(h^2) truncation error is visible and shrinks as h^2
-    errors = [abs(mc.derivative(squire_trapp, x, 1, h=h) - exact) for h in (1e-2, 1e-3)]
+    errors = [abs(mc.derivatives.multicomplex_step(squire_trapp, x, [1.0], h=h) - exact)
+              for h in (1e-2, 1e-3)]
     assert errors[0] > 1e-6 and 50 < errors[0] / errors[1] < 200
+
+
+def test_derivative_is_exact_for_every_user_step():
+    """The Taylor mode has no truncation error: h only scales, from 1e-300 to 1e-2."""
+    x = 1.5
+    exact = squire_trapp_first(x)
+    for exponent in (2, 3, 8, 40, 100, 160, 200, 250, 300):
+        got = mc.derivative(squire_trapp, x, 1, h=10.0**-exponent)
+        assert abs(got - exact) <= 8e-16 * abs(exact), (exponent, got, exact)
 
 
 def test_bicomplex_step_second_derivative_is_exact_down_to_1e_100():

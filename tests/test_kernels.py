@@ -51,7 +51,8 @@ HAND_WRITTEN = {
 def test_fused_derivatives_match_hand_written_formulas(name, order, dtype):
     f, derivs = HAND_WRITTEN[name]
     x = np.linspace(-6, 6, N).astype(dtype)
-    got = mc.derivative(f, x, order)
+    # the multicomplex step: mc.derivative's Taylor mode does not run the fused kernels
+    got = mc.derivatives.multicomplex_step(f, x, [np.ones_like(x)] * order)
     want = derivs(x.astype(np.float64))[order - 1]
     tol = 1e-11 if dtype == np.float64 else 2e-4
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())

@@ -165,7 +165,9 @@ def test_network_curvature_and_third_derivative_match_the_general_layout():
 def test_taylor_series_agree_with_the_exact_path_for_tiny_perturbations(name, order, data):
     """The jet recurrences and the multicomplex recursion are independent; where the
     perturbation is tiny they must agree to roundoff, coefficient by coefficient."""
-    x0 = data.draw(hnp.arrays(np.float64, 4, elements=st.floats(0.2, 3.0)))
+    # arcsin, arccos and arctanh are real on (-1, 1) only
+    hi = 0.9 if name in ("arcsin", "arccos", "arctanh") else 3.0
+    x0 = data.draw(hnp.arrays(np.float64, 4, elements=st.floats(0.2, hi)))
     v = data.draw(hnp.arrays(np.float64, 4, elements=st.floats(-1, 1)))
     h = mc.default_step(np.float64, order)
     s = mc.perturb(x0, [v] * order, h).comps

@@ -2,13 +2,18 @@
 
 from mcnet.algebra.multicomplex import (
     add,
+    arccos,
+    arcsin,
+    arcsinh,
     arctan,
+    arctanh,
     array_module,
     cos,
     cosh,
     div,
     erf,
     exp,
+    expm1,
     int_power,
     inv,
     log,
@@ -28,7 +33,8 @@ from mcnet.algebra.multicomplex import (
 )
 
 __all__ = [
-    "add", "arctan", "array_module", "cos", "cosh", "div", "erf", "exp", "int_power", "inv",
+    "add", "arccos", "arcsin", "arcsinh", "arctan", "arctanh", "array_module", "cos", "cosh",
+    "div", "erf", "exp", "expm1", "int_power", "inv",
     "log", "log1p", "mul", "neg", "power", "sigmoid", "sin", "sinh", "softplus", "sqrt",
     "sub", "tan", "tanh", "where",
 ]

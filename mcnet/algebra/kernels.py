@@ -326,8 +326,12 @@ def kernel(
 
 
 def applies(name: str, order: int, one_direction: bool = False, device: str = "cpu") -> bool:
-    """Whether ``name`` has a fused kernel worth using at this order on this device."""
+    """Whether ``name`` has a fused kernel worth using at this order on this device.  Not for
+    one-direction numbers with nilpotent units: those skip exactly-zero coefficients
+    (``symmetric._zeros``), which straight-line code cannot."""
     if name not in FUSED or order > MAX_KERNEL_ORDER:
+        return False
+    if one_direction and symmetric.nilpotent():
         return False
     return order >= 2 if one_direction else order >= FUSED[name][2 if device == "cpu" else 3]
 

@@ -336,6 +336,59 @@ def atan2(p: Comps, q: Comps) -> Comps:
     return where(xp.abs(rq) >= xp.abs(rp), by_q, by_p)
 
 
+def expm1(a: Comps) -> Comps:
+    """exp(z) - 1 = expm1(z1) cos z2 - 2 sin^2(z2 / 2) + i exp(z1) sin z2: no cancellation for
+    tiny z (cos z2 - 1 is -2 sin^2(z2 / 2))."""
+    if len(a) == 1:
+        return [array_module(a[0]).expm1(a[0])]
+    h = len(a) // 2
+    em1 = expm1(a[:h])
+    s2, c2 = sincos(a[h:])
+    half = sin(scale(a[h:], 0.5))
+    return sub(mul(em1, c2), scale(mul(half, half), 2.0)) + mul(_add_real(em1, 1.0), s2)
+
+
+def _one_minus_square(a: Comps) -> Comps:
+    """1 - z^2 = (1 - x)(1 + x) - s (2x + s), x = Re z, s = z - x: no cancellation near
+    x = -+1, nor for tiny x (where (1 - z)(1 + z) would form s - s)."""
+    x = real_part(a)
+    s = _add_real(a, -x)
+    return _add_real(neg(mul(s, _add_real(s, 2.0 * x))), (1.0 - x) * (1.0 + x))
+
+
+def arcsin(a: Comps) -> Comps:
+    """arcsin z = the angle of sqrt(1 - z^2) + z i (branches by real parts)."""
+    if len(a) == 1:
+        return [array_module(a[0]).arcsin(a[0])]
+    return atan2(a, sqrt(_one_minus_square(a)))
+
+
+def arccos(a: Comps) -> Comps:
+    """arccos z = the angle of z + sqrt(1 - z^2) i: no cancellation near z = 1."""
+    if len(a) == 1:
+        return [array_module(a[0]).arccos(a[0])]
+    return atan2(sqrt(_one_minus_square(a)), a)
+
+
+def arctanh(a: Comps) -> Comps:
+    """(log1p(z) - log1p(-z)) / 2: the two logarithms have opposite signs for tiny z."""
+    if len(a) == 1:
+        return [array_module(a[0]).arctanh(a[0])]
+    return scale(sub(log1p(a), log1p(neg(a))), 0.5)
+
+
+def arcsinh(a: Comps) -> Comps:
+    """s log1p(w + w^2 / (1 + sqrt(1 + w^2))), w = s z, s = sign(Re z): no cancellation for
+    negative or tiny z."""
+    if len(a) == 1:
+        return [array_module(a[0]).arcsinh(a[0])]
+    s = sign_of_real(a)
+    w = scale(a, s)
+    w2 = mul(w, w)
+    root = sqrt(_add_real(w2, 1.0))
+    return scale(log1p(add(w, div(w2, _add_real(root, 1.0)))), s)
+
+
 # --- principal branches ------------------------------------------------------------------------
 # The recursions above pick branches by real parts.  That is right whenever the imaginary
 # parts are small next to the real part, but with O(1) imaginary parts the idempotent

@@ -16,14 +16,24 @@ complex ones.  A function of a number whose perturbation is tiny (``is_tiny``: t
 case) is its truncated Taylor series (``taylor``), which agrees with the multicomplex value to
 roundoff at O(k^2) cost; otherwise it expands to the general layout, applies the exact
 recursion of ``multicomplex`` and reads one representative coefficient per class back.
+
+Inside ``with nilpotent_units():`` the same layout holds numbers whose units square to 0
+(truncated Taylor, hyper-dual numbers): a product keeps only the terms with no unit in
+common, (s t)_c = sum_p C(c, p) s_p t_(c-p) (Leibniz's rule), and every function is its
+Taylor recurrence.  Then f(x + w (e_1 + ... + e_k)) has s_c = f^(c)(x) w^c exactly, for any
+w: no truncation error at any step, which ``mcnet.derivatives`` uses for plain functions.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from math import comb
+
+import numpy as np
 
 from mcnet.algebra import multicomplex as alg
 from mcnet.algebra import taylor
@@ -31,6 +41,29 @@ from mcnet.algebra import taylor
 Comps = list  # [s_0, ..., s_k], real arrays
 
 add, sub, neg, scale, where = alg.add, alg.sub, alg.neg, alg.scale, alg.where
+
+
+_NILPOTENT = contextvars.ContextVar("mcnet_nilpotent_units", default=False)
+
+
+class MixedLayoutError(TypeError):
+    """A number with nilpotent units met a general-layout (multicomplex) one: the two
+    algebras do not combine."""
+
+
+@contextlib.contextmanager
+def nilpotent_units() -> Iterator[None]:
+    """One-direction numbers computed in this block have units with e^2 = 0."""
+    token = _NILPOTENT.set(True)
+    try:
+        yield
+    finally:
+        _NILPOTENT.reset(token)
+
+
+def nilpotent() -> bool:
+    """Whether one-direction numbers are nilpotent here (``nilpotent_units``)."""
+    return _NILPOTENT.get()
 
 
 def order(s: Comps) -> int:
@@ -48,14 +81,21 @@ def _weights(k: int) -> dict[tuple[int, int], list[tuple[int, int]]]:
     return table
 
 
-_WEIGHTS: dict[int, dict] = {}
+def _nilpotent_weights(k: int) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """The same for nilpotent units: only q = 0, s_p t_(c-p) into c with weight C(c, p)."""
+    return {(p, c - p): [(c, comb(c, p))] for c in range(k + 1) for p in range(c + 1)}
+
+
+_WEIGHTS: dict[tuple[int, bool], dict] = {}
 
 
 def weights(k: int) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    """``_weights(k)``, computed once per order."""
-    table = _WEIGHTS.get(k)
+    """``_weights(k)`` (``_nilpotent_weights(k)`` inside ``nilpotent_units``), computed once
+    per order."""
+    key = (k, nilpotent())
+    table = _WEIGHTS.get(key)
     if table is None:
-        table = _WEIGHTS[k] = _weights(k)
+        table = _WEIGHTS[key] = (_nilpotent_weights if key[1] else _weights)(k)
     return table
 
 
@@ -92,16 +132,22 @@ _ZERO_CHECK_SIZE = 1 << 16
 
 
 def _zeros(s: Comps) -> set[int]:
+    # with nilpotent units every size is checked: 0 * inf must not make a NaN there
+    limit = math.inf if nilpotent() else _ZERO_CHECK_SIZE
     return {
         c
         for c, x in enumerate(s)
-        if getattr(x, "size", _ZERO_CHECK_SIZE + 1) <= _ZERO_CHECK_SIZE
-        and not bool(alg.array_module(x).any(x))
+        if getattr(x, "size", math.inf) <= limit and not bool(alg.array_module(x).any(x))
     }
 
 
 def expand(s: Comps) -> alg.Comps:
     """The general complex-packed layout: component j is s_|j| + i_1 s_(|j|+1)."""
+    if nilpotent():
+        raise MixedLayoutError(
+            "a number with nilpotent units (mcnet.derivatives' exact mode) cannot be expanded "
+            "to the multicomplex general layout"
+        )
     k = len(s) - 1
     return [s[j.bit_count()] + 1j * s[j.bit_count() + 1] for j in range(2 ** (k - 1))]
 
@@ -131,6 +177,11 @@ _FUNCTIONS: dict[str, tuple[Callable, Callable, bool]] = {
     "sigmoid": (taylor.sigmoid, alg.sigmoid, False),
     "softplus": (taylor.softplus, alg.softplus, False),
     "erf": (taylor.erf, alg.erf, False),
+    "expm1": (taylor.expm1, alg.expm1, False),
+    "arcsin": (taylor.arcsin, alg.arcsin, False),
+    "arccos": (taylor.arccos, alg.arccos, False),
+    "arctanh": (taylor.arctanh, alg.arctanh, False),
+    "arcsinh": (taylor.arcsinh, alg.arcsinh, False),
 }
 
 
@@ -142,13 +193,21 @@ def exact(name: str) -> Callable[[Comps], Comps]:
 
 def series(name: str) -> Callable[[Comps], Comps]:
     """``name`` by its Taylor recurrence on t_c = s_c / c!: equal to ``exact`` to roundoff
-    when ``is_tiny``."""
-    jet = _FUNCTIONS[name][0]
+    when ``is_tiny``, and the exact value for nilpotent units."""
+    return _by_jet(lambda t: _FUNCTIONS[name][0](t))
+
+
+def _by_jet(jet: Callable[[list], list]) -> Callable[[Comps], Comps]:
+    """A Taylor recurrence on t_c = s_c / c! lifted to one-direction coefficients s_c.  With
+    nilpotent units, coefficients that are exactly zero enter as ``taylor.ZERO``."""
 
     def apply(s: Comps) -> Comps:
         factorials = [math.factorial(c) for c in range(len(s))]
-        t = [x * (1.0 / f) if f > 1 else x for x, f in zip(s, factorials)]
-        return [y * float(f) if f > 1 else y for y, f in zip(jet(t), factorials)]
+        zeros = _zeros(s[1:]) if nilpotent() else set()
+        t = [taylor.ZERO if c - 1 in zeros else x * (1.0 / f) if f > 1 else x
+             for c, (x, f) in enumerate(zip(s, factorials))]
+        y = [y * float(f) if f > 1 else y for y, f in zip(jet(t), factorials)]
+        return [alg.array_module(s[0]).zeros_like(s[0]) if v is taylor.ZERO else v for v in y]
 
     return apply
 
@@ -175,7 +234,9 @@ def _dispatching(name: str) -> Callable[[Comps], Comps]:
     def lifted(s: Comps) -> Comps:
         if len(s) == 1:
             return general(s)
-        return series_path(s) if is_tiny(name, s) else exact_path(s)
+        if nilpotent() or is_tiny(name, s):
+            return series_path(s)
+        return exact_path(s)
 
     lifted.__name__ = name
     lifted.__doc__ = f"{name} of a one-direction number (Taylor series when tiny, else exact)."
@@ -197,13 +258,33 @@ arctan = _dispatching("arctan")
 sigmoid = _dispatching("sigmoid")
 softplus = _dispatching("softplus")
 erf = _dispatching("erf")
+expm1 = _dispatching("expm1")
+arcsin = _dispatching("arcsin")
+arccos = _dispatching("arccos")
+arctanh = _dispatching("arctanh")
+arcsinh = _dispatching("arcsinh")
 
 
 def power(s: Comps, p) -> Comps:
-    """s**p through the general layout (integer powers are products there)."""
+    """s**p through the general layout (integer powers are products there); with nilpotent
+    units integer powers by repeated products, others by their Taylor recurrence."""
     if len(s) == 1:
         return alg.power(s, p)
-    return compress(alg.power(expand(s), p), len(s) - 1)
+    if not nilpotent():
+        return compress(alg.power(expand(s), p), len(s) - 1)
+    integral = isinstance(p, (int, np.integer)) or (float(p).is_integer() and abs(p) < 2**31)
+    if not integral:
+        return _by_jet(lambda t: taylor.power(t, float(p)))(s)
+    p = int(p)
+    base, result = (inv(s) if p < 0 else s), None
+    for bit in bin(abs(p))[2:]:  # square and multiply, from the top bit
+        result = None if result is None else mul(result, result)
+        if bit == "1":
+            result = base if result is None else mul(result, base)
+    if result is None:  # p == 0
+        xp = alg.array_module(s[0])
+        return [xp.ones_like(s[0])] + [xp.zeros_like(x) for x in s[1:]]
+    return result
 
 
 def div(a: Comps, b: Comps) -> Comps:

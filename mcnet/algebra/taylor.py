@@ -6,6 +6,10 @@ them for one-direction numbers whose perturbation is tiny, where the multicomple
 the jet agree to roundoff (the units' squares, -1 instead of 0, only enter at relative order
 |perturbation|^2).  The list entries are real arrays, or the symbols of ``kernels`` when a
 kernel is traced.
+
+A coefficient may also be ``ZERO``, an exact zero that absorbs every product: the
+perturbation ``x + h e`` has t_2 = t_3 = ... = 0 exactly, and where f(x) overflows
+(sinh at -800) a term ``0 * inf`` must vanish, not turn the whole jet into NaN.
 """
 
 from __future__ import annotations
@@ -15,6 +19,41 @@ import math
 from mcnet.algebra import multicomplex as alg
 
 Jet = list
+
+
+class _Zero:
+    """An exact zero coefficient: ``ZERO * a = ZERO`` for every a (inf included),
+    ``ZERO + a = a``.  NumPy defers to it (``__array_ufunc__ = None``)."""
+
+    __array_ufunc__ = None
+
+    def __mul__(self, other):
+        return self
+
+    __rmul__ = __truediv__ = __mul__
+
+    def __add__(self, other):
+        return other
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return -other
+
+    def __rsub__(self, other):
+        return other
+
+    def __neg__(self):
+        return self
+
+    def __float__(self) -> float:
+        return 0.0
+
+    def __repr__(self) -> str:
+        return "ZERO"
+
+
+ZERO = _Zero()
 
 
 def mul(a: Jet, b: Jet) -> Jet:
@@ -154,13 +193,76 @@ def softplus(t: Jet) -> Jet:
     return _integrate(t, alg.softplus([t[0]])[0], sigmoid(t))
 
 
+def _one_plus_square(t: Jet):
+    """(q, m) with 1 + t^2 = m^2 q, q = m^-2 + (t/m)^2, m >= |t_0| a power of two (1 for
+    |t_0| <= 1): t_0^2 never overflows (arctan' at 1e200 is 1e-400, a number to divide by
+    m twice, not 1 / inf)."""
+    xp = alg.array_module(t[0])
+    m = xp.ldexp(xp.ones_like(t[0]), xp.frexp(xp.maximum(xp.abs(t[0]), 1.0))[1])
+    ratio = [x / m for x in t]
+    q = mul(ratio, ratio)
+    q[0] = q[0] + (1.0 / m) ** 2
+    return q, m
+
+
 def arctan(t: Jet) -> Jet:
-    one_plus_square = mul(t, t)
-    one_plus_square[0] = one_plus_square[0] + 1.0
-    return _integrate(t, alg.array_module(t[0]).arctan(t[0]), inv(one_plus_square))
+    q, m = _one_plus_square(t)
+    return _integrate(t, alg.array_module(t[0]).arctan(t[0]), [x / m / m for x in inv(q)])
 
 
 def erf(t: Jet) -> Jet:
     gauss = exp([-c for c in mul(t, t)])
     scale = 2.0 / math.sqrt(math.pi)
     return _integrate(t, alg.erf([t[0]])[0], [scale * g for g in gauss])
+
+
+def expm1(t: Jet) -> Jet:
+    y = exp(t)
+    y[0] = alg.array_module(t[0]).expm1(t[0])
+    return y
+
+
+def power(t: Jet, p: float) -> Jet:
+    """t**p as y_c = t_0**(p - c) w_c, w_0 = 1, w_c = sum_j ((p + 1) j - c) t_j t_0**(j - 1)
+    w_(c-j) / c (the recurrence of t y' = p y t' with y_c scaled by t_0**(c - p)): no
+    coefficient passes through t_0**p, so x**2.5 at x = 1e300 has finite third and higher
+    derivatives although x**2.5 itself overflows."""
+    xp = alg.array_module(t[0])
+    powers = [1.0]  # t_0**(j - 1)
+    w = [1.0]
+    for c in range(1, len(t)):
+        if len(powers) < c:
+            powers.append(powers[-1] * t[0])
+        w.append(sum_of(((p + 1) * j - c) * t[j] * powers[j - 1] * w[c - j]
+                        for j in range(1, c + 1)) * (1.0 / c))
+    with_power = [xp.power(t[0], p - c) for c in range(len(t))]
+    return [with_power[0]] + [with_power[c] * w[c] for c in range(1, len(t))]
+
+
+def _one_minus_square(t: Jet) -> Jet:
+    """1 - t^2 with (1 - t_0)(1 + t_0) for the constant term (no cancellation near t_0 = -+1)
+    and -(t^2)_c for the others (no cancellation for tiny t_0)."""
+    square = mul(t, t)
+    return [(1.0 - t[0]) * (1.0 + t[0])] + [-x for x in square[1:]]
+
+
+def arcsin(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    return _integrate(t, xp.arcsin(t[0]), inv(sqrt(_one_minus_square(t))))
+
+
+def arccos(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    return _integrate(t, xp.arccos(t[0]), [-x for x in inv(sqrt(_one_minus_square(t)))])
+
+
+def arctanh(t: Jet) -> Jet:
+    xp = alg.array_module(t[0])
+    return _integrate(t, xp.arctanh(t[0]), inv(_one_minus_square(t)))
+
+
+def arcsinh(t: Jet) -> Jet:
+    """y' = t' / sqrt(1 + t^2) = t' / (m sqrt(q)) (``_one_plus_square``): the derivative at
+    1e300 is 1e-300, not 1 / sqrt(inf)."""
+    q, m = _one_plus_square(t)
+    return _integrate(t, alg.array_module(t[0]).arcsinh(t[0]), [x / m for x in inv(sqrt(q))])

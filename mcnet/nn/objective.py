@@ -33,6 +33,7 @@ import numpy as np
 
 import mcnet as mc
 from mcnet.algebra.multicomplex import array_module
+from mcnet.derivatives import multicomplex_step
 from mcnet.nn.batchnorm import _BatchNorm, running_statistics_frozen
 from mcnet.nn.loss import as_loss
 from mcnet.nn.module import Module
@@ -114,7 +115,7 @@ class Objective:
         def loss_at(point: Tensor) -> Tensor:
             return self._evaluate(point, batch, backward=False)[0]
 
-        return float(mc.directional(loss_at, w, directions, h))
+        return float(multicomplex_step(loss_at, w, directions, h))
 
     def gauss_newton_product(self, w, v, batch) -> np.ndarray:
         """G v = J^T H_L J v (Martens 2010), J the Jacobian of the outputs, H_L the Hessian of
@@ -312,15 +313,19 @@ def _step_along(v, h: float) -> tuple[Any, float, float]:
     """(direction, step, divisor) for the complex step along v: the perturbation is
     step * direction = h (scale v), scale the power of two that brings v to max-norm about
     1, and a coefficient read off it is divided by h * scale (exact: powers of two). The
-    scale goes into the step, sparing a copy of v, wherever h * scale is a normal number
-    of v's dtype; otherwise v is scaled."""
+    scale goes into the step, sparing a copy of v."""
     size = max(float(v.max()), -float(v.min())) if v.size else 0.0
     if size == 0.0 or not math.isfinite(size):
         return v, h, h
-    scale = 2.0 ** -round(math.log2(size))
-    if float(np.finfo(v.dtype).tiny) <= h * scale <= float(np.finfo(v.dtype).max):
-        return v, h * scale, h * scale
-    return v * v.dtype.type(scale), h, h * scale
+    # exponents, not 2.0**e (which overflows for a subnormal v); e is kept where the divisor
+    # h 2**e is a normal number of v's dtype (a subnormal or huge v: the perturbation is
+    # then not quite h, which only the truncation error notices)
+    info = np.finfo(v.dtype)
+    lowest, largest = math.frexp(float(info.tiny))[1] - 1, math.frexp(float(info.max))[1] - 1
+    step_exponent = math.frexp(h)[1] - 1
+    e = min(max(-round(math.log2(size)), lowest - step_exponent), largest - step_exponent)
+    divisor = math.ldexp(h, e)
+    return v, divisor, divisor
 
 
 def _host(a) -> np.ndarray:
