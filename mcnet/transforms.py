@@ -1,7 +1,7 @@
 """Function transforms of plain functions: grad, jvp, hvp, jacobian, hessian, jet.
 
-Every number here is a multicomplex-step directional derivative taken by
-``mc.directional`` (its step, its scaling of the directions, its checks), so each is exact to
+Every number here is a directional derivative taken by ``mc.directional`` (its exact Taylor
+mode along one direction, its checked multicomplex step for mixed ones), so each is exact to
 roundoff for any ``f`` built from mcnet operations, elementwise or not, and nothing is taped.
 It is forward mode: a transform costs passes of ``f`` at multicomplex points, n = x.size:
 
@@ -12,7 +12,7 @@ It is forward mode: a transform costs passes of ``f`` at multicomplex points, n 
 ``jacobian``    1 real + n complex passes
 ``hessian``     1 real + n (n + 1) / 2 bicomplex passes (the n diagonal ones along a single
                 direction, in the cheaper one-direction layout)
-``jet``         1 real + 1 pass of order ``order`` along v
+``jet``         1 real + ``mc.directional`` along v at each order 1 ... ``order``
 ==============  ==========================================================================
 
 A complex pass of ``f`` costs a few real ones, so ``grad`` costs O(n) evaluations of ``f``
@@ -27,24 +27,15 @@ itself is that small.
 from __future__ import annotations
 
 import functools
-import math
 import numbers
 from collections.abc import Callable
 
 import numpy as np
 
-from mcnet.algebra.multicomplex import array_module
 from mcnet.derivatives import directional
 from mcnet.tensor import Tensor, as_tensor
 
 __all__ = ["grad", "hessian", "hvp", "jacobian", "jet", "jvp"]
-
-# The truncation a row of a jet may carry: float64's roundoff; in float32 the default steps
-# put the top order's own truncation at roundoff already, and a hundredth of float32's
-# 1e-4 accuracy is kept instead.
-_JET_TOLERANCE = {np.dtype(np.float64): float(np.finfo(np.float64).eps),
-                  np.dtype(np.float32): 1e-6}
-
 
 def grad(f: Callable[..., Tensor]) -> Callable[..., np.ndarray]:
     """The function ``x -> ∇f(x)`` (an array of x's shape) of a scalar-valued ``f``.
@@ -107,16 +98,13 @@ def hessian(f: Callable[[Tensor], Tensor], x) -> np.ndarray:
 
 def jet(f: Callable[[Tensor], Tensor], x, v, order: int) -> np.ndarray:
     """``f(x), df[v], d²f[v, v], ..., d^order f[v, ..., v]`` stacked: shape
-    ``(order + 1, *f(x).shape)``, the derivatives all from one pass of order ``order``.
+    ``(order + 1, *f(x).shape)``.
 
-    At ``x + s (i_1 + ... + i_order) v`` the coefficient of any product of j units is
-    ``s**j d^j f[v, ..., v]`` plus a truncation of relative size about ``order * s² *
-    d^(j+2) f / d^j f`` (s is ``mc.directional``'s step for the top order: 2**-50 at order 8
-    in float64, 2**-200 at order 2), far below roundoff for ordinary functions, so every row
-    is read off the one pass.  Rows below ``order - 1`` are checked against that bound with
-    the pass's own higher rows and, where it fails, retaken by ``mc.directional`` at their
-    own order; row ``order - 1`` (needing the unknown ``d^(order+1) f``) and the top row
-    carry the top order's truncation as ``mc.directional`` does.
+    Row j is ``mc.directional(f, x, [v] * j)``: the exact Taylor mode, certified (or refused)
+    at its own order, so every row meets ``mc.directional``'s contract.  One pass of the
+    top order would carry the lower rows too, but with nilpotent units scaled for the top
+    order a lower row can under- or overflow where its own scale would not (x**3 at 1e-50:
+    its first derivative 3e-100 next to a step chosen for the fourth).
     """
     if isinstance(order, bool) or not isinstance(order, numbers.Integral):
         raise TypeError(f"order must be an integer, got {order!r} ({type(order).__name__})")
@@ -127,41 +115,9 @@ def jet(f: Callable[[Tensor], Tensor], x, v, order: int) -> np.ndarray:
     if not np.all(np.isfinite(v)):
         raise ValueError("mc.jet needs a finite direction v; it holds NaN or infinity")
     value = np.asarray(_value(f, x), dtype=x.dtype)
-    if order == 0 or not np.any(v):
-        # derivatives along the zero direction are zero, whatever the order
-        return np.stack([value] + [np.zeros_like(value)] * order)
-    evaluations = []
-
-    def recorded(point: Tensor) -> Tensor:
-        y = f(point)
-        evaluations.append((point, y))
-        return y
-
-    directional(recorded, x, [v] * order)
-    # The step is the one mc.directional chose (with its scaling of v), read back from
-    # the point where it evaluated f: the i_1 coefficient there is s v.
-    point, y = evaluations[-1]
-    y = as_tensor(y, like=point)
-    largest = np.unravel_index(np.argmax(np.abs(v)), v.shape)
-    step = float(_host(point.coef((1,)))[largest]) / float(v[largest])
-    # s = fraction * 2**exponent: dividing by the power of two is exact and cannot overflow
-    fraction, exponent = math.frexp(step)
     rows = [value]
     for j in range(1, order + 1):
-        coefficient = _host(y.coef(tuple(range(1, j + 1))))
-        with np.errstate(over="ignore"):  # a derivative beyond the dtype's range is infinite
-            rows.append(np.ldexp(coefficient / fraction**j, -exponent * j).astype(x.dtype))
-    # Row j carries -s² ((order - j) / 2 + j / 6) d^(j+2) f[v, ...] from the units that
-    # square to -1; where the pass's own row j + 2 says that this exceeds the tolerance of
-    # row j (derivatives that grow very fast, as x**3 at x = 1e-100), row j is taken by
-    # mc.directional at its own step instead.
-    tolerance = _JET_TOLERANCE[np.dtype(x.dtype)]
-    for j in range(order - 2, 0, -1):
-        with np.errstate(over="ignore", invalid="ignore"):
-            truncation = np.ldexp(np.abs(rows[j + 2]) * fraction**2, 2 * exponent)
-            truncation = truncation * ((order - j) / 2 + j / 6)
-        if np.any(truncation > tolerance * np.abs(rows[j])):
-            rows[j] = np.asarray(directional(f, x, [v] * j), dtype=x.dtype)
+        rows.append(np.asarray(directional(f, x, [v] * j), dtype=x.dtype))
     return np.stack([np.broadcast_to(r, value.shape) for r in rows])
 
 
@@ -204,10 +160,6 @@ def _scalar_value(f, x: Tensor, name: str) -> None:
             f"mc.{name} needs a scalar-valued f, but f(x) has shape {shape}; "
             "use mc.jacobian (or mc.jvp) for a function with array values"
         )
-
-
-def _host(a) -> np.ndarray:
-    return np.asarray(a) if array_module(a) is np else a.get()
 
 
 def _as_output(a: np.ndarray):
