@@ -22,6 +22,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -295,6 +296,12 @@ def _certified(f, point: Tensor, k: int, scales: _Scales):
     underflow: 0, or the tiny value found), an infinite one at a step w <= 1 means it
     overflows (±inf).  NaN where f(x) is NaN; anything else raises ``DerivativeError``."""
     xp = scales.xp
+    # arrays of the value's shape (on its device), made at the first candidate
+    result: Any
+    unresolved: Any
+    inf_sign: Any
+    small: Any
+    small_found: Any
     result = unresolved = value = inf_sign = small = small_found = None
     tried = []
     with np.errstate(all="ignore"):
@@ -443,7 +450,7 @@ def _check_step(h) -> None:
         return
     if isinstance(h, bool) or not isinstance(h, numbers.Real):
         raise TypeError(f"h must be a positive finite number, got {h!r} ({type(h).__name__})")
-    if not (math.isfinite(h) and h > 0):
+    if not math.isfinite(h) or h <= 0:
         raise ValueError(f"h must be a positive finite number, got {h!r}")
 
 

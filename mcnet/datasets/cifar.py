@@ -91,7 +91,8 @@ def _read_archive(archive: Path, names: list[str]) -> list[tuple[str, bytes]]:
             # One pass in archive order: seeking back in a gzip stream decompresses it again.
             for member in tar:
                 if member.name in wanted and member.isfile():
-                    found[member.name] = tar.extractfile(member).read()
+                    # extractfile is None only for members that are not regular files
+                    found[member.name] = tar.extractfile(member).read()  # type: ignore[union-attr]
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{archive}: not a valid tar.gz archive ({exc})") from exc
     missing = [member for member in wanted if member not in found]

@@ -15,7 +15,7 @@ from mcnet.errors import DataError
 from ._files import find_files, to_unit_float
 
 # IDX type codes (third byte of the magic number) -> big-endian element type.
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

@@ -249,8 +249,9 @@ def build_model(spec: ProblemSpec, n_features: int, n_classes: int, seed: int,
     activation = activation if activation is not None else spec.resolved_activation()
     if spec.model in ("logistic_regression", "linear_svm") and activation is not None:
         raise ProblemError("--activation", f"{spec.model} is linear and has no activation")
-    # "none": build with sigmoid layers, then put Identity in their places
-    built = "sigmoid" if activation == "none" else activation
+    # "none": build with sigmoid layers, then put Identity in their places (None: a linear
+    # model, which builds none)
+    built = "sigmoid" if activation is None or activation == "none" else activation
     nn.manual_seed(seed)
     loss: nn.Loss = nn.CrossEntropyLoss()
     if spec.model == "lenet5":

@@ -48,7 +48,7 @@ def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epoc
     (records, summary). Several batch sizes are the seed's protocol for LR and SVM (full
     batch, 1024, 128; the best kept), applied to every solver alike. ``evaluate_every``:
     `mcnet.fit`'s, for every run."""
-    records = []
+    records: list[dict[str, Any]] = []
     n = len(problem.train[0])
     for name in solvers:
         grid: Sequence[float | None] = lrs if on_lr_grid(name) else [None]

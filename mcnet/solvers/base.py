@@ -70,6 +70,8 @@ class FirstOrderSolver(Solver):
     """A solver whose step is ``w + update(grad, state, w)`` from the batch gradient alone
     (Optax's ``update(grads, state, params) -> (updates, state)``)."""
 
+    lr: float  # the learning rate, set by each subclass's constructor
+
     def step(self, oracle, w, batch, state: State) -> tuple[Any, State, StepInfo]:
         loss, grad = oracle.value_and_grad(w, batch)
         delta, state = self.update(grad, state, w)
@@ -141,7 +143,7 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def variant_of(base: type, **defaults: Any) -> Callable[[type], type]:
+def variant_of(base: type[Solver], **defaults: Any) -> Callable[[type], type]:
     """Class decorator for a named variant of ``base``: the same solver with other defaults.
     Its ``__init__`` takes ``base``'s options with ``defaults`` filled in, and has ``base``'s
     signature with those defaults, which is what `make`, the command line and config() read."""
@@ -151,12 +153,12 @@ def variant_of(base: type, **defaults: Any) -> Callable[[type], type]:
             base.__init__(self, **{**defaults, **options})
 
         signature = inspect.signature(base.__init__)
-        __init__.__signature__ = signature.replace(parameters=[
-            p.replace(default=defaults.get(p.name, p.default))
-            for p in signature.parameters.values()
-        ])
+        # inspect.signature reads a function's __signature__; typeshed does not declare it.
+        __init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[p.replace(default=defaults.get(p.name, p.default))
+                        for p in signature.parameters.values()])
         __init__.__doc__ = f"{base.__name__}'s options, defaults {defaults} changed."
-        variant.__init__ = __init__
+        variant.__init__ = __init__  # type: ignore[misc]  # replacing it is the point
         return variant
 
     return decorate

@@ -37,7 +37,8 @@ def assert_derivatives(
     if rtol is None:
         rtol = _DEFAULT_RTOL.get(x.dtype, 1e-10)
     errors: dict[int, float] = {}
-    worst = (0.0, None)
+    # the largest ratio to the tolerance, and (order, where, got, want, relative error) there
+    worst: tuple[float, tuple[int, str, float, float, float] | None] = (0.0, None)
     failing: list[str] = []
     for order, analytic in enumerate(derivatives, start=1):
         got = np.broadcast_to(np.asarray(mc.derivative(f, x, order=order), dtype=np.float64),
@@ -63,11 +64,12 @@ def assert_derivatives(
                 worst = (float(ratio[at]), (order, where, float(got[at]), float(want[at]),
                                             float(relative[at])))
     if failing:
-        order, where, g, w, relative = worst[1]
+        assert worst[1] is not None  # a failing point has a ratio above 1
+        order, where, g, w, worst_relative = worst[1]
         raise AssertionError(
             f"mc.derivative of {getattr(f, '__name__', 'f')} disagrees with the analytic "
             f"derivative: worst at order {order}, {where}: got {g!r}, expected {w!r} "
-            f"(relative error {relative:.3g}, rtol {rtol:g}, atol {atol:g}); "
+            f"(relative error {worst_relative:.3g}, rtol {rtol:g}, atol {atol:g}); "
             f"failing: {'; '.join(failing)}"
         )
     return errors

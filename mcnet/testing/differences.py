@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,8 @@ def finite_difference(
     return _extrapolate(mixed_difference, eps, levels) * scale
 
 
-def _extrapolate(quotient: Callable[[float], object], eps: float, levels: int):
+def _extrapolate(quotient: Callable[[float], Any], eps: float, levels: int
+                 ) -> float | np.ndarray:
     """Richardson's rule on a difference quotient whose error is a series in eps²."""
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")

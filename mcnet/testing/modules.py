@@ -63,7 +63,7 @@ def check_module(
     module: Module,
     inputs,
     targets=None,
-    loss: Module | None = None,
+    loss: Loss | None = None,
     seed: int = 0,
     rtol: float | None = None,
 ) -> dict[str, dict[str, float]]:
@@ -113,7 +113,7 @@ class _Check:
         self.comparisons: list[_Comparison] = []
         self.failures: list[tuple[float, str]] = []
 
-    def _loss(self, loss: Module | None) -> Module:
+    def _loss(self, loss: Loss | None) -> Loss:
         if loss is not None:
             if not isinstance(loss, Module):
                 raise TypeError(

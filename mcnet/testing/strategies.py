@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import math
+from typing import Literal, cast
 
 import numpy as np
 
@@ -106,7 +107,7 @@ def tensors(order: int, shape: Shape, dtype=np.float64, *, scale: float = 2.0,
 
 def _unit_floats(dtype: np.dtype):
     return st.floats(-1.0, 1.0, allow_nan=False, allow_subnormal=False,
-                     width=8 * dtype.itemsize)
+                     width=cast(Literal[16, 32, 64], 8 * dtype.itemsize))  # a float's bits
 
 
 def _float_dtype(dtype) -> np.dtype:

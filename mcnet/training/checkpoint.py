@@ -34,7 +34,7 @@ from mcnet.training.history import History, check_writable, write_atomic
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; the directory is used unlocked
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 FILENAME = "checkpoint.npz"
 LOCKNAME = ".lock"
@@ -45,7 +45,10 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 def save(directory: Path, w, state: dict[str, Any], meta: dict[str, Any]) -> Path:
     """Write the checkpoint atomically; a full disk (or any write fault) is a
     `CheckpointError` and leaves the previous checkpoint as it was."""
-    arrays = {"w": _host(w), "meta": np.array(json.dumps({"format": FORMAT, **meta}))}
+    # Any: the values are arrays, but mypy would match a ``**dict[str, ndarray]`` against
+    # np.savez's bool ``allow_pickle`` keyword too.
+    arrays: dict[str, Any] = {
+        "w": _host(w), "meta": np.array(json.dumps({"format": FORMAT, **meta}))}
     for name, value in state.items():
         arrays[f"state/{name}"] = _host(value) if hasattr(value, "shape") else np.array(value)
     buffer = io.BytesIO()
@@ -228,7 +231,7 @@ def fingerprint(data: tuple[Any, Any]) -> str:
     for array in data:
         array = np.ascontiguousarray(_host(array))
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(array.reshape(-1).view(np.uint8))
+        digest.update(array.reshape(-1).view(np.uint8).data)
     return f"blake2b:{digest.hexdigest()}"
 
 

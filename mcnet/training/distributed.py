@@ -142,7 +142,9 @@ class DaskOracle(Oracle):
         except BaseException:
             self.close()
             raise
-        self.objective = _ClusterObjective(self.objective, self._session, self.dtype)
+        # A stand-in that forwards every Objective method, not an Objective subclass.
+        self.objective = _ClusterObjective(  # type: ignore[assignment]
+            self.objective, self._session, self.dtype)
 
     # --- the cluster ------------------------------------------------------------------------
     @property
@@ -241,8 +243,8 @@ class _Session:
         self.shard_futures: list[Any] = []
         self.shard_count = 0
         self.addresses: list[str] = []
-        self.cluster = None  # a LocalCluster started here
-        self.client = None
+        self.cluster: Any = None  # a LocalCluster started here
+        self.client: Any = None
         self.owns_client = False
         self.closed = False
         self.address = "local" if scheduler == "local" else _describe(scheduler)

@@ -158,7 +158,8 @@ class Oracle:
         else:
             result = evaluate(batch)
         self.counts[kind] += 1
-        self.seconds[kind] += time.perf_counter() - start
+        # Counter sums floats as well as ints; typeshed types its counts as int only.
+        self.seconds[kind] += time.perf_counter() - start  # type: ignore[assignment]
         return result
 
     def _full_data_mean(self, evaluate: Callable[[Any], tuple]) -> tuple:

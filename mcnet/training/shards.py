@@ -97,8 +97,8 @@ def _sum_chunks(shard: Shard, call: Call) -> tuple[bool, tuple]:
 
 def add_partials(*partials: tuple[bool, tuple]) -> tuple[bool, tuple]:
     """The sum of shard partials, left to right (a fixed order: reproducible results)."""
-    single, totals = partials[0]
-    totals = list(totals)
+    single, first = partials[0]
+    totals = list(first)
     for _, parts in partials[1:]:
         totals = [t + p for t, p in zip(totals, parts)]
     return single, tuple(totals)

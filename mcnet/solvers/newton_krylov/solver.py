@@ -183,7 +183,7 @@ class NewtonKrylov(Solver):
             damping = self.operator.adapt(damping, rho)
         step = dw * w.dtype.type(gamma)
         w_new = w + step
-        if gamma == self.fallback_step:
+        if gamma == self.rule.fallback_step:
             reasons.append("step-size fallback")
         if not bool((w_new != w).any()):
             reasons.append("stalled: the step is below the roundoff of w")
