@@ -281,7 +281,7 @@ def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> di
     path = RESULTS / f"{problem.split}.json.gz"
     runs = _read(path)
     key = run_key(problem.name, solver, options)
-    config = mc.solvers.make(solver, **options).config()
+    config = json.loads(json.dumps(mc.solvers.make(solver, **options).config()))  # as saved
     if key in runs and runs[key].get("config") == config and not rerun:
         return runs[key]  # a saved run of the same settings (a changed default runs anew)
     start = time.perf_counter()
