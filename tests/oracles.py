@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from mcnet.solvers.base import FirstOrderSolver
+
 Function = tuple[Callable, Callable, Callable]  # f(x), grad(x), hessian(x)
 
 
@@ -75,3 +77,16 @@ def rosenbrock(scale: float = 100.0) -> Function:
                          [-4 * scale * x, 2 * scale]])
 
     return f, grad, hess
+
+
+class PlainSGD(FirstOrderSolver):
+    """w - lr g, written here so that tests of the training loop do not depend on the
+    baseline solvers."""
+
+    name = "plain-sgd"
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+
+    def update(self, grad, state, w):
+        return -self.lr * grad, state

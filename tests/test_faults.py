@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oracles import PlainSGD
 
 import mcnet as mc
 from mcnet import cli, nn
 from mcnet.datasets import _files
-from mcnet.solvers.base import FirstOrderSolver
 from mcnet.training import checkpoint as checkpoints
 
 TINY = ["train", "--model", "logistic_regression", "--subset", "200", "--test-subset", "50",
@@ -57,14 +57,6 @@ def one_line(err: str, *words: str) -> None:
 
 
 # --- the problems of the API tests ----------------------------------------------------------
-class PlainSGD(FirstOrderSolver):
-    name = "plain-sgd"
-
-    def __init__(self, lr: float) -> None:
-        self.lr = lr
-
-    def update(self, grad, state, w):
-        return -self.lr * grad, state
 
 
 def problem(n=200, activation="tanh", seed=0):

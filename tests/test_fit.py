@@ -14,24 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oracles import PlainSGD
 
 import mcnet as mc
 from mcnet import nn
 from mcnet.solvers import NewtonKrylov
-from mcnet.solvers.base import FirstOrderSolver
 from mcnet.training import TrainingError, fit
-
-
-class PlainSGD(FirstOrderSolver):
-    """w - lr g, written here so these tests do not depend on the baseline solvers."""
-
-    name = "plain-sgd"
-
-    def __init__(self, lr: float) -> None:
-        self.lr = lr
-
-    def update(self, grad, state, w):
-        return -self.lr * grad, state
 
 
 def digits_problem(n=400, hidden=16, seed=0):

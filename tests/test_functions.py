@@ -1,4 +1,4 @@
-"""Every elementwise function and reduction of API.md §1: derivatives of orders 1-4
+"""Every elementwise function and reduction of the public API: derivatives of orders 1-4
 (``mc.derivative``'s Taylor mode, ``mc.directional``) against derivatives written out by hand
 (and mpmath for erf); tests/test_derivative_contract.py covers the whole domain."""
 

@@ -1,4 +1,4 @@
-"""The Tensor API of API.md §1: layout, promotion, mixing, dtypes, linear operations, errors."""
+"""The Tensor API (docs/api.md): layout, promotion, mixing, dtypes, linear operations, errors."""
 
 from __future__ import annotations
 

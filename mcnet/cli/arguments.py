@@ -59,27 +59,23 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str, expected: str, acceptable: Callable[[float], bool]) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number (expected a finite number > 0)") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text} is not positive (expected a finite number > 0)")
+        message = f"{text!r} is not a number (expected {expected})"
+        raise argparse.ArgumentTypeError(message) from None
+    if not acceptable(value):
+        raise argparse.ArgumentTypeError(f"{text} is out of range (expected {expected})")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, "a finite number > 0", lambda v: math.isfinite(v) and v > 0)
 
 
 def _eta(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number (expected a Taylor ratio 0 < eta < 1)") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(
-            f"{text} is out of range (expected a Taylor ratio 0 < eta < 1)")
-    return value
+    return _number(text, "a Taylor ratio 0 < eta < 1", lambda v: 0 < v < 1)
 
 
 def _batch_size(text: str) -> int | str:
