@@ -240,8 +240,9 @@ def test_cuda_without_cupy_or_a_device_says_what_is_missing(monkeypatch):
     import sys
     import types
 
-    tensor_module = sys.modules["mcnet.tensor"]  # mcnet.tensor is also the function's name
-    monkeypatch.setattr(tensor_module, "_CUPY", [])
+    from mcnet.algebra import devices
+
+    monkeypatch.setattr(devices, "_CUPY", [])
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
     with pytest.raises(ImportError, match=r'pip install "mcnet\[cuda\]"'):
         mc.tensor(np.ones(3), device="cuda")
