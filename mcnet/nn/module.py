@@ -2,10 +2,10 @@
 
 A *leaf* module (Linear, Conv2d, ReLU, ...) implements ``forward(*inputs)`` and
 ``backward(grad_out)``.  ``forward`` keeps what ``backward`` needs in ``self.saved`` (one
-object of its choice; tensors in it, alone or in tuples and lists, are what ``map_saved``
-transforms, e.g. to their real parts for the Gauss-Newton product); ``backward`` reads it,
-adds the parameter gradients into each ``Parameter.grad`` and returns the gradient of the
-input (a tuple for several inputs).
+object of its choice; tensors in it, alone or in tuples, lists and dataclasses, are what
+``map_saved`` transforms, e.g. to their real parts for the Gauss-Newton product);
+``backward`` reads it, adds the parameter gradients into each ``Parameter.grad`` and returns
+the gradient of the input (a tuple for several inputs).
 Both are written once with mcnet operations, so they run unchanged on tensors of any
 multicomplex order; ``backward`` is the holomorphic continuation of the real backward
 (transposes, never conjugates), which is what makes one complex pass yield H v.

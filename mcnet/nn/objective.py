@@ -25,6 +25,7 @@ V of shape (k, n), one direction per row.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -299,13 +300,16 @@ def _flat_grad(params, point: Tensor) -> Tensor:
 
 
 def _real_parts(saved: Any) -> Any:
-    """``saved`` with every complex tensor in it replaced by its real part (contiguous, so
-    the backward's GEMMs read it at full speed)."""
+    """``saved`` with every complex tensor in it (alone, or in tuples, lists and dataclasses)
+    replaced by its real part (contiguous, so the backward's GEMMs read it at full speed)."""
     if isinstance(saved, Tensor) and saved.order == 1:
         xp = array_module(saved.data)
         return Tensor(xp.ascontiguousarray(saved.data.real))
     if isinstance(saved, (tuple, list)):
         return type(saved)(_real_parts(item) for item in saved)
+    if dataclasses.is_dataclass(saved) and not isinstance(saved, type):
+        fields = {f.name: _real_parts(getattr(saved, f.name)) for f in dataclasses.fields(saved)}
+        return dataclasses.replace(saved, **fields)
     return saved
 
 
