@@ -36,12 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-import mcnet as mc
 from mcnet.algebra.multicomplex import array_module
 from mcnet.nn import correlation, loops
 from mcnet.nn.init import uniform
 from mcnet.nn.module import Module, Parameter
-from mcnet.tensor import Tensor, matmul_each
+from mcnet.tensor import Tensor, matmul, matmul_each
 
 Pair = tuple[int, int]
 
@@ -162,7 +161,7 @@ class Conv2d(Module):
         # (K, N, C, Ho, Wo, kh, kw) -> (K, C*kh*kw, N*Ho*Wo): one column per output pixel
         view = windows(padded, self.kernel_size, self.stride)
         cols = Tensor(view.transpose(0, 2, 5, 6, 1, 3, 4).reshape(k, -1, n * ho * wo))
-        y = mc.matmul(self.weight.value.reshape(self.out_channels, -1), cols)  # (O, M)
+        y = matmul(self.weight.value.reshape(self.out_channels, -1), cols)  # (O, M)
         if self.bias is not None:
             y = y + self.bias.value.reshape(-1, 1)
         self.saved = _Saved(direct=False, data=cols, in_shape=x.shape, size=size)
@@ -249,7 +248,7 @@ class Conv2d(Module):
             return Tensor(images[None])
         if grad_out.device == "cpu":
             return self._input_gradient_cpu(w2.T, g, in_shape)
-        dcols = mc.matmul(w2.T, g).data  # (K, C*kh*kw, M)
+        dcols = matmul(w2.T, g).data  # (K, C*kh*kw, M)
         kh, kw = self.kernel_size
         dcols = dcols.reshape(-1, in_shape[1], kh, kw, n, ho, wo).transpose(2, 3, 0, 4, 1, 5, 6)
         return Tensor(crop_images(scatter_windows(dcols, size, self.stride), self.padding))
@@ -302,5 +301,5 @@ def _weight_gradient(g: Tensor, cols: Tensor) -> Tensor:
     convolution's shapes, its dgemm/zgemm the other one."""
     single = g.dtype == np.float32 and cols.dtype == np.float32
     if single and g.device == "cpu" and g.data.dtype.kind == cols.data.dtype.kind:
-        return mc.matmul(cols, g.T).T
-    return mc.matmul(g, cols.T)
+        return matmul(cols, g.T).T
+    return matmul(g, cols.T)

@@ -31,9 +31,8 @@ from typing import Any
 
 import numpy as np
 
-import mcnet as mc
 from mcnet.errors import UnaccumulatedGradientWarning
-from mcnet.tensor import Tensor
+from mcnet.tensor import Tensor, as_tensor, tensor
 
 _THREAD = threading.local()
 
@@ -70,7 +69,7 @@ class Parameter:
     __slots__ = ("_value", "grad")
 
     def __init__(self, data: Any) -> None:
-        self.value = mc.tensor(data) if not isinstance(data, Tensor) else data
+        self.value = tensor(data) if not isinstance(data, Tensor) else data
         self.grad: Tensor | None = None
 
     @property
@@ -249,7 +248,7 @@ class Module:
 
         if is_tracing(inputs):
             return Tracer.record(self, inputs)
-        inputs = tuple(mc.as_tensor(x) for x in inputs)
+        inputs = tuple(as_tensor(x) for x in inputs)
         if not self.is_leaf():
             out = self._run_graph(inputs)
             if out is not None:
@@ -323,7 +322,7 @@ class Module:
             for name, p in m._parameters.items():
                 key = f"{prefix}.{name}" if prefix else name
                 if key in staged:
-                    p.value = mc.tensor(staged[key], dtype=p.value.dtype, device=p.value.device)
+                    p.value = tensor(staged[key], dtype=p.value.dtype, device=p.value.device)
             for name in list(m._buffers):
                 key = f"{prefix}.{name}" if prefix else name
                 if key in staged:
