@@ -22,15 +22,19 @@ from mcnet.functions import (
     concatenate,
     cos,
     cosh,
+    einsum,
     elu,
     embed,
     erf,
     exp,
     expm1,
+    lift_bilinear,
+    lift_linear,
     log,
     log1p,
     log_softmax,
     logsumexp,
+    matmul,
     max,
     maximum,
     mean,
@@ -48,22 +52,13 @@ from mcnet.functions import (
     sum,
     tan,
     tanh,
+    tensordot,
     transpose,
     where,
     zeros,
 )
 from mcnet.nn.objective import Objective
-from mcnet.tensor import (
-    Tensor,
-    as_tensor,
-    einsum,
-    from_parts,
-    lift_bilinear,
-    lift_linear,
-    matmul,
-    tensor,
-    tensordot,
-)
+from mcnet.tensor import Tensor, as_tensor, from_parts, tensor
 from mcnet.training import History, fit
 from mcnet.transforms import grad, hessian, hvp, jacobian, jet, jvp
 

@@ -7,7 +7,7 @@ The order is read off that array, so there is no state to keep in step.  The API
 request; keeping the i_1 pair as one complex number lets order 1 run on plain NumPy complex
 arithmetic and matrix products on complex GEMMs.
 
-Every operation is one of four kinds, lifted here to every order:
+Every operation is one of four kinds, lifted to every order here and in ``mcnet.functions``:
 - linear (reshape, indexing, sums, convolution's im2col): the same map on every component;
 - bilinear (product, matmul, tensordot): the multicomplex product rule over a real/complex
   base product, ``algebra.mul``;
@@ -21,11 +21,11 @@ import math
 import numbers
 import operator
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mcnet.algebra import gemm, kernels, symmetric
+from mcnet.algebra import kernels, symmetric
 from mcnet.algebra import multicomplex as mc_alg
 from mcnet.algebra.devices import cuda_module
 from mcnet.algebra.multicomplex import array_module
@@ -70,13 +70,14 @@ def check_memory(nbytes: int, what: str) -> None:
 
 
 # Operators implemented by the higher layer `mcnet.functions` (``**`` through exp and log,
-# ``abs`` through the sign of the real part), which installs them when it is imported, so
-# that this module never imports it.
+# ``abs`` through the sign of the real part, ``@`` through the product rule's GEMMs), which
+# installs them when it is imported, so that this module never imports it.
 _OPERATORS: dict[str, Callable] = {}
 
 
 def install_operators(**implementations: Callable) -> None:
-    """Set the functions behind ``Tensor.__pow__`` (``power``) and ``__abs__`` (``abs``)."""
+    """Set the functions behind ``Tensor.__pow__`` (``power``), ``__abs__`` (``abs``) and
+    ``__matmul__`` (``matmul``)."""
     _OPERATORS.update(implementations)
 
 
@@ -283,10 +284,10 @@ class Tensor:
         return _binary(other, self, lambda algebra: algebra.div)
 
     def __matmul__(self, other):
-        return matmul(self, other)
+        return _OPERATORS["matmul"](self, other)
 
     def __rmatmul__(self, other):
-        return matmul(other, self)
+        return _OPERATORS["matmul"](other, self)
 
     def __pow__(self, exponent):
         return _OPERATORS["power"](self, exponent)
@@ -536,106 +537,3 @@ def _check_axis(axis: int, ndim: int) -> int:
     if not -ndim <= axis < max(ndim, 1):
         raise ValueError(f"axis {axis} is out of range for a tensor with {ndim} dimensions")
     return axis % ndim if ndim else 0
-
-
-# --- lifting primitives by kind -------------------------------------------------------------
-
-
-def lift_linear(fn: Callable) -> Callable[..., Tensor]:
-    """Lift a linear map of arrays (reshape, slicing, im2col, sums) to tensors of any order."""
-
-    def lifted(t: Tensor, *args, **kwargs) -> Tensor:
-        return Tensor._from_comps([fn(c, *args, **kwargs) for c in as_tensor(t).comps])
-
-    lifted.__name__ = getattr(fn, "__name__", "linear")
-    lifted.__doc__ = fn.__doc__
-    return lifted
-
-
-def lift_bilinear(
-    base: Callable, batches_leading_axis: bool = False
-) -> Callable[[Tensor, Tensor], Tensor]:
-    """Lift a bilinear product of arrays (matmul, tensordot, convolution) to any order.
-
-    ``batches_leading_axis`` says that ``base`` broadcasts over a leading batch axis (as
-    matmul does); a complex x real product is then one real product on the stacked real and
-    imaginary parts instead of two.
-    """
-    product = gemm.real_aware(base, batches_leading_axis)
-
-    def lifted(a, b) -> Tensor:
-        return _binary(a, b, lambda algebra: lambda x, y: algebra.mul(x, y, product))
-
-    lifted.__name__ = getattr(base, "__name__", "bilinear")
-    return lifted
-
-
-def _matmul(x, y):
-    return array_module(x).matmul(x, y)
-
-
-def _check_matmul(a: Tensor, b: Tensor) -> None:
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError("matmul needs operands with at least one dimension")
-    k_a = a.shape[-1]
-    k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
-    if k_a != k_b:
-        raise ValueError(
-            f"matmul: inner dimensions differ: {a.shape} @ {b.shape} ({k_a} != {k_b})"
-        )
-
-
-_lifted_matmul = lift_bilinear(_matmul, batches_leading_axis=True)
-
-
-def matmul(a, b) -> Tensor:
-    """Matrix product of multicomplex arrays, built from 4**(n-1) complex GEMMs."""
-    like = a if isinstance(a, Tensor) else b
-    a, b = as_tensor(a, like), as_tensor(b, like)
-    _check_matmul(a, b)
-    if a.ndim == 2 and b.ndim == 2 and a.device == "cpu":
-        if _both_real(a, b):
-            return Tensor(np.matmul(a.data[0], b.data[0])[None])
-        return _gemm_product(a, b)(b)
-    return _lifted_matmul(a, b)
-
-
-def matmul_each(a: Tensor, chunks: Iterable[Tensor]) -> Iterator[Tensor]:
-    """``a @ b`` for each 2-D ``b`` of ``chunks`` (all of one kind): a's side of the products
-    (the product rule's terms, a block matrix) is prepared once.  A convolution's weight times
-    its columns, a batch chunk at a time, spends no time on it per chunk."""
-    product, kind = None, None
-    for b in chunks:
-        b = as_tensor(b, a)
-        _check_matmul(a, b)
-        if a.ndim != 2 or b.ndim != 2 or a.device != "cpu" or _both_real(a, b):
-            yield matmul(a, b)
-            continue
-        if kind != (len(b.data), b.data.dtype, b.order, b.one_direction):
-            kind = (len(b.data), b.data.dtype, b.order, b.one_direction)
-            product = _gemm_product(a, b, skip_zeros_of_like=False)
-        yield product(b)
-
-
-def _gemm_product(a: Tensor, like: Tensor, skip_zeros_of_like: bool = True) -> Callable:
-    """``b -> a @ b`` (``algebra.gemm``) for 2-D CPU right operands of ``like``'s kind."""
-    algebra = algebra_of(a, like)
-    real = np.result_type(a.dtype, like.dtype)
-
-    def data_of(t: Tensor):
-        return _cast_data(t.general() if algebra is mc_alg else t, real)
-
-    product = gemm.Product(algebra, data_of(a), data_of(like), skip_zeros_of_like)
-    return lambda b: Tensor(product(data_of(b)))
-
-
-def tensordot(a, b, axes=2) -> Tensor:
-    """``numpy.tensordot`` of multicomplex arrays."""
-    return lift_bilinear(lambda x, y: array_module(x).tensordot(x, y, axes=axes))(a, b)
-
-
-def einsum(subscripts: str, a, b) -> Tensor:
-    """Two-operand ``numpy.einsum`` of multicomplex arrays (any contraction, e.g. convolution)."""
-    return lift_bilinear(
-        lambda x, y: array_module(x).einsum(subscripts, x, y, optimize=True)
-    )(a, b)

@@ -2,7 +2,7 @@
 
 The operands are raw component data, ``(K, p, q)`` and ``(K, q, r)`` arrays in one algebra
 (the general layout of ``multicomplex`` or the one-direction layout of ``symmetric``) and
-of one base dtype; ``mcnet.tensor.matmul`` brings tensors there.
+of one base dtype; ``mcnet.functions.matmul`` brings tensors there.
 
 A product of multicomplex matrices is a sum of products of their components, a_i @ b_j,
 each added with a sign or integer weight into one component of the result (the product

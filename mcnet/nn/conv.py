@@ -19,7 +19,7 @@ GEMM ``W^T @ g`` a batch chunk at a time, added back into the planes in long run
 
 **Otherwise** (strides, images with several components: the second layer of an H v or
 higher-order pass) im2col by a Numba loop, a batch chunk at a time (``loops.CHUNK_BYTES`` of
-columns, in cache when the GEMM reads them), then ``tensor.matmul_each``, which turns the
+columns, in cache when the GEMM reads them), then ``functions.matmul_each``, which turns the
 contraction into real/complex GEMMs by the multicomplex product rule, the weight's side
 prepared once for all chunks.  GEMM shapes (M = Nc*Ho*Wo output pixels of a chunk): forward
 ``(O, C*kh*kw) @ (C*kh*kw, M)``; backward weight ``(O, M) @ (M, C*kh*kw)`` and input
@@ -37,10 +37,11 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from mcnet.algebra.multicomplex import array_module
+from mcnet.functions import matmul, matmul_each
 from mcnet.nn import correlation, loops
 from mcnet.nn.init import uniform
 from mcnet.nn.module import Module, Parameter
-from mcnet.tensor import Tensor, matmul, matmul_each
+from mcnet.tensor import Tensor
 
 Pair = tuple[int, int]
 
