@@ -286,10 +286,10 @@ def profile(net, state, batch, dtype, top: int = 30) -> str:
 
 def gemm_times(net, state, batch, dtype, calls: int = 10) -> str:
     """Every GEMM of ``hvp`` and ``curvature`` by operand shapes: ms per pass, the mean of
-    ``calls`` passes (``mcnet.tensor._real_view_matmul``, through which every GEMM of a
+    ``calls`` passes (``mcnet.algebra.gemm._real_view_matmul``, through which every GEMM of a
     multicomplex product goes, wrapped with a timer)."""
-    tensor_module = sys.modules["mcnet.tensor"]
-    gemm = tensor_module._real_view_matmul
+    gemm_module = sys.modules["mcnet.algebra.gemm"]
+    gemm = gemm_module._real_view_matmul
     times: dict = {}
 
     def timed(left, right, right_complex_only):
@@ -303,7 +303,7 @@ def gemm_times(net, state, batch, dtype, calls: int = 10) -> str:
     net.load_state_dict(state)
     calls_of, _ = mcnet_calls(net, batch, dtype)
     out = []
-    tensor_module._real_view_matmul = timed
+    gemm_module._real_view_matmul = timed
     try:
         for name in ("hvp", "curvature"):
             calls_of[name]()
@@ -317,7 +317,7 @@ def gemm_times(net, state, batch, dtype, calls: int = 10) -> str:
                        f"(OpenBLAS kernels: {blas().get('architecture')})\n"
                        + markdown_table(["shapes", "dtypes", "calls a pass", "ms a pass"], rows))
     finally:
-        tensor_module._real_view_matmul = gemm
+        gemm_module._real_view_matmul = gemm
     return "\n".join(out)
 
 

@@ -1,7 +1,7 @@
 """mcnet: multicomplex arrays and networks for exact higher-order derivatives."""
 
-# in this order: the solvers build on nn, training on the solvers, the diagnostics on nn
-from mcnet import algebra, datasets, nn, solvers, training, diagnostics  # noqa: I001
+from mcnet import algebra, datasets, diagnostics, nn, solvers, testing, training
+from mcnet.derivatives import default_step, derivative, directional, perturb
 from mcnet.errors import (
     CheckpointError,
     CheckpointMismatchError,
@@ -11,7 +11,6 @@ from mcnet.errors import (
     OutputError,
     TrainingError,
 )
-from mcnet.derivatives import default_step, derivative, directional, perturb
 from mcnet.functions import (
     abs,
     arccos,
@@ -23,15 +22,19 @@ from mcnet.functions import (
     concatenate,
     cos,
     cosh,
+    einsum,
     elu,
     embed,
     erf,
     exp,
     expm1,
+    lift_bilinear,
+    lift_linear,
     log,
     log1p,
     log_softmax,
     logsumexp,
+    matmul,
     max,
     maximum,
     mean,
@@ -49,27 +52,15 @@ from mcnet.functions import (
     sum,
     tan,
     tanh,
+    tensordot,
     transpose,
     where,
     zeros,
 )
 from mcnet.nn.objective import Objective
+from mcnet.tensor import Tensor, as_tensor, from_parts, tensor
 from mcnet.training import History, fit
-from mcnet.tensor import (
-    Tensor,
-    as_tensor,
-    einsum,
-    from_parts,
-    lift_bilinear,
-    lift_linear,
-    matmul,
-    tensor,
-    tensordot,
-)
 from mcnet.transforms import grad, hessian, hvp, jacobian, jet, jvp
-
-# last: the testing helpers build on everything above
-from mcnet import testing
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,6 @@
-"""Elementwise functions and reductions on tensors (``mc.exp``, ``mc.relu``, ...).
+"""Functions on tensors: elementwise ones and reductions (``mc.exp``, ``mc.relu``, ...), and
+products (``mc.matmul``, ``mc.tensordot``, ``mc.einsum``) with the lifting of linear and
+bilinear maps to every order.
 
 Analytic functions are exact for any argument in their domain (``mcnet.algebra``).
 Branching functions decide on the real part and carry the whole multicomplex number of the
@@ -11,16 +13,18 @@ from __future__ import annotations
 import builtins
 import functools
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from mcnet.algebra import kernels, loops, symmetric
+from mcnet.algebra import gemm, kernels, loops, multicomplex, symmetric
 from mcnet.algebra.multicomplex import array_module, sign_of_real
 from mcnet.tensor import (
     FUSE_MIN_SIZE,
     Tensor,
     _binary,
+    _both_real,
+    _cast_data,
     _complex_of,
     _component_axis,
     algebra_of,
@@ -261,6 +265,112 @@ def embed(x, order: int) -> Tensor:
 def zeros(shape, order: int = 0, dtype=np.float64, device: str = "cpu") -> Tensor:
     """A tensor of zeros of the given order."""
     return embed(tensor(np.zeros(shape), dtype=dtype, device=device), order)
+
+
+# --- linear and bilinear maps: lifting by kind ---------------------------------------------
+
+
+def lift_linear(fn: Callable) -> Callable[..., Tensor]:
+    """Lift a linear map of arrays (reshape, slicing, im2col, sums) to tensors of any order."""
+
+    def lifted(t: Tensor, *args, **kwargs) -> Tensor:
+        return Tensor._from_comps([fn(c, *args, **kwargs) for c in as_tensor(t).comps])
+
+    lifted.__name__ = getattr(fn, "__name__", "linear")
+    lifted.__doc__ = fn.__doc__
+    return lifted
+
+
+def lift_bilinear(
+    base: Callable, batches_leading_axis: bool = False
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """Lift a bilinear product of arrays (matmul, tensordot, convolution) to any order.
+
+    ``batches_leading_axis`` says that ``base`` broadcasts over a leading batch axis (as
+    matmul does); a complex x real product is then one real product on the stacked real and
+    imaginary parts instead of two.
+    """
+    product = gemm.real_aware(base, batches_leading_axis)
+
+    def lifted(a, b) -> Tensor:
+        return _binary(a, b, lambda algebra: lambda x, y: algebra.mul(x, y, product))
+
+    lifted.__name__ = getattr(base, "__name__", "bilinear")
+    return lifted
+
+
+def _matmul(x, y):
+    return array_module(x).matmul(x, y)
+
+
+def _check_matmul(a: Tensor, b: Tensor) -> None:
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul needs operands with at least one dimension")
+    k_a = a.shape[-1]
+    k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    if k_a != k_b:
+        raise ValueError(
+            f"matmul: inner dimensions differ: {a.shape} @ {b.shape} ({k_a} != {k_b})"
+        )
+
+
+_lifted_matmul = lift_bilinear(_matmul, batches_leading_axis=True)
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product of multicomplex arrays, built from 4**(n-1) complex GEMMs."""
+    like = a if isinstance(a, Tensor) else b
+    a, b = as_tensor(a, like), as_tensor(b, like)
+    _check_matmul(a, b)
+    if a.ndim == 2 and b.ndim == 2 and a.device == "cpu":
+        if _both_real(a, b):
+            return Tensor(np.matmul(a.data[0], b.data[0])[None])
+        return _gemm_product(a, b)(b)
+    return _lifted_matmul(a, b)
+
+
+install_operators(matmul=matmul)
+
+
+def matmul_each(a: Tensor, chunks: Iterable[Tensor]) -> Iterator[Tensor]:
+    """``a @ b`` for each 2-D ``b`` of ``chunks`` (all of one kind): a's side of the products
+    (the product rule's terms, a block matrix) is prepared once.  A convolution's weight times
+    its columns, a batch chunk at a time, spends no time on it per chunk."""
+    product, kind = None, None
+    for b in chunks:
+        b = as_tensor(b, a)
+        _check_matmul(a, b)
+        if a.ndim != 2 or b.ndim != 2 or a.device != "cpu" or _both_real(a, b):
+            yield matmul(a, b)
+            continue
+        if kind != (len(b.data), b.data.dtype, b.order, b.one_direction):
+            kind = (len(b.data), b.data.dtype, b.order, b.one_direction)
+            product = _gemm_product(a, b, skip_zeros_of_like=False)
+        yield product(b)
+
+
+def _gemm_product(a: Tensor, like: Tensor, skip_zeros_of_like: bool = True) -> Callable:
+    """``b -> a @ b`` (``algebra.gemm``) for 2-D CPU right operands of ``like``'s kind."""
+    algebra = algebra_of(a, like)
+    real = np.result_type(a.dtype, like.dtype)
+
+    def data_of(t: Tensor):
+        return _cast_data(t.general() if algebra is multicomplex else t, real)
+
+    product = gemm.Product(algebra, data_of(a), data_of(like), skip_zeros_of_like)
+    return lambda b: Tensor(product(data_of(b)))
+
+
+def tensordot(a, b, axes=2) -> Tensor:
+    """``numpy.tensordot`` of multicomplex arrays."""
+    return lift_bilinear(lambda x, y: array_module(x).tensordot(x, y, axes=axes))(a, b)
+
+
+def einsum(subscripts: str, a, b) -> Tensor:
+    """Two-operand ``numpy.einsum`` of multicomplex arrays (any contraction, e.g. convolution)."""
+    return lift_bilinear(
+        lambda x, y: array_module(x).einsum(subscripts, x, y, optimize=True)
+    )(a, b)
 
 
 # --- calls on values that are not tensors ------------------------------------------------------

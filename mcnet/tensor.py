@@ -7,7 +7,7 @@ The order is read off that array, so there is no state to keep in step.  The API
 request; keeping the i_1 pair as one complex number lets order 1 run on plain NumPy complex
 arithmetic and matrix products on complex GEMMs.
 
-Every operation is one of four kinds, lifted here to every order:
+Every operation is one of four kinds, lifted to every order here and in ``mcnet.functions``:
 - linear (reshape, indexing, sums, convolution's im2col): the same map on every component;
 - bilinear (product, matmul, tensordot): the multicomplex product rule over a real/complex
   base product, ``algebra.mul``;
@@ -21,12 +21,13 @@ import math
 import numbers
 import operator
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from mcnet.algebra import kernels, symmetric
 from mcnet.algebra import multicomplex as mc_alg
+from mcnet.algebra.devices import cuda_module
 from mcnet.algebra.multicomplex import array_module
 
 # Arrays at least this large go through the fused kernels (mcnet.algebra.kernels) where
@@ -69,13 +70,14 @@ def check_memory(nbytes: int, what: str) -> None:
 
 
 # Operators implemented by the higher layer `mcnet.functions` (``**`` through exp and log,
-# ``abs`` through the sign of the real part), which installs them when it is imported, so
-# that this module never imports it.
+# ``abs`` through the sign of the real part, ``@`` through the product rule's GEMMs), which
+# installs them when it is imported, so that this module never imports it.
 _OPERATORS: dict[str, Callable] = {}
 
 
 def install_operators(**implementations: Callable) -> None:
-    """Set the functions behind ``Tensor.__pow__`` (``power``) and ``__abs__`` (``abs``)."""
+    """Set the functions behind ``Tensor.__pow__`` (``power``), ``__abs__`` (``abs``) and
+    ``__matmul__`` (``matmul``)."""
     _OPERATORS.update(implementations)
 
 
@@ -282,10 +284,10 @@ class Tensor:
         return _binary(other, self, lambda algebra: algebra.div)
 
     def __matmul__(self, other):
-        return matmul(self, other)
+        return _OPERATORS["matmul"](self, other)
 
     def __rmatmul__(self, other):
-        return matmul(other, self)
+        return _OPERATORS["matmul"](other, self)
 
     def __pow__(self, exponent):
         return _OPERATORS["power"](self, exponent)
@@ -365,35 +367,6 @@ class Tensor:
 # --- coercion -----------------------------------------------------------------------------------
 
 
-_CUPY = []  # CuPy once it has been seen to work
-
-
-def cuda_module():
-    """CuPy, once it is known to see a CUDA device; a clear error saying what is missing
-    otherwise (CuPy is the optional dependency ``mcnet[cuda]``)."""
-    if _CUPY:
-        return _CUPY[0]
-    try:
-        import cupy
-    except ImportError as exc:
-        raise ImportError(
-            'device="cuda" needs CuPy, which is not installed: pip install "mcnet[cuda]" '
-            '(on a machine with a CUDA device), or use device="cpu"'
-        ) from exc
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # CUDARuntimeError: no device, no driver, ...
-        raise RuntimeError(
-            f'device="cuda": CuPy is installed but finds no usable CUDA device ({exc}); '
-            'use device="cpu"'
-        ) from exc
-    if count < 1:
-        raise RuntimeError('device="cuda": no CUDA device is present; use device="cpu"')
-    _CUPY.append(cupy)
-    return cupy
-
-
-
 def _check_dtype(dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype not in _REAL_DTYPES:
@@ -471,12 +444,12 @@ def _common(a: Tensor, b: Tensor):
     if algebra is mc_alg:
         a, b = a.general(), b.general()
     real = np.result_type(a.dtype, b.dtype)
+    return algebra, list(_cast_data(a, real)), list(_cast_data(b, real))
 
-    def cast(t):
-        target = _complex_of(real) if t.data.dtype.kind == "c" else real
-        return list(t.data.astype(target, copy=False))
 
-    return algebra, cast(a), cast(b)
+def _cast_data(t: Tensor, real: np.dtype):
+    """``t``'s component data in the base dtype ``real`` (a view when it already is)."""
+    return t.data.astype(_complex_of(real) if t.data.dtype.kind == "c" else real, copy=False)
 
 
 def algebra_of(*tensors: Tensor):
@@ -564,337 +537,3 @@ def _check_axis(axis: int, ndim: int) -> int:
     if not -ndim <= axis < max(ndim, 1):
         raise ValueError(f"axis {axis} is out of range for a tensor with {ndim} dimensions")
     return axis % ndim if ndim else 0
-
-
-# --- lifting primitives by kind -------------------------------------------------------------
-
-
-def lift_linear(fn: Callable) -> Callable[..., Tensor]:
-    """Lift a linear map of arrays (reshape, slicing, im2col, sums) to tensors of any order."""
-
-    def lifted(t: Tensor, *args, **kwargs) -> Tensor:
-        return Tensor._from_comps([fn(c, *args, **kwargs) for c in as_tensor(t).comps])
-
-    lifted.__name__ = getattr(fn, "__name__", "linear")
-    lifted.__doc__ = fn.__doc__
-    return lifted
-
-
-def lift_bilinear(
-    base: Callable, batches_leading_axis: bool = False
-) -> Callable[[Tensor, Tensor], Tensor]:
-    """Lift a bilinear product of arrays (matmul, tensordot, convolution) to any order.
-
-    ``batches_leading_axis`` says that ``base`` broadcasts over a leading batch axis (as
-    matmul does); a complex x real product is then one real product on the stacked real and
-    imaginary parts instead of two.
-    """
-    product = _real_aware(base, batches_leading_axis)
-
-    def lifted(a, b) -> Tensor:
-        return _binary(a, b, lambda algebra: lambda x, y: algebra.mul(x, y, product))
-
-    lifted.__name__ = getattr(base, "__name__", "bilinear")
-    return lifted
-
-
-def _real_aware(base: Callable, batches_leading_axis: bool) -> Callable:
-    """Complex x real products as real products: half the work of a complex GEMM."""
-
-    def product(x, y):
-        xc, yc = np.iscomplexobj(x), np.iscomplexobj(y)
-        if xc == yc:
-            return base(x, y)
-        xp = array_module(x)
-        z = x if xc else y
-        other = y if xc else x
-        if batches_leading_axis and z.ndim >= 2:
-            stacked = xp.stack([z.real, z.imag])
-            if other.ndim > z.ndim:  # keep the stacking axis in front of other's batch axes
-                stacked = stacked.reshape((2,) + (1,) * (other.ndim - z.ndim) + z.shape)
-            r = base(stacked, y) if xc else base(x, stacked)
-            re, im = r[0], r[1]
-        else:
-            re = base(z.real, y) if xc else base(x, z.real)
-            im = base(z.imag, y) if xc else base(x, z.imag)
-        out = xp.empty(np.shape(re), dtype=z.dtype)
-        out.real, out.imag = re, im
-        return out
-
-    return product
-
-
-def _matmul(x, y):
-    return array_module(x).matmul(x, y)
-
-
-def _check_matmul(a: Tensor, b: Tensor) -> None:
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError("matmul needs operands with at least one dimension")
-    k_a = a.shape[-1]
-    k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
-    if k_a != k_b:
-        raise ValueError(
-            f"matmul: inner dimensions differ: {a.shape} @ {b.shape} ({k_a} != {k_b})"
-        )
-
-
-_lifted_matmul = lift_bilinear(_matmul, batches_leading_axis=True)
-
-
-def matmul(a, b) -> Tensor:
-    """Matrix product of multicomplex arrays, built from 4**(n-1) complex GEMMs."""
-    like = a if isinstance(a, Tensor) else b
-    a, b = as_tensor(a, like), as_tensor(b, like)
-    _check_matmul(a, b)
-    if a.ndim == 2 and b.ndim == 2 and a.device == "cpu":
-        if _both_real(a, b):
-            return Tensor(np.matmul(a.data[0], b.data[0])[None])
-        return _stacked_matmul(a, b)
-    return _lifted_matmul(a, b)
-
-
-# --- 2-D products on the CPU: one GEMM for every component pair -----------------------------
-#
-# A product of multicomplex matrices is a sum of products of their components, a_i @ b_j,
-# each added with a sign or integer weight into one component of the result (the product
-# rule).  Two ways to get them all from ONE GEMM, which reads each operand once instead of
-# once per product (LeNet's products are memory-bound: the large operand, an im2col matrix,
-# comes from memory, the small one, a weight, from cache):
-#
-# - a small left operand with several components (a weight in a derivative pass) times a
-#   right one with several: result component c is sum_i B_ci @ b_i with B_ci the weighted
-#   sum of a's components that multiply b_i into c; with b's components stacked over rows
-#   (its own layout, (K q, r)) that is ONE GEMM (K_out p, K q) @ (K q, r) which writes the
-#   result's components directly: no combining pass.  The block matrix B of the small
-#   operand costs nothing, but its zero blocks cost flops: when a has zero components (a
-#   one-direction weight's s_2 = ... = s_k = 0) and the pair products below are fewer than
-#   B's blocks, those are taken instead (LeNet-5's vᵀHv, second layer: 6 products and a
-#   combining pass, 5.2-5.9 ms, against B's 9 blocks, 6.3-6.9 ms, on OpenBLAS's Haswell
-#   kernels; 3.6-3.8 against 3.9-4.1 on its SkylakeX ones).
-# - otherwise a's components stacked over rows and b's side by side, (Ka p, q) @ (q, Kb r),
-#   give every a_i @ b_j as a block, and the result's components are their signed or
-#   weighted sums (a view, when each is one block).
-#
-# Stacking is a view when the memory allows (``Tensor.data`` (K, p, q) is (K p, q); its
-# transpose is (q, K r) in column-major order); otherwise the smaller operand is copied.
-# A complex operand times a real one is a real GEMM: the complex one's real and imaginary
-# parts become rows (left), or its interleaved real view becomes columns (right: a (q, r)
-# complex array is a (q, 2r) real one).
-
-
-def matmul_each(a: Tensor, chunks: Iterable[Tensor]) -> Iterator[Tensor]:
-    """``a @ b`` for each 2-D ``b`` of ``chunks`` (all of one kind): a's side of the products
-    (the product rule's terms, a block matrix) is prepared once.  A convolution's weight times
-    its columns, a batch chunk at a time, spends no time on it per chunk."""
-    product, kind = None, None
-    for b in chunks:
-        b = as_tensor(b, a)
-        _check_matmul(a, b)
-        if a.ndim != 2 or b.ndim != 2 or a.device != "cpu" or _both_real(a, b):
-            yield matmul(a, b)
-            continue
-        if kind != (len(b.data), b.data.dtype, b.order, b.one_direction):
-            kind = (len(b.data), b.data.dtype, b.order, b.one_direction)
-            product = _stacked_product(a, b, b_zeros=False)
-        yield product(b)
-
-
-def _stacked_matmul(a: Tensor, b: Tensor) -> Tensor:
-    return _stacked_product(a, b)(b)
-
-
-def _stacked_product(a: Tensor, like: Tensor, b_zeros: bool = True) -> Callable:
-    """The function ``b -> a @ b`` for right operands with ``like``'s components and dtype
-    (and, with ``b_zeros``, its zero components, which the products then skip)."""
-    algebra = algebra_of(a, like)
-    if algebra is mc_alg:
-        a = a.general()
-    real = np.result_type(a.dtype, like.dtype)
-    da = a.data.astype(_complex_of(real) if a.data.dtype.kind == "c" else real, copy=False)
-
-    def data_of(b: Tensor):
-        data = (b.general() if algebra is mc_alg else b).data
-        return data.astype(_complex_of(real) if data.dtype.kind == "c" else real, copy=False)
-
-    db = data_of(like)
-    terms = _product_terms(algebra, da, db if b_zeros else None, len(db))
-    ka, kb, p = len(da), len(db), da.shape[1]
-    rows = sorted({i for i, _ in terms})
-    cols = sorted({j for _, j in terms})
-    left = None  # the block matrix, made when first needed
-
-    def product(b: Tensor) -> Tensor:
-        nonlocal left
-        db = data_of(b)
-        r = db.shape[2]
-        if not terms:  # every component of one operand is zero (a zero direction)
-            return Tensor(np.zeros((max(ka, kb), p, r), dtype=np.result_type(da, db)))
-        if (ka > 1 and kb > 1 and da[0].size * 8 <= db[0].size and da.dtype == db.dtype
-                and max(ka, kb) * kb <= len(rows) * len(cols)):
-            right = _stack_rows(db, list(range(kb)), copy=False)
-            if right is not None:  # b's components over rows: one GEMM with a's block matrix
-                if left is None:
-                    left = _block_matrix(terms, da, max(ka, kb), kb)
-                return Tensor(_real_view_matmul(left, right, False).reshape(max(ka, kb), p, r))
-        blocks, result = _pair_products(da, db, rows, cols)
-        if result is not None and (ka == 1 or kb == 1):  # each component is one block
-            if ka == 1 and cols == list(range(kb)):  # (p, Kb r) -> (Kb, p, r), a view
-                return Tensor(result.reshape(p, kb, r).transpose(1, 0, 2))
-            if kb == 1 and rows == list(range(ka)):  # (Ka p, r) -> (Ka, p, r), a view
-                return Tensor(result.reshape(ka, p, r))
-        return Tensor(_combine(terms, blocks, max(ka, kb)))
-
-    return product
-
-
-def _block_matrix(terms: dict, da, k_out: int, kb: int):
-    """(k_out p, kb q): block (c, j) is sum of weight * a_i over the terms (i, j) -> c."""
-    _, p, q = da.shape
-    out = np.zeros((k_out, p, kb, q), dtype=da.dtype)
-    for (i, j), targets in terms.items():
-        for c, weight in targets:
-            out[c, :, j] += da[i] if weight == 1 else da[i] * weight
-    return out.reshape(k_out * p, kb * q)
-
-
-def _product_terms(algebra, da, db, kb: int) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    """For each component pair (i, j) that contributes, the (result component, weight) pairs;
-    ``db`` (kb components), when given, is checked for zero components."""
-    ka = len(da)
-    if ka == 1 or kb == 1:
-        return {(i, j): [(max(i, j), 1)] for i in range(ka) for j in range(kb)}
-    if algebra is symmetric:
-        zero_a = symmetric._zeros(list(da))
-        zero_b = set() if db is None else symmetric._zeros(list(db))
-        table = symmetric.weights(ka - 1)
-        return {ij: targets for ij, targets in table.items()
-                if ij[0] not in zero_a and ij[1] not in zero_b}  # fmt: skip
-    # general layout: e_i e_j = (-1)^popcount(i & j) e_(i ^ j), over complex components
-    return {(i, j): [(i ^ j, -1 if (i & j).bit_count() % 2 else 1)]
-            for i in range(ka) for j in range(kb)}  # fmt: skip
-
-
-def _pair_products(da, db, rows: list[int], cols: list[int]):
-    """{(i, j): da[i] @ db[j]} for every i in rows, j in cols, from one GEMM (one per column
-    component when b's components cannot be put side by side), and that one GEMM's result
-    when it is already the answer's layout (real or complex operands of one kind)."""
-    p, r = da.shape[1], db.shape[2]
-    a_complex, b_complex = da.dtype.kind == "c", db.dtype.kind == "c"
-    split = a_complex and not b_complex  # real and imaginary parts as rows of a real GEMM
-    left = _stack_rows(da, rows)  # (len(rows) p, q)
-    if split:
-        left = np.concatenate([left.real, left.imag])
-    right = _stack_cols(db, cols)  # (q, len(cols) r) or None
-    if right is None:
-        products = {j: _real_view_matmul(left, db[j], b_complex and not a_complex)
-                    for j in cols}  # fmt: skip
-        product = None
-        block = lambda x, y: products[cols[y]][x * p : (x + 1) * p]  # noqa: E731
-    else:
-        product = _real_view_matmul(left, right, b_complex and not a_complex)
-
-        def block(x, y):
-            return product[x * p : (x + 1) * p, y * r : (y + 1) * r]
-
-    out = {}
-    for x, i in enumerate(rows):
-        for y, j in enumerate(cols):
-            if split:
-                out[i, j] = _complex_from(block(x, y), block(x + len(rows), y), da.dtype)
-            else:
-                out[i, j] = block(x, y)
-    return out, (None if split else product)
-
-
-def _real_view_matmul(left, right, right_complex_only: bool):
-    """left @ right; a complex ``right`` times a real ``left`` as one real GEMM on right's
-    interleaved real view (when its rows are contiguous).  Every GEMM of a multicomplex
-    product goes through here (``benchmarks/bench_nn.py --gemms`` times them by shape)."""
-    if right_complex_only:
-        if right.strides[-1] == right.itemsize and right.flags.c_contiguous:
-            q, r = right.shape
-            real = right.view(left.dtype)  # (q, 2r): [re, im] of each element side by side
-            return np.matmul(left, real).view(right.dtype)
-        return _complex_from(left @ right.real, left @ right.imag, right.dtype)
-    return np.matmul(left, right)
-
-
-def _complex_from(re, im, dtype):
-    out = np.empty(re.shape, dtype=dtype)
-    out.real = re
-    out.imag = im
-    return out
-
-
-def _stack_rows(d, rows: list[int], copy: bool = True):
-    """The components ``rows`` of (K, p, q) data stacked as (len(rows) p, q): a view when
-    the memory allows, else a copy (or None with ``copy=False``)."""
-    k, p, q = d.shape
-    picked = d[rows[0] : rows[-1] + 1] if rows == list(range(rows[0], rows[-1] + 1)) else d[rows]
-    if len(rows) == 1:
-        return picked[0]
-    view = _view_as(picked, (len(rows) * p, q))
-    if view is not None or not copy:
-        return view
-    return np.ascontiguousarray(picked).reshape(len(rows) * p, q)
-
-
-def _stack_cols(d, cols: list[int]):
-    """The components ``cols`` of (K, q, r) data side by side as (q, len(cols) r): a view when
-    the memory allows (the transpose of row-stacked memory), a copy when it is small, else
-    None."""
-    k, q, r = d.shape
-    if len(cols) == 1:
-        return d[cols[0]]
-    if cols == list(range(cols[0], cols[-1] + 1)):
-        view = _view_as(d[cols[0] : cols[-1] + 1].transpose(1, 0, 2), (q, len(cols) * r))
-        if view is not None:
-            return view
-    if len(cols) * q * r <= _SMALL_COPY:
-        return np.ascontiguousarray(d[cols].transpose(1, 0, 2)).reshape(q, len(cols) * r)
-    return None
-
-
-def _view_as(a, shape):
-    """``a`` reshaped without a copy, or None when its memory does not allow it."""
-    try:
-        return np.reshape(a, shape, copy=False)
-    except ValueError:
-        return None
-
-
-_SMALL_COPY = 1 << 16
-
-
-def _combine(terms: dict, blocks: dict, k: int):
-    """The result's k components from the pair products: signed or weighted sums."""
-    targets: dict[int, list[tuple[object, int]]] = {}
-    for ij, out in terms.items():
-        for c, weight in out:
-            targets.setdefault(c, []).append((blocks[ij], weight))
-    first = next(iter(blocks.values()))
-    comps = []
-    for c in range(k):
-        parts = targets.get(c)
-        if not parts:
-            comps.append(np.zeros(first.shape, dtype=first.dtype))
-            continue
-        total = None
-        for block, weight in parts:
-            term = block if weight == 1 else (-block if weight == -1 else block * weight)
-            total = term if total is None else total + term
-        comps.append(total)
-    return comps[0][None] if k == 1 else np.stack(comps)
-
-
-def tensordot(a, b, axes=2) -> Tensor:
-    """``numpy.tensordot`` of multicomplex arrays."""
-    return lift_bilinear(lambda x, y: array_module(x).tensordot(x, y, axes=axes))(a, b)
-
-
-def einsum(subscripts: str, a, b) -> Tensor:
-    """Two-operand ``numpy.einsum`` of multicomplex arrays (any contraction, e.g. convolution)."""
-    return lift_bilinear(
-        lambda x, y: array_module(x).einsum(subscripts, x, y, optimize=True)
-    )(a, b)

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import mcnet as mc
-from mcnet.tensor import matmul_each
+from mcnet.functions import matmul_each
 
 
 def _reference(p, q, product):

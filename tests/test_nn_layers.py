@@ -19,7 +19,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import mcnet as mc
-from mcnet.algebra import loops
+from mcnet.nn import loops
 from mcnet.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from mcnet.nn.conv import Conv2d
 from mcnet.nn.dropout import Dropout, resample_dropout
@@ -340,7 +340,7 @@ def _weight_data(kind, count, shape, rng, dtype):
 def test_conv2d_of_real_images_matches_naive_loops_for_every_weight_kind(
     weight_kind, dtype, n, c, o, kernel, padding, extra, bias, input_grad, zero_top, seed
 ):
-    """Real images, stride 1 (the direct correlation, ``loops.correlate``): each component of
+    """Real images, stride 1 (the direct correlation, ``correlation.correlate``): each component of
     the output, of the weight gradient and (real weights) of the input gradient against
     naive loops, component by component; odd and even channel counts, kernels up to 5x5, no
     bias, a bias of the weight's kind or a real one, with and without the input gradient (a

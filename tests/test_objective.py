@@ -486,6 +486,19 @@ def test_gauss_newton_product_is_real_when_a_layer_keeps_complex_values_out_of_r
     np.testing.assert_allclose(products[1], products[0], rtol=1e-13, atol=1e-15)
 
 
+def test_the_switch_to_real_parts_reaches_a_saved_dataclass():
+    """Conv2d keeps its state in a dataclass: the Gauss-Newton product's switch to real parts
+    reaches the input it saved there (else its backward would run complex GEMMs)."""
+    from mcnet.nn.objective import _real_parts
+
+    conv = nn.Conv2d(2, 3, 3, stride=2)  # stride 2: im2col, which saves the input
+    x = mc.from_parts(np.random.default_rng(0).standard_normal((2, 1, 2, 5, 5)))
+    conv(x)
+    conv.map_saved(_real_parts)
+    assert conv.saved.data.order == 0
+    np.testing.assert_array_equal(conv.saved.data.numpy(), x.real)
+
+
 # --- blocks of directions -----------------------------------------------------------------------
 
 

@@ -328,7 +328,7 @@ def kernel(
 def applies(name: str, order: int, one_direction: bool = False, device: str = "cpu") -> bool:
     """Whether ``name`` has a fused kernel worth using at this order on this device.  Not for
     one-direction numbers with nilpotent units: those skip exactly-zero coefficients
-    (``symmetric._zeros``), which straight-line code cannot."""
+    (``symmetric.zero_components``), which straight-line code cannot."""
     if name not in FUSED or order > MAX_KERNEL_ORDER:
         return False
     if one_direction and symmetric.nilpotent():

@@ -111,7 +111,7 @@ def mul(a: Comps, b: Comps, base: Callable = operator.mul) -> Comps:
         )
     k = len(a) - 1
     table = weights(k)
-    zero_a, zero_b = _zeros(a), _zeros(b)
+    zero_a, zero_b = zero_components(a), zero_components(b)
     out: list = [None] * (k + 1)
     for (i, j), targets in table.items():
         if i in zero_a or j in zero_b:
@@ -131,7 +131,9 @@ def mul(a: Comps, b: Comps, base: Callable = operator.mul) -> Comps:
 _ZERO_CHECK_SIZE = 1 << 16
 
 
-def _zeros(s: Comps) -> set[int]:
+def zero_components(s: Comps) -> set[int]:
+    """The indices of the coefficients known to be exactly zero (only small ones are checked,
+    except with nilpotent units)."""
     # with nilpotent units every size is checked: 0 * inf must not make a NaN there
     limit = math.inf if nilpotent() else _ZERO_CHECK_SIZE
     return {
@@ -203,7 +205,7 @@ def _by_jet(jet: Callable[[list], list]) -> Callable[[Comps], Comps]:
 
     def apply(s: Comps) -> Comps:
         factorials = [math.factorial(c) for c in range(len(s))]
-        zeros = _zeros(s[1:]) if nilpotent() else set()
+        zeros = zero_components(s[1:]) if nilpotent() else set()
         t = [taylor.ZERO if c - 1 in zeros else x * (1.0 / f) if f > 1 else x
              for c, (x, f) in enumerate(zip(s, factorials))]
         y = [y * float(f) if f > 1 else y for y, f in zip(jet(t), factorials)]

@@ -8,8 +8,8 @@ the real part and take the ``x <= 0`` branch at 0, as ``mc.relu`` / ``mc.elu`` d
 
 from __future__ import annotations
 
-import mcnet as mc
 from mcnet.algebra import loops
+from mcnet.functions import cos, elu, sigmoid, sin, softplus, tanh, where
 from mcnet.nn.module import Module
 from mcnet.tensor import Tensor
 
@@ -28,7 +28,7 @@ class Sigmoid(Module):
     """y = 1 / (1 + exp(-x)); dy/dx = y (1 - y)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        y = mc.sigmoid(x)
+        y = sigmoid(x)
         self.saved = y
         return y
 
@@ -45,7 +45,7 @@ class Tanh(Module):
     """y = tanh(x); dy/dx = 1 - y^2."""
 
     def forward(self, x: Tensor) -> Tensor:
-        y = mc.tanh(x)
+        y = tanh(x)
         self.saved = y
         return y
 
@@ -60,10 +60,10 @@ class ReLU(Module):
     def forward(self, x: Tensor) -> Tensor:
         positive = x.real > 0
         self.saved = positive
-        return mc.where(positive, x, 0.0)
+        return where(positive, x, 0.0)
 
     def backward(self, grad_out: Tensor) -> Tensor:
-        return mc.where(self.saved, grad_out, 0.0)
+        return where(self.saved, grad_out, 0.0)
 
 
 class ELU(Module):
@@ -74,13 +74,13 @@ class ELU(Module):
         self.alpha = float(alpha)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = mc.elu(x, self.alpha)
+        y = elu(x, self.alpha)
         self.saved = (x.real > 0, y)
         return y
 
     def backward(self, grad_out: Tensor) -> Tensor:
         positive, y = self.saved
-        return mc.where(positive, grad_out, grad_out * (y + self.alpha))
+        return where(positive, grad_out, grad_out * (y + self.alpha))
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -96,10 +96,10 @@ class Softplus(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self.saved = x
-        return mc.softplus(x)
+        return softplus(x)
 
     def backward(self, grad_out: Tensor) -> Tensor:
-        return grad_out * mc.sigmoid(self.saved)
+        return grad_out * sigmoid(self.saved)
 
 
 class Sin(Module):
@@ -107,7 +107,7 @@ class Sin(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self.saved = x
-        return mc.sin(x)
+        return sin(x)
 
     def backward(self, grad_out: Tensor) -> Tensor:
-        return grad_out * mc.cos(self.saved)
+        return grad_out * cos(self.saved)

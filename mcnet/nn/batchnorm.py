@@ -22,8 +22,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-import mcnet as mc
 from mcnet.algebra.multicomplex import array_module
+from mcnet.functions import sqrt
 from mcnet.nn.module import Module, Parameter
 from mcnet.tensor import Tensor
 
@@ -83,7 +83,7 @@ class _BatchNorm(Module):
             mean = x.mean(axis=axes, keepdims=True)
             centred = x - mean
             var = (centred * centred).mean(axis=axes, keepdims=True)
-            inv_std = 1.0 / mc.sqrt(var + self.eps)
+            inv_std = 1.0 / sqrt(var + self.eps)
             real = x.order == 0 and self.weight.value.order == 0 and self.bias.value.order == 0
             if real and not getattr(_FROZEN, "depth", 0):
                 self._update_running(mean.real.reshape(-1), var.real.reshape(-1), count)

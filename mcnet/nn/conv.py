@@ -8,41 +8,53 @@ axis being one more batch axis: that is ``mc.lift_linear`` without a Python loop
 components.
 
 **Real images at stride 1** (every network's first layer in every pass, and every layer of a
-real pass: the gradient, the loss) on the CPU: ``loops.correlate`` sums shifted copies of the
-zero-padded, flattened image planes, and never writes the columns matrix (25x the input for a
-5x5 kernel) that im2col + GEMM writes and OpenBLAS then packs once more.  A weight of any
+real pass: the gradient, the loss) on the CPU: ``correlation.correlate`` sums shifted copies
+of the zero-padded, flattened image planes, and never writes the columns matrix (25x the input
+for a 5x5 kernel) that im2col + GEMM writes and OpenBLAS then packs once more.  A weight of any
 order is one real correlation per real part of its components (the images are real, so the
 product rule is one term per component).  The backward reads the same planes: the weight
-gradient by ``loops.correlate_weights``, and for a real weight the input gradient by one GEMM
-``W^T @ g`` a batch chunk at a time, added back into the planes in long runs
-(``loops.correlate_input``).  What that gained on LeNet-5 is in ``benchmarks/README.md``.
+gradient by ``correlation.correlate_weights``, and for a real weight the input gradient by one
+GEMM ``W^T @ g`` a batch chunk at a time, added back into the planes in long runs
+(``correlation.correlate_input``).  What that gained on LeNet-5 is in ``benchmarks/README.md``.
 
 **Otherwise** (strides, images with several components: the second layer of an H v or
 higher-order pass) im2col by a Numba loop, a batch chunk at a time (``loops.CHUNK_BYTES`` of
-columns, in cache when the GEMM reads them), then ``tensor.matmul_each``, which turns the
+columns, in cache when the GEMM reads them), then ``functions.matmul_each``, which turns the
 contraction into real/complex GEMMs by the multicomplex product rule, the weight's side
 prepared once for all chunks.  GEMM shapes (M = Nc*Ho*Wo output pixels of a chunk): forward
 ``(O, C*kh*kw) @ (C*kh*kw, M)``; backward weight ``(O, M) @ (M, C*kh*kw)`` and input
-``(C*kh*kw, O) @ (O, M)``.  Pixels run along the long, contiguous axis: on one thread that was
-1.5-2x faster than the ``(M, C*kh*kw)`` layout for LeNet-5's tall, thin products.  col2im adds
+``(C*kh*kw, O) @ (O, M)``.  Pixels run along the long, contiguous axis, which suits OpenBLAS
+better than the ``(M, C*kh*kw)`` layout for a network's tall, thin products.  col2im adds
 each chunk's columns back in one Numba pass instead of one strided NumPy add per kernel
 offset."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-import mcnet as mc
-from mcnet.algebra import loops
 from mcnet.algebra.multicomplex import array_module
+from mcnet.functions import matmul, matmul_each
+from mcnet.nn import correlation, loops
 from mcnet.nn.init import uniform
 from mcnet.nn.module import Module, Parameter
-from mcnet.tensor import Tensor, matmul_each
+from mcnet.tensor import Tensor
 
 Pair = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """What a forward keeps for its backward: with ``direct``, the direct correlation's planes
+    in ``data``; otherwise its input (its columns, on a GPU)."""
+
+    direct: bool
+    data: correlation.Planes | Tensor
+    in_shape: tuple[int, ...]
+    size: Pair  # the padded image size
 
 
 def pair(value: int | tuple[int, int], name: str) -> Pair:
@@ -150,15 +162,15 @@ class Conv2d(Module):
         # (K, N, C, Ho, Wo, kh, kw) -> (K, C*kh*kw, N*Ho*Wo): one column per output pixel
         view = windows(padded, self.kernel_size, self.stride)
         cols = Tensor(view.transpose(0, 2, 5, 6, 1, 3, 4).reshape(k, -1, n * ho * wo))
-        y = mc.matmul(self.weight.value.reshape(self.out_channels, -1), cols)  # (O, M)
+        y = matmul(self.weight.value.reshape(self.out_channels, -1), cols)  # (O, M)
         if self.bias is not None:
             y = y + self.bias.value.reshape(-1, 1)
-        self.saved = (cols, x.shape, size)
+        self.saved = _Saved(direct=False, data=cols, in_shape=x.shape, size=size)
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
 
     def _forward_cpu(self, x: Tensor) -> Tensor:
-        """Real images at stride 1: the direct correlation (``loops.correlate``), which never
-        builds the columns.  Otherwise im2col by a Numba loop (padding included, no padded
+        """Real images at stride 1: the direct correlation (``correlation.correlate``), which
+        never builds the columns.  Otherwise im2col by a Numba loop (padding included, no padded
         copy), then the GEMMs of the product rule (``matmul_each``).  Either way the output
         stays channel-major ``(O, N, Ho, Wo)`` in memory, a transposed view."""
         ph, pw = self.padding
@@ -172,7 +184,7 @@ class Conv2d(Module):
         y = Tensor(np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0])
         if self.bias is not None:
             y = _add_bias(y, self.bias.value)
-        self.saved = (x, x.shape, size)
+        self.saved = _Saved(direct=False, data=x, in_shape=x.shape, size=size)
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
 
     def _columns(self, x: Tensor, out_size: Pair):
@@ -197,29 +209,29 @@ class Conv2d(Module):
         )
 
     def _correlate(self, x: Tensor, size: Pair) -> Tensor:
-        """The forward by ``loops.correlate``: one real correlation per real part of the
+        """The forward by ``correlation.correlate``: one real correlation per real part of the
         weight's components; the bias is added on the way when it has the weight's
         components (every parameter perturbed alike, as in ``Objective``), else after."""
-        planes = loops.correlation_planes(x.data[0], self.kernel_size, self.padding)
+        planes = correlation.correlation_planes(x.data[0], self.kernel_size, self.padding)
         weight = self.weight.value.data
         bias = None if self.bias is None else self.bias.value.data
         fused = bias is None or (bias.dtype == weight.dtype and len(bias) == len(weight))
-        y = Tensor(loops.correlate(planes, weight, bias if fused else None))
-        self.saved = (planes, x.shape, size)
+        y = Tensor(correlation.correlate(planes, weight, bias if fused else None))
+        self.saved = _Saved(direct=True, data=planes, in_shape=x.shape, size=size)
         return y if fused else y + self.bias.value.reshape(-1, 1, 1)
 
     def backward(self, grad_out: Tensor) -> Tensor | None:
-        saved, in_shape, size = self.saved
+        saved, in_shape, size = self.saved.data, self.saved.in_shape, self.saved.size
         n, o, ho, wo = grad_out.shape
         g = grad_out.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
         w2 = self.weight.value.reshape(o, -1)
         weight = self.weight.value.data
-        direct = isinstance(saved, loops.Planes)  # else the forward saved its input
+        direct = self.saved.direct
         if direct:
-            rows = loops.gradient_rows(saved, grad_out.data)  # real parts, then imaginary
+            rows = correlation.gradient_rows(saved, grad_out.data)  # real parts, then imaginary
             shape = (len(grad_out.data), *weight.shape[1:])
-            self.weight.accumulate(
-                Tensor(loops.correlate_weights(saved, rows, shape, grad_out.data.dtype)))
+            weight_grad = correlation.correlate_weights(saved, rows, shape, grad_out.data.dtype)
+            self.weight.accumulate(Tensor(weight_grad))
         else:  # the columns again, chunk by chunk
             first = 0
             for cols in self._columns(saved, (ho, wo)):
@@ -233,19 +245,19 @@ class Conv2d(Module):
             return None
         real = [d.dtype.kind == "f" and len(d) == 1 for d in (grad_out.data, weight)]
         if direct and all(real):  # a real gradient and a real weight
-            return Tensor(loops.correlate_input(saved, rows, weight[0], in_shape[2:],
-                                                self.padding)[None])  # fmt: skip
+            images = correlation.correlate_input(saved, rows, weight[0], in_shape[2:], self.padding)
+            return Tensor(images[None])
         if grad_out.device == "cpu":
             return self._input_gradient_cpu(w2.T, g, in_shape)
-        dcols = mc.matmul(w2.T, g).data  # (K, C*kh*kw, M)
+        dcols = matmul(w2.T, g).data  # (K, C*kh*kw, M)
         kh, kw = self.kernel_size
         dcols = dcols.reshape(-1, in_shape[1], kh, kw, n, ho, wo).transpose(2, 3, 0, 4, 1, 5, 6)
         return Tensor(crop_images(scatter_windows(dcols, size, self.stride), self.padding))
 
     def _input_gradient_cpu(self, w2t: Tensor, g: Tensor, in_shape) -> Tensor:
-        """W^T @ g, then col2im, a batch chunk at a time: each chunk's columns (about 2**18
-        elements) are added back while they are in cache instead of going to memory and back
-        (LeNet-5's second layer: 17.8 -> 13.9 ms complex128, 10.0 -> 8.4 ms complex64)."""
+        """W^T @ g, then col2im, a batch chunk at a time: each chunk's columns (about
+        ``loops.CHUNK_ELEMENTS``) are added back while they are in cache instead of going to
+        memory and back."""
         n, c, h, w = in_shape
         pixels = g.shape[1] // n  # Ho * Wo
         per_sample = w2t.shape[0] * pixels
@@ -286,10 +298,9 @@ def _add_bias(y: Tensor, bias: Tensor) -> Tensor:
 
 def _weight_gradient(g: Tensor, cols: Tensor) -> Tensor:
     """g (O, M) @ cols^T (M, C*kh*kw).  In single precision, with both operands real or both
-    complex, as (cols @ g^T)^T: OpenBLAS's sgemm/cgemm ran that orientation 1.5x faster on
-    LeNet-5's shapes here (2.7 -> 1.8 ms, 5.8 -> 4.0 ms), its dgemm/zgemm the other one
-    (2.7 vs 4.2 ms)."""
+    complex, as (cols @ g^T)^T: OpenBLAS's sgemm/cgemm run that orientation faster on a
+    convolution's shapes, its dgemm/zgemm the other one."""
     single = g.dtype == np.float32 and cols.dtype == np.float32
     if single and g.device == "cpu" and g.data.dtype.kind == cols.data.dtype.kind:
-        return mc.matmul(cols, g.T).T
-    return mc.matmul(g, cols.T)
+        return matmul(cols, g.T).T
+    return matmul(g, cols.T)

@@ -13,17 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import mcnet as mc
 from mcnet.algebra.multicomplex import array_module
+from mcnet.derivatives import default_step
+from mcnet.functions import embed
 from mcnet.nn.module import Module
-from mcnet.tensor import Tensor, _complex_of
+from mcnet.tensor import Tensor, _complex_of, as_tensor
 
 
 def derivative_at(fn: Callable[[Tensor], Any], x: Tensor) -> Tensor:
     """f'(x) for an elementwise ``fn`` at a tensor ``x`` of any order (same order as x)."""
     x = x.general()
     n = x.order
-    h = mc.default_step(x.dtype, 1)
+    h = default_step(x.dtype, 1)
     xp = array_module(x.data)
     # order n + 1 holds 2**n complex components; i_{n+1} alone is the real part of
     # component 2**(n-1) (for n = 0: the imaginary part of component 0)
@@ -33,7 +34,7 @@ def derivative_at(fn: Callable[[Tensor], Any], x: Tensor) -> Tensor:
         data[0].imag[...] = h
     else:
         data[2 ** (n - 1)].real[...] = h
-    y = mc.embed(mc.as_tensor(fn(Tensor(data)), like=x), n + 1)
+    y = embed(as_tensor(fn(Tensor(data)), like=x), n + 1)
     if y.shape != x.shape:
         raise ValueError(
             f"Elementwise expected {_name(fn)} to keep its input's shape {x.shape}, got shape "
@@ -62,7 +63,7 @@ class Elementwise(Module):
         self.fn = fn
 
     def forward(self, x: Tensor) -> Tensor:
-        y = mc.as_tensor(self.fn(x), like=x)
+        y = as_tensor(self.fn(x), like=x)
         if y.shape != x.shape:
             raise ValueError(
                 f"Elementwise expected {_name(self.fn)} to keep its input's shape {x.shape}, "

@@ -35,14 +35,14 @@ from typing import Any
 
 import numpy as np
 
-import mcnet as mc
+from mcnet.functions import exp, log_softmax, logsumexp, power
 from mcnet.nn import recorded
 from mcnet.nn.activation import ReLU
 from mcnet.nn.elementwise import Elementwise
 from mcnet.nn.flatten import Flatten
 from mcnet.nn.merge import Add, Concat
 from mcnet.nn.module import ShapesNeeded, Untraceable, active_tracers, run_backward
-from mcnet.tensor import _REFLECTED_OPERATORS, Tensor
+from mcnet.tensor import _REFLECTED_OPERATORS, Tensor, as_tensor
 
 
 class TraceValue:
@@ -89,7 +89,7 @@ class TraceValue:
     def __pow__(self, exponent):
         if isinstance(exponent, TraceValue):
             raise self.tracer.refuse("it raises to a traced power; use mc.exp(p * mc.log(x))")
-        return self.tracer.step(Elementwise(_With(mc.power, exponent)), self)
+        return self.tracer.step(Elementwise(_With(power, exponent)), self)
 
     def __rpow__(self, base):
         if not isinstance(base, numbers.Real):
@@ -326,9 +326,9 @@ class Tracer:
         if name == "logsumexp":
             return self.step(recorded.LogSumExp(arguments["axis"], arguments["keepdims"]), x)
         if name == "log_softmax":
-            return x - mc.logsumexp(x, axis=arguments["axis"], keepdims=True)
+            return x - logsumexp(x, axis=arguments["axis"], keepdims=True)
         if name == "softmax":
-            return mc.exp(mc.log_softmax(x, axis=arguments["axis"]))
+            return exp(log_softmax(x, axis=arguments["axis"]))
         raise self.refuse(
             f"it calls mc.{name} on a traced value, which the trace does not record; put it "
             "in a module with its own backward"
@@ -360,7 +360,7 @@ class _Power:
         self.__name__ = f"{base}**x"
 
     def __call__(self, x: Tensor) -> Tensor:
-        return mc.power(mc.as_tensor(self.base, like=x), x)
+        return power(as_tensor(self.base, like=x), x)
 
 
 def _reciprocal(x: Tensor) -> Tensor:

@@ -14,17 +14,17 @@ from typing import Any
 
 import numpy as np
 
-import mcnet as mc
 from mcnet.algebra.multicomplex import array_module
+from mcnet.functions import exp, log_softmax, sigmoid, softplus, where
 from mcnet.nn.module import Module, Untraceable
-from mcnet.tensor import Tensor
+from mcnet.tensor import Tensor, as_tensor, tensor
 
 
 class Loss(Module):
     """Base of the losses: the target passes to ``forward`` unconverted."""
 
     def __call__(self, input, target) -> Tensor:  # noqa: A002 - PyTorch's name
-        return self.forward(mc.as_tensor(input), target)
+        return self.forward(as_tensor(input), target)
 
     def forward(self, input: Tensor, target) -> Tensor:  # noqa: A002
         raise NotImplementedError
@@ -52,7 +52,7 @@ def _real_target(loss: Loss, input: Tensor, target) -> Tensor:  # noqa: A002
             )
         target = target.astype(input.dtype)
     else:
-        target = mc.tensor(target, dtype=input.dtype, device=input.device)
+        target = tensor(target, dtype=input.dtype, device=input.device)
     if target.shape != input.shape:
         raise ValueError(
             f"{loss._name()} expected a target of the input's shape {input.shape}, "
@@ -105,7 +105,7 @@ class CrossEntropyLoss(Loss):
 
     def forward(self, input: Tensor, target) -> Tensor:  # noqa: A002
         labels = _class_labels(self, input, target)
-        log_p = mc.log_softmax(input, axis=1)
+        log_p = log_softmax(input, axis=1)
         self.saved = (log_p, labels)
         n = input.shape[0]
         xp = array_module(input.data)
@@ -115,7 +115,7 @@ class CrossEntropyLoss(Loss):
         log_p, labels = self.saved
         n, classes = log_p.shape
         # d/dx of -log_softmax(x)[y] / N is (softmax(x) - onehot(y)) / N
-        return _scaled((mc.exp(log_p) - _one_hot(labels, classes, log_p.dtype)) / n, grad)
+        return _scaled((exp(log_p) - _one_hot(labels, classes, log_p.dtype)) / n, grad)
 
 
 class MSELoss(Loss):
@@ -137,11 +137,11 @@ class BCEWithLogitsLoss(Loss):
     def forward(self, input: Tensor, target) -> Tensor:  # noqa: A002
         y = _real_target(self, input, target)
         self.saved = (input, y)
-        return (mc.softplus(input) - y * input).mean()
+        return (softplus(input) - y * input).mean()
 
     def backward(self, grad=None) -> Tensor:
         x, y = self.saved
-        return _scaled((mc.sigmoid(x) - y) / max(x.size, 1), grad)
+        return _scaled((sigmoid(x) - y) / max(x.size, 1), grad)
 
 
 class SquaredHingeLoss(Loss):
@@ -159,7 +159,7 @@ class SquaredHingeLoss(Loss):
         margins = (1.0 - input[rows, labels].reshape(n, 1)) + input
         active = margins.real > 0
         active[rows, labels] = False
-        hinge = mc.where(active, margins, 0.0)
+        hinge = where(active, margins, 0.0)
         self.saved = (hinge, labels)
         return (hinge * hinge).sum() / (n * classes)
 
@@ -198,7 +198,7 @@ class FunctionLoss(Loss):
             except Untraceable as reason:
                 self._untraceable = str(reason)
         if graph is None:
-            loss = mc.as_tensor(self.fn(input, target), like=input)
+            loss = as_tensor(self.fn(input, target), like=input)
         if loss.size != 1:
             raise ValueError(
                 f"the loss {self.name} must return a scalar, got shape {loss.shape}"
@@ -215,7 +215,7 @@ class FunctionLoss(Loss):
                 "write an nn.Loss with its own backward"
             )
         graph, like = self.saved
-        return graph.backward(mc.tensor(1.0 if grad is None else grad, dtype=like.dtype,
+        return graph.backward(tensor(1.0 if grad is None else grad, dtype=like.dtype,
                                         device=like.device))
 
 

@@ -6,7 +6,7 @@ branches is itself a leaf module with a backward that hands each input its share
 
 from __future__ import annotations
 
-import mcnet as mc
+from mcnet.functions import concatenate
 from mcnet.nn.module import Module
 from mcnet.tensor import Tensor
 
@@ -59,7 +59,7 @@ class Concat(Module):
                     f"{self.dim}, got shapes {[t.shape for t in xs]}"
                 )
         self.saved = (axis, [x.shape[axis] for x in xs])
-        return mc.concatenate(xs, axis=axis)
+        return concatenate(xs, axis=axis)
 
     def backward(self, grad_out: Tensor) -> tuple[Tensor, ...]:
         axis, sizes = self.saved

@@ -2,10 +2,10 @@
 
 A *leaf* module (Linear, Conv2d, ReLU, ...) implements ``forward(*inputs)`` and
 ``backward(grad_out)``.  ``forward`` keeps what ``backward`` needs in ``self.saved`` (one
-object of its choice; tensors in it, alone or in tuples and lists, are what ``map_saved``
-transforms, e.g. to their real parts for the Gauss-Newton product); ``backward`` reads it,
-adds the parameter gradients into each ``Parameter.grad`` and returns the gradient of the
-input (a tuple for several inputs).
+object of its choice; tensors in it, alone or in tuples, lists and dataclasses, are what
+``map_saved`` transforms, e.g. to their real parts for the Gauss-Newton product);
+``backward`` reads it, adds the parameter gradients into each ``Parameter.grad`` and returns
+the gradient of the input (a tuple for several inputs).
 Both are written once with mcnet operations, so they run unchanged on tensors of any
 multicomplex order; ``backward`` is the holomorphic continuation of the real backward
 (transposes, never conjugates), which is what makes one complex pass yield H v.
@@ -31,9 +31,8 @@ from typing import Any
 
 import numpy as np
 
-import mcnet as mc
 from mcnet.errors import UnaccumulatedGradientWarning
-from mcnet.tensor import Tensor
+from mcnet.tensor import Tensor, as_tensor, tensor
 
 _THREAD = threading.local()
 
@@ -70,7 +69,7 @@ class Parameter:
     __slots__ = ("_value", "grad")
 
     def __init__(self, data: Any) -> None:
-        self.value = mc.tensor(data) if not isinstance(data, Tensor) else data
+        self.value = tensor(data) if not isinstance(data, Tensor) else data
         self.grad: Tensor | None = None
 
     @property
@@ -249,7 +248,7 @@ class Module:
 
         if is_tracing(inputs):
             return Tracer.record(self, inputs)
-        inputs = tuple(mc.as_tensor(x) for x in inputs)
+        inputs = tuple(as_tensor(x) for x in inputs)
         if not self.is_leaf():
             out = self._run_graph(inputs)
             if out is not None:
@@ -323,7 +322,7 @@ class Module:
             for name, p in m._parameters.items():
                 key = f"{prefix}.{name}" if prefix else name
                 if key in staged:
-                    p.value = mc.tensor(staged[key], dtype=p.value.dtype, device=p.value.device)
+                    p.value = tensor(staged[key], dtype=p.value.dtype, device=p.value.device)
             for name in list(m._buffers):
                 key = f"{prefix}.{name}" if prefix else name
                 if key in staged:

@@ -25,20 +25,21 @@ V of shape (k, n), one direction per row.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-import mcnet as mc
 from mcnet.algebra.multicomplex import array_module
-from mcnet.derivatives import multicomplex_step
+from mcnet.derivatives import default_step, multicomplex_step, perturb
+from mcnet.functions import concatenate, zeros
 from mcnet.nn.batchnorm import _BatchNorm, running_statistics_frozen
 from mcnet.nn.loss import as_loss
 from mcnet.nn.module import Module
 from mcnet.nn.vector import vector_to_parameters
-from mcnet.tensor import Tensor, _complex_of
+from mcnet.tensor import Tensor, _complex_of, tensor
 
 
 class Objective:
@@ -84,7 +85,7 @@ class Objective:
         return self._value_grad_and_hvp_along(w, self._direction(v, w, "v"), batch)
 
     def _value_grad_and_hvp_along(self, w: Tensor, v, batch) -> tuple[float, Any, Any]:
-        v, step, divisor = _step_along(v, mc.default_step(w.dtype, 1))
+        v, step, divisor = _step_along(v, default_step(w.dtype, 1))
         loss, grad = self._evaluate(self._perturb(w, v, step), batch, backward=True)
         # Multiplying by a power of two is exact: Hv = coef_i(grad) / (h * scale).
         hv = grad.coef((1,)) * (1.0 / divisor)
@@ -110,7 +111,7 @@ class Objective:
         directions = [self._direction(v, w, f"direction {j}") for j, v in enumerate(directions)]
         if not directions:
             return self.value(w, batch)
-        h = mc.default_step(w.dtype, len(directions))
+        h = default_step(w.dtype, len(directions))
 
         def loss_at(point: Tensor) -> Tensor:
             return self._evaluate(point, batch, backward=False)[0]
@@ -128,7 +129,7 @@ class Objective:
         the cost of a backward through the complex values.
         """
         w = self._point(w)
-        v, step, divisor = _step_along(self._direction(v, w, "v"), mc.default_step(w.dtype, 1))
+        v, step, divisor = _step_along(self._direction(v, w, "v"), default_step(w.dtype, 1))
         inputs, targets = _unpack(batch)
         params = self.module.parameters()
         kept = [(p.value, p.grad) for p in params]
@@ -142,7 +143,7 @@ class Objective:
                 self.module.map_saved(_real_parts)
                 for p in params:
                     p.grad = None
-                self.module.backward_parameters(mc.tensor(hl_jv, dtype=w.dtype, device=w.device))
+                self.module.backward_parameters(tensor(hl_jv, dtype=w.dtype, device=w.device))
                 flat = _flat_grad(params, w)
                 # real unless a layer kept complex values where _real_parts does not look
                 return self._out(flat.data[0] if flat.order == 0 else flat.real)
@@ -194,7 +195,7 @@ class Objective:
         if (buffer is None or buffer.shape != shape or buffer.dtype != dtype
                 or array_module(buffer) is not xp):
             buffer = self._perturbed = xp.empty(shape, dtype=dtype)
-        return mc.perturb(w, [v], step, out=buffer)
+        return perturb(w, [v], step, out=buffer)
 
     def _out(self, a):
         return a if self.keep_on_device else _host(a)
@@ -224,7 +225,7 @@ class Objective:
             # a view, not a copy (22 MB for a 2.8-million-parameter model): the parameters
             # are slices of it only during an evaluation, which never writes to them
             return Tensor(w.astype(dtype, copy=False)[None])
-        return mc.tensor(w, dtype=dtype, device=device)
+        return tensor(w, dtype=dtype, device=device)
 
     @staticmethod
     def _direction(v, w: Tensor, name: str) -> np.ndarray:
@@ -286,26 +287,29 @@ def _as_data(x, point: Tensor) -> Tensor:
         return x if x.dtype == dtype and x.device == device else x.astype(dtype).to(device)
     if isinstance(x, np.ndarray) and x.dtype == dtype and device == "cpu":
         return Tensor(x[None])  # a view: order-0 data is its array with a component axis
-    return mc.tensor(x, dtype=dtype, device=device)
+    return tensor(x, dtype=dtype, device=device)
 
 
 def _flat_grad(params, point: Tensor) -> Tensor:
     """The parameter gradients as one flat tensor (zeros for unused parameters)."""
     pieces = [
-        p.grad.reshape(-1) if p.grad is not None else mc.zeros((p.numel(),), dtype=point.dtype)
+        p.grad.reshape(-1) if p.grad is not None else zeros((p.numel(),), dtype=point.dtype)
         for p in params
     ]
-    return mc.concatenate(pieces, axis=0) if pieces else mc.zeros((0,), dtype=point.dtype)
+    return concatenate(pieces, axis=0) if pieces else zeros((0,), dtype=point.dtype)
 
 
 def _real_parts(saved: Any) -> Any:
-    """``saved`` with every complex tensor in it replaced by its real part (contiguous, so
-    the backward's GEMMs read it at full speed)."""
+    """``saved`` with every complex tensor in it (alone, or in tuples, lists and dataclasses)
+    replaced by its real part (contiguous, so the backward's GEMMs read it at full speed)."""
     if isinstance(saved, Tensor) and saved.order == 1:
         xp = array_module(saved.data)
         return Tensor(xp.ascontiguousarray(saved.data.real))
     if isinstance(saved, (tuple, list)):
         return type(saved)(_real_parts(item) for item in saved)
+    if dataclasses.is_dataclass(saved) and not isinstance(saved, type):
+        fields = {f.name: _real_parts(getattr(saved, f.name)) for f in dataclasses.fields(saved)}
+        return dataclasses.replace(saved, **fields)
     return saved
 
 

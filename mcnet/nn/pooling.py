@@ -10,8 +10,8 @@ gradient to the element it chose.
 
 from __future__ import annotations
 
-from mcnet.algebra import loops
 from mcnet.algebra.multicomplex import array_module
+from mcnet.nn import loops
 from mcnet.nn.conv import Pair, check_images, output_size, pair, scatter_windows, windows
 from mcnet.nn.module import Module
 from mcnet.tensor import Tensor

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-import mcnet as mc
 from mcnet.algebra.multicomplex import array_module, sign_of_real
+from mcnet.functions import abs as absolute
+from mcnet.functions import exp, logsumexp, where
 from mcnet.nn.merge import _sum_to_shape
 from mcnet.nn.module import Module
 from mcnet.tensor import Tensor, _component_key
@@ -164,7 +165,7 @@ class Abs(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self.saved = sign_of_real(x.comps)
-        return mc.abs(x)
+        return absolute(x)
 
     def backward(self, grad_out: Tensor) -> Tensor:
         return Tensor(grad_out.data * self.saved)  # a real factor scales every component
@@ -186,14 +187,14 @@ class Select(Module):
             xp = array_module(first) if hasattr(first, "shape") else np
             pick = first >= second if self.kind == "maximum" else first <= second
             chosen = pick | xp.isnan(first)
-        y = mc.where(chosen, a, b)
+        y = where(chosen, a, b)
         self.saved = (chosen, _shape(a), _shape(b))
         return y
 
     def backward(self, grad_out: Tensor) -> tuple[Tensor, Tensor]:
         chosen, shape_a, shape_b = self.saved
-        return (_sum_to_shape(mc.where(chosen, grad_out, 0.0), shape_a),
-                _sum_to_shape(mc.where(chosen, 0.0, grad_out), shape_b))
+        return (_sum_to_shape(where(chosen, grad_out, 0.0), shape_a),
+                _sum_to_shape(where(chosen, 0.0, grad_out), shape_b))
 
     def extra_repr(self) -> str:
         return self.kind
@@ -207,14 +208,14 @@ class LogSumExp(Module):
         self.axis, self.keepdims = axis, keepdims
 
     def forward(self, x: Tensor) -> Tensor:
-        y = mc.logsumexp(x, axis=self.axis, keepdims=True)
+        y = logsumexp(x, axis=self.axis, keepdims=True)
         self.saved = (x, y)
         return y if self.keepdims else y.reshape(tuple(
             n for i, n in enumerate(y.shape) if i not in _axes(self.axis, x.ndim)))
 
     def backward(self, grad_out: Tensor) -> Tensor:
         x, y = self.saved
-        return grad_out.reshape(y.shape) * mc.exp(x - y)
+        return grad_out.reshape(y.shape) * exp(x - y)
 
 
 def _shape(x: Any) -> tuple[int, ...]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import mcnet as mc
 from mcnet.algebra.multicomplex import array_module
 from mcnet.nn.module import Module
-from mcnet.tensor import Tensor
+from mcnet.tensor import Tensor, tensor
 
 
 def parameters_to_vector(module: Module) -> np.ndarray:
@@ -54,4 +53,4 @@ def vector_to_parameters(vec, module: Module) -> None:
             piece = piece if piece.dtype == dtype else piece.astype(dtype)
             p.value = piece if piece.device == device else piece.to(device)
         else:
-            p.value = mc.tensor(piece, dtype=dtype, device=device)
+            p.value = tensor(piece, dtype=dtype, device=device)

@@ -1,0 +1,260 @@
+"""2-D products of multicomplex matrices on the CPU: one GEMM for every component pair.
+
+The operands are raw component data, ``(K, p, q)`` and ``(K, q, r)`` arrays in one algebra
+(the general layout of ``multicomplex`` or the one-direction layout of ``symmetric``) and
+of one base dtype; ``mcnet.functions.matmul`` brings tensors there.
+
+A product of multicomplex matrices is a sum of products of their components, a_i @ b_j,
+each added with a sign or integer weight into one component of the result (the product
+rule).  Two ways to get them all from ONE GEMM, which reads each operand once instead of
+once per product (a network's products are memory-bound: the large operand, an im2col
+matrix, comes from memory, the small one, a weight, from cache):
+
+- a small left operand with several components (a weight in a derivative pass) times a
+  right one with several: result component c is sum_i B_ci @ b_i with B_ci the weighted
+  sum of a's components that multiply b_i into c; with b's components stacked over rows
+  (its own layout, (K q, r)) that is ONE GEMM (K_out p, K q) @ (K q, r) which writes the
+  result's components directly: no combining pass.  The block matrix B of the small
+  operand costs nothing, but its zero blocks cost flops: when a has zero components (a
+  one-direction weight's s_2 = ... = s_k = 0) and the pair products below are fewer than
+  B's blocks, those are taken instead.
+- otherwise a's components stacked over rows and b's side by side, (Ka p, q) @ (q, Kb r),
+  give every a_i @ b_j as a block, and the result's components are their signed or
+  weighted sums (a view, when each is one block).
+
+Stacking is a view when the memory allows (data (K, p, q) is (K p, q); its transpose is
+(q, K r) in column-major order); otherwise the smaller operand is copied.  A complex operand
+times a real one is a real GEMM: the complex one's real and imaginary parts become rows
+(left), or its interleaved real view becomes columns (right: a (q, r) complex array is a
+(q, 2r) real one).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from types import ModuleType
+
+import numpy as np
+
+from mcnet.algebra import symmetric
+from mcnet.algebra.multicomplex import array_module
+
+# Terms: for each component pair (i, j) that contributes, its (result component, weight) pairs.
+Terms = dict[tuple[int, int], list[tuple[int, int]]]
+
+# Right operands with at most this many elements, side by side, are copied when no view exists.
+_SMALL_COPY = 1 << 16
+
+
+def real_aware(base: Callable, batches_leading_axis: bool) -> Callable:
+    """``base``, a product of arrays, with a complex operand times a real one done as real
+    products (half the work of a complex GEMM); ``batches_leading_axis``: ``base`` broadcasts
+    over a leading axis, so the real and imaginary parts go through it as one stacked array."""
+
+    def product(x, y):
+        xc, yc = np.iscomplexobj(x), np.iscomplexobj(y)
+        if xc == yc:
+            return base(x, y)
+        xp = array_module(x)
+        z = x if xc else y
+        other = y if xc else x
+        if batches_leading_axis and z.ndim >= 2:
+            stacked = xp.stack([z.real, z.imag])
+            if other.ndim > z.ndim:  # keep the stacking axis in front of other's batch axes
+                stacked = stacked.reshape((2,) + (1,) * (other.ndim - z.ndim) + z.shape)
+            r = base(stacked, y) if xc else base(x, stacked)
+            re, im = r[0], r[1]
+        else:
+            re = base(z.real, y) if xc else base(x, z.real)
+            im = base(z.imag, y) if xc else base(x, z.imag)
+        out = xp.empty(np.shape(re), dtype=z.dtype)
+        out.real, out.imag = re, im
+        return out
+
+    return product
+
+
+class Product:
+    """``b -> a @ b`` for right operands ``b`` with ``like``'s component count and dtype: the
+    product rule's terms and a's block matrix are prepared once, for every such ``b``.
+
+    ``algebra`` is ``multicomplex`` or ``symmetric``; with ``skip_zeros_of_like``, ``like``'s
+    zero components (then those of every ``b``) are left out of the products.
+    """
+
+    def __init__(self, algebra: ModuleType, a, like, skip_zeros_of_like: bool = True) -> None:
+        self.a = a
+        self.terms = _product_terms(algebra, a, like if skip_zeros_of_like else None, len(like))
+        self.k_right = len(like)
+        self.k_out = max(len(a), len(like))
+        self.rows = sorted({i for i, _ in self.terms})
+        self.cols = sorted({j for _, j in self.terms})
+
+    def __call__(self, b):
+        """The component data ``(K, p, r)`` of ``a @ b``."""
+        da, ka, kb, p, r = self.a, len(self.a), self.k_right, self.a.shape[1], b.shape[2]
+        if not self.terms:  # every component of one operand is zero (a zero direction)
+            return np.zeros((self.k_out, p, r), dtype=np.result_type(da, b))
+        if self._block_matrix_pays(b):
+            right = _stack_rows(b, list(range(kb)), copy=False)
+            if right is not None:  # b's components over rows: one GEMM with a's block matrix
+                product = _real_view_matmul(self.block_matrix, right, False)
+                return product.reshape(self.k_out, p, r)
+        blocks, result = _pair_products(da, b, self.rows, self.cols)
+        if result is not None and (ka == 1 or kb == 1):  # each component is one block
+            if ka == 1 and self.cols == list(range(kb)):  # (p, Kb r) -> (Kb, p, r), a view
+                return result.reshape(p, kb, r).transpose(1, 0, 2)
+            if kb == 1 and self.rows == list(range(ka)):  # (Ka p, r) -> (Ka, p, r), a view
+                return result.reshape(ka, p, r)
+        return _combine(self.terms, blocks, self.k_out)
+
+    def _block_matrix_pays(self, b) -> bool:
+        """Whether one GEMM with a's block matrix beats the pair products: both operands have
+        several components of one dtype, a is the small one (it is read from cache), and the
+        block matrix has no more blocks than there are pair products."""
+        ka, kb = len(self.a), self.k_right
+        return (
+            ka > 1
+            and kb > 1
+            and self.a[0].size * 8 <= b[0].size
+            and self.a.dtype == b.dtype
+            and self.k_out * kb <= len(self.rows) * len(self.cols)
+        )
+
+    @functools.cached_property
+    def block_matrix(self):
+        """(k_out p, kb q): block (c, j) is the sum of weight * a_i over the terms (i, j) -> c."""
+        da = self.a
+        _, p, q = da.shape
+        out = np.zeros((self.k_out, p, self.k_right, q), dtype=da.dtype)
+        for (i, j), targets in self.terms.items():
+            for c, weight in targets:
+                out[c, :, j] += da[i] if weight == 1 else da[i] * weight
+        return out.reshape(self.k_out * p, self.k_right * q)
+
+
+def _product_terms(algebra: ModuleType, da, db, kb: int) -> Terms:
+    """The product rule's terms for ``da`` times kb components; ``db``, when given, is checked
+    for zero components, which contribute no terms."""
+    ka = len(da)
+    if ka == 1 or kb == 1:
+        return {(i, j): [(max(i, j), 1)] for i in range(ka) for j in range(kb)}
+    if algebra is symmetric:
+        zero_a = symmetric.zero_components(list(da))
+        zero_b = set() if db is None else symmetric.zero_components(list(db))
+        table = symmetric.weights(ka - 1)
+        return {ij: targets for ij, targets in table.items()
+                if ij[0] not in zero_a and ij[1] not in zero_b}  # fmt: skip
+    # general layout: e_i e_j = (-1)^popcount(i & j) e_(i ^ j), over complex components
+    return {(i, j): [(i ^ j, -1 if (i & j).bit_count() % 2 else 1)]
+            for i in range(ka) for j in range(kb)}  # fmt: skip
+
+
+def _pair_products(da, db, rows: list[int], cols: list[int]):
+    """{(i, j): da[i] @ db[j]} for every i in rows, j in cols, from one GEMM (one per column
+    component when b's components cannot be put side by side), and that one GEMM's result
+    when it is already the answer's layout (real or complex operands of one kind)."""
+    p, r = da.shape[1], db.shape[2]
+    a_complex, b_complex = da.dtype.kind == "c", db.dtype.kind == "c"
+    split = a_complex and not b_complex  # real and imaginary parts as rows of a real GEMM
+    left = _stack_rows(da, rows)  # (len(rows) p, q)
+    if split:
+        left = np.concatenate([left.real, left.imag])
+    right = _stack_cols(db, cols)  # (q, len(cols) r) or None
+    if right is None:
+        products = {j: _real_view_matmul(left, db[j], b_complex and not a_complex)
+                    for j in cols}  # fmt: skip
+        product = None
+        block = lambda x, y: products[cols[y]][x * p : (x + 1) * p]  # noqa: E731
+    else:
+        product = _real_view_matmul(left, right, b_complex and not a_complex)
+
+        def block(x, y):
+            return product[x * p : (x + 1) * p, y * r : (y + 1) * r]
+
+    out = {}
+    for x, i in enumerate(rows):
+        for y, j in enumerate(cols):
+            if split:
+                out[i, j] = _complex_from(block(x, y), block(x + len(rows), y), da.dtype)
+            else:
+                out[i, j] = block(x, y)
+    return out, (None if split else product)
+
+
+def _real_view_matmul(left, right, right_complex_only: bool):
+    """left @ right; a complex ``right`` times a real ``left`` as one real GEMM on right's
+    interleaved real view (when its rows are contiguous).  Every GEMM of a multicomplex
+    product goes through here (``benchmarks/bench_nn.py --gemms`` times them by shape)."""
+    if right_complex_only:
+        if right.strides[-1] == right.itemsize and right.flags.c_contiguous:
+            real = right.view(left.dtype)  # (q, 2r): [re, im] of each element side by side
+            return np.matmul(left, real).view(right.dtype)
+        return _complex_from(left @ right.real, left @ right.imag, right.dtype)
+    return np.matmul(left, right)
+
+
+def _complex_from(re, im, dtype):
+    out = np.empty(re.shape, dtype=dtype)
+    out.real = re
+    out.imag = im
+    return out
+
+
+def _stack_rows(d, rows: list[int], copy: bool = True):
+    """The components ``rows`` of (K, p, q) data stacked as (len(rows) p, q): a view when
+    the memory allows, else a copy (or None with ``copy=False``)."""
+    _, p, q = d.shape
+    picked = d[rows[0] : rows[-1] + 1] if rows == list(range(rows[0], rows[-1] + 1)) else d[rows]
+    if len(rows) == 1:
+        return picked[0]
+    view = _view_as(picked, (len(rows) * p, q))
+    if view is not None or not copy:
+        return view
+    return np.ascontiguousarray(picked).reshape(len(rows) * p, q)
+
+
+def _stack_cols(d, cols: list[int]):
+    """The components ``cols`` of (K, q, r) data side by side as (q, len(cols) r): a view when
+    the memory allows (the transpose of row-stacked memory), a copy when it is small, else
+    None."""
+    _, q, r = d.shape
+    if len(cols) == 1:
+        return d[cols[0]]
+    if cols == list(range(cols[0], cols[-1] + 1)):
+        view = _view_as(d[cols[0] : cols[-1] + 1].transpose(1, 0, 2), (q, len(cols) * r))
+        if view is not None:
+            return view
+    if len(cols) * q * r <= _SMALL_COPY:
+        return np.ascontiguousarray(d[cols].transpose(1, 0, 2)).reshape(q, len(cols) * r)
+    return None
+
+
+def _view_as(a, shape):
+    """``a`` reshaped without a copy, or None when its memory does not allow it."""
+    try:
+        return np.reshape(a, shape, copy=False)
+    except ValueError:
+        return None
+
+
+def _combine(terms: Terms, blocks: dict, k: int):
+    """The result's k components from the pair products: signed or weighted sums."""
+    targets: dict[int, list[tuple[object, int]]] = {}
+    for ij, out in terms.items():
+        for c, weight in out:
+            targets.setdefault(c, []).append((blocks[ij], weight))
+    first = next(iter(blocks.values()))
+    comps = []
+    for c in range(k):
+        parts = targets.get(c)
+        if not parts:
+            comps.append(np.zeros(first.shape, dtype=first.dtype))
+            continue
+        total = None
+        for block, weight in parts:
+            term = block if weight == 1 else (-block if weight == -1 else block * weight)
+            total = term if total is None else total + term
+        comps.append(total)
+    return comps[0][None] if k == 1 else np.stack(comps)

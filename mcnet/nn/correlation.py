@@ -1,0 +1,298 @@
+"""The direct correlation of real images at stride 1, a convolution without im2col's columns,
+and its adjoints in the weight and in the images: Numba loops for the CPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, uint64
+
+from mcnet.algebra.loops import JIT_OPTIONS
+from mcnet.nn.loops import CHUNK_ELEMENTS, as_real, channel_major
+
+# im2col writes kh*kw copies of the input (25x for LeNet-5's 5x5 kernels) to memory, and
+# OpenBLAS then packs that matrix once more before its GEMM; with LeNet-5's 6 or 16 output
+# channels the product itself is a small part of the time.  For stride 1 a correlation is a
+# sum of shifted copies of the input: with every (zero-padded) image plane flattened, row by
+# row, output pixel (oh, ow) sits at p = oh*Wp + ow and tap (i, j) reads the plane at
+# p + i*Wp + j.  So all of an image's outputs are a few long, contiguous, vectorisable
+# loops over p (the Wp - Wo columns past each row's end are computed and dropped).  Taps go
+# five at a time: one pass over the outputs adds five products, so the running sums are read
+# and written once per five multiply-adds, without a loop body generated per kernel size.
+#
+# Planes are (C, N, P): channel-major like the rest of the CPU layout; P holds the padded
+# image and the zeros that the last block of outputs reads past it.
+
+_TAPS = 5  # taps per pass over the outputs (a 5x5 kernel has no padding taps)
+_BLOCK = 16  # outputs per inner loop: whole SIMD registers in both precisions
+
+
+# Rows (output channels) go four at a time, so each load of a plane serves twenty
+# multiply-adds (with twenty weights and five plane values, 29 registers: AVX-512 has 32);
+# past the last row the last row is computed again and stored once.
+
+
+@njit(fastmath={"contract"}, **JIT_OPTIONS)
+def _correlate(planes, w, at, bias, height, width, row, span, ew, out):  # pragma: no cover
+    # planes (C, N, P); w (R, C, T) real taps, zero past kh*kw; tap q reads a plane at at[q];
+    # bias (R,); out (R // ew, N, height, width*ew): row r of w fills out[r % (R // ew)] at
+    # element offset r // (R // ew) (ew = 2: complex results, real parts then imaginary)
+    n_chan, n_batch, _ = planes.shape
+    n_rows, _, n_taps = w.shape
+    acc = np.empty((4, span), dtype=out.dtype)
+    for n in range(n_batch):
+        for r in range(0, n_rows, 4):
+            r1, r2, r3 = min(r + 1, n_rows - 1), min(r + 2, n_rows - 1), min(r + 3, n_rows - 1)
+            a, b, c, d = acc[0], acc[1], acc[2], acc[3]
+            for t in range(uint64(span)):
+                a[t] = bias[r]
+                b[t] = bias[r1]
+                c[t] = bias[r2]
+                d[t] = bias[r3]
+            for ch in range(n_chan):
+                x, wa, wb, wc, wd = planes[ch, n], w[r, ch], w[r1, ch], w[r2, ch], w[r3, ch]
+                for q in range(0, n_taps, _TAPS):
+                    s0, s1, s2, s3, s4 = at[q], at[q + 1], at[q + 2], at[q + 3], at[q + 4]
+                    a0, a1, a2, a3, a4 = wa[q], wa[q + 1], wa[q + 2], wa[q + 3], wa[q + 4]
+                    b0, b1, b2, b3, b4 = wb[q], wb[q + 1], wb[q + 2], wb[q + 3], wb[q + 4]
+                    c0, c1, c2, c3, c4 = wc[q], wc[q + 1], wc[q + 2], wc[q + 3], wc[q + 4]
+                    d0, d1, d2, d3, d4 = wd[q], wd[q + 1], wd[q + 2], wd[q + 3], wd[q + 4]
+                    for t0 in range(0, span, _BLOCK):
+                        for t1 in range(_BLOCK):
+                            t = uint64(t0 + t1)
+                            x0, x1, x2 = x[t + s0], x[t + s1], x[t + s2]
+                            x3, x4 = x[t + s3], x[t + s4]
+                            a[t] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3 + a4 * x4
+                            b[t] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3 + b4 * x4
+                            c[t] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3 + c4 * x4
+                            d[t] += d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3 + d4 * x4
+            _store_row(a, r, n, height, width, row, ew, out)
+            for k, rk in enumerate((r1, r2, r3)):
+                if rk > r + k:
+                    _store_row(acc[k + 1], rk, n, height, width, row, ew, out)
+
+
+@njit(**JIT_OPTIONS)
+def _store_row(acc, r, n, height, width, row, ew, out):  # pragma: no cover - compiled
+    # row r of _correlate's results for image n: every output row's first `width` values;
+    # flat indices (no row views: the rows are short)
+    rows_out, n_batch = out.shape[0], out.shape[1]
+    flat = out.reshape(-1)
+    length = uint64(width * ew)
+    first = uint64(((r % rows_out) * n_batch + n) * height) * length + uint64(r // rows_out)
+    for oh in range(height):
+        src, dst = uint64(oh * row), first + uint64(oh) * length
+        if ew == 1:
+            for t in range(uint64(width)):
+                flat[dst + t] = acc[src + t]
+        else:
+            for t in range(uint64(width)):
+                flat[dst + 2 * t] = acc[src + t]
+
+
+@njit(fastmath={"reassoc", "contract", "nsz"}, **JIT_OPTIONS)
+def _correlate_weights(planes, grad, at, span, out):  # pragma: no cover - compiled
+    # the weight gradient of _correlate: out[r, c, q] = sum over n, p < span of grad[r, n, p]
+    # * planes[c, n, p + at[q]], with grad (R, N, >= span) zero at the dropped columns.
+    # The sums are reassociated (fastmath) so that they vectorise; one image at a time keeps
+    # its planes and gradient rows in L1.  Rows go four at a time as in _correlate (twenty
+    # running sums, five plane values, four gradient values: 29 registers).
+    n_chan, n_batch, _ = planes.shape
+    n_rows, _, n_taps = out.shape
+    span = uint64(span)
+    zero = out.dtype.type(0)
+    out[...] = zero
+    for n in range(n_batch):
+        for r in range(0, n_rows, 4):
+            r1, r2, r3 = min(r + 1, n_rows - 1), min(r + 2, n_rows - 1), min(r + 3, n_rows - 1)
+            ga, gb, gc, gd = grad[r, n], grad[r1, n], grad[r2, n], grad[r3, n]
+            for ch in range(n_chan):
+                x = planes[ch, n]
+                for q in range(0, n_taps, _TAPS):
+                    s0, s1, s2, s3, s4 = at[q], at[q + 1], at[q + 2], at[q + 3], at[q + 4]
+                    a0 = a1 = a2 = a3 = a4 = b0 = b1 = b2 = b3 = b4 = zero
+                    c0 = c1 = c2 = c3 = c4 = d0 = d1 = d2 = d3 = d4 = zero
+                    for t in range(span):
+                        x0, x1, x2 = x[t + s0], x[t + s1], x[t + s2]
+                        x3, x4 = x[t + s3], x[t + s4]
+                        u, v, y, z = ga[t], gb[t], gc[t], gd[t]
+                        a0 += u * x0
+                        a1 += u * x1
+                        a2 += u * x2
+                        a3 += u * x3
+                        a4 += u * x4
+                        b0 += v * x0
+                        b1 += v * x1
+                        b2 += v * x2
+                        b3 += v * x3
+                        b4 += v * x4
+                        c0 += y * x0
+                        c1 += y * x1
+                        c2 += y * x2
+                        c3 += y * x3
+                        c4 += y * x4
+                        d0 += z * x0
+                        d1 += z * x1
+                        d2 += z * x2
+                        d3 += z * x3
+                        d4 += z * x4
+                    sums = ((a0, a1, a2, a3, a4), (b0, b1, b2, b3, b4), (c0, c1, c2, c3, c4),
+                            (d0, d1, d2, d3, d4))  # fmt: skip
+                    for k, rk in enumerate((r, r1, r2, r3)):
+                        if rk == r + k:  # a row past the last is computed again, not added
+                            for j in range(_TAPS):
+                                out[rk, ch, q + j] += sums[k][j]
+
+
+@njit(**JIT_OPTIONS)
+def _gradient_rows(g, row, ew, out):  # pragma: no cover - compiled
+    # g (R, N, Ho, Wo*ew) -> out (ew*R, N, L): out[e*R + r, n, oh*row + ow] = g[r, n, oh,
+    # ow*ew + e], zero elsewhere (each element written once)
+    n_rows, n_batch, height, _ = g.shape
+    width = uint64(g.shape[3] // ew)
+    length, step, zero = uint64(out.shape[2]), uint64(row), out.dtype.type(0)
+    for r in range(n_rows):
+        for n in range(n_batch):
+            re, im = out[r, n], out[(ew - 1) * n_rows + r, n]
+            for oh in range(height):
+                src, base = g[r, n, oh], uint64(oh) * step
+                if ew == 1:
+                    for t in range(width):
+                        re[base + t] = src[t]
+                else:
+                    for t in range(width):
+                        re[base + t] = src[2 * t]
+                        im[base + t] = src[2 * t + 1]
+                for t in range(base + width, base + step):
+                    re[t] = zero
+                    im[t] = zero
+            for t in range(uint64(height) * step, length):
+                re[t] = zero
+                im[t] = zero
+
+
+@njit(**JIT_OPTIONS)
+def _add_shifted(cols, shifts, length, first, out):  # pragma: no cover - compiled
+    # the adjoint of reading the planes at shifted offsets (col2im on planes): cols (C, T, Nc,
+    # >= length) holds, for the images first..first + Nc, every tap's products at each output
+    # position; out[c, first + n, p + shifts[q]] += cols[c, q, n, p], taps in row-major
+    # order (the order of col2im's adds)
+    n_chan, n_taps, n_batch, _ = cols.shape
+    m = uint64(length)
+    for c in range(n_chan):
+        for q in range(n_taps):
+            s = shifts[q]
+            for n in range(n_batch):
+                src = cols[c, q, n]
+                dst = out[c, first + n]
+                for t in range(m):
+                    dst[t + s] += src[t]
+
+
+@dataclass(frozen=True)
+class Planes:
+    """A stride-1 correlation's input as zero-padded, flattened image planes (``_correlate``)."""
+
+    data: np.ndarray  # (C, N, P)
+    row: int  # the padded width: the distance between output rows in a plane
+    span: int  # outputs computed per image (the dropped columns included), a multiple of _BLOCK
+    out_size: tuple[int, int]
+    shifts: np.ndarray  # (T,) uint64: tap (i, j)'s offset i*row + j; zeros past kh*kw taps
+
+
+def correlation_planes(images: np.ndarray, kernel, padding) -> Planes:
+    """Real ``(N, C, H, W)`` images (any strides) as the planes of a stride-1 correlation
+    with ``kernel`` and zero ``padding``."""
+    n, c, h, w = images.shape
+    (kh, kw), (ph, pw) = kernel, padding
+    height, row = h + 2 * ph, w + 2 * pw
+    ho, wo = height - kh + 1, row - kw + 1
+    span = -(-((ho - 1) * row + wo) // _BLOCK) * _BLOCK
+    taps = -(-(kh * kw) // _TAPS) * _TAPS
+    planes = np.zeros((c, n, max(height * row, (kh - 1) * row + kw - 1 + span)), images.dtype)
+    padded = planes[:, :, : height * row].reshape(c, n, height, row)
+    padded[:, :, ph : ph + h, pw : pw + w] = images.transpose(1, 0, 2, 3)
+    shifts = np.zeros(taps, dtype=np.uint64)
+    shifts[: kh * kw] = (np.arange(kh)[:, None] * row + np.arange(kw)).ravel()
+    return Planes(planes, row, span, (ho, wo), shifts)
+
+
+def _real_rows(data: np.ndarray) -> tuple[np.ndarray, int]:
+    """Component data ``(K, ...)`` as real ``(ew*K, ...)``: complex components' real parts,
+    then their imaginary parts (ew = 2)."""
+    if data.dtype.kind == "c":
+        return np.concatenate([data.real, data.imag]), 2
+    return data, 1
+
+
+def correlate(planes: Planes, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """The correlation of real images with a weight of K components, ``(K, O, C, kh, kw)``
+    real or complex, plus ``bias`` ``(K, O)`` of the weight's dtype: ``(K, N, O, Ho, Wo)``,
+    laid out channel-major.  Each component is a real correlation (the images are real)."""
+    k, o, c, kh, kw = weight.shape
+    (ho, wo), taps = planes.out_size, len(planes.shifts)
+    out = np.empty((k, o, planes.data.shape[1], ho, wo), dtype=weight.dtype)
+    while k > 1 and not weight[k - 1].any() and (bias is None or not bias[k - 1].any()):
+        k -= 1  # a zero component (a one-direction perturbation's s_2 ...) gives zeros
+        out[k] = 0
+    weight, bias = weight[:k], None if bias is None else bias[:k]
+    rows, ew = _real_rows(weight.reshape(k * o, c, kh * kw))
+    w = np.zeros((len(rows), c, taps), dtype=rows.dtype)
+    w[:, :, : kh * kw] = rows
+    shift = np.zeros(len(rows), dtype=rows.dtype) if bias is None else _real_rows(bias.ravel())[0]
+    out_real = out[:k].view(rows.dtype).reshape(k * o, -1, ho, wo * ew)
+    _correlate(planes.data, w, planes.shifts, np.ascontiguousarray(shift), ho, wo, planes.row,
+               planes.span, ew, out_real)  # fmt: skip
+    return out.transpose(0, 2, 1, 3, 4)
+
+
+def gradient_rows(planes: Planes, grad: np.ndarray) -> np.ndarray:
+    """An output gradient ``(K, N, O, Ho, Wo)``, real or complex, laid out as the outputs of
+    ``_correlate``: real ``(ew*K*O, N, >= span)``, row by row at the planes' row length, zero
+    at the dropped columns and past the last row (real parts, then imaginary parts)."""
+    k, n, o, ho, wo = grad.shape
+    g, ew = as_real(channel_major(grad))
+    out = np.empty((ew * k * o, n, max(planes.span, ho * planes.row)), g.dtype)
+    _gradient_rows(g.reshape(k * o, n, ho, wo * ew), planes.row, ew, out)
+    return out
+
+
+def correlate_weights(planes: Planes, rows: np.ndarray, shape, dtype) -> np.ndarray:
+    """The adjoint of ``correlate`` in its weight: a gradient's ``gradient_rows`` against the
+    planes' real images, summed over the batch; ``shape`` ``(K, O, C, kh, kw)`` and ``dtype``
+    (the gradient's: complex when the rows hold real and imaginary parts) of the result."""
+    k, o, c, kh, kw = shape
+    out = np.empty((len(rows), c, len(planes.shifts)), dtype=rows.dtype)
+    _correlate_weights(planes.data, rows, planes.shifts, planes.span, out)
+    parts = out[:, :, : kh * kw].reshape(-1, k, o, c, kh, kw)
+    if len(parts) == 1:
+        return parts[0]
+    result = np.empty(shape, dtype=dtype)
+    result.real, result.imag = parts
+    return result
+
+
+def correlate_input(planes: Planes, rows: np.ndarray, weight: np.ndarray, image_size,
+                    padding) -> np.ndarray:  # fmt: skip
+    """The adjoint of ``correlate`` in its images, for a real weight ``(O, C, kh, kw)`` and a
+    real gradient's ``gradient_rows`` ``(O, N, >= span)``: ``(N, C, H, W)``, laid out
+    channel-major.  A batch chunk at a time: one GEMM gives every tap's products at every
+    output position (``W^T @ rows``, about ``CHUNK_ELEMENTS`` elements, in cache), then
+    ``_add_shifted`` adds them into the planes, in long contiguous runs where col2im has runs
+    of ``Wo``."""
+    o, c, kh, kw = weight.shape
+    n, width = rows.shape[1], rows.shape[2]
+    (ho, wo), row = planes.out_size, planes.row
+    taps = np.ascontiguousarray(weight.reshape(o, c * kh * kw).T)
+    out = np.zeros((c, n, planes.data.shape[2]), dtype=rows.dtype)
+    chunk = max(1, min(n, CHUNK_ELEMENTS // (c * kh * kw * width)))
+    for first in range(0, n, chunk):
+        last = min(n, first + chunk)
+        cols = taps @ rows[:, first:last].reshape(o, -1)  # (C*kh*kw, Nc*width)
+        _add_shifted(cols.reshape(c, kh * kw, last - first, width), planes.shifts,
+                     (ho - 1) * row + wo, first, out)  # fmt: skip
+    (h, w), (ph, pw) = image_size, padding
+    height = ho + kh - 1
+    images = out[:, :, : height * row].reshape(c, n, height, row)[:, :, ph : ph + h, pw : pw + w]
+    return images.transpose(1, 0, 2, 3)

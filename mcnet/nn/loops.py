@@ -1,0 +1,309 @@
+"""Hand-written Numba loops for convolution and pooling on the CPU: im2col, its adjoint
+col2im, average pooling and its adjoint (the direct correlation is ``correlation``).
+
+These window maps are linear, so they act the same on every multicomplex component, real or
+complex: the component axis is one more batch axis, and Numba compiles one loop per dtype.
+In NumPy the same maps are one strided copy or add per kernel offset, each iterating over rows
+of only ``Wo`` elements; these loops visit every element once, with contiguous inner runs.
+
+Arrays are indexed ``(K, C, N, H, W)`` (components, channels, batch, rows, columns): callers
+pass transposed views, so a tensor in the channel-major layout a convolution's GEMM writes
+(``(O, N*Ho*Wo)``) is a C-contiguous array here and Numba's loops run on unit strides.  Any
+other layout is correct too, only slower.  Inner loops count in uint64 (see
+``mcnet.algebra.loops``), and constants come in the arrays' own dtype (``scale``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, uint64
+
+from mcnet.algebra.loops import JIT_OPTIONS
+
+# Batch chunks of a convolution stay in cache between the GEMM that writes or reads them and
+# the loop that reads or writes them: im2col's columns by bytes, the input gradient's products
+# by elements (2**18: 1-4 MiB).
+CHUNK_BYTES = 1 << 21
+CHUNK_ELEMENTS = 1 << 18
+
+
+@njit(**JIT_OPTIONS)
+def _im2col(x, dims, kernel, stride, padding, ew, out):  # pragma: no cover - compiled
+    # x: flat (K, C, N, H, W*ew) reals; out: flat (K, C, kh, kw, N, ho, wo*ew), zero where the
+    # window leaves x.  ew = 2 for complex data seen as real: element w is the pair [2w,
+    # 2w + 1], so a stride-1 window row is one contiguous run.  Flat indices, no row views:
+    # a row is only wo*ew elements long, too short to amortise slicing it out of a 2-D array.
+    n_comp, n_chan, n_batch, height, width, ho, wo = dims
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    zero = out.dtype.type(0)
+    row_in, row_out = uint64(width * ew), uint64(wo * ew)
+    plane = uint64(height) * row_in
+    for c in range(n_chan):
+        for i in range(kh):
+            for j in range(kw):
+                lo = min(wo, max(0, (pw - j + sw - 1) // sw))  # 0 <= ow * sw + j - pw < width
+                hi = max(lo, min(wo, (width - 1 + pw - j) // sw + 1))
+                a, b = uint64(lo * ew), uint64(hi * ew)
+                for k in range(n_comp):
+                    o = uint64(((((k * n_chan + c) * kh + i) * kw + j) * n_batch) * ho) * row_out
+                    first = uint64((k * n_chan + c) * n_batch) * plane
+                    for _ in range(n_batch):
+                        for oh in range(ho):
+                            ih = oh * sh + i - ph
+                            if ih < 0 or ih >= height:
+                                for t in range(row_out):
+                                    out[o + t] = zero
+                                o += row_out
+                                continue
+                            src = first + uint64(ih) * row_in
+                            for t in range(a):
+                                out[o + t] = zero
+                            if sw == 1:
+                                s = src + uint64((lo + j - pw) * ew)
+                                for t in range(b - a):
+                                    out[o + a + t] = x[s + t]
+                            else:
+                                for ow in range(lo, hi):
+                                    s = src + uint64((ow * sw + j - pw) * ew)
+                                    for e in range(ew):
+                                        out[o + uint64(ow * ew + e)] = x[s + e]
+                            for t in range(b, row_out):
+                                out[o + t] = zero
+                            o += row_out
+                        first += plane
+
+
+@njit(**JIT_OPTIONS)
+def _col2im(cols, dims, kernel, stride, padding, ew, n_total, first, out):  # pragma: no cover
+    # the adjoint of _im2col (cols: flat (K, C, kh, kw, N, ho, wo*ew)): in out (flat (K, C,
+    # n_total, H, W*ew)) the images first .. first + N are zeroed, then every window row of
+    # cols is added back, kernel offsets in row-major order (the order of the strided adds
+    # this replaces: the sums round the same)
+    n_comp, n_chan, n_batch, height, width, ho, wo = dims
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    zero = out.dtype.type(0)
+    row_in, row = uint64(wo * ew), uint64(width * ew)
+    plane = uint64(height) * row
+    for kc in range(n_comp * n_chan):
+        start = uint64(kc * n_total + first) * plane
+        for t in range(uint64(n_batch) * plane):
+            out[start + t] = zero
+    for c in range(n_chan):
+        for i in range(kh):
+            for j in range(kw):
+                lo = min(wo, max(0, (pw - j + sw - 1) // sw))
+                hi = max(lo, min(wo, (width - 1 + pw - j) // sw + 1))
+                a, b = uint64(lo * ew), uint64(hi * ew)
+                for k in range(n_comp):
+                    rc = uint64(((((k * n_chan + c) * kh + i) * kw + j) * n_batch) * ho) * row_in
+                    base = uint64((k * n_chan + c) * n_total + first) * plane
+                    for _ in range(n_batch):
+                        for oh in range(ho):
+                            ih = oh * sh + i - ph
+                            if 0 <= ih < height:
+                                dst = base + uint64(ih) * row
+                                if sw == 1:
+                                    d = dst + uint64((lo + j - pw) * ew)
+                                    for t in range(b - a):
+                                        out[d + t] += cols[rc + a + t]
+                                else:
+                                    for ow in range(lo, hi):
+                                        d = dst + uint64((ow * sw + j - pw) * ew)
+                                        for e in range(ew):
+                                            out[d + e] += cols[rc + uint64(ow * ew + e)]
+                            rc += row_in
+                        base += plane
+
+
+@njit(**JIT_OPTIONS)
+def _avg_pool(x, rows, height, kernel, stride, ho, wo, ew, scale, out):  # pragma: no cover
+    # x: rows (K, C, N, H) of W*ew reals; out: rows (K, C, N, ho) of wo*ew: each window summed
+    # in row-major offset order, then scaled (as the strided adds this replaces)
+    kh, kw = kernel
+    sh, sw = stride
+    n = uint64(wo)
+    if kernel == (2, 2) and stride == (2, 2):  # the common case in one pass, the same sums
+        for r in range(rows):
+            for oh in range(ho):
+                dst = out[r * ho + oh]
+                a = x[r * height + 2 * oh]
+                b = x[r * height + 2 * oh + 1]
+                if ew == 1:
+                    for t in range(n):
+                        dst[t] = (((a[2 * t] + a[2 * t + 1]) + b[2 * t]) + b[2 * t + 1]) * scale
+                else:
+                    for t in range(n):
+                        for e in range(2):
+                            u = 4 * t + e
+                            dst[2 * t + e] = (((a[u] + a[u + 2]) + b[u]) + b[u + 2]) * scale
+        return
+    for r in range(rows):
+        for oh in range(ho):
+            dst = out[r * ho + oh]
+            first = True
+            for i in range(kh):
+                src = x[r * height + oh * sh + i]
+                for j in range(kw):
+                    if ew == 1:
+                        if first:
+                            for t in range(n):
+                                dst[t] = src[t * sw + j]
+                        else:
+                            for t in range(n):
+                                dst[t] += src[t * sw + j]
+                    else:
+                        if first:
+                            for t in range(n):
+                                dst[2 * t] = src[2 * (t * sw + j)]
+                                dst[2 * t + 1] = src[2 * (t * sw + j) + 1]
+                        else:
+                            for t in range(n):
+                                dst[2 * t] += src[2 * (t * sw + j)]
+                                dst[2 * t + 1] += src[2 * (t * sw + j) + 1]
+                    first = False
+            for t in range(uint64(wo * ew)):
+                dst[t] *= scale
+
+
+@njit(**JIT_OPTIONS)
+def _avg_pool_backward(g, rows, height, kernel, stride, ho, wo, ew, scale, out):  # pragma: no cover
+    # the adjoint: each gradient * scale added into its window of out (rows (K, C, N, H) of
+    # W*ew).  Disjoint windows (stride = kernel) are written, not added, and only what no
+    # window covers is zeroed: one pass over out instead of two.
+    kh, kw = kernel
+    sh, sw = stride
+    zero = out.dtype.type(0)
+    disjoint = sh == kh and sw == kw
+    if not disjoint:
+        flat = out.reshape(-1)
+        for t in range(uint64(flat.shape[0])):
+            flat[t] = zero
+    n = uint64(wo)
+    covered, row = uint64(wo * kw * ew), uint64(out.shape[1])
+    two = kernel == (2, 2) and stride == (2, 2)  # the common case: each row in one pass
+    for r in range(rows):
+        for oh in range(ho):
+            src = g[r * ho + oh]
+            for i in range(kh):
+                dst = out[r * height + oh * sh + i]
+                if two and ew == 1:
+                    for t in range(n):
+                        v = src[t] * scale
+                        dst[2 * t] = v
+                        dst[2 * t + 1] = v
+                elif two:
+                    for t in range(n):
+                        for e in range(2):
+                            v = src[2 * t + e] * scale
+                            dst[4 * t + e] = v
+                            dst[4 * t + e + 2] = v
+                else:
+                    for j in range(kw):
+                        if disjoint and ew == 1:
+                            for t in range(n):
+                                dst[t * sw + j] = src[t] * scale
+                        elif disjoint:
+                            for t in range(n):
+                                dst[2 * (t * sw + j)] = src[2 * t] * scale
+                                dst[2 * (t * sw + j) + 1] = src[2 * t + 1] * scale
+                        elif ew == 1:
+                            for t in range(n):
+                                dst[t * sw + j] += src[t] * scale
+                        else:
+                            for t in range(n):
+                                dst[2 * (t * sw + j)] += src[2 * t] * scale
+                                dst[2 * (t * sw + j) + 1] += src[2 * t + 1] * scale
+                if disjoint:
+                    for t in range(covered, row):
+                        dst[t] = zero
+        if disjoint:
+            for h in range(ho * kh, height):
+                dst = out[r * height + h]
+                for t in range(row):
+                    dst[t] = zero
+
+
+def channel_major(data: np.ndarray) -> np.ndarray:
+    """``(K, N, C, H, W)`` component data as ``(K, C, N, H, W)``, C-contiguous (a view when the
+    data is laid out channel-major, as a convolution's output is)."""
+    return np.ascontiguousarray(data.transpose(0, 2, 1, 3, 4))
+
+
+def as_real(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """A C-contiguous array as real numbers: complex elements become pairs (ew = 2)."""
+    if a.dtype.kind == "c":
+        return a.view(np.float32 if a.dtype == np.complex64 else np.float64), 2
+    return a, 1
+
+
+def im2col(data: np.ndarray, kernel, stride, padding, out_size) -> np.ndarray:
+    """Every (zero-padded) window of ``(K, N, C, H, W)`` data as columns, ``(K, C*kh*kw,
+    N*ho*wo)``, C-contiguous: all components stacked are one ``(K*C*kh*kw, N*ho*wo)``
+    matrix (``mc.matmul`` multiplies them all by one GEMM)."""
+    k, n, c, h, w = data.shape
+    (kh, kw), (ho, wo) = kernel, out_size
+    x, ew = as_real(channel_major(data))
+    out = np.empty((k, c, kh, kw, n, ho, wo), dtype=data.dtype)
+    out_real, _ = as_real(out)
+    dims = (k, c, n, h, w, ho, wo)
+    _im2col(x.reshape(-1), dims, tuple(kernel), tuple(stride), tuple(padding), ew,
+            out_real.reshape(-1))  # fmt: skip
+    return out.reshape(k, c * kh * kw, n * ho * wo)
+
+
+def col2im(cols: np.ndarray, shape, kernel, stride, padding, out=None,
+           first: int = 0) -> np.ndarray:  # fmt: skip
+    """The adjoint of ``im2col``: columns ``(K, C*kh*kw, N*ho*wo)`` added back into
+    ``(K, N, C, H, W)`` data of ``shape``, laid out channel-major; or written into the images
+    ``first .. first + N`` of ``out``, a C-contiguous ``(K, C, N_total, H, W)`` array."""
+    k, n, c, h, w = shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    ho = (h + 2 * ph - kh) // sh + 1
+    wo = (w + 2 * pw - kw) // sw + 1
+    src, ew = as_real(np.ascontiguousarray(cols))
+    result = np.empty((k, c, n, h, w), dtype=cols.dtype) if out is None else out
+    if not result.flags.c_contiguous or result.shape[:2] != (k, c) or result.shape[3:] != (h, w):
+        raise ValueError(f"col2im: out must be a C-contiguous {(k, c, 'N', h, w)} array, got "
+                         f"shape {result.shape}")  # fmt: skip
+    target, _ = as_real(result)
+    dims = (k, c, n, h, w, ho, wo)
+    _col2im(src.reshape(-1), dims, tuple(kernel), tuple(stride), tuple(padding), ew,
+            result.shape[2], first, target.reshape(-1))  # fmt: skip
+    return result[:, :, first : first + n].transpose(0, 2, 1, 3, 4)
+
+
+def avg_pool(data: np.ndarray, kernel, stride, out_size) -> np.ndarray:
+    """Average pooling of ``(K, N, C, H, W)`` data (no padding, floor mode); the result is
+    laid out channel-major."""
+    k, n, c, h, w = data.shape
+    ho, wo = out_size
+    x, ew = as_real(channel_major(data))
+    out = np.empty((k, c, n, ho, wo), dtype=data.dtype)
+    out_real, _ = as_real(out)
+    scale = _real_scalar(data.dtype, 1.0 / (kernel[0] * kernel[1]))
+    _avg_pool(x.reshape(-1, w * ew), k * c * n, h, tuple(kernel), tuple(stride), ho, wo, ew,
+              scale, out_real.reshape(-1, wo * ew))  # fmt: skip
+    return out.transpose(0, 2, 1, 3, 4)
+
+
+def avg_pool_backward(grad: np.ndarray, shape, kernel, stride) -> np.ndarray:
+    """The adjoint of ``avg_pool``: ``(K, N, C, ho, wo)`` gradients spread over ``shape``,
+    laid out channel-major."""
+    k, n, c, h, w = shape
+    ho, wo = grad.shape[-2:]
+    g, ew = as_real(channel_major(grad))
+    out = np.empty((k, c, n, h, w), dtype=grad.dtype)
+    out_real, _ = as_real(out)
+    scale = _real_scalar(grad.dtype, 1.0 / (kernel[0] * kernel[1]))
+    _avg_pool_backward(g.reshape(-1, wo * ew), k * c * n, h, tuple(kernel), tuple(stride), ho,
+                       wo, ew, scale, out_real.reshape(-1, w * ew))  # fmt: skip
+    return out.transpose(0, 2, 1, 3, 4)
+
+
+def _real_scalar(dtype: np.dtype, value: float):
+    """``value`` as a scalar of dtype's real type (float32 for complex64)."""
+    return np.float32(value) if dtype in (np.float32, np.complex64) else np.float64(value)
