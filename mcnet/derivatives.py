@@ -13,7 +13,7 @@ in float64 and rounded once.
 Mixed directions (``directional`` with distinct directions) take the multicomplex step
 ``f(x + h (i_1 v_1 + ... + i_k v_k))``, whose truncation error is O(h^2), at two steps h and
 h / 2**16 that must agree.  ``multicomplex_step`` is that step alone, unchecked, in the
-point's own dtype: the seed's method, which the networks use (``Objective``).
+point's own dtype: the paper's method, which the networks use (``Objective``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import builtins
 import functools
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ def elu(x, alpha: float = 1.0) -> Tensor:
 
 
 def abs(x) -> Tensor:  # noqa: A001 - the API's name
-    """sign(Re x) * x: the derivative of |x| is sign(x), never z/|z| (NUMERICS.md)."""
+    """sign(Re x) * x: the derivative of |x| is sign(x), never z/|z| (docs/numerics.md)."""
     x = as_tensor(x)
     return x * sign_of_real(x.comps)
 
@@ -336,7 +337,8 @@ def matmul_each(a: Tensor, chunks: Iterable[Tensor]) -> Iterator[Tensor]:
     """``a @ b`` for each 2-D ``b`` of ``chunks`` (all of one kind): a's side of the products
     (the product rule's terms, a block matrix) is prepared once.  A convolution's weight times
     its columns, a batch chunk at a time, spends no time on it per chunk."""
-    product, kind = None, None
+    product: Any = None
+    kind = None
     for b in chunks:
         b = as_tensor(b, a)
         _check_matmul(a, b)

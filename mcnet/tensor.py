@@ -107,7 +107,7 @@ class Tensor:
         """Wrap component data ``(C, *shape)``; users build tensors with ``mc.tensor`` or
         ``mc.from_parts``."""
         count = data.shape[0] if getattr(data, "ndim", 0) else 0
-        kind = getattr(getattr(data, "dtype", None), "kind", None)
+        kind = getattr(getattr(data, "dtype", None), "kind", "")
         if not count or kind not in "fc" or (kind == "c" and count & (count - 1)):
             raise TypeError(
                 "Tensor(data) takes component data of shape (C, *shape): complex with C a "

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -241,7 +242,7 @@ def _view_as(a, shape):
 
 def _combine(terms: Terms, blocks: dict, k: int):
     """The result's k components from the pair products: signed or weighted sums."""
-    targets: dict[int, list[tuple[object, int]]] = {}
+    targets: dict[int, list[tuple[Any, int]]] = {}
     for ij, out in terms.items():
         for c, weight in out:
             targets.setdefault(c, []).append((blocks[ij], weight))
@@ -252,7 +253,7 @@ def _combine(terms: Terms, blocks: dict, k: int):
         if not parts:
             comps.append(np.zeros(first.shape, dtype=first.dtype))
             continue
-        total = None
+        total: Any = None
         for block, weight in parts:
             term = block if weight == 1 else (-block if weight == -1 else block * weight)
             total = term if total is None else total + term

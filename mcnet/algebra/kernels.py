@@ -22,6 +22,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -279,6 +280,7 @@ def _load(source: str, name: str):
                 f.write(source)
             os.replace(f.name, path)
         spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None  # a .py file has a source loader
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
@@ -303,12 +305,12 @@ FUSED: dict[str, tuple[Callable, int, int, int]] = {
     "cos": (alg.cos, 1, 2, 2),
 }
 
-_compiled: dict[tuple[str, int, str, bool], Callable] = {}
+_compiled: dict[tuple[str, int, str, bool, bool], Any] = {}
 
 
 def kernel(
     name: str, order: int, target: str = "cpu", one_direction: bool = False, series: bool = False
-) -> Callable:
+) -> Any:  # a Numba dispatcher: called, or indexed by a CUDA launch configuration
     """The compiled kernel of a fused primitive at one order, built on first use.  For
     ``one_direction`` numbers it is traced through ``algebra.symmetric``: its Taylor ``series``
     (tiny perturbations) or its ``exact`` path through the general layout."""
@@ -333,7 +335,9 @@ def applies(name: str, order: int, one_direction: bool = False, device: str = "c
         return False
     if one_direction and symmetric.nilpotent():
         return False
-    return order >= 2 if one_direction else order >= FUSED[name][2 if device == "cpu" else 3]
+    _, _, lowest_on_cpu, lowest_on_gpu = FUSED[name]
+    return order >= 2 if one_direction else order >= (
+        lowest_on_cpu if device == "cpu" else lowest_on_gpu)
 
 
 def run(name: str, order: int, *inputs, one_direction: bool = False):

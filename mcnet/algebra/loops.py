@@ -9,12 +9,13 @@ Numba function is a float64, and ``float32 * float64`` would compute in float64.
 from __future__ import annotations
 
 import cmath
+from typing import Any
 
 import numpy as np
 from numba import njit, uint64
 
 # Options of every hand-written loop (also those of ``mcnet.nn.loops``).
-JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+JIT_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 # Inner loops run over uint64 counters on 1-D row views: with signed indices Numba guards
 # every access against negative (wrap-around) indices, which keeps the loops from vectorising.

@@ -6,7 +6,7 @@ part) of the product of the units ``i_{k+2}`` for every bit ``k`` set in ``j``. 
 splits on its top unit: ``z = z[:L/2] + z[L/2:] * i_n``, and every algorithm below is the
 textbook recursion on that split with NumPy's (or CuPy's) complex arithmetic as the base
 case.  Nothing here forms a difference of O(1) numbers to get a small coefficient: no
-idempotent representation, no 3-multiplication products (NUMERICS.md).
+idempotent representation, no 3-multiplication products (docs/numerics.md).
 
 Functions that take a ``base`` argument are *bilinear* primitives lifted to every order:
 ``mul`` with ``base=operator.mul`` is the elementwise product, with a matmul it is the
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -308,7 +309,7 @@ def arctan(a: Comps) -> Comps:
     one_minus_y, one_plus_y = _add_real(neg(y), 1.0), _add_real(y, 1.0)
     d = add(x2, mul(one_minus_y, one_minus_y))
     ratio = div(scale(y, 4.0), d)
-    near_singular = None
+    near_singular: Any = None
     for component in idempotent(ratio):
         far = xp.abs(component) > 0.5
         near_singular = far if near_singular is None else near_singular | far
@@ -395,7 +396,7 @@ def arcsinh(a: Comps) -> Comps:
 # components of z (the 2**(n-1) complex numbers that C^n splits into) can need different
 # branches, and the result is then off by multiples of pi/2 (atan2 halved) or i pi (log1p
 # halved) on some components.  The idempotent split computes the principal value to absolute
-# accuracy but by cancellation (NUMERICS.md), so it only *chooses* the branch: the
+# accuracy but by cancellation (docs/numerics.md), so it only *chooses* the branch: the
 # recursion's exact result is moved by whole multiples of pi/2 (real and imaginary), and is
 # left untouched, tiny parts and all, where it is already right.
 
@@ -441,7 +442,7 @@ def _onto_principal_branch(result: Comps, a: Comps, base: Callable) -> Comps:
         tolerance = 1e3 * eps
         # elements where the recursion divided by zero but the function exists, or missed
         # the lattice
-        broken = None
+        broken: Any = None
         for p, d, k in zip(principal, steps, offsets):
             bad = ~xp.isfinite(k) | (xp.abs(d - k) > tolerance * (1 + xp.abs(p) / _BRANCH_LATTICE))
             broken = bad if broken is None else broken | bad

@@ -32,6 +32,7 @@ import math
 import operator
 from collections.abc import Callable, Iterator
 from math import comb
+from typing import Any
 
 import numpy as np
 
@@ -222,7 +223,7 @@ def is_tiny(name: str, s: Comps) -> bool:
     xp = alg.array_module(s[0])
     tau = 2.0**-8 * math.sqrt(float(xp.finfo(s[0].dtype).eps))
     relative_to_zero = _FUNCTIONS[name][2]
-    size = xp.abs(s[0]) if relative_to_zero else None
+    size: Any = xp.abs(s[0]) if relative_to_zero else None
     for c in range(1, len(s)):
         bound = (tau * size) ** c if relative_to_zero else tau**c
         if not bool(xp.all(xp.abs(s[c]) <= bound)):

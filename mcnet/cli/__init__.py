@@ -6,7 +6,7 @@
     mcnet curvature  top Hessian eigenvalues, trace and spectral density at given parameters
     mcnet download   fetch a data set's files
 
-With no flags, ``mcnet compare`` is the quick check of the seed's claim: Newton-Krylov
+With no flags, ``mcnet compare`` is the quick check of the paper's claim: Newton-Krylov
 against the best Adam learning rate on the digits shipped with scikit-learn (no download),
 in well under a minute on a laptop CPU.
 

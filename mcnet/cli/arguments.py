@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _training_flags(compare, epochs=10)
     compare.add_argument("--batch-sizes", type=_list_of(_batch_size), metavar="N,...",
                          help="run every solver at each of these batch sizes ('full' = the "
-                              "whole training set) and keep its best, the seed's protocol for "
+                              "whole training set) and keep its best, the paper's protocol for "
                               "LR and SVM (e.g. 128,1024,full); default: --batch-size")
     _evaluate_every_flag(compare)
     compare.add_argument("--redraw", action="store_true",

@@ -45,7 +45,7 @@ def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epoc
             extra: dict[str, Any] | None = None, evaluate_every: int | None = None
             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every solver on ``problem`` at every batch size, the lr-grid ones once per lr;
-    (records, summary). Several batch sizes are the seed's protocol for LR and SVM (full
+    (records, summary). Several batch sizes are the paper's protocol for LR and SVM (full
     batch, 1024, 128; the best kept), applied to every solver alike. ``evaluate_every``:
     `mcnet.fit`'s, for every run."""
     records: list[dict[str, Any]] = []

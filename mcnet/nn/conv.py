@@ -218,7 +218,10 @@ class Conv2d(Module):
         fused = bias is None or (bias.dtype == weight.dtype and len(bias) == len(weight))
         y = Tensor(correlation.correlate(planes, weight, bias if fused else None))
         self.saved = _Saved(direct=True, data=planes, in_shape=x.shape, size=size)
-        return y if fused else y + self.bias.value.reshape(-1, 1, 1)
+        if fused:
+            return y
+        assert self.bias is not None  # an unfused bias is a bias
+        return y + self.bias.value.reshape(-1, 1, 1)
 
     def backward(self, grad_out: Tensor) -> Tensor | None:
         saved, in_shape, size = self.saved.data, self.saved.in_shape, self.saved.size
@@ -271,6 +274,7 @@ class Conv2d(Module):
                 out = np.empty((len(dcols), c, n, h, w), dtype=dcols.dtype)
             loops.col2im(dcols, (len(dcols), n1 - n0, c, h, w), self.kernel_size, self.stride,
                          self.padding, out=out, first=n0)  # fmt: skip
+        assert out is not None  # a batch has at least one chunk
         return Tensor(out.transpose(0, 2, 1, 3, 4))
 
     def extra_repr(self) -> str:

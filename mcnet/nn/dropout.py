@@ -9,6 +9,8 @@ network, e.g. once per minibatch.  Eval mode is the identity.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from mcnet.algebra.multicomplex import array_module
@@ -59,7 +61,7 @@ class Dropout(Module):
         return f"p={self.p}"
 
 
-def resample_dropout(module: Module, seed: int | None = None) -> None:
+def resample_dropout(module: Module, seed: int | Sequence[int] | None = None) -> None:
     """Resample the mask of every Dropout in ``module`` (deterministic when ``seed`` is given)."""
     layers = [m for m in module.modules() if isinstance(m, Dropout)]
     if seed is None:

@@ -31,7 +31,7 @@ import inspect
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -283,7 +283,8 @@ class Tracer:
         if kind == "add":
             return self.step(recorded.Shift(constant, 1), value)
         if kind == "sub":
-            op = recorded.Shift(-constant, 1) if traced_first else recorded.Shift(constant, -1)
+            negated = -cast(Any, constant)  # a number, array or tensor: all negate
+            op = recorded.Shift(negated, 1) if traced_first else recorded.Shift(constant, -1)
             return self.step(op, value)
         if kind == "mul":
             return self.step(recorded.Scale(constant), value)
@@ -291,7 +292,7 @@ class Tracer:
             return self.step(recorded.Scale(constant, divide=True), value)
         return self.step(recorded.Scale(constant), self.step(Elementwise(_reciprocal), value))
 
-    def function(self, fn: Callable, args: tuple, kwargs: dict) -> TraceValue:
+    def function(self, fn: Callable, args: tuple, kwargs: dict) -> TraceValue | Tensor:
         """``fn(*args, **kwargs)`` of ``mcnet.functions`` with traced arguments."""
         name = fn.__name__
         bound = inspect.signature(fn).bind(*args, **kwargs)
@@ -403,8 +404,10 @@ class Graph:
         without). Raises Untraceable (ShapesNeeded) for what the trace cannot record."""
         runs = not isinstance(inputs, int)
         tracer = Tracer(where=[name], runs=runs)
-        placeholders = [tracer.new_value(x) for x in inputs] if runs else [
-            tracer.new_value() for _ in range(inputs)]
+        if isinstance(inputs, int):
+            placeholders = [tracer.new_value() for _ in range(inputs)]
+        else:
+            placeholders = [tracer.new_value(x) for x in inputs]
         active_tracers().append(tracer)
         try:
             out = fn(*placeholders, *constants)
@@ -437,7 +440,7 @@ class Graph:
 
     def backward(
         self, grad_out: Tensor, input_grads: bool = True
-    ) -> Tensor | tuple[Tensor, ...] | None:
+    ) -> Tensor | tuple[Tensor | None, ...] | None:
         """Gradients of the graph's inputs; every parameter's gradient is accumulated.
 
         With ``input_grads=False`` the calls that read only graph inputs and constants (the

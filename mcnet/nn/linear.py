@@ -29,7 +29,7 @@ class Linear(Module):
         y = x @ self.weight.value.T
         return y if self.bias is None else y + self.bias.value
 
-    def backward(self, grad_out: Tensor) -> Tensor:
+    def backward(self, grad_out: Tensor) -> Tensor | None:
         x = self.saved
         g2 = grad_out.reshape(-1, self.out_features)
         self.weight.accumulate(g2.T @ x.reshape(-1, self.in_features))

@@ -27,12 +27,15 @@ import math
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mcnet.errors import UnaccumulatedGradientWarning
 from mcnet.tensor import Tensor, as_tensor, tensor
+
+if TYPE_CHECKING:
+    from mcnet.nn.graph import Graph
 
 _THREAD = threading.local()
 
@@ -101,6 +104,17 @@ class Parameter:
 class Module:
     """Base class of every layer, loss and network."""
 
+    # Set in __init__ through object.__setattr__, which bypasses the registration below.
+    _parameters: dict[str, Parameter]
+    _buffers: dict[str, np.ndarray]
+    _modules: dict[str, Module]
+    training: bool
+    saved: Any
+    _graph: Graph | None
+    _untraceable: str | None
+    _graphs_by_shape: dict[Any, Graph] | None
+    input_grad_needed: bool
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_buffers", {})
@@ -134,11 +148,12 @@ class Module:
         return self._buffers[name]
 
     # --- the computation -------------------------------------------------------------------
-    def forward(self, *inputs: Tensor) -> Tensor:
-        """Leaf modules override this; composites call their submodules in it."""
+    def forward(self, *inputs: Any, **kwargs: Any) -> Tensor:
+        """Leaf modules override this, with their own parameters; composites call their
+        submodules in it."""
         raise NotImplementedError
 
-    def backward(self, grad_out: Tensor) -> Tensor | tuple[Tensor, ...]:
+    def backward(self, grad_out: Tensor) -> Tensor | tuple[Tensor | None, ...] | None:
         """Gradient of the input(s) from the gradient of the output (leaves override);
         a leaf may return None when ``self.input_grad_needed`` is False."""
         return self._traced_graph().backward(grad_out)
@@ -219,6 +234,7 @@ class Module:
                 object.__setattr__(self, "_graph", graph)
                 return out  # the trace ran the forward on these inputs
             object.__setattr__(self, "_graph", graph)
+        assert graph is not None  # traced above, or kept from an earlier call
         return graph.forward(*inputs)
 
     def mark_untraceable(self, reason: str) -> None:

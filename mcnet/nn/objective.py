@@ -59,7 +59,7 @@ class Objective:
         self.keep_on_device = keep_on_device
         self._perturbed: Any = None  # the buffer of w + i h v, see _perturb
 
-    # --- the public derivatives (API.md §3) -------------------------------------------------
+    # --- the public derivatives (docs/api.md §3) --------------------------------------------
     def value(self, w, batch) -> float:
         """f(w)."""
         return float(self._evaluate(self._point(w), batch, backward=False)[0].real)
@@ -67,6 +67,7 @@ class Objective:
     def value_and_grad(self, w, batch) -> tuple[float, np.ndarray]:
         """(f(w), grad f(w)) by one real forward and backward."""
         loss, grad = self._evaluate(self._point(w), batch, backward=True)
+        assert grad is not None  # a backward pass gives one
         return float(loss.real), self._out(grad.data[0])  # a fresh array: no copy
 
     def grad_and_hvp(self, w, v, batch) -> tuple[np.ndarray, np.ndarray]:
@@ -87,6 +88,7 @@ class Objective:
     def _value_grad_and_hvp_along(self, w: Tensor, v, batch) -> tuple[float, Any, Any]:
         v, step, divisor = _step_along(v, default_step(w.dtype, 1))
         loss, grad = self._evaluate(self._perturb(w, v, step), batch, backward=True)
+        assert grad is not None  # a backward pass gives one
         # Multiplying by a power of two is exact: Hv = coef_i(grad) / (h * scale).
         hv = grad.coef((1,)) * (1.0 / divisor)
         return float(loss.real), self._out(grad.real), self._out(hv)

@@ -31,14 +31,14 @@ class _Pool2d(Module):
     def _windows(self, x: Tensor):
         """``(K, N, C, Ho, Wo, kh, kw)`` view of x's components, after checking x."""
         check_images(x, None, type(self).__name__)
-        output_size(x.shape[-2:], self.kernel_size, self.stride, type(self).__name__)
+        output_size((x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__)
         return windows(x.data, self.kernel_size, self.stride)
 
     def _offsets(self, x: Tensor):
         """For each kernel offset (i, j), the strided ``(K, N, C, Ho, Wo)`` view of the
         elements it covers in every window."""
         check_images(x, None, type(self).__name__)
-        ho, wo = output_size(x.shape[-2:], self.kernel_size, self.stride, type(self).__name__)
+        ho, wo = output_size((x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         for i in range(kh):
             for j in range(kw):
@@ -55,7 +55,7 @@ class AvgPool2d(_Pool2d):
         self.saved = x.shape
         if x.device == "cpu":  # one Numba pass; the result is laid out channel-major
             check_images(x, None, type(self).__name__)
-            size = output_size(x.shape[-2:], self.kernel_size, self.stride, type(self).__name__)
+            size = output_size((x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__)
             return Tensor(loops.avg_pool(x.data, self.kernel_size, self.stride, size))
         # one strided add per kernel offset: ~10x faster than a mean over window axes
         offsets = self._offsets(x)
