@@ -36,9 +36,11 @@ def write_json(path: Path, data: dict) -> Path:
 
 def git_commit() -> str:
     """Short hash of HEAD, with "+dirty" when mcnet/ has uncommitted changes."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              check=False).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip()
 
     if os.environ.get("MCNET_COMMIT"):  # a copy of the tree without .git (the device run)
         return os.environ["MCNET_COMMIT"]
@@ -56,10 +58,16 @@ def environment() -> dict:
                 break
     except OSError:
         pass
-    return {"commit": git_commit(), "python": platform.python_version(),
-            "numpy": np.__version__, "cpu": cpu, "cores": os.cpu_count(), "blas": blas(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "load_average_1min": round(os.getloadavg()[0], 2)}
+    return {
+        "commit": git_commit(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "blas": blas(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
 
 
 # Set on some machines because older OpenBLAS builds failed on their CPUs: they pin a current
@@ -106,8 +114,9 @@ def single_thread() -> AbstractContextManager:
     return threadpool_limits(1)
 
 
-def call_times(fn: Callable[[], object], repeats: int,
-               clock: Callable[[], float] = time.perf_counter) -> list[float]:
+def call_times(
+    fn: Callable[[], object], repeats: int, clock: Callable[[], float] = time.perf_counter
+) -> list[float]:
     """Seconds of each of ``repeats`` calls by ``clock`` (wall time by default;
     ``time.thread_time`` for the thread's CPU time), after one warm-up call."""
     fn()
@@ -119,8 +128,9 @@ def call_times(fn: Callable[[], object], repeats: int,
     return times
 
 
-def median_time(fn: Callable[[], object], repeats: int,
-                clock: Callable[[], float] = time.perf_counter) -> float:
+def median_time(
+    fn: Callable[[], object], repeats: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
     """Median seconds of ``repeats`` calls by ``clock``, after one warm-up call."""
     return statistics.median(call_times(fn, repeats, clock))
 

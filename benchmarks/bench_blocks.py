@@ -39,9 +39,10 @@ def compare(call, w, block, batch, repeats: int) -> tuple[float, float]:
     together = call(w, block, batch)
     apart = np.array([call(w, row, batch) for row in block])
     np.testing.assert_allclose(together, apart, rtol=1e-12, atol=1e-12 * np.abs(apart).max())
-    return (median_time(lambda: call(w, block, batch), repeats, time.thread_time),
-            median_time(lambda: [call(w, row, batch) for row in block], repeats,
-                        time.thread_time))
+    return (
+        median_time(lambda: call(w, block, batch), repeats, time.thread_time),
+        median_time(lambda: [call(w, row, batch) for row in block], repeats, time.thread_time),
+    )
 
 
 def measure(repeats: int) -> list[dict]:
@@ -53,9 +54,17 @@ def measure(repeats: int) -> list[dict]:
             block = np.random.default_rng(k).standard_normal((k, w.size))
             for method in ("hvp", "curvature"):
                 block_s, rows_s = compare(getattr(objective, method), w, block, batch, repeats)
-                rows.append({"network": name, "parameters": int(w.size), "k": k,
-                             "method": method, "block_ms": 1e3 * block_s,
-                             "rows_ms": 1e3 * rows_s, "ratio": block_s / rows_s})
+                rows.append(
+                    {
+                        "network": name,
+                        "parameters": int(w.size),
+                        "k": k,
+                        "method": method,
+                        "block_ms": 1e3 * block_s,
+                        "rows_ms": 1e3 * rows_s,
+                        "ratio": block_s / rows_s,
+                    }
+                )
     return rows
 
 
@@ -66,12 +75,23 @@ def main() -> None:
     args = parser.parse_args()
     with single_thread():
         rows = measure(args.repeats)
-    print(markdown_table(
-        ["network", "k", "method", "block (CPU ms)", "k calls (CPU ms)", "block / k calls"],
-        [[r["network"], r["k"], r["method"], f"{r['block_ms']:.1f}", f"{r['rows_ms']:.1f}",
-          f"{r['ratio']:.2f}"] for r in rows]))
-    write_json(args.out, {"environment": environment(), "repeats": args.repeats,
-                          "rows": rows})
+    print(
+        markdown_table(
+            ["network", "k", "method", "block (CPU ms)", "k calls (CPU ms)", "block / k calls"],
+            [
+                [
+                    r["network"],
+                    r["k"],
+                    r["method"],
+                    f"{r['block_ms']:.1f}",
+                    f"{r['rows_ms']:.1f}",
+                    f"{r['ratio']:.2f}",
+                ]
+                for r in rows
+            ],
+        )
+    )
+    write_json(args.out, {"environment": environment(), "repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ LAYERS = [  # in, out channels, image side, padding, input gradient needed
 ]
 
 
-def layer_times(torch, dtype, torch_dtype, c_in, c_out, side, padding, input_grad,
-                repeats: int, rng) -> list[float]:
+def layer_times(
+    torch, dtype, torch_dtype, c_in, c_out, side, padding, input_grad, repeats: int, rng
+) -> list[float]:
     """mcnet forward, mcnet backward, PyTorch forward, PyTorch forward + backward (ms)."""
     data = rng.standard_normal((c_in, 128, side, side)).astype(dtype).transpose(1, 0, 2, 3)
     out_side = side + 2 * padding - 4
@@ -57,8 +58,10 @@ def layer_times(torch, dtype, torch_dtype, c_in, c_out, side, padding, input_gra
         reference.zero_grad()
         reference(tx).backward(tg)
 
-    return [median_time(call, repeats, clock=time.thread_time) * 1e3
-            for call in (lambda: layer(x), backward, torch_forward, torch_both)]
+    return [
+        median_time(call, repeats, clock=time.thread_time) * 1e3
+        for call in (lambda: layer(x), backward, torch_forward, torch_both)
+    ]
 
 
 def main() -> None:
@@ -70,14 +73,20 @@ def main() -> None:
     torch.set_num_threads(1)
     threadpool_limits(1)
     rng = np.random.default_rng(0)
-    print("| dtype | layer | mcnet forward | mcnet backward | PyTorch forward | "
-          "PyTorch forward + backward |\n|---|---|---|---|---|---|")
+    print(
+        "| dtype | layer | mcnet forward | mcnet backward | PyTorch forward | "
+        "PyTorch forward + backward |\n|---|---|---|---|---|---|"
+    )
     for dtype, torch_dtype in ((np.float32, torch.float32), (np.float64, torch.float64)):
         for c_in, c_out, side, padding, input_grad in LAYERS:
-            times = layer_times(torch, dtype, torch_dtype, c_in, c_out, side, padding,
-                                input_grad, args.repeats, rng)
-            print(f"| {np.dtype(dtype).name} | conv {c_in}->{c_out}, {side}x{side} | "
-                  + " | ".join(f"{t:.2f}" for t in times) + " |")
+            times = layer_times(
+                torch, dtype, torch_dtype, c_in, c_out, side, padding, input_grad, args.repeats, rng
+            )
+            print(
+                f"| {np.dtype(dtype).name} | conv {c_in}->{c_out}, {side}x{side} | "
+                + " | ".join(f"{t:.2f}" for t in times)
+                + " |"
+            )
 
 
 if __name__ == "__main__":

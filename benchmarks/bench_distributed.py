@@ -88,8 +88,14 @@ def time_cluster(data, workers: int, chunk_size: int, repeats: int, reference: t
     """Global-gradient timings on a fresh LocalCluster of ``workers`` processes."""
     net = lenet()
     start = time.perf_counter()
-    oracle = DaskOracle(mc.Objective(net, nn.CrossEntropyLoss()), data, chunk_size,
-                        scheduler="local", workers=workers, timeout=120)
+    oracle = DaskOracle(
+        mc.Objective(net, nn.CrossEntropyLoss()),
+        data,
+        chunk_size,
+        scheduler="local",
+        workers=workers,
+        timeout=120,
+    )
     startup = time.perf_counter() - start
     shards = oracle.shards
     with oracle:
@@ -105,18 +111,23 @@ def time_cluster(data, workers: int, chunk_size: int, repeats: int, reference: t
         few = (data[0][:workers], data[1][:workers])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with DaskOracle(mc.Objective(lenet(), nn.CrossEntropyLoss()), few, 1,
-                            scheduler=oracle.client) as tiny:
+            with DaskOracle(
+                mc.Objective(lenet(), nn.CrossEntropyLoss()), few, 1, scheduler=oracle.client
+            ) as tiny:
                 fixed = timings(lambda: tiny.value_and_grad(w), max(repeats, 5))
             nn.manual_seed(0)
             x = np.random.default_rng(0).standard_normal((workers, 1))
-            with DaskOracle(mc.Objective(nn.Linear(1, 1), nn.MSELoss()), (x, x), 1,
-                            scheduler=oracle.client) as smallest:
+            with DaskOracle(
+                mc.Objective(nn.Linear(1, 1), nn.MSELoss()), (x, x), 1, scheduler=oracle.client
+            ) as smallest:
                 w2 = smallest.initial_point()
                 latency = timings(lambda: smallest.value_and_grad(w2), max(repeats, 5))
     return {
-        "workers": workers, "shards": shards, "startup_s": startup,
-        "global_gradient_s": seconds, "worker_cpu_s_per_call": cpu,
+        "workers": workers,
+        "shards": shards,
+        "startup_s": startup,
+        "global_gradient_s": seconds,
+        "worker_cpu_s_per_call": cpu,
         "fixed_cost_per_call_s": fixed,
         "latency_2_parameters_s": latency,
         "max_rel_diff_vs_oracle": relative_difference(result, reference),
@@ -147,9 +158,15 @@ def newton_krylov_epoch(oracle, data, batch_size: int, max_krylov: int) -> dict:
         steps += 1
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     workers_after = client.run(time.process_time) if client is not None else {}
-    return {"seconds": seconds, "steps": steps, "cpu_s_this_process": cpu,
-            "cpu_s_workers": sorted(workers_after[k] - workers_before[k] for k in workers_after),
-            "seconds_by_kind": dict(oracle.seconds), "counts": dict(oracle.counts), "w": w}
+    return {
+        "seconds": seconds,
+        "steps": steps,
+        "cpu_s_this_process": cpu,
+        "cpu_s_workers": sorted(workers_after[k] - workers_before[k] for k in workers_after),
+        "seconds_by_kind": dict(oracle.seconds),
+        "counts": dict(oracle.counts),
+        "w": w,
+    }
 
 
 def main() -> None:
@@ -158,9 +175,13 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=10000)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--chunk-size", type=int, default=1250,
-                        help="examples per pass; shards are whole chunks (8 chunks of 10000 "
-                             "split evenly over 1, 2, 4 or 8 workers)")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=1250,
+        help="examples per pass; shards are whole chunks (8 chunks of 10000 "
+        "split evenly over 1, 2, 4 or 8 workers)",
+    )
     parser.add_argument("--epoch-examples", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--max-krylov", type=int, default=5)
@@ -179,52 +200,70 @@ def main() -> None:
         one_thread = timings(lambda: plain.value_and_grad(w), args.repeats)
         one_thread["cpu_s_per_call"] = (time.process_time() - cpu_start) / (args.repeats + 1)
     default_threads = timings(lambda: plain.value_and_grad(w), args.repeats)
-    print(f"Oracle, this process: {one_thread['min']:.2f} s on one thread, "
-          f"{default_threads['min']:.2f} s on BLAS's default threads (fastest of "
-          f"{args.repeats})")
+    print(
+        f"Oracle, this process: {one_thread['min']:.2f} s on one thread, "
+        f"{default_threads['min']:.2f} s on BLAS's default threads (fastest of "
+        f"{args.repeats})"
+    )
 
     clusters = []
     for workers in counts:
         row = time_cluster(data, workers, args.chunk_size, args.repeats, reference)
         row["speedup_vs_one_thread"] = one_thread["min"] / row["global_gradient_s"]["min"]
         clusters.append(row)
-        print(f"{workers} worker(s): {row['global_gradient_s']['min']:.2f} s per global "
-              f"gradient (x{row['speedup_vs_one_thread']:.2f}), fixed cost "
-              f"{row['fixed_cost_per_call_s']['min'] * 1e3:.0f} ms per call, start-up "
-              f"{row['startup_s']:.1f} s, max rel diff {row['max_rel_diff_vs_oracle']:.1e}")
+        print(
+            f"{workers} worker(s): {row['global_gradient_s']['min']:.2f} s per global "
+            f"gradient (x{row['speedup_vs_one_thread']:.2f}), fixed cost "
+            f"{row['fixed_cost_per_call_s']['min'] * 1e3:.0f} ms per call, start-up "
+            f"{row['startup_s']:.1f} s, max rel diff {row['max_rel_diff_vs_oracle']:.1e}"
+        )
 
-    epoch_data = (data[0][:args.epoch_examples], data[1][:args.epoch_examples])
+    epoch_data = (data[0][: args.epoch_examples], data[1][: args.epoch_examples])
     epochs = {}
-    plain_epoch = Oracle(mc.Objective(lenet(), nn.CrossEntropyLoss()), epoch_data,
-                         args.chunk_size)
+    plain_epoch = Oracle(mc.Objective(lenet(), nn.CrossEntropyLoss()), epoch_data, args.chunk_size)
     epochs["oracle"] = newton_krylov_epoch(plain_epoch, epoch_data, args.batch, args.max_krylov)
     workers = max(counts)
     epoch_chunk = -(-args.epoch_examples // workers)  # one chunk per worker
-    with DaskOracle(mc.Objective(lenet(), nn.CrossEntropyLoss()), epoch_data, epoch_chunk,
-                    scheduler="local", workers=workers, timeout=120) as cluster_oracle:
+    with DaskOracle(
+        mc.Objective(lenet(), nn.CrossEntropyLoss()),
+        epoch_data,
+        epoch_chunk,
+        scheduler="local",
+        workers=workers,
+        timeout=120,
+    ) as cluster_oracle:
         epochs[f"dask_{workers}_workers"] = newton_krylov_epoch(
-            cluster_oracle, epoch_data, args.batch, args.max_krylov)
+            cluster_oracle, epoch_data, args.batch, args.max_krylov
+        )
     final = [epoch.pop("w") for epoch in epochs.values()]
     epoch_difference = float(np.linalg.norm(final[1] - final[0]) / np.linalg.norm(final[0]))
     for name, epoch in epochs.items():
         share = epoch["seconds_by_kind"].get("global_gradient", 0.0) / epoch["seconds"]
         epoch["global_gradient_share"] = share
-        print(f"Newton-Krylov epoch, {name}: {epoch['seconds']:.1f} s, {epoch['steps']} steps, "
-              f"global gradient {100 * share:.0f}% of it")
+        print(
+            f"Newton-Krylov epoch, {name}: {epoch['seconds']:.1f} s, {epoch['steps']} steps, "
+            f"global gradient {100 * share:.0f}% of it"
+        )
 
     env["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     results = {
-        "environment": env, "input": source, "examples": len(data[0]),
-        "model": "lenet5 (sigmoid), float64", "parameters": parameters,
-        "chunk_size": args.chunk_size, "repeats": args.repeats,
+        "environment": env,
+        "input": source,
+        "examples": len(data[0]),
+        "model": "lenet5 (sigmoid), float64",
+        "parameters": parameters,
+        "chunk_size": args.chunk_size,
+        "repeats": args.repeats,
         "command": "python benchmarks/bench_distributed.py " + " ".join(sys.argv[1:]),
-        "oracle_global_gradient_s": {"one_thread": one_thread,
-                                     "default_threads": default_threads},
+        "oracle_global_gradient_s": {"one_thread": one_thread, "default_threads": default_threads},
         "dask_local_cluster": clusters,
         "newton_krylov_epoch": {
-            "examples": args.epoch_examples, "batch": args.batch,
-            "max_krylov": args.max_krylov, "chunk_size_on_cluster": epoch_chunk,
-            "runs": epochs, "final_w_rel_diff": epoch_difference,
+            "examples": args.epoch_examples,
+            "batch": args.batch,
+            "max_krylov": args.max_krylov,
+            "chunk_size_on_cluster": epoch_chunk,
+            "runs": epochs,
+            "final_w_rel_diff": epoch_difference,
         },
     }
     write_json(RESULTS / "distributed.json", results)
@@ -239,27 +278,55 @@ def report(r: dict) -> str:
     def span(t: dict, scale: float = 1.0, digits: int = 2) -> str:
         return f"{t['min'] * scale:.{digits}f} ({t['median'] * scale:.{digits}f})"
 
-    rows = [["Oracle, 1 thread", "-", span(r["oracle_global_gradient_s"]["one_thread"]),
-             "1.00", f"{r['oracle_global_gradient_s']['one_thread']['cpu_s_per_call']:.2f}",
-             "-", "-", "-"],
-            ["Oracle, BLAS default threads", "-",
-             span(r["oracle_global_gradient_s"]["default_threads"]),
-             f"{base / r['oracle_global_gradient_s']['default_threads']['min']:.2f}",
-             "-", "-", "-", "-"]]
+    rows = [
+        [
+            "Oracle, 1 thread",
+            "-",
+            span(r["oracle_global_gradient_s"]["one_thread"]),
+            "1.00",
+            f"{r['oracle_global_gradient_s']['one_thread']['cpu_s_per_call']:.2f}",
+            "-",
+            "-",
+            "-",
+        ],
+        [
+            "Oracle, BLAS default threads",
+            "-",
+            span(r["oracle_global_gradient_s"]["default_threads"]),
+            f"{base / r['oracle_global_gradient_s']['default_threads']['min']:.2f}",
+            "-",
+            "-",
+            "-",
+            "-",
+        ],
+    ]
     for c in r["dask_local_cluster"]:
-        rows.append([f"DaskOracle, {c['workers']} worker(s)", c["shards"],
-                     span(c["global_gradient_s"]), f"{c['speedup_vs_one_thread']:.2f}",
-                     " / ".join(f"{t:.2f}" for t in c["worker_cpu_s_per_call"]),
-                     f"{span(c['fixed_cost_per_call_s'], 1e3, 0)} / "
-                     f"{span(c['latency_2_parameters_s'], 1e3, 0)}",
-                     f"{c['startup_s']:.1f}", f"{c['max_rel_diff_vs_oracle']:.1e}"])
+        rows.append(
+            [
+                f"DaskOracle, {c['workers']} worker(s)",
+                c["shards"],
+                span(c["global_gradient_s"]),
+                f"{c['speedup_vs_one_thread']:.2f}",
+                " / ".join(f"{t:.2f}" for t in c["worker_cpu_s_per_call"]),
+                f"{span(c['fixed_cost_per_call_s'], 1e3, 0)} / "
+                f"{span(c['latency_2_parameters_s'], 1e3, 0)}",
+                f"{c['startup_s']:.1f}",
+                f"{c['max_rel_diff_vs_oracle']:.1e}",
+            ]
+        )
     nk = r["newton_krylov_epoch"]
-    epoch_rows = [[name, e["steps"], f"{e['seconds']:.1f}",
-                   f"{e['seconds_by_kind'].get('global_gradient', 0.0):.1f}",
-                   f"{100 * e['global_gradient_share']:.0f}%",
-                   f"{e['cpu_s_this_process']:.1f}",
-                   " / ".join(f"{t:.1f}" for t in e["cpu_s_workers"]) or "-"]
-                  for name, e in nk["runs"].items()]
+    epoch_rows = [
+        [
+            name,
+            e["steps"],
+            f"{e['seconds']:.1f}",
+            f"{e['seconds_by_kind'].get('global_gradient', 0.0):.1f}",
+            f"{100 * e['global_gradient_share']:.0f}%",
+            f"{e['cpu_s_this_process']:.1f}",
+            " / ".join(f"{t:.1f}" for t in e["cpu_s_workers"]) or "-",
+        ]
+        for name, e in nk["runs"].items()
+    ]
     return (
         f"# Global gradient on a Dask LocalCluster\n\n`{r['command']}` at {env['commit']}, "
         f"{env['date']}: {env['cpu']}, {env['cores']} cores, 1-minute load average "
@@ -268,14 +335,33 @@ def report(r: dict) -> str:
         f"chunks of {r['chunk_size']}. Seconds: fastest (median) of {r['repeats']} after a "
         "warm-up; speed-up of the fastest against the fastest single-threaded Oracle. CPU s: "
         "per call, of this process (Oracle) or of each worker process (its shard).\n\n"
-        + markdown_table(["global gradient", "shards", "seconds", "speed-up",
-                          "CPU s per call (each process)",
-                          "fixed cost per call (ms), LeNet-5 / 2 parameters", "start-up (s)",
-                          "max rel diff vs Oracle"], rows)
+        + markdown_table(
+            [
+                "global gradient",
+                "shards",
+                "seconds",
+                "speed-up",
+                "CPU s per call (each process)",
+                "fixed cost per call (ms), LeNet-5 / 2 parameters",
+                "start-up (s)",
+                "max rel diff vs Oracle",
+            ],
+            rows,
+        )
         + f"\n## Newton-Krylov epoch ({nk['examples']} examples, batch {nk['batch']}, "
         f"max_krylov {nk['max_krylov']})\n\n"
-        + markdown_table(["oracle", "steps", "epoch (s)", "global gradient (s)", "share",
-                          "CPU s, this process", "CPU s, each worker"], epoch_rows)
+        + markdown_table(
+            [
+                "oracle",
+                "steps",
+                "epoch (s)",
+                "global gradient (s)",
+                "share",
+                "CPU s, this process",
+                "CPU s, each worker",
+            ],
+            epoch_rows,
+        )
         + f"\nFinal parameters, cluster vs single process: relative difference "
         f"{nk['final_w_rel_diff']:.1e}.\n"
     )

@@ -121,11 +121,19 @@ def variants(name: str, a: np.ndarray, b: np.ndarray) -> dict:
     za, zb = a[0] + 1j * a[1], b[0] + 1j * b[1]
     real_a, real_b = a[0].copy(), b[0].copy()
     if name == "multiply":
-        return {"mcnet": lambda: ta * tb, "componentwise": lambda: parts_product(a, b),
-                "complex": lambda: za * zb, "real": lambda: real_a * real_b}
+        return {
+            "mcnet": lambda: ta * tb,
+            "componentwise": lambda: parts_product(a, b),
+            "complex": lambda: za * zb,
+            "real": lambda: real_a * real_b,
+        }
     mc_function, np_function = getattr(mc, name), COMPLEX[name]
-    return {"mcnet": lambda: mc_function(ta), "componentwise": lambda: parts_taylor(name, a),
-            "complex": lambda: np_function(za), "real": lambda: np_function(real_a)}
+    return {
+        "mcnet": lambda: mc_function(ta),
+        "componentwise": lambda: parts_taylor(name, a),
+        "complex": lambda: np_function(za),
+        "real": lambda: np_function(real_a),
+    }
 
 
 def measure(size: int, repeats: int) -> list[dict]:
@@ -139,10 +147,15 @@ def measure(size: int, repeats: int) -> list[dict]:
             check_agreement(f"component-wise {name}, order {order}", run["componentwise"](), want)
             # the real part of f(x + tiny) is f(x) to roundoff: the order-0 run is comparable
             check_agreement(f"real {name}", run["real"]()[None], want[:1])
-            row = {"op": name, "order": order, "size": size,
-                   "mcnet_s": median_time(run["mcnet"], repeats),
-                   "componentwise_s": median_time(run["componentwise"], repeats),
-                   "real_s": median_time(run["real"], repeats), "complex_s": None}
+            row = {
+                "op": name,
+                "order": order,
+                "size": size,
+                "mcnet_s": median_time(run["mcnet"], repeats),
+                "componentwise_s": median_time(run["componentwise"], repeats),
+                "real_s": median_time(run["real"], repeats),
+                "complex_s": None,
+            }
             if order == 1:
                 z = run["complex"]()
                 check_agreement(f"NumPy complex {name}", np.stack([z.real, z.imag]), want)
@@ -159,10 +172,20 @@ def markdown(rows: list[dict], env: dict, repeats: int) -> str:
     def ratio(num, den):
         return "—" if num is None or den is None else f"{num / den:.2f}"
 
-    table = [[r["op"], r["order"], ms(r["mcnet_s"]), ms(r["complex_s"]),
-              ms(r["componentwise_s"]), ms(r["real_s"]),
-              ratio(r["mcnet_s"], r["complex_s"]), ratio(r["componentwise_s"], r["mcnet_s"]),
-              ratio(r["mcnet_s"], r["real_s"])] for r in rows]
+    table = [
+        [
+            r["op"],
+            r["order"],
+            ms(r["mcnet_s"]),
+            ms(r["complex_s"]),
+            ms(r["componentwise_s"]),
+            ms(r["real_s"]),
+            ratio(r["mcnet_s"], r["complex_s"]),
+            ratio(r["componentwise_s"], r["mcnet_s"]),
+            ratio(r["mcnet_s"], r["real_s"]),
+        ]
+        for r in rows
+    ]
     size = rows[0]["size"]
     return (
         f"# Elementwise functions, {size:,} float64 elements, one thread\n\n"
@@ -171,9 +194,20 @@ def markdown(rows: list[dict], env: dict, repeats: int) -> str:
         "NumPy complex = complex128 (order 1 only); component-wise = a plain NumPy loop over "
         "the parts layout (product over component pairs, functions as the order-n Taylor "
         "polynomial about the real part); real = the same function on float64 (order 0).\n\n"
-        + markdown_table(["op", "order", "mcnet ms", "NumPy complex ms", "component-wise ms",
-                          "real ms", "mcnet / complex", "component-wise / mcnet",
-                          "mcnet / real"], table)
+        + markdown_table(
+            [
+                "op",
+                "order",
+                "mcnet ms",
+                "NumPy complex ms",
+                "component-wise ms",
+                "real ms",
+                "mcnet / complex",
+                "component-wise / mcnet",
+                "mcnet / real",
+            ],
+            table,
+        )
     )
 
 
@@ -188,8 +222,9 @@ def main() -> None:
         rows = measure(args.size, args.repeats)
     text = markdown(rows, env, args.repeats)
     write_atomic(RESULTS / "elementwise.md", text)
-    write_json(RESULTS / "elementwise.json",
-               {"environment": env, "repeats": args.repeats, "results": rows})
+    write_json(
+        RESULTS / "elementwise.json", {"environment": env, "repeats": args.repeats, "results": rows}
+    )
     print(text)
 
 

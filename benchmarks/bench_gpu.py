@@ -78,9 +78,12 @@ def main() -> None:
                 row["cupy_complex128_s"] = timed(lambda z=z, f=cupy_fn: f(z))
             rows.append(row)
             print(row, flush=True)
-    commit = os.environ.get("MCNET_COMMIT") or subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit = (
+        os.environ.get("MCNET_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     out = {
         "commit": commit,
         "device": cp.cuda.runtime.getDeviceProperties(0)["name"].decode(),

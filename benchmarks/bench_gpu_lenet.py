@@ -121,19 +121,34 @@ def hvp_timings(images, labels, device: str, repeats: int) -> dict:
             wait()
             times[name].append(time.perf_counter() - start)
     medians = {k: statistics.median(t) for k, t in times.items()}
-    return {"median_s": medians, "ratio": medians["mcnet_hvp"] / medians["torch_hvp"],
-            "max_relative_difference": difference, "torch": torch.__version__}
+    return {
+        "median_s": medians,
+        "ratio": medians["mcnet_hvp"] / medians["torch_hvp"],
+        "max_relative_difference": difference,
+        "torch": torch.__version__,
+    }
 
 
 def newton_krylov_epoch(images, labels, device: str, solver: str) -> dict:
     """One epoch of ``solver`` on LeNet-5 on ``device``: solver time and losses."""
     nn.manual_seed(0)
     net = nn.models.lenet5(activation="sigmoid").to(device)
-    history = mc.fit(net, nn.CrossEntropyLoss(), (images, labels), mc.solvers.make(solver),
-                     epochs=1, batch_size=128, seed=0, progress=False)
-    return {"solver_time_s": history.epoch_time[-1], "train_loss": history.train_loss,
-            "iterations": len(history.records),
-            "seconds_by_kind": history.seconds_by_kind}
+    history = mc.fit(
+        net,
+        nn.CrossEntropyLoss(),
+        (images, labels),
+        mc.solvers.make(solver),
+        epochs=1,
+        batch_size=128,
+        seed=0,
+        progress=False,
+    )
+    return {
+        "solver_time_s": history.epoch_time[-1],
+        "train_loss": history.train_loss,
+        "iterations": len(history.records),
+        "seconds_by_kind": history.seconds_by_kind,
+    }
 
 
 def main() -> None:
@@ -141,8 +156,12 @@ def main() -> None:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST)
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--examples", type=int, default=None,
-                        help="train the NK epoch on the first N images (default: all)")
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=None,
+        help="train the NK epoch on the first N images (default: all)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
     args = parser.parse_args()
     if args.device == "cpu":  # one thread for both libraries, as in bench_nn.py
@@ -152,20 +171,34 @@ def main() -> None:
         torch.set_num_threads(1)
         threadpool_limits(1)
     images, labels, source = load_mnist(args.mnist, args.examples)
-    report = {"environment": environment(), "device": args.device, "data": source,
-              "hvp": hvp_timings(images, labels, args.device, args.repeats)}
-    print(f"H v, LeNet-5, batch 128, {args.device}: mcnet "
-          f"{report['hvp']['median_s']['mcnet_hvp'] * 1e3:.2f} ms, PyTorch "
-          f"{report['hvp']['median_s']['torch_hvp'] * 1e3:.2f} ms, ratio "
-          f"{report['hvp']['ratio']:.3f} (target <= 0.6); results differ by "
-          f"{report['hvp']['max_relative_difference']:.1e}", flush=True)
-    for solver in ("newton-krylov", "newton-krylov-cheap", "newton-krylov-gn",
-                   "newton-krylov-fast"):
+    report = {
+        "environment": environment(),
+        "device": args.device,
+        "data": source,
+        "hvp": hvp_timings(images, labels, args.device, args.repeats),
+    }
+    print(
+        f"H v, LeNet-5, batch 128, {args.device}: mcnet "
+        f"{report['hvp']['median_s']['mcnet_hvp'] * 1e3:.2f} ms, PyTorch "
+        f"{report['hvp']['median_s']['torch_hvp'] * 1e3:.2f} ms, ratio "
+        f"{report['hvp']['ratio']:.3f} (target <= 0.6); results differ by "
+        f"{report['hvp']['max_relative_difference']:.1e}",
+        flush=True,
+    )
+    for solver in (
+        "newton-krylov",
+        "newton-krylov-cheap",
+        "newton-krylov-gn",
+        "newton-krylov-fast",
+    ):
         epoch = newton_krylov_epoch(images, labels, args.device, solver)
         report[solver] = epoch
-        print(f"{solver}, one epoch of {source} on {args.device}: "
-              f"{epoch['solver_time_s']:.1f} s of solver time, training loss "
-              f"{epoch['train_loss'][0]:.4f} -> {epoch['train_loss'][-1]:.4f}", flush=True)
+        print(
+            f"{solver}, one epoch of {source} on {args.device}: "
+            f"{epoch['solver_time_s']:.1f} s of solver time, training loss "
+            f"{epoch['train_loss'][0]:.4f} -> {epoch['train_loss'][-1]:.4f}",
+            flush=True,
+        )
     if args.out is not None:
         write_json(args.out, report)
     else:

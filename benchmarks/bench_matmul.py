@@ -74,28 +74,43 @@ def measure(repeats: int) -> list[dict]:
             weights = mc.tensor(real_b)
             label = f"{shape_name}, order {order}"
             check_agreement(label, (a @ b).parts, parts_matmul(a_parts, b_parts))
-            check_agreement(label + " @ real", (a @ weights).parts,
-                            parts_matmul(a_parts, real_b[None]))
+            check_agreement(
+                label + " @ real", (a @ weights).parts, parts_matmul(a_parts, real_b[None])
+            )
             stacked = a_parts.reshape(-1, left[1])
-            common = {"shape": f"{left} @ {right}", "name": shape_name, "order": order,
-                      "real_gemm_s": real_gemm}
-            rows.append(common | {
-                "case": "order-n @ order-n",
-                "mcnet_s": median_time(partial(matmul, a, b), repeats),
-                "gemm_count": 4 ** (order - 1), "gemm_kind": "complex128",
-                "gemm_baseline_s": 4 ** (order - 1) * complex_gemm,
-                "stacked_real_gemm_s": None,
-            })
-            rows.append(common | {
-                "case": "order-n @ real",
-                "mcnet_s": median_time(partial(matmul, a, weights), repeats),
-                "gemm_count": 2**order, "gemm_kind": "float64",
-                "gemm_baseline_s": 2**order * real_gemm,
-                "stacked_real_gemm_s": median_time(partial(matmul, stacked, real_b), repeats),
-            })
+            common = {
+                "shape": f"{left} @ {right}",
+                "name": shape_name,
+                "order": order,
+                "real_gemm_s": real_gemm,
+            }
+            rows.append(
+                common
+                | {
+                    "case": "order-n @ order-n",
+                    "mcnet_s": median_time(partial(matmul, a, b), repeats),
+                    "gemm_count": 4 ** (order - 1),
+                    "gemm_kind": "complex128",
+                    "gemm_baseline_s": 4 ** (order - 1) * complex_gemm,
+                    "stacked_real_gemm_s": None,
+                }
+            )
+            rows.append(
+                common
+                | {
+                    "case": "order-n @ real",
+                    "mcnet_s": median_time(partial(matmul, a, weights), repeats),
+                    "gemm_count": 2**order,
+                    "gemm_kind": "float64",
+                    "gemm_baseline_s": 2**order * real_gemm,
+                    "stacked_real_gemm_s": median_time(partial(matmul, stacked, real_b), repeats),
+                }
+            )
             for row in rows[-2:]:
-                print(f"  {label:22s} {row['case']:18s} mcnet {row['mcnet_s'] * 1e3:7.2f} ms",
-                      flush=True)
+                print(
+                    f"  {label:22s} {row['case']:18s} mcnet {row['mcnet_s'] * 1e3:7.2f} ms",
+                    flush=True,
+                )
     return rows
 
 
@@ -103,10 +118,21 @@ def markdown(rows: list[dict], env: dict, repeats: int) -> str:
     def ms(seconds):
         return "—" if seconds is None else f"{seconds * 1e3:.2f}"
 
-    table = [[r["name"], r["shape"], r["case"], r["order"], ms(r["mcnet_s"]),
-              f"{r['gemm_count']} x {r['gemm_kind']} = {ms(r['gemm_baseline_s'])}",
-              f"{r['mcnet_s'] / r['gemm_baseline_s']:.2f}", ms(r["stacked_real_gemm_s"]),
-              ms(r["real_gemm_s"]), f"{r['mcnet_s'] / r['real_gemm_s']:.1f}"] for r in rows]
+    table = [
+        [
+            r["name"],
+            r["shape"],
+            r["case"],
+            r["order"],
+            ms(r["mcnet_s"]),
+            f"{r['gemm_count']} x {r['gemm_kind']} = {ms(r['gemm_baseline_s'])}",
+            f"{r['mcnet_s'] / r['gemm_baseline_s']:.2f}",
+            ms(r["stacked_real_gemm_s"]),
+            ms(r["real_gemm_s"]),
+            f"{r['mcnet_s'] / r['real_gemm_s']:.1f}",
+        ]
+        for r in rows
+    ]
     return (
         "# Multicomplex matmul vs the GEMMs it is built from, float64, one thread\n\n"
         f"Median of {repeats} runs (after one warm-up), milliseconds. mcnet commit "
@@ -115,9 +141,21 @@ def markdown(rows: list[dict], env: dict, repeats: int) -> str:
         "count (order-n @ order-n: 4^(n-1) complex GEMMs; order-n @ real: 2^n real GEMMs). "
         "Stacked real GEMM: the 2^n coefficient blocks of the activations as one "
         "(2^n M) x K real matrix times the weights.\n\n"
-        + markdown_table(["shape", "operands", "case", "order", "mcnet ms", "GEMM baseline ms",
-                          "mcnet / baseline", "stacked real GEMM ms", "one real GEMM ms",
-                          "mcnet / real GEMM"], table)
+        + markdown_table(
+            [
+                "shape",
+                "operands",
+                "case",
+                "order",
+                "mcnet ms",
+                "GEMM baseline ms",
+                "mcnet / baseline",
+                "stacked real GEMM ms",
+                "one real GEMM ms",
+                "mcnet / real GEMM",
+            ],
+            table,
+        )
     )
 
 
@@ -131,8 +169,9 @@ def main() -> None:
         rows = measure(args.repeats)
     text = markdown(rows, env, args.repeats)
     write_atomic(RESULTS / "matmul.md", text)
-    write_json(RESULTS / "matmul.json", {"environment": env, "repeats": args.repeats,
-                                         "results": rows})
+    write_json(
+        RESULTS / "matmul.json", {"environment": env, "repeats": args.repeats, "results": rows}
+    )
     print(text)
 
 

@@ -38,14 +38,23 @@ VARIANTS: dict[str, dict] = {
     "eta 0.2": {"eta": 0.2},
     "RMS-preconditioned CG": {"preconditioner": "rms"},
     "cheap (hvp curvature, running g)": {"curvature": "hvp", "global_gradient": "running"},
-    "cheap + RMS preconditioner": {"curvature": "hvp", "global_gradient": "running",
-                                   "preconditioner": "rms"},
-    "cheap + forcing (newton-krylov-cheap)": {"curvature": "hvp", "global_gradient": "running",
-                                              "krylov_stop": "forcing"},
+    "cheap + RMS preconditioner": {
+        "curvature": "hvp",
+        "global_gradient": "running",
+        "preconditioner": "rms",
+    },
+    "cheap + forcing (newton-krylov-cheap)": {
+        "curvature": "hvp",
+        "global_gradient": "running",
+        "krylov_stop": "forcing",
+    },
     "Gauss-Newton G + lambda I, lambda0 = 1": {"curvature": "gauss-newton", "damping": 1.0},
     "Gauss-Newton, lambda0 = 1, forcing, running": {
-        "curvature": "gauss-newton", "damping": 1.0, "krylov_stop": "forcing",
-        "global_gradient": "running"},
+        "curvature": "gauss-newton",
+        "damping": 1.0,
+        "krylov_stop": "forcing",
+        "global_gradient": "running",
+    },
     "Gauss-Newton, lambda0 = 1e-3": GAUSS_NEWTON,
     "Gauss-Newton, lambda0 = 1e-3, eta 0.2 (newton-krylov-gn)": GAUSS_NEWTON | {"eta": 0.2},
     "Gauss-Newton, lambda0 = 1e-3, eta 0.5": GAUSS_NEWTON | {"eta": 0.5},
@@ -60,13 +69,17 @@ def main() -> None:
     images, labels = mc.datasets.digits()
     data = (images.reshape(len(images), -1)[:1500], labels[:1500])
     report = {"environment": environment(), "epochs": args.epochs, "problems": {}}
-    tables = [f"# NewtonKrylov variants on digits ({args.epochs} epochs, batch 128)\n",
-              f"commit {report['environment']['commit']}, one thread, load "
-              f"{report['environment']['load_average_1min']}\n"]
+    tables = [
+        f"# NewtonKrylov variants on digits ({args.epochs} epochs, batch 128)\n",
+        f"commit {report['environment']['commit']}, one thread, load "
+        f"{report['environment']['load_average_1min']}\n",
+    ]
     with single_thread():
         for name, make_problem in PROBLEMS.items():
-            adam = {lr: run(make_problem, Adam(lr=lr), data, args.epochs, 128)
-                    for lr in (1e-1, 1e-2, 1e-3, 1e-4)}
+            adam = {
+                lr: run(make_problem, Adam(lr=lr), data, args.epochs, 128)
+                for lr in (1e-1, 1e-2, 1e-3, 1e-4)
+            }
             best_lr = min(adam, key=lambda lr: adam[lr]["final"])
             best = adam[best_lr]
             rows, results = [], {}
@@ -75,17 +88,39 @@ def main() -> None:
                 results[variant] = result
                 iterations = (1500 // 128 + 1) * args.epochs
                 passes = sum(result["evaluations"].get(k, 0) for k in PASSES) / iterations
-                rows.append([variant, f"{result['final']:.4g}",
-                             f"{ratio(result['final'], best['final']):.3g}",
-                             f"{result['epoch_time'][-1]:.2f}", f"{passes:.1f}"])
+                rows.append(
+                    [
+                        variant,
+                        f"{result['final']:.4g}",
+                        f"{ratio(result['final'], best['final']):.3g}",
+                        f"{result['epoch_time'][-1]:.2f}",
+                        f"{passes:.1f}",
+                    ]
+                )
                 print(variant, rows[-1], flush=True)
-            rows.append([f"best Adam (lr {best_lr:g})", f"{best['final']:.4g}", "1",
-                         f"{best['epoch_time'][-1]:.2f}", "1.0"])
-            report["problems"][name] = {"adam": adam, "best_adam_lr": best_lr,
-                                        "variants": results}
-            tables.append(f"### {name}\n\n" + markdown_table(
-                ["variant", "train loss", "/ best Adam", "solver time (s)",
-                 "passes per iteration"], rows))
+            rows.append(
+                [
+                    f"best Adam (lr {best_lr:g})",
+                    f"{best['final']:.4g}",
+                    "1",
+                    f"{best['epoch_time'][-1]:.2f}",
+                    "1.0",
+                ]
+            )
+            report["problems"][name] = {"adam": adam, "best_adam_lr": best_lr, "variants": results}
+            tables.append(
+                f"### {name}\n\n"
+                + markdown_table(
+                    [
+                        "variant",
+                        "train loss",
+                        "/ best Adam",
+                        "solver time (s)",
+                        "passes per iteration",
+                    ],
+                    rows,
+                )
+            )
     write_json(RESULTS / "nk_variants_digits.json", report)
     write_atomic(RESULTS / "nk_variants_digits.md", "\n".join(tables))
     print("\n".join(tables))

@@ -184,10 +184,14 @@ def torch_calls(net, batch, dtype, v: np.ndarray) -> tuple[dict, dict] | None:
              "torch_hvp_dot": hvp_dot, "torch_hvp_jvp": hvp_jvp,
              "torch_gauss_newton": gauss_newton}  # fmt: skip
     flat = lambda ts: torch.cat([t.reshape(-1) for t in ts]).detach().numpy()  # noqa: E731
-    values = {"grad": flat(grad()), "hvp": flat(hvp()), "curvature": hvp_dot(),
-              "hvp_jvp": flat([hvp_jvp()[n] for n in names]),
-              "gauss_newton": flat([gauss_newton()[n] for n in names]),
-              "version": torch.__version__}
+    values = {
+        "grad": flat(grad()),
+        "hvp": flat(hvp()),
+        "curvature": hvp_dot(),
+        "hvp_jvp": flat([hvp_jvp()[n] for n in names]),
+        "gauss_newton": flat([gauss_newton()[n] for n in names]),
+        "version": torch.__version__,
+    }
     return calls, values
 
 
@@ -310,12 +314,16 @@ def gemm_times(net, state, batch, dtype, calls: int = 10) -> str:
             times.clear()
             for _ in range(calls):
                 calls_of[name]()
-            rows = [[f"{a} @ {b}", f"{da} @ {db}", f"{n // calls}", f"{1e3 * t / calls:.3f}"]
-                    for (a, b, da, db), (n, t) in sorted(times.items(), key=lambda kv: -kv[1][1])]
+            rows = [
+                [f"{a} @ {b}", f"{da} @ {db}", f"{n // calls}", f"{1e3 * t / calls:.3f}"]
+                for (a, b, da, db), (n, t) in sorted(times.items(), key=lambda kv: -kv[1][1])
+            ]
             total = sum(t for _, t in times.values()) / calls
-            out.append(f"--- {np.dtype(dtype).name} {name}: GEMMs {1e3 * total:.2f} ms a pass "
-                       f"(OpenBLAS kernels: {blas().get('architecture')})\n"
-                       + markdown_table(["shapes", "dtypes", "calls a pass", "ms a pass"], rows))
+            out.append(
+                f"--- {np.dtype(dtype).name} {name}: GEMMs {1e3 * total:.2f} ms a pass "
+                f"(OpenBLAS kernels: {blas().get('architecture')})\n"
+                + markdown_table(["shapes", "dtypes", "calls a pass", "ms a pass"], rows)
+            )
     finally:
         gemm_module._real_view_matmul = gemm
     return "\n".join(out)
@@ -329,8 +337,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--mnist", type=Path, default=None, help="folder with MNIST's files")
     parser.add_argument("--profile", action="store_true", help="print cProfiles (one thread)")
-    parser.add_argument("--gemms", action="store_true",
-                        help="print the GEMMs of hvp and curvature by shape (one thread)")
+    parser.add_argument(
+        "--gemms",
+        action="store_true",
+        help="print the GEMMs of hvp and curvature by shape (one thread)",
+    )
     parser.add_argument("--pairs", action="store_true",
                         help="time each pair in turn instead of every call in turn")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="one JSON file for everything")

@@ -31,8 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "experiments"))
 from nk_settings import DATA, PROBLEMS  # noqa: E402  (the comparison's problems)
 
 NETWORKS = ("mlp", "lenet5-tanh", "lenet5-sigmoid", "autoencoder")
-KINDS = ("value_and_grad", "gauss_newton_product", "gauss_newton_product_float32", "hvp",
-         "curvature", "value")
+KINDS = (
+    "value_and_grad",
+    "gauss_newton_product",
+    "gauss_newton_product_float32",
+    "hvp",
+    "curvature",
+    "value",
+)
 
 
 def evaluations(oracle: Oracle, w, v, batch) -> dict:
@@ -48,9 +54,15 @@ def evaluations(oracle: Oracle, w, v, batch) -> dict:
 
 
 def passes(name: str, data_dir: str, repeats: int) -> dict:
-    problem = ex.load_problem(ex.ProblemSpec(dataset="mnist", data_dir=data_dir,
-                                             train_split="test", holdout=2000,
-                                             **PROBLEMS[name][0]))
+    problem = ex.load_problem(
+        ex.ProblemSpec(
+            dataset="mnist",
+            data_dir=data_dir,
+            train_split="test",
+            holdout=2000,
+            **PROBLEMS[name][0],
+        )
+    )
     module, loss = problem.build(0, None)
     oracle = Oracle(mc.Objective(module, loss), problem.train)
     w = oracle.initial_point()
@@ -59,10 +71,10 @@ def passes(name: str, data_dir: str, repeats: int) -> dict:
     result = {"parameters": int(w.size), "ms": {}}
     for size in (128, 32):
         calls = evaluations(oracle, w, v, (inputs[:size], targets[:size]))
-        result["ms"][str(size)] = {kind: 1e3 * median_time(calls[kind], repeats)
-                                   for kind in KINDS}
-    result["ms"]["full-data gradient"] = 1e3 * median_time(lambda: oracle.value_and_grad(w),
-                                                           max(3, repeats // 5))
+        result["ms"][str(size)] = {kind: 1e3 * median_time(calls[kind], repeats) for kind in KINDS}
+    result["ms"]["full-data gradient"] = 1e3 * median_time(
+        lambda: oracle.value_and_grad(w), max(3, repeats // 5)
+    )
     return result
 
 
@@ -78,15 +90,35 @@ def main() -> None:
     for name, result in results.items():
         for size in ("128", "32"):
             ms = result["ms"][size]
-            rows.append([name, result["parameters"], size]
-                        + [f"{ms[kind]:.1f}" for kind in KINDS]
-                        + [f"{ms['gauss_newton_product'] / ms['value_and_grad']:.2f}"])
+            rows.append(
+                [name, result["parameters"], size]
+                + [f"{ms[kind]:.1f}" for kind in KINDS]
+                + [f"{ms['gauss_newton_product'] / ms['value_and_grad']:.2f}"]
+            )
         rows[-1].append(f"{result['ms']['full-data gradient']:.0f}")
         rows[-2].append("")
-    print(markdown_table(["network", "parameters", "batch", *(f"{k} ms" for k in KINDS),
-                          "G v / gradient", "full-data gradient ms"], rows))
-    write_json(args.out, {"environment": environment(), "command": "python benchmarks/"
-                          "bench_passes.py", "float": "float64", "results": results})
+    print(
+        markdown_table(
+            [
+                "network",
+                "parameters",
+                "batch",
+                *(f"{k} ms" for k in KINDS),
+                "G v / gradient",
+                "full-data gradient ms",
+            ],
+            rows,
+        )
+    )
+    write_json(
+        args.out,
+        {
+            "environment": environment(),
+            "command": "python benchmarks/bench_passes.py",
+            "float": "float64",
+            "results": results,
+        },
+    )
     print(f"wrote {args.out}")
 
 

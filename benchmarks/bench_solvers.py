@@ -53,11 +53,12 @@ PROBLEMS = {
 }
 LEARNING_RATES = (1e-1, 1e-2, 1e-3, 1e-4)
 TUNED = {"sgd": SGD, "adam": Adam, "adagrad": AdaGrad, "rmsprop": RMSprop, "shampoo": Shampoo}
-UNTUNED = {"newton-krylov": NewtonKrylov, "lbfgs": LBFGS, "hessian-free": HessianFree,
-           "lscg": LSCG}
+UNTUNED = {"newton-krylov": NewtonKrylov, "lbfgs": LBFGS, "hessian-free": HessianFree, "lscg": LSCG}
 KINDS = {  # evaluation kind -> phase of Algorithm 1
     "global_gradient": "global gradient",
-    "gradient": "Krylov loop", "hvp": "Krylov loop", "curvature": "Krylov loop",
+    "gradient": "Krylov loop",
+    "hvp": "Krylov loop",
+    "curvature": "Krylov loop",
     "function": "step sizing",
 }
 
@@ -66,13 +67,19 @@ def run(make_problem, solver, data, epochs: int, batch_size: int) -> dict:
     nn.manual_seed(0)
     module, loss = make_problem()
     try:
-        history = mc.fit(module, loss, data, solver, epochs=epochs, batch_size=batch_size,
-                         progress=False)
+        history = mc.fit(
+            module, loss, data, solver, epochs=epochs, batch_size=batch_size, progress=False
+        )
     except TrainingError as error:
         return {"solver": repr(solver), "failed": str(error), "final": math.inf}
-    return {"solver": repr(solver), "train_loss": history.train_loss,
-            "epoch_time": history.epoch_time, "final": history.train_loss[-1],
-            "seconds_by_kind": history.seconds_by_kind, "evaluations": history.evaluations}
+    return {
+        "solver": repr(solver),
+        "train_loss": history.train_loss,
+        "epoch_time": history.epoch_time,
+        "final": history.train_loss[-1],
+        "seconds_by_kind": history.seconds_by_kind,
+        "evaluations": history.evaluations,
+    }
 
 
 def loss_at(result: dict, seconds: float) -> float:
@@ -102,11 +109,13 @@ def compare(name, make_problem, data, epochs, batch_size) -> tuple[dict, str]:
         results[solver_name] = run(make_problem, cls(), data, epochs, batch_size)
         print(f"  {solver_name}: {results[solver_name]['final']:.4g}", flush=True)
     for solver_name, cls in TUNED.items():
-        trials = {lr: run(make_problem, cls(lr=lr), data, epochs, batch_size)
-                  for lr in LEARNING_RATES}
+        trials = {
+            lr: run(make_problem, cls(lr=lr), data, epochs, batch_size) for lr in LEARNING_RATES
+        }
         best = min(trials, key=lambda lr: trials[lr]["final"])
-        results[solver_name] = dict(trials[best], lr=best,
-                                    grid={lr: t["final"] for lr, t in trials.items()})
+        results[solver_name] = dict(
+            trials[best], lr=best, grid={lr: t["final"] for lr, t in trials.items()}
+        )
         print(f"  {solver_name}: {results[solver_name]['final']:.4g} (lr {best:g})", flush=True)
     nk = results["newton-krylov"]
     budget = nk["epoch_time"][-1]
@@ -121,29 +130,51 @@ def compare(name, make_problem, data, epochs, batch_size) -> tuple[dict, str]:
             per_epoch = (seconds - result["epoch_time"][0]) / epochs
             more = min(math.ceil((budget - result["epoch_time"][0]) / per_epoch), 100 * epochs)
             solver = (UNTUNED.get(solver_name) or TUNED[solver_name])(
-                **({"lr": result["lr"]} if "lr" in result else {}))
+                **({"lr": result["lr"]} if "lr" in result else {})
+            )
             result["equal_time_run"] = run(make_problem, solver, data, more, batch_size)
             equal_time = ratio(nk["final"], loss_at(result["equal_time_run"], budget))
         else:  # a slower rival: NK's curve read at the rival's total time
             equal_time = ratio(loss_at(nk, seconds), result["final"])
-        rows.append([solver_name, f"{result.get('lr', '-')}", f"{result['final']:.4g}",
-                     f"{seconds:.2f}", f"{ratio(nk['final'], result['final']):.3g}",
-                     f"{equal_time:.3g}"])
+        rows.append(
+            [
+                solver_name,
+                f"{result.get('lr', '-')}",
+                f"{result['final']:.4g}",
+                f"{seconds:.2f}",
+                f"{ratio(nk['final'], result['final']):.3g}",
+                f"{equal_time:.3g}",
+            ]
+        )
     table = f"### {name}\n\n" + markdown_table(
-        ["solver", "best lr", f"train loss after {epochs} epochs", "solver time (s)",
-         "NK / it, equal epochs", "NK / it, equal wall time"], rows)
+        [
+            "solver",
+            "best lr",
+            f"train loss after {epochs} epochs",
+            "solver time (s)",
+            "NK / it, equal epochs",
+            "NK / it, equal wall time",
+        ],
+        rows,
+    )
     return results, table
 
 
 def lenet_breakdown(mnist: str, examples: int, batch_size: int) -> tuple[dict, str]:
     images, labels = mc.datasets.mnist(root=mnist, split="test")
     data = (images[:examples], labels[:examples])
-    result = run(lambda: (nn.models.lenet5("sigmoid"), nn.CrossEntropyLoss()),
-                 NewtonKrylov(), data, 1, batch_size)
+    result = run(
+        lambda: (nn.models.lenet5("sigmoid"), nn.CrossEntropyLoss()),
+        NewtonKrylov(),
+        data,
+        1,
+        batch_size,
+    )
     shares = breakdown(result)
     table = f"### LeNet-5 (sigmoid), {examples} MNIST images, 1 epoch\n\n" + markdown_table(
         ["phase", "share of NewtonKrylov's time"],
-        [[phase, f"{share:.1%}"] for phase, share in shares.items()])
+        [[phase, f"{share:.1%}"] for phase, share in shares.items()],
+    )
     return {"result": result, "breakdown": shares}, table
 
 
@@ -151,26 +182,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lenet", type=int, default=0, metavar="N",
-                        help="also break down LeNet-5 on N MNIST images")
+    parser.add_argument(
+        "--lenet",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also break down LeNet-5 on N MNIST images",
+    )
     parser.add_argument("--mnist", default=None, help="folder with the MNIST IDX files")
     args = parser.parse_args()
 
     images, labels = mc.datasets.digits()
     data = (images.reshape(len(images), -1)[:1500], labels[:1500])
-    report = {"environment": environment(), "epochs": args.epochs,
-              "batch_size": args.batch_size, "problems": {}}
-    tables = [f"# Solvers on digits ({args.epochs} epochs, batch {args.batch_size})\n",
-              f"commit {report['environment']['commit']}, one thread, "
-              f"load {report['environment']['load_average_1min']}\n"]
+    report = {
+        "environment": environment(),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "problems": {},
+    }
+    tables = [
+        f"# Solvers on digits ({args.epochs} epochs, batch {args.batch_size})\n",
+        f"commit {report['environment']['commit']}, one thread, "
+        f"load {report['environment']['load_average_1min']}\n",
+    ]
     start = time.perf_counter()
     with single_thread():
         for name, make_problem in PROBLEMS.items():
             print(name, flush=True)
             results, table = compare(name, make_problem, data, args.epochs, args.batch_size)
             shares = breakdown(results["newton-krylov"])
-            table += "\nNewtonKrylov's time: " + ", ".join(
-                f"{phase} {share:.1%}" for phase, share in shares.items()) + "\n"
+            table += (
+                "\nNewtonKrylov's time: "
+                + ", ".join(f"{phase} {share:.1%}" for phase, share in shares.items())
+                + "\n"
+            )
             report["problems"][name] = {"results": results, "breakdown": shares}
             tables.append(table)
             print(table, flush=True)

@@ -26,15 +26,18 @@ def check(table: dict) -> list[str]:
     failures = []
     for name, lowest in (("complex step", 0.0), ("bicomplex step", 1e-150)):
         bad = (h <= 1e-8) & (h >= lowest) & (errors[name] > ROUNDOFF)
-        failures += [f"{name}: relative error {e:.2e} > {ROUNDOFF:g} at h = {s:.0e}"
-                     for s, e in zip(h[bad], errors[name][bad], strict=True)]
+        failures += [
+            f"{name}: relative error {e:.2e} > {ROUNDOFF:g} at h = {s:.0e}"
+            for s, e in zip(h[bad], errors[name][bad], strict=True)
+        ]
     return failures
 
 
 def markdown(table: dict, env: dict) -> str:
     names = list(table["errors"])
-    rows = [[f"1e-{e}"] + [f"{table['errors'][n][e - 1]:.2e}" for n in names]
-            for e in TABLE_EXPONENTS]
+    rows = [
+        [f"1e-{e}"] + [f"{table['errors'][n][e - 1]:.2e}" for n in names] for e in TABLE_EXPONENTS
+    ]
     first, second, third = exact_derivatives(table["x"])
     return (
         f"# Fig. 1: relative error vs step h, f(x) = e^x/(x^2+1) at x = {table['x']:g}\n\n"
@@ -56,11 +59,16 @@ def main() -> int:
     env = environment()
     table = step_error_table(exponents=EXPONENTS)
     write_atomic(RESULTS / "fig1_step_error.md", markdown(table, env))
-    write_json(RESULTS / "fig1_step_error.json", {
-        "environment": env, "x": table["x"], "exact": table["exact"],
-        "h": table["h"].tolist(),
-        "relative_error": {n: e.tolist() for n, e in table["errors"].items()},
-    })
+    write_json(
+        RESULTS / "fig1_step_error.json",
+        {
+            "environment": env,
+            "x": table["x"],
+            "exact": table["exact"],
+            "h": table["h"].tolist(),
+            "relative_error": {n: e.tolist() for n, e in table["errors"].items()},
+        },
+    )
     try:
         png = plot_step_error(table, RESULTS / "fig1_step_error.png")
         print(f"wrote {png}")

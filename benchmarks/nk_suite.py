@@ -103,8 +103,9 @@ def diabetes():
 def synthetic_classes():
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=2000, n_features=20, n_informative=10, n_classes=4,
-                               random_state=1)
+    x, y = make_classification(
+        n_samples=2000, n_features=20, n_informative=10, n_classes=4, random_state=1
+    )
     return _standardize(x), y.astype(np.int64)
 
 
@@ -144,11 +145,12 @@ class ResidualMLP(nn.Module):
     def __init__(self, n_in: int, n_out: int, width: int, activation: str) -> None:
         super().__init__()
         self.stem = nn.Linear(n_in, width)
-        self.blocks = nn.Sequential(*[
-            nn.Sequential(nn.Linear(width, width), act(activation),
-                          nn.Linear(width, width))
-            for _ in range(2)
-        ])
+        self.blocks = nn.Sequential(
+            *[
+                nn.Sequential(nn.Linear(width, width), act(activation), nn.Linear(width, width))
+                for _ in range(2)
+            ]
+        )
         self.adds = nn.Sequential(nn.Add(), nn.Add())
         self.act = act(activation)
         self.head = nn.Linear(width, n_out)
@@ -198,51 +200,170 @@ CE, MSE, BCE = nn.CrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss
 
 PROBLEMS = [
     # development: settings are chosen here
-    Problem("digits-mlp1-tanh", "development", "digits, MLP 64-64-10 tanh, CE",
-            digits_flat, mlp((64,), "tanh"), CE),
-    Problem("digits-mlp2-relu", "development", "digits, MLP 64-64-32-10 ReLU, CE",
-            digits_flat, mlp((64, 32), "relu"), CE),
-    Problem("cancer-mlp1-sigmoid", "development", "breast cancer, MLP 30-16-1 sigmoid, BCE",
-            breast_cancer, mlp((16,), "sigmoid"), BCE, epochs=10),
-    Problem("diabetes-mlp2-elu", "development", "diabetes, MLP 10-32-32-1 ELU, MSE",
-            diabetes, mlp((32, 32), "elu"), MSE, epochs=10),
-    Problem("mnistA-cnn-relu", "development", "MNIST t10k 3000..5000, CNN 8-16 ReLU, CE",
-            lambda: mnist_slice(3000, 5000, False, 0), cnn(28, (8, 16), "relu", False), CE,
-            epochs=3),
-    Problem("mnistA-mlp2-relu", "development", "MNIST t10k 3000..5000, MLP 784-64-32-10 ReLU, CE",
-            lambda: mnist_slice(3000, 5000, True, 0), mlp((64, 32), "relu"), CE),
-    Problem("classes-mlp3-sin", "development", "synthetic 4 classes, MLP 20-32-32-32-4 sin, CE",
-            synthetic_classes, mlp((32, 32, 32), "sin"), CE),
-    Problem("wine-mlp1-none", "development", "wine, MLP 13-16-3 no activation, CE",
-            wine, mlp((16,), "none"), CE, epochs=10),
-    Problem("digits-resnet-tanh", "development", "digits, residual MLP width 64 tanh, CE",
-            digits_flat, residual(64, "tanh"), CE),
+    Problem(
+        "digits-mlp1-tanh",
+        "development",
+        "digits, MLP 64-64-10 tanh, CE",
+        digits_flat,
+        mlp((64,), "tanh"),
+        CE,
+    ),
+    Problem(
+        "digits-mlp2-relu",
+        "development",
+        "digits, MLP 64-64-32-10 ReLU, CE",
+        digits_flat,
+        mlp((64, 32), "relu"),
+        CE,
+    ),
+    Problem(
+        "cancer-mlp1-sigmoid",
+        "development",
+        "breast cancer, MLP 30-16-1 sigmoid, BCE",
+        breast_cancer,
+        mlp((16,), "sigmoid"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "diabetes-mlp2-elu",
+        "development",
+        "diabetes, MLP 10-32-32-1 ELU, MSE",
+        diabetes,
+        mlp((32, 32), "elu"),
+        MSE,
+        epochs=10,
+    ),
+    Problem(
+        "mnistA-cnn-relu",
+        "development",
+        "MNIST t10k 3000..5000, CNN 8-16 ReLU, CE",
+        lambda: mnist_slice(3000, 5000, False, 0),
+        cnn(28, (8, 16), "relu", False),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "mnistA-mlp2-relu",
+        "development",
+        "MNIST t10k 3000..5000, MLP 784-64-32-10 ReLU, CE",
+        lambda: mnist_slice(3000, 5000, True, 0),
+        mlp((64, 32), "relu"),
+        CE,
+    ),
+    Problem(
+        "classes-mlp3-sin",
+        "development",
+        "synthetic 4 classes, MLP 20-32-32-32-4 sin, CE",
+        synthetic_classes,
+        mlp((32, 32, 32), "sin"),
+        CE,
+    ),
+    Problem(
+        "wine-mlp1-none",
+        "development",
+        "wine, MLP 13-16-3 no activation, CE",
+        wine,
+        mlp((16,), "none"),
+        CE,
+        epochs=10,
+    ),
+    Problem(
+        "digits-resnet-tanh",
+        "development",
+        "digits, residual MLP width 64 tanh, CE",
+        digits_flat,
+        residual(64, "tanh"),
+        CE,
+    ),
     # evaluation: run only to report
-    Problem("mnistB-mlp2-relu", "evaluation", "MNIST t10k 5000..7000, MLP 784-128-64-10 ReLU, CE",
-            lambda: mnist_slice(5000, 7000, True, 1), mlp((128, 64), "relu"), CE),
-    Problem("mnistC-cnn-bn-elu", "evaluation", "MNIST t10k 7000..9000, CNN 8-16 BN ELU, CE",
-            lambda: mnist_slice(7000, 9000, False, 2), cnn(28, (8, 16), "elu", True), CE,
-            epochs=3),
-    Problem("digits-cnn-bn-relu", "evaluation", "digits 8x8, CNN 8-16 BN ReLU, CE",
-            digits_images, cnn(8, (8, 16), "relu", True), CE),
-    Problem("friedman-mlp4-tanh", "evaluation", "Friedman #1, MLP 10-32x4-1 tanh, MSE",
-            friedman, mlp((32, 32, 32, 32), "tanh"), MSE),
-    Problem("wine-mlp2-sigmoid", "evaluation", "wine, MLP 13-32-32-3 sigmoid, CE",
-            wine, mlp((32, 32), "sigmoid"), CE, epochs=10),
-    Problem("cancer-mlp3-relu", "evaluation", "breast cancer, MLP 30-32-32-32-1 ReLU, BCE",
-            breast_cancer, mlp((32, 32, 32), "relu"), BCE, epochs=10),
-    Problem("moons-mlp2-sin", "evaluation", "two moons, MLP 2-32-32-1 sin, BCE",
-            moons, mlp((32, 32), "sin"), BCE),
-    Problem("mnistD-resnet-relu", "evaluation", "MNIST t10k 1000..3000, residual MLP 128 ReLU, CE",
-            lambda: mnist_slice(1000, 3000, True, 3), residual(128, "relu"), CE),
-    Problem("mnistE-mlp1-none", "evaluation",
-            "MNIST t10k 0..2000 reshuffled, MLP 784-32-10 none, CE",
-            lambda: mnist_slice(0, 2000, True, 4), mlp((32,), "none"), CE),
+    Problem(
+        "mnistB-mlp2-relu",
+        "evaluation",
+        "MNIST t10k 5000..7000, MLP 784-128-64-10 ReLU, CE",
+        lambda: mnist_slice(5000, 7000, True, 1),
+        mlp((128, 64), "relu"),
+        CE,
+    ),
+    Problem(
+        "mnistC-cnn-bn-elu",
+        "evaluation",
+        "MNIST t10k 7000..9000, CNN 8-16 BN ELU, CE",
+        lambda: mnist_slice(7000, 9000, False, 2),
+        cnn(28, (8, 16), "elu", True),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "digits-cnn-bn-relu",
+        "evaluation",
+        "digits 8x8, CNN 8-16 BN ReLU, CE",
+        digits_images,
+        cnn(8, (8, 16), "relu", True),
+        CE,
+    ),
+    Problem(
+        "friedman-mlp4-tanh",
+        "evaluation",
+        "Friedman #1, MLP 10-32x4-1 tanh, MSE",
+        friedman,
+        mlp((32, 32, 32, 32), "tanh"),
+        MSE,
+    ),
+    Problem(
+        "wine-mlp2-sigmoid",
+        "evaluation",
+        "wine, MLP 13-32-32-3 sigmoid, CE",
+        wine,
+        mlp((32, 32), "sigmoid"),
+        CE,
+        epochs=10,
+    ),
+    Problem(
+        "cancer-mlp3-relu",
+        "evaluation",
+        "breast cancer, MLP 30-32-32-32-1 ReLU, BCE",
+        breast_cancer,
+        mlp((32, 32, 32), "relu"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "moons-mlp2-sin",
+        "evaluation",
+        "two moons, MLP 2-32-32-1 sin, BCE",
+        moons,
+        mlp((32, 32), "sin"),
+        BCE,
+    ),
+    Problem(
+        "mnistD-resnet-relu",
+        "evaluation",
+        "MNIST t10k 1000..3000, residual MLP 128 ReLU, CE",
+        lambda: mnist_slice(1000, 3000, True, 3),
+        residual(128, "relu"),
+        CE,
+    ),
+    Problem(
+        "mnistE-mlp1-none",
+        "evaluation",
+        "MNIST t10k 0..2000 reshuffled, MLP 784-32-10 none, CE",
+        lambda: mnist_slice(0, 2000, True, 4),
+        mlp((32,), "none"),
+        CE,
+    ),
 ]
 # the paper's Fig. 5: LeNet-5 without batch norm, one activation each (not in either half)
 FIG5 = [
-    Problem(f"fig5-lenet5-{a}", "fig5", f"MNIST t10k 0..2000, LeNet-5 {a}, CE",
-            lambda: mnist_slice(0, 2000, False, 5), lenet5(a), CE, epochs=3)
+    Problem(
+        f"fig5-lenet5-{a}",
+        "fig5",
+        f"MNIST t10k 0..2000, LeNet-5 {a}, CE",
+        lambda: mnist_slice(0, 2000, False, 5),
+        lenet5(a),
+        CE,
+        epochs=3,
+    )
     for a in ("none", "relu", "sigmoid", "sin")
 ]
 BY_NAME = {p.name: p for p in PROBLEMS + FIG5}
@@ -259,15 +380,24 @@ def run_one(problem: Problem, solver: str, options: dict) -> dict:
     n_out = int(y.max()) + 1 if y.dtype == np.int64 else y.shape[1]
     nn.manual_seed(0)
     module = problem.model(int(np.prod(x.shape[1:])), n_out)
-    history = mc.fit(module, problem.loss(), (x, y), mc.solvers.make(solver, **options),
-                     problem.epochs,
-                     batch_size=BATCH, seed=0, progress=False)
+    history = mc.fit(
+        module,
+        problem.loss(),
+        (x, y),
+        mc.solvers.make(solver, **options),
+        problem.epochs,
+        batch_size=BATCH,
+        seed=0,
+        progress=False,
+    )
     reasons: dict[str, int] = {}
     for record in history.records:
         for reason in filter(None, (record.get("reason") or "").split("; ")):
             reasons[reason] = reasons.get(reason, 0) + 1
     return {
-        "problem": problem.name, "solver": solver, "options": options,
+        "problem": problem.name,
+        "solver": solver,
+        "options": options,
         "config": mc.solvers.make(solver, **options).config(),
         "train_loss": [float(v) for v in history.train_loss],
         "time": np.cumsum(history.epoch_time).tolist(),
@@ -293,8 +423,10 @@ def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> di
     with gzip.open(tmp, "wt") as f:
         json.dump(runs, f)
     tmp.replace(path)
-    print(f"  {key}: final {record['train_loss'][-1]:.5g} "
-          f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    print(
+        f"  {key}: final {record['train_loss'][-1]:.5g} ({time.perf_counter() - start:.1f} s)",
+        file=sys.stderr,
+    )
     return record
 
 
@@ -360,15 +492,20 @@ def report(problems: list[Problem], settings: list[tuple[str, dict]], rerun: boo
             continue
         title = "the paper's Fig. 5" if split == "fig5" else f"{split.capitalize()} problems"
         lines += [f"## {title}", ""]
-        header = "| problem | Adam best lr, loss | " + " | ".join(
-            f"{_label(s, o)}: epochs / time / t to Adam" for s, o in settings) + " |"
+        header = (
+            "| problem | Adam best lr, loss | "
+            + " | ".join(f"{_label(s, o)}: epochs / time / t to Adam" for s, o in settings)
+            + " |"
+        )
         lines += [header, "|" + "---|" * (2 + len(settings))]
         counts = {_label(s, o): [] for s, o in settings}
         for problem in chosen:
             adams = [load_or_run(problem, "adam", {"lr": lr}, rerun) for lr in ADAM_LRS]
             adam = best_adam(adams)
-            cells = [f"{problem.name} ({problem.description}, {problem.epochs} epochs)",
-                     f"{adam['options']['lr']:g}, {_final(adam):.4g} ({adam['time'][-1]:.1f} s)"]
+            cells = [
+                f"{problem.name} ({problem.description}, {problem.epochs} epochs)",
+                f"{adam['options']['lr']:g}, {_final(adam):.4g} ({adam['time'][-1]:.1f} s)",
+            ]
             for solver, options in settings:
                 nk = load_or_run(problem, solver, options, rerun)
                 r = row(problem, adam, nk)
@@ -387,14 +524,16 @@ def report(problems: list[Problem], settings: list[tuple[str, dict]], rerun: boo
                 f"{sum(e <= 2.0 for e in epochs)}/{len(rows)}, worst {max(epochs):.2f}; "
                 f"equal time <= 1.0 on {sum(t <= 1.0 for t in times)}/{len(rows)}; frozen on "
                 f"{sum(r['frozen'] for r in rows)}; training loss lower every epoch on "
-                f"{sum(r['monotone'] for r in rows)}/{len(rows)}")
+                f"{sum(r['monotone'] for r in rows)}/{len(rows)}"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
 def _label(solver: str, options: dict) -> str:
-    return solver + (" " + ",".join(f"{k}={v}" for k, v in sorted(options.items()))
-                     if options else "")
+    return solver + (
+        " " + ",".join(f"{k}={v}" for k, v in sorted(options.items())) if options else ""
+    )
 
 
 def _value(text: str):
@@ -409,13 +548,22 @@ def _value(text: str):
 def main(argv: list[str] | None = None) -> int:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("development", "evaluation", "fig5", "all"),
-                        default="all")
+    parser.add_argument(
+        "--split", choices=("development", "evaluation", "fig5", "all"), default="all"
+    )
     parser.add_argument("--problem", action="append", help="only these problems (repeatable)")
-    parser.add_argument("--solver", action="append",
-                        help=f"Newton-Krylov solvers to run (default: {', '.join(NK_SOLVERS)})")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="an option for every --solver (repeatable)")
+    parser.add_argument(
+        "--solver",
+        action="append",
+        help=f"Newton-Krylov solvers to run (default: {', '.join(NK_SOLVERS)})",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option for every --solver (repeatable)",
+    )
     parser.add_argument("--rerun", action="store_true", help="ignore saved runs")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of saved runs")
     parser.add_argument("--out", type=Path, help=f"also write the report here (e.g. {REPORT})")

@@ -32,9 +32,28 @@ from mpderivatives import DOMAINS, reference  # noqa: E402
 
 import mcnet as mc  # noqa: E402
 
-NAMES = ["exp", "log", "sqrt", "power_2.5", "sin", "cos", "tan", "sinh", "cosh", "tanh",
-         "arctan", "sigmoid", "softplus", "erf", "expm1", "log1p", "arcsin", "arccos",
-         "arcsinh", "arctanh"]
+NAMES = [
+    "exp",
+    "log",
+    "sqrt",
+    "power_2.5",
+    "sin",
+    "cos",
+    "tan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "arctan",
+    "sigmoid",
+    "softplus",
+    "erf",
+    "expm1",
+    "log1p",
+    "arcsin",
+    "arccos",
+    "arcsinh",
+    "arctanh",
+]
 EXPONENTS = [-300, -200, -100, -30, -10, -3, 0, 3, 10, 30, 100, 200, 300]
 
 
@@ -108,19 +127,36 @@ def sweep(orders: list[int]) -> dict:
 
 def issue_examples() -> list[tuple[str, object, float]]:
     rows = [
-        ("derivative(log, 1e-20, order=6)", lambda: mc.derivative(mc.log, 1e-20, order=6),
-         reference("log", 1e-20, 6)),
-        ("derivative(sqrt, 1e-14, order=8)", lambda: mc.derivative(mc.sqrt, 1e-14, order=8),
-         reference("sqrt", 1e-14, 8)),
-        ("derivative(sqrt, 1e-300, 1)", lambda: mc.derivative(mc.sqrt, 1e-300, 1),
-         reference("sqrt", 1e-300, 1)),
-        ("derivative(exp, -500.0, 1)", lambda: mc.derivative(mc.exp, -500.0, 1),
-         reference("exp", -500.0, 1)),
+        (
+            "derivative(log, 1e-20, order=6)",
+            lambda: mc.derivative(mc.log, 1e-20, order=6),
+            reference("log", 1e-20, 6),
+        ),
+        (
+            "derivative(sqrt, 1e-14, order=8)",
+            lambda: mc.derivative(mc.sqrt, 1e-14, order=8),
+            reference("sqrt", 1e-14, 8),
+        ),
+        (
+            "derivative(sqrt, 1e-300, 1)",
+            lambda: mc.derivative(mc.sqrt, 1e-300, 1),
+            reference("sqrt", 1e-300, 1),
+        ),
+        (
+            "derivative(exp, -500.0, 1)",
+            lambda: mc.derivative(mc.exp, -500.0, 1),
+            reference("exp", -500.0, 1),
+        ),
     ]
     x = np.float32(1e-3)
     for k in (3, 4, 6):
-        rows.append((f"float32 derivative(log, 1e-3, {k})",
-                     lambda k=k: mc.derivative(mc.log, x, k), reference("log", float(x), k)))
+        rows.append(
+            (
+                f"float32 derivative(log, 1e-3, {k})",
+                lambda k=k: mc.derivative(mc.log, x, k),
+                reference("log", float(x), k),
+            )
+        )
     out = []
     for label, call, want in rows:
         try:
@@ -153,11 +189,14 @@ def main() -> None:
         cells = " | ".join(f"{row[o]} ({row[o] / total:.1%})" for o in row)
         print(f"| {dtype} | {cells} | {total} |")
     for (dtype, outcome), cases in sorted(result["examples"].items()):
-        print(f"{dtype} {outcome}, e.g.:", "; ".join(
-            f"{n}^({k})({x:g}) = {g!r} (true {w:.4g})" for n, x, k, g, w in cases))
+        print(
+            f"{dtype} {outcome}, e.g.:",
+            "; ".join(f"{n}^({k})({x:g}) = {g!r} (true {w:.4g})" for n, x, k, g, w in cases),
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {f"{d} {o}": n for (d, o), n in result["counts"].items()}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({f"{d} {o}": n for (d, o), n in result["counts"].items()}, indent=1)
+        )
 
 
 if __name__ == "__main__":

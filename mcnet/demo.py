@@ -24,8 +24,7 @@ import mcnet as mc
 from mcnet.derivatives import multicomplex_step
 
 X0 = 10.0  # the paper's point: f(x) = e^x / (x^2 + 1) at x = 10
-FD_SCHEMES = ("forward FD", "central FD", "complex step", "FD second difference",
-              "bicomplex step")
+FD_SCHEMES = ("forward FD", "central FD", "complex step", "FD second difference", "bicomplex step")
 ERROR_CLIP = 1.0  # relative errors above this (garbage, 0/0, overflow) are shown as 1
 ERROR_FLOOR = 1e-17  # exact agreement (error 0) is drawn here on the log scale
 ROUNDOFF = 1e-14  # "at roundoff level": a few dozen ulps of float64
@@ -85,8 +84,13 @@ def step_error_table(x: float = X0, exponents: Sequence[int] = range(1, 201)) ->
             exact = second if name in ("FD second difference", "bicomplex step") else first
             rel = np.abs(np.asarray(values) - exact) / abs(exact)
             errors[name] = np.where(np.isfinite(rel), np.minimum(rel, ERROR_CLIP), ERROR_CLIP)
-    return {"x": x, "h": np.asarray(steps), "exponents": list(exponents), "errors": errors,
-            "exact": {"f'": first, "f''": second}}
+    return {
+        "x": x,
+        "h": np.asarray(steps),
+        "exponents": list(exponents),
+        "errors": errors,
+        "exact": {"f'": first, "f''": second},
+    }
 
 
 def plot_step_error(table: dict, path: Path) -> Path:
@@ -97,8 +101,10 @@ def plot_step_error(table: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     styles = {
-        "forward FD": ("tab:blue", "-"), "central FD": ("tab:orange", "-"),
-        "complex step": ("tab:green", "-"), "FD second difference": ("tab:red", "--"),
+        "forward FD": ("tab:blue", "-"),
+        "central FD": ("tab:orange", "-"),
+        "complex step": ("tab:green", "-"),
+        "FD second difference": ("tab:red", "--"),
         "bicomplex step": ("tab:purple", "--"),
     }
     eps = np.finfo(np.float64).eps
@@ -109,8 +115,16 @@ def plot_step_error(table: dict, path: Path) -> Path:
         for name, errors in table["errors"].items():
             color, line = styles[name]
             order = "f''" if name in ("FD second difference", "bicomplex step") else "f'"
-            ax.loglog(h[shown], np.maximum(errors[shown], ERROR_FLOOR), line, color=color,
-                      label=f"{name} ({order})", linewidth=1.5, marker=".", markersize=3)
+            ax.loglog(
+                h[shown],
+                np.maximum(errors[shown], ERROR_FLOOR),
+                line,
+                color=color,
+                label=f"{name} ({order})",
+                linewidth=1.5,
+                marker=".",
+                markersize=3,
+            )
         ax.axhline(eps, color="grey", linewidth=0.8, linestyle=":")
         ax.set_xlim(h[shown][0] * 10, h[shown][-1] / 10)  # decreasing h to the right
         ax.set_xlabel("step h")
@@ -147,31 +161,41 @@ def derivatives_section(out_dir: Path) -> None:
     print(f"f(x) = e^x / (x^2 + 1) at x = {X0:g}: multicomplex step vs closed form")
     for k, exact in enumerate(exact_derivatives(X0), start=1):
         step, h = mc.derivative(f, X0, order=k), mc.default_step(np.float64, k)
-        print(f"  order {k}: {step:.17g}  closed form {exact:.17g}  "
-              f"relative error {abs(step - exact) / abs(exact):.1e}  (h = {h:.3g})")
+        print(
+            f"  order {k}: {step:.17g}  closed form {exact:.17g}  "
+            f"relative error {abs(step - exact) / abs(exact):.1e}  (h = {h:.3g})"
+        )
     rng = np.random.default_rng(0)
     w, u, v = rng.standard_normal((3, 5))
     mixed = mc.directional(lambda t: mc.logsumexp(t, axis=0), w, [u, v])
     exact = logsumexp_curvature(w, u, v)
     print("u^T H v of log(sum(exp(w))), w, u, v in R^5, one bicomplex evaluation:")
-    print(f"  bicomplex step {mixed:.17g}  closed form {exact:.17g}  "
-          f"relative error {abs(mixed - exact) / abs(exact):.1e}")
+    print(
+        f"  bicomplex step {mixed:.17g}  closed form {exact:.17g}  "
+        f"relative error {abs(mixed - exact) / abs(exact):.1e}"
+    )
 
 
 def step_error_section(out_dir: Path) -> None:
     """The seed paper's Fig. 1: FD breaks down as h shrinks, the complex steps do not."""
     table = step_error_table()
     h = table["h"]
-    print(f"Relative error of each scheme for h = 1e-1 ... 1e-{table['exponents'][-1]} "
-          f"(1 = clipped garbage):")
+    print(
+        f"Relative error of each scheme for h = 1e-1 ... 1e-{table['exponents'][-1]} "
+        f"(1 = clipped garbage):"
+    )
     for name, err in table["errors"].items():
         best = int(np.argmin(err))
         accurate = h[err <= ROUNDOFF]
         span = f"{accurate.max():.0e} ... {accurate.min():.0e}" if accurate.size else "none"
-        print(f"  {name:21s} best {err[best]:.1e} at h = {h[best]:.0e}; "
-              f"error <= {ROUNDOFF:g} for h in {span}")
-    print("  (the bicomplex step reads h^2 f'' off the i1 i2 part, so it needs h^2 inside the"
-          " float64 range, h > ~1e-154;\n   mcnet's default step for order k is 2^(-400/k))")
+        print(
+            f"  {name:21s} best {err[best]:.1e} at h = {h[best]:.0e}; "
+            f"error <= {ROUNDOFF:g} for h in {span}"
+        )
+    print(
+        "  (the bicomplex step reads h^2 f'' off the i1 i2 part, so it needs h^2 inside the"
+        " float64 range, h > ~1e-154;\n   mcnet's default step for order k is 2^(-400/k))"
+    )
     try:
         path = plot_step_error(table, out_dir / "fig1_step_error.png")
     except ImportError:
@@ -200,24 +224,34 @@ def network_section(out_dir: Path) -> None:
     fd_slope = (objective.value(w + step * v, train) - objective.value(w - step * v, train)) / (
         2 * step
     )
-    fd_hv = (objective.value_and_grad(w + step * v, train)[1]
-             - objective.value_and_grad(w - step * v, train)[1]) / (2 * step)
+    fd_hv = (
+        objective.value_and_grad(w + step * v, train)[1]
+        - objective.value_and_grad(w - step * v, train)[1]
+    ) / (2 * step)
     print(f"  grad . v   {grad @ v:.15g}   central difference {fd_slope:.15g}")
-    print(f"  |H v - central difference of grad| / |H v| = "
-          f"{np.linalg.norm(hv - fd_hv) / np.linalg.norm(hv):.1e} (FD's own error)")
-    print(f"  v^T H v    {objective.curvature(w, v, train):.15g} (bicomplex forward)"
-          f"   v . (H v) {v @ hv:.15g} (complex forward+backward)")
+    print(
+        f"  |H v - central difference of grad| / |H v| = "
+        f"{np.linalg.norm(hv - fd_hv) / np.linalg.norm(hv):.1e} (FD's own error)"
+    )
+    print(
+        f"  v^T H v    {objective.curvature(w, v, train):.15g} (bicomplex forward)"
+        f"   v . (H v) {v @ hv:.15g} (complex forward+backward)"
+    )
     print(f"  d^3 f[v,v,v] {objective.directional(w, [v, v, v], train):.15g} (order-3 forward)")
-    print("  mcnet.solvers.NewtonCG, full batch (CG on H dw = -g by exact H v products, "
-          "stopped at negative curvature; Armijo line search):")
+    print(
+        "  mcnet.solvers.NewtonCG, full batch (CG on H dw = -g by exact H v products, "
+        "stopped at negative curvature; Armijo line search):"
+    )
     oracle = mc.training.Oracle(objective, train)
     solver = mc.solvers.NewtonCG(max_cg=10)
     state = solver.init(oracle, w)
     for iteration in range(10):
         w, state, info = solver.step(oracle, w, None, state)
         accuracy = _accuracy(net, w, test)
-        print(f"    iteration {iteration}: training loss {info.loss:.4f}, test accuracy "
-              f"{accuracy:.3f}")
+        print(
+            f"    iteration {iteration}: training loss {info.loss:.4f}, test accuracy "
+            f"{accuracy:.3f}"
+        )
 
 
 def _accuracy(net, w, data) -> float:
@@ -232,10 +266,15 @@ SECTIONS: list[Callable[[Path], None]] = [derivatives_section, step_error_sectio
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mcnet.demo",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("mcnet-demo-output"),
-                        help="folder for the demo's files (default: ./mcnet-demo-output)")
+    parser = argparse.ArgumentParser(
+        prog="python -m mcnet.demo", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("mcnet-demo-output"),
+        help="folder for the demo's files (default: ./mcnet-demo-output)",
+    )
     args = parser.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out must be a folder, but {args.out} is a file")

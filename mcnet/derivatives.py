@@ -68,8 +68,9 @@ def default_step(dtype, order: int) -> float:
 MAX_ONE_DIRECTION_ORDER = 8
 
 
-def perturb(x, directions: Sequence, h: float, one_direction: bool | None = None,
-            out=None) -> Tensor:
+def perturb(
+    x, directions: Sequence, h: float, one_direction: bool | None = None, out=None
+) -> Tensor:
     """The order-k tensor ``x + h (i_1 v_1 + ... + i_k v_k)``, k = len(directions).
 
     When every direction is the same (and 2 <= k <= 8) the tensor is held in the
@@ -109,8 +110,10 @@ def perturb(x, directions: Sequence, h: float, one_direction: bool | None = None
     if out is None:
         data = (xp.empty if k == 1 else xp.zeros)(shape, dtype=dtype)
     elif out.shape != shape or out.dtype != dtype or array_module(out) is not xp:
-        raise ValueError(f"out must be a {xp.__name__} array of shape {shape} and dtype "
-                         f"{np.dtype(dtype)}, got {type(out).__name__} {out.shape} {out.dtype}")
+        raise ValueError(
+            f"out must be a {xp.__name__} array of shape {shape} and dtype "
+            f"{np.dtype(dtype)}, got {type(out).__name__} {out.shape} {out.dtype}"
+        )
     else:
         data = out
         if k > 1:
@@ -148,8 +151,9 @@ def _is_zero(v, xp) -> bool:
     return not bool(xp.any(v))
 
 
-def multicomplex_step(f: Callable[[Tensor], Tensor], x, directions: Sequence,
-                      h: float | None = None):
+def multicomplex_step(
+    f: Callable[[Tensor], Tensor], x, directions: Sequence, h: float | None = None
+):
     """``d^k f(x)[v_1, ..., v_k]`` by one multicomplex step in x's own dtype, unchecked: the
     i_1 ... i_k coefficient of ``f(perturb(x, directions, h))`` over h**k, with each
     direction first scaled by a power of two to max-norm about 1.  Its truncation error is
@@ -325,12 +329,21 @@ def _certified(f, point: Tensor, k: int, scales: _Scales):
                 _, third = _jet(f, point, scales.step(exponent - scales.check), k)
                 second = xp.where(redo, third, second)
                 d_check = xp.where(
-                    redo, xp.ldexp(third, -k * (step_exponent - scales.check)), d_check)
+                    redo, xp.ldexp(third, -k * (step_exponent - scales.check)), d_check
+                )
             normal = _normal(first, xp) & _normal(second, xp)
             agree = (d == d_check) | (xp.abs(d - d_check) <= 1e-13 * xp.abs(d))
-            if scales.per_element and number == 0 and bool(xp.any(
-                    (normal & ~agree) | _zero_against_large(first, second, xp)
-                    | _zero_against_large(second, first, xp))):
+            if (
+                scales.per_element
+                and number == 0
+                and bool(
+                    xp.any(
+                        (normal & ~agree)
+                        | _zero_against_large(first, second, xp)
+                        | _zero_against_large(second, first, xp)
+                    )
+                )
+            ):
                 raise _not_elementwise(point.shape, value.shape, mixes=True)
             accept = unresolved & normal & agree
             result = xp.where(accept, d, result)
@@ -372,8 +385,11 @@ def _normal(s, xp):
 
 
 def _not_elementwise(shape, output_shape, mixes: bool = False) -> ValueError:
-    what = ("an element of f's output depends on other elements of its input"
-            if mixes else f"f maps shape {shape} to shape {output_shape}")
+    what = (
+        "an element of f's output depends on other elements of its input"
+        if mixes
+        else f"f maps shape {shape} to shape {output_shape}"
+    )
     return ValueError(
         f"mc.derivative needs an elementwise f, but {what}; use mc.grad for the gradient of "
         "a scalar function, mc.directional for a derivative along a direction"
@@ -385,8 +401,11 @@ def _refusal(point: Tensor, k: int, failed, tried: list) -> DerivativeError:
     where = _to_output(xp.argwhere(failed))[:5]
     places = ", ".join(str(tuple(int(i) for i in w)) for w in where)
     count = int(xp.count_nonzero(failed))
-    points = f"x = {float(point.data[0].reshape(-1)[0]):.6g}" if point.size == 1 else (
-        f"{count} output element(s), at indices {places}{', ...' if count > 5 else ''}")
+    points = (
+        f"x = {float(point.data[0].reshape(-1)[0]):.6g}"
+        if point.size == 1
+        else (f"{count} output element(s), at indices {places}{', ...' if count > 5 else ''}")
+    )
     low = min(int(xp.min(xp.asarray(e))) for e in tried)
     high = max(int(xp.max(xp.asarray(e))) for e in tried)
     return DerivativeError(
@@ -417,7 +436,10 @@ def _checked_step(f, point: Tensor, directions: list, h):
         warnings.warn(
             f"order-{k} mixed derivative: the multicomplex step holds {nbytes:,} bytes per "
             f"intermediate array and costs about {4 ** (k - _LARGE_ORDER):,}x an order-8 "
-            "call (4x per order)", RuntimeWarning, stacklevel=3)
+            "call (4x per order)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     h = default_step(np.float64, k) if h is None else h
     first = h
     with np.errstate(all="ignore"):
@@ -441,8 +463,9 @@ def _checked_step(f, point: Tensor, directions: list, h):
 
 def _check_point(x: Tensor) -> None:
     if x.order:
-        raise ValueError(f"a derivative needs a real (order-0) point, got an order-{x.order} "
-                         "tensor")
+        raise ValueError(
+            f"a derivative needs a real (order-0) point, got an order-{x.order} tensor"
+        )
 
 
 def _check_step(h) -> None:
@@ -465,5 +488,4 @@ def _to_output(a):
     return float(a) if np.ndim(a) == 0 else a
 
 
-__all__ = ["default_step", "derivative", "directional", "multicomplex_step", "perturb",
-           "tensor"]
+__all__ = ["default_step", "derivative", "directional", "multicomplex_step", "perturb", "tensor"]

@@ -104,6 +104,7 @@ def where(condition, x, y) -> Tensor:
     like = like if isinstance(like, Tensor) else None
     x, y = as_tensor(x, like), as_tensor(y, like)
     cond = condition.real if isinstance(condition, Tensor) else condition
+
     def select(algebra):
         return lambda a, b: algebra.where(array_module(a[0]).asarray(cond, dtype=bool), a, b)
 
@@ -310,9 +311,7 @@ def _check_matmul(a: Tensor, b: Tensor) -> None:
     k_a = a.shape[-1]
     k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
     if k_a != k_b:
-        raise ValueError(
-            f"matmul: inner dimensions differ: {a.shape} @ {b.shape} ({k_a} != {k_b})"
-        )
+        raise ValueError(f"matmul: inner dimensions differ: {a.shape} @ {b.shape} ({k_a} != {k_b})")
 
 
 _lifted_matmul = lift_bilinear(_matmul, batches_leading_axis=True)
@@ -370,9 +369,7 @@ def tensordot(a, b, axes=2) -> Tensor:
 
 def einsum(subscripts: str, a, b) -> Tensor:
     """Two-operand ``numpy.einsum`` of multicomplex arrays (any contraction, e.g. convolution)."""
-    return lift_bilinear(
-        lambda x, y: array_module(x).einsum(subscripts, x, y, optimize=True)
-    )(a, b)
+    return lift_bilinear(lambda x, y: array_module(x).einsum(subscripts, x, y, optimize=True))(a, b)
 
 
 # --- calls on values that are not tensors ------------------------------------------------------
@@ -395,9 +392,39 @@ def _handing_over(fn: Callable) -> Callable:
     return call
 
 
-for _name in ("exp", "log", "log1p", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh",
-              "arctan", "sigmoid", "softplus", "erf", "power", "where", "relu", "elu", "abs",
-              "maximum", "minimum", "clip", "max", "logsumexp", "log_softmax", "softmax", "sum",
-              "mean", "reshape", "transpose", "concatenate", "stack"):
+for _name in (
+    "exp",
+    "log",
+    "log1p",
+    "sqrt",
+    "sin",
+    "cos",
+    "tan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "arctan",
+    "sigmoid",
+    "softplus",
+    "erf",
+    "power",
+    "where",
+    "relu",
+    "elu",
+    "abs",
+    "maximum",
+    "minimum",
+    "clip",
+    "max",
+    "logsumexp",
+    "log_softmax",
+    "softmax",
+    "sum",
+    "mean",
+    "reshape",
+    "transpose",
+    "concatenate",
+    "stack",
+):
     globals()[_name] = _handing_over(globals()[_name])
 del _name

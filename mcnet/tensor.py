@@ -43,8 +43,24 @@ _REFLECTED_OPERATORS = {
     "less": "__gt__", "less_equal": "__ge__", "greater": "__lt__", "greater_equal": "__le__",
 }  # fmt: skip
 _MCNET_FUNCTIONS = {
-    name: name for name in ("exp", "log", "log1p", "sqrt", "sin", "cos", "tan", "sinh", "cosh",
-                            "tanh", "arctan", "power", "maximum", "minimum", "matmul")
+    name: name
+    for name in (
+        "exp",
+        "log",
+        "log1p",
+        "sqrt",
+        "sin",
+        "cos",
+        "tan",
+        "sinh",
+        "cosh",
+        "tanh",
+        "arctan",
+        "power",
+        "maximum",
+        "minimum",
+        "matmul",
+    )
 } | {"absolute": "abs", "fabs": "abs"}
 
 
@@ -98,8 +114,12 @@ class Tensor:
         instead = _MCNET_FUNCTIONS.get(name)
         raise TypeError(
             f"NumPy's {name} does not compute on mcnet Tensors (it would drop their imaginary "
-            f"parts); use " + (f"mc.{instead}(...)" if instead else
-                               "mcnet's functions (mc.exp, mc.log, ...) and operators")
+            f"parts); use "
+            + (
+                f"mc.{instead}(...)"
+                if instead
+                else "mcnet's functions (mc.exp, mc.log, ...) and operators"
+            )
             + " instead, or .real for the real part"
         )
 

@@ -37,6 +37,7 @@ from mcnet.tensor import Tensor, as_tensor
 
 __all__ = ["grad", "hessian", "hvp", "jacobian", "jet", "jvp"]
 
+
 def grad(f: Callable[..., Tensor]) -> Callable[..., np.ndarray]:
     """The function ``x -> ∇f(x)`` (an array of x's shape) of a scalar-valued ``f``.
 

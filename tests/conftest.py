@@ -28,8 +28,9 @@ settings.register_profile(
     print_blob=True,
 )
 # tests/test_mutations.py: reproducible, and no shrinking (only the failure matters there)
-settings.register_profile("mutation", settings.get_profile("ci"),
-                          phases=[Phase.explicit, Phase.generate])
+settings.register_profile(
+    "mutation", settings.get_profile("ci"), phases=[Phase.explicit, Phase.generate]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 # tests/test_mutations.py runs parts of this suite with one deliberate bug planted

@@ -47,9 +47,10 @@ def _arctan(x, k):
     for m in range(1, k):
         slope = [j * c for j, c in enumerate(poly)][1:] + [0, 0]
         shifted = [0] + [2 * m * c for c in poly]
-        poly = [slope[i] + (slope[i - 2] if i >= 2 else 0) - (shifted[i] if i < len(shifted)
-                                                                else 0)
-                for i in range(len(poly) + 1)]
+        poly = [
+            slope[i] + (slope[i - 2] if i >= 2 else 0) - (shifted[i] if i < len(shifted) else 0)
+            for i in range(len(poly) + 1)
+        ]
     return sum(c * x**j for j, c in enumerate(poly)) / (1 + x * x) ** k
 
 
@@ -78,10 +79,18 @@ REFERENCES = {
     "log1p": lambda x, k: (-1) ** (k - 1) * math.factorial(k - 1) / (1 + x) ** k,
     "sqrt": lambda x, k: _falling(mpmath.mpf(0.5), k) * x ** (mpmath.mpf(0.5) - k),
     "power_2.5": lambda x, k: _falling(mpmath.mpf(2.5), k) * x ** (mpmath.mpf(2.5) - k),
-    "sin": lambda x, k: [mpmath.sin, mpmath.cos, lambda t: -mpmath.sin(t),
-                         lambda t: -mpmath.cos(t)][k % 4](x),
-    "cos": lambda x, k: [mpmath.cos, lambda t: -mpmath.sin(t), lambda t: -mpmath.cos(t),
-                         mpmath.sin][k % 4](x),
+    "sin": lambda x, k: [
+        mpmath.sin,
+        mpmath.cos,
+        lambda t: -mpmath.sin(t),
+        lambda t: -mpmath.cos(t),
+    ][k % 4](x),
+    "cos": lambda x, k: [
+        mpmath.cos,
+        lambda t: -mpmath.sin(t),
+        lambda t: -mpmath.cos(t),
+        mpmath.sin,
+    ][k % 4](x),
     "sinh": lambda x, k: mpmath.cosh(x) if k % 2 else mpmath.sinh(x),
     "cosh": lambda x, k: mpmath.sinh(x) if k % 2 else mpmath.cosh(x),
     "tan": lambda x, k: _polynomial_derivative(x, k, mpmath.tan(x), [1, 0, 1]),
@@ -89,18 +98,27 @@ REFERENCES = {
     "sigmoid": _sigmoid,
     "softplus": lambda x, k: _sigmoid(x, k - 1) if k > 1 else 1 / (1 + mpmath.exp(-x)),
     "arctan": _arctan,
-    "erf": lambda x, k: 2 / mpmath.sqrt(mpmath.pi) * (-1) ** (k - 1)
-    * mpmath.hermite(k - 1, x) * mpmath.exp(-x * x),
+    "erf": lambda x, k: (
+        2 / mpmath.sqrt(mpmath.pi) * (-1) ** (k - 1) * mpmath.hermite(k - 1, x) * mpmath.exp(-x * x)
+    ),
     "arcsin": lambda x, k: _ode_recurrence(x, k, -1),
     "arccos": lambda x, k: -_ode_recurrence(x, k, -1),
     "arcsinh": lambda x, k: _ode_recurrence(x, k, 1),
-    "arctanh": lambda x, k: math.factorial(k - 1) / 2 * ((1 - x) ** -k
-                                                        + (-1) ** (k - 1) * (1 + x) ** -k),
+    "arctanh": lambda x, k: (
+        math.factorial(k - 1) / 2 * ((1 - x) ** -k + (-1) ** (k - 1) * (1 + x) ** -k)
+    ),
 }
 
 # where each function's domain lies: "all" reals, "positive", "unit" (-1, 1), "above_-1"
-DOMAINS = {"log": "positive", "sqrt": "positive", "power_2.5": "positive", "arcsin": "unit",
-           "arccos": "unit", "arctanh": "unit", "log1p": "above_-1"}
+DOMAINS = {
+    "log": "positive",
+    "sqrt": "positive",
+    "power_2.5": "positive",
+    "arcsin": "unit",
+    "arccos": "unit",
+    "arctanh": "unit",
+    "log1p": "above_-1",
+}
 
 
 def reference(name: str, x: float, k: int) -> float:
@@ -109,5 +127,6 @@ def reference(name: str, x: float, k: int) -> float:
     digits = 50 + (min(400, max(0, -math.floor(math.log10(abs(x))))) if x else 0)
     with mpmath.workdps(digits):
         value = REFERENCES[name](mpmath.mpf(x), k)
-        return float(value) if abs(value) < mpmath.mpf(2) ** 1024 else math.copysign(
-            math.inf, value)
+        return (
+            float(value) if abs(value) < mpmath.mpf(2) ** 1024 else math.copysign(math.inf, value)
+        )

@@ -95,8 +95,10 @@ def series_value(derivs: list, eps: list, extra: int = 4, dps: int = 50) -> np.n
             # as a polynomial in the total number of squares t, truncated at ``extra``
             poly = [mpmath.mpf(1)] + [mpmath.mpf(0)] * extra
             for j in range(k):
-                g = [(-1) ** s * e[j] ** (bits[j] + 2 * s) / math.factorial(bits[j] + 2 * s)
-                     for s in range(extra + 1)]
+                g = [
+                    (-1) ** s * e[j] ** (bits[j] + 2 * s) / math.factorial(bits[j] + 2 * s)
+                    for s in range(extra + 1)
+                ]
                 product = [mpmath.mpf(0)] * (extra + 1)
                 for a, pa in enumerate(poly):
                     for s, gs in enumerate(g[: extra + 1 - a]):
@@ -113,5 +115,13 @@ def subsets(k: int):
         yield m, tuple(j + 1 for j in range(k) if (m >> j) & 1)
 
 
-__all__ = ["derivatives", "from_idempotent", "idempotent", "idempotent_components",
-           "idempotent_value", "parts_from_components", "series_value", "subsets"]
+__all__ = [
+    "derivatives",
+    "from_idempotent",
+    "idempotent",
+    "idempotent_components",
+    "idempotent_value",
+    "parts_from_components",
+    "series_value",
+    "subsets",
+]

@@ -101,25 +101,55 @@ def _replace_function(name, wrapper):
 
 # name: (module, layer class, relative error of its H v, what the bug is)
 _LAYER_HV_BUGS = {
-    "conv2d_hv_1e-7": ("mcnet.nn.conv", "Conv2d", 1e-7,
-                       "Conv2d.backward: i-part (H v) of its gradients x (1 + 1e-7)"),
-    "conv2d_hv_1e-10": ("mcnet.nn.conv", "Conv2d", 1e-10,
-                        "Conv2d.backward: i-part (H v) of its gradients x (1 + 1e-10)"),
-    "sigmoid_hv_1e-10": ("mcnet.nn.activation", "Sigmoid", 1e-10,
-                         "Sigmoid.backward: i-part (H v) of its gradient x (1 + 1e-10)"),
-    "batchnorm_hv_1e-10": ("mcnet.nn.batchnorm", "_BatchNorm", 1e-10,
-                           "BatchNorm backward: i-part (H v) of its gradients x (1 + 1e-10)"),
-    "maxpool_hv_1e-7": ("mcnet.nn.pooling", "MaxPool2d", 1e-7,
-                        "MaxPool2d.backward: i-part (H v) of its gradient x (1 + 1e-7)"),
-    "squared_hinge_hv_1e-8": ("mcnet.nn.loss", "SquaredHingeLoss", 1e-8,
-                              "SquaredHingeLoss.backward: i-part (H v) of its gradient x "
-                              "(1 + 1e-8)"),
-    "recorded_product_hv_1e-10": ("mcnet.nn.recorded", "Multiply", 1e-10,
-                                  "a traced forward's product h * g: i-part (H v) of its "
-                                  "gradients x (1 + 1e-10)"),
-    "elementwise_hv_1e-10": ("mcnet.nn.elementwise", "Elementwise", 1e-10,
-                             "Elementwise.backward (mc.sigmoid(h) in a traced forward): i-part "
-                             "(H v) of its gradient x (1 + 1e-10)"),
+    "conv2d_hv_1e-7": (
+        "mcnet.nn.conv",
+        "Conv2d",
+        1e-7,
+        "Conv2d.backward: i-part (H v) of its gradients x (1 + 1e-7)",
+    ),
+    "conv2d_hv_1e-10": (
+        "mcnet.nn.conv",
+        "Conv2d",
+        1e-10,
+        "Conv2d.backward: i-part (H v) of its gradients x (1 + 1e-10)",
+    ),
+    "sigmoid_hv_1e-10": (
+        "mcnet.nn.activation",
+        "Sigmoid",
+        1e-10,
+        "Sigmoid.backward: i-part (H v) of its gradient x (1 + 1e-10)",
+    ),
+    "batchnorm_hv_1e-10": (
+        "mcnet.nn.batchnorm",
+        "_BatchNorm",
+        1e-10,
+        "BatchNorm backward: i-part (H v) of its gradients x (1 + 1e-10)",
+    ),
+    "maxpool_hv_1e-7": (
+        "mcnet.nn.pooling",
+        "MaxPool2d",
+        1e-7,
+        "MaxPool2d.backward: i-part (H v) of its gradient x (1 + 1e-7)",
+    ),
+    "squared_hinge_hv_1e-8": (
+        "mcnet.nn.loss",
+        "SquaredHingeLoss",
+        1e-8,
+        "SquaredHingeLoss.backward: i-part (H v) of its gradient x (1 + 1e-8)",
+    ),
+    "recorded_product_hv_1e-10": (
+        "mcnet.nn.recorded",
+        "Multiply",
+        1e-10,
+        "a traced forward's product h * g: i-part (H v) of its gradients x (1 + 1e-10)",
+    ),
+    "elementwise_hv_1e-10": (
+        "mcnet.nn.elementwise",
+        "Elementwise",
+        1e-10,
+        "Elementwise.backward (mc.sigmoid(h) in a traced forward): i-part "
+        "(H v) of its gradient x (1 + 1e-10)",
+    ),
 }
 
 
@@ -139,9 +169,11 @@ for _name, (_module, _layer, _error, _description) in _LAYER_HV_BUGS.items():
 # --- the algebra ------------------------------------------------------------------------------
 
 
-@mutation("product_order3_term_dropped",
-          "general-layout product at order 3: the a_(i1) b_(i2 i3) term of the i1 i2 i3 "
-          "coefficient dropped")
+@mutation(
+    "product_order3_term_dropped",
+    "general-layout product at order 3: the a_(i1) b_(i2 i3) term of the i1 i2 i3 "
+    "coefficient dropped",
+)
 def _():
     from mcnet.algebra import multicomplex as alg
 
@@ -157,8 +189,10 @@ def _():
     alg.mul = mul
 
 
-@mutation("one_direction_product_order3_term_dropped",
-          "one-direction product at order 3: the s_1 t_2 term of class 3 dropped")
+@mutation(
+    "one_direction_product_order3_term_dropped",
+    "one-direction product at order 3: the s_1 t_2 term of class 3 dropped",
+)
 def _():
     from mcnet.algebra import symmetric
 
@@ -173,8 +207,10 @@ def _():
     symmetric.mul = mul
 
 
-@mutation("tanh_order3_coefficient_1e-9",
-          "tanh: the i1 i2 i3 coefficient of its result x (1 + 1e-9), every layout and path")
+@mutation(
+    "tanh_order3_coefficient_1e-9",
+    "tanh: the i1 i2 i3 coefficient of its result x (1 + 1e-9), every layout and path",
+)
 def _():
     def wrap(original):
         def tanh(x):
@@ -185,9 +221,10 @@ def _():
     _replace_function("tanh", wrap)
 
 
-@mutation("sigmoid_taylor_order3_1e-9",
-          "sigmoid's Taylor recurrence (one-direction numbers): its order-3 coefficient x "
-          "(1 + 1e-9)")
+@mutation(
+    "sigmoid_taylor_order3_1e-9",
+    "sigmoid's Taylor recurrence (one-direction numbers): its order-3 coefficient x (1 + 1e-9)",
+)
 def _():
     from mcnet.algebra import symmetric
 
@@ -203,9 +240,11 @@ def _():
     symmetric.sigmoid = symmetric._dispatching("sigmoid")
 
 
-@mutation("exp_kernel_order2_1e-9",
-          "the fused exp kernel at order 2 (arrays of >= 4096 elements): its i1 i2 "
-          "coefficient x (1 + 1e-9)")
+@mutation(
+    "exp_kernel_order2_1e-9",
+    "the fused exp kernel at order 2 (arrays of >= 4096 elements): its i1 i2 "
+    "coefficient x (1 + 1e-9)",
+)
 def _():
     from mcnet.algebra import kernels
 
@@ -224,8 +263,10 @@ def _():
     kernels.run = run
 
 
-@mutation("gauss_newton_product_1e-9",
-          "Objective.gauss_newton_product (newton-krylov-gn's curvature): G v x (1 + 1e-9)")
+@mutation(
+    "gauss_newton_product_1e-9",
+    "Objective.gauss_newton_product (newton-krylov-gn's curvature): G v x (1 + 1e-9)",
+)
 def _():
     from mcnet.nn.objective import Objective
 

@@ -73,8 +73,9 @@ def rosenbrock(scale: float = 100.0) -> Function:
 
     def hess(z):
         x, y = z
-        return np.array([[2 - 4 * scale * (y - 3 * x * x), -4 * scale * x],
-                         [-4 * scale * x, 2 * scale]])
+        return np.array(
+            [[2 - 4 * scale * (y - 3 * x * x), -4 * scale * x], [-4 * scale * x, 2 * scale]]
+        )
 
     return f, grad, hess
 

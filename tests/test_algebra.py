@@ -123,8 +123,14 @@ def test_order1_arithmetic_is_complex128(data):
     pa, pb = data.draw(parts_arrays(1)), data.draw(dominant_parts(1))
     za, zb = pa[0] + 1j * pa[1], pb[0] + 1j * pb[1]
     a, b = T(pa), T(pb)
-    for got, want in [(a * b, za * zb), (a / b, za / zb), (a + b, za + zb), (a - b, za - zb),
-                      (b**3, zb**3), (b**2.5, zb**2.5)]:
+    for got, want in [
+        (a * b, za * zb),
+        (a / b, za / zb),
+        (a + b, za + zb),
+        (a - b, za - zb),
+        (b**3, zb**3),
+        (b**2.5, zb**2.5),
+    ]:
         assert_parts_close(got.parts, [want.real, want.imag], np.abs(want) + 1e-300, 1e-14)
 
 
@@ -141,8 +147,23 @@ def test_order1_functions_are_complex128(name, data):
 
 # --- embedding order n into n + 1 is a homomorphism ---------------------------------------
 
-EMBED_FUNCTIONS = [mc.exp, mc.sin, mc.cos, mc.sinh, mc.cosh, mc.tanh, mc.tan, mc.log, mc.sqrt,
-                   mc.arctan, mc.sigmoid, mc.softplus, mc.erf, lambda z: z**3, lambda z: z**0.7]
+EMBED_FUNCTIONS = [
+    mc.exp,
+    mc.sin,
+    mc.cos,
+    mc.sinh,
+    mc.cosh,
+    mc.tanh,
+    mc.tan,
+    mc.log,
+    mc.sqrt,
+    mc.arctan,
+    mc.sigmoid,
+    mc.softplus,
+    mc.erf,
+    lambda z: z**3,
+    lambda z: z**0.7,
+]
 
 
 @pytest.mark.slow
@@ -183,8 +204,10 @@ def test_embed_refuses_lower_order():
 # the order-1 table's functions at orders 2-4, and two powers; not tan (its pole pi/2 lies
 # among the drawn real parts), arctan (checked below with its own draws) or sigmoid
 IDEMPOTENT_FUNCTIONS = {
-    **{name: COMPLEX_FUNCTIONS[name] for name in
-       ("exp", "log", "sqrt", "sin", "cos", "sinh", "cosh", "tanh")},
+    **{
+        name: COMPLEX_FUNCTIONS[name]
+        for name in ("exp", "log", "sqrt", "sin", "cos", "sinh", "cosh", "tanh")
+    },
     "power_2.5": (lambda z: z**2.5, lambda z: z**2.5),
     "power_-3": (lambda z: z**-3, lambda z: z**-3),
 }
@@ -218,8 +241,9 @@ def test_float32_product_and_inverse(order, data):
     assert product.dtype == np.float32 and product.parts.dtype == np.float32
     wide_a, wide_b = pa.astype(np.float64), pb.astype(np.float64)
     # products of float32 subnormals (drawn entries ~1e-40) have absolute accuracy only
-    assert_parts_close(product.parts, reference_mul(wide_a, wide_b),
-                       norm1(wide_a) * norm1(wide_b) + 1e-35, 1e-6)
+    assert_parts_close(
+        product.parts, reference_mul(wide_a, wide_b), norm1(wide_a) * norm1(wide_b) + 1e-35, 1e-6
+    )
     inverse = 1 / b
     assert inverse.dtype == np.float32
     assert_parts_close((inverse * b).parts, one_parts(order, pb.shape[1:]), 1.0, 2e-6 * 2**order)
@@ -272,8 +296,9 @@ def test_exp_log_identities(order, ratio, data):
     # log(exp b) = b needs |Im| of every idempotent component of b below pi
     assert_parts_close(mc.log(mc.exp(b)).parts, pb, norm1(pb), rtol)
     ea, eb = mc.exp(a), mc.exp(b)
-    assert_parts_close(mc.exp(a + b).parts, (ea * eb).parts, norm1(ea.parts) * norm1(eb.parts),
-                       1e-12)
+    assert_parts_close(
+        mc.exp(a + b).parts, (ea * eb).parts, norm1(ea.parts) * norm1(eb.parts), 1e-12
+    )
 
 
 @pytest.mark.slow
@@ -287,8 +312,12 @@ def test_trigonometric_and_hyperbolic_identities(order, data):
     sc = norm1(s.parts) ** 2 + norm1(c.parts) ** 2
     assert_parts_close((s * s + c * c).parts, one_parts(order, p.shape[1:]), sc, 1e-13)
     sh, ch = mc.sinh(z), mc.cosh(z)
-    assert_parts_close((ch * ch - sh * sh).parts, one_parts(order, p.shape[1:]),
-                       norm1(sh.parts) ** 2 + norm1(ch.parts) ** 2, 1e-13)
+    assert_parts_close(
+        (ch * ch - sh * sh).parts,
+        one_parts(order, p.shape[1:]),
+        norm1(sh.parts) ** 2 + norm1(ch.parts) ** 2,
+        1e-13,
+    )
     th = mc.tanh(z)
     assert_parts_close(th.parts, (sh / ch).parts, norm1(th.parts) + 1, 1e-12)
     assert_parts_close(mc.tan(z).parts, (s / c).parts, norm1(s.parts) + 1, 1e-12)
@@ -316,8 +345,6 @@ def test_sqrt_and_power_identities(order, ratio, data):
     # integer powers are repeated products
     assert_parts_close((z**3).parts, (z * z * z).parts, norm1(p) ** 3, 1e-14)
     assert_parts_close((z ** (-2)).parts, (1 / (z * z)).parts, norm1((z ** (-2)).parts), 1e-13)
-
-
 
 
 def test_arctan_of_embedded_complex_numbers_at_order_3():
@@ -396,8 +423,14 @@ def test_bicomplex_matches_mpmath_at_high_precision():
     p = np.array([1.3, 0.4, -0.6, 0.2])
     z1, z2 = (mpmath.mpc(p[0], p[1]), mpmath.mpc(p[2], p[3]))
     ap, am = z1 - 1j * z2, z1 + 1j * z2  # idempotent components, in mpmath precision
-    for fn, mfn in [(mc.exp, mpmath.exp), (mc.log, mpmath.log), (mc.tanh, mpmath.tanh),
-                    (mc.sqrt, mpmath.sqrt), (mc.arctan, mpmath.atan), (mc.erf, mpmath.erf)]:
+    for fn, mfn in [
+        (mc.exp, mpmath.exp),
+        (mc.log, mpmath.log),
+        (mc.tanh, mpmath.tanh),
+        (mc.sqrt, mpmath.sqrt),
+        (mc.arctan, mpmath.atan),
+        (mc.erf, mpmath.erf),
+    ]:
         a, b = mfn(ap), mfn(am)
         w1, w2 = (a + b) / 2, 1j * (a - b) / 2
         want = np.array([float(w1.real), float(w1.imag), float(w2.real), float(w2.imag)])
@@ -413,8 +446,12 @@ def test_tiny_coefficients_survive_every_function(h):
     x = 0.7
     z = T(np.array([x, h, h, 0.0]))
     second = {
-        mc.exp: np.exp(x), mc.log: -1 / x**2, mc.sqrt: -0.25 * x**-1.5, mc.sin: -np.sin(x),
-        mc.tanh: -2 * np.tanh(x) * (1 - np.tanh(x) ** 2), mc.arctan: -2 * x / (1 + x * x) ** 2,
+        mc.exp: np.exp(x),
+        mc.log: -1 / x**2,
+        mc.sqrt: -0.25 * x**-1.5,
+        mc.sin: -np.sin(x),
+        mc.tanh: -2 * np.tanh(x) * (1 - np.tanh(x) ** 2),
+        mc.arctan: -2 * x / (1 + x * x) ** 2,
         mc.erf: -4 * x / np.sqrt(np.pi) * np.exp(-x * x),
         (lambda t: 1 / t): 2 / x**3,
     }

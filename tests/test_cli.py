@@ -24,10 +24,29 @@ from mcnet.experiments.studies import variant_options
 from mcnet.solvers import SOLVERS, make
 
 # every solver the issue names; one not registered (yet) is skipped, not failed
-ALL_SOLVERS = ("newton-krylov", "sgd", "adam", "adagrad", "rmsprop", "lbfgs", "hessian-free",
-               "lscg", "shampoo", "newton-cg", "newton-krylov-fast")
-TINY = ["--model", "logistic_regression", "--subset", "300", "--test-subset", "100",
-        "--batch-size", "64"]
+ALL_SOLVERS = (
+    "newton-krylov",
+    "sgd",
+    "adam",
+    "adagrad",
+    "rmsprop",
+    "lbfgs",
+    "hessian-free",
+    "lscg",
+    "shampoo",
+    "newton-cg",
+    "newton-krylov-fast",
+)
+TINY = [
+    "--model",
+    "logistic_regression",
+    "--subset",
+    "300",
+    "--test-subset",
+    "100",
+    "--batch-size",
+    "64",
+]
 try:
     import matplotlib  # noqa: F401
 
@@ -49,8 +68,9 @@ def test_train_every_solver_two_epochs(solver, tmp_path, capsys):
     if solver not in SOLVERS:
         pytest.skip(f"{solver} is not registered yet")
     out = tmp_path / "run.json"
-    status, stdout, err = run_cli(capsys, "train", *TINY, "--solver", solver, "--epochs", "2",
-                                  "--out", out)
+    status, stdout, err = run_cli(
+        capsys, "train", *TINY, "--solver", solver, "--epochs", "2", "--out", out
+    )
     assert status == 0, err
     record = json.loads(out.read_text())
     losses = record["train_loss"]
@@ -70,10 +90,30 @@ def test_resume_after_epoch_one_gives_the_uninterrupted_losses(tmp_path, capsys)
     flags = ["train", *TINY, "--model", "mlp", "--hidden", "8"]
     assert run_cli(capsys, *flags, "--epochs", "2", "--out", tmp_path / "full.json")[0] == 0
     checkpoint = tmp_path / "ck"
-    assert run_cli(capsys, *flags, "--epochs", "1", "--checkpoint", checkpoint,
-                   "--out", tmp_path / "one.json")[0] == 0
-    status, _, err = run_cli(capsys, *flags, "--epochs", "2", "--checkpoint", checkpoint,
-                             "--resume", "--out", tmp_path / "resumed.json")
+    assert (
+        run_cli(
+            capsys,
+            *flags,
+            "--epochs",
+            "1",
+            "--checkpoint",
+            checkpoint,
+            "--out",
+            tmp_path / "one.json",
+        )[0]
+        == 0
+    )
+    status, _, err = run_cli(
+        capsys,
+        *flags,
+        "--epochs",
+        "2",
+        "--checkpoint",
+        checkpoint,
+        "--resume",
+        "--out",
+        tmp_path / "resumed.json",
+    )
     assert status == 0, err
     full = json.loads((tmp_path / "full.json").read_text())
     resumed = json.loads((tmp_path / "resumed.json").read_text())
@@ -84,8 +124,19 @@ def test_resume_after_epoch_one_gives_the_uninterrupted_losses(tmp_path, capsys)
 
 def test_train_evaluate_every_records_the_losses_inside_epochs(tmp_path, capsys):
     out = tmp_path / "run.json"
-    status, _, err = run_cli(capsys, "train", *TINY, "--solver", "adam", "--epochs", "2",
-                             "--evaluate-every", "3", "--out", out)
+    status, _, err = run_cli(
+        capsys,
+        "train",
+        *TINY,
+        "--solver",
+        "adam",
+        "--epochs",
+        "2",
+        "--evaluate-every",
+        "3",
+        "--out",
+        out,
+    )
     assert status == 0, err
     record = json.loads(out.read_text())
     # 5 steps an epoch: after steps 3 | 6, 9 (5 and 10 are epoch ends)
@@ -97,9 +148,23 @@ def test_train_evaluate_every_records_the_losses_inside_epochs(tmp_path, capsys)
 
 def test_train_float32_activation_none_and_params_file(tmp_path, capsys):
     params = tmp_path / "w.npy"
-    status, stdout, err = run_cli(capsys, "train", *TINY, "--model", "mlp", "--hidden", "8",
-                                  "--activation", "none", "--dtype", "float32", "--epochs", "1",
-                                  "--save-params", params)
+    status, stdout, err = run_cli(
+        capsys,
+        "train",
+        *TINY,
+        "--model",
+        "mlp",
+        "--hidden",
+        "8",
+        "--activation",
+        "none",
+        "--dtype",
+        "float32",
+        "--epochs",
+        "1",
+        "--save-params",
+        params,
+    )
     assert status == 0, err
     assert "mlp 64-8-10 (none)" in stdout
     w = np.load(params)
@@ -115,8 +180,7 @@ def test_activation_none_is_the_identity():
     assert kinds == ["Linear", "Identity", "Linear"]
     # same parameters as the sigmoid network of the same seed: only the layer differs
     sigmoid, _ = problem.build(0, "sigmoid")
-    np.testing.assert_array_equal(nn.parameters_to_vector(module),
-                                  nn.parameters_to_vector(sigmoid))
+    np.testing.assert_array_equal(nn.parameters_to_vector(module), nn.parameters_to_vector(sigmoid))
 
 
 def test_digits_for_lenet5_are_enlarged_to_28x28():
@@ -183,8 +247,7 @@ def test_bad_flag_is_one_line_naming_it_with_status_2(argv, flag, capsys):
 
 def test_bad_choices_list_the_accepted_values(capsys):
     _, _, err = run_cli(capsys, "train", "--model", "resnet")
-    assert "expected one of lenet5, autoencoder, vgg11, mlp, logistic_regression, linear_svm" \
-        in err
+    assert "expected one of lenet5, autoencoder, vgg11, mlp, logistic_regression, linear_svm" in err
     _, _, err = run_cli(capsys, "train", "--solver", "newton")
     assert all(name in err for name in SOLVERS)
     _, _, err = run_cli(capsys, "compare", "--solvers", "adam,bogus")
@@ -197,8 +260,10 @@ def test_other_commands_report_bad_flags_the_same_way(capsys):
         (["compare", "--solvers", "adam,adam"], "mcnet compare: error: --solvers"),
         (["ablate", "--study", "depth"], "mcnet ablate: error: --study"),
         (["ablate", "--etas", "0.1,1.5"], "mcnet ablate: error: --etas"),
-        (["ablate", "--study", "activation", "--model", "linear_svm"],
-         "mcnet ablate: error: --study"),
+        (
+            ["ablate", "--study", "activation", "--model", "linear_svm"],
+            "mcnet ablate: error: --study",
+        ),
         (["curvature", "--top-k", "0"], "mcnet curvature: error: --top-k"),
         (["curvature", "--params", "/nonexistent.npy"], "mcnet curvature: error: --params"),
         (["nonsense"], "mcnet: error: 'nonsense' is not a command"),
@@ -229,8 +294,14 @@ def test_mnist_test_split_with_holdout_trains_and_tests_on_disjoint_parts(tmp_pa
         f.write(header + pixels.tobytes())
     with gzip.open(folder / "t10k-labels-idx1-ubyte.gz", "wb") as f:
         f.write((0x801).to_bytes(4, "big") + (30).to_bytes(4, "big") + labels.tobytes())
-    spec = ex.ProblemSpec(model="lenet5", dataset="mnist", data_dir=str(tmp_path),
-                          train_split="test", holdout=10, subset=15)
+    spec = ex.ProblemSpec(
+        model="lenet5",
+        dataset="mnist",
+        data_dir=str(tmp_path),
+        train_split="test",
+        holdout=10,
+        subset=15,
+    )
     problem = ex.load_problem(spec)
     assert problem.train[0].shape == (15, 1, 28, 28) and problem.test[0].shape == (10, 1, 28, 28)
     np.testing.assert_array_equal(problem.test[1], labels[20:])
@@ -245,21 +316,38 @@ def test_libsvm_files_train_and_test(tmp_path, capsys):
 
     images, labels = digits()
     features = images.reshape(len(images), -1)
-    dump_svmlight_file(features[:200], labels[:200] + 1, str(tmp_path / "train.txt"),
-                       zero_based=False)  # labels 1..10, as many LIBSVM files write them
-    dump_svmlight_file(features[200:260], labels[200:260] + 1, str(tmp_path / "test.txt"),
-                       zero_based=False)
+    dump_svmlight_file(
+        features[:200], labels[:200] + 1, str(tmp_path / "train.txt"), zero_based=False
+    )  # labels 1..10, as many LIBSVM files write them
+    dump_svmlight_file(
+        features[200:260], labels[200:260] + 1, str(tmp_path / "test.txt"), zero_based=False
+    )
     out = tmp_path / "run.json"
-    status, _, err = run_cli(capsys, "train", "--dataset", "libsvm", "--model", "linear_svm",
-                             "--train-file", tmp_path / "train.txt", "--test-file",
-                             tmp_path / "test.txt", "--batch-size", "50", "--epochs", "1",
-                             "--out", out)
+    status, _, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "libsvm",
+        "--model",
+        "linear_svm",
+        "--train-file",
+        tmp_path / "train.txt",
+        "--test-file",
+        tmp_path / "test.txt",
+        "--batch-size",
+        "50",
+        "--epochs",
+        "1",
+        "--out",
+        out,
+    )
     assert status == 0, err
     record = json.loads(out.read_text())
     assert record["problem"]["test_examples"] == 60 and record["problem"]["classes"] == 10
     assert record["train_loss"][1] < record["train_loss"][0]
-    status, _, err = run_cli(capsys, "train", "--dataset", "libsvm", "--train-file",
-                             tmp_path / "nothing.txt")
+    status, _, err = run_cli(
+        capsys, "train", "--dataset", "libsvm", "--train-file", tmp_path / "nothing.txt"
+    )
     assert status == 2 and err.startswith("mcnet train: error: --train-file:")
 
 
@@ -290,9 +378,22 @@ def test_compare_defaults_are_the_readme_demo():
 @pytest.mark.slow
 def test_compare_writes_runs_summary_and_figures(tmp_path, capsys):
     out = tmp_path / "cmp"
-    status, stdout, err = run_cli(capsys, "compare", *TINY, "--epochs", "1", "--lrs", "0.1,0.01",
-                                  "--solvers", "newton-krylov,adam", "--out-dir", out, *PLOTS,
-                                  "--evaluate-every", "2")
+    status, stdout, err = run_cli(
+        capsys,
+        "compare",
+        *TINY,
+        "--epochs",
+        "1",
+        "--lrs",
+        "0.1,0.01",
+        "--solvers",
+        "newton-krylov,adam",
+        "--out-dir",
+        out,
+        *PLOTS,
+        "--evaluate-every",
+        "2",
+    )
     assert status == 0, err
     records = {ex.label(r): r for r in ex.read_runs(out / ex.RUNS_FILE)}
     assert sorted(records) == ["adam lr=0.01", "adam lr=0.1", "newton-krylov"]
@@ -327,34 +428,74 @@ def test_compare_writes_runs_summary_and_figures(tmp_path, capsys):
 
 def test_compare_over_batch_sizes_keeps_each_solvers_best(tmp_path, capsys):
     out = tmp_path / "cmp"
-    status, stdout, err = run_cli(capsys, "compare", *TINY, "--epochs", "1", "--lrs", "0.1",
-                                  "--solvers", "adam,newton-cg", "--batch-sizes", "64,full",
-                                  "--out-dir", out, "--no-plots")
+    status, stdout, err = run_cli(
+        capsys,
+        "compare",
+        *TINY,
+        "--epochs",
+        "1",
+        "--lrs",
+        "0.1",
+        "--solvers",
+        "adam,newton-cg",
+        "--batch-sizes",
+        "64,full",
+        "--out-dir",
+        out,
+        "--no-plots",
+    )
     assert status == 0, err
     # newton-cg is a full-batch method: one run, not one per batch size
     runs = sorted(ex.label(r) for r in ex.read_compare(out))
     assert runs == ["adam lr=0.1 b=64", "adam lr=0.1 b=full", "newton-cg b=full"]
-    rows = {row["solver"]: row for row in json.loads((out / "summary.json").read_text())[
-        "solvers"]}
+    rows = {row["solver"]: row for row in json.loads((out / "summary.json").read_text())["solvers"]}
     assert set(rows["adam"]["grid"]) == {"lr=0.1 b=64", "lr=0.1 b=full"}
     assert rows["adam"]["batch_size"] == 64  # 5 steps beat 1 step of the same lr
     # a second comparison into the folder adds its runs, replacing those of the same label
-    status, _, err = run_cli(capsys, "compare", *TINY, "--epochs", "1", "--lrs", "0.1",
-                             "--solvers", "adam,sgd", "--batch-sizes", "64,full", "--out-dir",
-                             out, "--no-plots")
+    status, _, err = run_cli(
+        capsys,
+        "compare",
+        *TINY,
+        "--epochs",
+        "1",
+        "--lrs",
+        "0.1",
+        "--solvers",
+        "adam,sgd",
+        "--batch-sizes",
+        "64,full",
+        "--out-dir",
+        out,
+        "--no-plots",
+    )
     assert status == 0, err
     runs = sorted(ex.label(r) for r in ex.read_compare(out))
-    assert runs == ["adam lr=0.1 b=64", "adam lr=0.1 b=full", "newton-cg b=full",
-                    "sgd lr=0.1 b=64", "sgd lr=0.1 b=full"]
+    assert runs == [
+        "adam lr=0.1 b=64",
+        "adam lr=0.1 b=full",
+        "newton-cg b=full",
+        "sgd lr=0.1 b=64",
+        "sgd lr=0.1 b=full",
+    ]
     status, _, err = run_cli(capsys, "compare", *TINY, "--batch-sizes", "300,full")
     assert status == 2 and err.startswith("mcnet compare: error: --batch-sizes")
 
 
 def test_equal_time_ratio_takes_each_loss_as_measured_by_the_shorter_run():
     def record(solver, losses, times, lr=None):
-        return {"solver": solver, "lr": lr, "epochs": len(losses) - 1, "train_loss": losses,
-                "epoch_time": times, "test_loss": [], "test_accuracy": [], "wall_time": 1.0,
-                "failed": None, "problem": None, "batch_size": 128}
+        return {
+            "solver": solver,
+            "lr": lr,
+            "epochs": len(losses) - 1,
+            "train_loss": losses,
+            "epoch_time": times,
+            "test_loss": [],
+            "test_accuracy": [],
+            "wall_time": 1.0,
+            "failed": None,
+            "problem": None,
+            "batch_size": 128,
+        }
 
     slow = record("newton-krylov", [2.0, 0.5, 0.1], [0.0, 4.0, 8.0])
     fast = record("adam", [2.0, 1.0, 0.8], [0.0, 1.0, 2.0], lr=0.01)
@@ -372,8 +513,10 @@ def test_equal_time_ratio_takes_each_loss_as_measured_by_the_shorter_run():
     assert nk["time_to_reference_loss"] == 4.0
     assert ex.loss_at_time(slow, 4.0) == 0.5 and ex.loss_at_time(slow, 100.0) == 0.1
     # measured inside its first epoch too (evaluate_every): 0.7 at 1.5 s counts by T = 2 s
-    slow["interim_loss"] = [{"iteration": 3, "time": 1.5, "train_loss": 0.7},
-                            {"iteration": 9, "time": 6.0, "train_loss": None}]
+    slow["interim_loss"] = [
+        {"iteration": 3, "time": 1.5, "train_loss": 0.7},
+        {"iteration": 9, "time": 6.0, "train_loss": None},
+    ]
     assert ex.loss_at_time(slow, 1.4) == 2.0 and ex.loss_at_time(slow, 2.0) == 0.7
     assert ex.loss_at_time(slow, 5.0) == 0.5 and ex.loss_at_time(slow, 7.0) == math.inf
     assert ex.time_to_loss(slow, 0.8) == 1.5 and ex.time_to_loss(slow, 0.3) == 8.0
@@ -381,8 +524,11 @@ def test_equal_time_ratio_takes_each_loss_as_measured_by_the_shorter_run():
 
 def test_variant_options_are_where_a_variant_differs_from_its_base():
     # newton-krylov-gn's definition: Algorithm 1 on G + 1e-3 I at eta 0.2
-    assert variant_options("newton-krylov-gn") == {"curvature": "gauss-newton",
-                                                   "damping": 1e-3, "eta": 0.2}
+    assert variant_options("newton-krylov-gn") == {
+        "curvature": "gauss-newton",
+        "damping": 1e-3,
+        "eta": 0.2,
+    }
     fast = variant_options("newton-krylov-fast")
     assert make("newton-krylov", **fast).config() == make("newton-krylov-fast").config()
     assert variant_options("newton-krylov") == {}
@@ -394,9 +540,25 @@ def test_variant_options_are_where_a_variant_differs_from_its_base():
 def test_ablate_writes_every_study(tmp_path, capsys):
     out = tmp_path / "abl"
     status, stdout, err = run_cli(
-        capsys, "ablate", *TINY, "--model", "mlp", "--hidden", "8", "--epochs", "2",
-        "--etas", "0.05,0.5", "--batch-sizes", "64,150", "--activations", "sigmoid,none",
-        "--out-dir", out, *PLOTS)
+        capsys,
+        "ablate",
+        *TINY,
+        "--model",
+        "mlp",
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--etas",
+        "0.05,0.5",
+        "--batch-sizes",
+        "64,150",
+        "--activations",
+        "sigmoid,none",
+        "--out-dir",
+        out,
+        *PLOTS,
+    )
     assert status == 0, err
     records = {(r["study"], r["setting"]): r for r in ex.read_runs(out / ex.RUNS_FILE)}
     for study in ex.STUDIES:
@@ -411,18 +573,34 @@ def test_ablate_writes_every_study(tmp_path, capsys):
     assert records["step", "armijo backtracking"]["config"]["step"] == "armijo"
     krylov = (out / "krylov.md").read_text()
     assert krylov.count("\n|") == len(ex.krylov_settings()) + 2, krylov  # header, rule, rows
-    assert records["krylov", "truncated Newton (forcing term)"]["config"]["krylov_stop"] == \
-        "forcing"
+    assert (
+        records["krylov", "truncated Newton (forcing term)"]["config"]["krylov_stop"] == "forcing"
+    )
     # the default configuration is one run, reused by every study (same timings)
-    default = [records[key]["wall_time"] for key in
-               [("eta", "eta=0.05"), ("step", "taylor ratio"), ("activation", "sigmoid")]]
+    default = [
+        records[key]["wall_time"]
+        for key in [("eta", "eta=0.05"), ("step", "taylor ratio"), ("activation", "sigmoid")]
+    ]
     assert default[0] == default[1] == default[2]
 
 
 @pytest.mark.slow
 def test_curvature_prints_eigenvalues_at_initial_and_saved_parameters(tmp_path, capsys):
-    flags = ["--model", "logistic_regression", "--subset", "200", "--batch-size", "64",
-             "--top-k", "2", "--probes", "10", "--lanczos-steps", "20", *PLOTS]
+    flags = [
+        "--model",
+        "logistic_regression",
+        "--subset",
+        "200",
+        "--batch-size",
+        "64",
+        "--top-k",
+        "2",
+        "--probes",
+        "10",
+        "--lanczos-steps",
+        "20",
+        *PLOTS,
+    ]
     status, stdout, err = run_cli(capsys, "curvature", *flags, "--out-dir", tmp_path / "a")
     assert status == 0, err
     assert "eigenvalue" in stdout and "trace" in stdout
@@ -436,8 +614,9 @@ def test_curvature_prints_eigenvalues_at_initial_and_saved_parameters(tmp_path, 
     # after training, from the checkpoint: a different point, so different eigenvalues
     checkpoint = tmp_path / "ck"
     assert run_cli(capsys, "train", *TINY, "--epochs", "1", "--checkpoint", checkpoint)[0] == 0
-    status, stdout, err = run_cli(capsys, "curvature", *flags, "--checkpoint", checkpoint,
-                                  "--out-dir", tmp_path / "b")
+    status, stdout, err = run_cli(
+        capsys, "curvature", *flags, "--checkpoint", checkpoint, "--out-dir", tmp_path / "b"
+    )
     assert status == 0, err
     trained = json.loads((tmp_path / "b" / "curvature.json").read_text())
     assert trained["parameters_at"] == f"--checkpoint {checkpoint}"
@@ -457,14 +636,19 @@ def test_console_script_trains_and_reports_bad_flags(tmp_path):
         pytest.skip("the mcnet console script is not installed (pip install -e .)")
     out = tmp_path / "run.json"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([script, "train", *TINY, "--epochs", "1", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [script, "train", *TINY, "--epochs", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(out.read_text())
     assert record["command"][0] == script and record["command"][1] == "train"
     assert len(record["train_loss"]) == 2
-    bad = subprocess.run([script, "train", "--epochs", "0"], capture_output=True, text=True,
-                         env=env, timeout=120)
+    bad = subprocess.run(
+        [script, "train", "--epochs", "0"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert bad.returncode == 2
-    assert bad.stderr == "mcnet train: error: --epochs: 0 is too small (expected an integer " \
-                         ">= 1)\n"
+    assert bad.stderr == "mcnet train: error: --epochs: 0 is too small (expected an integer >= 1)\n"

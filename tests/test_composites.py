@@ -62,8 +62,7 @@ def _swish_numpy(w, batch, width=3, hidden=4):
     loss = np.mean((out - t) ** 2)
     d_out = 2 * (out - t) / out.size
     d_z = (d_out @ w2) * (s + z * s * (1 - s))
-    grad = np.concatenate([(d_z.T @ x).ravel(), d_z.sum(0), (d_out.T @ a).ravel(),
-                           d_out.sum(0)])
+    grad = np.concatenate([(d_z.T @ x).ravel(), d_z.sum(0), (d_out.T @ a).ravel(), d_out.sum(0)])
     return loss, grad
 
 
@@ -76,8 +75,9 @@ def test_swish_skip_block_matches_its_numpy_forward_and_backward(seed):
     fd.assert_close(grad, want_grad, 1e-13, "gradient")
     v = rng.standard_normal(w.size)
     # the gradient against the complex-step derivative of the value (forward only)
-    assert grad @ v == pytest.approx(objective.directional(w, [v], batch), rel=1e-12,
-                                     abs=1e-14 * np.abs(grad) @ np.abs(v))
+    assert grad @ v == pytest.approx(
+        objective.directional(w, [v], batch), rel=1e-12, abs=1e-14 * np.abs(grad) @ np.abs(v)
+    )
 
 
 @given(seed=seeds)
@@ -85,13 +85,13 @@ def test_swish_skip_block_hvp_matches_differences_of_the_numpy_gradient(seed):
     objective, w, batch, rng = _swish_problem(seed)
     v = rng.standard_normal(w.size)
     u = v / np.linalg.norm(v)
-    reference = np.linalg.norm(v) * fd.richardson(
-        lambda t: _swish_numpy(w + t * u, batch)[1], 1e-2)
+    reference = np.linalg.norm(v) * fd.richardson(lambda t: _swish_numpy(w + t * u, batch)[1], 1e-2)
     hv = objective.hvp(w, v, batch)
     fd.assert_close(hv, reference, 1e-9, "H v")
     # v^T H v from one bicomplex forward, which never runs a backward
-    assert v @ hv == pytest.approx(objective.curvature(w, v, batch), rel=1e-12,
-                                   abs=1e-14 * np.abs(v) @ np.abs(hv))
+    assert v @ hv == pytest.approx(
+        objective.curvature(w, v, batch), rel=1e-12, abs=1e-14 * np.abs(v) @ np.abs(hv)
+    )
     g, hv2 = objective.grad_and_hvp(w, v, batch)
     np.testing.assert_allclose(hv2, hv, rtol=0, atol=0)
     hessian = objective.hessian(w, batch)
@@ -104,8 +104,9 @@ def test_swish_skip_network_trains_with_fit():
     net = nn.Sequential(nn.Linear(4, 3), SwishSkip(3, 6), nn.Linear(3, 2))
     x = rng.standard_normal((64, 4))
     y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
-    history = mc.fit(net, nn.CrossEntropyLoss(), (x, y), mc.solvers.NewtonKrylov(),
-                     epochs=3, batch_size=32)
+    history = mc.fit(
+        net, nn.CrossEntropyLoss(), (x, y), mc.solvers.NewtonKrylov(), epochs=3, batch_size=32
+    )
     assert history.train_loss[-1] < 0.8 * history.train_loss[0]
     # the trained parameters are in the module, and its graph holds the recorded product
     names = [type(s.module).__name__ for s in net.graph().steps]
@@ -115,8 +116,7 @@ def test_swish_skip_network_trains_with_fit():
 # --- every recorded operation: backward is the transpose of the forward derivative ---------
 
 STEP = 2.0**-30
-MASK = np.array([[True, False, True, True], [False, True, False, False],
-                 [True, True, False, True]])
+MASK = np.array([[True, False, True, True], [False, True, False, False], [True, True, False, True]])
 ROW = np.array([0.5, -1.0, 2.0, 0.25])
 
 UNARY = {
@@ -147,8 +147,7 @@ UNARY = {
     "exp log sqrt": lambda x: mc.exp(x) + mc.log(x * x + 1.0) * mc.sqrt(x * x + 2.0),
     "tanh softplus erf": lambda x: mc.tanh(x) * mc.softplus(x) + mc.erf(x),
     "sin cos arctan": lambda x: mc.sin(x) * mc.cos(x) + mc.arctan(x),
-    "sinh cosh tan log1p": lambda x: mc.sinh(x) + mc.cosh(x) + mc.tan(x / 4) + mc.log1p(
-        x * x),
+    "sinh cosh tan log1p": lambda x: mc.sinh(x) + mc.cosh(x) + mc.tan(x / 4) + mc.log1p(x * x),
     "power": lambda x: mc.power(x * x + 1.0, 2.5),
     "relu": lambda x: mc.relu(x) * x,
     "abs": lambda x: mc.abs(x) * x,
@@ -215,8 +214,9 @@ def _transpose_check(module, xs, rng):
                 perturbed.append(mc.from_parts(parts))
             jv = mc.from_parts(module(*perturbed).parts[2**order :] / STEP)
             want[(slice(None), *i)] = (u * jv).sum().parts
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max(),
-                                   err_msg=f"input {j}")
+        np.testing.assert_allclose(
+            got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max(), err_msg=f"input {j}"
+        )
 
 
 @pytest.mark.parametrize("order", [0, 1])  # 1: the complex point of the H v pass
@@ -230,8 +230,9 @@ def test_recorded_unary_operations_backpropagate(name, order):
 @pytest.mark.parametrize("name", sorted(BINARY))
 def test_recorded_binary_operations_backpropagate(name, order):
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
-    _transpose_check(Binary(BINARY[name]), [_point(rng, (3, 4), order),
-                                            _point(rng, (3, 4), order)], rng)
+    _transpose_check(
+        Binary(BINARY[name]), [_point(rng, (3, 4), order), _point(rng, (3, 4), order)], rng
+    )
 
 
 def test_recorded_forward_equals_the_direct_computation():
@@ -242,10 +243,13 @@ def test_recorded_forward_equals_the_direct_computation():
             continue
         traced = Unary(fn)(mc.tensor(x))
         assert traced.order == 0, name
-        np.testing.assert_allclose(traced.real, fn(mc.tensor(x)).real, rtol=1e-15,
-                                   atol=1e-15, err_msg=name)
+        np.testing.assert_allclose(
+            traced.real, fn(mc.tensor(x)).real, rtol=1e-15, atol=1e-15, err_msg=name
+        )
     assert [type(s.module).__name__ for s in Unary(UNARY["swish"]).graph().steps] == [
-        "Elementwise", "Multiply"]
+        "Elementwise",
+        "Multiply",
+    ]
 
 
 # --- nn.Elementwise -----------------------------------------------------------------------------
@@ -296,8 +300,13 @@ def test_elementwise_hvp_at_every_order_matches_a_hand_written_activation():
         objective = mc.Objective(net, nn.CrossEntropyLoss())
         w = nn.parameters_to_vector(net)
         v = np.random.default_rng(3).standard_normal(w.size)
-        results.append((objective.value_and_grad(w, (x, y))[1], objective.hvp(w, v, (x, y)),
-                        objective.directional(w, [v, v, v], (x, y))))
+        results.append(
+            (
+                objective.value_and_grad(w, (x, y))[1],
+                objective.hvp(w, v, (x, y)),
+                objective.directional(w, [v, v, v], (x, y)),
+            )
+        )
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
 
@@ -340,12 +349,17 @@ def test_a_forward_only_leaf_gives_values_and_refuses_gradients_by_name():
     v = rng.standard_normal(w.size)
     assert forward_only.value(w, batch) == reference.value(w, batch)
     assert forward_only.curvature(w, v, batch) == pytest.approx(
-        v @ reference.hvp(w, v, batch), rel=1e-12)
+        v @ reference.hvp(w, v, batch), rel=1e-12
+    )
     assert forward_only.directional(w, [v], batch) == pytest.approx(
-        reference.value_and_grad(w, batch)[1] @ v, rel=1e-12)
+        reference.value_and_grad(w, batch)[1] @ v, rel=1e-12
+    )
     for method, args in [("value_and_grad", ()), ("hvp", (v,)), ("grad_and_hvp", (v,))]:
-        with pytest.raises(NotImplementedError, match=r"^Scaled has no backward.*reads the "
-                           r"value of a parameter.*Write Scaled.backward\(grad_out\)"):
+        with pytest.raises(
+            NotImplementedError,
+            match=r"^Scaled has no backward.*reads the "
+            r"value of a parameter.*Write Scaled.backward\(grad_out\)",
+        ):
             getattr(forward_only, method)(w, *args, batch)
 
 
@@ -393,10 +407,17 @@ def test_a_forward_that_reads_shapes_is_traced_for_each_input_shape():
         g = objective.value_and_grad(w, (x, y))[1]
         assert g @ v == pytest.approx(objective.directional(w, [v], (x, y)), rel=1e-12)
         assert v @ objective.hvp(w, v, (x, y)) == pytest.approx(
-            objective.curvature(w, v, (x, y)), rel=1e-12)
+            objective.curvature(w, v, (x, y)), rel=1e-12
+        )
     assert sorted(net._graphs_by_shape) == [((4, 3),), ((6, 3),)]
     assert [type(s.module).__name__ for s in net.graph().steps] == [
-        "Linear", "BatchNorm1d", "Reshape", "Reshape", "Elementwise", "Linear"]
+        "Linear",
+        "BatchNorm1d",
+        "Reshape",
+        "Reshape",
+        "Elementwise",
+        "Linear",
+    ]
     # a direct call in train mode is the run that traces: the statistics move once
     tracked = net.inner.bn.buffer("num_batches_tracked")
     net(rng.standard_normal((5, 3)))
@@ -409,17 +430,21 @@ def test_an_untraceable_composite_is_forward_only_and_says_why():
     net = Outer(UsesNumPy())
     objective = mc.Objective(net, nn.CrossEntropyLoss())
     w = nn.parameters_to_vector(net)
-    h = np.tanh(np.tanh(x @ net.inner.fc.weight.value.numpy().T
-                        + net.inner.fc.bias.value.numpy()))
+    h = np.tanh(np.tanh(x @ net.inner.fc.weight.value.numpy().T + net.inner.fc.bias.value.numpy()))
     logits = h @ net.head.weight.value.numpy().T + net.head.bias.value.numpy()
     log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
-    assert objective.value(w, (x, y)) == pytest.approx(-log_p[np.arange(4), y].mean(),
-                                                       rel=1e-14)
+    assert objective.value(w, (x, y)) == pytest.approx(-log_p[np.arange(4), y].mean(), rel=1e-14)
     # the outer graph is traced; only the inner module runs its forward directly
     assert [type(s.module).__name__ for s in net.graph().steps] == [
-        "UsesNumPy", "Elementwise", "Linear"]
-    with pytest.raises(NotImplementedError, match=r"UsesNumPy has no backward.*in "
-                       r"UsesNumPy.forward, it reads .numpy of a traced value"):
+        "UsesNumPy",
+        "Elementwise",
+        "Linear",
+    ]
+    with pytest.raises(
+        NotImplementedError,
+        match=r"UsesNumPy has no backward.*in "
+        r"UsesNumPy.forward, it reads .numpy of a traced value",
+    ):
         objective.value_and_grad(w, (x, y))
 
 
@@ -453,7 +478,10 @@ def test_a_forward_only_part_of_a_forward_traced_on_its_inputs():
     with pytest.raises(NotImplementedError, match="PartlyNumPy has no backward"):
         objective.value_and_grad(w, (x, y))
     assert [type(s.module).__name__ for s in net.graph().steps] == [
-        "PartlyNumPy", "Reshape", "Linear"]
+        "PartlyNumPy",
+        "Reshape",
+        "Linear",
+    ]
     assert len(net.graph()._saved) == 3
 
 
@@ -503,14 +531,23 @@ def test_a_plain_function_loss_gives_gradients_and_hvp():
         mine, theirs = mc.Objective(net, loss), mc.Objective(net, reference)
         batch = (x, targets)
         assert mine.value(w, batch) == pytest.approx(theirs.value(w, batch), rel=1e-14)
-        np.testing.assert_allclose(mine.value_and_grad(w, batch)[1],
-                                   theirs.value_and_grad(w, batch)[1], rtol=1e-13, atol=1e-16)
-        np.testing.assert_allclose(mine.hvp(w, v, batch), theirs.hvp(w, v, batch), rtol=1e-12,
-                                   atol=1e-15)
-        assert mine.curvature(w, v, batch) == pytest.approx(theirs.curvature(w, v, batch),
-                                                            rel=1e-12)
-    with pytest.raises(TypeError, match=r"loss must be a loss module .* or a function "
-                       r"\(outputs, targets\) -> scalar .*got int"):
+        np.testing.assert_allclose(
+            mine.value_and_grad(w, batch)[1],
+            theirs.value_and_grad(w, batch)[1],
+            rtol=1e-13,
+            atol=1e-16,
+        )
+        np.testing.assert_allclose(
+            mine.hvp(w, v, batch), theirs.hvp(w, v, batch), rtol=1e-12, atol=1e-15
+        )
+        assert mine.curvature(w, v, batch) == pytest.approx(
+            theirs.curvature(w, v, batch), rel=1e-12
+        )
+    with pytest.raises(
+        TypeError,
+        match=r"loss must be a loss module .* or a function "
+        r"\(outputs, targets\) -> scalar .*got int",
+    ):
         mc.Objective(net, 3)
 
 
@@ -541,11 +578,16 @@ def test_a_backward_that_forgets_a_parameter_gradient_is_named():
     objective = mc.Objective(net, nn.MSELoss())
     batch = (np.ones((4, 3)), np.zeros((4, 2)))
     w = nn.parameters_to_vector(net)
-    for call in (lambda: objective.value_and_grad(w, batch)[1],
-                 lambda: objective.hvp(w, np.ones(w.size), batch)):
-        with pytest.warns(UnaccumulatedGradientWarning, match=r"ForgetsBias.backward gave no "
-                          r"gradient to its parameter\(s\) bias, taken as zero: add "
-                          r"self.bias.accumulate"):
+    for call in (
+        lambda: objective.value_and_grad(w, batch)[1],
+        lambda: objective.hvp(w, np.ones(w.size), batch),
+    ):
+        with pytest.warns(
+            UnaccumulatedGradientWarning,
+            match=r"ForgetsBias.backward gave no "
+            r"gradient to its parameter\(s\) bias, taken as zero: add "
+            r"self.bias.accumulate",
+        ):
             result = call()
         assert np.all(result[-2:] == 0)
 

@@ -23,11 +23,26 @@ import mcnet as mc
 from mcnet import nn
 
 FUNCTIONS = {
-    "exp": mc.exp, "expm1": mc.expm1, "log": mc.log, "log1p": mc.log1p, "sqrt": mc.sqrt,
-    "power_2.5": lambda t: mc.power(t, 2.5), "sin": mc.sin, "cos": mc.cos, "sinh": mc.sinh,
-    "cosh": mc.cosh, "tan": mc.tan, "tanh": mc.tanh, "sigmoid": mc.sigmoid,
-    "softplus": mc.softplus, "arctan": mc.arctan, "erf": mc.erf, "arcsin": mc.arcsin,
-    "arccos": mc.arccos, "arcsinh": mc.arcsinh, "arctanh": mc.arctanh,
+    "exp": mc.exp,
+    "expm1": mc.expm1,
+    "log": mc.log,
+    "log1p": mc.log1p,
+    "sqrt": mc.sqrt,
+    "power_2.5": lambda t: mc.power(t, 2.5),
+    "sin": mc.sin,
+    "cos": mc.cos,
+    "sinh": mc.sinh,
+    "cosh": mc.cosh,
+    "tan": mc.tan,
+    "tanh": mc.tanh,
+    "sigmoid": mc.sigmoid,
+    "softplus": mc.softplus,
+    "arctan": mc.arctan,
+    "erf": mc.erf,
+    "arcsin": mc.arcsin,
+    "arccos": mc.arccos,
+    "arcsinh": mc.arcsinh,
+    "arctanh": mc.arctanh,
 }
 
 # --- points over the whole domain ----------------------------------------------------------
@@ -52,9 +67,11 @@ def points(domain: str, dtype):
         one = st.one_of(magnitudes(dtype), near, magnitudes(dtype).map(lambda m: -min(m, 0.5)))
     else:
         one = st.tuples(magnitudes(dtype), signs).map(lambda p: p[0] * p[1])
-    return st.lists(one, min_size=4, max_size=4).map(
-        lambda xs: np.array(xs, dtype=dtype)).filter(
-        lambda a: np.all(np.isfinite(a)) and (domain != "unit" or np.all(np.abs(a) < 1)))
+    return (
+        st.lists(one, min_size=4, max_size=4)
+        .map(lambda xs: np.array(xs, dtype=dtype))
+        .filter(lambda a: np.all(np.isfinite(a)) and (domain != "unit" or np.all(np.abs(a) < 1)))
+    )
 
 
 def check_contract(got, x, name: str, k: int, dtype) -> None:
@@ -64,8 +81,9 @@ def check_contract(got, x, name: str, k: int, dtype) -> None:
     for g, xi in zip(np.ravel(got), np.ravel(x)):
         want = reference(name, float(xi), k)
         g = float(g)
-        where = f"{name}^({k}) at x = {float(xi)!r} ({np.dtype(dtype).name}): got {g!r}, " \
-                f"want {want!r}"
+        where = (
+            f"{name}^({k}) at x = {float(xi)!r} ({np.dtype(dtype).name}): got {g!r}, want {want!r}"
+        )
         if abs(want) > info.max:  # overflows the dtype
             assert math.isinf(g) and math.copysign(1, g) == math.copysign(1, want), where
         elif abs(want) < info.tiny:
@@ -114,15 +132,20 @@ def test_directional_along_one_direction_meets_the_contract(name, data):
     np.testing.assert_allclose(got[normal], want[normal], rtol=1e-11)
 
 
-@pytest.mark.parametrize("name", ["exp", "expm1", "log1p", "arcsin", "arccos", "arctanh",
-                                  "arcsinh", "sinh", "erf"])
+@pytest.mark.parametrize(
+    "name", ["exp", "expm1", "log1p", "arcsin", "arccos", "arctanh", "arcsinh", "sinh", "erf"]
+)
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_every_layout_agrees_with_the_reference(name, k):
     """The new functions (and old ones) in the general layout (distinct directions), the
     multicomplex one-direction layout and the nilpotent one: f^(k)(x) u_1 ... u_k."""
-    x = np.array([0.3, -0.7, 0.05, 0.9]) if DOMAINS.get(name) == "unit" else np.array(
-        [0.3, -0.7, 1.5, 2.5]) if DOMAINS.get(name) != "above_-1" else np.array(
-        [0.3, -0.7, 1.5, 2.5])
+    x = (
+        np.array([0.3, -0.7, 0.05, 0.9])
+        if DOMAINS.get(name) == "unit"
+        else np.array([0.3, -0.7, 1.5, 2.5])
+        if DOMAINS.get(name) != "above_-1"
+        else np.array([0.3, -0.7, 1.5, 2.5])
+    )
     want = np.array([reference(name, float(xi), k) for xi in x])
     directions = [np.array([1.0, -0.5, 2.0, 0.25]) * (j + 1) for j in range(k)]
     product = np.prod(directions, axis=0)
@@ -139,7 +162,8 @@ def test_every_layout_agrees_with_the_reference(name, k):
 def test_the_issues_examples():
     assert mc.derivative(mc.log, 1e-20, order=6) == pytest.approx(-1.2e122, rel=1e-12)
     assert mc.derivative(mc.sqrt, 1e-14, order=8) == pytest.approx(
-        reference("sqrt", 1e-14, 8), rel=1e-12)
+        reference("sqrt", 1e-14, 8), rel=1e-12
+    )
     assert mc.derivative(mc.sqrt, 1e-300, 1) == pytest.approx(5e149, rel=1e-12)
     assert mc.derivative(mc.exp, -500.0, 1) == pytest.approx(math.exp(-500), rel=1e-12)
     x = np.float32(1e-3)
@@ -157,7 +181,11 @@ def test_the_issues_examples():
 
 def test_sqrt_at_zero_is_infinite_with_the_one_sided_sign():
     assert [mc.derivative(mc.sqrt, 0.0, k) for k in (1, 2, 3, 4)] == [
-        np.inf, -np.inf, np.inf, -np.inf]
+        np.inf,
+        -np.inf,
+        np.inf,
+        -np.inf,
+    ]
 
 
 def test_float32_near_1e_30():
@@ -171,8 +199,12 @@ def test_non_elementwise_functions_are_refused():
     """Cross-talk shows where it reaches the order asked for (t - mean(t) is linear: its
     second derivatives are 0 whichever way they are read)."""
     x = np.array([0.5, 1.0, 2.0])
-    for f, orders in ((lambda t: (t * t).sum(), (1, 2)), (lambda t: t * t.sum(), (1, 2)),
-                      (lambda t: t - t.mean(), (1,)), (lambda t: t * t[::-1], (1, 2))):
+    for f, orders in (
+        (lambda t: (t * t).sum(), (1, 2)),
+        (lambda t: t * t.sum(), (1, 2)),
+        (lambda t: t - t.mean(), (1,)),
+        (lambda t: t * t[::-1], (1, 2)),
+    ):
         for k in orders:
             with pytest.raises(ValueError, match=r"mc\.grad.*mc\.directional"):
                 mc.derivative(f, x, k)
@@ -198,10 +230,12 @@ def test_zero_and_extreme_directions():
     assert mc.directional(lambda t: mc.exp(t).sum(), x, [np.zeros(2), np.ones(2)]) == 0.0
     tiny = np.full(2, 5e-324)
     assert mc.directional(lambda t: mc.sin(t).sum(), x, [tiny]) == pytest.approx(
-        np.cos(x).sum() * 5e-324, rel=0.5, abs=1e-323)
+        np.cos(x).sum() * 5e-324, rel=0.5, abs=1e-323
+    )
     huge = np.full(2, 1e300)
     assert mc.directional(lambda t: mc.sin(t).sum(), x, [huge]) == pytest.approx(
-        np.cos(x).sum() * 1e300, rel=1e-12)
+        np.cos(x).sum() * 1e300, rel=1e-12
+    )
 
 
 def test_high_order_mixed_derivative_warns_of_its_cost():
@@ -237,7 +271,8 @@ def test_objective_zero_subnormal_and_huge_directions():
             np.testing.assert_allclose(hv, reference_hv * size, rtol=1e-10)
     curvature = objective.curvature(w, np.ones_like(w), batch)
     assert objective.curvature(w, np.full_like(w, 1e100), batch) == pytest.approx(
-        curvature * 1e200, rel=1e-10)
+        curvature * 1e200, rel=1e-10
+    )
 
 
 # --- every activation module's own third derivative ------------------------------------------
@@ -264,7 +299,9 @@ def test_activation_modules_third_derivative(name):
         want = 0.7 * np.exp(x) * (x < 0) if name == "elu" else np.zeros(4)
     u, v, w = np.array([1.0, -2.0, 0.5, 1.5]), np.array([0.5, 1.0, 1.0, -1.0]), np.full(4, 2.0)
     np.testing.assert_allclose(mc.derivative(module, x, 3), want, rtol=1e-12, atol=1e-300)
-    np.testing.assert_allclose(mc.derivatives.multicomplex_step(module, x, [u] * 3),
-                               want * u**3, rtol=1e-12, atol=1e-300)
-    np.testing.assert_allclose(mc.directional(module, x, [u, v, w]), want * u * v * w,
-                               rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(
+        mc.derivatives.multicomplex_step(module, x, [u] * 3), want * u**3, rtol=1e-12, atol=1e-300
+    )
+    np.testing.assert_allclose(
+        mc.directional(module, x, [u, v, w]), want * u * v * w, rtol=1e-12, atol=1e-300
+    )

@@ -55,8 +55,9 @@ def test_mixed_derivatives_are_symmetric_and_multilinear(x, u, v):
 def test_hessian_by_directions_matches_closed_form():
     x = np.array([0.3, -0.7, 1.1, 0.2])
     eye = np.eye(N)
-    hessian = np.array([[mc.directional(sum_sin, x, [eye[i], eye[j]]) for j in range(N)]
-                        for i in range(N)])
+    hessian = np.array(
+        [[mc.directional(sum_sin, x, [eye[i], eye[j]]) for j in range(N)] for i in range(N)]
+    )
     want = -MATRIX.T @ np.diag(np.sin(MATRIX @ x)) @ MATRIX
     np.testing.assert_allclose(hessian, want, rtol=0, atol=1e-13)
 
@@ -87,8 +88,11 @@ def test_derivative_of_elementwise_function_at_scalar_and_array():
     assert third.shape == (2, 2)
     np.testing.assert_allclose(third, -np.cos(x), rtol=1e-15)
     # an elementwise composition: d^3/dx^3 exp(x) sin(x) = 2 e^x (cos x - sin x)
-    np.testing.assert_allclose(mc.derivative(lambda t: mc.exp(t) * mc.sin(t), x, 3),
-                               2 * np.exp(x) * (np.cos(x) - np.sin(x)), rtol=1e-14)
+    np.testing.assert_allclose(
+        mc.derivative(lambda t: mc.exp(t) * mc.sin(t), x, 3),
+        2 * np.exp(x) * (np.cos(x) - np.sin(x)),
+        rtol=1e-14,
+    )
 
 
 def test_perturb_layout():
@@ -139,8 +143,10 @@ def test_complex_step_first_derivative_is_exact_for_every_small_step():
         got = mc.derivatives.multicomplex_step(squire_trapp, x, [1.0], h=h)
         assert abs(got - exact) <= 4e-16 * abs(exact), (h, got, exact)
     # large steps: the O(h^2) truncation error is visible and shrinks as h^2
-    errors = [abs(mc.derivatives.multicomplex_step(squire_trapp, x, [1.0], h=h) - exact)
-              for h in (1e-2, 1e-3)]
+    errors = [
+        abs(mc.derivatives.multicomplex_step(squire_trapp, x, [1.0], h=h) - exact)
+        for h in (1e-2, 1e-3)
+    ]
     assert errors[0] > 1e-6 and 50 < errors[0] / errors[1] < 200
 
 
@@ -157,8 +163,11 @@ def test_bicomplex_step_second_derivative_is_exact_down_to_1e_100():
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 50
     x = 1.5
-    exact = float(mpmath.diff(
-        lambda t: mpmath.exp(t) / mpmath.sqrt(mpmath.sin(t) ** 3 + mpmath.cos(t) ** 3), x, 2))
+    exact = float(
+        mpmath.diff(
+            lambda t: mpmath.exp(t) / mpmath.sqrt(mpmath.sin(t) ** 3 + mpmath.cos(t) ** 3), x, 2
+        )
+    )
     for exponent in [5, 6, 7] + list(range(8, 101, 4)):
         h = 10.0**-exponent
         got = mc.derivative(squire_trapp, x, 2, h=h)
@@ -186,8 +195,10 @@ def test_float32_default_step(order):
         mc.tanh: [1 / np.cosh(x64) ** 2, -2 * np.tanh(x64) / np.cosh(x64) ** 2][order - 1],
         mc.sin: [np.cos(x64), -np.sin(x64)][order - 1],
         mc.exp: np.exp(x64),
-        mc.sigmoid: [np.exp(-x64) / (1 + np.exp(-x64)) ** 2,
-                     np.exp(-x64) * (np.exp(-x64) - 1) / (1 + np.exp(-x64)) ** 3][order - 1],
+        mc.sigmoid: [
+            np.exp(-x64) / (1 + np.exp(-x64)) ** 2,
+            np.exp(-x64) * (np.exp(-x64) - 1) / (1 + np.exp(-x64)) ** 3,
+        ][order - 1],
     }
     for fn, want in formulas.items():
         got = mc.derivative(fn, x32, order)
@@ -264,11 +275,28 @@ def test_bad_orders_and_dtypes():
         mc.default_step(np.float64, 0)
 
 
-NAN_FUNCTIONS = [mc.exp, mc.log, mc.sqrt, mc.sin, mc.tanh, mc.sigmoid, mc.softplus, mc.erf,
-                 mc.arctan, mc.relu, mc.elu, mc.abs, lambda t: mc.maximum(t, 0.0),
-                 lambda t: mc.maximum(0.0, t), lambda t: mc.minimum(t, 0.0),
-                 lambda t: mc.minimum(0.0, t), lambda t: mc.clip(t, -0.5, 0.5),
-                 lambda t: t * t, lambda t: 1 / t, lambda t: t**2.5]
+NAN_FUNCTIONS = [
+    mc.exp,
+    mc.log,
+    mc.sqrt,
+    mc.sin,
+    mc.tanh,
+    mc.sigmoid,
+    mc.softplus,
+    mc.erf,
+    mc.arctan,
+    mc.relu,
+    mc.elu,
+    mc.abs,
+    lambda t: mc.maximum(t, 0.0),
+    lambda t: mc.maximum(0.0, t),
+    lambda t: mc.minimum(t, 0.0),
+    lambda t: mc.minimum(0.0, t),
+    lambda t: mc.clip(t, -0.5, 0.5),
+    lambda t: t * t,
+    lambda t: 1 / t,
+    lambda t: t**2.5,
+]
 
 
 @pytest.mark.parametrize("fn", NAN_FUNCTIONS)

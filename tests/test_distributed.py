@@ -55,7 +55,10 @@ class Sleepy(nn.Module):
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
         dashboard_address=None,
         scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
     ) as local:
@@ -103,21 +106,31 @@ def test_full_data_value_gradient_and_hvp_equal_the_single_process_oracle(cluste
     net = mlp()
     plain = Oracle(objective(net), digits, chunk_size=256)
     # by address: the path of `--scheduler tcp://...`
-    with DaskOracle(objective(net), digits, chunk_size=256,
-                    scheduler=cluster.scheduler_address) as oracle:
+    with DaskOracle(
+        objective(net), digits, chunk_size=256, scheduler=cluster.scheduler_address
+    ) as oracle:
         assert oracle.shards == 2 and len(oracle.workers) == 2
         w = plain.initial_point()
         w = w + 0.1 * directions(w.size)[0]  # away from the initial point's symmetries
         v, _ = directions(w.size)
         for method, args in [
-            ("value", (w,)), ("value_and_grad", (w,)), ("value_grad_and_hvp", (w, v)),
-            ("grad_and_hvp", (w, v)), ("hvp", (w, v)), ("curvature", (w, v)),
+            ("value", (w,)),
+            ("value_and_grad", (w,)),
+            ("value_grad_and_hvp", (w, v)),
+            ("grad_and_hvp", (w, v)),
+            ("hvp", (w, v)),
+            ("curvature", (w, v)),
             ("gauss_newton_product", (w, v)),
         ]:
             assert_close(getattr(oracle, method)(*args), getattr(plain, method)(*args))
         assert oracle.counts == plain.counts  # counted as global_<kind>, as Oracle does
-        assert set(oracle.counts) == {"global_function", "global_gradient", "global_hvp",
-                                      "global_curvature", "global_gauss_newton"}
+        assert set(oracle.counts) == {
+            "global_function",
+            "global_gradient",
+            "global_hvp",
+            "global_curvature",
+            "global_gauss_newton",
+        }
 
 
 def test_minibatch_evaluations_stay_on_this_process(client, digits):
@@ -133,8 +146,9 @@ def test_minibatch_evaluations_stay_on_this_process(client, digits):
         calls = oracle._session.calls
         before = next(calls)
         # the very same local computation: identical bits
-        np.testing.assert_array_equal(oracle.value_grad_and_hvp(w, v, batch)[2],
-                                      plain.value_grad_and_hvp(w, v, batch)[2])
+        np.testing.assert_array_equal(
+            oracle.value_grad_and_hvp(w, v, batch)[2], plain.value_grad_and_hvp(w, v, batch)[2]
+        )
         assert next(calls) == before + 1  # no cluster call in between
         assert oracle.counts == {"hvp": 1}
 
@@ -142,8 +156,9 @@ def test_minibatch_evaluations_stay_on_this_process(client, digits):
 def test_sums_over_many_shards_by_a_tree_of_tasks(client, digits):
     net = mlp()
     plain = Oracle(objective(net), digits, chunk_size=100)
-    with DaskOracle(objective(net), digits, chunk_size=100, scheduler=client, shards=5,
-                    fan_in=2) as oracle:
+    with DaskOracle(
+        objective(net), digits, chunk_size=100, scheduler=client, shards=5, fan_in=2
+    ) as oracle:
         assert oracle.shards == 5
         w = plain.initial_point()
         v, _ = directions(w.size)
@@ -155,8 +170,9 @@ def test_sums_over_many_shards_by_a_tree_of_tasks(client, digits):
 
 def test_eval_mode_and_running_statistics_follow_this_process(client, digits):
     nn.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.Tanh(),
-                        nn.Linear(32, 10))
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.Tanh(), nn.Linear(32, 10)
+    )
     plain = Oracle(objective(net), digits, chunk_size=300)
     with pytest.warns(UserWarning, match="running statistics"):
         oracle = DaskOracle(objective(net), digits, chunk_size=300, scheduler=client)
@@ -193,8 +209,10 @@ def test_newton_krylov_steps_with_the_cluster_equal_the_plain_ones(client, digit
         assert_close(states[1]["gradient.global"], states[0]["gradient.global"])
         points = w, w
         for index in range(2):
-            batch = (digits[0][index * 128:(index + 1) * 128],
-                     digits[1][index * 128:(index + 1) * 128])
+            batch = (
+                digits[0][index * 128 : (index + 1) * 128],
+                digits[1][index * 128 : (index + 1) * 128],
+            )
             expected, state, _ = solver.step(plain, points[0], batch, states[0])
             actual, cluster_state, info = solver.step(oracle, points[1], batch, states[1])
             assert not info.skipped and info.step_size > 0
@@ -244,11 +262,17 @@ def test_a_scheduler_that_never_answers_is_an_error_within_the_timeout(digits):
 
 def test_a_scheduler_lost_after_the_start_is_an_error_within_the_timeout(digits):
     # a throwaway cluster in this process (threads, over TCP): cheap to start and to lose
-    lost = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                    host="127.0.0.1", protocol="tcp://",
-                                    dashboard_address=None)
-    with DaskOracle(objective(mlp()), digits, chunk_size=900, scheduler=lost.scheduler_address,
-                    timeout=1.0) as oracle:
+    lost = distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        host="127.0.0.1",
+        protocol="tcp://",
+        dashboard_address=None,
+    )
+    with DaskOracle(
+        objective(mlp()), digits, chunk_size=900, scheduler=lost.scheduler_address, timeout=1.0
+    ) as oracle:
         w = oracle.initial_point()
         assert oracle.value(w) > 0
         lost.close()
@@ -260,8 +284,9 @@ def test_a_scheduler_lost_after_the_start_is_an_error_within_the_timeout(digits)
 
 def test_a_full_data_evaluation_longer_than_call_timeout_is_an_error(client, digits):
     net = mlp(Sleepy(0.2))
-    with DaskOracle(objective(net), digits, chunk_size=128, scheduler=client,
-                    call_timeout=0.5) as oracle:
+    with DaskOracle(
+        objective(net), digits, chunk_size=128, scheduler=client, call_timeout=0.5
+    ) as oracle:
         start = time.monotonic()
         with pytest.raises(TimeoutError, match="call_timeout=0.5 s"):
             oracle.value(oracle.initial_point())  # 8 chunks of 0.2 s per shard
@@ -317,8 +342,15 @@ def test_fit_with_a_scheduler_trains_like_the_plain_fit(client, digits):
     results = []
     for scheduler in (None, client.scheduler.address):
         net = mlp()
-        history = mc.fit(net, nn.CrossEntropyLoss(), data, mc.solvers.NewtonCG(max_cg=5),
-                         epochs=2, chunk_size=200, scheduler=scheduler)
+        history = mc.fit(
+            net,
+            nn.CrossEntropyLoss(),
+            data,
+            mc.solvers.NewtonCG(max_cg=5),
+            epochs=2,
+            chunk_size=200,
+            scheduler=scheduler,
+        )
         results.append((history.train_loss, nn.parameters_to_vector(net)))
     (plain_loss, plain_w), (dask_loss, dask_w) = results
     np.testing.assert_allclose(dask_loss, plain_loss, rtol=1e-12)
@@ -338,8 +370,9 @@ def test_a_worker_killed_mid_sum_is_recomputed_and_the_result_is_unchanged(clien
         victim, deadline = None, time.monotonic() + 30
         while victim is None and time.monotonic() < deadline:  # shard 1's sum under way
             for worker, keys in client.processing().items():
-                if any(str(key).startswith("mcnet-sum-") and str(key).endswith("-1")
-                       for key in keys):
+                if any(
+                    str(key).startswith("mcnet-sum-") and str(key).endswith("-1") for key in keys
+                ):
                     victim = worker
             time.sleep(0.01)
         assert victim is not None

@@ -35,8 +35,21 @@ from mcnet import cli, nn
 from mcnet.datasets import _files
 from mcnet.training import checkpoint as checkpoints
 
-TINY = ["train", "--model", "logistic_regression", "--subset", "200", "--test-subset", "50",
-        "--batch-size", "64", "--solver", "adam", "--epochs", "1"]
+TINY = [
+    "train",
+    "--model",
+    "logistic_regression",
+    "--subset",
+    "200",
+    "--test-subset",
+    "50",
+    "--batch-size",
+    "64",
+    "--solver",
+    "adam",
+    "--epochs",
+    "1",
+]
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -46,8 +59,12 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 def run_process(*argv, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mcnet.cli", *map(str, argv)],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mcnet.cli", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_line(err: str, *words: str) -> None:
@@ -68,13 +85,20 @@ def problem(n=200, activation="tanh", seed=0):
 
 def train(directory, epochs=1, activation="tanh", data=None, **options):
     net, default = problem(activation=activation)
-    return mc.fit(net, nn.CrossEntropyLoss(), default if data is None else data,
-                  PlainSGD(0.1), epochs, batch_size=50, checkpoint=directory, **options)
+    return mc.fit(
+        net,
+        nn.CrossEntropyLoss(),
+        default if data is None else data,
+        PlainSGD(0.1),
+        epochs,
+        batch_size=50,
+        checkpoint=directory,
+        **options,
+    )
 
 
 # --- the rule: one line, status 1 or 2, a traceback only with --debug -------------------------
-def test_an_unexpected_exception_is_one_line_and_debug_shows_the_traceback(monkeypatch,
-                                                                          capsys):
+def test_an_unexpected_exception_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise KeyError("internal")
 
@@ -83,8 +107,11 @@ def test_an_unexpected_exception_is_one_line_and_debug_shows_the_traceback(monke
     assert status == 1
     one_line(err, "mcnet train: error: KeyError", "--debug")
     status, _, err = run_cli(capsys, *TINY, "--debug")
-    assert status == 1 and "Traceback" in err and err.splitlines()[-1].startswith(
-        "mcnet train: error: KeyError")
+    assert (
+        status == 1
+        and "Traceback" in err
+        and err.splitlines()[-1].startswith("mcnet train: error: KeyError")
+    )
 
 
 def test_debug_shows_the_traceback_of_a_reported_fault(tmp_path, capsys):
@@ -120,17 +147,25 @@ def test_a_damaged_checkpoint_is_one_checkpoint_error(tmp_path, capsys, damage):
     assert "allow_pickle" not in err
 
 
-@pytest.mark.parametrize("meta", ['[]', '{"format": 2}', 'not json',
-                                  '{"format": 2, "epoch": 1, "run": {}, "history": {"x": 1}}',
-                                  '{"format": 2, "epoch": "one", "run": {}, "history": {}}'])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        "[]",
+        '{"format": 2}',
+        "not json",
+        '{"format": 2, "epoch": 1, "run": {}, "history": {"x": 1}}',
+        '{"format": 2, "epoch": "one", "run": {}, "history": {}}',
+    ],
+)
 def test_a_malformed_meta_record_is_a_checkpoint_error(tmp_path, meta):
     np.savez(tmp_path / checkpoints.FILENAME, w=np.zeros(3), meta=np.array(meta))
     with pytest.raises(mc.CheckpointError, match="not one mcnet can resume"):
         checkpoints.load(tmp_path, np)
 
 
-def test_a_checkpoint_path_that_cannot_hold_one_fails_before_training(tmp_path, capsys,
-                                                                     monkeypatch):
+def test_a_checkpoint_path_that_cannot_hold_one_fails_before_training(
+    tmp_path, capsys, monkeypatch
+):
     (tmp_path / "file").write_text("x")
     net, data = problem()
     before = nn.parameters_to_vector(net)
@@ -144,8 +179,7 @@ def test_a_checkpoint_path_that_cannot_hold_one_fails_before_training(tmp_path, 
     read_only = tmp_path / "read-only"
     read_only.mkdir()
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != read_only
-                        and real_access(p, mode))
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != read_only and real_access(p, mode))
     with pytest.raises(mc.CheckpointError, match="not writable"):
         train(read_only)
     status, out, err = run_cli(capsys, *TINY, "--checkpoint", read_only)
@@ -165,8 +199,7 @@ def test_another_model_or_data_is_another_run(tmp_path, capsys):
         train(tmp_path, epochs=2, data=(inputs[order], labels[order]), resume=True)
     flags = [*TINY, "--model", "mlp", "--hidden", "8", "--checkpoint", tmp_path / "cli"]
     assert run_cli(capsys, *flags)[0] == 0
-    status, _, err = run_cli(capsys, *flags, "--activation", "relu", "--resume",
-                             "--epochs", "2")
+    status, _, err = run_cli(capsys, *flags, "--activation", "relu", "--resume", "--epochs", "2")
     assert status == 2
     one_line(err, "--checkpoint", "different run", "ReLU")
 
@@ -241,12 +274,14 @@ def test_outputs_that_cannot_be_written_fail_before_training(tmp_path, capsys):
     (tmp_path / "target.json").write_text("keep")
     (tmp_path / "link.json").symlink_to(tmp_path / "target.json")
     os.mkfifo(tmp_path / "fifo")
-    for flag, path, words in [("--out", tmp_path / "dir", "is a directory"),
-                              ("--save-params", tmp_path / "dir", "is a directory"),
-                              ("--out", tmp_path / "link.json", "symbolic link"),
-                              ("--out", tmp_path / "fifo", "not a regular file"),
-                              ("--save-params", "/dev/null", "not a regular file"),
-                              ("--out", tmp_path / "target.json" / "x", "not a directory")]:
+    for flag, path, words in [
+        ("--out", tmp_path / "dir", "is a directory"),
+        ("--save-params", tmp_path / "dir", "is a directory"),
+        ("--out", tmp_path / "link.json", "symbolic link"),
+        ("--out", tmp_path / "fifo", "not a regular file"),
+        ("--save-params", "/dev/null", "not a regular file"),
+        ("--out", tmp_path / "target.json" / "x", "not a directory"),
+    ]:
         status, out, err = run_cli(capsys, *TINY, flag, path)
         assert status == 2 and out == "", (flag, path, err)
         one_line(err, flag, words)
@@ -283,11 +318,23 @@ def test_a_step_whose_loss_overflows_is_undone():
 def test_a_run_that_diverges_does_not_end_well(tmp_path):
     net, data = problem()
     with pytest.raises(mc.TrainingError):
-        mc.fit(net, nn.CrossEntropyLoss(), data, PlainSGD(1e308), 2, batch_size=50,
-               checkpoint=tmp_path)
+        mc.fit(
+            net, nn.CrossEntropyLoss(), data, PlainSGD(1e308), 2, batch_size=50, checkpoint=tmp_path
+        )
     # a process: the real stderr, where NumPy's overflow warnings would land
-    done = run_process(*TINY, "--solver", "sgd", "--lr", "1e308", "--epochs", "2", "--out",
-                       tmp_path / "run.json", "--checkpoint", tmp_path / "cli")
+    done = run_process(
+        *TINY,
+        "--solver",
+        "sgd",
+        "--lr",
+        "1e308",
+        "--epochs",
+        "2",
+        "--out",
+        tmp_path / "run.json",
+        "--checkpoint",
+        tmp_path / "cli",
+    )
     assert done.returncode == 1
     one_line(done.stderr, "training failed", "after epoch 1")
     assert not (tmp_path / "run.json").exists()
@@ -304,8 +351,7 @@ def test_non_finite_data_is_refused_by_fit():
         mc.fit(net, nn.CrossEntropyLoss(), (inputs, labels), PlainSGD(0.1), 1)
 
 
-@pytest.mark.parametrize("name, value", [("chunk_size", 0), ("chunk_size", -5),
-                                         ("workers", 0)])
+@pytest.mark.parametrize("name, value", [("chunk_size", 0), ("chunk_size", -5), ("workers", 0)])
 def test_bad_counts_are_named(name, value):
     net, data = problem()
     with pytest.raises(ValueError, match=f"{name} must be >= 1, got {value}"):
@@ -325,10 +371,12 @@ def write_mnist(folder: Path, images=None, labels=None, split="t10k") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     images = np.zeros((4, 28, 28), np.uint8) if images is None else images
     (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(
-        images if isinstance(images, bytes) else idx(images, 0x803))
+        images if isinstance(images, bytes) else idx(images, 0x803)
+    )
     labels = np.arange(4) if labels is None else labels
     (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(
-        labels if isinstance(labels, bytes) else idx(labels, 0x801))
+        labels if isinstance(labels, bytes) else idx(labels, 0x801)
+    )
     return folder
 
 
@@ -354,17 +402,39 @@ def test_a_damaged_idx_file_is_one_line(tmp_path, capsys, case):
     write_mnist(tmp_path / "mnist", **files)
     with pytest.raises(mc.DataError, match=words):
         mc.datasets.mnist(tmp_path, "test")
-    status, out, err = run_cli(capsys, "train", "--dataset", "mnist", "--model", "lenet5",
-                               "--data-dir", tmp_path, "--train-split", "test", "--holdout",
-                               "1")
+    status, out, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "mnist",
+        "--model",
+        "lenet5",
+        "--data-dir",
+        tmp_path,
+        "--train-split",
+        "test",
+        "--holdout",
+        "1",
+    )
     assert status == 1 and out == ""
     one_line(err, "--dataset mnist", "-idx", words)
 
 
 def test_a_damaged_idx_file_through_the_console(tmp_path):
     write_mnist(tmp_path / "mnist", labels=np.array([1, 2, 10, 3]))
-    done = run_process("train", "--dataset", "mnist", "--model", "lenet5", "--data-dir",
-                       tmp_path, "--train-split", "test", "--holdout", "1")
+    done = run_process(
+        "train",
+        "--dataset",
+        "mnist",
+        "--model",
+        "lenet5",
+        "--data-dir",
+        tmp_path,
+        "--train-split",
+        "test",
+        "--holdout",
+        "1",
+    )
     assert done.returncode == 1 and done.stdout == ""
     one_line(done.stderr, "t10k-labels-idx1-ubyte.gz", "labels in 0..9")
 
@@ -379,15 +449,24 @@ LIBSVM_FAULTS = {
     "comments only": ("# nothing\n\n", None, "no examples"),
     "nan": ("1 1:1\n# c\n\n2 1:nan 2:3\n", None, "line 4: feature 1 is nan"),
     "inf": ("1 1:1 2:inf\n", None, "line 1: feature 2 is inf"),
-    "huge index": ("1 1:1\n2 2000000000:1\n", None,
-                   "line 2 has feature index 2000000000, which makes the dense features"),
+    "huge index": (
+        "1 1:1\n2 2000000000:1\n",
+        None,
+        "line 2 has feature index 2000000000, which makes the dense features",
+    ),
     "index beyond int64": ("1 99999999999999999999:1\n", None, "not a valid LIBSVM file"),
     "label inf": ("inf 1:1\n", None, "label inf is not a class label"),
     "label huge": ("1e9 1:1\n", None, "label 1e+09 is not a class label"),
-    "test label unknown": ("1 1:1\n9 2:1\n", "1 1:1\n2 2:1\n",
-                           "line 2 has label 9, which the training file"),
-    "test zero-based, train one-based": ("1 0:1 1:2\n", "1 1:1\n2 2:1\n",
-                                         "line 1 has feature index 0, but the training file"),
+    "test label unknown": (
+        "1 1:1\n9 2:1\n",
+        "1 1:1\n2 2:1\n",
+        "line 2 has label 9, which the training file",
+    ),
+    "test zero-based, train one-based": (
+        "1 0:1 1:2\n",
+        "1 1:1\n2 2:1\n",
+        "line 1 has feature index 0, but the training file",
+    ),
 }
 
 
@@ -398,10 +477,22 @@ def test_a_bad_libsvm_file_is_one_line_naming_the_line(tmp_path, capsys, case):
     train_path = None if train_text is None else svm(tmp_path / "train.svm", train_text)
     with pytest.raises(mc.DataError, match=re.escape(words)):
         mc.datasets.libsvm(path, like=train_path)
-    files = (["--train-file", path] if train_path is None
-             else ["--train-file", train_path, "--test-file", path])
-    status, out, err = run_cli(capsys, "train", "--dataset", "libsvm", "--model",
-                               "logistic_regression", *files, "--batch-size", "1")
+    files = (
+        ["--train-file", path]
+        if train_path is None
+        else ["--train-file", train_path, "--test-file", path]
+    )
+    status, out, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "libsvm",
+        "--model",
+        "logistic_regression",
+        *files,
+        "--batch-size",
+        "1",
+    )
     assert status == 2 and out == ""
     one_line(err, "bad.svm", words)
 
@@ -445,8 +536,15 @@ def test_an_address_that_is_not_a_scheduler_is_one_line(capsys):
         net, data = problem()
         start = time.monotonic()
         with pytest.raises(ConnectionError, match="answered, but not as a Dask scheduler"):
-            mc.fit(net, nn.CrossEntropyLoss(), data, PlainSGD(0.1), 1, scheduler=address,
-                   scheduler_timeout=2.0)
+            mc.fit(
+                net,
+                nn.CrossEntropyLoss(),
+                data,
+                PlainSGD(0.1),
+                1,
+                scheduler=address,
+                scheduler_timeout=2.0,
+            )
         assert time.monotonic() - start < 5
         done = run_process(*TINY, "--scheduler", address, timeout=60)
         stop.set()
@@ -473,22 +571,25 @@ class _Stalls(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_server_that_stalls_mid_body_is_an_error_within_the_timeout(tmp_path, monkeypatch,
-                                                                     capsys):
+def test_a_server_that_stalls_mid_body_is_an_error_within_the_timeout(
+    tmp_path, monkeypatch, capsys
+):
     _Stalls.stop = threading.Event()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Stalls)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/file.gz"
-        monkeypatch.setitem(_files.RESOURCES, "mnist",
-                            [_files.Resource("file.gz", url, "sha256:" + "0" * 64)])
+        monkeypatch.setitem(
+            _files.RESOURCES, "mnist", [_files.Resource("file.gz", url, "sha256:" + "0" * 64)]
+        )
         start = time.monotonic()
         with pytest.raises(mc.datasets.DatasetNotFoundError, match="no answer for 0.5 s"):
             mc.datasets.download("mnist", tmp_path, timeout=0.5)
         assert time.monotonic() - start < 5
-        status, _, err = run_cli(capsys, "download", "mnist", "--data-dir", tmp_path,
-                                 "--timeout", "0.5")
+        status, _, err = run_cli(
+            capsys, "download", "mnist", "--data-dir", tmp_path, "--timeout", "0.5"
+        )
         assert status == 1
         one_line(err, "mcnet download: error: could not download file.gz", "no answer")
     finally:
@@ -504,9 +605,11 @@ def test_a_damaged_file_in_place_is_fetched_again(tmp_path, monkeypatch):
     import hashlib
 
     checksum = "sha256:" + hashlib.sha256(good).hexdigest()
-    monkeypatch.setitem(_files.RESOURCES, "mnist", [
-        _files.Resource("t10k-labels-idx1-ubyte.gz", (tmp_path / "served.gz").as_uri(),
-                        checksum)])
+    monkeypatch.setitem(
+        _files.RESOURCES,
+        "mnist",
+        [_files.Resource("t10k-labels-idx1-ubyte.gz", (tmp_path / "served.gz").as_uri(), checksum)],
+    )
     folder = tmp_path / "data" / "mnist"
     folder.mkdir(parents=True)
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(good[:-3])
@@ -526,8 +629,9 @@ def test_a_refused_cifar_pickle_is_one_line(tmp_path, capsys):
         (folder / name).write_bytes(pickle.dumps(Evil()))
     with pytest.raises(mc.DataError, match="refusing to load global"):
         mc.datasets.cifar10(tmp_path)
-    status, out, err = run_cli(capsys, "train", "--dataset", "cifar10", "--model", "vgg11",
-                               "--data-dir", tmp_path)
+    status, out, err = run_cli(
+        capsys, "train", "--dataset", "cifar10", "--model", "vgg11", "--data-dir", tmp_path
+    )
     assert status == 1 and "pwned" not in out
     one_line(err, "--dataset cifar10", "data_batch_1", "refusing to load global")
 

@@ -31,8 +31,9 @@ def checkpoint_bytes() -> bytes:
     history = mc.History(solver="sgd", config={"lr": 0.1}, train_loss=[2.0, 1.5])
     meta = {"epoch": 1, "run": {"solver": "sgd", "seed": 0}, "history": history.to_dict()}
     with tempfile.TemporaryDirectory() as folder:
-        path = checkpoints.save(Path(folder), np.linspace(-1, 1, 7), {"step": 3,
-                                "m": np.ones(7)}, meta)
+        path = checkpoints.save(
+            Path(folder), np.linspace(-1, 1, 7), {"step": 3, "m": np.ones(7)}, meta
+        )
         return path.read_bytes()
 
 
@@ -91,8 +92,12 @@ def test_damaged_checkpoint_loads_or_raises_checkpoint_error(data):
 
 @given(st.binary(max_size=64))
 def test_any_bytes_as_a_checkpoint_raise_checkpoint_error(data):
-    read_or_raise(data, checkpoints.FILENAME, lambda path: checkpoints.load(path.parent, np),
-                  mc.CheckpointError)
+    read_or_raise(
+        data,
+        checkpoints.FILENAME,
+        lambda path: checkpoints.load(path.parent, np),
+        mc.CheckpointError,
+    )
 
 
 @given(damaged(LIBSVM))
@@ -110,8 +115,9 @@ def test_damaged_libsvm_test_file_reads_or_raises_data_error(data):
     with tempfile.TemporaryDirectory() as folder:
         train = Path(folder) / "train.svm"
         train.write_bytes(LIBSVM)
-        read_or_raise(data, "test.svm", lambda path: libsvm(path, like=train, max_bytes=1 << 20),
-                      mc.DataError)
+        read_or_raise(
+            data, "test.svm", lambda path: libsvm(path, like=train, max_bytes=1 << 20), mc.DataError
+        )
 
 
 def test_the_undamaged_files_read(tmp_path):

@@ -32,15 +32,27 @@ def digits_problem(n=400, hidden=16, seed=0):
 
 def test_history_records_every_epoch_and_iteration():
     net, train, test = digits_problem()
-    history = fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=2, batch_size=100,
-                  test_data=test)
+    history = fit(
+        net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=2, batch_size=100, test_data=test
+    )
     assert len(history.train_loss) == 3 and len(history.test_loss) == 3
     assert len(history.test_accuracy) == 3 and len(history.epoch_time) == 3
     assert history.train_loss[-1] < 0.5 * history.train_loss[0]
     assert history.test_accuracy[-1] > 0.8
     assert len(history.records) == 8  # 4 batches a epoch
-    keys = {"epoch", "iteration", "loss", "time", "step_size", "krylov_iterations",
-            "adjustments", "skipped", "rejected", "reason", "evaluations"}
+    keys = {
+        "epoch",
+        "iteration",
+        "loss",
+        "time",
+        "step_size",
+        "krylov_iterations",
+        "adjustments",
+        "skipped",
+        "rejected",
+        "reason",
+        "evaluations",
+    }
     for record in history.records:
         assert keys <= set(record)
         assert record["evaluations"].get("global_gradient", 0) <= 1
@@ -57,8 +69,16 @@ def test_evaluate_every_measures_inside_epochs_without_changing_the_run():
     runs = []
     for every in (None, 3):
         net, train, _ = digits_problem()
-        history = fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=2,
-                      batch_size=50, seed=1, evaluate_every=every)
+        history = fit(
+            net,
+            nn.CrossEntropyLoss(),
+            train,
+            NewtonKrylov(),
+            epochs=2,
+            batch_size=50,
+            seed=1,
+            evaluate_every=every,
+        )
         runs.append((history, nn.parameters_to_vector(net)))
     (plain, w_plain), (measured, w_measured) = runs
     assert plain.interim_loss == []
@@ -85,8 +105,9 @@ def test_each_interim_loss_is_the_full_training_loss_after_that_step():
     net, train, _ = digits_problem()
     solver = Recording(lr=0.5)
     solver.after = []
-    history = fit(net, nn.CrossEntropyLoss(), train, solver, epochs=1, batch_size=50,
-                  evaluate_every=2)
+    history = fit(
+        net, nn.CrossEntropyLoss(), train, solver, epochs=1, batch_size=50, evaluate_every=2
+    )
     objective = mc.Objective(net, nn.CrossEntropyLoss())
     assert [p["iteration"] for p in history.interim_loss] == [2, 4, 6]
     for point in history.interim_loss:
@@ -119,8 +140,11 @@ def test_exploding_learning_rate_never_leaves_nan_in_the_parameters():
     before = nn.parameters_to_vector(net)
     # the first step lands near 1e308, where the loss overflows: the second step starts
     # from an infinite loss, so the first is undone and the second rejected
-    with pytest.raises(TrainingError, match=r"PlainSGD\(lr=1e\+308\): every step of epoch 1"
-                       r".*iteration 2"):
+    with pytest.raises(
+        TrainingError,
+        match=r"PlainSGD\(lr=1e\+308\): every step of epoch 1"
+        r".*iteration 2",
+    ):
         fit(net, nn.CrossEntropyLoss(), train, PlainSGD(lr=1e308), epochs=3, batch_size=100)
     assert np.array_equal(nn.parameters_to_vector(net), before)
     net, train, _ = digits_problem(n=200)
@@ -138,8 +162,7 @@ def test_a_rejected_step_is_recorded_and_undone():
             return delta, {"count": count}
 
     net, train, _ = digits_problem(n=200)
-    history = fit(net, nn.CrossEntropyLoss(), train, SometimesNaN(lr=0.1), epochs=1,
-                  batch_size=50)
+    history = fit(net, nn.CrossEntropyLoss(), train, SometimesNaN(lr=0.1), epochs=1, batch_size=50)
     # A rejected step's state is dropped with it: the counter stays at 1, so every step
     # after the first is the NaN one again.
     assert [r["rejected"] for r in history.records] == [False, True, True, True]
@@ -150,7 +173,8 @@ def test_a_rejected_step_is_recorded_and_undone():
 @pytest.mark.slow
 def test_checkpoint_resume_after_sigkill_is_bit_identical(tmp_path):
     script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys
         import numpy as np
         import mcnet as mc
@@ -163,14 +187,16 @@ def test_checkpoint_resume_after_sigkill_is_bit_identical(tmp_path):
         mc.fit(net, nn.CrossEntropyLoss(), data, mc.solvers.NewtonKrylov(), epochs=4,
                batch_size=64, checkpoint=checkpoint, resume=sys.argv[3] == "resume")
         np.save(sys.argv[1], nn.parameters_to_vector(net))
-    """))
+    """)
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     run = [sys.executable, str(script)]
     subprocess.run(run + [str(tmp_path / "straight.npy"), "-", "fresh"], env=env, check=True)
 
     directory = tmp_path / "checkpoints"
-    killed = subprocess.Popen(run + [str(tmp_path / "killed.npy"), str(directory), "fresh"],
-                              env=env)
+    killed = subprocess.Popen(
+        run + [str(tmp_path / "killed.npy"), str(directory), "fresh"], env=env
+    )
     deadline = time.monotonic() + 120
     while not (directory / "checkpoint.npz").exists() and killed.poll() is None:
         assert time.monotonic() < deadline
@@ -182,8 +208,9 @@ def test_checkpoint_resume_after_sigkill_is_bit_identical(tmp_path):
     with np.load(directory / "checkpoint.npz") as archive:
         assert json.loads(str(archive["meta"]))["epoch"] < 4
 
-    subprocess.run(run + [str(tmp_path / "resumed.npy"), str(directory), "resume"], env=env,
-                   check=True)
+    subprocess.run(
+        run + [str(tmp_path / "resumed.npy"), str(directory), "resume"], env=env, check=True
+    )
     assert np.array_equal(np.load(tmp_path / "straight.npy"), np.load(tmp_path / "resumed.npy"))
 
 
@@ -192,26 +219,64 @@ def test_resume_continues_the_history_and_refuses_another_run(tmp_path):
     net, train, _ = digits_problem(n=200)
     straight = fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=2, batch_size=50)
     net, train, _ = digits_problem(n=200)
-    fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=1, batch_size=50,
-        checkpoint=tmp_path)
+    fit(
+        net,
+        nn.CrossEntropyLoss(),
+        train,
+        NewtonKrylov(),
+        epochs=1,
+        batch_size=50,
+        checkpoint=tmp_path,
+    )
     net, train, _ = digits_problem(n=200)  # a fresh module: everything comes from the file
-    resumed = fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=2, batch_size=50,
-                  checkpoint=tmp_path, resume=True)
+    resumed = fit(
+        net,
+        nn.CrossEntropyLoss(),
+        train,
+        NewtonKrylov(),
+        epochs=2,
+        batch_size=50,
+        checkpoint=tmp_path,
+        resume=True,
+    )
     assert resumed.train_loss == straight.train_loss
     assert len(resumed.records) == len(straight.records)
     with pytest.raises(mc.CheckpointMismatchError, match="different run.*eta"):
-        fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(eta=0.1), epochs=3, batch_size=50,
-            checkpoint=tmp_path, resume=True)
+        fit(
+            net,
+            nn.CrossEntropyLoss(),
+            train,
+            NewtonKrylov(eta=0.1),
+            epochs=3,
+            batch_size=50,
+            checkpoint=tmp_path,
+            resume=True,
+        )
     (tmp_path / "checkpoint.npz").write_bytes(b"not a zip file")
     with pytest.raises(mc.CheckpointError, match="damaged"):
-        fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=3, batch_size=50,
-            checkpoint=tmp_path, resume=True)
+        fit(
+            net,
+            nn.CrossEntropyLoss(),
+            train,
+            NewtonKrylov(),
+            epochs=3,
+            batch_size=50,
+            checkpoint=tmp_path,
+            resume=True,
+        )
 
 
 def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
     net, train, _ = digits_problem(n=200)
-    fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=1, batch_size=100,
-        checkpoint=tmp_path)
+    fit(
+        net,
+        nn.CrossEntropyLoss(),
+        train,
+        NewtonKrylov(),
+        epochs=1,
+        batch_size=100,
+        checkpoint=tmp_path,
+    )
     good = (tmp_path / "checkpoint.npz").read_bytes()
 
     def failing_fsync(fd):
@@ -220,8 +285,16 @@ def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", failing_fsync)
     net, train, _ = digits_problem(n=200)
     with pytest.raises(OSError, match="disk full"):
-        fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=2, batch_size=100,
-            checkpoint=tmp_path, resume=True)
+        fit(
+            net,
+            nn.CrossEntropyLoss(),
+            train,
+            NewtonKrylov(),
+            epochs=2,
+            batch_size=100,
+            checkpoint=tmp_path,
+            resume=True,
+        )
     assert (tmp_path / "checkpoint.npz").read_bytes() == good
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == [".lock", "checkpoint.npz"]
 
@@ -231,27 +304,38 @@ def test_no_progress_bar_when_output_is_not_a_terminal(capsys):
     fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=1, batch_size=100)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
-    fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=1, batch_size=100,
-        progress=True)
+    fit(net, nn.CrossEntropyLoss(), train, NewtonKrylov(), epochs=1, batch_size=100, progress=True)
     assert "newton-krylov epoch 1/1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("change, error, message", [
-    ({"epochs": 0}, ValueError, "epochs must be >= 1"),
-    ({"epochs": 1.5}, TypeError, "epochs must be an integer"),
-    ({"batch_size": 1000}, ValueError, "batch_size 1000 is larger than the data"),
-    ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
-    ({"solver": "adam"}, TypeError, "solver must be"),
-    ({"resume": True}, ValueError, "resume=True needs checkpoint"),
-    ({"evaluate_every": 0}, ValueError, "evaluate_every must be >= 1"),
-    ({"data": "train"}, TypeError, "data must be a pair"),
-    ({"test_data": (np.zeros((3, 64)), np.zeros(2, dtype=int))}, ValueError,
-     "test_data: inputs and targets must have the same length"),
-])
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        ({"epochs": 0}, ValueError, "epochs must be >= 1"),
+        ({"epochs": 1.5}, TypeError, "epochs must be an integer"),
+        ({"batch_size": 1000}, ValueError, "batch_size 1000 is larger than the data"),
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"solver": "adam"}, TypeError, "solver must be"),
+        ({"resume": True}, ValueError, "resume=True needs checkpoint"),
+        ({"evaluate_every": 0}, ValueError, "evaluate_every must be >= 1"),
+        ({"data": "train"}, TypeError, "data must be a pair"),
+        (
+            {"test_data": (np.zeros((3, 64)), np.zeros(2, dtype=int))},
+            ValueError,
+            "test_data: inputs and targets must have the same length",
+        ),
+    ],
+)
 def test_bad_arguments_are_named(change, error, message):
     net, train, _ = digits_problem(n=200)
-    arguments = {"module": net, "loss": nn.CrossEntropyLoss(), "data": train,
-                 "solver": NewtonKrylov(), "epochs": 1, **change}
+    arguments = {
+        "module": net,
+        "loss": nn.CrossEntropyLoss(),
+        "data": train,
+        "solver": NewtonKrylov(),
+        "epochs": 1,
+        **change,
+    }
     with pytest.raises(error, match=message):
         fit(**arguments)
 
@@ -265,8 +349,9 @@ def test_module_and_data_that_disagree_are_named():
 
 
 def test_dask_is_imported_only_for_a_cluster():
-    code = ("import sys, mcnet; loaded = [m for m in sys.modules if m.startswith("
-            "('mcnet.training.distributed', 'distributed'))]; print(loaded)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+    code = (
+        "import sys, mcnet; loaded = [m for m in sys.modules if m.startswith("
+        "('mcnet.training.distributed', 'distributed'))]; print(loaded)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -166,10 +166,14 @@ def test_power_with_tensor_exponent_differentiates_both_ways():
     # d/dx x**p at fixed tensor p, and d/dp a**p at fixed base a
     p = mc.tensor(np.array([1.7, -0.3, 2.2]))
     for k in ORDERS:
-        close(mc.derivative(lambda t: mc.power(t, p), x, k),
-              [power_d(pi)(xi, k) for xi, pi in zip(x, p.real)], rtol=1e-12)
-        close(mc.derivative(lambda t: mc.power(2.5, t), x, k), np.log(2.5) ** k * 2.5**x,
-              rtol=1e-12)
+        close(
+            mc.derivative(lambda t: mc.power(t, p), x, k),
+            [power_d(pi)(xi, k) for xi, pi in zip(x, p.real)],
+            rtol=1e-12,
+        )
+        close(
+            mc.derivative(lambda t: mc.power(2.5, t), x, k), np.log(2.5) ** k * 2.5**x, rtol=1e-12
+        )
 
 
 # --- branching functions: the chosen branch's derivative, and the documented ties ---------
@@ -200,8 +204,9 @@ def test_branching_ties_follow_the_documented_rule():
     np.testing.assert_array_equal(mc.derivative(lambda t: mc.minimum(t, 0.0), zero, 1), [1, 1])
     np.testing.assert_array_equal(mc.derivative(lambda t: mc.minimum(0.0, t), zero, 1), [0, 0])
     bounds = np.array([-1.0, 1.0])
-    np.testing.assert_array_equal(mc.derivative(lambda t: mc.clip(t, -1.0, 1.0), bounds, 1),
-                                  [1.0, 1.0])
+    np.testing.assert_array_equal(
+        mc.derivative(lambda t: mc.clip(t, -1.0, 1.0), bounds, 1), [1.0, 1.0]
+    )
     # max: the first of equal real parts carries its imaginary parts
     v = np.array([1.0, 0.0, 0.0])
     assert mc.directional(mc.max, np.array([2.0, 2.0, 1.0]), [v]) == 1.0
@@ -232,14 +237,23 @@ def test_maximum_minimum_where_clip(order, x, y):
     )
     # maximum of two functions of t: the larger one's derivative
     want = np.where(np.sin(x) >= np.exp(0.2 * x), sin_d(x, order), 0.2**order * np.exp(0.2 * x))
-    close(mc.derivative(lambda t: mc.maximum(mc.sin(t), mc.exp(0.2 * t)), x, order), want,
-          scale=1.0, rtol=1e-13)
+    close(
+        mc.derivative(lambda t: mc.maximum(mc.sin(t), mc.exp(0.2 * t)), x, order),
+        want,
+        scale=1.0,
+        rtol=1e-13,
+    )
     want = np.where(x > 0.5, np.exp(x), sin_d(x, order))
-    close(mc.derivative(lambda t: mc.where(t > 0.5, mc.exp(t), mc.sin(t)), x, order), want,
-          scale=1.0, rtol=1e-13)
+    close(
+        mc.derivative(lambda t: mc.where(t > 0.5, mc.exp(t), mc.sin(t)), x, order),
+        want,
+        scale=1.0,
+        rtol=1e-13,
+    )
     inside = (x >= -1.0) & (x <= 0.5)  # at a bound x itself is kept
-    np.testing.assert_array_equal(mc.derivative(lambda t: mc.clip(t, -1.0, 0.5), x, order),
-                                  np.where(inside, first, 0.0))
+    np.testing.assert_array_equal(
+        mc.derivative(lambda t: mc.clip(t, -1.0, 0.5), x, order), np.where(inside, first, 0.0)
+    )
 
 
 # --- reductions: derivatives along v are the cumulants of v under softmax(x) ---------------
@@ -293,8 +307,10 @@ def test_logsumexp_does_not_overflow():
 
 
 @pytest.mark.parametrize("order", ORDERS)
-@given(x=hnp.arrays(np.float64, (4, 3), elements=st.floats(-5, 5), unique=True),
-       v=hnp.arrays(np.float64, (4, 3), elements=st.floats(-1, 1)))
+@given(
+    x=hnp.arrays(np.float64, (4, 3), elements=st.floats(-5, 5), unique=True),
+    v=hnp.arrays(np.float64, (4, 3), elements=st.floats(-1, 1)),
+)
 def test_max_carries_the_argmax_element(order, x, v):
     index = np.argmax(x, axis=1)
     want = v[np.arange(4), index] if order == 1 else np.zeros(4)

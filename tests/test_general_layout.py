@@ -185,12 +185,13 @@ def unit_directions(draw, k, size):
     """k distinct directions with entries of size 0.1 to 1 and either sign."""
     magnitude = st.floats(0.1, 1.0)
     sign = st.sampled_from([-1.0, 1.0])
-    return [np.array([draw(magnitude) * draw(sign) for _ in range(size)]) * (1 + j / 16)
-            for j in range(k)]
+    return [
+        np.array([draw(magnitude) * draw(sign) for _ in range(size)]) * (1 + j / 16)
+        for j in range(k)
+    ]
 
 
 # --- the derivative regime: directional with distinct directions ---------------------------
-
 
 
 def _tile(a, size):
@@ -251,8 +252,7 @@ def test_every_coefficient_in_the_derivative_regime_matches_mpmath(name, data):
     steps = data.draw(derivative_regime_steps(k), label="h")
     x = real_points(spec, data.draw, 2)
     vs = unit_directions(data.draw, k, 2)
-    got = spec.fn(mc.perturb(x, [h * v for h, v in zip(steps, vs)], 1.0,
-                             one_direction=False)).parts
+    got = spec.fn(mc.perturb(x, [h * v for h, v in zip(steps, vs)], 1.0, one_direction=False)).parts
     for e, xe in enumerate(x):
         derivs = mpref.derivatives(spec.branch(xe), xe, k + 8)
         eps = [h * v[e] for h, v in zip(steps, vs)]
@@ -279,8 +279,7 @@ def idempotent_numbers(seed, spec, order, count, spread):
     for _ in range(count):
         centre = rng.uniform(-1.0, 1.0, 2)
         offsets = rng.uniform(-1.0, 1.0, (2 ** (order - 1), 2))
-        components.append([spec.place(*np.clip(centre + spread * o, -1.0, 1.0))
-                           for o in offsets])
+        components.append([spec.place(*np.clip(centre + spread * o, -1.0, 1.0)) for o in offsets])
     return mpref.parts_from_components(components)
 
 
@@ -295,8 +294,9 @@ def o1_scale(spec, parts):
     roundoff is relative to."""
     branches = [spec.branch(parts[0, e]) for e in range(parts.shape[1])]
     comps = mpref.idempotent_components(parts)
-    return np.array([max(abs(complex(branches[e](z))) for z in c) + 1.0
-                     for e, c in enumerate(comps)])
+    return np.array(
+        [max(abs(complex(branches[e](z))) for z in c) + 1.0 for e, c in enumerate(comps)]
+    )
 
 
 def halves_condition(parts, denominator=identity):
@@ -365,8 +365,9 @@ def test_o1_imaginary_parts_match_mpmath(name, size, data):
     spec = SPECS[name]
     anywhere = data.draw(st.booleans(), label="anywhere")
     highest = 6
-    k = data.draw(st.integers(2, highest if size < FUSE_MIN_SIZE else min(highest, 4)),
-                  label="order")
+    k = data.draw(
+        st.integers(2, highest if size < FUSE_MIN_SIZE else min(highest, 4)), label="order"
+    )
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
     parts = idempotent_numbers(seed, spec, k, DISTINCT, 2.0 if anywhere else 0.05)
     check_o1(spec, parts, size, o1_rtol(spec, parts))
@@ -387,8 +388,11 @@ def test_inverse_of_numbers_whose_first_half_is_zero_or_tiny():
         np.testing.assert_array_equal(got, want)
 
 
-@given(seed=st.integers(0, 2**32 - 1), order=st.integers(2, 5),
-       small=st.sampled_from([0.0, 1e-300, 1e-150, 1e-8]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    order=st.integers(2, 5),
+    small=st.sampled_from([0.0, 1e-300, 1e-150, 1e-8]),
+)
 def test_inverse_times_the_number_is_one_when_a_half_is_zero_or_tiny(seed, order, small):
     """z (1/z) = 1 for z = s z1 + z2 i_n with the first half scaled down to 0 or nearly,
     elementwise mixed with ordinary numbers (so both forms of the inverse run in one array),
@@ -402,7 +406,7 @@ def test_inverse_times_the_number_is_one_when_a_half_is_zero_or_tiny(seed, order
     one = np.zeros_like(parts)
     one[0] = 1.0
     kappa = halves_condition(parts)
-    kappa[::2] = halves_condition(parts[2 ** (order - 1):])[::2]
+    kappa[::2] = halves_condition(parts[2 ** (order - 1) :])[::2]
     error = np.abs((z * (1 / z)).parts - one).max(axis=0)
     assert np.all(error <= 1e-12 + 1e-15 * kappa**4), (error, kappa)
 
@@ -416,8 +420,7 @@ LOG_ORDER_6 = [
 ]  # fmt: skip
 
 
-LOG_ORDER_4 = [3 - 3j, 2.938 + 0.285j, 3 - 3j, -3 - 3j, 3 + 3j, -2.084 - 1.405j, 3 + 3j,
-               3 + 2.817j]
+LOG_ORDER_4 = [3 - 3j, 2.938 + 0.285j, 3 - 3j, -3 - 3j, 3 + 3j, -2.084 - 1.405j, 3 + 3j, 3 + 2.817j]
 
 
 @pytest.mark.parametrize("components", [LOG_ORDER_4, LOG_ORDER_6], ids=["order4", "order6"])

@@ -38,12 +38,21 @@ def raises(exc):
         (None, "skip", "not importable"),
         (fake_cupy(lambda: 0), "skip", "0 devices"),
         (fake_cupy(raises(FakeRuntimeError(100, "cudaErrorNoDevice"))), "skip", "no device"),
-        (fake_cupy(raises(FakeRuntimeError(35, "cudaErrorInsufficientDriver"))), "skip",
-         "no device"),
-        (fake_cupy(raises(FakeRuntimeError(3, "cudaErrorInitializationError"))), "fail",
-         "cudaErrorInitializationError"),
-        (fake_cupy(raises(AttributeError("module 'cupy' has no attribute 'cuda'"))), "fail",
-         "AttributeError"),
+        (
+            fake_cupy(raises(FakeRuntimeError(35, "cudaErrorInsufficientDriver"))),
+            "skip",
+            "no device",
+        ),
+        (
+            fake_cupy(raises(FakeRuntimeError(3, "cudaErrorInitializationError"))),
+            "fail",
+            "cudaErrorInitializationError",
+        ),
+        (
+            fake_cupy(raises(AttributeError("module 'cupy' has no attribute 'cuda'"))),
+            "fail",
+            "AttributeError",
+        ),
         (fake_cupy(lambda: 1), "ok", ""),
     ],
 )
@@ -58,8 +67,9 @@ def test_broken_cupy_fails_the_gpu_tests_instead_of_skipping(tmp_path):
     """End to end: a CuPy package whose device query raises runs tests/test_gpu.py red."""
     package = tmp_path / "cupy"
     package.mkdir()
-    (package / "__init__.py").write_text(textwrap.dedent(
-        """
+    (package / "__init__.py").write_text(
+        textwrap.dedent(
+            """
         class _Runtime:
             @staticmethod
             def getDeviceCount():
@@ -68,14 +78,25 @@ def test_broken_cupy_fails_the_gpu_tests_instead_of_skipping(tmp_path):
         class cuda:
             runtime = _Runtime
         """
-    ))
+        )
+    )
     tests = Path(__file__).parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(tests)]))
     env.pop("MCNET_MUTATION", None)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         str(tests / "test_gpu.py")],
-        env=env, capture_output=True, text=True, cwd=tests.parent,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(tests / "test_gpu.py"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tests.parent,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "CuPy imports but the CUDA device query failed" in done.stdout

@@ -24,11 +24,11 @@ def test_newton_krylov_fit_on_cuda_matches_the_cpu():
     histories, parameters = {}, {}
     for device in ("cpu", "cuda"):
         net, data = problem(device)
-        histories[device] = mc.fit(net, nn.CrossEntropyLoss(), data,
-                                   mc.solvers.NewtonKrylov(), epochs=2, batch_size=100)
+        histories[device] = mc.fit(
+            net, nn.CrossEntropyLoss(), data, mc.solvers.NewtonKrylov(), epochs=2, batch_size=100
+        )
         parameters[device] = nn.parameters_to_vector(net)
-    np.testing.assert_allclose(histories["cuda"].train_loss, histories["cpu"].train_loss,
-                               rtol=1e-9)
+    np.testing.assert_allclose(histories["cuda"].train_loss, histories["cpu"].train_loss, rtol=1e-9)
     np.testing.assert_allclose(parameters["cuda"], parameters["cpu"], rtol=1e-7, atol=1e-9)
 
 

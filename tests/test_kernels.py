@@ -76,8 +76,12 @@ def test_fused_product_matches_the_unit_multiplication_table(order):
     np.testing.assert_allclose(got, _parts_product(p, q), rtol=1e-12, atol=1e-12)
 
 
-APPLICABLE = [(name, order) for name in sorted(kernels.FUSED) for order in range(5)
-              if kernels.applies(name, order)]
+APPLICABLE = [
+    (name, order)
+    for name in sorted(kernels.FUSED)
+    for order in range(5)
+    if kernels.applies(name, order)
+]
 
 
 def test_every_fused_primitive_has_a_kernel_at_some_order():

@@ -133,8 +133,10 @@ def np_linear_stack(state, x, indices, act, activated):
 
 def randomised_state(net, rng):
     """Parameters drawn afresh (and loaded), so that default initial values hide nothing."""
-    state = {k: (rng.uniform(-0.5, 0.5, v.shape) if v.dtype.kind == "f" else v)
-             for k, v in net.state_dict().items()}
+    state = {
+        k: (rng.uniform(-0.5, 0.5, v.shape) if v.dtype.kind == "f" else v)
+        for k, v in net.state_dict().items()
+    }
     for key in state:
         if key.endswith("running_var"):
             state[key] = rng.uniform(0.5, 2.0, state[key].shape)
@@ -148,11 +150,18 @@ def test_lenet5_forward_matches_numpy(activation):
     net = models.lenet5(activation)
     state = randomised_state(net, rng)
     x = rng.random((3, 1, 28, 28))
-    act = {"sigmoid": np_sigmoid, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0),
-           "elu": np_elu, "softplus": lambda z: np.log1p(np.exp(z)), "sin": np.sin}[activation]
+    act = {
+        "sigmoid": np_sigmoid,
+        "tanh": np.tanh,
+        "relu": lambda z: np.maximum(z, 0),
+        "elu": np_elu,
+        "softplus": lambda z: np.log1p(np.exp(z)),
+        "sin": np.sin,
+    }[activation]
     want = np_lenet5(state, x, act)
-    np.testing.assert_allclose(net(mc.tensor(x)).numpy(), want, rtol=1e-12,
-                               atol=1e-13 * np.abs(want).max())
+    np.testing.assert_allclose(
+        net(mc.tensor(x)).numpy(), want, rtol=1e-12, atol=1e-13 * np.abs(want).max()
+    )
 
 
 def test_autoencoder_mlp_and_linear_models_forward_match_numpy():
@@ -161,8 +170,9 @@ def test_autoencoder_mlp_and_linear_models_forward_match_numpy():
     state = randomised_state(net, rng)
     x = rng.random((2, 784)) * 0.1
     want = np_linear_stack(state, x, [0, 2, 4, 6, 7, 9, 11, 13], np_sigmoid, {0, 2, 4, 7, 9, 11})
-    np.testing.assert_allclose(net(mc.tensor(x)).numpy(), want, rtol=1e-12,
-                               atol=1e-13 * np.abs(want).max())
+    np.testing.assert_allclose(
+        net(mc.tensor(x)).numpy(), want, rtol=1e-12, atol=1e-13 * np.abs(want).max()
+    )
     net = models.mlp([7, 6, 4, 3], activation="tanh")
     state = randomised_state(net, rng)
     x = rng.standard_normal((5, 7))
@@ -171,22 +181,30 @@ def test_autoencoder_mlp_and_linear_models_forward_match_numpy():
     for build in (models.logistic_regression, models.linear_svm):
         model = build(7, 3)
         state = randomised_state(model, rng)
-        np.testing.assert_allclose(model(mc.tensor(x)).numpy(),
-                                   x @ state["weight"].T + state["bias"], rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(
+            model(mc.tensor(x)).numpy(),
+            x @ state["weight"].T + state["bias"],
+            rtol=1e-13,
+            atol=1e-14,
+        )
 
 
-@pytest.mark.parametrize("config", [
-    (4, "M", 8, "M", 8, 8, "M", 8, 8, "M", 8, 8, "M"),
-    pytest.param(models.VGG11_CONFIG, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        (4, "M", 8, "M", 8, 8, "M", 8, 8, "M", 8, 8, "M"),
+        pytest.param(models.VGG11_CONFIG, marks=pytest.mark.slow),
+    ],
+)
 def test_vgg_forward_in_train_mode_matches_numpy(config):
     rng = np.random.default_rng(12)
     net = models.VGG(config)
     state = randomised_state(net, rng)
     x = rng.random((3, 3, 32, 32))
     want = np_vgg(state, x, config)
-    np.testing.assert_allclose(net(mc.tensor(x)).numpy(), want, rtol=1e-11,
-                               atol=1e-12 * np.abs(want).max())
+    np.testing.assert_allclose(
+        net(mc.tensor(x)).numpy(), want, rtol=1e-11, atol=1e-12 * np.abs(want).max()
+    )
 
 
 def check_gradient(module, loss, batch, rng, rtol=1e-8):

@@ -23,37 +23,48 @@ TESTS = Path(__file__).parent
 # mutation: the tests (node ids under tests/) that must catch it
 CAUGHT_BY = {
     "conv2d_hv_1e-7": [
-        "test_references.py::test_hvp_and_third_derivative_through_each_layer[conv2d-0]"],
-    "conv2d_hv_1e-10": [
-        "test_nn_layers.py::test_conv2d_backward_matches_directional_derivatives"],
+        "test_references.py::test_hvp_and_third_derivative_through_each_layer[conv2d-0]"
+    ],
+    "conv2d_hv_1e-10": ["test_nn_layers.py::test_conv2d_backward_matches_directional_derivatives"],
     "sigmoid_hv_1e-10": [
         "test_nn_modules.py::test_elementwise_backward_is_the_transpose_of_the_forward_derivative"
         "[sigmoid-1]",
-        "test_models.py::test_lenet5_every_activation_gives_exact_hvp[sigmoid]"],
+        "test_models.py::test_lenet5_every_activation_gives_exact_hvp[sigmoid]",
+    ],
     "batchnorm_hv_1e-10": [
-        "test_nn_layers.py::test_batchnorm_backward_matches_directional_derivatives"],
+        "test_nn_layers.py::test_batchnorm_backward_matches_directional_derivatives"
+    ],
     "maxpool_hv_1e-7": [
-        "test_references.py::test_hvp_and_third_derivative_through_each_layer[maxpool2d-0]"],
+        "test_references.py::test_hvp_and_third_derivative_through_each_layer[maxpool2d-0]"
+    ],
     "squared_hinge_hv_1e-8": [
-        "test_references.py::test_hvp_and_third_derivative_of_each_loss[squared_hinge-0]"],
+        "test_references.py::test_hvp_and_third_derivative_of_each_loss[squared_hinge-0]"
+    ],
     "product_order3_term_dropped": ["test_algebra.py::test_product_matches_unit_rule[3]"],
     "one_direction_product_order3_term_dropped": [
-        "test_one_direction.py::test_product_matches_the_unit_multiplication_table"],
+        "test_one_direction.py::test_product_matches_the_unit_multiplication_table"
+    ],
     "tanh_order3_coefficient_1e-9": [
         "test_general_layout.py::test_directional_with_distinct_directions_is_the_mixed_partial"
-        "[tanh-3]"],
+        "[tanh-3]"
+    ],
     "sigmoid_taylor_order3_1e-9": [
-        "test_functions.py::test_analytic_derivatives_match_hand_formulas[sigmoid-3]"],
+        "test_functions.py::test_analytic_derivatives_match_hand_formulas[sigmoid-3]"
+    ],
     "exp_kernel_order2_1e-9": [
-        "test_kernels.py::test_fused_derivatives_match_hand_written_formulas[float64-2-exp]"],
+        "test_kernels.py::test_fused_derivatives_match_hand_written_formulas[float64-2-exp]"
+    ],
     "gauss_newton_product_1e-9": [
-        "test_objective.py::test_gauss_newton_product_matches_the_hand_written_jacobians"],
+        "test_objective.py::test_gauss_newton_product_matches_the_hand_written_jacobians"
+    ],
     "recorded_product_hv_1e-10": [
         "test_composites.py::test_recorded_binary_operations_backpropagate[product-1]",
-        "test_composites.py::test_swish_skip_block_hvp_matches_differences_of_the_numpy_gradient"],
+        "test_composites.py::test_swish_skip_block_hvp_matches_differences_of_the_numpy_gradient",
+    ],
     "elementwise_hv_1e-10": [
         "test_composites.py::test_recorded_unary_operations_backpropagate[swish-1]",
-        "test_composites.py::test_elementwise_derivative_is_the_holomorphic_derivative"],
+        "test_composites.py::test_elementwise_derivative_is_the_holomorphic_derivative",
+    ],
 }
 
 
@@ -66,8 +77,16 @@ def run_with(mutation: str | None, node_ids: list[str]) -> subprocess.CompletedP
     env.pop("MCNET_MUTATION", None)
     if mutation:
         env["MCNET_MUTATION"] = mutation
-    command = [sys.executable, "-m", "pytest", "-x", "-rf", "-p", "no:cacheprovider",
-               *[str(TESTS / node) for node in node_ids]]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-x",
+        "-rf",
+        "-p",
+        "no:cacheprovider",
+        *[str(TESTS / node) for node in node_ids],
+    ]
     return subprocess.run(command, env=env, cwd=TESTS.parent, capture_output=True, text=True)
 
 

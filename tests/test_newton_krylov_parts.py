@@ -30,16 +30,24 @@ def indefinite(seed: int, n: int = 6):
 
 
 # --- the curvature operator -----------------------------------------------------------------
-@given(st.integers(0, 2**32 - 1), st.sampled_from(["bicomplex", "hvp", "gauss-newton"]),
-       st.sampled_from([0.0, 0.5]))
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["bicomplex", "hvp", "gauss-newton"]),
+    st.sampled_from([0.0, 0.5]),
+)
 def test_curvature_operator_products_are_the_damped_matrix(seed, kind, damping):
     a, b, v = indefinite(seed)
     oracle = AnalyticOracle({"batch": quadratic(a, b)})
     operator = CurvatureOperator(kind, damping)
-    np.testing.assert_allclose(operator.product(oracle, b, v, "batch", damping),
-                               a @ v + damping * v, rtol=1e-12, atol=1e-12)
-    assert operator.quadratic_form(oracle, b, v, "batch") == pytest.approx(v @ a @ v, rel=1e-12,
-                                                                           abs=1e-12)
+    np.testing.assert_allclose(
+        operator.product(oracle, b, v, "batch", damping),
+        a @ v + damping * v,
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    assert operator.quadratic_form(oracle, b, v, "batch") == pytest.approx(
+        v @ a @ v, rel=1e-12, abs=1e-12
+    )
     kappa, hp = operator.along(oracle, b, v, "batch", damping)
     assert kappa == pytest.approx(v @ a @ v + damping * v @ v, rel=1e-12, abs=1e-12)
     if kind == "bicomplex":  # the curvature from its own pass, the product left to make
@@ -75,10 +83,11 @@ def test_cg_stops_at_negative_curvature_with_a_newton_length_steepest_descent():
     for warm in (np.zeros(2), np.array([0.3, 0.0])):
         for scaling, length in (("scaled", (g @ g) / abs(g @ a @ g)), ("unit", 1.0)):
             cg = ConjugateGradient(steepest_descent=scaling)
-            result = cg.solve(oracle, np.zeros(2), "batch", CurvatureOperator(), g, warm,
-                              a @ warm)
-            assert result.iterations == 0 and result.reasons == ["non-positive curvature",
-                                                                 "steepest descent"]
+            result = cg.solve(oracle, np.zeros(2), "batch", CurvatureOperator(), g, warm, a @ warm)
+            assert result.iterations == 0 and result.reasons == [
+                "non-positive curvature",
+                "steepest descent",
+            ]
             np.testing.assert_allclose(result.direction, -g * length, rtol=1e-14)
             if scaling == "unit" and warm.any():  # measured only where the step needs it
                 assert result.curvature is None
@@ -94,8 +103,9 @@ def test_cg_as_printed_returns_its_warm_start_at_negative_curvature():
     result = printed.solve(oracle, np.zeros(2), "batch", CurvatureOperator(), -b, warm, a @ warm)
     assert result.iterations == 0 and result.reasons == ["non-positive curvature"]
     np.testing.assert_array_equal(result.direction, warm)
-    cold = printed.solve(oracle, np.zeros(2), "batch", CurvatureOperator(), -b, np.zeros(2),
-                         np.zeros(2))
+    cold = printed.solve(
+        oracle, np.zeros(2), "batch", CurvatureOperator(), -b, np.zeros(2), np.zeros(2)
+    )
     np.testing.assert_array_equal(cold.direction, b)  # -g_j, unscaled
 
 
@@ -103,8 +113,9 @@ def test_cg_keeps_its_iterate_when_negative_curvature_comes_later():
     a = np.diag([1.0, 2.0, -1.0])
     b = np.array([1.0, 1.0, 0.01])
     oracle = AnalyticOracle({"batch": quadratic(a, b)})
-    result = ConjugateGradient().solve(oracle, np.zeros(3), "batch", CurvatureOperator(), -b,
-                                       np.zeros(3), np.zeros(3))
+    result = ConjugateGradient().solve(
+        oracle, np.zeros(3), "batch", CurvatureOperator(), -b, np.zeros(3), np.zeros(3)
+    )
     assert result.iterations >= 1 and result.reasons == ["non-positive curvature"]
     assert result.direction @ -b < 0  # a descent direction: CG's iterate so far
     direction = result.direction
@@ -119,7 +130,8 @@ def test_cg_forcing_stop_ends_at_the_forcing_term(seed):
     b = rng.standard_normal(8) * 1e-2
     oracle = AnalyticOracle({"batch": quadratic(a, b)})
     result = ConjugateGradient(max_iterations=20, stop="forcing").solve(
-        oracle, np.zeros(8), "batch", CurvatureOperator(), -b, np.zeros(8), np.zeros(8))
+        oracle, np.zeros(8), "batch", CurvatureOperator(), -b, np.zeros(8), np.zeros(8)
+    )
     g_norm = np.linalg.norm(b)
     residual = np.linalg.norm(a @ result.direction - b)
     assert result.reasons == ["converged"]
@@ -153,8 +165,10 @@ def test_taylor_ratio_fallbacks():
     assert TaylorRatio(max_adjustments=3)(rising, 0.0, -1.0, 0.0, np.float64) == (1e-6, 3)
     # f = gamma^4-like: decreases at every trial, never in the band [5e-4, 1e-3]
     quartic = lambda gamma: (1 - gamma / 3) ** 4 - 1  # noqa: E731
-    best, paper = TaylorRatio(eta=1e-3, max_adjustments=2), TaylorRatio(
-        eta=1e-3, max_adjustments=2, fallback="paper")
+    best, paper = (
+        TaylorRatio(eta=1e-3, max_adjustments=2),
+        TaylorRatio(eta=1e-3, max_adjustments=2, fallback="paper"),
+    )
     gamma, _ = best(quartic, 0.0, -4 / 3, 12 / 9, np.float64)
     assert gamma == 1.0  # of the trials 1, 1/2, 1/4 the one that lowered f most
     assert paper(quartic, 0.0, -4 / 3, 12 / 9, np.float64)[0] == 1e-6
@@ -209,8 +223,9 @@ def test_global_gradient_full_refreshed_sampled_and_running():
     g = running.init(oracle, w)["gradient.global"]
     batch = (np.zeros((25, 3)), np.zeros(25))
     g_batch = np.array([4.0, 4.0, 4.0])
-    np.testing.assert_allclose(running.with_batch(g, g_batch, batch, oracle),
-                               0.75 * g + 0.25 * g_batch, rtol=1e-15)
+    np.testing.assert_allclose(
+        running.with_batch(g, g_batch, batch, oracle), 0.75 * g + 0.25 * g_batch, rtol=1e-15
+    )
     assert GlobalGradient().with_batch(g, g_batch, batch, oracle) is g
 
 
@@ -228,6 +243,11 @@ def test_named_variants_are_compositions_of_the_parts():
     assert fast["krylov"].max_iterations == 10
     assert fast["global_gradient"] == GlobalGradient("running", sample=128)
     assert NewtonKrylov(step="armijo").parts["step_rule"] == Armijo()
-    printed = NewtonKrylov(cg_alpha="paper", flat_curvature="paper", fallback="paper",
-                           post_screening="paper", steepest_descent="unit").parts
+    printed = NewtonKrylov(
+        cg_alpha="paper",
+        flat_curvature="paper",
+        fallback="paper",
+        post_screening="paper",
+        steepest_descent="unit",
+    ).parts
     assert printed["krylov"].alpha == "paper" and printed["step_rule"].fallback == "paper"

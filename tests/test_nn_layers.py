@@ -274,11 +274,17 @@ def test_conv2d_of_complex_images_in_batch_chunks_matches_naive_loops(
     w = rng.standard_normal((2, o, c, *kernel))
     conv.weight.value = mc.from_parts(w).astype(dtype)
     x = rng.standard_normal((2, n, c, 5, 6))
-    per_image = c * kernel[0] * kernel[1] * math.prod(
-        (s + 2 * p - k) // t + 1 for s, p, k, t in zip((5, 6), padding, kernel, stride))
+    per_image = (
+        c
+        * kernel[0]
+        * kernel[1]
+        * math.prod((s + 2 * p - k) // t + 1 for s, p, k, t in zip((5, 6), padding, kernel, stride))
+    )
     itemsize = np.dtype(np.result_type(dtype, np.complex64)).itemsize
-    with (unittest.mock.patch.object(loops, "CHUNK_ELEMENTS", chunk * per_image),
-          unittest.mock.patch.object(loops, "CHUNK_BYTES", chunk * per_image * itemsize)):
+    with (
+        unittest.mock.patch.object(loops, "CHUNK_ELEMENTS", chunk * per_image),
+        unittest.mock.patch.object(loops, "CHUNK_BYTES", chunk * per_image * itemsize),
+    ):
         y = conv(mc.from_parts(x).astype(dtype))
         u = rng.standard_normal((2, *y.shape))
         conv.zero_grad()
@@ -321,8 +327,11 @@ WEIGHT_KINDS = [("real", 1), ("one_direction", 2), ("one_direction", 4), ("gener
 
 
 def _weight_data(kind, count, shape, rng, dtype):
-    parts = rng.standard_normal((count, *shape)) if kind != "general" else (
-        rng.standard_normal((count, *shape)) + 1j * rng.standard_normal((count, *shape)))
+    parts = (
+        rng.standard_normal((count, *shape))
+        if kind != "general"
+        else (rng.standard_normal((count, *shape)) + 1j * rng.standard_normal((count, *shape)))
+    )
     return parts.astype(dtype if kind != "general" else np.result_type(dtype, np.complex64))
 
 

@@ -64,8 +64,9 @@ def _check_module(module, xs, rng, rtol):
         for i in np.ndindex(*x.shape):
             e = np.zeros(x.shape, dtype=x.dtype)
             e[i] = 1
-            directions = [e if m == j else np.zeros(xi.shape, dtype=xi.dtype)
-                          for m, xi in enumerate(xs)]
+            directions = [
+                e if m == j else np.zeros(xi.shape, dtype=xi.dtype) for m, xi in enumerate(xs)
+            ]
             jv = _jvp(module.forward, xs, directions)
             want[(slice(None),) + i] = _pair(u, jv)
         scale = np.abs(want).max()
@@ -99,8 +100,12 @@ def test_elementwise_backward_is_the_transpose_of_the_forward_derivative(
     _check_module(make(), [_point(rng, shape, order, dtype)], rng, _rtol(dtype))
 
 
-@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple), data=st.data(),
-       order=orders, seed=seeds)
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple),
+    data=st.data(),
+    order=orders,
+    seed=seeds,
+)
 def test_flatten_backward_and_shape(shape, data, order, seed):
     ndim = len(shape)
     start = data.draw(st.integers(-ndim, ndim - 1))
@@ -130,8 +135,12 @@ def test_add_backward_including_broadcasting(shape, broadcast, dtype, order, see
     _check_module(nn.Add(), [a, b], rng, _rtol(dtype))
 
 
-@given(sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3), dim=st.sampled_from([0, 1, -1]),
-       orders_=st.lists(orders, min_size=3, max_size=3), seed=seeds)
+@given(
+    sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    dim=st.sampled_from([0, 1, -1]),
+    orders_=st.lists(orders, min_size=3, max_size=3),
+    seed=seeds,
+)
 def test_concat_backward_splits_the_gradient(sizes, dim, orders_, seed):
     rng = np.random.default_rng(seed)
     base = [2, 3, 2]
@@ -203,8 +212,9 @@ def test_activations_match_their_real_formulas():
     np.testing.assert_allclose(nn.Sigmoid()(t).real, 1 / (1 + np.exp(-x)), rtol=1e-14)
     np.testing.assert_allclose(nn.Tanh()(t).real, np.tanh(x), rtol=1e-14)
     np.testing.assert_array_equal(nn.ReLU()(t).real, np.maximum(x, 0))
-    np.testing.assert_allclose(nn.ELU(0.5)(t).real, np.where(x > 0, x, 0.5 * np.expm1(x)),
-                               rtol=1e-14, atol=1e-16)
+    np.testing.assert_allclose(
+        nn.ELU(0.5)(t).real, np.where(x > 0, x, 0.5 * np.expm1(x)), rtol=1e-14, atol=1e-16
+    )
     np.testing.assert_allclose(nn.Softplus()(t).real, np.log1p(np.exp(x)), rtol=1e-14)
     np.testing.assert_allclose(nn.Sin()(t).real, np.sin(x), rtol=1e-14)
     # ReLU's derivative at 0 is 0 (PyTorch's rule)
@@ -257,8 +267,14 @@ def _target(kind, rng, shape):
     return rng.standard_normal(shape)
 
 
-@given(name=st.sampled_from(sorted(LOSSES)), n=st.integers(1, 5), c=st.integers(2, 4),
-       dtype=dtypes, order=orders, seed=seeds)
+@given(
+    name=st.sampled_from(sorted(LOSSES)),
+    n=st.integers(1, 5),
+    c=st.integers(2, 4),
+    dtype=dtypes,
+    order=orders,
+    seed=seeds,
+)
 def test_loss_backward_is_the_gradient_of_its_forward(name, n, c, dtype, order, seed):
     make, reference, kind = LOSSES[name]
     rng = np.random.default_rng(seed)
@@ -271,8 +287,12 @@ def test_loss_backward_is_the_gradient_of_its_forward(name, n, c, dtype, order, 
     if order == 0:
         # the loss is a difference of terms of the logits' size: a small loss is relative
         # to those
-        np.testing.assert_allclose(value.real, reference(x.real.astype(np.float64), target),
-                                   rtol=_rtol(dtype), atol=_rtol(dtype) * np.abs(x.real).max())
+        np.testing.assert_allclose(
+            value.real,
+            reference(x.real.astype(np.float64), target),
+            rtol=_rtol(dtype),
+            atol=_rtol(dtype) * np.abs(x.real).max(),
+        )
     grad = loss.backward()
     # the gradient entry by entry against one probing forward each
     got = mc.functions.embed(grad, order).parts
@@ -283,11 +303,13 @@ def test_loss_backward_is_the_gradient_of_its_forward(name, n, c, dtype, order, 
         want[(slice(None),) + i] = _jvp(lambda t: make()(t, target), [x], [e]).parts
     # cross-entropy's softmax - one-hot (and BCE's sigmoid - y) cancel where the logits are
     # confident: roundoff of terms of size 1/n
-    np.testing.assert_allclose(got, want, rtol=_rtol(dtype),
-                               atol=_rtol(dtype) * (np.abs(want).max() + 1.0 / n))
+    np.testing.assert_allclose(
+        got, want, rtol=_rtol(dtype), atol=_rtol(dtype) * (np.abs(want).max() + 1.0 / n)
+    )
     # an incoming scalar gradient scales the result
-    np.testing.assert_allclose(loss.backward(mc.tensor(3.0, dtype=dtype)).parts, 3 * grad.parts,
-                               rtol=_rtol(dtype))
+    np.testing.assert_allclose(
+        loss.backward(mc.tensor(3.0, dtype=dtype)).parts, 3 * grad.parts, rtol=_rtol(dtype)
+    )
 
 
 def test_squared_hinge_matches_the_definition_at_known_margins():

@@ -126,10 +126,12 @@ def test_symmetry_curvature_and_mixed_directional(kind, seed):
     scale = np.abs(u) @ np.abs(hv)  # the size of the terms of u . Hv
     assert u @ hv == pytest.approx(v @ hu, rel=0, abs=1e-13 * scale)
     assert objective.curvature(w, v, batch) == pytest.approx(v @ hv, rel=1e-12, abs=1e-14)
-    assert objective.directional(w, [u, v], batch) == pytest.approx(u @ hv, rel=0,
-                                                                    abs=1e-13 * scale)
+    assert objective.directional(w, [u, v], batch) == pytest.approx(
+        u @ hv, rel=0, abs=1e-13 * scale
+    )
     assert objective.directional(w, [v], batch) == pytest.approx(
-        objective.value_and_grad(w, batch)[1] @ v, rel=1e-12, abs=1e-14)
+        objective.value_and_grad(w, batch)[1] @ v, rel=1e-12, abs=1e-14
+    )
 
 
 @pytest.mark.slow
@@ -141,15 +143,15 @@ def test_third_and_fourth_directional_derivatives_match_differences_of_lower_ord
     third = objective.directional(w, [v, v, v], batch)
     assert third == pytest.approx(fd.third(objective, w, v, batch), rel=1e-9, abs=1e-11)
     fourth = objective.directional(w, [v, v, v, v], batch)
-    third_slope = fd.richardson(lambda t: objective.directional(w + t * v, [v, v, v], batch),
-                                1e-2)
+    third_slope = fd.richardson(lambda t: objective.directional(w + t * v, [v, v, v], batch), 1e-2)
     assert fourth == pytest.approx(third_slope, rel=1e-8, abs=1e-10)
     # a mixed third derivative: the slope of the exact u^T H v along v
     u = rng.standard_normal(w.size)
     u /= np.linalg.norm(u)
     mixed_slope = fd.richardson(lambda t: objective.directional(w + t * v, [u, v], batch), 1e-2)
     assert objective.directional(w, [u, v, v], batch) == pytest.approx(
-        mixed_slope, rel=1e-9, abs=1e-11)
+        mixed_slope, rel=1e-9, abs=1e-11
+    )
 
 
 def _sigmoid(z):
@@ -171,10 +173,12 @@ def test_logistic_regression_closed_forms(n, d, seed):
     np.testing.assert_allclose(g, features.T @ (s - y) / n, rtol=1e-12, atol=1e-15)
     hessian = features.T @ np.diag(s * (1 - s)) @ features / n
     v = rng.standard_normal(d + 1)
-    np.testing.assert_allclose(objective.hvp(w, v, (x, y[:, None])), hessian @ v, rtol=1e-12,
-                               atol=1e-15)
-    np.testing.assert_allclose(objective.hessian(w, (x, y[:, None])), hessian, rtol=1e-12,
-                               atol=1e-15)
+    np.testing.assert_allclose(
+        objective.hvp(w, v, (x, y[:, None])), hessian @ v, rtol=1e-12, atol=1e-15
+    )
+    np.testing.assert_allclose(
+        objective.hessian(w, (x, y[:, None])), hessian, rtol=1e-12, atol=1e-15
+    )
 
 
 @given(n=st.integers(1, 8), d=st.integers(1, 3), seed=seeds)
@@ -190,8 +194,9 @@ def test_two_class_softmax_regression_closed_forms(n, d, seed):
     p /= p.sum(axis=1, keepdims=True)
     residual = p - np.eye(2)[y]
     _, g = objective.value_and_grad(w, (x, y))
-    np.testing.assert_allclose(g, np.concatenate([(residual.T @ x).ravel(), residual.sum(0)]) / n,
-                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        g, np.concatenate([(residual.T @ x).ravel(), residual.sum(0)]) / n, rtol=1e-12, atol=1e-15
+    )
     # H[(a,i),(b,j)] = mean_n p_a (delta_ab - p_b) x_i x_j, features x extended by the bias 1
     cov = np.einsum("na,ab->nab", p, np.eye(2)) - np.einsum("na,nb->nab", p, p)
     hw = np.einsum("nab,ni,nj->aibj", cov, x, x).reshape(2 * d, 2 * d) / n
@@ -211,14 +216,21 @@ def test_linear_least_squares_closed_forms(n, d, k, seed):
     r = x @ weight.T + bias - target
     f, g = objective.value_and_grad(w, (x, target))
     assert f == pytest.approx(np.mean(r**2), rel=1e-13)
-    np.testing.assert_allclose(g, np.concatenate([(r.T @ x).ravel(), r.sum(0)]) * 2 / (n * k),
-                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        g, np.concatenate([(r.T @ x).ravel(), r.sum(0)]) * 2 / (n * k), rtol=1e-12, atol=1e-15
+    )
     # f is quadratic: H = 2/(nk) [I_k (x) X^T X, I_k (x) X^T 1; ., n I_k]
     eye = np.eye(k)
-    hessian = np.block([
-        [np.kron(eye, x.T @ x), np.kron(eye, x.sum(0)[:, None])],
-        [np.kron(eye, x.sum(0)[None, :]), n * eye],
-    ]) * 2 / (n * k)
+    hessian = (
+        np.block(
+            [
+                [np.kron(eye, x.T @ x), np.kron(eye, x.sum(0)[:, None])],
+                [np.kron(eye, x.sum(0)[None, :]), n * eye],
+            ]
+        )
+        * 2
+        / (n * k)
+    )
     np.testing.assert_allclose(objective.hessian(w, (x, target)), hessian, rtol=1e-12, atol=1e-14)
     v = rng.standard_normal(w.size)
     assert objective.curvature(w, v, (x, target)) == pytest.approx(v @ hessian @ v, rel=1e-12)
@@ -259,8 +271,9 @@ def test_float32_hvp_survives_tiny_directions_and_curvature():
     objective, w, batch, rng = _problem(3, "mlp", dtype=np.float32)
     v = rng.standard_normal(w.size)
     hv = objective.hvp(w, v, batch)
-    np.testing.assert_allclose(objective.hvp(w, v * 1e-30, batch), hv * np.float32(1e-30),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        objective.hvp(w, v * 1e-30, batch), hv * np.float32(1e-30), rtol=1e-5
+    )
     assert np.all(np.isfinite(hv)) and np.count_nonzero(hv) == hv.size
 
 
@@ -270,7 +283,8 @@ def test_squared_hinge_and_relu_network(seed):
     gradient over two levels are exact up to roundoff."""
     _, _, batch, rng = _problem(seed)
     objective = Objective(
-        nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 3)), nn.SquaredHingeLoss())
+        nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 3)), nn.SquaredHingeLoss()
+    )
     w = nn.parameters_to_vector(objective.module)
     v = rng.standard_normal(w.size)
     assume(fd.same_branches(objective, w, v, batch, 1e-4))
@@ -387,17 +401,26 @@ def _mlp_output_jacobians(x, w1, b1, w2, b2):
     a = np.tanh(x @ w1.T + b1)  # (n, h)
     y = a @ w2.T + b2
     back = w2[None] * (1 - a * a)[:, None, :]  # dy/dz1: (n, c, h)
-    jacobians = np.concatenate([
-        np.einsum("nch,nd->nchd", back, x).reshape(n, c, h * d),  # d y / d W1
-        back,  # d y / d b1
-        np.einsum("ci,nj->ncij", np.eye(c), a).reshape(n, c, c * h),  # d y / d W2
-        np.broadcast_to(np.eye(c), (n, c, c)),  # d y / d b2
-    ], axis=2)
+    jacobians = np.concatenate(
+        [
+            np.einsum("nch,nd->nchd", back, x).reshape(n, c, h * d),  # d y / d W1
+            back,  # d y / d b1
+            np.einsum("ci,nj->ncij", np.eye(c), a).reshape(n, c, c * h),  # d y / d W2
+            np.broadcast_to(np.eye(c), (n, c, c)),  # d y / d b2
+        ],
+        axis=2,
+    )
     return y, jacobians
 
 
-@given(n=st.integers(1, 6), d=st.integers(1, 4), h=st.integers(1, 4), c=st.integers(2, 4),
-       seed=seeds, loss_kind=st.sampled_from(["cross-entropy", "mse"]))
+@given(
+    n=st.integers(1, 6),
+    d=st.integers(1, 4),
+    h=st.integers(1, 4),
+    c=st.integers(2, 4),
+    seed=seeds,
+    loss_kind=st.sampled_from(["cross-entropy", "mse"]),
+)
 def test_gauss_newton_product_matches_the_hand_written_jacobians(n, d, h, c, seed, loss_kind):
     """G v = (1/N) sum_n J_n^T H_n J_n v for a tanh MLP: H_n = diag(p_n) - p_n p_n^T for the
     mean cross-entropy, 2/c I for the mean squared error over all N c outputs; both written
@@ -433,8 +456,14 @@ def test_gauss_newton_product_through_conv_batchnorm_and_pooling(pool):
     rng = np.random.default_rng(3)
     n, c = 5, 3
     nn.manual_seed(4)
-    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Sigmoid(), pool(2),
-                        nn.Flatten(), nn.Linear(12, c))
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1),
+        nn.BatchNorm2d(3),
+        nn.Sigmoid(),
+        pool(2),
+        nn.Flatten(),
+        nn.Linear(12, c),
+    )
     x = rng.standard_normal((n, 2, 4, 4))
     targets = rng.integers(0, c, n)
     w = nn.parameters_to_vector(net)
@@ -517,8 +546,12 @@ def test_a_block_of_directions_gives_one_product_per_row(kind, seed):
     np.testing.assert_allclose(g, g_real, rtol=1e-14, atol=8e-16 * np.abs(g_real).max())
     curvatures = objective.curvature(w, block, batch)
     assert curvatures.shape == (3,)
-    np.testing.assert_allclose(curvatures, np.einsum("kn,kn->k", block, products), rtol=1e-12,
-                               atol=1e-14 * np.abs(block).max() * np.abs(products).max())
+    np.testing.assert_allclose(
+        curvatures,
+        np.einsum("kn,kn->k", block, products),
+        rtol=1e-12,
+        atol=1e-14 * np.abs(block).max() * np.abs(products).max(),
+    )
     # one direction keeps its shapes
     assert objective.hvp(w, block[0], batch).shape == (w.size,)
     assert isinstance(objective.curvature(w, block[0], batch), float)
@@ -551,12 +584,17 @@ def test_no_objective_method_moves_batchnorm_statistics_and_the_update_call_does
     v = rng.standard_normal(w.size)
     block = rng.standard_normal((2, w.size))
     before = net.state_dict()
-    for call in (lambda: objective.value(w, batch), lambda: objective.value_and_grad(w, batch),
-                 lambda: objective.hvp(w, v, batch), lambda: objective.grad_and_hvp(w, v, batch),
-                 lambda: objective.hvp(w, block, batch), lambda: objective.curvature(w, v, batch),
-                 lambda: objective.directional(w, [v, v, v], batch),
-                 lambda: objective.gauss_newton_product(w, v, batch),
-                 lambda: objective.hessian(w, batch)):
+    for call in (
+        lambda: objective.value(w, batch),
+        lambda: objective.value_and_grad(w, batch),
+        lambda: objective.hvp(w, v, batch),
+        lambda: objective.grad_and_hvp(w, v, batch),
+        lambda: objective.hvp(w, block, batch),
+        lambda: objective.curvature(w, v, batch),
+        lambda: objective.directional(w, [v, v, v], batch),
+        lambda: objective.gauss_newton_product(w, v, batch),
+        lambda: objective.hessian(w, batch),
+    ):
         call()
         for key, value in net.state_dict().items():
             np.testing.assert_array_equal(value, before[key], err_msg=key)
@@ -564,8 +602,9 @@ def test_no_objective_method_moves_batchnorm_statistics_and_the_update_call_does
     weight, bias = (w + 0.5)[:12].reshape(4, 3), (w + 0.5)[12:16]
     z = x @ weight.T + bias
     np.testing.assert_allclose(net[1].buffer("running_mean"), 0.1 * z.mean(0), rtol=1e-14)
-    np.testing.assert_allclose(net[1].buffer("running_var"), 0.9 + 0.1 * z.var(0, ddof=1),
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        net[1].buffer("running_var"), 0.9 + 0.1 * z.var(0, ddof=1), rtol=1e-14
+    )
     assert net[1].buffer("num_batches_tracked") == 1
     np.testing.assert_array_equal(nn.parameters_to_vector(net), w)
     net.eval()  # nothing to update in eval mode
@@ -578,6 +617,5 @@ def test_fit_updates_batchnorm_statistics_once_per_step():
     nn.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2))
     x, y = rng.standard_normal((24, 3)), rng.integers(0, 2, 24)
-    mc.fit(net, nn.CrossEntropyLoss(), (x, y), mc.solvers.NewtonKrylov(), epochs=2,
-           batch_size=8)
+    mc.fit(net, nn.CrossEntropyLoss(), (x, y), mc.solvers.NewtonKrylov(), epochs=2, batch_size=8)
     assert net[1].buffer("num_batches_tracked") == 2 * 3

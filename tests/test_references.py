@@ -92,8 +92,9 @@ def _loss_case(name, rng):
 LOSSES = ["squared_hinge", "cross_entropy", "mse", "bce_with_logits"]
 
 
-def check_against_differences(net, loss, batch, kinked, rng, rtol=1e-9, third_rtol=1e-8,
-                              steps=None):
+def check_against_differences(
+    net, loss, batch, kinked, rng, rtol=1e-9, third_rtol=1e-8, steps=None
+):
     objective = mc.Objective(net, loss)
     w = nn.parameters_to_vector(net)
     v = rng.standard_normal(w.size)
@@ -176,9 +177,19 @@ def _zoo_case(name, rng):
     raise AssertionError(name)
 
 
-ZOO = ["lenet5_sigmoid", "lenet5_tanh", "lenet5_relu", "lenet5_elu", "lenet5_softplus",
-       "lenet5_sin", pytest.param("autoencoder", marks=pytest.mark.slow), "vgg_tiny", "mlp",
-       "logistic_regression", "linear_svm"]
+ZOO = [
+    "lenet5_sigmoid",
+    "lenet5_tanh",
+    "lenet5_relu",
+    "lenet5_elu",
+    "lenet5_softplus",
+    "lenet5_sin",
+    pytest.param("autoencoder", marks=pytest.mark.slow),
+    "vgg_tiny",
+    "mlp",
+    "logistic_regression",
+    "linear_svm",
+]
 
 
 @pytest.mark.slow
@@ -197,5 +208,12 @@ def test_hvp_and_third_derivative_of_vgg11():
     rng = np.random.default_rng(0)
     nn.manual_seed(0)
     batch = (rng.random((2, 3, 32, 32)), rng.integers(0, 10, 2))
-    check_against_differences(models.vgg11(), nn.CrossEntropyLoss(), batch, True, rng,
-                              rtol=1e-8, steps={"eps": 1e-4, "levels": 2})
+    check_against_differences(
+        models.vgg11(),
+        nn.CrossEntropyLoss(),
+        batch,
+        True,
+        rng,
+        rtol=1e-8,
+        steps={"eps": 1e-4, "levels": 2},
+    )

@@ -78,8 +78,9 @@ def logistic_problem():
         s = 1 / (1 + np.exp(-design @ w))
         return design.T @ (design * (s * (1 - s))[:, None]) / n
 
-    reference = scipy.optimize.minimize(f, np.zeros(d + 1), jac=grad, hess=hess,
-                                        method="trust-exact", options={"gtol": 1e-14})
+    reference = scipy.optimize.minimize(
+        f, np.zeros(d + 1), jac=grad, hess=hess, method="trust-exact", options={"gtol": 1e-14}
+    )
     net = nn.Linear(d, 1)
     oracle = Oracle(mc.Objective(net, nn.BCEWithLogitsLoss()), (x, y))
     return oracle, (x, y), reference
@@ -142,10 +143,12 @@ def test_step_loop_always_ends_at_the_fallback():
 
 def test_pre_batch_screening_skips_a_batch_opposing_the_global_gradient():
     a = np.eye(2)
-    oracle = AnalyticOracle({
-        None: quadratic(a, np.array([1.0, 0.0])),       # g = (-1, 0) at 0
-        "opposed": quadratic(a, np.array([-1.0, 0.5])),  # g_j = (1, -0.5): g_j . g < 0
-    })
+    oracle = AnalyticOracle(
+        {
+            None: quadratic(a, np.array([1.0, 0.0])),  # g = (-1, 0) at 0
+            "opposed": quadratic(a, np.array([-1.0, 0.5])),  # g_j = (1, -0.5): g_j . g < 0
+        }
+    )
     solver = NewtonKrylov()
     w = np.zeros(2)
     state = solver.init(oracle, w)
@@ -165,10 +168,12 @@ def test_post_batch_screening_reflects_an_ascent_direction():
     # g_j . g = 0.5 passes pre-screening, but the batch Newton step -H_j^-1 g_j = (-1, -100)
     # climbs the global function: dw . g = 49 > 0.
     g_global = np.array([1.0, -0.5])
-    oracle = AnalyticOracle({
-        None: quadratic(np.eye(2), -g_global),
-        "batch": quadratic(np.diag([1.0, 0.01]), np.array([-1.0, -1.0])),
-    })
+    oracle = AnalyticOracle(
+        {
+            None: quadratic(np.eye(2), -g_global),
+            "batch": quadratic(np.diag([1.0, 0.01]), np.array([-1.0, -1.0])),
+        }
+    )
     solver = NewtonKrylov(max_krylov=2)
     w = np.zeros(2)
     w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
@@ -195,8 +200,11 @@ def test_taylor_rule_keeps_eta_in_band_on_a_non_quadratic():
         model = step @ grad(w) + 0.5 * step @ hess(w) @ step
         ratio = abs((decrease - model) / decrease)
         assert decrease < 0
-        assert ratio <= eta or (info.adjustments == 0 and ratio <= 0.5 * eta) or (
-            info.step_size == 1e-6)
+        assert (
+            ratio <= eta
+            or (info.adjustments == 0 and ratio <= 0.5 * eta)
+            or (info.step_size == 1e-6)
+        )
         w = w_new
 
 
@@ -233,7 +241,8 @@ def test_flat_curvature_rules():
     kappa = float(p @ p)  # unit curvature along p: 4e-12
     assert NewtonKrylov().krylov.flat_substitute(kappa, p) == kappa
     assert NewtonKrylov(flat_curvature="paper").krylov.flat_substitute(kappa, p) == pytest.approx(
-        0.01 * np.linalg.norm(p))
+        0.01 * np.linalg.norm(p)
+    )
     assert NewtonKrylov().krylov.flat_substitute(1e-9 * kappa, p) == pytest.approx(0.01 * (p @ p))
 
 
@@ -286,15 +295,23 @@ def test_state_is_not_modified_and_saves_to_npz(tmp_path):
         assert sorted(saved.files) == sorted(state)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"eta": 0.0}, "eta"), ({"eta": 1.5}, "eta"), ({"max_krylov": 0}, "max_krylov"),
-    ({"step": "wolfe"}, "step"), ({"warm_start": "yes"}, "warm_start"),
-    ({"flat_curvature": "x"}, "flat_curvature"), ({"gradient_sample": 0}, "gradient_sample"),
-    ({"early_stop": "no"}, "early_stop"), ({"max_krylov": 2.5}, "max_krylov"),
-    ({"curvature_fraction": 0.0}, "curvature_fraction"),
-    ({"curvature_fraction": 1.5}, "curvature_fraction"),
-    ({"curvature_dtype": "float16"}, "curvature_dtype"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"eta": 0.0}, "eta"),
+        ({"eta": 1.5}, "eta"),
+        ({"max_krylov": 0}, "max_krylov"),
+        ({"step": "wolfe"}, "step"),
+        ({"warm_start": "yes"}, "warm_start"),
+        ({"flat_curvature": "x"}, "flat_curvature"),
+        ({"gradient_sample": 0}, "gradient_sample"),
+        ({"early_stop": "no"}, "early_stop"),
+        ({"max_krylov": 2.5}, "max_krylov"),
+        ({"curvature_fraction": 0.0}, "curvature_fraction"),
+        ({"curvature_fraction": 1.5}, "curvature_fraction"),
+        ({"curvature_dtype": "float16"}, "curvature_dtype"),
+    ],
+)
 def test_bad_hyperparameters_name_the_option(options, message):
     with pytest.raises((ValueError, TypeError), match=message):
         NewtonKrylov(**options)
@@ -314,7 +331,7 @@ def test_running_global_gradient_needs_no_full_data_pass_after_the_first():
     state = solver.init(oracle, w)
     expected = state["gradient.global"]
     for start in (0, 50, 100):
-        batch = (x[start:start + 50], y[start:start + 50])
+        batch = (x[start : start + 50], y[start : start + 50])
         g_batch = oracle.value_and_grad(w, batch)[1]
         expected = 0.75 * expected + 0.25 * g_batch  # weight 50 / 200
         w, state, _ = solver.step(oracle, w, batch, state)
@@ -329,8 +346,11 @@ def test_preconditioned_krylov_loop_solves_the_newton_system():
     solver = NewtonKrylov(max_krylov=6, krylov_tol=0.0)
     w, zero = np.zeros(6), np.zeros(6)
     # any positive diagonal preconditioner: n iterations of PCG solve A dw = b
-    dw, curvature, iterations, _ = astuple(solver.krylov.solve(
-        oracle, w, "batch", solver.operator, -b, zero, zero, 0.0, rng.uniform(0.1, 10.0, 6)))
+    dw, curvature, iterations, _ = astuple(
+        solver.krylov.solve(
+            oracle, w, "batch", solver.operator, -b, zero, zero, 0.0, rng.uniform(0.1, 10.0, 6)
+        )
+    )
     exact = np.linalg.solve(a, b)
     assert np.linalg.norm(dw - exact) <= 1e-9 * np.linalg.norm(exact)
     assert curvature == pytest.approx(dw @ a @ dw, rel=1e-9)
@@ -338,8 +358,11 @@ def test_preconditioned_krylov_loop_solves_the_newton_system():
     d = np.diag(np.geomspace(1.0, 1e6, 6))
     oracle = AnalyticOracle({"batch": quadratic(d, b)})
     solver = NewtonKrylov(max_krylov=6)
-    dw, _, iterations, reasons = astuple(solver.krylov.solve(
-        oracle, w, "batch", solver.operator, -b, zero, zero, 0.0, 1 / np.diag(d)))
+    dw, _, iterations, reasons = astuple(
+        solver.krylov.solve(
+            oracle, w, "batch", solver.operator, -b, zero, zero, 0.0, 1 / np.diag(d)
+        )
+    )
     assert iterations == 1 and reasons == ["converged"]
     np.testing.assert_allclose(dw, b / np.diag(d), rtol=1e-12)
 
@@ -351,7 +374,7 @@ def test_rms_preconditioner_keeps_the_second_moment_of_batch_gradients():
     state = solver.init(oracle, w)
     expected = np.zeros_like(w)
     for start in (0, 50):
-        batch = (x[start:start + 50], y[start:start + 50])
+        batch = (x[start : start + 50], y[start : start + 50])
         g_batch = oracle.value_and_grad(w, batch)[1]
         expected = 0.9 * expected + 0.1 * g_batch**2
         w, state, _ = solver.step(oracle, w, batch, state)
@@ -386,15 +409,16 @@ def test_cheap_variant_is_algorithm_1_with_the_cheap_options_and_fewer_passes():
     oracle, x, y = least_squares(np.random.default_rng(4), n=200)
     cheap = mc.solvers.make("newton-krylov-cheap", max_krylov=3)
     faithful = NewtonKrylov(max_krylov=3)
-    spelled_out = NewtonKrylov(max_krylov=3, curvature="hvp", global_gradient="running",
-                               krylov_stop="forcing")
+    spelled_out = NewtonKrylov(
+        max_krylov=3, curvature="hvp", global_gradient="running", krylov_stop="forcing"
+    )
     runs = {}
     for name, solver in (("cheap", cheap), ("faithful", faithful), ("spelled", spelled_out)):
         o = Oracle(oracle.objective, (x, y))
         w = o.initial_point()
         state = solver.init(o, w)
         for start in (0, 50, 100, 150):
-            w, state, _ = solver.step(o, w, (x[start:start + 50], y[start:start + 50]), state)
+            w, state, _ = solver.step(o, w, (x[start : start + 50], y[start : start + 50]), state)
         runs[name] = (w, o.counts)
     np.testing.assert_array_equal(runs["cheap"][0], runs["spelled"][0])
     assert runs["cheap"][1]["global_gradient"] == 1 < runs["faithful"][1]["global_gradient"]
@@ -445,10 +469,12 @@ def test_printed_post_screening_scales_the_ascent_direction_by_one_plus_its_cosi
     """post_screening="paper", lines 29-30 as printed: dw <- (1 + cos(dw, g)) dw, which keeps
     dw . g > 0 (why the default reflects dw instead)."""
     g_global = np.array([1.0, -0.5])
-    oracle = AnalyticOracle({
-        None: quadratic(np.eye(2), -g_global),
-        "batch": quadratic(np.diag([1.0, 0.01]), np.array([-1.0, -1.0])),
-    })
+    oracle = AnalyticOracle(
+        {
+            None: quadratic(np.eye(2), -g_global),
+            "batch": quadratic(np.diag([1.0, 0.01]), np.array([-1.0, -1.0])),
+        }
+    )
     solver = NewtonKrylov(max_krylov=2, post_screening="paper", step="armijo")
     w_new, _, info = solver.step(oracle, np.zeros(2), "batch", solver.init(oracle, np.zeros(2)))
     assert "post-screened" in info.reason
@@ -461,25 +487,29 @@ def test_printed_post_screening_scales_the_ascent_direction_by_one_plus_its_cosi
 # --- the Gauss-Newton variant: CG on G + lambda I, lambda by Levenberg-Marquardt -------------
 @given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.floats(0.01, 10.0))
 def test_gauss_newton_curvature_is_textbook_cg_on_the_damped_gauss_newton_system(
-        seed, iterations, damping):
+    seed, iterations, damping
+):
     """curvature="gauss-newton": the Krylov loop is CG on (G + lambda I) dw = -g_j, G from
     the oracle's Gauss-Newton product (here a matrix unlike the Hessian), and the
     Hessian is never asked for."""
     rng = np.random.default_rng(seed)
     a, g_matrix, b = spd_matrix(rng, 8), spd_matrix(rng, 8, 30.0), rng.standard_normal(8)
     f, grad, _ = quadratic(a, b)
-    oracle = AnalyticOracle({None: (f, grad, lambda x: g_matrix),
-                             "batch": (f, grad, lambda x: g_matrix)})
-    solver = NewtonKrylov(curvature="gauss-newton", damping=damping, max_krylov=iterations,
-                          krylov_tol=0.0)
-    w_new, state, info = solver.step(oracle, np.zeros(8), "batch",
-                                     solver.init(oracle, np.zeros(8)))
+    oracle = AnalyticOracle(
+        {None: (f, grad, lambda x: g_matrix), "batch": (f, grad, lambda x: g_matrix)}
+    )
+    solver = NewtonKrylov(
+        curvature="gauss-newton", damping=damping, max_krylov=iterations, krylov_tol=0.0
+    )
+    w_new, state, info = solver.step(oracle, np.zeros(8), "batch", solver.init(oracle, np.zeros(8)))
     damped = g_matrix + damping * np.eye(8)
-    expected, _ = scipy.sparse.linalg.cg(damped, b, x0=np.zeros(8), rtol=0, atol=0,
-                                         maxiter=iterations)
+    expected, _ = scipy.sparse.linalg.cg(
+        damped, b, x0=np.zeros(8), rtol=0, atol=0, maxiter=iterations
+    )
     assert info.krylov_iterations == iterations
-    np.testing.assert_allclose(w_new / info.step_size, expected, rtol=1e-9,
-                               atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        w_new / info.step_size, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max()
+    )
     assert oracle.counts["hvp"] == oracle.counts["curvature"] == 0
     assert oracle.counts["gauss_newton"] == iterations
 
@@ -502,8 +532,10 @@ def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
     """newton-krylov-gn is NewtonKrylov with curvature="gauss-newton", damping=1e-3 and
     eta=0.2. On a tanh MLP, where Algorithm 1's CG stops at non-positive curvature,
     G + lambda I is positive definite and the full loss falls."""
-    assert mc.solvers.make("newton-krylov-gn").config() == NewtonKrylov(
-        curvature="gauss-newton", damping=1e-3, eta=0.2).config()
+    assert (
+        mc.solvers.make("newton-krylov-gn").config()
+        == NewtonKrylov(curvature="gauss-newton", damping=1e-3, eta=0.2).config()
+    )
     rng = np.random.default_rng(0)
     x = rng.standard_normal((96, 6))
     y = (x[:, 0] * x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 0)
@@ -530,9 +562,18 @@ def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
     """newton-krylov-fast is newton-krylov-gn with max_krylov=10, the running gradient from a
     128-example start, float32 products and damping 1e-2: the loss falls, no pass sees the
     full data, and the parameters stay float64."""
-    assert mc.solvers.make("newton-krylov-fast").config() == NewtonKrylov(
-        curvature="gauss-newton", damping=1e-2, eta=0.2, max_krylov=10,
-        global_gradient="running", gradient_sample=128, curvature_dtype="float32").config()
+    assert (
+        mc.solvers.make("newton-krylov-fast").config()
+        == NewtonKrylov(
+            curvature="gauss-newton",
+            damping=1e-2,
+            eta=0.2,
+            max_krylov=10,
+            global_gradient="running",
+            gradient_sample=128,
+            curvature_dtype="float32",
+        ).config()
+    )
     rng = np.random.default_rng(0)
     x = rng.standard_normal((192, 6))
     y = (x[:, 0] * x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 0)
@@ -547,8 +588,9 @@ def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
         w, state, info = solver.step(oracle, w, (x[rows], y[rows]), state)
         assert info.krylov_iterations <= 10
     assert w.dtype == np.float64 and oracle.value(w) < 0.8 * start
-    assert not [kind for kind in oracle.counts if kind.startswith("global_")
-                and kind != "global_function"]
+    assert not [
+        kind for kind in oracle.counts if kind.startswith("global_") and kind != "global_function"
+    ]
     assert oracle.counts["gauss_newton"] > 6
 
 
@@ -574,11 +616,13 @@ def test_damping_on_the_hessian_is_textbook_cg_on_h_plus_lambda(curvature):
     oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
     solver = NewtonKrylov(curvature=curvature, damping=0.5, max_krylov=5, krylov_tol=0.0)
     w_new, _, info = solver.step(oracle, np.zeros(8), "batch", solver.init(oracle, np.zeros(8)))
-    expected, _ = scipy.sparse.linalg.cg(a + 0.5 * np.eye(8), b, x0=np.zeros(8), rtol=0, atol=0,
-                                         maxiter=5)
+    expected, _ = scipy.sparse.linalg.cg(
+        a + 0.5 * np.eye(8), b, x0=np.zeros(8), rtol=0, atol=0, maxiter=5
+    )
     assert info.krylov_iterations == 5
-    np.testing.assert_allclose(w_new / info.step_size, expected, rtol=1e-9,
-                               atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        w_new / info.step_size, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max()
+    )
     assert oracle.counts["gauss_newton"] == 0
 
 
@@ -593,8 +637,7 @@ def logistic_regression(rng, n: int, d: int):
 
 
 @pytest.mark.parametrize("curvature", ["gauss-newton", "hvp", "bicomplex"])
-def test_curvature_fraction_runs_cg_on_the_subsample_curvature_with_the_batch_gradient(
-        curvature):
+def test_curvature_fraction_runs_cg_on_the_subsample_curvature_with_the_batch_gradient(curvature):
     """curvature_fraction=0.25 on a batch of 40: CG on (H_10 + lambda I) dw = -g_40, the
     Hessian of the batch's first 10 examples (for logistic regression also its Gauss-Newton
     matrix) against the gradient of all 40, both written out by hand."""
@@ -605,14 +648,17 @@ def test_curvature_fraction_runs_cg_on_the_subsample_curvature_with_the_batch_gr
     gradient = design.T @ (s - y[:, 0]) / n
     first = design[:10]
     hessian = first.T @ (first * (s[:10] * (1 - s[:10]))[:, None]) / 10
-    solver = NewtonKrylov(curvature=curvature, curvature_fraction=0.25, damping=0.01,
-                          max_krylov=3, krylov_tol=0.0)
+    solver = NewtonKrylov(
+        curvature=curvature, curvature_fraction=0.25, damping=0.01, max_krylov=3, krylov_tol=0.0
+    )
     w_new, _, info = solver.step(oracle, w, (x, y), solver.init(oracle, w))
-    expected, _ = scipy.sparse.linalg.cg(hessian + 0.01 * np.eye(d + 1), -gradient,
-                                         x0=np.zeros(d + 1), rtol=0, atol=0, maxiter=3)
+    expected, _ = scipy.sparse.linalg.cg(
+        hessian + 0.01 * np.eye(d + 1), -gradient, x0=np.zeros(d + 1), rtol=0, atol=0, maxiter=3
+    )
     assert info.krylov_iterations == 3
-    np.testing.assert_allclose((w_new - w) / info.step_size, expected, rtol=1e-9,
-                               atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        (w_new - w) / info.step_size, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max()
+    )
 
 
 @pytest.mark.parametrize("curvature", ["gauss-newton", "hvp", "bicomplex"])
@@ -625,12 +671,14 @@ def test_curvature_dtype_float32_runs_cg_on_float32_products(curvature):
     s = 1 / (1 + np.exp(-design @ w))
     gradient = design.T @ (s - y[:, 0]) / n
     hessian = design.T @ (design * (s * (1 - s))[:, None]) / n
-    expected, _ = scipy.sparse.linalg.cg(hessian + 0.01 * np.eye(d + 1), -gradient,
-                                         x0=np.zeros(d + 1), rtol=0, atol=0, maxiter=3)
+    expected, _ = scipy.sparse.linalg.cg(
+        hessian + 0.01 * np.eye(d + 1), -gradient, x0=np.zeros(d + 1), rtol=0, atol=0, maxiter=3
+    )
     steps = {}
     for dtype in (None, "float32"):
-        solver = NewtonKrylov(curvature=curvature, curvature_dtype=dtype, damping=0.01,
-                              max_krylov=3, krylov_tol=0.0)
+        solver = NewtonKrylov(
+            curvature=curvature, curvature_dtype=dtype, damping=0.01, max_krylov=3, krylov_tol=0.0
+        )
         w_new, _, info = solver.step(oracle, w, (x, y), solver.init(oracle, w))
         assert w_new.dtype == np.float64 and info.krylov_iterations == 3
         steps[dtype] = (w_new - w) / info.step_size
@@ -690,8 +738,15 @@ def test_algorithm_1_lowers_a_relu_mlp_loss_on_digits_every_epoch():
     x = x.reshape(len(x), 64)
     nn.manual_seed(0)
     net = nn.models.mlp([64, 64, 32, 10], "relu")
-    history = mc.fit(net, nn.CrossEntropyLoss(), (x[:768], y[:768]), NewtonKrylov(), epochs=5,
-                     batch_size=128, progress=False)
+    history = mc.fit(
+        net,
+        nn.CrossEntropyLoss(),
+        (x[:768], y[:768]),
+        NewtonKrylov(),
+        epochs=5,
+        batch_size=128,
+        progress=False,
+    )
     losses = history.train_loss
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
     assert losses[-1] < 0.5 * losses[0], losses
@@ -719,16 +774,18 @@ def test_negative_curvature_at_the_first_direction_drops_the_warm_start():
 def test_step_rule_falls_back_to_the_best_decrease_not_to_a_millionth():
     # f = w^4 from w = 1: the Newton step's Taylor ratio is 0.17 at gamma = 1 and 0.034 at
     # 1/2, never in [eta/2, eta] = [5e-4, 1e-3] within one adjustment, but both decrease f.
-    f = (lambda w: float(w[0] ** 4), lambda w: np.array([4 * w[0] ** 3]),
-         lambda w: np.array([[12 * w[0] ** 2]]))
+    f = (
+        lambda w: float(w[0] ** 4),
+        lambda w: np.array([4 * w[0] ** 3]),
+        lambda w: np.array([[12 * w[0] ** 2]]),
+    )
     oracle = AnalyticOracle({None: f, "batch": f})
     w = np.array([1.0])
     for fallback, expected in (("best", None), ("paper", 1e-6)):
         solver = NewtonKrylov(eta=1e-3, max_adjustments=1, fallback=fallback)
         w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
         if expected is None:
-            trials = {gamma: f[0](w + gamma * (w_new - w) / info.step_size)
-                      for gamma in (1.0, 0.5)}
+            trials = {gamma: f[0](w + gamma * (w_new - w) / info.step_size) for gamma in (1.0, 0.5)}
             assert info.step_size == min(trials, key=trials.get)
             assert "step-size fallback" not in info.reason
         else:

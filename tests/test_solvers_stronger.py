@@ -83,8 +83,9 @@ def symmetric_indefinite(rng, steps: int, n: int):
 # --- Schedule-Free AdamW --------------------------------------------------------------------
 
 
-def schedule_free_reference(w, grads, lr, betas, eps, weight_decay, warmup_steps, r,
-                            weight_lr_power):
+def schedule_free_reference(
+    w, grads, lr, betas, eps, weight_decay, warmup_steps, r, weight_lr_power
+):
     """AdamWScheduleFreeReference.step, written out: explicit x, y, z (Defazio et al. 2024,
     Algorithm 1 with Adam's second moment). Returns the y and x trajectories."""
     beta1, beta2 = betas
@@ -108,8 +109,9 @@ def schedule_free_reference(w, grads, lr, betas, eps, weight_decay, warmup_steps
     return ys, xs
 
 
-def schedule_free_in_place(w, grads, lr, betas, eps, weight_decay, warmup_steps, r,
-                           weight_lr_power):
+def schedule_free_in_place(
+    w, grads, lr, betas, eps, weight_decay, warmup_steps, r, weight_lr_power
+):
     """AdamWScheduleFree.step (the fast form): only y and z are kept; eval() recovers x as
     lerp(y, z, 1 - 1/beta1). Returns the y and x trajectories."""
     beta1, beta2 = betas
@@ -156,8 +158,9 @@ schedule_free_hyper = dict(
 )
 
 
-def _schedule_free_case(seed, lr, beta1, beta2, eps, weight_decay, warmup_steps, r,
-                        weight_lr_power):
+def _schedule_free_case(
+    seed, lr, beta1, beta2, eps, weight_decay, warmup_steps, r, weight_lr_power
+):
     rng = np.random.default_rng(seed)
     grads, w0 = mixed_gradients(rng, 12, 7), rng.standard_normal(7)
     hyper = dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
@@ -208,8 +211,16 @@ def test_fit_with_schedule_free_evaluates_and_keeps_x_and_checkpoints_y(tmp_path
     data = (images[:256].reshape(256, 64), labels[:256])
     nn.manual_seed(0)
     net = nn.models.mlp([64, 16, 10], "tanh")
-    history = mc.fit(net, nn.CrossEntropyLoss(), data, ScheduleFreeAdamW(0.05), epochs=1,
-                     batch_size=64, checkpoint=tmp_path, progress=False)
+    history = mc.fit(
+        net,
+        nn.CrossEntropyLoss(),
+        data,
+        ScheduleFreeAdamW(0.05),
+        epochs=1,
+        batch_size=64,
+        checkpoint=tmp_path,
+        progress=False,
+    )
     y, state, _ = checkpoint.load(Path(tmp_path), np)
     kept = nn.parameters_to_vector(net)
     np.testing.assert_array_equal(kept, state["x"])  # the module holds the average x ...
@@ -254,12 +265,14 @@ def test_hutchinson_averages_to_the_diagonal_of_a_full_hessian():
     n = 5
     a = spd_matrix(rng, n, 10.0) - 2.0 * np.eye(n)
     signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * n)).reshape(n, -1).T
-    np.testing.assert_allclose(np.mean([u * (a @ u) for u in signs], axis=0), np.diag(a),
-                               atol=1e-14)
+    np.testing.assert_allclose(
+        np.mean([u * (a @ u) for u in signs], axis=0), np.diag(a), atol=1e-14
+    )
     oracle = Quadratic(a, np.zeros(n))
     draws = 4000
-    mean = np.mean([hutchinson_diagonal(oracle, np.zeros(n), None, t)[2]
-                    for t in range(1, draws + 1)], axis=0)
+    mean = np.mean(
+        [hutchinson_diagonal(oracle, np.zeros(n), None, t)[2] for t in range(1, draws + 1)], axis=0
+    )
     spread = np.sqrt((a**2).sum(axis=1) - np.diag(a) ** 2)  # std of u_i (H u)_i
     assert np.all(np.abs(mean - np.diag(a)) < 5 * spread / np.sqrt(draws))
 
@@ -299,8 +312,9 @@ def sophia_reference(w, grads, hessians, seed, lr, betas, rho, weight_decay, eps
     eps=st.sampled_from([1e-12, 1e-3]),
     update_every=st.integers(1, 4),
 )
-def test_sophia_matches_the_paper_pseudocode(seed, lr, beta1, beta2, rho, weight_decay, eps,
-                                             update_every):
+def test_sophia_matches_the_paper_pseudocode(
+    seed, lr, beta1, beta2, rho, weight_decay, eps, update_every
+):
     rng = np.random.default_rng(seed)
     steps, n = 12, 7
     # indefinite Hessians: the estimate takes both signs, so max(rho h, eps) is exercised
@@ -339,8 +353,9 @@ def test_sophia_refreshes_the_estimate_every_update_every_steps_with_one_hvp():
     for _ in range(7):
         before = dict(oracle.counts)
         w, new, _ = solver.step(oracle, w, batch, state)
-        kinds.append({k: v - before.get(k, 0) for k, v in oracle.counts.items()
-                      if v - before.get(k, 0)})
+        kinds.append(
+            {k: v - before.get(k, 0) for k, v in oracle.counts.items() if v - before.get(k, 0)}
+        )
         refreshed = not np.array_equal(new["hessian"], state["hessian"])
         assert refreshed == (new["t"] in (1, 4, 7))
         state = new
@@ -352,8 +367,9 @@ def test_sophia_refreshes_the_estimate_every_update_every_steps_with_one_hvp():
 ADAHESSIAN_SHAPES = [(2, 3, 2, 2), (2,), (3, 4)]  # a conv kernel, a bias, a matrix: 38 numbers
 
 
-def adahessian_reference(w, grads, hessians, seed, lr, betas, eps, weight_decay,
-                         hessian_power, update_every):
+def adahessian_reference(
+    w, grads, hessians, seed, lr, betas, eps, weight_decay, hessian_power, update_every
+):
     """The authors' Adahessian.step (get_trace: |Hv|, conv kernels averaged over dims
     (2, 3)), with davda54's update_each: the last estimate reused in between."""
     beta1, beta2 = betas
@@ -363,8 +379,7 @@ def adahessian_reference(w, grads, hessians, seed, lr, betas, eps, weight_decay,
         if (t - 1) % update_every == 0:
             hv = hessians[t - 1] @ probe(seed, t, len(w))
             kernel = np.abs(hv[:24]).reshape(2, 3, 2, 2).mean(axis=(2, 3), keepdims=True)
-            trace = np.concatenate([np.broadcast_to(kernel, (2, 3, 2, 2)).ravel(),
-                                    np.abs(hv[24:])])
+            trace = np.concatenate([np.broadcast_to(kernel, (2, 3, 2, 2)).ravel(), np.abs(hv[24:])])
         m = beta1 * m + (1 - beta1) * grads[t - 1]
         v = beta2 * v + (1 - beta2) * trace * trace
         bias_correction1 = 1 - beta1**t
@@ -386,8 +401,9 @@ def adahessian_reference(w, grads, hessians, seed, lr, betas, eps, weight_decay,
     hessian_power=st.sampled_from([1.0, 0.5, 0.0]),
     update_every=st.integers(1, 3),
 )
-def test_adahessian_matches_the_authors_pseudocode(seed, lr, beta1, beta2, eps, weight_decay,
-                                                   hessian_power, update_every):
+def test_adahessian_matches_the_authors_pseudocode(
+    seed, lr, beta1, beta2, eps, weight_decay, hessian_power, update_every
+):
     rng = np.random.default_rng(seed)
     steps, n = 8, 38
     grads, hessians = mixed_gradients(rng, steps, n), symmetric_indefinite(rng, steps, n)
@@ -412,8 +428,11 @@ def test_spatial_average_of_a_conv_kernel_on_a_real_network():
     hu = oracle.hvp(w, rademacher_probe(oracle, 1, w), data)
     diag = spatial_average(hu, oracle.shapes)
     kernel = diag[:18].reshape(2, 1, 9)
-    np.testing.assert_allclose(kernel, np.abs(hu[:18]).reshape(2, 1, 9).mean(axis=2,
-                               keepdims=True) * np.ones((1, 1, 9)), rtol=1e-15)
+    np.testing.assert_allclose(
+        kernel,
+        np.abs(hu[:18]).reshape(2, 1, 9).mean(axis=2, keepdims=True) * np.ones((1, 1, 9)),
+        rtol=1e-15,
+    )
     np.testing.assert_array_equal(diag[18:], np.abs(hu[18:]))
     solver = AdaHessian(lr=0.05)
     state = solver.init(oracle, w)
@@ -426,15 +445,17 @@ def test_spatial_average_of_a_conv_kernel_on_a_real_network():
 SHAMPOO_SHAPES = [(3, 4), (3,), (2, 2, 2)]
 
 
-def grafted_shampoo_reference(w, grads, lr, eps, momentum, graft, graft_eps, graft_beta2,
-                              start):
+def grafted_shampoo_reference(w, grads, lr, eps, momentum, graft, graft_eps, graft_beta2, start):
     """Gupta et al.'s Shampoo with Distributed Shampoo's grafting, for SHAMPOO_SHAPES:
     each block's direction scaled to the grafted method's block norm; the grafted
     method alone before ``start``; heavy-ball momentum on the grafted direction."""
     root = lambda m: np.real(scipy.linalg.sqrtm(scipy.linalg.sqrtm(np.linalg.inv(m))))  # noqa: E731
     blocks = [(0, 12, (3, 4)), (12, 3, None), (15, 8, (2, 4))]
-    stats = {0: (eps * np.eye(3), eps * np.eye(4)), 1: np.full(3, eps),
-             2: (eps * np.eye(2), eps * np.eye(4))}
+    stats = {
+        0: (eps * np.eye(3), eps * np.eye(4)),
+        1: np.full(3, eps),
+        2: (eps * np.eye(2), eps * np.eye(4)),
+    }
     accumulator, buf, theta, out = np.zeros_like(w), np.zeros_like(w), w.copy(), []
     for t, g in enumerate(grads, start=1):
         if graft == "adagrad":
@@ -477,17 +498,26 @@ def grafted_shampoo_reference(w, grads, lr, eps, momentum, graft, graft_eps, gra
     graft_beta2=st.sampled_from([0.9, 0.99]),
     start=st.integers(1, 4),
 )
-def test_grafted_shampoo_matches_the_reference(seed, lr, eps, momentum, graft, graft_eps,
-                                               graft_beta2, start):
+def test_grafted_shampoo_matches_the_reference(
+    seed, lr, eps, momentum, graft, graft_eps, graft_beta2, start
+):
     rng = np.random.default_rng(seed)
     grads, w0 = mixed_gradients(rng, 5, 23), rng.standard_normal(23)
     oracle = GradientSequence(grads)
     oracle.shapes = SHAMPOO_SHAPES
-    solver = Shampoo(lr, eps=eps, momentum=momentum, graft=graft, graft_eps=graft_eps,
-                     graft_beta2=graft_beta2, start_preconditioning_step=start)
+    solver = Shampoo(
+        lr,
+        eps=eps,
+        momentum=momentum,
+        graft=graft,
+        graft_eps=graft_eps,
+        graft_beta2=graft_beta2,
+        start_preconditioning_step=start,
+    )
     ours = trajectory(solver, oracle, w0, 5)
-    theirs = grafted_shampoo_reference(w0, grads, lr, eps, momentum, graft, graft_eps,
-                                       graft_beta2, start)
+    theirs = grafted_shampoo_reference(
+        w0, grads, lr, eps, momentum, graft, graft_eps, graft_beta2, start
+    )
     assert_trajectories_close(ours, theirs, rtol=1e-9)
 
 
@@ -505,7 +535,8 @@ def test_grafted_step_has_each_layers_grafted_norm_and_shampoos_direction():
     for offset, size in [(0, 12), (12, 3), (15, 8)]:
         block, plain_block = d[offset : offset + size], d_plain[offset : offset + size]
         assert np.linalg.norm(block) == pytest.approx(
-            0.3 * np.linalg.norm(adagrad_direction[offset : offset + size]), rel=1e-12)
+            0.3 * np.linalg.norm(adagrad_direction[offset : offset + size]), rel=1e-12
+        )
         cosine = block @ plain_block / np.linalg.norm(block) / np.linalg.norm(plain_block)
         assert cosine == pytest.approx(1.0, rel=1e-12)
 
@@ -536,8 +567,9 @@ def test_shampoo_roots_wait_for_the_start_of_preconditioning():
     initial = solver.init(oracle, np.zeros(6))["L0_root"]
     np.testing.assert_array_equal(states[1]["L0_root"], initial)  # steps 1, 2: not needed
     root = states[2]["L0_root"]  # step 3: computed from that step's statistics ...
-    np.testing.assert_allclose(np.linalg.matrix_power(root, 4) @ states[2]["L0"], np.eye(2),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        np.linalg.matrix_power(root, 4) @ states[2]["L0"], np.eye(2), atol=1e-9
+    )
     assert states[3]["L0_root"] is root  # ... and kept until step 11
 
 
@@ -592,8 +624,7 @@ def new_solvers():
 
 
 def solver_id(solver):
-    return solver.name + ("-" + solver.graft if getattr(solver, "graft", "none") != "none"
-                          else "")
+    return solver.name + ("-" + solver.graft if getattr(solver, "graft", "none") != "none" else "")
 
 
 @pytest.mark.parametrize("solver", new_solvers(), ids=solver_id)
@@ -652,10 +683,12 @@ def test_defaults_are_the_references():
     assert ScheduleFreeAdamW().config() == dict(
         lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0, r=0.0,
         weight_lr_power=2.0)  # fmt: skip
-    assert Sophia().config() == dict(lr=1e-4, betas=(0.965, 0.99), rho=0.04, weight_decay=0.1,
-                                     eps=1e-12, update_every=10)
-    assert AdaHessian().config() == dict(lr=0.15, betas=(0.9, 0.999), eps=1e-4,
-                                         weight_decay=0.0, hessian_power=1.0, update_every=1)
+    assert Sophia().config() == dict(
+        lr=1e-4, betas=(0.965, 0.99), rho=0.04, weight_decay=0.1, eps=1e-12, update_every=10
+    )
+    assert AdaHessian().config() == dict(
+        lr=0.15, betas=(0.9, 0.999), eps=1e-4, weight_decay=0.0, hessian_power=1.0, update_every=1
+    )
 
 
 BAD = [
@@ -681,8 +714,12 @@ BAD = [
     (Shampoo, dict(graft="sgd"), ValueError, "graft"),
     (Shampoo, dict(graft="adagrad", graft_eps=0.0), ValueError, "graft_eps"),
     (Shampoo, dict(graft="rmsprop", graft_beta2=1.0), ValueError, "graft_beta2"),
-    (Shampoo, dict(graft="adam", start_preconditioning_step=0), ValueError,
-     "start_preconditioning_step"),
+    (
+        Shampoo,
+        dict(graft="adam", start_preconditioning_step=0),
+        ValueError,
+        "start_preconditioning_step",
+    ),
     (Shampoo, dict(start_preconditioning_step=3), ValueError, "start_preconditioning_step"),
 ]
 
@@ -699,9 +736,11 @@ def test_shampoo_grafted_is_shampoo_with_adam_grafting_and_roots_every_10_steps(
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((60, 5)), rng.integers(0, 3, 60)
     runs = {}
-    for name, solver in (("variant", make("shampoo-grafted", lr=0.05)),
-                         ("spelled", Shampoo(lr=0.05, graft="adam", update_every=10)),
-                         ("plain", Shampoo(lr=0.05))):
+    for name, solver in (
+        ("variant", make("shampoo-grafted", lr=0.05)),
+        ("spelled", Shampoo(lr=0.05, graft="adam", update_every=10)),
+        ("plain", Shampoo(lr=0.05)),
+    ):
         nn.manual_seed(0)
         oracle = Oracle(mc.Objective(nn.Linear(5, 3), nn.CrossEntropyLoss()), (x, y))
         w = oracle.initial_point()

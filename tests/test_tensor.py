@@ -67,11 +67,16 @@ def test_scalars_and_arrays_mix_in_as_order_zero():
     t = mc.from_parts(np.array([[1.0, 2.0], [3.0, 4.0]]))
     arr = np.array([10.0, 20.0])
     for result, want in [
-        (t + 1, [[2, 3], [3, 4]]), (1 + t, [[2, 3], [3, 4]]),
-        (t * 2.0, [[2, 4], [6, 8]]), (2 * t, [[2, 4], [6, 8]]),
-        (t - arr, [[-9, -18], [3, 4]]), (arr - t, [[9, 18], [-3, -4]]),
-        (t * arr, [[10, 40], [30, 80]]), (arr * t, [[10, 40], [30, 80]]),
-        (t / 2, [[0.5, 1], [1.5, 2]]), (-t, [[-1, -2], [-3, -4]]),
+        (t + 1, [[2, 3], [3, 4]]),
+        (1 + t, [[2, 3], [3, 4]]),
+        (t * 2.0, [[2, 4], [6, 8]]),
+        (2 * t, [[2, 4], [6, 8]]),
+        (t - arr, [[-9, -18], [3, 4]]),
+        (arr - t, [[9, 18], [-3, -4]]),
+        (t * arr, [[10, 40], [30, 80]]),
+        (arr * t, [[10, 40], [30, 80]]),
+        (t / 2, [[0.5, 1], [1.5, 2]]),
+        (-t, [[-1, -2], [-3, -4]]),
     ]:
         assert isinstance(result, mc.Tensor)
         np.testing.assert_array_equal(result.parts, want)
@@ -149,8 +154,9 @@ def test_reshape_transpose_sum_mean():
     np.testing.assert_allclose(t.sum(axis=(0, 2)).parts, p.sum(axis=(1, 3)))
     np.testing.assert_allclose(t.sum(axis=-1, keepdims=True).parts, p.sum(axis=3, keepdims=True))
     np.testing.assert_allclose(t.mean(axis=0).parts, p.mean(axis=1))
-    np.testing.assert_allclose(mc.mean(t, axis=2, keepdims=True).parts,
-                               p.mean(axis=3, keepdims=True))
+    np.testing.assert_allclose(
+        mc.mean(t, axis=2, keepdims=True).parts, p.mean(axis=3, keepdims=True)
+    )
     with pytest.raises(ValueError, match="axis 3 is out of range"):
         t.sum(axis=3)
 
@@ -183,8 +189,13 @@ def test_concatenate_and_stack_promote_orders():
 
 def test_comparisons_use_real_parts():
     t = mc.from_parts(np.array([[1.0, 2.0, 3.0], [9.0, -9.0, 0.0]]))
-    for result, want in [(t < 2, [1, 0, 0]), (t <= 2, [1, 1, 0]), (t > 2, [0, 0, 1]),
-                         (t >= 2, [0, 1, 1]), (t > mc.tensor([0.0, 5.0, 0.0]), [1, 0, 1])]:
+    for result, want in [
+        (t < 2, [1, 0, 0]),
+        (t <= 2, [1, 1, 0]),
+        (t > 2, [0, 0, 1]),
+        (t >= 2, [0, 1, 1]),
+        (t > mc.tensor([0.0, 5.0, 0.0]), [1, 0, 1]),
+    ]:
         assert isinstance(result, np.ndarray) and result.dtype == bool
         np.testing.assert_array_equal(result, np.array(want, dtype=bool))
 
@@ -274,21 +285,43 @@ def test_lower_layers_never_import_higher_ones():
 
     root = Path(mc.__file__).parent
     higher = {
-        "algebra": ("mcnet.tensor", "mcnet.functions", "mcnet.derivatives", "mcnet.nn",
-                    "mcnet.solvers", "mcnet.experiments", "mcnet.cli"),
-        "tensor.py": ("mcnet.functions", "mcnet.derivatives", "mcnet.nn", "mcnet.solvers",
-                      "mcnet.experiments", "mcnet.cli"),
-        "functions.py": ("mcnet.derivatives", "mcnet.nn", "mcnet.solvers", "mcnet.experiments",
-                         "mcnet.cli"),
+        "algebra": (
+            "mcnet.tensor",
+            "mcnet.functions",
+            "mcnet.derivatives",
+            "mcnet.nn",
+            "mcnet.solvers",
+            "mcnet.experiments",
+            "mcnet.cli",
+        ),
+        "tensor.py": (
+            "mcnet.functions",
+            "mcnet.derivatives",
+            "mcnet.nn",
+            "mcnet.solvers",
+            "mcnet.experiments",
+            "mcnet.cli",
+        ),
+        "functions.py": (
+            "mcnet.derivatives",
+            "mcnet.nn",
+            "mcnet.solvers",
+            "mcnet.experiments",
+            "mcnet.cli",
+        ),
         "nn": ("mcnet.solvers", "mcnet.training", "mcnet.experiments", "mcnet.cli"),
         "solvers": ("mcnet.training", "mcnet.experiments", "mcnet.cli"),
         "training": ("mcnet.experiments", "mcnet.cli"),
         "derivatives.py": ("mcnet.solvers", "mcnet.training", "mcnet.experiments", "mcnet.cli"),
-        "transforms.py": ("mcnet.nn", "mcnet.solvers", "mcnet.training", "mcnet.experiments",
-                          "mcnet.cli"),
+        "transforms.py": (
+            "mcnet.nn",
+            "mcnet.solvers",
+            "mcnet.training",
+            "mcnet.experiments",
+            "mcnet.cli",
+        ),
         "diagnostics.py": ("mcnet.training", "mcnet.experiments", "mcnet.cli"),
-        "datasets": ("mcnet.tensor", "mcnet.nn", "mcnet.solvers", "mcnet.experiments",
-                     "mcnet.cli"),
+        "datasets": ("mcnet.tensor", "mcnet.nn", "mcnet.solvers", "mcnet.experiments", "mcnet.cli"),
         "errors.py": (),
     }
     offenders = []
@@ -297,8 +330,16 @@ def test_lower_layers_never_import_higher_ones():
         assert files, place
         for path in files:
             for node in ast.walk(ast.parse(path.read_text())):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                         [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-                offenders += [f"{path.name}: {n}" for n in names if n == "mcnet"
-                              or any(n == f or n.startswith(f + ".") for f in forbidden)]
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
+                offenders += [
+                    f"{path.name}: {n}"
+                    for n in names
+                    if n == "mcnet" or any(n == f or n.startswith(f + ".") for f in forbidden)
+                ]
     assert not offenders, offenders

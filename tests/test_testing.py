@@ -213,8 +213,7 @@ def test_assert_derivatives_names_the_worst_point_of_a_wrong_derivative():
 def test_assert_derivatives_catches_a_relative_error_of_1e_9():
     x = np.linspace(-1.0, 1.0, 7)
     with pytest.raises(AssertionError, match="order 3"):
-        mc.testing.assert_derivatives(
-            mc.exp, x, [np.exp, np.exp, lambda t: np.exp(t) * (1 + 1e-9)])
+        mc.testing.assert_derivatives(mc.exp, x, [np.exp, np.exp, lambda t: np.exp(t) * (1 + 1e-9)])
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -261,8 +260,11 @@ def test_finite_difference_of_an_array_function_and_a_zero_direction():
 # --- strategies, the profile, warm_up and the import without hypothesis ----------------------
 
 
-@given(x=mst.points((0.0, 1.0), dtype=np.float32, shape=(2, 3)),
-       y=mst.points((0.1, 0.3), dtype=np.float32), z=mst.points((0.0, np.inf)))
+@given(
+    x=mst.points((0.0, 1.0), dtype=np.float32, shape=(2, 3)),
+    y=mst.points((0.1, 0.3), dtype=np.float32),
+    z=mst.points((0.0, np.inf)),
+)
 def test_points_lie_inside_the_open_domain(x, y, z):
     assert x.dtype == np.float32 and x.shape == (2, 3)
     assert np.all((x > 0) & (x < 1))
@@ -270,8 +272,7 @@ def test_points_lie_inside_the_open_domain(x, y, z):
     assert 0 < z < np.inf
 
 
-@given(directions=mst.directions((2, 3), 3), t=mst.tensors(2, (4,)),
-       d=mst.tensors(3, 2, ratio=0.5))
+@given(directions=mst.directions((2, 3), 3), t=mst.tensors(2, (4,)), d=mst.tensors(3, 2, ratio=0.5))
 def test_directions_and_tensors_have_their_shapes(directions, t, d):
     assert len(directions) == 3 and all(v.shape == (2, 3) for v in directions)
     assert all(np.all(np.abs(v) <= 1) for v in directions)
@@ -295,6 +296,7 @@ def test_mcnet_testing_imports_without_hypothesis_but_strategies_say_how_to_get_
         "except ImportError as e:\n"
         "    print(e)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert "pip install mcnet[testing]" in result.stdout

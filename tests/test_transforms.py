@@ -115,9 +115,15 @@ def test_jet_of_an_array_function_and_of_order_zero():
     v = 2 * np.ones_like(x)
     jet = mc.jet(lambda t: mc.sin(t).sum(axis=0), x, v, 4)
     assert jet.shape == (5, 3)
-    close(jet, [(np.sin(x) * (2.0**k) * s).sum(axis=0) if k % 2 == 0 else
-                (np.cos(x) * (2.0**k) * s).sum(axis=0)
-                for k, s in enumerate([1, 1, -1, -1, 1])])
+    close(
+        jet,
+        [
+            (np.sin(x) * (2.0**k) * s).sum(axis=0)
+            if k % 2 == 0
+            else (np.cos(x) * (2.0**k) * s).sum(axis=0)
+            for k, s in enumerate([1, 1, -1, -1, 1])
+        ],
+    )
     assert mc.jet(mc.exp, x, v, 0).shape == (1, 2, 3)
     zero = mc.jet(mc.exp, 0.5, 0.0, 3)
     np.testing.assert_array_equal(zero, [np.exp(0.5), 0.0, 0.0, 0.0])
@@ -144,8 +150,9 @@ def test_float32_points_give_float32_results():
     assert g.dtype == np.float32
     np.testing.assert_allclose(g, np.exp(x.astype(np.float64)), rtol=1e-6)
     jet = mc.jet(mc.exp, x, np.ones_like(x), 4)
-    np.testing.assert_allclose(jet, np.broadcast_to(np.exp(x.astype(np.float64)), (5, 3)),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        jet, np.broadcast_to(np.exp(x.astype(np.float64)), (5, 3)), rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("transform", ["grad", "hvp", "hessian"])

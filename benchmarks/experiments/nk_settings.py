@@ -54,27 +54,53 @@ def main() -> None:
     for name in args[1:] or list(PROBLEMS):
         flags, epochs = PROBLEMS[name]
         adam = ex.best_runs(ex.read_compare(RESULTS / name))["adam"]
-        problem = ex.load_problem(ex.ProblemSpec(dataset="mnist", data_dir=data_dir,
-                                                 train_split="test", holdout=2000, **flags))
+        problem = ex.load_problem(
+            ex.ProblemSpec(
+                dataset="mnist", data_dir=data_dir, train_split="test", holdout=2000, **flags
+            )
+        )
         linear = name in ("logistic", "svm")
         sizes = [128, 1024, len(problem.train[0])] if linear else [128]
         every = 1 if with_adam else None
-        records = {size: ex.run(problem, "newton-krylov", dict(options), epochs, size,
-                                progress=False, evaluate_every=every) for size in sizes}
+        records = {
+            size: ex.run(
+                problem,
+                "newton-krylov",
+                dict(options),
+                epochs,
+                size,
+                progress=False,
+                evaluate_every=every,
+            )
+            for size in sizes
+        }
         losses = {size: ex.final_loss(record) for size, record in records.items()}
         size = min(losses, key=losses.get)
-        print(f"{name}: {json.dumps(options)} final loss {losses[size]:.4g} (batch {size}), "
-              f"NK / Adam {losses[size] / ex.final_loss(adam):.3f}; every batch: {losses}; "
-              f"{epochs_line(records[size])}", flush=True)
+        print(
+            f"{name}: {json.dumps(options)} final loss {losses[size]:.4g} (batch {size}), "
+            f"NK / Adam {losses[size] / ex.final_loss(adam):.3f}; every batch: {losses}; "
+            f"{epochs_line(records[size])}",
+            flush=True,
+        )
         if with_adam:
-            rerun = ex.run(problem, "adam", {"lr": adam["lr"]}, epochs, adam["batch_size"],
-                           progress=False, evaluate_every=every)
+            rerun = ex.run(
+                problem,
+                "adam",
+                {"lr": adam["lr"]},
+                epochs,
+                adam["batch_size"],
+                progress=False,
+                evaluate_every=every,
+            )
             t, nk_loss, adam_loss = ex.losses_at_equal_time(records[size], rerun)
             reached = ex.time_to_loss(records[size], ex.final_loss(rerun))
-            print(f"  adam lr {adam['lr']} (batch {adam['batch_size']}) rerun: {epochs_line(rerun)}"
-                  f"; equal wall time T = {t:.3g} s: NK {nk_loss:.4g} / Adam {adam_loss:.4g} = "
-                  f"{nk_loss / adam_loss:.3f}; NK first at or below Adam's final loss after "
-                  f"{'never' if reached is None else f'{reached:.3g} s'}", flush=True)
+            print(
+                f"  adam lr {adam['lr']} (batch {adam['batch_size']}) rerun: {epochs_line(rerun)}"
+                f"; equal wall time T = {t:.3g} s: NK {nk_loss:.4g} / Adam {adam_loss:.4g} = "
+                f"{nk_loss / adam_loss:.3f}; NK first at or below Adam's final loss after "
+                f"{'never' if reached is None else f'{reached:.3g} s'}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

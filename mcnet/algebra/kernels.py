@@ -189,8 +189,10 @@ _TINY_IMAGINARY_FORMS = {  # f(x + iy) for tiny y: (real part, imaginary part)
     # sech^2 as 1/cosh^2, not 1 - tanh^2, which cancels for large |x|
     "tanh": ("math.tanh(x)", "y / (math.cosh(x) * math.cosh(x))"),
 }
-_COMPLEX_BASE = "\nTINY = 2.0**-27\n" + "".join(
-    f"""
+_COMPLEX_BASE = (
+    "\nTINY = 2.0**-27\n"
+    + "".join(
+        f"""
 
 @{{decorator}}
 def complex_{name}(z):
@@ -200,8 +202,9 @@ def complex_{name}(z):
         return complex({real}, {imag})
     return cmath.{name}(z)
 """
-    for name, (real, imag) in _TINY_IMAGINARY_FORMS.items()
-) + """
+        for name, (real, imag) in _TINY_IMAGINARY_FORMS.items()
+    )
+    + """
 
 @{decorator}
 def complex_inv(z):
@@ -216,11 +219,10 @@ def complex_inv(z):
 
 
 """
+)
 
 
-def _body(
-    fn: Callable, n_inputs: int, order: int, one_direction: bool
-) -> tuple[list[str], int]:
+def _body(fn: Callable, n_inputs: int, order: int, one_direction: bool) -> tuple[list[str], int]:
     """Trace ``fn`` on symbolic inputs: (lines computing outputs o0.., number of outputs)."""
     emitter = _Emitter()
     if one_direction:  # k + 1 real coefficients
@@ -318,8 +320,10 @@ def kernel(
     if key not in _compiled:
         fn, n_inputs = FUSED[name][:2]
         if one_direction:
-            fn = symmetric.mul if name == "mul" else (
-                symmetric.series(name) if series else symmetric.exact(name)
+            fn = (
+                symmetric.mul
+                if name == "mul"
+                else (symmetric.series(name) if series else symmetric.exact(name))
             )
         source = generate_source(fn, n_inputs, order, target, one_direction)
         layout = ("t" if series else "d") if one_direction else "o"
@@ -336,8 +340,11 @@ def applies(name: str, order: int, one_direction: bool = False, device: str = "c
     if one_direction and symmetric.nilpotent():
         return False
     _, _, lowest_on_cpu, lowest_on_gpu = FUSED[name]
-    return order >= 2 if one_direction else order >= (
-        lowest_on_cpu if device == "cpu" else lowest_on_gpu)
+    return (
+        order >= 2
+        if one_direction
+        else order >= (lowest_on_cpu if device == "cpu" else lowest_on_gpu)
+    )
 
 
 def run(name: str, order: int, *inputs, one_direction: bool = False):

@@ -212,8 +212,17 @@ def tanh(data: np.ndarray) -> np.ndarray | None:
     em1 = np.expm1(e)
     np.exp(e, out=e)
     out = np.empty_like(flat)
-    _tanh_complex(flat[0].view(rtype), e, em1, rtype(_TINY[rtype]), rtype(1), rtype(2),
-                  rtype(4), flat.dtype.type(1j), out[0].view(rtype))
+    _tanh_complex(
+        flat[0].view(rtype),
+        e,
+        em1,
+        rtype(_TINY[rtype]),
+        rtype(1),
+        rtype(2),
+        rtype(4),
+        flat.dtype.type(1j),
+        out[0].view(rtype),
+    )
     return from_flat(out, data.shape, axes)
 
 

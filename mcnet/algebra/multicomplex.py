@@ -500,9 +500,7 @@ def erf(a: Comps) -> Comps:
         coef = gauss * ((-1) ** (k - 1)) * g / k
         term = scale(s_power, coef)
         total = add(total, term)
-        negligible = all(
-            bool(xp.all(xp.abs(t) <= eps * xp.abs(c))) for t, c in zip(term, total)
-        )
+        negligible = all(bool(xp.all(xp.abs(t) <= eps * xp.abs(c))) for t, c in zip(term, total))
         negligible_in_a_row = negligible_in_a_row + 1 if negligible else 0
         # Two in a row: at x = 0 every other derivative of erf is exactly 0, so one
         # negligible term does not mean the series has converged (erf(2.5i) stopped at s^2).

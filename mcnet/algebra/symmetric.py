@@ -207,8 +207,10 @@ def _by_jet(jet: Callable[[list], list]) -> Callable[[Comps], Comps]:
     def apply(s: Comps) -> Comps:
         factorials = [math.factorial(c) for c in range(len(s))]
         zeros = zero_components(s[1:]) if nilpotent() else set()
-        t = [taylor.ZERO if c - 1 in zeros else x * (1.0 / f) if f > 1 else x
-             for c, (x, f) in enumerate(zip(s, factorials))]
+        t = [
+            taylor.ZERO if c - 1 in zeros else x * (1.0 / f) if f > 1 else x
+            for c, (x, f) in enumerate(zip(s, factorials))
+        ]
         y = [y * float(f) if f > 1 else y for y, f in zip(jet(t), factorials)]
         return [alg.array_module(s[0]).zeros_like(s[0]) if v is taylor.ZERO else v for v in y]
 

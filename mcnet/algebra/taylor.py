@@ -233,8 +233,10 @@ def power(t: Jet, p: float) -> Jet:
     for c in range(1, len(t)):
         if len(powers) < c:
             powers.append(powers[-1] * t[0])
-        w.append(sum_of(((p + 1) * j - c) * t[j] * powers[j - 1] * w[c - j]
-                        for j in range(1, c + 1)) * (1.0 / c))
+        w.append(
+            sum_of(((p + 1) * j - c) * t[j] * powers[j - 1] * w[c - j] for j in range(1, c + 1))
+            * (1.0 / c)
+        )
     with_power = [xp.power(t[0], p - c) for c in range(len(t))]
     return [with_power[0]] + [with_power[c] * w[c] for c in range(1, len(t))]
 

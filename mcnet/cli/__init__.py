@@ -47,15 +47,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, unknown = parser.parse_known_args(arguments)
         if unknown and args.command is not None:
             # argparse would blame "mcnet"; the flag belongs to the subcommand's list
-            raise CLIError(f"mcnet {args.command}", f"{unknown[0]}: not a flag of mcnet "
-                           f"{args.command} (expected one of those in mcnet {args.command} "
-                           "--help)")
+            raise CLIError(
+                f"mcnet {args.command}",
+                f"{unknown[0]}: not a flag of mcnet "
+                f"{args.command} (expected one of those in mcnet {args.command} "
+                "--help)",
+            )
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         if args.command is None:
             parser.print_usage(sys.stderr)
-            print(f"mcnet: error: a command is required (expected one of "
-                  f"{', '.join(COMMANDS)})", file=sys.stderr)
+            print(
+                f"mcnet: error: a command is required (expected one of {', '.join(COMMANDS)})",
+                file=sys.stderr,
+            )
             return 2
         with contextlib.ExitStack() as stack:
             if not args.debug:
@@ -73,9 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MCNetError, OSError, ValueError) as exc:  # a fault no flag check foresaw
         return _report(args, _prog(args), str(exc) or type(exc).__name__, 1, exc)
     except Exception as exc:
-        return _report(args, _prog(args), f"{type(exc).__name__}: {exc} (unexpected: rerun "
-                                          "with --debug for the traceback, and report it)",
-                       1, exc)
+        return _report(
+            args,
+            _prog(args),
+            f"{type(exc).__name__}: {exc} (unexpected: rerun "
+            "with --debug for the traceback, and report it)",
+            1,
+            exc,
+        )
 
 
 def _prog(args: argparse.Namespace | None) -> str:
@@ -83,8 +93,13 @@ def _prog(args: argparse.Namespace | None) -> str:
     return f"mcnet {command}" if command else "mcnet"
 
 
-def _report(args: argparse.Namespace | None, prog: str, message: str, status: int,
-            cause: BaseException | None) -> int:
+def _report(
+    args: argparse.Namespace | None,
+    prog: str,
+    message: str,
+    status: int,
+    cause: BaseException | None,
+) -> int:
     """The one-line error (after the traceback of ``cause`` under --debug); the status."""
     if cause is not None and getattr(args, "debug", False):
         traceback.print_exception(cause)

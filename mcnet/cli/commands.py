@@ -34,26 +34,43 @@ from mcnet.training.history import check_writable, write_atomic
 # --- shared steps -----------------------------------------------------------------------------
 def _spec(args: argparse.Namespace) -> ex.ProblemSpec:
     return ex.ProblemSpec(
-        model=args.model, activation=args.activation, hidden=tuple(args.hidden),
-        dataset=args.dataset, data_dir=args.data_dir, train_file=args.train_file,
-        test_file=args.test_file, train_split=args.train_split, holdout=args.holdout,
-        subset=args.subset, test_subset=args.test_subset, dtype=args.dtype, device=args.device)
+        model=args.model,
+        activation=args.activation,
+        hidden=tuple(args.hidden),
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        train_file=args.train_file,
+        test_file=args.test_file,
+        train_split=args.train_split,
+        holdout=args.holdout,
+        subset=args.subset,
+        test_subset=args.test_subset,
+        dtype=args.dtype,
+        device=args.device,
+    )
 
 
 def _load(args: argparse.Namespace, prog: str) -> ex.Problem:
     """The problem of the flags; CLIError naming the flag, or saying where data goes."""
     spec = _spec(args)
     if spec.model in ("logistic_regression", "linear_svm") and spec.activation is not None:
-        raise CLIError(prog, f"--activation: {spec.model} is linear and has no activation "
-                             "(expected no --activation)")
+        raise CLIError(
+            prog,
+            f"--activation: {spec.model} is linear and has no activation "
+            "(expected no --activation)",
+        )
     try:
         return ex.load_problem(spec)
     except ex.ProblemError as exc:
         raise CLIError(prog, str(exc)) from None
     except DatasetNotFoundError as exc:
         where = f" --data-dir {args.data_dir}" if args.data_dir else ""
-        raise CLIError(prog, f"--dataset {args.dataset}: {exc} From the command line: "
-                             f"mcnet download {args.dataset}{where}", 1) from None
+        raise CLIError(
+            prog,
+            f"--dataset {args.dataset}: {exc} From the command line: "
+            f"mcnet download {args.dataset}{where}",
+            1,
+        ) from None
     except (DataError, OSError) as exc:  # a damaged or unreadable file
         raise CLIError(prog, f"--dataset {args.dataset}: {exc}", 1) from None
 
@@ -62,8 +79,11 @@ def _check_batch(problem: ex.Problem, batch_sizes: Sequence[int], prog: str, fla
     n = len(problem.train[0])
     for size in batch_sizes:
         if size > n:
-            raise CLIError(prog, f"{flag}: {size} is larger than the training data ({n} "
-                                 f"examples) (expected at most {n})")
+            raise CLIError(
+                prog,
+                f"{flag}: {size} is larger than the training data ({n} "
+                f"examples) (expected at most {n})",
+            )
 
 
 def _check_output(prog: str, flag: str, path: str) -> None:
@@ -78,8 +98,11 @@ def _check_output(prog: str, flag: str, path: str) -> None:
 def _check_out_dir(args: argparse.Namespace, prog: str) -> None:
     path = Path(args.out_dir)
     if os.path.lexists(path) and not path.is_dir():
-        raise CLIError(prog, f"--out-dir: {path} is not a directory (expected a directory, or "
-                             "a path where one can be made)")
+        raise CLIError(
+            prog,
+            f"--out-dir: {path} is not a directory (expected a directory, or "
+            "a path where one can be made)",
+        )
 
 
 def _check_plots(args: argparse.Namespace, prog: str) -> None:
@@ -104,49 +127,77 @@ def _train(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     options = dict(args.option)
     if args.lr is not None and not ex.takes_lr(args.solver):
         takers = ", ".join(n for n in SOLVER_NAMES if ex.takes_lr(n))
-        raise CLIError(prog, f"--lr: {args.solver} takes no learning rate (expected --lr only "
-                             f"with one of {takers})")
+        raise CLIError(
+            prog,
+            f"--lr: {args.solver} takes no learning rate (expected --lr only with one of {takers})",
+        )
     if args.eta is not None and not ex.takes_eta(args.solver):
-        raise CLIError(prog, f"--eta: {args.solver} has no Taylor ratio (expected --eta only "
-                             f"with {' or '.join(n for n in SOLVER_NAMES if ex.takes_eta(n))})")
+        raise CLIError(
+            prog,
+            f"--eta: {args.solver} has no Taylor ratio (expected --eta only "
+            f"with {' or '.join(n for n in SOLVER_NAMES if ex.takes_eta(n))})",
+        )
     if args.resume and args.checkpoint is None:
         raise CLIError(prog, "--resume: nothing to resume from (expected --checkpoint DIR too)")
     if args.overwrite and args.checkpoint is None:
-        raise CLIError(prog, "--overwrite: no checkpoint to replace (expected --checkpoint DIR "
-                             "too)")
+        raise CLIError(
+            prog, "--overwrite: no checkpoint to replace (expected --checkpoint DIR too)"
+        )
     if args.overwrite and args.resume:
-        raise CLIError(prog, "--overwrite: --resume continues the checkpoint, --overwrite "
-                             "replaces it (expected one of them)")
+        raise CLIError(
+            prog,
+            "--overwrite: --resume continues the checkpoint, --overwrite "
+            "replaces it (expected one of them)",
+        )
     if args.workers is not None and args.scheduler != "local":
-        raise CLIError(prog, "--workers: only a cluster started here has a worker count "
-                             "(expected --scheduler local too)")
+        raise CLIError(
+            prog,
+            "--workers: only a cluster started here has a worker count "
+            "(expected --scheduler local too)",
+        )
     options = ex.solver_options(args.solver, lr=args.lr, eta=args.eta, extra=options)
     try:  # a bad --option fails here, before any data is read
         make(args.solver, **options)
     except (TypeError, ValueError) as exc:
         flag = "--option" if args.option else "--solver"
         raise CLIError(prog, f"{flag}: {exc}") from None
-    outputs = [(flag, path) for flag, path in (("--out", args.out),
-                                               ("--save-params", args.save_params)) if path]
+    outputs = [
+        (flag, path)
+        for flag, path in (("--out", args.out), ("--save-params", args.save_params))
+        if path
+    ]
     for flag, path in outputs:
         _check_output(prog, flag, path)
     if len(outputs) == 2 and Path(args.out).resolve() == Path(args.save_params).resolve():
-        raise CLIError(prog, f"--save-params: {args.save_params} is the --out file too "
-                             "(expected two different files)")
+        raise CLIError(
+            prog,
+            f"--save-params: {args.save_params} is the --out file too "
+            "(expected two different files)",
+        )
     if args.checkpoint is not None:
         _check_checkpoint(args, prog)
     problem = _load(args, prog)
     _check_batch(problem, [args.batch_size], prog, "--batch-size")
     try:
-        record = ex.run(problem, args.solver, options, args.epochs, args.batch_size, args.seed,
-                        checkpoint=args.checkpoint, resume=args.resume,
-                        overwrite=args.overwrite,
-                        extra={**_command_extra(command_line), "lr": options.get("lr")},
-                        scheduler=args.scheduler, workers=args.workers,
-                        evaluate_every=args.evaluate_every)
+        record = ex.run(
+            problem,
+            args.solver,
+            options,
+            args.epochs,
+            args.batch_size,
+            args.seed,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            extra={**_command_extra(command_line), "lr": options.get("lr")},
+            scheduler=args.scheduler,
+            workers=args.workers,
+            evaluate_every=args.evaluate_every,
+        )
     except CheckpointError as exc:  # a mismatch is the flags' fault, the rest the file's
-        raise CLIError(prog, f"--checkpoint: {exc}",
-                       2 if isinstance(exc, ValueError) else 1) from None
+        raise CLIError(
+            prog, f"--checkpoint: {exc}", 2 if isinstance(exc, ValueError) else 1
+        ) from None
     except (ImportError, ConnectionError) as exc:  # no Dask, or no cluster at that address
         raise CLIError(prog, f"--scheduler {args.scheduler}: {exc}", 1) from None
     saved = args.checkpoint and (Path(args.checkpoint) / checkpoint.FILENAME).is_file()
@@ -154,11 +205,15 @@ def _train(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     if record["failed"]:
         raise CLIError(prog, f"training failed: {record['failed']}{kept}", 1)
     print(f"{ex.problem_text(record['problem'])}")
-    print(f"{args.solver} {json.dumps(record['config'])}; {args.epochs} epochs, batch "
-          f"{args.batch_size}, seed {args.seed}, {record['problem']['parameters']} parameters")
+    print(
+        f"{args.solver} {json.dumps(record['config'])}; {args.epochs} epochs, batch "
+        f"{args.batch_size}, seed {args.seed}, {record['problem']['parameters']} parameters"
+    )
     print(_epoch_table(record))
-    writers = {"--out": lambda path: ex.write_record(record, path),
-               "--save-params": lambda path: _save_params(record["_params"], Path(path))}
+    writers = {
+        "--out": lambda path: ex.write_record(record, path),
+        "--save-params": lambda path: _save_params(record["_params"], Path(path)),
+    }
     for flag, path in outputs:
         try:
             writers[flag](path)
@@ -186,23 +241,32 @@ def _check_checkpoint(args: argparse.Namespace, prog: str) -> None:
         return
     done = saved[2]["epoch"]
     if not args.resume:
-        raise CLIError(prog, f"--checkpoint: {directory} holds a checkpoint after {done} "
-                             "epochs (expected --resume to continue it, --overwrite to "
-                             "replace it, or another directory)")
+        raise CLIError(
+            prog,
+            f"--checkpoint: {directory} holds a checkpoint after {done} "
+            "epochs (expected --resume to continue it, --overwrite to "
+            "replace it, or another directory)",
+        )
     if done > args.epochs:
-        raise CLIError(prog, f"--epochs: {args.epochs} is fewer than the {done} epochs "
-                             f"already done in --checkpoint {directory} (expected --epochs "
-                             f"{done} or more with --resume)")
+        raise CLIError(
+            prog,
+            f"--epochs: {args.epochs} is fewer than the {done} epochs "
+            f"already done in --checkpoint {directory} (expected --epochs "
+            f"{done} or more with --resume)",
+        )
 
 
 def _epoch_table(record: dict[str, Any]) -> str:
-    lines = [f"{'epoch':>5}  {'train loss':>12}  {'test loss':>12}  {'test acc':>8}  "
-             f"{'solver s':>9}"]
+    lines = [
+        f"{'epoch':>5}  {'train loss':>12}  {'test loss':>12}  {'test acc':>8}  {'solver s':>9}"
+    ]
     for epoch, loss in enumerate(record["train_loss"]):
         test = record["test_loss"][epoch] if record["test_loss"] else None
         acc = record["test_accuracy"][epoch] if record["test_accuracy"] else None
-        lines.append(f"{epoch:>5}  {ex.fmt(loss, 6):>12}  {ex.fmt(test, 6):>12}  "
-                     f"{ex.fmt(acc, 4):>8}  {record['epoch_time'][epoch]:>9.2f}")
+        lines.append(
+            f"{epoch:>5}  {ex.fmt(loss, 6):>12}  {ex.fmt(test, 6):>12}  "
+            f"{ex.fmt(acc, 4):>8}  {record['epoch_time'][epoch]:>9.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -220,8 +284,11 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     _check_plots(args, prog)
     if args.eta is not None and not any(ex.takes_eta(n) for n in args.solvers):
         takers = " or ".join(n for n in SOLVER_NAMES if ex.takes_eta(n))
-        raise CLIError(prog, f"--eta: no solver among --solvers has a Taylor ratio (expected "
-                             f"--eta only with {takers})")
+        raise CLIError(
+            prog,
+            f"--eta: no solver among --solvers has a Taylor ratio (expected "
+            f"--eta only with {takers})",
+        )
     out_dir = Path(args.out_dir)
     if args.redraw:
         try:
@@ -238,26 +305,39 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
         else:
             sizes, flag = [n if b == "full" else b for b in args.batch_sizes], "--batch-sizes"
             if len(set(sizes)) != len(sizes):
-                raise CLIError(prog, f"--batch-sizes: 'full' is {n} here, which is listed too "
-                                     "(expected each batch size once)")
+                raise CLIError(
+                    prog,
+                    f"--batch-sizes: 'full' is {n} here, which is listed too "
+                    "(expected each batch size once)",
+                )
         _check_batch(problem, sizes, prog, flag)
-        records, summary = ex.compare(problem, args.solvers, args.lrs, args.epochs, sizes,
-                                      args.seed, eta=args.eta, log=_log,
-                                      extra=_command_extra(command_line),
-                                      evaluate_every=args.evaluate_every)
+        records, summary = ex.compare(
+            problem,
+            args.solvers,
+            args.lrs,
+            args.epochs,
+            sizes,
+            args.seed,
+            eta=args.eta,
+            log=_log,
+            extra=_command_extra(command_line),
+            evaluate_every=args.evaluate_every,
+        )
         summary["command"] = list(command_line)
-    written = ex.write_compare(records, summary, out_dir, plots=not args.no_plots,
-                               runs=not args.redraw)
+    written = ex.write_compare(
+        records, summary, out_dir, plots=not args.no_plots, runs=not args.redraw
+    )
     best = ex.best_runs(records)
     batches = ",".join(sorted({ex.batch_text(r) for r in records}, key=_batch_order))
     epochs, seed = records[0]["epochs"], records[0]["seed"]
-    print(ex.problem_text(summary["problem"]) + f"; {epochs} epochs, batch "
-          f"{batches}, seed {seed}")
+    print(ex.problem_text(summary["problem"]) + f"; {epochs} epochs, batch {batches}, seed {seed}")
     for row in summary["solvers"]:
         if row["grid"]:
             grid = ", ".join(f"{point}: {ex.fmt(v)}" for point, v in row["grid"].items())
-            print(f"{row['solver']} final training loss: {grid} -> best "
-                  f"{ex.setting(best[row['solver']])}")
+            print(
+                f"{row['solver']} final training loss: {grid} -> best "
+                f"{ex.setting(best[row['solver']])}"
+            )
     print()
     print("training loss and cumulative solver time per epoch:")
     print(ex.curve_table(list(best.values())))
@@ -266,15 +346,23 @@ def _compare(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     for row in summary["solvers"]:
         if "ratio_equal_epochs" in row and reference and row["solver"] != reference["solver"]:
             reached = row["time_to_reference_loss"]
-            print(f"{ex.label(best[row['solver']])} / {ex.label(best[reference['solver']])} "
-                  f"training loss: {row['ratio_equal_epochs']:.3g} at equal epochs "
-                  f"({epochs}), {row['ratio_equal_time']:.3g} at equal wall time "
-                  f"({row['equal_time']:.2f} s of solver time); reaches the reference's final "
-                  f"loss " + ("never" if reached is None else
-                              f"after {reached:.2f} s (reference: {row['reference_time']:.2f} s)"))
-    print(f"wrote {len(written)} files into {out_dir}/: summary.md, summary.json"
-          + ("" if args.no_plots else ", loss_vs_epoch.png, loss_vs_time.png")
-          + ("" if args.redraw else f", {ex.RUNS_FILE}"))
+            print(
+                f"{ex.label(best[row['solver']])} / {ex.label(best[reference['solver']])} "
+                f"training loss: {row['ratio_equal_epochs']:.3g} at equal epochs "
+                f"({epochs}), {row['ratio_equal_time']:.3g} at equal wall time "
+                f"({row['equal_time']:.2f} s of solver time); reaches the reference's final "
+                f"loss "
+                + (
+                    "never"
+                    if reached is None
+                    else f"after {reached:.2f} s (reference: {row['reference_time']:.2f} s)"
+                )
+            )
+    print(
+        f"wrote {len(written)} files into {out_dir}/: summary.md, summary.json"
+        + ("" if args.no_plots else ", loss_vs_epoch.png, loss_vs_time.png")
+        + ("" if args.redraw else f", {ex.RUNS_FILE}")
+    )
     return 0
 
 
@@ -291,8 +379,11 @@ def _ablate(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     linear = args.model in ("logistic_regression", "linear_svm")
     if linear and "activation" in studies:
         if args.study == "activation":
-            raise CLIError(prog, f"--study: {args.model} has no activation to vary (expected "
-                                 "a model with one: mlp, lenet5, autoencoder, vgg11)")
+            raise CLIError(
+                prog,
+                f"--study: {args.model} has no activation to vary (expected "
+                "a model with one: mlp, lenet5, autoencoder, vgg11)",
+            )
         studies.remove("activation")
         _log(f"skipping the activation study: {args.model} has no activation")
     problem = _load(args, prog)
@@ -304,10 +395,20 @@ def _ablate(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     cache: dict[str, dict[str, Any]] = {}
     records: list[dict[str, Any]] = []
     for study in studies:
-        runs = ex.ablate(problem, study, args.epochs, args.batch_size, args.seed, eta=args.eta,
-                         log=_log, extra=_command_extra(command_line), cache=cache,
-                         etas=args.etas,
-                         batch_sizes=args.batch_sizes, activations=args.activations)
+        runs = ex.ablate(
+            problem,
+            study,
+            args.epochs,
+            args.batch_size,
+            args.seed,
+            eta=args.eta,
+            log=_log,
+            extra=_command_extra(command_line),
+            cache=cache,
+            etas=args.etas,
+            batch_sizes=args.batch_sizes,
+            activations=args.activations,
+        )
         ex.write_ablation(study, runs, out_dir, plots=not args.no_plots)
         # rewritten after every study: an interrupted ablation keeps the studies it finished
         records += [record for _, record in runs]
@@ -317,8 +418,10 @@ def _ablate(args: argparse.Namespace, command_line: Sequence[str]) -> int:
         print()
     header = f"# Newton-Krylov ablations\n\nCommand: `{' '.join(command_line)}`\n\n"
     write_atomic(out_dir / "ablation.md", (header + "\n".join(sections)).encode())
-    print(f"wrote {out_dir}/ablation.md, {ex.RUNS_FILE} and, per study, <study>.md"
-          + ("" if args.no_plots else " and <study>.png"))
+    print(
+        f"wrote {out_dir}/ablation.md, {ex.RUNS_FILE} and, per study, <study>.md"
+        + ("" if args.no_plots else " and <study>.png")
+    )
     return 0
 
 
@@ -342,37 +445,47 @@ def _curvature(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     start = time.perf_counter()
     k = min(args.top_k, w.size)
     eigenvalues = diagnostics.hessian_eigenvalues(objective, w, batch, k=k, seed=args.seed)
-    trace, stderr = diagnostics.hessian_trace(objective, w, batch, probes=args.probes,
-                                              seed=args.seed)
-    grid, density = diagnostics.spectral_density(objective, w, batch,
-                                                 lanczos_steps=args.lanczos_steps,
-                                                 seed=args.seed)
+    trace, stderr = diagnostics.hessian_trace(
+        objective, w, batch, probes=args.probes, seed=args.seed
+    )
+    grid, density = diagnostics.spectral_density(
+        objective, w, batch, lanczos_steps=args.lanczos_steps, seed=args.seed
+    )
     seconds = time.perf_counter() - start
     out_dir = Path(args.out_dir)
     result = {
-        "command": list(command_line), "parameters_at": where,
-        "problem": {**vars(_spec(args)), **problem.description,
-                    "parameters": int(w.size)},
-        "batch_size": args.batch_size, "eigenvalues": [float(v) for v in eigenvalues],
-        "trace": trace, "trace_stderr": stderr, "probes": args.probes,
-        "lanczos_steps": args.lanczos_steps, "density_grid": grid.tolist(),
-        "density": density.tolist(), "seconds": seconds, "versions": ex.versions(),
+        "command": list(command_line),
+        "parameters_at": where,
+        "problem": {**vars(_spec(args)), **problem.description, "parameters": int(w.size)},
+        "batch_size": args.batch_size,
+        "eigenvalues": [float(v) for v in eigenvalues],
+        "trace": trace,
+        "trace_stderr": stderr,
+        "probes": args.probes,
+        "lanczos_steps": args.lanczos_steps,
+        "density_grid": grid.tolist(),
+        "density": density.tolist(),
+        "seconds": seconds,
+        "versions": ex.versions(),
     }
-    write_atomic(out_dir / "curvature.json",
-                 json.dumps(ex.json_safe(result), indent=1).encode())
+    write_atomic(out_dir / "curvature.json", json.dumps(ex.json_safe(result), indent=1).encode())
     if not args.no_plots:
         diagnostics.plot_spectral_density(grid, density, out_dir / "spectral_density.png")
     activation = problem.spec.resolved_activation()
     print(ex.problem_text({**result["problem"], "activation": activation}))
-    print(f"Hessian of the loss on the first {args.batch_size} training examples at {where}, "
-          f"{w.size} parameters:")
+    print(
+        f"Hessian of the loss on the first {args.batch_size} training examples at {where}, "
+        f"{w.size} parameters:"
+    )
     print(f"{'k':>3}  {'eigenvalue':>14}")
     for i, value in enumerate(eigenvalues, 1):
         print(f"{i:>3}  {value:>14.6g}")
     print(f"trace {trace:.6g} +- {stderr:.2g} (Hutchinson, {args.probes} Rademacher probes)")
     print(f"spectral density: {args.lanczos_steps} Lanczos steps; {seconds:.1f} s in all")
-    print(f"wrote {out_dir}/curvature.json"
-          + ("" if args.no_plots else f" and {out_dir}/spectral_density.png"))
+    print(
+        f"wrote {out_dir}/curvature.json"
+        + ("" if args.no_plots else f" and {out_dir}/spectral_density.png")
+    )
     return 0
 
 
@@ -383,17 +496,27 @@ def _read_params(prog: str, flag: str, location: str, size: int) -> np.ndarray:
     if not path.is_file():
         raise CLIError(prog, f"{flag}: {path}: no such file")
     try:
-        w = (checkpoint.read_npz(path).get("w") if zipfile.is_zipfile(path)
-             else checkpoint.read_npy(path))
+        w = (
+            checkpoint.read_npz(path).get("w")
+            if zipfile.is_zipfile(path)
+            else checkpoint.read_npy(path)
+        )
     except CheckpointError as exc:
         raise CLIError(prog, f"{flag}: {exc}", 1) from None
     if w is None or w.dtype.kind not in "iuf":
-        raise CLIError(prog, f"{flag}: {path}: not a parameter vector (expected a .npy of "
-                             "numbers from train --save-params, or a checkpoint.npz)", 1)
+        raise CLIError(
+            prog,
+            f"{flag}: {path}: not a parameter vector (expected a .npy of "
+            "numbers from train --save-params, or a checkpoint.npz)",
+            1,
+        )
     w = np.asarray(w, dtype=np.float64).ravel()
     if w.size != size:
-        raise CLIError(prog, f"{flag}: {path} holds {w.size} values, the model has {size} "
-                             "parameters (expected the same --model, --hidden and data flags)")
+        raise CLIError(
+            prog,
+            f"{flag}: {path} holds {w.size} values, the model has {size} "
+            "parameters (expected the same --model, --hidden and data flags)",
+        )
     return w
 
 
@@ -404,15 +527,22 @@ def _download(args: argparse.Namespace, command_line: Sequence[str]) -> int:
     except (DatasetNotFoundError, ValueError) as exc:  # unreachable, timed out, checksum
         raise CLIError("mcnet download", str(exc), 1) from None
     except OSError as exc:
-        raise CLIError("mcnet download", f"--data-dir: cannot write the files into "
-                                         f"{data_root(args.data_dir) / args.name} "
-                                         f"({exc.strerror or exc}); expected a writable "
-                                         "folder", 1) from None
+        raise CLIError(
+            "mcnet download",
+            f"--data-dir: cannot write the files into "
+            f"{data_root(args.data_dir) / args.name} "
+            f"({exc.strerror or exc}); expected a writable "
+            "folder",
+            1,
+        ) from None
     print(f"{args.name}: files in {folder}")
     return 0
 
 
 HANDLERS: dict[str, Callable[[argparse.Namespace, Sequence[str]], int]] = {
-    "train": _train, "compare": _compare, "ablate": _ablate, "curvature": _curvature,
+    "train": _train,
+    "compare": _compare,
+    "ablate": _ablate,
+    "curvature": _curvature,
     "download": _download,
 }

@@ -62,7 +62,8 @@ def libsvm(
             raise DataError(
                 f"{path}: line {_line_of(path, row)} has feature index 0, but the training "
                 f"file {like} is one-based (its indices start at 1); write both files with "
-                "the same convention")
+                "the same convention"
+            )
         zero_based = train_zero_based
         width = train_features.shape[1] - (0 if zero_based else 1)
         n_features = width if n_features is None else n_features
@@ -71,7 +72,8 @@ def libsvm(
             row = int(np.argmax(unknown))
             raise DataError(
                 f"{path}: line {_line_of(path, row)} has label {raw[row]:g}, which the training "
-                f"file {like} does not have (it has {_label_text(rule)})")
+                f"file {like} does not have (it has {_label_text(rule)})"
+            )
     features = _columns(path, features, zero_based, n_features, dtype, max_bytes)
     labels = raw.astype(np.int64)
     if remap_labels:
@@ -90,22 +92,26 @@ def _parse(path: str | os.PathLike, dtype: np.dtype) -> tuple[Any, np.ndarray]:
     except (ValueError, OverflowError) as exc:  # OverflowError: an index beyond int64
         raise DataError(f"{path}: not a valid LIBSVM file ({exc})") from exc
     if features.shape[0] == 0:
-        raise DataError(f"{path}: no examples (the file is empty or holds only comments; "
-                        "expected lines 'label index:value ...')")
+        raise DataError(
+            f"{path}: no examples (the file is empty or holds only comments; "
+            "expected lines 'label index:value ...')"
+        )
     bad = ~np.isfinite(features.data)
     if bad.any():
         position = int(np.argmax(bad))
         row = int(np.searchsorted(features.indptr, position, side="right")) - 1
         raise DataError(
             f"{path}: line {_line_of(path, row)}: feature {features.indices[position]} is "
-            f"{features.data[position]} (expected finite numbers)")
+            f"{features.data[position]} (expected finite numbers)"
+        )
     bad = ~np.isfinite(raw) | (raw != np.round(raw)) | (np.abs(raw) > MAX_LABEL)
     if bad.any():
         row = int(np.argmax(bad))
         raise DataError(
             f"{path}: line {_line_of(path, row)}: label {raw[row]:g} is not a class label "
             f"(expected integers of magnitude at most {MAX_LABEL}; use "
-            "sklearn.datasets.load_svmlight_file for regression targets)")
+            "sklearn.datasets.load_svmlight_file for regression targets)"
+        )
     return features, raw
 
 
@@ -113,8 +119,9 @@ def _has_index_zero(features) -> bool:
     return bool(features.nnz) and int(features.indices.min()) == 0
 
 
-def _columns(path, features, zero_based: bool, n_features: int | None, dtype: np.dtype,
-             max_bytes: int) -> np.ndarray:
+def _columns(
+    path, features, zero_based: bool, n_features: int | None, dtype: np.dtype, max_bytes: int
+) -> np.ndarray:
     """Dense features with one-based indices moved down by one, after the checks that keep
     the dense array to the width asked for and to ``max_bytes``."""
     from scipy.sparse import csr_matrix
@@ -127,7 +134,8 @@ def _columns(path, features, zero_based: bool, n_features: int | None, dtype: np
         row = int(np.searchsorted(features.indptr, position, side="right")) - 1
         raise DataError(
             f"{path}: line {_line_of(path, row)} has feature index "
-            f"{features.indices[position]}, beyond the {width} features expected")
+            f"{features.indices[position]}, beyond the {width} features expected"
+        )
     size = features.shape[0] * width * dtype.itemsize
     if size > max_bytes:
         position = int(np.argmax(indices))
@@ -137,9 +145,9 @@ def _columns(path, features, zero_based: bool, n_features: int | None, dtype: np
             f"{features.indices[position]}, which makes the dense features "
             f"{features.shape[0]} x {width} {dtype} = {size / 2**30:.3g} GiB, more than "
             f"max_bytes={max_bytes / 2**30:.3g} GiB (read sparse data with "
-            "sklearn.datasets.load_svmlight_file)")
-    dense = csr_matrix((features.data, indices, features.indptr),
-                       shape=(features.shape[0], width))
+            "sklearn.datasets.load_svmlight_file)"
+        )
+    dense = csr_matrix((features.data, indices, features.indptr), shape=(features.shape[0], width))
     return dense.toarray()
 
 
@@ -148,8 +156,9 @@ def _remap(path, labels: np.ndarray, rule: np.ndarray) -> np.ndarray:
     if np.isin(rule, (-1, 1)).all():
         return (labels > 0).astype(np.int64)
     if rule.min() < 0:
-        raise DataError(f"{path}: expected labels in {{-1, +1}} or non-negative integers, "
-                        f"found {rule.min()}")
+        raise DataError(
+            f"{path}: expected labels in {{-1, +1}} or non-negative integers, found {rule.min()}"
+        )
     return labels - 1 if rule.min() >= 1 else labels
 
 

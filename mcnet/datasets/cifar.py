@@ -112,8 +112,9 @@ def _parse_batch(source: str, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
     # The official files (pickled by Python 2) have bytes keys; accept str keys as well.
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
-        raise DataError(f"{source}: expected keys b'data' and b'labels', found "
-                        f"{sorted(map(repr, batch))}")
+        raise DataError(
+            f"{source}: expected keys b'data' and b'labels', found {sorted(map(repr, batch))}"
+        )
     data, labels = np.asarray(batch["data"]), np.asarray(batch["labels"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(

@@ -40,8 +40,10 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
     path = Path(path)
     raw = _read_bytes(path)
     if not raw:
-        raise DataError(f"{path}: empty file (expected an IDX file: a 4-byte magic number, "
-                        "the dimensions, the data)")
+        raise DataError(
+            f"{path}: empty file (expected an IDX file: a 4-byte magic number, "
+            "the dimensions, the data)"
+        )
     if len(raw) < 4:
         raise DataError(
             f"{path}: truncated IDX header: expected at least 4 bytes, found {len(raw)}"

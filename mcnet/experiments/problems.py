@@ -39,8 +39,12 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "svhn", "libsvm")
 # the layers of a sigmoid network for Identity (same parameters, same layout).
 ACTIVATIONS = (*sorted(models.ACTIVATIONS), "none")
 
-DEFAULT_ACTIVATION = {"lenet5": "sigmoid", "autoencoder": "sigmoid", "vgg11": "elu",
-                      "mlp": "sigmoid"}
+DEFAULT_ACTIVATION = {
+    "lenet5": "sigmoid",
+    "autoencoder": "sigmoid",
+    "vgg11": "elu",
+    "mlp": "sigmoid",
+}
 
 DTYPES = ("float32", "float64")
 
@@ -76,8 +80,9 @@ class ProblemSpec:
     device: str = "cpu"
 
     def resolved_activation(self) -> str | None:
-        return self.activation if self.activation is not None else DEFAULT_ACTIVATION.get(
-            self.model)
+        return (
+            self.activation if self.activation is not None else DEFAULT_ACTIVATION.get(self.model)
+        )
 
 
 @dataclasses.dataclass
@@ -104,13 +109,16 @@ def check_device(device: str) -> None:
     try:
         import cupy
     except ImportError:
-        raise ProblemError("--device", "cuda needs CuPy, which is not installed "
-                                       "(pip install 'mcnet[cuda]'); use --device cpu") from None
+        raise ProblemError(
+            "--device",
+            "cuda needs CuPy, which is not installed (pip install 'mcnet[cuda]'); use --device cpu",
+        ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDA driver errors have no common base class
-        raise ProblemError("--device", f"cuda: CuPy finds no usable GPU ({exc}); "
-                                       "use --device cpu") from None
+        raise ProblemError(
+            "--device", f"cuda: CuPy finds no usable GPU ({exc}); use --device cpu"
+        ) from None
     if count < 1:
         raise ProblemError("--device", "cuda: no GPU found; use --device cpu")
 
@@ -121,17 +129,24 @@ def load_problem(spec: ProblemSpec) -> Problem:
     check_device(spec.device)
     dtype = np.dtype(spec.dtype)
     inputs, targets, test, source = _read(spec, dtype)
-    holdout = spec.holdout if spec.holdout is not None else (
-        DIGITS_HOLDOUT if spec.dataset == "digits" else 0)
+    holdout = (
+        spec.holdout
+        if spec.holdout is not None
+        else (DIGITS_HOLDOUT if spec.dataset == "digits" else 0)
+    )
     described: dict[str, Any] = {"dataset": spec.dataset, "train_split": spec.train_split}
     if holdout:
         if holdout >= len(inputs):
-            raise ProblemError("--holdout", f"{holdout} leaves no training data ({source} has "
-                                            f"{len(inputs)} examples)")
+            raise ProblemError(
+                "--holdout",
+                f"{holdout} leaves no training data ({source} has {len(inputs)} examples)",
+            )
         test = (inputs[-holdout:], targets[-holdout:])
         inputs, targets = inputs[:-holdout], targets[:-holdout]
-        described["test"] = (f"the last {holdout} examples of {source} (held out; "
-                             f"examples {len(inputs)}..{len(inputs) + holdout - 1})")
+        described["test"] = (
+            f"the last {holdout} examples of {source} (held out; "
+            f"examples {len(inputs)}..{len(inputs) + holdout - 1})"
+        )
     elif test is not None:
         kind = "test file" if spec.dataset == "libsvm" else "test split"
         described["test"] = f"{spec.dataset} {kind}"
@@ -139,17 +154,23 @@ def load_problem(spec: ProblemSpec) -> Problem:
         described["test"] = "none"
     if spec.subset is not None:
         if spec.subset > len(inputs):
-            raise ProblemError("--subset", f"{spec.subset} is more than the {len(inputs)} "
-                                           f"training examples of {source} (expected at most "
-                                           f"{len(inputs)})")
+            raise ProblemError(
+                "--subset",
+                f"{spec.subset} is more than the {len(inputs)} "
+                f"training examples of {source} (expected at most "
+                f"{len(inputs)})",
+            )
         inputs, targets = inputs[: spec.subset], targets[: spec.subset]
     if spec.test_subset is not None:
         if test is None:
             raise ProblemError("--test-subset", f"there is no test data ({described['test']})")
         if spec.test_subset > len(test[0]):
-            raise ProblemError("--test-subset", f"{spec.test_subset} is more than the "
-                                                f"{len(test[0])} test examples (expected at "
-                                                f"most {len(test[0])})")
+            raise ProblemError(
+                "--test-subset",
+                f"{spec.test_subset} is more than the "
+                f"{len(test[0])} test examples (expected at "
+                f"most {len(test[0])})",
+            )
         test = (test[0][: spec.test_subset], test[1][: spec.test_subset])
     described["train"] = f"the first {len(inputs)} examples of {source}"
     described["train_examples"] = len(inputs)
@@ -172,26 +193,32 @@ def _read(spec: ProblemSpec, dtype: np.dtype):
     """(train inputs, train targets, test pair or None, a name of the training source)."""
     if spec.dataset == "digits":
         if spec.train_split != "train":
-            raise ProblemError("--train-split", "digits has one split only; use the default "
-                                                "(the test set is its last 297 images)")
+            raise ProblemError(
+                "--train-split",
+                "digits has one split only; use the default (the test set is its last 297 images)",
+            )
         x, y = datasets.digits(dtype=dtype)
         return x, y, None, "digits (1797 images)"
     if spec.dataset == "libsvm":
         if spec.train_file is None:
-            raise ProblemError("--train-file", "--dataset libsvm needs --train-file PATH "
-                                               "(a LIBSVM text file)")
+            raise ProblemError(
+                "--train-file", "--dataset libsvm needs --train-file PATH (a LIBSVM text file)"
+            )
         if spec.train_split != "train":
-            raise ProblemError("--train-split", "libsvm reads --train-file; use --holdout N "
-                                                "to test on its last N examples")
+            raise ProblemError(
+                "--train-split",
+                "libsvm reads --train-file; use --holdout N to test on its last N examples",
+            )
         x, y = _libsvm(spec.train_file, None, dtype, "--train-file")
         test = None
         if spec.test_file is not None:
-            test = _libsvm(spec.test_file, x.shape[1], dtype, "--test-file",
-                           like=spec.train_file)
+            test = _libsvm(spec.test_file, x.shape[1], dtype, "--test-file", like=spec.train_file)
         return x, y, test, os.path.basename(spec.train_file)
     if spec.train_file is not None or spec.test_file is not None:
-        raise ProblemError("--train-file", "only --dataset libsvm reads files by name; use "
-                                           "--data-dir for the image data sets")
+        raise ProblemError(
+            "--train-file",
+            "only --dataset libsvm reads files by name; use --data-dir for the image data sets",
+        )
     loader: Callable[..., tuple[np.ndarray, np.ndarray]] = getattr(datasets, spec.dataset)
     x, y = loader(spec.data_dir, spec.train_split, dtype=dtype)
     test = None
@@ -200,8 +227,7 @@ def _read(spec: ProblemSpec, dtype: np.dtype):
     return x, y, test, f"{spec.dataset} {spec.train_split} split"
 
 
-def _libsvm(path: str, n_features: int | None, dtype: np.dtype, flag: str,
-            like: str | None = None):
+def _libsvm(path: str, n_features: int | None, dtype: np.dtype, flag: str, like: str | None = None):
     if not os.path.isfile(path):
         raise ProblemError(flag, f"{path}: no such file")
     try:
@@ -216,25 +242,32 @@ def enlarge_digits(images: np.ndarray) -> np.ndarray:
     return np.pad(big, ((0, 0), (0, 0), (2, 2), (2, 2)))
 
 
-def adapt(spec: ProblemSpec, inputs: np.ndarray, targets: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray]:
+def adapt(
+    spec: ProblemSpec, inputs: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The data in the shape the model takes (see the module docstring)."""
     shape = tuple(inputs.shape[1:])
     if spec.model in ("lenet5", "autoencoder"):
         if shape == (1, 8, 8):
             inputs, shape = enlarge_digits(inputs), (1, 28, 28)
         if shape != (1, 28, 28):
-            raise ProblemError("--model", f"{spec.model} takes 1x28x28 images; --dataset "
-                                          f"{spec.dataset} gives {_shape_text(shape)} (use mlp, "
-                                          "logistic_regression or linear_svm)")
+            raise ProblemError(
+                "--model",
+                f"{spec.model} takes 1x28x28 images; --dataset "
+                f"{spec.dataset} gives {_shape_text(shape)} (use mlp, "
+                "logistic_regression or linear_svm)",
+            )
         if spec.model == "autoencoder":
             flat = np.ascontiguousarray(inputs.reshape(len(inputs), -1))
             return flat, flat
         return inputs, targets
     if spec.model == "vgg11":
         if shape != (3, 32, 32):
-            raise ProblemError("--model", f"vgg11 takes 3x32x32 images (cifar10, svhn); "
-                                          f"--dataset {spec.dataset} gives {_shape_text(shape)}")
+            raise ProblemError(
+                "--model",
+                f"vgg11 takes 3x32x32 images (cifar10, svhn); "
+                f"--dataset {spec.dataset} gives {_shape_text(shape)}",
+            )
         return inputs, targets
     return np.ascontiguousarray(inputs.reshape(len(inputs), -1)), targets
 
@@ -243,8 +276,9 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape)) + (" images" if len(shape) == 3 else " features")
 
 
-def build_model(spec: ProblemSpec, n_features: int, n_classes: int, seed: int,
-                activation: str | None = None) -> tuple[nn.Module, nn.Loss]:
+def build_model(
+    spec: ProblemSpec, n_features: int, n_classes: int, seed: int, activation: str | None = None
+) -> tuple[nn.Module, nn.Loss]:
     """(module, loss) for ``spec``, initialised from ``seed``, in its dtype and device."""
     activation = activation if activation is not None else spec.resolved_activation()
     if spec.model in ("logistic_regression", "linear_svm") and activation is not None:
@@ -267,16 +301,16 @@ def build_model(spec: ProblemSpec, n_features: int, n_classes: int, seed: int,
     elif spec.model == "linear_svm":
         module, loss = models.linear_svm(n_features, n_classes), nn.SquaredHingeLoss()
     else:
-        raise ProblemError("--model", f"unknown model {spec.model!r} (expected one of "
-                                      f"{', '.join(MODELS)})")
+        raise ProblemError(
+            "--model", f"unknown model {spec.model!r} (expected one of {', '.join(MODELS)})"
+        )
     if activation == "none":
         _replace(module, nn.Sigmoid, nn.Identity)
     if spec.model == "autoencoder":
         # squared error on pixels: the logits go through a sigmoid (models.autoencoder's doc)
         module, loss = nn.Sequential(module, nn.Sigmoid()), nn.MSELoss()
     if spec.dtype != "float64" or spec.device != "cpu":
-        module.to(device=None if spec.device == "cpu" else spec.device,
-                  dtype=np.dtype(spec.dtype))
+        module.to(device=None if spec.device == "cpu" else spec.device, dtype=np.dtype(spec.dtype))
     return module, loss
 
 
@@ -286,4 +320,3 @@ def _replace(module: nn.Module, kind: type, factory: Callable[[], nn.Module]) ->
             setattr(module, name, factory())  # same key: the layer order is kept
         else:
             _replace(child, kind, factory)
-

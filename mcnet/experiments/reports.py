@@ -40,8 +40,11 @@ def problem_text(problem: dict[str, Any] | None, short: bool = False) -> str:
         return "-"
     model = problem["model"]
     if model == "mlp":
-        sizes = [int(np.prod(problem["input_shape"])), *problem.get("hidden", []),
-                 problem["classes"]]
+        sizes = [
+            int(np.prod(problem["input_shape"])),
+            *problem.get("hidden", []),
+            problem["classes"],
+        ]
         model += " " + "-".join(map(str, sizes))
     if problem.get("activation"):
         model += f" ({problem['activation']})"
@@ -52,9 +55,14 @@ def problem_text(problem: dict[str, Any] | None, short: bool = False) -> str:
 def compare_markdown(summary: dict[str, Any]) -> str:
     """The summary as a Markdown table with its definitions."""
     ref = summary["reference"]
-    ref_text = "none" if ref is None else ref["solver"] + "".join(
-        [f" lr={ref['lr']:g}" if ref["lr"] is not None else "",
-         f" batch {ref['batch_size']}"])
+    ref_text = (
+        "none"
+        if ref is None
+        else ref["solver"]
+        + "".join(
+            [f" lr={ref['lr']:g}" if ref["lr"] is not None else "", f" batch {ref['batch_size']}"]
+        )
+    )
     lines = [
         f"Problem: {problem_text(summary['problem'])}; {summary['epochs']} epochs.",
         f"Reference (best first-order solver by final training loss): {ref_text}.",
@@ -64,26 +72,34 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary["solvers"]:
-        equal_time = "-" if "ratio_equal_time" not in row else (
-            f"{row['ratio_equal_time']:.3g} ({row['equal_time']:.3g})")
+        equal_time = (
+            "-"
+            if "ratio_equal_time" not in row
+            else (f"{row['ratio_equal_time']:.3g} ({row['equal_time']:.3g})")
+        )
         lr = "-" if row["lr"] is None else f"{row['lr']:g}"
         batch = "full" if row["full_batch"] else str(row["batch_size"])
         lines.append(
             f"| {row['solver']} | {lr} | {batch} | "
             f"{fmt(row['final_loss'])} | {fmt(row['final_test_accuracy'])} | "
             f"{fmt(row['solver_time'], 3)} | {fmt(row.get('ratio_equal_epochs'), 3)} | "
-            f"{equal_time} | {fmt(row.get('time_to_reference_loss'), 3)} |")
+            f"{equal_time} | {fmt(row.get('time_to_reference_loss'), 3)} |"
+        )
     grids = [(row["solver"], row["grid"]) for row in summary["solvers"] if row["grid"]]
     if grids:
         lines += ["", "Final training loss at every grid point:", ""]
         for name, grid in grids:
-            lines.append(f"- {name}: " + ", ".join(f"{point} {fmt(loss)}"
-                                                   for point, loss in grid.items()))
-    lines += ["", "Ratios below 1: the solver's training loss is lower than the reference's. "
-              "Equal time: " + summary["definitions"]["ratio_equal_time"] + ". Time to the "
-              "reference's final loss: '-' where the solver never reached it. Solver time "
-              "excludes the per-epoch evaluation; the load average of the machine during each "
-              "run is in its JSON."]
+            lines.append(
+                f"- {name}: " + ", ".join(f"{point} {fmt(loss)}" for point, loss in grid.items())
+            )
+    lines += [
+        "",
+        "Ratios below 1: the solver's training loss is lower than the reference's. "
+        "Equal time: " + summary["definitions"]["ratio_equal_time"] + ". Time to the "
+        "reference's final loss: '-' where the solver never reached it. Solver time "
+        "excludes the per-epoch evaluation; the load average of the machine during each "
+        "run is in its JSON.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -111,8 +127,9 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ImportError("the figures need matplotlib: pip install 'mcnet[plot]' "
-                          "(or pass --no-plots)") from None
+        raise ImportError(
+            "the figures need matplotlib: pip install 'mcnet[plot]' (or pass --no-plots)"
+        ) from None
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
@@ -123,8 +140,12 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def plot_curves(curves: Sequence[tuple[str, dict[str, Any]]], path: str | os.PathLike,
-                x: str = "epoch", title: str = "") -> Path:
+def plot_curves(
+    curves: Sequence[tuple[str, dict[str, Any]]],
+    path: str | os.PathLike,
+    x: str = "epoch",
+    title: str = "",
+) -> Path:
     """Training loss (log scale) against epoch or solver wall time, one line per run (against
     time, every measurement: the steps inside epochs too for runs with ``evaluate_every``)."""
     require_matplotlib()
@@ -153,8 +174,13 @@ def plot_curves(curves: Sequence[tuple[str, dict[str, Any]]], path: str | os.Pat
     return save_figure(fig, path)
 
 
-def write_compare(records: Sequence[dict[str, Any]], summary: dict[str, Any], out_dir: Path,
-                  plots: bool = True, runs: bool = True) -> list[Path]:
+def write_compare(
+    records: Sequence[dict[str, Any]],
+    summary: dict[str, Any],
+    out_dir: Path,
+    plots: bool = True,
+    runs: bool = True,
+) -> list[Path]:
     """The run records in one compressed file, `RUNS_FILE` (unless ``runs`` is False: a
     redraw leaves the records as they are), the summary (JSON and Markdown) and Fig. 3's two
     panels as PNGs. Records already in the file stay unless a new run has their label: a
@@ -192,8 +218,11 @@ def read_compare(out_dir: Path) -> list[dict[str, Any]]:
 def mean_adjustments(record: dict[str, Any], epoch: int) -> float | None:
     """Step-size trials beyond the first, per iteration that took a step, in ``epoch``
     (iterations skipped by the screening have no step to size and are not counted)."""
-    values = [r["adjustments"] for r in record["iterations"]
-              if r["epoch"] == epoch and not r["skipped"] and not r["rejected"]]
+    values = [
+        r["adjustments"]
+        for r in record["iterations"]
+        if r["epoch"] == epoch and not r["skipped"] and not r["rejected"]
+    ]
     return float(np.mean(values)) if values else None
 
 
@@ -209,7 +238,8 @@ def ablation_row(name: str, record: dict[str, Any]) -> dict[str, Any]:
         "iterations": len(record["iterations"]),
         "skipped": len(record["iterations"]) - len(steps),
         "krylov_per_iteration": float(np.mean([r["krylov_iterations"] for r in steps]))
-        if steps else None,
+        if steps
+        else None,
         "adjustments_epoch_1": mean_adjustments(record, 1),
         f"adjustments_epoch_{epochs}": mean_adjustments(record, epochs),
         "failed": record["failed"],
@@ -222,34 +252,43 @@ STUDY_TITLES = {
     "batch": "Batch size",
     "activation": "Activation",
     "krylov": "Algorithm 1's decisions as printed, warm starts, Krylov stopping rules and the "
-              "Gauss-Newton matrix",
+    "Gauss-Newton matrix",
 }
 
 
 def ablation_markdown(study: str, runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
     """One study's table."""
     epochs = runs[0][1]["epochs"]
-    lines = [f"### {STUDY_TITLES[study]}", "",
-             f"Newton-Krylov (Algorithm 1 defaults otherwise), {epochs} epochs, "
-             f"{problem_text(runs[0][1]['problem'])}.", "",
-             f"| setting | final train loss | test acc | solver time (s) | iterations | "
-             f"skipped | Krylov its/iter | adjustments/iter, epoch 1 | "
-             f"adjustments/iter, epoch {epochs} |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {STUDY_TITLES[study]}",
+        "",
+        f"Newton-Krylov (Algorithm 1 defaults otherwise), {epochs} epochs, "
+        f"{problem_text(runs[0][1]['problem'])}.",
+        "",
+        f"| setting | final train loss | test acc | solver time (s) | iterations | "
+        f"skipped | Krylov its/iter | adjustments/iter, epoch 1 | "
+        f"adjustments/iter, epoch {epochs} |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, record in runs:
         row = ablation_row(name, record)
         lines.append(
             f"| {name} | {fmt(row['final_loss'])} | {fmt(row['final_test_accuracy'])} | "
             f"{fmt(row['solver_time'], 3)} | {row['iterations']} | {row['skipped']} | "
             f"{fmt(row['krylov_per_iteration'], 3)} | {fmt(row['adjustments_epoch_1'], 3)} | "
-            f"{fmt(row[f'adjustments_epoch_{epochs}'], 3)} |")
-    lines += ["", "Adjustments: step-size trials beyond the first per iteration that took a "
-              "step (Taylor: x0.5 / x1.5 changes of gamma; Armijo: backtracks)."]
+            f"{fmt(row[f'adjustments_epoch_{epochs}'], 3)} |"
+        )
+    lines += [
+        "",
+        "Adjustments: step-size trials beyond the first per iteration that took a "
+        "step (Taylor: x0.5 / x1.5 changes of gamma; Armijo: backtracks).",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def write_ablation(study: str, runs: Sequence[tuple[str, dict[str, Any]]], out_dir: Path,
-                   plots: bool = True) -> list[Path]:
+def write_ablation(
+    study: str, runs: Sequence[tuple[str, dict[str, Any]]], out_dir: Path, plots: bool = True
+) -> list[Path]:
     """``<study>.md`` and ``<study>.png``; the records go into the ablation's one
     `RUNS_FILE` (`write_runs`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -265,14 +304,17 @@ def write_ablation(study: str, runs: Sequence[tuple[str, dict[str, Any]]], out_d
 def ablation_text(study: str, runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
     """A plain-text version of the table for the terminal."""
     epochs = runs[0][1]["epochs"]
-    lines = [STUDY_TITLES[study],
-             f"{'setting':<22}{'loss':>10}{'test acc':>10}{'time s':>9}{'adj ep1':>9}"
-             f"{f'adj ep{epochs}':>10}"]
+    lines = [
+        STUDY_TITLES[study],
+        f"{'setting':<22}{'loss':>10}{'test acc':>10}{'time s':>9}{'adj ep1':>9}"
+        f"{f'adj ep{epochs}':>10}",
+    ]
     for name, record in runs:
         row = ablation_row(name, record)
-        lines.append(f"{name:<22}{fmt(row['final_loss']):>10}"
-                     f"{fmt(row['final_test_accuracy'], 3):>10}"
-                     f"{fmt(row['solver_time'], 3):>9}{fmt(row['adjustments_epoch_1'], 3):>9}"
-                     f"{fmt(row[f'adjustments_epoch_{epochs}'], 3):>10}")
+        lines.append(
+            f"{name:<22}{fmt(row['final_loss']):>10}"
+            f"{fmt(row['final_test_accuracy'], 3):>10}"
+            f"{fmt(row['solver_time'], 3):>9}{fmt(row['adjustments_epoch_1'], 3):>9}"
+            f"{fmt(row[f'adjustments_epoch_{epochs}'], 3):>10}"
+        )
     return "\n".join(lines)
-

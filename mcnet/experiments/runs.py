@@ -67,8 +67,12 @@ def is_first_order(name: str) -> bool:
     return on_lr_grid(name)
 
 
-def solver_options(name: str, lr: float | None = None, eta: float | None = None,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def solver_options(
+    name: str,
+    lr: float | None = None,
+    eta: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The options for `mcnet.solvers.make`: ``lr`` and ``eta`` only where the solver takes
     them; SGD has no default lr, so it gets 1e-2 unless one is given."""
     options = dict(extra or {})
@@ -119,8 +123,12 @@ def versions() -> dict[str, str]:
         mcnet_version = importlib.metadata.version("mcnet")
     except importlib.metadata.PackageNotFoundError:  # running from a source tree
         mcnet_version = mcnet.__version__
-    found = {"mcnet": mcnet_version, "numpy": np.__version__, "numba": numba.__version__,
-             "python": platform.python_version()}
+    found = {
+        "mcnet": mcnet_version,
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "python": platform.python_version(),
+    }
     try:
         found["cupy"] = importlib.metadata.version("cupy-cuda12x")
     except importlib.metadata.PackageNotFoundError:
@@ -128,10 +136,21 @@ def versions() -> dict[str, str]:
     return found
 
 
-def run(problem: Problem, solver: str, options: dict[str, Any], epochs: int, batch_size: int,
-        seed: int = 0, *, activation: str | None = None, checkpoint: str | None = None,
-        resume: bool = False, progress: bool | None = None,
-        extra: dict[str, Any] | None = None, **fit_options: Any) -> dict[str, Any]:
+def run(
+    problem: Problem,
+    solver: str,
+    options: dict[str, Any],
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+    *,
+    activation: str | None = None,
+    checkpoint: str | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    extra: dict[str, Any] | None = None,
+    **fit_options: Any,
+) -> dict[str, Any]:
     """Train a fresh model with one solver; the record `History.to_json` writes, plus
     ``problem``, ``wall_time`` (seconds, evaluation included), ``failed`` (None or why).
     ``fit_options`` go to `mcnet.fit` (``scheduler``, ``workers``, ...)."""
@@ -143,25 +162,45 @@ def run(problem: Problem, solver: str, options: dict[str, Any], epochs: int, bat
     start = time.perf_counter()
     failed = None
     try:
-        history = fit(module, loss, problem.train, instance, epochs, batch_size=batch_size,
-                      seed=seed, test_data=problem.test, checkpoint=checkpoint, resume=resume,
-                      progress=progress, **fit_options)
+        history = fit(
+            module,
+            loss,
+            problem.train,
+            instance,
+            epochs,
+            batch_size=batch_size,
+            seed=seed,
+            test_data=problem.test,
+            checkpoint=checkpoint,
+            resume=resume,
+            progress=progress,
+            **fit_options,
+        )
     except TrainingError as exc:
         # a diverged lr of a grid is a result, not a crash: recorded with an infinite loss
         failed = str(exc)
         history = History(solver=solver, config=instance.config())
     record = history.to_dict()
-    record.update({
-        "problem": {**dataclasses.asdict(problem.spec), **problem.description,
-                    "activation": activation or problem.spec.resolved_activation(),
-                    "parameters": parameter_count(module)},
-        "epochs": epochs, "batch_size": batch_size, "seed": seed, "options": options,
-        "wall_time": time.perf_counter() - start, "warm_up_seconds": problem.warm_up_seconds,
-        "load_average": {"start": load_before, "end": os.getloadavg(),
-                         "cpus": os.cpu_count()},
-        "failed": failed, "versions": versions(),
-        **(extra or {}),
-    })
+    record.update(
+        {
+            "problem": {
+                **dataclasses.asdict(problem.spec),
+                **problem.description,
+                "activation": activation or problem.spec.resolved_activation(),
+                "parameters": parameter_count(module),
+            },
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "seed": seed,
+            "options": options,
+            "wall_time": time.perf_counter() - start,
+            "warm_up_seconds": problem.warm_up_seconds,
+            "load_average": {"start": load_before, "end": os.getloadavg(), "cpus": os.cpu_count()},
+            "failed": failed,
+            "versions": versions(),
+            **(extra or {}),
+        }
+    )
     # kept out of the JSON (keys starting with "_"): for --save-params and callers
     record["_history"] = history
     record["_params"] = parameters_to_vector(module)
@@ -190,10 +229,23 @@ def read_runs(path: str | os.PathLike) -> list[dict[str, Any]]:
         raise ValueError(f"{path}: expected a list of run records")
     for record in records:
         record["_history"] = History.from_dict(
-            {k: record[k] for k in ("solver", "config", "train_loss", "test_loss",
-                                    "test_accuracy", "epoch_time", "iterations",
-                                    "seconds_by_kind", "evaluations", "meta")}
-            | {"interim_loss": record.get("interim_loss", [])})
+            {
+                k: record[k]
+                for k in (
+                    "solver",
+                    "config",
+                    "train_loss",
+                    "test_loss",
+                    "test_accuracy",
+                    "epoch_time",
+                    "iterations",
+                    "seconds_by_kind",
+                    "evaluations",
+                    "meta",
+                )
+            }
+            | {"interim_loss": record.get("interim_loss", [])}
+        )
     return records
 
 
@@ -215,10 +267,14 @@ def measured_losses(record: dict[str, Any]) -> list[tuple[float, float]]:
     order: the epoch ends (``epoch_time``, ``train_loss``) and, if the run had
     ``evaluate_every``, the measurements inside epochs (``interim_loss``); a diverged
     (None) loss as infinity."""
-    points = [*zip(record["epoch_time"], record["train_loss"]),
-              *((p["time"], p["train_loss"]) for p in record.get("interim_loss", ()))]
-    return sorted(((time_, math.inf if loss is None else float(loss))
-                   for time_, loss in points), key=lambda point: point[0])
+    points = [
+        *zip(record["epoch_time"], record["train_loss"]),
+        *((p["time"], p["train_loss"]) for p in record.get("interim_loss", ())),
+    ]
+    return sorted(
+        ((time_, math.inf if loss is None else float(loss)) for time_, loss in points),
+        key=lambda point: point[0],
+    )
 
 
 def loss_at_time(record: dict[str, Any], t: float) -> float:
@@ -232,8 +288,9 @@ def loss_at_time(record: dict[str, Any], t: float) -> float:
     return points[max(reached, 0)][1]
 
 
-def losses_at_equal_time(record: dict[str, Any], other: dict[str, Any]
-                         ) -> tuple[float, float, float]:
+def losses_at_equal_time(
+    record: dict[str, Any], other: dict[str, Any]
+) -> tuple[float, float, float]:
     """(T, the two runs' training losses at T), T = the shorter of their total solver times."""
     t = min(record["epoch_time"][-1], other["epoch_time"][-1])
     return t, loss_at_time(record, t), loss_at_time(other, t)
@@ -285,4 +342,3 @@ def finite_or_none(value: float) -> float | None:
 def last_or_none(values: Sequence[Any] | None) -> Any:
     """The last of ``values``, None where there are none."""
     return values[-1] if values else None
-

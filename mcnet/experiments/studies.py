@@ -39,11 +39,19 @@ ABLATION_ACTIVATIONS = ("sigmoid", "relu", "sin", "none")
 STUDIES = ("eta", "step", "batch", "activation", "krylov")
 
 
-def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epochs: int,
-            batch_sizes: Sequence[int], seed: int = 0, eta: float | None = None,
-            progress: bool | None = None, log: Callable[[str], None] | None = None,
-            extra: dict[str, Any] | None = None, evaluate_every: int | None = None
-            ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def compare(
+    problem: Problem,
+    solvers: Sequence[str],
+    lrs: Sequence[float],
+    epochs: int,
+    batch_sizes: Sequence[int],
+    seed: int = 0,
+    eta: float | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+    extra: dict[str, Any] | None = None,
+    evaluate_every: int | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every solver on ``problem`` at every batch size, the lr-grid ones once per lr;
     (records, summary). Several batch sizes are the paper's protocol for LR and SVM (full
     batch, 1024, 128; the best kept), applied to every solver alike. ``evaluate_every``:
@@ -56,16 +64,28 @@ def compare(problem: Problem, solvers: Sequence[str], lrs: Sequence[float], epoc
         for size in sizes:
             for lr in grid:
                 options = solver_options(name, lr=lr, eta=eta)
-                record = run(problem, name, options, epochs, size, seed, progress=progress,
-                             evaluate_every=evaluate_every,
-                             extra={**(extra or {}), "lr": options.get("lr"),
-                                    "run_index": len(records),
-                                    "batch_grid": len(batch_sizes) > 1,
-                                    "full_batch": size == n or SOLVERS[name].full_batch})
+                record = run(
+                    problem,
+                    name,
+                    options,
+                    epochs,
+                    size,
+                    seed,
+                    progress=progress,
+                    evaluate_every=evaluate_every,
+                    extra={
+                        **(extra or {}),
+                        "lr": options.get("lr"),
+                        "run_index": len(records),
+                        "batch_grid": len(batch_sizes) > 1,
+                        "full_batch": size == n or SOLVERS[name].full_batch,
+                    },
+                )
                 if log is not None:
-                    log(f"{label(record)}: final training loss {fmt(final_loss(record))} in "
-                        f"{record['wall_time']:.1f} s"
-                        + (" (FAILED)" if record["failed"] else ""))
+                    log(
+                        f"{label(record)}: final training loss {fmt(final_loss(record))} in "
+                        f"{record['wall_time']:.1f} s" + (" (FAILED)" if record["failed"] else "")
+                    )
                 records.append(record)
     return records, summarize(records)
 
@@ -89,59 +109,73 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         mine_all = [r for r in records if r["solver"] == name]
         grid = {setting(r): finite_or_none(final_loss(r)) for r in mine_all}
         row: dict[str, Any] = {
-            "solver": name, "lr": record.get("lr") if on_lr_grid(name) else None,
-            "batch_size": record["batch_size"], "full_batch": bool(record.get("full_batch")),
+            "solver": name,
+            "lr": record.get("lr") if on_lr_grid(name) else None,
+            "batch_size": record["batch_size"],
+            "full_batch": bool(record.get("full_batch")),
             "final_loss": finite_or_none(final_loss(record)),
             "final_test_loss": last_or_none(record.get("test_loss")),
             "final_test_accuracy": last_or_none(record.get("test_accuracy")),
             "solver_time": record["epoch_time"][-1] if record["epoch_time"] else None,
-            "wall_time": record["wall_time"], "grid": grid if len(mine_all) > 1 else None,
+            "wall_time": record["wall_time"],
+            "grid": grid if len(mine_all) > 1 else None,
             "failed": record["failed"],
         }
         if reference is not None and math.isfinite(final_loss(record)):
             ref_loss = final_loss(reference)
             t, mine, theirs = losses_at_equal_time(record, reference)
-            row.update({
-                "ratio_equal_epochs": final_loss(record) / ref_loss,
-                "equal_time": t, "loss_at_equal_time": mine,
-                "reference_loss_at_equal_time": theirs, "ratio_equal_time": mine / theirs,
-                "time_to_reference_loss": time_to_loss(record, ref_loss),
-                "reference_time": reference["epoch_time"][-1],
-            })
+            row.update(
+                {
+                    "ratio_equal_epochs": final_loss(record) / ref_loss,
+                    "equal_time": t,
+                    "loss_at_equal_time": mine,
+                    "reference_loss_at_equal_time": theirs,
+                    "ratio_equal_time": mine / theirs,
+                    "time_to_reference_loss": time_to_loss(record, ref_loss),
+                    "reference_time": reference["epoch_time"][-1],
+                }
+            )
         rows.append(row)
     return {
-        "reference": None if reference is None else {
-            "solver": reference["solver"], "lr": reference.get("lr"),
-            "batch_size": reference["batch_size"]},
+        "reference": None
+        if reference is None
+        else {
+            "solver": reference["solver"],
+            "lr": reference.get("lr"),
+            "batch_size": reference["batch_size"],
+        },
         "epochs": records[0]["epochs"] if records else None,
         "problem": records[0]["problem"] if records else None,
         "definitions": {
-            "best": "each solver's grid point (lr, batch size) with the lowest final training "
-                    "loss",
+            "best": "each solver's grid point (lr, batch size) with the lowest final training loss",
             "reference": "the first-order solver (lr grid) with the lowest final training loss",
             "ratio_equal_epochs": "final training loss / reference's final training loss",
             "ratio_equal_time": "training loss at T / reference's training loss at T, T = the "
-                                "shorter of the two total solver times (evaluation excluded), "
-                                "each loss as measured by T (the last epoch end at or before T)",
+            "shorter of the two total solver times (evaluation excluded), "
+            "each loss as measured by T (the last epoch end at or before T)",
             "time_to_reference_loss": "solver time at which the training loss first reaches "
-                                      "the reference's final training loss (at an epoch end); "
-                                      "the reference needed reference_time",
+            "the reference's final training loss (at an epoch end); "
+            "the reference needed reference_time",
         },
         "solvers": rows,
     }
 
 
-def study_settings(study: str, etas: Sequence[float] = ETAS,
-                   batch_sizes: Sequence[int] = BATCH_SIZES,
-                   activations: Sequence[str] = ABLATION_ACTIVATIONS
-                   ) -> list[tuple[str, dict[str, Any]]]:
+def study_settings(
+    study: str,
+    etas: Sequence[float] = ETAS,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    activations: Sequence[str] = ABLATION_ACTIVATIONS,
+) -> list[tuple[str, dict[str, Any]]]:
     """(label, overrides) per setting: ``options`` for the solver, ``batch_size``,
     ``activation``; everything else is Algorithm 1's defaults."""
     if study == "eta":
         return [(f"eta={e:g}", {"options": {"eta": e}}) for e in etas]
     if study == "step":
-        return [("taylor ratio", {"options": {"step": "taylor"}}),
-                ("armijo backtracking", {"options": {"step": "armijo"}})]
+        return [
+            ("taylor ratio", {"options": {"step": "taylor"}}),
+            ("armijo backtracking", {"options": {"step": "armijo"}}),
+        ]
     if study == "batch":
         return [(f"batch={b}", {"batch_size": b}) for b in batch_sizes]
     if study == "activation":
@@ -149,6 +183,7 @@ def study_settings(study: str, etas: Sequence[float] = ETAS,
     if study == "krylov":  # Algorithm 1's decisions and the Krylov loop's stopping rules
         return [(label, {"options": options}) for label, options in krylov_settings()]
     raise ValueError(f"unknown study {study!r}; expected one of {', '.join(STUDIES)}")
+
 
 def variant_options(variant: str, base: str = "newton-krylov") -> dict[str, Any]:
     """The options that make solver ``base`` the named variant ``variant``: the entries of
@@ -175,16 +210,26 @@ def krylov_settings() -> list[tuple[str, dict[str, Any]]]:
         ("max_krylov 5", {"max_krylov": 5}),
         ("Gauss-Newton G + lambda I", {k: v for k, v in gauss_newton.items() if k != "eta"}),
         (f"Gauss-Newton, eta {gauss_newton['eta']:g} (newton-krylov-gn)", gauss_newton),
-        ("newton-krylov-gn, curvature on a quarter of the batch",
-         {**gauss_newton, "curvature_fraction": 0.25}),
+        (
+            "newton-krylov-gn, curvature on a quarter of the batch",
+            {**gauss_newton, "curvature_fraction": 0.25},
+        ),
     ]
 
 
-def ablate(problem: Problem, study: str, epochs: int, batch_size: int, seed: int = 0,
-           eta: float | None = None, progress: bool | None = None,
-           log: Callable[[str], None] | None = None, extra: dict[str, Any] | None = None,
-           cache: dict[str, dict[str, Any]] | None = None,
-           **settings: Any) -> list[tuple[str, dict[str, Any]]]:
+def ablate(
+    problem: Problem,
+    study: str,
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+    eta: float | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+    extra: dict[str, Any] | None = None,
+    cache: dict[str, dict[str, Any]] | None = None,
+    **settings: Any,
+) -> list[tuple[str, dict[str, Any]]]:
     """Newton-Krylov over the settings of one study; [(label, record)].
 
     ``cache`` (a dict kept across studies) reuses a run whose options, batch size and
@@ -199,20 +244,28 @@ def ablate(problem: Problem, study: str, epochs: int, batch_size: int, seed: int
         activation = override.get("activation") or problem.spec.resolved_activation()
         # keyed by the solver's full configuration: {"eta": 0.05} and {"step": "taylor"}
         # are the same run
-        key = repr((sorted(make("newton-krylov", **options).config().items()), size,
-                    activation))
+        key = repr((sorted(make("newton-krylov", **options).config().items()), size, activation))
         tags = {"study": study, "setting": name}
         if cache is not None and key in cache:
             record = {**cache[key], **tags}
         else:
-            record = run(problem, "newton-krylov", options, epochs, size, seed,
-                         activation=activation, progress=progress,
-                         extra={**(extra or {}), **tags})
+            record = run(
+                problem,
+                "newton-krylov",
+                options,
+                epochs,
+                size,
+                seed,
+                activation=activation,
+                progress=progress,
+                extra={**(extra or {}), **tags},
+            )
             if cache is not None:
                 cache[key] = record
         if log is not None:
-            log(f"{study}: {name}: final training loss {fmt(final_loss(record))} in "
-                f"{record['wall_time']:.1f} s" + (" (FAILED)" if record["failed"] else ""))
+            log(
+                f"{study}: {name}: final training loss {fmt(final_loss(record))} in "
+                f"{record['wall_time']:.1f} s" + (" (FAILED)" if record["failed"] else "")
+            )
         out.append((name, record))
     return out
-

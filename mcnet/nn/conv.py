@@ -240,7 +240,8 @@ class Conv2d(Module):
             for cols in self._columns(saved, (ho, wo)):
                 last = first + cols.shape[1]
                 self.weight.accumulate(
-                    _weight_gradient(g[:, first:last], cols).reshape(self.weight.shape))
+                    _weight_gradient(g[:, first:last], cols).reshape(self.weight.shape)
+                )
                 first = last
         if self.bias is not None:
             self.bias.accumulate(g.sum(axis=1))

@@ -57,9 +57,7 @@ class Elementwise(Module):
     def __init__(self, fn: Callable[[Tensor], Any]) -> None:
         super().__init__()
         if not callable(fn):
-            raise TypeError(
-                f"Elementwise expected a function of a tensor, got {type(fn).__name__}"
-            )
+            raise TypeError(f"Elementwise expected a function of a tensor, got {type(fn).__name__}")
         self.fn = fn
 
     def forward(self, x: Tensor) -> Tensor:

@@ -151,8 +151,10 @@ class TraceValue:
 
     def _example(self, what: str) -> Any:
         if self.example is None:
-            raise ShapesNeeded(f"in {self.tracer.where[-1]}.forward, it asks for the {what} "
-                               "of a value; traced again with the inputs of each call")
+            raise ShapesNeeded(
+                f"in {self.tracer.where[-1]}.forward, it asks for the {what} "
+                "of a value; traced again with the inputs of each call"
+            )
         return self.example
 
     # --- what the trace cannot record ----------------------------------------------------------
@@ -183,8 +185,10 @@ class TraceValue:
     __array__ = __bool__ = __float__ = __int__ = __iter__ = _refuse_value
 
     def _refuse_matmul(self, other):
-        raise self.tracer.refuse("it multiplies a traced value with @; use nn.Linear, whose "
-                                 "weight is a parameter, or a module with its own backward")
+        raise self.tracer.refuse(
+            "it multiplies a traced value with @; use nn.Linear, whose "
+            "weight is a parameter, or a module with its own backward"
+        )
 
     __matmul__ = __rmatmul__ = _refuse_matmul
 
@@ -336,8 +340,25 @@ class Tracer:
         )
 
 
-_ELEMENTWISE = {"exp", "log", "log1p", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh",
-                "arctan", "sigmoid", "softplus", "erf", "elu", "power", "clip"}
+_ELEMENTWISE = {
+    "exp",
+    "log",
+    "log1p",
+    "sqrt",
+    "sin",
+    "cos",
+    "tan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "arctan",
+    "sigmoid",
+    "softplus",
+    "erf",
+    "elu",
+    "power",
+    "clip",
+}
 _BINARY = {"maximum", "minimum"}
 
 
@@ -379,8 +400,9 @@ def _tracer_of(inputs: tuple) -> Tracer:
 class Graph:
     """The leaf steps of a composite, replayable for any order and dtype."""
 
-    def __init__(self, steps: list[Step], inputs: tuple[int, ...], output: int,
-                 constants: dict[int, Any]) -> None:
+    def __init__(
+        self, steps: list[Step], inputs: tuple[int, ...], output: int, constants: dict[int, Any]
+    ) -> None:
         self.steps = steps
         self.inputs = inputs
         self.output = output
@@ -388,15 +410,15 @@ class Graph:
         self._saved: list[Any] = []
 
     @classmethod
-    def trace(cls, module: Any, examples: tuple[Tensor, ...] | None = None
-              ) -> tuple[Graph, Any]:
+    def trace(cls, module: Any, examples: tuple[Tensor, ...] | None = None) -> tuple[Graph, Any]:
         """The graph of ``module.forward`` (see ``trace_function``)."""
         inputs = _positional_arity(module.forward) if examples is None else examples
         return cls.trace_function(module.forward, type(module).__name__, inputs)
 
     @classmethod
-    def trace_function(cls, fn: Callable, name: str, inputs: int | tuple[Tensor, ...],
-                       *constants: Any) -> tuple[Graph, Any]:
+    def trace_function(
+        cls, fn: Callable, name: str, inputs: int | tuple[Tensor, ...], *constants: Any
+    ) -> tuple[Graph, Any]:
         """The graph of ``fn(x_1, ..., x_k, *constants)`` as a function of the x's, and
         its output on them.  ``inputs``: k, or the x's themselves, on which the steps then
         run as they are recorded (the forward may ask for shapes; the graph is for inputs
@@ -417,8 +439,7 @@ class Graph:
             raise tracer.refuse(
                 f"it returns {type(out).__name__}, not one value computed from its inputs"
             )
-        graph = cls(tracer.steps, tuple(p.node for p in placeholders), out.node,
-                    tracer.constants)
+        graph = cls(tracer.steps, tuple(p.node for p in placeholders), out.node, tracer.constants)
         graph._saved = tracer.saved
         return graph, out.example
 

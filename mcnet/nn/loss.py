@@ -64,9 +64,7 @@ def _real_target(loss: Loss, input: Tensor, target) -> Tensor:  # noqa: A002
 def _class_labels(loss: Loss, input: Tensor, target) -> np.ndarray:
     """Validated integer labels (N,) for logits (N, C)."""
     if input.ndim != 2:
-        raise ValueError(
-            f"{loss._name()} expected logits of shape (N, C), got shape {input.shape}"
-        )
+        raise ValueError(f"{loss._name()} expected logits of shape (N, C), got shape {input.shape}")
     n, classes = input.shape
     if isinstance(target, Tensor):
         raise ValueError(
@@ -75,9 +73,7 @@ def _class_labels(loss: Loss, input: Tensor, target) -> np.ndarray:
         )
     labels = target if hasattr(target, "dtype") else np.asarray(target)
     if labels.dtype.kind not in "iu":
-        raise ValueError(
-            f"{loss._name()} expected integer class labels, got dtype {labels.dtype}"
-        )
+        raise ValueError(f"{loss._name()} expected integer class labels, got dtype {labels.dtype}")
     if labels.shape != (n,):
         raise ValueError(
             f"{loss._name()} expected labels of shape ({n},) for logits of shape {input.shape}, "
@@ -200,9 +196,7 @@ class FunctionLoss(Loss):
         if graph is None:
             loss = as_tensor(self.fn(input, target), like=input)
         if loss.size != 1:
-            raise ValueError(
-                f"the loss {self.name} must return a scalar, got shape {loss.shape}"
-            )
+            raise ValueError(f"the loss {self.name} must return a scalar, got shape {loss.shape}")
         self.saved = None if graph is None else (graph, input)
         return loss.reshape(())
 
@@ -215,8 +209,9 @@ class FunctionLoss(Loss):
                 "write an nn.Loss with its own backward"
             )
         graph, like = self.saved
-        return graph.backward(tensor(1.0 if grad is None else grad, dtype=like.dtype,
-                                        device=like.device))
+        return graph.backward(
+            tensor(1.0 if grad is None else grad, dtype=like.dtype, device=like.device)
+        )
 
 
 def as_loss(loss: Any) -> Loss:

@@ -202,8 +202,11 @@ class Module:
         """Trace the forward on first use: one graph for every input; or, if the forward
         reads shapes, one graph per input shapes, traced at the first call with them
         (``_run_graph``); or none, forward-only."""
-        if self._graph is not None or self._untraceable is not None or (
-                self._graphs_by_shape is not None):
+        if (
+            self._graph is not None
+            or self._untraceable is not None
+            or (self._graphs_by_shape is not None)
+        ):
             return
         from mcnet.nn.graph import Graph
 
@@ -246,8 +249,11 @@ class Module:
     def _traced_graph(self):
         if self.is_leaf():
             name = type(self).__name__
-            why = f": its forward cannot be traced ({self._untraceable})" if (
-                self._untraceable) else ""
+            why = (
+                f": its forward cannot be traced ({self._untraceable})"
+                if (self._untraceable)
+                else ""
+            )
             raise NotImplementedError(
                 f"{name} has no backward{why}. It is forward-only: value, curvature and "
                 f"directional work, gradients and H v do not. Write {name}.backward(grad_out) "
@@ -386,7 +392,9 @@ def run_backward(module: Module, grad_out: Tensor) -> Any:
             f"{name}.backward gave no gradient to its parameter(s) {', '.join(missing)}, "
             f"taken as zero: add self.{missing[0]}.accumulate(<gradient of the loss in "
             f"{missing[0]}>) to {name}.backward (zeros for a parameter the output does not "
-            "depend on)", UnaccumulatedGradientWarning, stacklevel=2,
+            "depend on)",
+            UnaccumulatedGradientWarning,
+            stacklevel=2,
         )
     return grad_in
 

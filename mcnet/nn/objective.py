@@ -194,8 +194,12 @@ class Objective:
         xp = array_module(w.data)
         shape, dtype = (1,) + w.shape, np.dtype(_complex_of(w.dtype))
         buffer = self._perturbed
-        if (buffer is None or buffer.shape != shape or buffer.dtype != dtype
-                or array_module(buffer) is not xp):
+        if (
+            buffer is None
+            or buffer.shape != shape
+            or buffer.dtype != dtype
+            or array_module(buffer) is not xp
+        ):
             buffer = self._perturbed = xp.empty(shape, dtype=dtype)
         return perturb(w, [v], step, out=buffer)
 
@@ -241,8 +245,9 @@ class Objective:
             )
         return v.astype(w.dtype, copy=False)  # perturb moves it to w's device
 
-    def _evaluate(self, point: Tensor, batch, backward: bool,
-                  update_statistics: bool = False) -> tuple[Tensor, Tensor | None]:
+    def _evaluate(
+        self, point: Tensor, batch, backward: bool, update_statistics: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
         """Loss (and flat parameter gradient) with the parameters set to ``point``; the
         running statistics stay as they are unless ``update_statistics``."""
         inputs, targets = _unpack(batch)

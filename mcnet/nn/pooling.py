@@ -38,7 +38,9 @@ class _Pool2d(Module):
         """For each kernel offset (i, j), the strided ``(K, N, C, Ho, Wo)`` view of the
         elements it covers in every window."""
         check_images(x, None, type(self).__name__)
-        ho, wo = output_size((x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__)
+        ho, wo = output_size(
+            (x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__
+        )
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         for i in range(kh):
             for j in range(kw):
@@ -55,7 +57,9 @@ class AvgPool2d(_Pool2d):
         self.saved = x.shape
         if x.device == "cpu":  # one Numba pass; the result is laid out channel-major
             check_images(x, None, type(self).__name__)
-            size = output_size((x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__)
+            size = output_size(
+                (x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__
+            )
             return Tensor(loops.avg_pool(x.data, self.kernel_size, self.stride, size))
         # one strided add per kernel offset: ~10x faster than a mean over window axes
         offsets = self._offsets(x)

@@ -193,8 +193,10 @@ class Select(Module):
 
     def backward(self, grad_out: Tensor) -> tuple[Tensor, Tensor]:
         chosen, shape_a, shape_b = self.saved
-        return (_sum_to_shape(where(chosen, grad_out, 0.0), shape_a),
-                _sum_to_shape(where(chosen, 0.0, grad_out), shape_b))
+        return (
+            _sum_to_shape(where(chosen, grad_out, 0.0), shape_a),
+            _sum_to_shape(where(chosen, 0.0, grad_out), shape_b),
+        )
 
     def extra_repr(self) -> str:
         return self.kind
@@ -210,8 +212,13 @@ class LogSumExp(Module):
     def forward(self, x: Tensor) -> Tensor:
         y = logsumexp(x, axis=self.axis, keepdims=True)
         self.saved = (x, y)
-        return y if self.keepdims else y.reshape(tuple(
-            n for i, n in enumerate(y.shape) if i not in _axes(self.axis, x.ndim)))
+        return (
+            y
+            if self.keepdims
+            else y.reshape(
+                tuple(n for i, n in enumerate(y.shape) if i not in _axes(self.axis, x.ndim))
+            )
+        )
 
     def backward(self, grad_out: Tensor) -> Tensor:
         x, y = self.saved

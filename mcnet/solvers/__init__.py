@@ -33,9 +33,25 @@ from mcnet.solvers.sophia import Sophia
 
 SOLVERS: dict[str, type[Solver]] = {
     cls.name: cls
-    for cls in (NewtonKrylov, NewtonKrylovCheap, NewtonKrylovGaussNewton, NewtonKrylovFast, SGD,
-                Adam, AdaGrad, RMSprop, LBFGS, HessianFree, LSCG, Shampoo, GraftedShampoo, NewtonCG,
-                ScheduleFreeAdamW, Sophia, AdaHessian)
+    for cls in (
+        NewtonKrylov,
+        NewtonKrylovCheap,
+        NewtonKrylovGaussNewton,
+        NewtonKrylovFast,
+        SGD,
+        Adam,
+        AdaGrad,
+        RMSprop,
+        LBFGS,
+        HessianFree,
+        LSCG,
+        Shampoo,
+        GraftedShampoo,
+        NewtonCG,
+        ScheduleFreeAdamW,
+        Sophia,
+        AdaHessian,
+    )
 }
 
 
@@ -51,9 +67,7 @@ def make(name: str, **options: Any) -> Solver:
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(
-            f"unknown option(s) {unknown} for solver {name!r}; it accepts {accepted}"
-        )
+        raise ValueError(f"unknown option(s) {unknown} for solver {name!r}; it accepts {accepted}")
     return cls(**options)
 
 

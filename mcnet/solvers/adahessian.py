@@ -75,8 +75,9 @@ class AdaHessian(Solver):
     def init(self, oracle, w) -> State:
         size = sum(math.prod(shape) for shape in oracle.shapes)
         if size != w.shape[0]:
-            raise ValueError(f"the oracle's parameter shapes hold {size} numbers, w has "
-                             f"{w.shape[0]}")
+            raise ValueError(
+                f"the oracle's parameter shapes hold {size} numbers, w has {w.shape[0]}"
+            )
         xp = array_module(w)
         return {
             "t": 0, "exp_avg": xp.zeros_like(w), "exp_hessian_diag_sq": xp.zeros_like(w),

@@ -155,8 +155,11 @@ def variant_of(base: type[Solver], **defaults: Any) -> Callable[[type], type]:
         signature = inspect.signature(base.__init__)
         # inspect.signature reads a function's __signature__; typeshed does not declare it.
         __init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[p.replace(default=defaults.get(p.name, p.default))
-                        for p in signature.parameters.values()])
+            parameters=[
+                p.replace(default=defaults.get(p.name, p.default))
+                for p in signature.parameters.values()
+            ]
+        )
         __init__.__doc__ = f"{base.__name__}'s options, defaults {defaults} changed."
         variant.__init__ = __init__  # type: ignore[misc]  # replacing it is the point
         return variant

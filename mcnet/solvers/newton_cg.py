@@ -67,10 +67,27 @@ class NewtonCG(Solver):
             if math.isfinite(trial) and trial <= loss + self.c * gamma * slope:
                 break
             if adjustments == self.max_backtracks:
-                return w, state, StepInfo(loss=loss, step_size=0.0, krylov_iterations=iterations,
-                                          adjustments=adjustments, reason="line search failed")
+                return (
+                    w,
+                    state,
+                    StepInfo(
+                        loss=loss,
+                        step_size=0.0,
+                        krylov_iterations=iterations,
+                        adjustments=adjustments,
+                        reason="line search failed",
+                    ),
+                )
             gamma *= self.tau
             adjustments += 1
-        return w + dw * w.dtype.type(gamma), state, StepInfo(
-            loss=loss, step_size=gamma, krylov_iterations=iterations, adjustments=adjustments,
-            reason=reason)
+        return (
+            w + dw * w.dtype.type(gamma),
+            state,
+            StepInfo(
+                loss=loss,
+                step_size=gamma,
+                krylov_iterations=iterations,
+                adjustments=adjustments,
+                reason=reason,
+            ),
+        )

@@ -41,8 +41,9 @@ def assert_derivatives(
     worst: tuple[float, tuple[int, str, float, float, float] | None] = (0.0, None)
     failing: list[str] = []
     for order, analytic in enumerate(derivatives, start=1):
-        got = np.broadcast_to(np.asarray(mc.derivative(f, x, order=order), dtype=np.float64),
-                              points.shape)
+        got = np.broadcast_to(
+            np.asarray(mc.derivative(f, x, order=order), dtype=np.float64), points.shape
+        )
         with np.errstate(all="ignore"):  # overflow to infinity is compared like any value
             want = np.broadcast_to(np.asarray(analytic(points), dtype=np.float64), points.shape)
         agree = (got == want) | (np.isnan(got) & np.isnan(want))
@@ -61,8 +62,10 @@ def assert_derivatives(
             if ratio[at] > worst[0]:
                 index = f"{[int(i) for i in at]}" if at else ""
                 where = f"x{index} = {float(points[at])!r}"
-                worst = (float(ratio[at]), (order, where, float(got[at]), float(want[at]),
-                                            float(relative[at])))
+                worst = (
+                    float(ratio[at]),
+                    (order, where, float(got[at]), float(want[at]), float(relative[at])),
+                )
     if failing:
         assert worst[1] is not None  # a failing point has a ratio above 1
         order, where, g, w, worst_relative = worst[1]

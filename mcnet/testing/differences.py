@@ -73,8 +73,7 @@ def finite_difference(
     return _extrapolate(mixed_difference, eps, levels) * scale
 
 
-def _extrapolate(quotient: Callable[[float], Any], eps: float, levels: int
-                 ) -> float | np.ndarray:
+def _extrapolate(quotient: Callable[[float], Any], eps: float, levels: int) -> float | np.ndarray:
     """Richardson's rule on a difference quotient whose error is a series in eps²."""
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")

@@ -158,25 +158,38 @@ class _Check:
     def _check_parameter_gradient(self, name: str, p, grad: Tensor | None) -> None:
         claimed = np.zeros(p.shape, dtype=self.dtype) if grad is None else _real(grad)
         if claimed.shape != p.shape:
-            self._fail(np.inf, f"parameter {name!r}: backward accumulated a gradient of shape "
-                               f"{claimed.shape} into a parameter of shape {p.shape}")
+            self._fail(
+                np.inf,
+                f"parameter {name!r}: backward accumulated a gradient of shape "
+                f"{claimed.shape} into a parameter of shape {p.shape}",
+            )
             return
-        hint = (f" (backward never accumulated a gradient into it: does it call "
-                f"self.{name.rsplit('.', 1)[-1]}.accumulate(...)?)" if grad is None else "")
+        hint = (
+            f" (backward never accumulated a gradient into it: does it call "
+            f"self.{name.rsplit('.', 1)[-1]}.accumulate(...)?)"
+            if grad is None
+            else ""
+        )
         for v in self._directions(claimed):
             want = self.objective.directional(self.w, [self._embed(name, v)], self._batch())
-            self._compare("gradient", name, claimed * v, want,
-                          f"gradient of parameter {name!r}", hint)
+            self._compare(
+                "gradient", name, claimed * v, want, f"gradient of parameter {name!r}", hint
+            )
 
     def _check_input_gradient(self, input_grad) -> None:
         if input_grad is None or isinstance(input_grad, tuple):
-            self._fail(np.inf, "input: backward returned "
-                               f"{type(input_grad).__name__}, not the input's gradient")
+            self._fail(
+                np.inf,
+                f"input: backward returned {type(input_grad).__name__}, not the input's gradient",
+            )
             return
         claimed = _real(input_grad)
         if claimed.shape != self.x.shape:
-            self._fail(np.inf, f"input: backward returned a gradient of shape {claimed.shape} "
-                               f"for an input of shape {self.x.shape}")
+            self._fail(
+                np.inf,
+                f"input: backward returned a gradient of shape {claimed.shape} "
+                f"for an input of shape {self.x.shape}",
+            )
             return
         for v in self._directions(claimed):
             want = mc.directional(self._loss_of_input, self.x, [v])
@@ -232,24 +245,37 @@ class _Check:
         full, offset = np.zeros_like(self.w), 0
         for other, p in self.params:
             if other == name:
-                full[offset:offset + p.numel()] = v.reshape(-1)
+                full[offset : offset + p.numel()] = v.reshape(-1)
             offset += p.numel()
         return full
 
-    def _compare(self, check: str, name: str, terms, want: float, what: str,
-                 hint: str = "") -> None:
+    def _compare(
+        self, check: str, name: str, terms, want: float, what: str, hint: str = ""
+    ) -> None:
         """The backward's ``sum(terms)`` against the forward's ``want``."""
         got = float(np.sum(terms))
-        self.comparisons.append(_Comparison(
-            check, name, abs(got - float(want)), float(np.sum(np.abs(terms))) + abs(float(want)),
-            f"{what}: backward gives {got:.17g}, forward {float(want):.17g}", hint))
+        self.comparisons.append(
+            _Comparison(
+                check,
+                name,
+                abs(got - float(want)),
+                float(np.sum(np.abs(terms))) + abs(float(want)),
+                f"{what}: backward gives {got:.17g}, forward {float(want):.17g}",
+                hint,
+            )
+        )
 
     def _compare_symmetry(self, name: str, terms_uhv, terms_vhu) -> None:
         uhv, vhu = float(np.sum(terms_uhv)), float(np.sum(terms_vhu))
-        self.comparisons.append(_Comparison(
-            "symmetry", name, abs(uhv - vhu),
-            float(np.sum(np.abs(terms_uhv)) + np.sum(np.abs(terms_vhu))),
-            f"H v of the {name} is not symmetric: u·Hv = {uhv:.17g} but v·Hu = {vhu:.17g}"))
+        self.comparisons.append(
+            _Comparison(
+                "symmetry",
+                name,
+                abs(uhv - vhu),
+                float(np.sum(np.abs(terms_uhv)) + np.sum(np.abs(terms_vhu))),
+                f"H v of the {name} is not symmetric: u·Hv = {uhv:.17g} but v·Hu = {vhu:.17g}",
+            )
+        )
 
     def _errors(self) -> dict[str, dict[str, float]]:
         """Each comparison's difference relative to its scale, floored at _FLOOR times the

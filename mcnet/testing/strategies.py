@@ -35,9 +35,7 @@ import mcnet as mc
 
 __all__ = ["directions", "parts", "points", "tensors"]
 
-settings.register_profile(
-    "mcnet", deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("mcnet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 Shape = int | tuple[int, ...]
 
@@ -74,8 +72,15 @@ def directions(shape: Shape, k: int, dtype=np.float64):
 
 
 @st.composite
-def parts(draw, order: int, shape: Shape, dtype=np.float64, *, scale: float = 2.0,
-          ratio: float | None = None):
+def parts(
+    draw,
+    order: int,
+    shape: Shape,
+    dtype=np.float64,
+    *,
+    scale: float = 2.0,
+    ratio: float | None = None,
+):
     """Coefficient arrays ``(2**order, *shape)`` in the layout of ``Tensor.parts``.
 
     Without ``ratio``: every coefficient in [-scale, scale].  With ``ratio``: the real part
@@ -86,8 +91,9 @@ def parts(draw, order: int, shape: Shape, dtype=np.float64, *, scale: float = 2.
     dtype, shape = _float_dtype(dtype), _shape(shape)
     unit = _unit_floats(np.dtype(np.float64))
     if ratio is None:
-        return (scale * draw(hnp.arrays(np.float64, (2**order, *shape), elements=unit))
-                ).astype(dtype)
+        return (scale * draw(hnp.arrays(np.float64, (2**order, *shape), elements=unit))).astype(
+            dtype
+        )
     real = draw(hnp.arrays(np.float64, shape, elements=st.floats(0.5, 3.0)))
     if order == 0:
         return real[None].astype(dtype)
@@ -99,15 +105,21 @@ def parts(draw, order: int, shape: Shape, dtype=np.float64, *, scale: float = 2.
     return np.concatenate([real[None], rest]).astype(dtype)
 
 
-def tensors(order: int, shape: Shape, dtype=np.float64, *, scale: float = 2.0,
-            ratio: float | None = None):
+def tensors(
+    order: int, shape: Shape, dtype=np.float64, *, scale: float = 2.0, ratio: float | None = None
+):
     """mcnet Tensors of the given order with the coefficients of ``parts``."""
     return parts(order, shape, dtype, scale=scale, ratio=ratio).map(mc.from_parts)
 
 
 def _unit_floats(dtype: np.dtype):
-    return st.floats(-1.0, 1.0, allow_nan=False, allow_subnormal=False,
-                     width=cast(Literal[16, 32, 64], 8 * dtype.itemsize))  # a float's bits
+    return st.floats(
+        -1.0,
+        1.0,
+        allow_nan=False,
+        allow_subnormal=False,
+        width=cast(Literal[16, 32, 64], 8 * dtype.itemsize),
+    )  # a float's bits
 
 
 def _float_dtype(dtype) -> np.dtype:

@@ -17,8 +17,9 @@ import mcnet as mc
 from mcnet.tensor import Tensor
 
 
-def warm_up(orders: Iterable[int] = (1, 2, 3, 4), dtypes: Iterable = (np.float64, np.float32)
-            ) -> None:
+def warm_up(
+    orders: Iterable[int] = (1, 2, 3, 4), dtypes: Iterable = (np.float64, np.float32)
+) -> None:
     """Run every fused elementwise function and the product once at each order and dtype,
     along one direction (``mc.derivative``'s layout) and along distinct ones."""
     for dtype in dtypes:

@@ -48,7 +48,9 @@ def save(directory: Path, w, state: dict[str, Any], meta: dict[str, Any]) -> Pat
     # Any: the values are arrays, but mypy would match a ``**dict[str, ndarray]`` against
     # np.savez's bool ``allow_pickle`` keyword too.
     arrays: dict[str, Any] = {
-        "w": _host(w), "meta": np.array(json.dumps({"format": FORMAT, **meta}))}
+        "w": _host(w),
+        "meta": np.array(json.dumps({"format": FORMAT, **meta})),
+    }
     for name, value in state.items():
         arrays[f"state/{name}"] = _host(value) if hasattr(value, "shape") else np.array(value)
     buffer = io.BytesIO()
@@ -58,8 +60,9 @@ def save(directory: Path, w, state: dict[str, Any], meta: dict[str, Any]) -> Pat
         write_atomic(path, buffer.getvalue())
     except OSError as exc:
         kept = "the previous checkpoint is kept" if path.is_file() else "nothing was written"
-        advice = ("free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                  else "make it writable")
+        advice = (
+            "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+        )
         raise CheckpointError(
             f"cannot write the checkpoint {path} ({exc.strerror or exc}); {kept}: {advice} and "
             "resume from it"
@@ -86,8 +89,9 @@ def load(directory: Path, xp) -> tuple[Any, dict[str, Any], dict[str, Any]] | No
         if w.ndim != 1 or w.dtype.kind != "f" or not np.isfinite(w).all():
             raise ValueError("w is not a finite 1-D float array")
     except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise CheckpointError(f"checkpoint {path} is not one mcnet can resume ({exc}); "
-                              f"{advice}") from exc
+        raise CheckpointError(
+            f"checkpoint {path} is not one mcnet can resume ({exc}); {advice}"
+        ) from exc
     state = {}
     for key, value in arrays.items():
         if key.startswith("state/"):
@@ -100,8 +104,9 @@ def _check_meta(meta: Any) -> None:
     if not isinstance(meta, dict):
         raise TypeError(f"meta is {type(meta).__name__}, not a record")
     if meta.get("format") != FORMAT:
-        raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}: written by another "
-                         "version of mcnet")
+        raise ValueError(
+            f"format {meta.get('format')!r}, expected {FORMAT}: written by another version of mcnet"
+        )
     epoch = meta["epoch"]
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
         raise ValueError(f"epoch {epoch!r} is not a count of epochs")
@@ -160,8 +165,10 @@ def _npy(raw: bytes) -> np.ndarray:
         raise ValueError("it holds Python objects (a pickle), which are never loaded")
     count = math.prod(shape)
     if len(raw) - stream.tell() != count * dtype.itemsize:
-        raise ValueError(f"the header announces {shape} of {dtype}, the data has "
-                         f"{len(raw) - stream.tell()} bytes")
+        raise ValueError(
+            f"the header announces {shape} of {dtype}, the data has "
+            f"{len(raw) - stream.tell()} bytes"
+        )
     flat = np.frombuffer(raw, dtype, count=count, offset=stream.tell())
     return flat.reshape(shape, order="F" if fortran else "C").copy()
 
@@ -171,13 +178,17 @@ def prepare(directory: Path) -> None:
     written there; a `CheckpointError` saying what is wrong otherwise."""
     directory = Path(directory)
     if os.path.lexists(directory) and not directory.is_dir():
-        raise CheckpointError(f"checkpoint directory {directory} is not a directory (expected "
-                              "a directory, or a path where one can be made)")
+        raise CheckpointError(
+            f"checkpoint directory {directory} is not a directory (expected "
+            "a directory, or a path where one can be made)"
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CheckpointError(f"cannot make the checkpoint directory {directory} "
-                              f"({exc.strerror or exc}); choose another path") from exc
+        raise CheckpointError(
+            f"cannot make the checkpoint directory {directory} "
+            f"({exc.strerror or exc}); choose another path"
+        ) from exc
     try:
         check_writable(directory / FILENAME)
     except OutputError as exc:
@@ -193,9 +204,10 @@ def locked(directory: Path) -> Iterator[None]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise CheckpointError(f"cannot write in the checkpoint directory {directory} "
-                              f"({exc.strerror or exc}); make it writable or choose another"
-                              ) from exc
+        raise CheckpointError(
+            f"cannot write in the checkpoint directory {directory} "
+            f"({exc.strerror or exc}); make it writable or choose another"
+        ) from exc
     try:
         if fcntl is not None:
             try:
@@ -204,11 +216,13 @@ def locked(directory: Path) -> Iterator[None]:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
                 raise CheckpointError(
                     f"checkpoint directory {directory} is in use by another run (process "
-                    f"{holder}); wait for it to end or choose another directory") from None
+                    f"{holder}); wait for it to end or choose another directory"
+                ) from None
             except OSError as exc:  # a file system without locks (some network mounts)
-                raise CheckpointError(f"cannot lock the checkpoint directory {directory} "
-                                      f"({exc.strerror or exc}); choose a local directory"
-                                      ) from exc
+                raise CheckpointError(
+                    f"cannot lock the checkpoint directory {directory} "
+                    f"({exc.strerror or exc}); choose a local directory"
+                ) from exc
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

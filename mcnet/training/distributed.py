@@ -130,21 +130,28 @@ class DaskOracle(Oracle):
             raise ValueError(f"call_timeout must be positive seconds or None, got {call_timeout!r}")
         super().__init__(objective, data, chunk_size)
         _warn_about_stateful_layers(objective.module)
-        self._session = _Session(distributed, scheduler, workers, float(timeout), call_timeout,
-                                 fan_in)
+        self._session = _Session(
+            distributed, scheduler, workers, float(timeout), call_timeout, fan_in
+        )
         # The cluster's processes go away with this object even without close().
         self._finalizer = weakref.finalize(self, self._session.close)
         try:
             self._session.place_shards(
-                self.data, self.size, chunk_size, objective.module, objective.loss,
-                self.dtype, shards,
+                self.data,
+                self.size,
+                chunk_size,
+                objective.module,
+                objective.loss,
+                self.dtype,
+                shards,
             )
         except BaseException:
             self.close()
             raise
         # A stand-in that forwards every Objective method, not an Objective subclass.
         self.objective = _ClusterObjective(  # type: ignore[assignment]
-            self.objective, self._session, self.dtype)
+            self.objective, self._session, self.dtype
+        )
 
     # --- the cluster ------------------------------------------------------------------------
     @property
@@ -174,8 +181,10 @@ class DaskOracle(Oracle):
         self.close()
 
     def __repr__(self) -> str:
-        return (f"DaskOracle({self.size} examples in {self.shards} shards on "
-                f"{len(self.workers)} workers at {self._session.address})")
+        return (
+            f"DaskOracle({self.size} examples in {self.shards} shards on "
+            f"{len(self.workers)} workers at {self._session.address})"
+        )
 
     # --- the map-reduce ---------------------------------------------------------------------
     def _full_data_mean(self, evaluate):
@@ -219,8 +228,7 @@ class _ClusterObjective:
             single, totals = self._session.map_reduce(name, args, kwargs, self._local.module)
             xp = array_module(self._local.module.parameters()[0].value.data)
             results = tuple(
-                float(total) if isinstance(total, float)
-                else xp.asarray(total.astype(self._dtype))
+                float(total) if isinstance(total, float) else xp.asarray(total.astype(self._dtype))
                 for total in totals
             )
             return results[0] if single else results
@@ -232,8 +240,15 @@ class _ClusterObjective:
 class _Session:
     """A connection to a scheduler, the shards held there, and the calls made on them."""
 
-    def __init__(self, distributed, scheduler: Any, workers: int | None, timeout: float,
-                 call_timeout: float | None, fan_in: int) -> None:
+    def __init__(
+        self,
+        distributed,
+        scheduler: Any,
+        workers: int | None,
+        timeout: float,
+        call_timeout: float | None,
+        fan_in: int,
+    ) -> None:
         self.distributed = distributed
         self.timeout = timeout
         self.call_timeout = call_timeout
@@ -256,8 +271,11 @@ class _Session:
             # mmap, and the global gradient of LeNet-5 took 1.6-2x longer (measured).
             with dask.config.set({_MALLOC_TRIM: None}):
                 self.cluster = distributed.LocalCluster(
-                    n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                    processes=True, host="127.0.0.1", dashboard_address=None,
+                    n_workers=workers or os.cpu_count() or 1,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
                     # no dashboard, and Dask's small HTTP server (health, metrics) on a free
                     # loopback port rather than on 8787, which another cluster may hold
                     scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
@@ -272,8 +290,7 @@ class _Session:
             self.address = address
             _probe_scheduler(address, timeout)
             try:
-                self.client = distributed.Client(address, timeout=timeout,
-                                                 set_as_default=False)
+                self.client = distributed.Client(address, timeout=timeout, set_as_default=False)
             except OSError as exc:
                 raise SchedulerError(
                     f"cannot connect to the Dask scheduler at {address} within {timeout:g} s "
@@ -296,8 +313,9 @@ class _Session:
                 f"{self.address}`"
             ) from exc
 
-    def place_shards(self, data, n: int, chunk_size: int, module: Module, loss: Module,
-                     dtype, shards: int | None) -> None:
+    def place_shards(
+        self, data, n: int, chunk_size: int, module: Module, loss: Module, dtype, shards: int | None
+    ) -> None:
         """One task per shard: its rows and the pickled module and loss, restricted loosely
         to one worker each (round robin) so that the shards spread over the cluster but a
         shard whose worker died is rebuilt anywhere.
@@ -313,7 +331,8 @@ class _Session:
                 f"DaskOracle: {n} examples in chunks of {chunk_size} make {chunks} chunk(s), "
                 f"so only {count} of {len(self.addresses)} workers get data; a chunk_size of "
                 f"at most {-(-n // len(self.addresses))} uses them all",
-                UserWarning, stacklevel=3,
+                UserWarning,
+                stacklevel=3,
             )
         blob = _pickle_without_call_state(module, loss)
         inputs, targets = (_host(a) for a in data)
@@ -326,10 +345,16 @@ class _Session:
         with _quiet_large_graphs():
             self.shard_futures = [
                 self.client.submit(
-                    Shard, inputs[start:stop], targets[start:stop], blob, n, chunk_size,
+                    Shard,
+                    inputs[start:stop],
+                    targets[start:stop],
+                    blob,
+                    n,
+                    chunk_size,
                     key=f"mcnet-shard-{self.token}-{index}",
                     workers=[self.addresses[index % len(self.addresses)]],
-                    allow_other_workers=True, pure=False,
+                    allow_other_workers=True,
+                    pure=False,
                 )
                 for index, (start, stop) in enumerate(itertools.pairwise(bounds))
             ]
@@ -341,8 +366,7 @@ class _Session:
                     future.result()  # raises the worker's exception
         except TimeoutError as exc:
             raise TimeoutError(
-                f"placing {n} examples on the workers took longer than timeout="
-                f"{self.timeout:g} s"
+                f"placing {n} examples on the workers took longer than timeout={self.timeout:g} s"
             ) from exc
         except Exception as exc:
             raise RuntimeError(
@@ -351,32 +375,46 @@ class _Session:
                 "versions as here"
             ) from exc
 
-    def map_reduce(self, method: str, args: tuple, kwargs: dict, module: Module
-                   ) -> tuple[bool, tuple]:
+    def map_reduce(
+        self, method: str, args: tuple, kwargs: dict, module: Module
+    ) -> tuple[bool, tuple]:
         """(whether the method returns one value, the float64 sums over all shards)."""
         if self.closed:
             raise RuntimeError("this DaskOracle is closed; create a new one")
-        call = Call(method, tuple(_to_host(a) for a in args),
-                     {k: _to_host(v) for k, v in kwargs.items()},
-                     tuple(m.training for m in module.modules()),
-                     _buffers(module))
+        call = Call(
+            method,
+            tuple(_to_host(a) for a in args),
+            {k: _to_host(v) for k, v in kwargs.items()},
+            tuple(m.training for m in module.modules()),
+            _buffers(module),
+        )
         number = next(self.calls)
         with _quiet_large_graphs():
             # one task for the call's arguments: sent once, fetched by the workers from
             # each other, and recomputed if its worker dies
             call_future = self.client.submit(
-                identity, call, key=f"mcnet-call-{self.token}-{number}", pure=False)
+                identity, call, key=f"mcnet-call-{self.token}-{number}", pure=False
+            )
             partials = [
-                self.client.submit(evaluate_shard, shard, call_future, pure=False,
-                                   key=f"mcnet-sum-{self.token}-{number}-{index}")
+                self.client.submit(
+                    evaluate_shard,
+                    shard,
+                    call_future,
+                    pure=False,
+                    key=f"mcnet-sum-{self.token}-{number}-{index}",
+                )
                 for index, shard in enumerate(self.shard_futures)
             ]
         level = 0
         while len(partials) > self.fan_in:
             level += 1
             partials = [
-                self.client.submit(add_partials, *partials[i:i + self.fan_in], pure=False,
-                                   key=f"mcnet-add-{self.token}-{number}-{level}-{i}")
+                self.client.submit(
+                    add_partials,
+                    *partials[i : i + self.fan_in],
+                    pure=False,
+                    key=f"mcnet-add-{self.token}-{number}-{level}-{i}",
+                )
                 for i in range(0, len(partials), self.fan_in)
             ]
         try:
@@ -494,8 +532,9 @@ def _check_greeting(address: str, timeout: float) -> None:
             "is that the scheduler's address (default port 8786), and is it running?"
         ) from None
     except OSError as exc:
-        raise SchedulerError(f"cannot reach the Dask scheduler at {address} within {timeout:g} "
-                             f"s (timeout=): {exc}") from exc
+        raise SchedulerError(
+            f"cannot reach the Dask scheduler at {address} within {timeout:g} s (timeout=): {exc}"
+        ) from exc
     if len(greeting) < 8 or int.from_bytes(greeting, "little") > _GREETING_LIMIT:
         raise SchedulerError(
             f"{address} answered, but not as a Dask scheduler (its first bytes: "
@@ -516,13 +555,19 @@ def _pickle_without_call_state(module: Module, loss: Module) -> bytes:
 def _buffers(module: Module) -> dict[str, dict[str, np.ndarray]]:
     """The module's buffers (BatchNorm running statistics) by module name: a worker's copy
     evaluates in eval mode with this process's statistics, however they have moved."""
-    return {prefix: {k: np.asarray(v) for k, v in m._buffers.items()}
-            for prefix, m in module.named_modules() if m._buffers}
+    return {
+        prefix: {k: np.asarray(v) for k, v in m._buffers.items()}
+        for prefix, m in module.named_modules()
+        if m._buffers
+    }
 
 
 def _warn_about_stateful_layers(module: Module) -> None:
-    dropout = [name or type(m).__name__ for name, m in module.named_modules()
-               if isinstance(m, Dropout) and m.p > 0]
+    dropout = [
+        name or type(m).__name__
+        for name, m in module.named_modules()
+        if isinstance(m, Dropout) and m.p > 0
+    ]
     running = [name or type(m).__name__ for name, m in module.named_modules() if m._buffers]
     if dropout or running:
         details = []
@@ -531,11 +576,14 @@ def _warn_about_stateful_layers(module: Module) -> None:
         if running:
             details.append(
                 f"running statistics ({', '.join(running)}) updated by train-mode passes "
-                "on the workers are not sent back")
+                "on the workers are not sent back"
+            )
         warnings.warn(
             "DaskOracle: in train mode its full-data evaluations differ from Oracle's: "
-            + "; ".join(details) + ". Eval mode and minibatch evaluations are unaffected.",
-            UserWarning, stacklevel=3,
+            + "; ".join(details)
+            + ". Eval mode and minibatch evaluations are unaffected.",
+            UserWarning,
+            stacklevel=3,
         )
 
 

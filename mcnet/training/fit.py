@@ -132,10 +132,19 @@ def fit(
         evaluate_every = check_count("evaluate_every", evaluate_every)
     if workers is not None:
         workers = check_count("workers", workers)
-    loop = _Loop(module=module, loss=loss, solver=solver, data=data, test_data=test_data,
-                 epochs=epochs, batch_size=batch_size, seed=seed, chunk_size=chunk_size,
-                 evaluate_every=evaluate_every,
-                 show_progress=sys.stderr.isatty() if progress is None else bool(progress))
+    loop = _Loop(
+        module=module,
+        loss=loss,
+        solver=solver,
+        data=data,
+        test_data=test_data,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        chunk_size=chunk_size,
+        evaluate_every=evaluate_every,
+        show_progress=sys.stderr.isatty() if progress is None else bool(progress),
+    )
     n = _check_data("data", data)
     if batch_size > n:
         raise ValueError(f"batch_size {batch_size} is larger than the data ({n} examples)")
@@ -147,8 +156,9 @@ def fit(
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=DIR to resume from")
     if resume and overwrite:
-        raise ValueError("resume=True continues the checkpoint and overwrite=True replaces "
-                         "it: pass one of them")
+        raise ValueError(
+            "resume=True continues the checkpoint and overwrite=True replaces it: pass one of them"
+        )
 
     directory = None if checkpoint is None else Path(checkpoint)
     if directory is not None:
@@ -156,15 +166,25 @@ def fit(
     with contextlib.ExitStack() as stack:
         if directory is not None:
             stack.enter_context(checkpoints.locked(directory))
-        oracle = make_oracle(Objective(module, loss), data, loop.chunk_size, scheduler=scheduler,
-                             workers=workers, timeout=scheduler_timeout)
+        oracle = make_oracle(
+            Objective(module, loss),
+            data,
+            loop.chunk_size,
+            scheduler=scheduler,
+            workers=workers,
+            timeout=scheduler_timeout,
+        )
         # stops the cluster that scheduler="local" started
         stack.callback(oracle.close)
         oracle.seed = loop.seed
         identity = {
-            "solver": solver.name, "config": solver.config(), "seed": loop.seed,
-            "batch_size": loop.batch_size, "examples": n,
-            "parameters": oracle.initial_point().size, "dtype": str(oracle.dtype),
+            "solver": solver.name,
+            "config": solver.config(),
+            "seed": loop.seed,
+            "batch_size": loop.batch_size,
+            "examples": n,
+            "parameters": oracle.initial_point().size,
+            "dtype": str(oracle.dtype),
         }
         if directory is not None:
             identity["model"] = checkpoints.describe_model(module, loss)
@@ -192,7 +212,8 @@ def fit(
                 raise TrainingError(
                     f"the training loss at the initial parameters is {history.train_loss[0]}: "
                     "the data or the model's initialisation give no finite loss (expected "
-                    "inputs of moderate size)")
+                    "inputs of moderate size)"
+                )
             start_epoch = 0
 
         try:
@@ -215,18 +236,24 @@ def fit(
     return history
 
 
-def _train_epoch(loop: _Loop, oracle: Oracle, point: _Point, history: History, epoch: int
-                 ) -> tuple[_Point, _Undo | None]:
+def _train_epoch(
+    loop: _Loop, oracle: Oracle, point: _Point, history: History, epoch: int
+) -> tuple[_Point, _Undo | None]:
     """One epoch of steps; the point reached, and how to undo its last accepted step."""
     solver = loop.solver
     if solver.full_batch:
         epoch_batches: Any = [None]
     else:
-        epoch_batches = batches(loop.data, loop.batch_size, seed=loop.seed, epoch=epoch,
-                                dtype=oracle.dtype, device=oracle.device)
+        epoch_batches = batches(
+            loop.data,
+            loop.batch_size,
+            seed=loop.seed,
+            epoch=epoch,
+            dtype=oracle.dtype,
+            device=oracle.device,
+        )
     steps = 1 if solver.full_batch else -(-oracle.size // loop.batch_size)
-    bar = _progress_bar(loop.show_progress, steps,
-                        f"{solver.name} epoch {epoch + 1}/{loop.epochs}")
+    bar = _progress_bar(loop.show_progress, steps, f"{solver.name} epoch {epoch + 1}/{loop.epochs}")
     elapsed = history.epoch_time[-1]
     accepted = 0
     undo = None  # for the epoch's last accepted step
@@ -249,9 +276,15 @@ def _train_epoch(loop: _Loop, oracle: Oracle, point: _Point, history: History, e
         finite = math.isfinite(info.loss) and bool(oracle.xp.isfinite(w_new).all())
         evaluations = {k: v - counts[k] for k, v in oracle.counts.items() if v - counts[k]}
         record = {
-            "epoch": epoch + 1, "iteration": iteration, "loss": info.loss, "time": seconds,
-            "step_size": info.step_size, "krylov_iterations": info.krylov_iterations,
-            "adjustments": info.adjustments, "skipped": info.skipped, "rejected": not finite,
+            "epoch": epoch + 1,
+            "iteration": iteration,
+            "loss": info.loss,
+            "time": seconds,
+            "step_size": info.step_size,
+            "krylov_iterations": info.krylov_iterations,
+            "adjustments": info.adjustments,
+            "skipped": info.skipped,
+            "rejected": not finite,
             "reason": info.reason if finite else "rejected: non-finite loss or parameters",
             "evaluations": evaluations,
         }
@@ -265,7 +298,8 @@ def _train_epoch(loop: _Loop, oracle: Oracle, point: _Point, history: History, e
             vector_to_parameters(_evaluation_point(loop, point), loop.module)
             train_loss, _ = evaluate(loop.module, loop.loss, loop.data, loop.chunk_size)
             history.interim_loss.append(
-                {"iteration": iteration, "time": elapsed, "train_loss": train_loss})
+                {"iteration": iteration, "time": elapsed, "train_loss": train_loss}
+            )
         if bar is not None:
             bar.set_postfix(loss=f"{info.loss:.4g}", refresh=False)
             bar.update()
@@ -289,15 +323,16 @@ def _undo(undo: _Undo) -> _Point:
     return undo.before
 
 
-def _end_epoch(loop: _Loop, history: History, point: _Point, undo: _Undo | None,
-               epoch: int) -> _Point:
+def _end_epoch(
+    loop: _Loop, history: History, point: _Point, undo: _Undo | None, epoch: int
+) -> _Point:
     """Evaluate the epoch's end; a non-finite training loss undoes the epoch's last step,
     and one that stays non-finite ends training."""
     _evaluate_epoch(loop, history, point)
     if not math.isfinite(history.train_loss[-1]) and undo is not None:
         point = _undo(undo)
         for values in (history.train_loss, history.test_loss, history.test_accuracy):
-            del values[len(history.epoch_time) - 1:]
+            del values[len(history.epoch_time) - 1 :]
         _evaluate_epoch(loop, history, point)
     if not math.isfinite(history.train_loss[-1]):
         raise TrainingError(
@@ -323,8 +358,9 @@ def _evaluate_epoch(loop: _Loop, history: History, point: _Point) -> None:
         history.test_accuracy.append(accuracy)
 
 
-def evaluate(module: Module, loss: Module, data: tuple[Any, Any], chunk_size: int = 2048
-             ) -> tuple[float, float | None]:
+def evaluate(
+    module: Module, loss: Module, data: tuple[Any, Any], chunk_size: int = 2048
+) -> tuple[float, float | None]:
     """(mean loss, accuracy or None) of ``module`` on ``data``, in eval mode, chunk by chunk.
 
     Accuracy is the fraction of arg-max logits equal to integer labels (or of logits on the
@@ -372,8 +408,9 @@ def _check_data(name: str, data: Any) -> int:
     try:
         inputs, targets = data
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a pair (inputs, targets), got {type(data).__name__}"
-                        ) from None
+        raise TypeError(
+            f"{name} must be a pair (inputs, targets), got {type(data).__name__}"
+        ) from None
     if len(inputs) != len(targets):
         raise ValueError(
             f"{name}: inputs and targets must have the same length, got {len(inputs)} inputs "
@@ -386,8 +423,10 @@ def _check_data(name: str, data: Any) -> int:
             xp = array_module(values)
             bad = xp.flatnonzero(~xp.isfinite(values.reshape(len(values), -1)).all(axis=1))
             if bad.size:
-                raise ValueError(f"{name}: {part} of example {int(bad[0])} are not all finite "
-                                 f"({int(bad.size)} such examples; expected finite numbers)")
+                raise ValueError(
+                    f"{name}: {part} of example {int(bad[0])} are not all finite "
+                    f"({int(bad.size)} such examples; expected finite numbers)"
+                )
     return len(inputs)
 
 
@@ -412,8 +451,9 @@ def _check_module_takes(module: Module, loss: Module, data) -> None:
         module.train(was_training)
 
 
-def _check_resumable(directory: Path, loaded: tuple, current: dict, epochs: int,
-                     resume: bool) -> None:
+def _check_resumable(
+    directory: Path, loaded: tuple, current: dict, epochs: int, resume: bool
+) -> None:
     """A checkpoint found in ``directory`` may only be continued, by the same run, to at
     least as many epochs as it has done."""
     w, _, meta = loaded
@@ -426,19 +466,23 @@ def _check_resumable(directory: Path, loaded: tuple, current: dict, epochs: int,
         details = "; ".join(_difference(k, saved.get(k), current[k]) for k in different)
         raise CheckpointMismatchError(
             f"{place} is of a different run ({details}); use another directory, or replace it "
-            "with overwrite=True (mcnet train --overwrite)")
+            "with overwrite=True (mcnet train --overwrite)"
+        )
     if not resume:
         raise CheckpointMismatchError(
             f"{place} would be replaced by a fresh start: continue it with resume=True "
-            "(mcnet train --resume) or replace it with overwrite=True (--overwrite)")
+            "(mcnet train --resume) or replace it with overwrite=True (--overwrite)"
+        )
     if w.shape != (current["parameters"],):
         raise CheckpointError(
             f"{place} holds {w.size} parameters where its run has {current['parameters']}: "
-            "it is damaged; move it away, or replace it with overwrite=True (--overwrite)")
+            "it is damaged; move it away, or replace it with overwrite=True (--overwrite)"
+        )
     if meta["epoch"] > epochs:
         raise CheckpointMismatchError(
             f"{place} has done {meta['epoch']} epochs, more than the {epochs} asked for "
-            f"(expected epochs >= {meta['epoch']} to resume it)")
+            f"(expected epochs >= {meta['epoch']} to resume it)"
+        )
 
 
 def _difference(key: str, saved: Any, current: Any) -> str:
@@ -446,11 +490,15 @@ def _difference(key: str, saved: Any, current: Any) -> str:
     if key == "data":
         return "the training data differ (another data set, order or subset)"
     if key == "model" and isinstance(saved, str):
-        start = next((i for i, (a, b) in enumerate(zip(saved, current)) if a != b),
-                     min(len(saved), len(current)))
+        start = next(
+            (i for i, (a, b) in enumerate(zip(saved, current)) if a != b),
+            min(len(saved), len(current)),
+        )
         begin = max(start - 20, 0)
-        return (f"model: checkpoint ...{saved[begin:start + 30]}..., now "
-                f"...{current[begin:start + 30]}...")
+        return (
+            f"model: checkpoint ...{saved[begin : start + 30]}..., now "
+            f"...{current[begin : start + 30]}..."
+        )
     return f"{key}: checkpoint {saved!r}, now {current!r}"
 
 

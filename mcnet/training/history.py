@@ -98,15 +98,18 @@ def check_writable(path: Path) -> None:
     rename would replace), and a writable folder (made on writing if it does not exist)."""
     path = Path(path)
     if path.is_symlink():
-        raise OutputError(f"{path} is a symbolic link; writing would replace the link, not "
-                          "write to its target (expected a regular file path: give the "
-                          "target's path, or remove the link)")
+        raise OutputError(
+            f"{path} is a symbolic link; writing would replace the link, not "
+            "write to its target (expected a regular file path: give the "
+            "target's path, or remove the link)"
+        )
     if path.is_dir():
-        raise OutputError(f"{path} is a directory (expected a file path, e.g. "
-                          f"{path / 'run.json'})")
+        raise OutputError(f"{path} is a directory (expected a file path, e.g. {path / 'run.json'})")
     if path.exists() and not path.is_file():
-        raise OutputError(f"{path} is not a regular file (a FIFO, device or socket) and is "
-                          "not replaced (expected a regular file path)")
+        raise OutputError(
+            f"{path} is not a regular file (a FIFO, device or socket) and is "
+            "not replaced (expected a regular file path)"
+        )
     folder = path.parent
     while not os.path.lexists(folder):
         folder = folder.parent

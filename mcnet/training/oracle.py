@@ -56,8 +56,9 @@ def make_oracle(
     # Dask is optional and slow to import: only a run on a cluster loads it
     from mcnet.training.distributed import DaskOracle
 
-    return DaskOracle(objective, data, chunk_size, scheduler=scheduler, workers=workers,
-                      timeout=timeout)
+    return DaskOracle(
+        objective, data, chunk_size, scheduler=scheduler, workers=workers, timeout=timeout
+    )
 
 
 class Oracle:
@@ -76,8 +77,11 @@ class Oracle:
             inputs, targets = cupy.asarray(inputs), cupy.asarray(targets)
         self.data = (inputs, targets)
         self.size = len(inputs)
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) \
-                or chunk_size < 1:
+        if (
+            isinstance(chunk_size, bool)
+            or not isinstance(chunk_size, (int, np.integer))
+            or chunk_size < 1
+        ):
             raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
         self.chunk_size = chunk_size
         self.seed = 0  # solvers that sample draw from default_rng([seed, iteration])
@@ -127,7 +131,8 @@ class Oracle:
         """G v, computed in ``dtype`` (default: the parameters')."""
         objective = self._objective_in(dtype)
         return self._run(
-            "gauss_newton", batch, lambda b: (objective.gauss_newton_product(w, v, b),))[0]
+            "gauss_newton", batch, lambda b: (objective.gauss_newton_product(w, v, b),)
+        )[0]
 
     # --- machinery --------------------------------------------------------------------------
     def _objective_in(self, dtype):
@@ -142,12 +147,14 @@ class Oracle:
             if any(isinstance(m, Dropout) and m.p > 0 for m in module.modules()):
                 raise ValueError(
                     f"passes in {dtype} run on a copy of the module, whose Dropout masks "
-                    "would differ from the module's: not supported with Dropout")
+                    "would differ from the module's: not supported with Dropout"
+                )
             loss = self.objective.loss
             with call_state_set_aside(module, loss):
                 twin, twin_loss = copy.deepcopy((module, loss))
-            self._in_precision[dtype] = Objective(twin.to(dtype=dtype), twin_loss,
-                                                  keep_on_device=True)
+            self._in_precision[dtype] = Objective(
+                twin.to(dtype=dtype), twin_loss, keep_on_device=True
+            )
         return self._in_precision[dtype]
 
     def _run(self, kind: str, batch, evaluate: Callable[[Any], tuple]) -> tuple:

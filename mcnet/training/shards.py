@@ -59,8 +59,14 @@ class Call:
     (parameter vector, directions), and the client module's train/eval flags (one per
     module, in `Module.modules` order) and buffers."""
 
-    def __init__(self, method: str, args: tuple, kwargs: dict, training: tuple[bool, ...],
-                 buffers: dict[str, dict[str, np.ndarray]]) -> None:
+    def __init__(
+        self,
+        method: str,
+        args: tuple,
+        kwargs: dict,
+        training: tuple[bool, ...],
+        buffers: dict[str, dict[str, np.ndarray]],
+    ) -> None:
         self.method, self.args, self.kwargs = method, args, kwargs
         self.training, self.buffers = training, buffers
 

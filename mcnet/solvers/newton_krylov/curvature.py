@@ -65,9 +65,11 @@ class CurvatureOperator:
 
     def product(self, oracle, w, v, batch, damping: float):
         """(H + lambda I) v, or (G + lambda I) v."""
-        product = (oracle.gauss_newton_product(w, v, batch, **self._precision())
-                   if self.kind == "gauss-newton"
-                   else oracle.hvp(w, v, batch, **self._precision()))
+        product = (
+            oracle.gauss_newton_product(w, v, batch, **self._precision())
+            if self.kind == "gauss-newton"
+            else oracle.hvp(w, v, batch, **self._precision())
+        )
         if not damping:
             return product.astype(w.dtype, copy=False)
         damped = v * w.dtype.type(damping)

@@ -32,8 +32,10 @@ class GlobalGradient:
             check_count("gradient_sample", self.sample)
 
     def init(self, oracle, w) -> dict[str, Any]:
-        return {"gradient.global": self._measure(oracle, w, iteration=0),
-                "gradient.steps_since_refresh": 0}
+        return {
+            "gradient.global": self._measure(oracle, w, iteration=0),
+            "gradient.steps_since_refresh": 0,
+        }
 
     def with_batch(self, g, g_batch, batch, oracle):
         """g once the batch gradient is known (the running average takes it in)."""

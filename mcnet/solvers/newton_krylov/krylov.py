@@ -85,12 +85,21 @@ class ConjugateGradient:
         beta = self.preconditioner_beta
         moment = state["preconditioner.second_moment"] * beta + g_batch * g_batch * (1 - beta)
         corrected = moment / (1 - beta**iteration)
-        return {"preconditioner.second_moment": moment}, 1 / (xp.sqrt(corrected)
-                                                              + dtype.type(1e-8))
+        return {"preconditioner.second_moment": moment}, 1 / (xp.sqrt(corrected) + dtype.type(1e-8))
 
     # --- the loop -------------------------------------------------------------------------
-    def solve(self, oracle, w, batch, operator: CurvatureOperator, g_batch, dw, h_dw,
-              damping: float = 0.0, inverse_preconditioner=None) -> KrylovResult:
+    def solve(
+        self,
+        oracle,
+        w,
+        batch,
+        operator: CurvatureOperator,
+        g_batch,
+        dw,
+        h_dw,
+        damping: float = 0.0,
+        inverse_preconditioner=None,
+    ) -> KrylovResult:
         """CG from the warm start ``dw`` (``h_dw`` = (H_j + lambda I) dw), with early
         termination; preconditioned CG when ``inverse_preconditioner``, a diagonal, is given.
         """
@@ -138,12 +147,20 @@ class ConjugateGradient:
             return KrylovResult(dw, -dot(dw, r + g_batch), iterations, [reason])
         cold = not bool((dw != 0).any())  # no Krylov step was taken: dw is the warm start
         descent, curvature = self._steepest_descent(
-            oracle, w, batch, operator, g_batch, damping, inverse_preconditioner,
-            first_curvature if cold else None)
+            oracle,
+            w,
+            batch,
+            operator,
+            g_batch,
+            damping,
+            inverse_preconditioner,
+            first_curvature if cold else None,
+        )
         return KrylovResult(descent, curvature, iterations, [reason, "steepest descent"])
 
-    def _steepest_descent(self, oracle, w, batch, operator, g_batch, damping,
-                          inverse_preconditioner, curvature):
+    def _steepest_descent(
+        self, oracle, w, batch, operator, g_batch, damping, inverse_preconditioner, curvature
+    ):
         """CG stopped before its first step. The warm start (the previous batch's step) has
         learnt nothing from this batch and, kept, would be re-scaled from batch to batch until
         it vanished: the step is the batch's (preconditioned) steepest descent, as in
@@ -155,7 +172,8 @@ class ConjugateGradient:
         if self.steepest_descent == "scaled":
             if curvature is None:
                 curvature = operator.quadratic_form(oracle, w, descent, batch) + damping * dot(
-                    descent, descent)
+                    descent, descent
+                )
             if math.isfinite(curvature) and curvature != 0:
                 # the length of a Newton step along -g_j in the metric |H| (saddle-free
                 # Newton: Dauphin et al. 2014), so that the step rule starts from a step
@@ -199,8 +217,13 @@ def _next_direction(p, z, beta) -> None:
 
 def _loopable(*arrays) -> bool:
     first = arrays[0]
-    return all(isinstance(a, np.ndarray) and a.dtype == first.dtype and a.ndim == 1
-               and a.flags.c_contiguous for a in arrays)
+    return all(
+        isinstance(a, np.ndarray)
+        and a.dtype == first.dtype
+        and a.ndim == 1
+        and a.flags.c_contiguous
+        for a in arrays
+    )
 
 
 @numba.njit(cache=True, nogil=True)

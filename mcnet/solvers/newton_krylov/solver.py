@@ -87,13 +87,21 @@ class NewtonKrylov(Solver):
         del options["step"]
         self.__dict__.update(options)  # the options as given, for config() and the records
         self.warm_start = check_choice("warm_start", warm_start, ("step", "direction", "none"))
-        self.post_screening = check_choice("post_screening", post_screening,
-                                           ("reflect", "paper"))
-        self.operator = CurvatureOperator(curvature, float(damping), curvature_dtype,
-                                          float(curvature_fraction))
-        self.krylov = ConjugateGradient(max_krylov, krylov_tol, krylov_stop, cg_alpha,
-                                        early_stop, flat_curvature, steepest_descent,
-                                        preconditioner, preconditioner_beta)
+        self.post_screening = check_choice("post_screening", post_screening, ("reflect", "paper"))
+        self.operator = CurvatureOperator(
+            curvature, float(damping), curvature_dtype, float(curvature_fraction)
+        )
+        self.krylov = ConjugateGradient(
+            max_krylov,
+            krylov_tol,
+            krylov_stop,
+            cg_alpha,
+            early_stop,
+            flat_curvature,
+            steepest_descent,
+            preconditioner,
+            preconditioner_beta,
+        )
         taylor = TaylorRatio(eta, max_adjustments, fallback_step, fallback, stretch)
         armijo = Armijo(armijo_c, armijo_tau, max_backtracks, fallback_step)
         self.rule = taylor if step == "taylor" else armijo
@@ -102,8 +110,12 @@ class NewtonKrylov(Solver):
     @property
     def parts(self) -> dict[str, Any]:
         """The four parts this solver is composed of."""
-        return {"curvature": self.operator, "krylov": self.krylov, "step_rule": self.rule,
-                "global_gradient": self.gradient}
+        return {
+            "curvature": self.operator,
+            "krylov": self.krylov,
+            "step_rule": self.rule,
+            "global_gradient": self.gradient,
+        }
 
     def config(self) -> dict[str, Any]:
         config = super().config()
@@ -137,22 +149,51 @@ class NewtonKrylov(Solver):
             h_dw = None if warm else oracle.xp.zeros_like(w)
         g = self.gradient.with_batch(state["gradient.global"], g_batch, batch, oracle)
         preconditioner_state, inverse_preconditioner = self.krylov.precondition(
-            state, g_batch, iteration, oracle.xp, w.dtype)
+            state, g_batch, iteration, oracle.xp, w.dtype
+        )
         if dot(g_batch, g) < 0:  # pre-batch screening
-            skipped = {**state, "iteration": iteration, "gradient.global": g,
-                       **preconditioner_state}
-            return w, skipped, StepInfo(loss=loss, step_size=0.0, skipped=True,
-                                        reason="pre-screened: batch gradient opposes g")
+            skipped = {
+                **state,
+                "iteration": iteration,
+                "gradient.global": g,
+                **preconditioner_state,
+            }
+            return (
+                w,
+                skipped,
+                StepInfo(
+                    loss=loss,
+                    step_size=0.0,
+                    skipped=True,
+                    reason="pre-screened: batch gradient opposes g",
+                ),
+            )
 
         if h_dw is None:
             h_dw = self.operator.product(oracle, w, dw, curvature_batch, damping)
-        result = self.krylov.solve(oracle, w, curvature_batch, self.operator, g_batch, dw, h_dw,
-                                   damping, inverse_preconditioner)
+        result = self.krylov.solve(
+            oracle,
+            w,
+            curvature_batch,
+            self.operator,
+            g_batch,
+            dw,
+            h_dw,
+            damping,
+            inverse_preconditioner,
+        )
         dw, dw_curvature, reasons = result.direction, result.curvature, result.reasons
         if not bool((dw != 0).any()):  # g_j = 0: nothing to do on this batch
-            return w, {**state, "iteration": iteration, **preconditioner_state}, StepInfo(
-                loss=loss, step_size=0.0, krylov_iterations=result.iterations,
-                reason="zero gradient")
+            return (
+                w,
+                {**state, "iteration": iteration, **preconditioner_state},
+                StepInfo(
+                    loss=loss,
+                    step_size=0.0,
+                    krylov_iterations=result.iterations,
+                    reason="zero gradient",
+                ),
+            )
 
         dw_dot_g = dot(dw, g)
         if dw_dot_g > 0:  # post-batch screening: reflect dw so that dw . g < 0
@@ -175,8 +216,7 @@ class NewtonKrylov(Solver):
                 trials[gamma] = oracle.value(w + dw * w.dtype.type(gamma), batch)
             return trials[gamma]
 
-        gamma, adjustments = self.rule(trial_loss, loss, dot(dw, g_batch), dw_curvature,
-                                       w.dtype)
+        gamma, adjustments = self.rule(trial_loss, loss, dot(dw, g_batch), dw_curvature, w.dtype)
         if self.operator.damping > 0:  # Levenberg-Marquardt on the full step's reduction ratio
             predicted = dot(dw, g_batch) + 0.5 * dw_curvature
             rho = (trial_loss(1.0) - loss) / predicted if predicted < 0 else math.nan
@@ -189,14 +229,20 @@ class NewtonKrylov(Solver):
             reasons.append("stalled: the step is below the roundoff of w")
         new_state = {
             **self.gradient.after_step(oracle, w_new, g, state, iteration),
-            "krylov.warm_start": {"step": step, "direction": dw,
-                                  "none": oracle.xp.zeros_like(w)}[self.warm_start],
+            "krylov.warm_start": {"step": step, "direction": dw, "none": oracle.xp.zeros_like(w)}[
+                self.warm_start
+            ],
             "curvature.damping": damping,
             **preconditioner_state,
             "iteration": iteration,
         }
-        info = StepInfo(loss=loss, step_size=gamma, krylov_iterations=result.iterations,
-                        adjustments=adjustments, reason="; ".join(reasons))
+        info = StepInfo(
+            loss=loss,
+            step_size=gamma,
+            krylov_iterations=result.iterations,
+            adjustments=adjustments,
+            reason="; ".join(reasons),
+        )
         return w_new, new_state, info
 
 
@@ -221,8 +267,16 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
     name = "newton-krylov-gn"
 
 
-@variant_of(NewtonKrylov, curvature="gauss-newton", damping=1e-2, eta=0.2, max_krylov=10,
-            global_gradient="running", gradient_sample=128, curvature_dtype="float32")
+@variant_of(
+    NewtonKrylov,
+    curvature="gauss-newton",
+    damping=1e-2,
+    eta=0.2,
+    max_krylov=10,
+    global_gradient="running",
+    gradient_sample=128,
+    curvature_dtype="float32",
+)
 class NewtonKrylovFast(NewtonKrylov):
     """The recommended setting: `NewtonKrylovGaussNewton` with cheap iterations -- at most 10
     Krylov iterations, the global gradient accumulated from the batch gradients (started

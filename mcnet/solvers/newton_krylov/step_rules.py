@@ -53,8 +53,9 @@ class TaylorRatio:
         check_choice("fallback", self.fallback, ("best", "paper"))
         check_flag("stretch", self.stretch)
 
-    def __call__(self, trial_loss: TrialLoss, loss: float, slope: float, curvature: float,
-                 dtype) -> tuple[float, int]:
+    def __call__(
+        self, trial_loss: TrialLoss, loss: float, slope: float, curvature: float, dtype
+    ) -> tuple[float, int]:
         noise = roundoff(loss, dtype)
         decreases: dict[float, float] = {}  # gamma -> f_j(w + gamma dw) - f_j(w) < 0
 
@@ -117,8 +118,9 @@ class Armijo:
         check_count("max_backtracks", self.max_backtracks, 0)
         check_positive("fallback_step", self.fallback_step)
 
-    def __call__(self, trial_loss: TrialLoss, loss: float, slope: float, curvature: float,
-                 dtype) -> tuple[float, int]:
+    def __call__(
+        self, trial_loss: TrialLoss, loss: float, slope: float, curvature: float, dtype
+    ) -> tuple[float, int]:
         noise = roundoff(loss, dtype)
         gamma, adjustments = 1.0, 0
         while True:
@@ -143,8 +145,9 @@ class LevenbergMarquardt:
     def __post_init__(self) -> None:
         check_positive("fallback_step", self.fallback_step)
 
-    def __call__(self, trial_loss: TrialLoss, loss: float, slope: float, curvature: float,
-                 dtype) -> tuple[float, int]:
+    def __call__(
+        self, trial_loss: TrialLoss, loss: float, slope: float, curvature: float, dtype
+    ) -> tuple[float, int]:
         return (1.0, 0) if math.isfinite(trial_loss(1.0)) else (self.fallback_step, 0)
 
 
