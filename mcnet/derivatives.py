@@ -33,12 +33,10 @@ from mcnet.tensor import Tensor, _complex_of, as_tensor, check_memory, tensor
 
 # h**k is kept at 2**-400 (float64) or 2**-48 (float32), h at most 2**-24 (float32).
 # Products of two perturbed parts (h**(2k), e.g. i_1 times i_1) then stay normal numbers
-# (2**-800 >= 2**-1022, 2**-96 >= 2**-126): subnormal arithmetic is correct but measured
-# 2.5-4x slower (mcnet's elementwise kernels, NumPy's complex ops, OpenBLAS's GEMMs).  In
-# float32 that floor is close: with h = 2**-48 at order 1 the products of two imaginary parts
-# of small activations went subnormal and a LeNet-5 H v took 52 ms instead of 45 with
-# h = 2**-24, which gives the same H v (its O(h**2) = 2**-48 truncation is far below float32's
-# roundoff).  Order 2 keeps 2**-24, small enough for the one-direction Taylor path
+# (2**-800 >= 2**-1022, 2**-96 >= 2**-126): subnormal arithmetic is correct but several
+# times slower in every kernel and GEMM.  In float32 that floor is close: at order 1,
+# h = 2**-48 lets products of two imaginary parts of small activations go subnormal, while
+# h = 2**-24 gives the same H v (its O(h**2) truncation is far below float32's roundoff).  Order 2 keeps 2**-24, small enough for the one-direction Taylor path
 # (``algebra.symmetric.is_tiny``).  h itself is small enough that the truncation error is
 # below roundoff (orders >= 4 in float32: at roundoff).  h is a power of two, so scaling by
 # it is exact.
@@ -79,7 +77,7 @@ def perturb(
     compact one. ``out``: an array to write the general layout's data into (shape
     ``(2**(k-1),) + x.shape``, complex of x's dtype, on x's device), which the result then
     views: a caller that perturbs points of one size over and over reuses one buffer
-    instead of fresh pages (a 45 MB vector took 16 ms fresh, 6.5 ms reused).
+    instead of fresh pages, which cost more than filling them.
     """
     x = as_tensor(x)
     if x.order:

@@ -187,9 +187,8 @@ class Objective:
 
     def _perturb(self, w: Tensor, v, step: float) -> Tensor:
         """w + i step v, written into one buffer kept for every call: the complex point is
-        twice the parameters' size, and fresh pages of it cost more than filling them (a
-        2.8-million-parameter point: 16 ms fresh, 6.5 ms reused, a sixth of a Gauss-Newton
-        product). Nothing outlives a call that reads it: the parameters are restored and
+        twice the parameters' size, and fresh pages of it cost more than filling them.
+        Nothing outlives a call that reads it: the parameters are restored and
         the results are new arrays."""
         xp = array_module(w.data)
         shape, dtype = (1,) + w.shape, np.dtype(_complex_of(w.dtype))
