@@ -36,7 +36,8 @@ from mcnet.tensor import Tensor, _complex_of, as_tensor, check_memory, tensor
 # (2**-800 >= 2**-1022, 2**-96 >= 2**-126): subnormal arithmetic is correct but several
 # times slower in every kernel and GEMM.  In float32 that floor is close: at order 1,
 # h = 2**-48 lets products of two imaginary parts of small activations go subnormal, while
-# h = 2**-24 gives the same H v (its O(h**2) truncation is far below float32's roundoff).  Order 2 keeps 2**-24, small enough for the one-direction Taylor path
+# h = 2**-24 gives the same H v (its O(h**2) truncation is far below float32's roundoff).
+# Order 2 keeps 2**-24, small enough for the one-direction Taylor path
 # (``algebra.symmetric.is_tiny``).  h itself is small enough that the truncation error is
 # below roundoff (orders >= 4 in float32: at roundoff).  h is a power of two, so scaling by
 # it is exact.
