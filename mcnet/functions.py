@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mcnet.algebra import gemm, kernels, loops, multicomplex, symmetric
+from mcnet.algebra import fast_paths, gemm, kernels, loops, multicomplex, symmetric
 from mcnet.algebra.multicomplex import array_module, sign_of_real
 from mcnet.tensor import (
     FUSE_MIN_SIZE,
@@ -40,18 +40,42 @@ from mcnet.tensor import (
 _LOOPS = {"sigmoid": loops.sigmoid, "tanh": loops.tanh}
 
 
+def _tensor(data) -> Tensor | None:
+    return None if data is None else Tensor(data)
+
+
+# Sigmoid's backward g * y (1 - y) in one CPU pass at orders 0 and 1 (same layout and dtype).
+fast_paths.register(
+    "sigmoid_backward",
+    lambda grad_out, y: y.device == "cpu",
+    lambda grad_out, y: _tensor(loops.sigmoid_backward(grad_out.data, y.data)),
+)
+
+
 def _analytic(name: str, doc: str) -> Callable[[Tensor], Tensor]:
+    # the fast paths of `name`, in order: the exact Taylor mode (nilpotent units, which no
+    # fused path knows), the CPU loops, the fused kernels
+    fast_paths.register(
+        name,
+        lambda x: x.one_direction and symmetric.nilpotent(),
+        lambda x: Tensor._from_comps(getattr(symmetric, name)(x.comps)),
+    )
+    if name in _LOOPS:
+        fast_paths.register(
+            name, lambda x: x.device == "cpu", lambda x: _tensor(_LOOPS[name](x.data))
+        )
+    fast_paths.register(
+        name,
+        lambda x: (
+            x.size >= FUSE_MIN_SIZE and kernels.applies(name, x.order, x.one_direction, x.device)
+        ),
+        lambda x: Tensor(kernels.run(name, x.order, x.data, one_direction=x.one_direction)),
+    )
+
     def lifted(x) -> Tensor:
         x = as_tensor(x)
-        if x.one_direction and symmetric.nilpotent():  # exact Taylor mode: no fused paths
-            return Tensor._from_comps(getattr(symmetric, name)(x.comps))
-        if name in _LOOPS and x.device == "cpu":
-            out = _LOOPS[name](x.data)
-            if out is not None:
-                return Tensor(out)
-        if x.size >= FUSE_MIN_SIZE and kernels.applies(name, x.order, x.one_direction, x.device):
-            return Tensor(kernels.run(name, x.order, x.data, one_direction=x.one_direction))
-        return Tensor._from_comps(getattr(algebra_of(x), name)(x.comps))
+        out = fast_paths.first(name, x)
+        return out if out is not None else Tensor._from_comps(getattr(algebra_of(x), name)(x.comps))
 
     lifted.__name__ = name
     lifted.__qualname__ = name
@@ -108,7 +132,7 @@ def where(condition, x, y) -> Tensor:
     def select(algebra):
         return lambda a, b: algebra.where(array_module(a[0]).asarray(cond, dtype=bool), a, b)
 
-    return _binary(x, y, select)
+    return _binary(x, y, "where", select)
 
 
 def relu(x) -> Tensor:
@@ -295,7 +319,7 @@ def lift_bilinear(
     product = gemm.real_aware(base, batches_leading_axis)
 
     def lifted(a, b) -> Tensor:
-        return _binary(a, b, lambda algebra: lambda x, y: algebra.mul(x, y, product))
+        return _binary(a, b, "bilinear", lambda algebra: lambda x, y: algebra.mul(x, y, product))
 
     lifted.__name__ = getattr(base, "__name__", "bilinear")
     return lifted

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mcnet.algebra import kernels, symmetric
+from mcnet.algebra import fast_paths, kernels, symmetric
 from mcnet.algebra import multicomplex as mc_alg
 from mcnet.algebra.devices import cuda_module
 from mcnet.algebra.multicomplex import array_module
@@ -278,30 +278,30 @@ class Tensor:
 
     # --- arithmetic ---------------------------------------------------------------------------
     def __add__(self, other):
-        return _binary(self, other, lambda algebra: algebra.add, operator.add)
+        return _binary(self, other, "add", lambda algebra: algebra.add)
 
     def __radd__(self, other):
-        return _binary(other, self, lambda algebra: algebra.add, operator.add)
+        return _binary(other, self, "add", lambda algebra: algebra.add)
 
     def __sub__(self, other):
-        return _binary(self, other, lambda algebra: algebra.sub, operator.sub)
+        return _binary(self, other, "sub", lambda algebra: algebra.sub)
 
     def __rsub__(self, other):
-        return _binary(other, self, lambda algebra: algebra.sub)
+        return _binary(other, self, "sub", lambda algebra: algebra.sub)
 
     def __mul__(self, other):
-        return _multiply(self, other)
+        return _binary(self, other, "mul", lambda algebra: algebra.mul)
 
     def __rmul__(self, other):
-        return _multiply(other, self)
+        return _binary(other, self, "mul", lambda algebra: algebra.mul)
 
     def __truediv__(self, other):
         if isinstance(other, numbers.Real):  # by a real number: no inverse needed
             return Tensor(self.data / other)
-        return _binary(self, other, lambda algebra: algebra.div)
+        return _binary(self, other, "div", lambda algebra: algebra.div)
 
     def __rtruediv__(self, other):
-        return _binary(other, self, lambda algebra: algebra.div)
+        return _binary(other, self, "div", lambda algebra: algebra.div)
 
     def __matmul__(self, other):
         return _OPERATORS["matmul"](self, other)
@@ -483,20 +483,16 @@ def algebra_of(*tensors: Tensor):
     return mc_alg
 
 
-def _binary(a, b, op: Callable, real_op: Callable | None = None) -> Tensor:
-    """``op(algebra)`` is the component-list function to apply in the operands' algebra;
-    ``real_op``, when given, the same operation on two real arrays (order 0), applied to the
-    component data directly: a real pass's many small operations skip the algebra's
-    dispatch (the same numbers: at order 0 the algebra applies that operation)."""
+def _binary(a, b, name: str, op: Callable) -> Tensor:
+    """``op(algebra)`` is the component-list function to apply in the operands' algebra, after
+    the fast paths of the primitive ``name`` (`mcnet.algebra.fast_paths`)."""
     like = a if isinstance(a, Tensor) else b
     if _takes_over(b if like is a else a):
         return NotImplemented
     a, b = as_tensor(a, like), as_tensor(b, like)
-    if real_op is not None and _both_real(a, b):
-        try:
-            return Tensor(real_op(a.data, b.data))
-        except ValueError:  # shapes that do not broadcast: the general path says which
-            pass
+    out = fast_paths.first(name, a, b)
+    if out is not None:
+        return out
     algebra, ca, cb = _common(a, b)
     return Tensor._from_comps(op(algebra)(ca, cb))
 
@@ -507,20 +503,28 @@ def _takes_over(x) -> bool:
     return hasattr(type(x), "__mcnet_function__")
 
 
-def _multiply(a, b) -> Tensor:
-    like = a if isinstance(a, Tensor) else b
-    if _takes_over(b if like is a else a):
-        return NotImplemented
-    a, b = as_tensor(a, like), as_tensor(b, like)
-    if (
+def _real_arrays(real_op: Callable) -> Callable[[Tensor, Tensor], Tensor | None]:
+    """Two real operands' operation on their component data directly: a real pass's many
+    small operations skip the algebra's dispatch (the same numbers: at order 0 the algebra
+    applies that operation)."""
+
+    def run(a: Tensor, b: Tensor) -> Tensor | None:
+        try:
+            return Tensor(real_op(a.data, b.data))
+        except ValueError:  # shapes that do not broadcast: the general path says which
+            return None
+
+    return run
+
+
+def _fusable_product(a: Tensor, b: Tensor) -> bool:
+    return (
         a.order == b.order
         and a.shape == b.shape
         and a.data.dtype == b.data.dtype
         and a.size >= FUSE_MIN_SIZE
         and kernels.applies("mul", a.order, a.one_direction, a.device)
-    ):
-        return Tensor(kernels.run("mul", a.order, a.data, b.data, one_direction=a.one_direction))
-    return _binary(a, b, lambda algebra: algebra.mul, operator.mul)
+    )
 
 
 def _both_real(a: Tensor, b: Tensor) -> bool:
@@ -532,6 +536,17 @@ def _both_real(a: Tensor, b: Tensor) -> bool:
         and da.dtype.kind == "f"
         and type(da) is type(db)
     )
+
+
+# The fast paths of the arithmetic, in order (``fast_paths.first`` consults them).
+fast_paths.register(
+    "mul",
+    _fusable_product,
+    lambda a, b: Tensor(kernels.run("mul", a.order, a.data, b.data, one_direction=a.one_direction)),
+)
+fast_paths.register("add", _both_real, _real_arrays(operator.add))
+fast_paths.register("sub", _both_real, _real_arrays(operator.sub))
+fast_paths.register("mul", _both_real, _real_arrays(operator.mul))
 
 
 def _real_of_operand(x):

@@ -8,7 +8,7 @@ the real part and take the ``x <= 0`` branch at 0, as ``mc.relu`` / ``mc.elu`` d
 
 from __future__ import annotations
 
-from mcnet.algebra import loops
+from mcnet.algebra import fast_paths
 from mcnet.functions import cos, elu, sigmoid, sin, softplus, tanh, where
 from mcnet.nn.module import Module
 from mcnet.tensor import Tensor
@@ -34,11 +34,8 @@ class Sigmoid(Module):
 
     def backward(self, grad_out: Tensor) -> Tensor:
         y = self.saved
-        if y.device == "cpu":  # one pass at orders 0 and 1 (same layout and dtype)
-            out = loops.sigmoid_backward(grad_out.data, y.data)
-            if out is not None:
-                return Tensor(out)
-        return grad_out * (y * (1.0 - y))
+        out = fast_paths.first("sigmoid_backward", grad_out, y)
+        return out if out is not None else grad_out * (y * (1.0 - y))
 
 
 class Tanh(Module):
