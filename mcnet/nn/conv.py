@@ -260,12 +260,13 @@ class Conv2d(Module):
 
     def _input_gradient_cpu(self, w2t: Tensor, g: Tensor, in_shape) -> Tensor:
         """W^T @ g, then col2im, a batch chunk at a time: each chunk's columns (about
-        ``loops.CHUNK_ELEMENTS``) are added back while they are in cache instead of going to
+        ``loops.CHUNK_BYTES``) are added back while they are in cache instead of going to
         memory and back."""
         n, c, h, w = in_shape
         pixels = g.shape[1] // n  # Ho * Wo
-        per_sample = w2t.shape[0] * pixels
-        chunk = max(1, min(n, loops.CHUNK_ELEMENTS // max(per_sample, 1)))
+        itemsize = np.result_type(w2t.data.dtype, g.data.dtype).itemsize
+        per_sample = w2t.shape[0] * pixels * itemsize
+        chunk = max(1, min(n, loops.CHUNK_BYTES // max(per_sample, 1)))
         out = None
         bounds = [(n0, min(n, n0 + chunk)) for n0 in range(0, n, chunk)]
         products = matmul_each(w2t, (g[:, n0 * pixels : n1 * pixels] for n0, n1 in bounds))

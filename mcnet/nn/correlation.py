@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, uint64
 
 from mcnet.algebra.loops import JIT_OPTIONS
-from mcnet.nn.loops import CHUNK_ELEMENTS, as_real, channel_major
+from mcnet.nn.loops import CHUNK_BYTES, as_real, channel_major
 
 # im2col writes kh*kw copies of the input (25x for LeNet-5's 5x5 kernels) to memory, and
 # OpenBLAS then packs that matrix once more before its GEMM; with LeNet-5's 6 or 16 output
@@ -278,7 +278,7 @@ def correlate_input(planes: Planes, rows: np.ndarray, weight: np.ndarray, image_
     """The adjoint of ``correlate`` in its images, for a real weight ``(O, C, kh, kw)`` and a
     real gradient's ``gradient_rows`` ``(O, N, >= span)``: ``(N, C, H, W)``, laid out
     channel-major.  A batch chunk at a time: one GEMM gives every tap's products at every
-    output position (``W^T @ rows``, about ``CHUNK_ELEMENTS`` elements, in cache), then
+    output position (``W^T @ rows``, about ``CHUNK_BYTES``, in cache), then
     ``_add_shifted`` adds them into the planes, in long contiguous runs where col2im has runs
     of ``Wo``."""
     o, c, kh, kw = weight.shape
@@ -286,7 +286,7 @@ def correlate_input(planes: Planes, rows: np.ndarray, weight: np.ndarray, image_
     (ho, wo), row = planes.out_size, planes.row
     taps = np.ascontiguousarray(weight.reshape(o, c * kh * kw).T)
     out = np.zeros((c, n, planes.data.shape[2]), dtype=rows.dtype)
-    chunk = max(1, min(n, CHUNK_ELEMENTS // (c * kh * kw * width)))
+    chunk = max(1, min(n, CHUNK_BYTES // (c * kh * kw * width * rows.itemsize)))
     for first in range(0, n, chunk):
         last = min(n, first + chunk)
         cols = taps @ rows[:, first:last].reshape(o, -1)  # (C*kh*kw, Nc*width)

@@ -21,10 +21,9 @@ from numba import njit, uint64
 from mcnet.algebra.loops import JIT_OPTIONS
 
 # Batch chunks of a convolution stay in cache between the GEMM that writes or reads them and
-# the loop that reads or writes them: im2col's columns by bytes, the input gradient's products
-# by elements (2**18: 1-4 MiB).
+# the loop that reads or writes them: im2col's columns and the input gradient's products,
+# about this many bytes a chunk.
 CHUNK_BYTES = 1 << 21
-CHUNK_ELEMENTS = 1 << 18
 
 
 @njit(**JIT_OPTIONS)
