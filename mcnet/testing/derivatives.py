@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-import mcnet as mc
-from mcnet.tensor import Tensor
+from mcnet.derivatives import derivative
+from mcnet.tensor import Tensor, as_tensor
 
 # The contract of mc.derivative is 1e-11 (float64) and 1e-4 / 1e-3 (float32, orders up to 4
 # / above); the margin is for the analytic formulas, evaluated in the same dtype.
@@ -30,7 +30,7 @@ def assert_derivatives(
     infinity or both NaN.  Raises ``AssertionError`` naming the worst point: its order, x,
     the value got and the value expected.  Returns the largest relative error per order.
     """
-    x = mc.as_tensor(x)
+    x = as_tensor(x)
     if x.order:
         raise ValueError(f"assert_derivatives needs a real point x, got an order-{x.order} tensor")
     points = x.to("cpu").numpy()
@@ -42,7 +42,7 @@ def assert_derivatives(
     failing: list[str] = []
     for order, analytic in enumerate(derivatives, start=1):
         got = np.broadcast_to(
-            np.asarray(mc.derivative(f, x, order=order), dtype=np.float64), points.shape
+            np.asarray(derivative(f, x, order=order), dtype=np.float64), points.shape
         )
         with np.errstate(all="ignore"):  # overflow to infinity is compared like any value
             want = np.broadcast_to(np.asarray(analytic(points), dtype=np.float64), points.shape)

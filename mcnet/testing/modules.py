@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-import mcnet as mc
 from mcnet.algebra.multicomplex import array_module
+from mcnet.derivatives import default_step, directional, perturb
 from mcnet.nn.loss import Loss, MSELoss
 from mcnet.nn.module import Module
 from mcnet.nn.objective import Objective
 from mcnet.nn.vector import parameters_to_vector
-from mcnet.tensor import Tensor
+from mcnet.tensor import Tensor, as_tensor, tensor
 
 # The two routes agree to below 1e-11 of the products' magnitudes on the built-in layers in
 # float64 (a batch norm's centring costs most), while a defect of 1e-6 in one gradient
@@ -52,7 +52,7 @@ class LinearFunctional(Loss):
                 f"LinearFunctional expected an output of shape {self.coefficients.shape}, "
                 f"got shape {input.shape}"
             )
-        self.saved = mc.tensor(self.coefficients, dtype=input.dtype, device=input.device)
+        self.saved = tensor(self.coefficients, dtype=input.dtype, device=input.device)
         return (input * self.saved).sum()
 
     def backward(self, grad=None) -> Tensor:
@@ -123,7 +123,7 @@ class _Check:
             return loss
         if self.targets is not None:
             return MSELoss()
-        out = self.module(mc.tensor(self.x) if self.differentiable_input else self.x)
+        out = self.module(tensor(self.x) if self.differentiable_input else self.x)
         return LinearFunctional(self.rng.standard_normal(out.shape))
 
     # --- the checks ---------------------------------------------------------------------------
@@ -192,7 +192,7 @@ class _Check:
             )
             return
         for v in self._directions(claimed):
-            want = mc.directional(self._loss_of_input, self.x, [v])
+            want = directional(self._loss_of_input, self.x, [v])
             self._compare("gradient", "input", claimed * v, want, "gradient of the input")
 
     def _check_parameter_hvp(self) -> None:
@@ -212,7 +212,7 @@ class _Check:
     def _check_input_hvp(self) -> None:
         u, v = (self.rng.standard_normal(self.x.shape).astype(self.dtype) for _ in range(2))
         hu, hv = self._input_hvp(u), self._input_hvp(v)
-        want = mc.directional(self._loss_of_input, self.x, [u, v])
+        want = directional(self._loss_of_input, self.x, [u, v])
         self._compare("hvp", "input", u * hv, want, "H v of the input")
         self._compare_symmetry("input", u * hv, v * hu)
 
@@ -220,11 +220,11 @@ class _Check:
     def _input_hvp(self, v: np.ndarray) -> np.ndarray:
         """H v in the input: the i-part of the input gradient at x + i h v, over h (v is
         O(1), so the default step suits it)."""
-        h = mc.default_step(self.dtype, 1)
+        h = default_step(self.dtype, 1)
         for _, p in self.params:
             p.grad = None
-        self.loss(self.module(mc.perturb(self.x, [v], h)), self.targets)
-        grad = mc.as_tensor(self.module.backward(self.loss.backward()))
+        self.loss(self.module(perturb(self.x, [v], h)), self.targets)
+        grad = as_tensor(self.module.backward(self.loss.backward()))
         return _host(grad.coef((1,))) / h
 
     def _loss_of_input(self, x: Tensor) -> Tensor:
@@ -329,7 +329,7 @@ def _as_array(inputs, dtype: np.dtype) -> np.ndarray:
 
 
 def _real(t) -> np.ndarray:
-    return _host(mc.as_tensor(t).real)
+    return _host(as_tensor(t).real)
 
 
 def _host(a) -> np.ndarray:

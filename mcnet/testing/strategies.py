@@ -31,7 +31,7 @@ except ImportError as error:  # pragma: no cover - only without the extra
         "mcnet.testing.strategies needs hypothesis: pip install mcnet[testing]"
     ) from error
 
-import mcnet as mc
+from mcnet.tensor import from_parts
 
 __all__ = ["directions", "parts", "points", "tensors"]
 
@@ -109,7 +109,7 @@ def tensors(
     order: int, shape: Shape, dtype=np.float64, *, scale: float = 2.0, ratio: float | None = None
 ):
     """mcnet Tensors of the given order with the coefficients of ``parts``."""
-    return parts(order, shape, dtype, scale=scale, ratio=ratio).map(mc.from_parts)
+    return parts(order, shape, dtype, scale=scale, ratio=ratio).map(from_parts)
 
 
 def _unit_floats(dtype: np.dtype):

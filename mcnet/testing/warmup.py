@@ -13,7 +13,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-import mcnet as mc
+from mcnet.derivatives import directional
+from mcnet.functions import cos, exp, sigmoid, sin, tanh
 from mcnet.tensor import Tensor
 
 
@@ -25,10 +26,10 @@ def warm_up(
     for dtype in dtypes:
         x = np.linspace(0.25, 0.75, 3, dtype=dtype)
         for order in orders:
-            mc.directional(_every_kernel, x, [x] * order)
-            mc.directional(_every_kernel, x, [x + j for j in range(order)])
+            directional(_every_kernel, x, [x] * order)
+            directional(_every_kernel, x, [x + j for j in range(order)])
 
 
 def _every_kernel(t: Tensor) -> Tensor:
     # one call of each function with a Numba kernel, and of the multicomplex product
-    return (mc.exp(t) * mc.tanh(t) + mc.sigmoid(t) * mc.sin(t) + mc.cos(t) * t).sum()
+    return (exp(t) * tanh(t) + sigmoid(t) * sin(t) + cos(t) * t).sum()
