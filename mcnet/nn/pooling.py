@@ -61,7 +61,7 @@ class AvgPool2d(_Pool2d):
                 (x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__
             )
             return Tensor(loops.avg_pool(x.data, self.kernel_size, self.stride, size))
-        # one strided add per kernel offset: ~10x faster than a mean over window axes
+        # one strided add per kernel offset, not a mean over window axes (a copy per window)
         offsets = self._offsets(x)
         total = next(offsets).copy()
         for part in offsets:

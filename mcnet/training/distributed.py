@@ -261,7 +261,7 @@ class _Session:
 
             # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's
             # mmap threshold at 128 KiB: every large temporary of a pass is then a fresh
-            # mmap, and the global gradient of LeNet-5 took 1.6-2x longer (measured).
+            # mmap, which slows every pass of the global gradient.
             with dask.config.set({_MALLOC_TRIM: None}):
                 self.cluster = distributed.LocalCluster(
                     n_workers=workers or os.cpu_count() or 1,
