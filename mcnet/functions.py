@@ -52,7 +52,11 @@ fast_paths.register(
 )
 
 
+ANALYTIC: list[str] = []  # the names `_analytic` has lifted, in order
+
+
 def _analytic(name: str, doc: str) -> Callable[[Tensor], Tensor]:
+    ANALYTIC.append(name)
     # the fast paths of `name`, in order: the exact Taylor mode (nilpotent units, which no
     # fused path knows), the CPU loops, the fused kernels
     fast_paths.register(
@@ -417,20 +421,7 @@ def _handing_over(fn: Callable) -> Callable:
 
 
 for _name in (
-    "exp",
-    "log",
-    "log1p",
-    "sqrt",
-    "sin",
-    "cos",
-    "tan",
-    "sinh",
-    "cosh",
-    "tanh",
-    "arctan",
-    "sigmoid",
-    "softplus",
-    "erf",
+    *ANALYTIC,
     "power",
     "where",
     "relu",

@@ -148,6 +148,9 @@ UNARY = {
     "tanh softplus erf": lambda x: mc.tanh(x) * mc.softplus(x) + mc.erf(x),
     "sin cos arctan": lambda x: mc.sin(x) * mc.cos(x) + mc.arctan(x),
     "sinh cosh tan log1p": lambda x: mc.sinh(x) + mc.cosh(x) + mc.tan(x / 4) + mc.log1p(x * x),
+    "expm1 and the inverse functions": lambda x: (
+        mc.expm1(x) + mc.arcsinh(x) + mc.arctanh(x / 8) + mc.arcsin(x / 8) * mc.arccos(x / 8)
+    ),
     "power": lambda x: mc.power(x * x + 1.0, 2.5),
     "relu": lambda x: mc.relu(x) * x,
     "abs": lambda x: mc.abs(x) * x,

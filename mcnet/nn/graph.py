@@ -35,7 +35,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from mcnet.functions import exp, log_softmax, logsumexp, power
+from mcnet.functions import ANALYTIC, exp, log_softmax, logsumexp, power
 from mcnet.nn import recorded
 from mcnet.nn.activation import ReLU
 from mcnet.nn.elementwise import Elementwise
@@ -340,25 +340,7 @@ class Tracer:
         )
 
 
-_ELEMENTWISE = {
-    "exp",
-    "log",
-    "log1p",
-    "sqrt",
-    "sin",
-    "cos",
-    "tan",
-    "sinh",
-    "cosh",
-    "tanh",
-    "arctan",
-    "sigmoid",
-    "softplus",
-    "erf",
-    "elu",
-    "power",
-    "clip",
-}
+_ELEMENTWISE = {*ANALYTIC, "elu", "power", "clip"}
 _BINARY = {"maximum", "minimum"}
 
 
