@@ -197,15 +197,17 @@ class Conv2d(Module):
             yield Tensor(loops.im2col(data, self.kernel_size, self.stride, self.padding, out_size))
 
     def _direct(self, x: Tensor) -> bool:
-        """Whether the direct correlation applies: stride 1, real images (one real component,
-        as every network's data is, and every real pass's activations), and a weight of the
-        images' precision."""
+        """Whether the direct correlation applies and pays: stride 1, real images (one real
+        component, as every network's data is, and every real pass's activations), a weight
+        of the images' precision, and few channels: its loops are memory-bound sums that
+        beat im2col + GEMM only while the GEMM is small (``_DIRECT_CHANNEL_PAIRS``)."""
         weight = self.weight.value.data
         return (
             self.stride == (1, 1)
             and x.data.shape[0] == 1
             and x.data.dtype.kind == "f"
             and np.finfo(weight.dtype).dtype == x.data.dtype
+            and self.in_channels * self.out_channels <= _DIRECT_CHANNEL_PAIRS[x.data.dtype.itemsize]
         )
 
     def _correlate(self, x: Tensor, size: Pair) -> Tensor:
@@ -284,6 +286,12 @@ class Conv2d(Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}"
         )
+
+
+# The most in_channels * out_channels at which the direct correlation is used, by itemsize:
+# beyond them im2col + GEMM is faster (one thread, forward and backward of LeNet-5's and
+# VGG-11's layers in benchmarks/README.md).
+_DIRECT_CHANNEL_PAIRS = {4: 96, 8: 32}
 
 
 def _add_bias(y: Tensor, bias: Tensor) -> Tensor:
