@@ -96,8 +96,9 @@ def perturb(
     if one_direction and out is not None:
         raise ValueError("out is for the general layout; pass one_direction=False with it")
     if one_direction:
-        data = xp.zeros((k + 1,) + x.shape, dtype=x.dtype)
-        data[0], data[1] = x.data[0], h * vs[0]
+        data = xp.empty((k + 1,) + x.shape, dtype=x.dtype)
+        data[0], data[2:] = x.data[0], 0
+        xp.multiply(vs[0], x.dtype.type(h), out=data[1, ...])
         return Tensor(data)
     check_memory(
         2**k * max(x.size, 1) * x.dtype.itemsize,
@@ -135,15 +136,28 @@ def _direction(v, x: Tensor, j: int):
 
 def _normalised(vs: list, xp) -> tuple[list, list[int]]:
     """Each direction times the power of two 2**e that brings it to max-norm about 1 (exact;
-    multilinearity puts 2**-e back), and the exponents e (0 for zero or non-finite ones)."""
-    scaled, exponents = [], []
+    multilinearity puts 2**-e back), and the exponents e (0 for zero or non-finite ones).
+    A direction given more than once (vᵀHv's [v, v]) is scaled once, and stays one array."""
+    scaled, exponents, done = [], [], {}
     for v in vs:
-        size = float(xp.max(xp.abs(v))) if v.size else 0.0
-        e = 0 if size == 0.0 or not math.isfinite(size) else -round(math.log2(size))
-        # ldexp, not v * 2.0**e: 2**e overflows a float for subnormal directions
-        scaled.append(xp.ldexp(v, e) if e else v)
-        exponents.append(e)
+        if id(v) not in done:
+            size = float(xp.max(xp.abs(v))) if v.size else 0.0
+            e = 0 if size == 0.0 or not math.isfinite(size) else -round(math.log2(size))
+            done[id(v)] = (_times_power_of_two(v, e, xp), e)
+        scaled.append(done[id(v)][0])
+        exponents.append(done[id(v)][1])
     return scaled, exponents
+
+
+def _times_power_of_two(v, e: int, xp):
+    """v 2**e, exactly: a multiplication while 2**e is a normal number of v's dtype (SIMD,
+    where ldexp is a slow loop), else ldexp (2**e alone would over- or underflow)."""
+    if e == 0:
+        return v
+    info = np.finfo(v.dtype)
+    if math.frexp(float(info.tiny))[1] <= e <= math.frexp(float(info.max))[1] - 1:
+        return v * v.dtype.type(math.ldexp(1.0, e))
+    return xp.ldexp(v, e)
 
 
 def _is_zero(v, xp) -> bool:
