@@ -246,3 +246,47 @@ def sigmoid_backward(grad: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     else:
         _sigmoid_backward(flat_g[0], flat_y[0], one, out[0])
     return from_flat(out, grad.shape, axes)
+
+
+# --- the parts of complex GEMM operands (``gemm``) -------------------------------------------
+
+
+@njit(**JIT_OPTIONS)
+def _split_parts(pairs, real, imag, want_imag):  # pragma: no cover - compiled
+    # pairs: a C-contiguous complex array's elements as real pairs [x, y]; real (and, with
+    # want_imag, imag) get x and y; returns (max |x|, max |y|, x - x + y - y summed: 0, or
+    # NaN when a part is not finite) from the same pass
+    n = uint64(real.shape[0])
+    zero = real.dtype.type(0)
+    largest_x = zero
+    largest_y = zero
+    poison = zero
+    for p in range(n):
+        x = pairs[2 * p]
+        y = pairs[2 * p + 1]
+        real[p] = x
+        if want_imag:
+            imag[p] = y
+        largest_x = max(largest_x, abs(x))
+        largest_y = max(largest_y, abs(y))
+        poison += (x - x) + (y - y)
+    return largest_x, largest_y, poison
+
+
+def split_parts(z: np.ndarray, want_imag: bool = True):
+    """(real part, imaginary part or None, max |real part|, max |imaginary part|) of a 2-D
+    complex array, the parts as contiguous real arrays of z's layout (C or Fortran order,
+    else C), from one pass.  A NaN part reads as a maximum of NaN."""
+    transposed = not z.flags.c_contiguous and z.flags.f_contiguous
+    source = np.ascontiguousarray(z.T if transposed else z)
+    rtype = source.real.dtype
+    real = np.empty(source.shape, dtype=rtype)
+    imag = np.empty(source.shape, dtype=rtype) if want_imag else real
+    largest_x, largest_y, poison = _split_parts(
+        source.reshape(-1).view(rtype), real.reshape(-1), imag.reshape(-1), want_imag
+    )
+    if poison != 0:
+        largest_x = largest_y = float("nan")
+    if transposed:
+        real, imag = real.T, imag.T
+    return real, imag if want_imag else None, float(largest_x), float(largest_y)

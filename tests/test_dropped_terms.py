@@ -1,0 +1,167 @@
+"""The product of imaginary parts left out of order-1 GEMMs (``algebra.gemm``): below roundoff
+where it is left out, kept where it is not, and planted back in a network's H v pass to
+measure what leaving it out changes."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import mcnet as mc
+from mcnet.algebra import gemm
+from mcnet.derivatives import _times_power_of_two
+from mcnet.nn import Objective, models, parameters_to_vector
+
+DTYPES = {np.float32: np.complex64, np.float64: np.complex128}
+
+
+def _complex(rng, shape, imag_scale, dtype, fortran: bool):
+    z = rng.standard_normal(shape) + 1j * imag_scale * rng.standard_normal(shape)
+    z = z.astype(DTYPES[dtype])
+    return np.asfortranarray(z) if fortran else z
+
+
+def _order1(data) -> mc.Tensor:
+    return mc.Tensor(data[None])
+
+
+@pytest.fixture
+def dropped(monkeypatch):
+    """Counts the products that took the 3-GEMM path."""
+    calls = []
+    original = gemm._without_imaginary_square
+
+    def counting(a_parts, b):
+        out = original(a_parts, b)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(gemm, "_without_imaginary_square", counting)
+    return calls
+
+
+@given(
+    dtype=st.sampled_from(list(DTYPES)),
+    shape=st.tuples(st.integers(1, 40), st.integers(1, 60), st.integers(1, 40)),
+    exponent=st.integers(24, 80),
+    layouts=st.tuples(st.booleans(), st.booleans()),
+    seed=st.integers(0, 2**16),
+)
+def test_small_imaginary_parts_give_the_product_to_roundoff(dtype, shape, exponent, layouts, seed):
+    """A tiny perturbation: the real part to the roundoff of a real GEMM, the imaginary part
+    to the roundoff of its two real GEMMs, against the exact product in float64 (longdouble
+    sums of the parts for float64 operands)."""
+    p, q, r = shape
+    rng = np.random.default_rng(seed)
+    h = 2.0**-exponent
+    a = _complex(rng, (p, q), h, dtype, layouts[0])
+    b = _complex(rng, (q, r), h, dtype, layouts[1])
+    got = mc.matmul(_order1(a), _order1(b)).data[0]
+    ar, ai = a.real.astype(np.longdouble), a.imag.astype(np.longdouble)
+    br, bi = b.real.astype(np.longdouble), b.imag.astype(np.longdouble)
+    eps = float(np.finfo(dtype).eps)
+    real_bound = 2 * q * eps * (np.abs(ar) @ np.abs(br)) + np.finfo(dtype).tiny
+    imag_bound = 2 * q * eps * (np.abs(ar) @ np.abs(bi) + np.abs(ai) @ np.abs(br))
+    imag_bound += np.finfo(dtype).tiny
+    assert np.all(np.abs(got.real - (ar @ br - ai @ bi)) <= real_bound)
+    assert np.all(np.abs(got.imag - (ar @ bi + ai @ br)) <= imag_bound)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_the_three_gemm_path_is_taken_for_a_derivative_sized_perturbation(dtype, dropped):
+    rng = np.random.default_rng(0)
+    h = 2.0**-24 if dtype == np.float32 else 2.0**-400
+    a, b = _complex(rng, (8, 30), h, dtype, False), _complex(rng, (30, 5), h, dtype, True)
+    mc.matmul(_order1(a), _order1(b))
+    assert dropped == [True]
+
+
+@given(
+    dtype=st.sampled_from(list(DTYPES)),
+    imag_scale=st.sampled_from([1.0, 1e-2, 2.0**-10]),
+    seed=st.integers(0, 2**16),
+)
+def test_large_imaginary_parts_keep_the_whole_complex_product(dtype, imag_scale, seed):
+    """Not a derivative-sized perturbation: the full complex GEMM, bit for bit (a criterion
+    that let these through would be off by the product of the imaginary parts)."""
+    rng = np.random.default_rng(seed)
+    a, b = (
+        _complex(rng, (6, 20), imag_scale, dtype, False),
+        _complex(rng, (20, 7), 1.0, dtype, False),
+    )
+    got = mc.matmul(_order1(a), _order1(b)).data[0]
+    np.testing.assert_array_equal(got, a @ b)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_operand_keeps_the_whole_product(dtype, bad, dropped):
+    rng = np.random.default_rng(1)
+    a, b = _complex(rng, (4, 5), 1e-9, dtype, False), _complex(rng, (5, 3), 1e-9, dtype, False)
+    a[1, 2] = bad
+    with np.errstate(invalid="ignore"):
+        got = mc.matmul(_order1(a), _order1(b)).data[0]
+        np.testing.assert_array_equal(got, a @ b)
+    assert dropped == [False]
+
+
+def _sigmoid_mlp_objective(dtype):
+    mc.nn.manual_seed(3)
+    net = models.mlp([30, 40, 20, 30], "sigmoid")
+    net.to(dtype=dtype)
+    rng = np.random.default_rng(4)
+    x = rng.random((16, 30))
+    objective = Objective(net, mc.nn.BCEWithLogitsLoss())
+    w = parameters_to_vector(net).astype(np.float64)
+    v = rng.standard_normal(w.shape)
+    return objective, w, v, (x.astype(dtype), x.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_planting_the_term_back_changes_h_v_by_roundoff_only(dtype, monkeypatch, dropped):
+    """In a network's H v pass (every hidden GEMM complex by complex), the products of the
+    imaginary parts, computed and planted back, are below the roundoff that each product's
+    real GEMM incurs; and the gradient and H v with and without them differ by roundoff,
+    each as close to the float64 (or longdouble-summed) reference as the other."""
+    objective, w, v, batch = _sigmoid_mlp_objective(dtype)
+    planted_sizes, roundoffs = [], []
+    original = gemm._without_imaginary_square
+
+    def measuring(a_parts, b):
+        out = original(a_parts, b)
+        if out is not None:
+            ar, ai = a_parts[0].astype(np.longdouble), a_parts[1].astype(np.longdouble)
+            br, bi = b.real.astype(np.longdouble), b.imag.astype(np.longdouble)
+            planted_sizes.append(float(np.max(np.abs(ai @ bi))))
+            roundoffs.append(float(np.max(np.abs(out.real - ar @ br))))
+        return out
+
+    monkeypatch.setattr(gemm, "_without_imaginary_square", measuring)
+    grad_dropped, hv_dropped = objective.grad_and_hvp(w.astype(dtype), v.astype(dtype), batch)
+    assert len(planted_sizes) >= 5 and all(dropped)
+    for planted, roundoff in zip(planted_sizes, roundoffs):
+        assert planted <= 2.0**-8 * max(roundoff, np.finfo(dtype).tiny)
+
+    monkeypatch.setattr(gemm, "negligible_imaginary_square", lambda *args: False)  # planted
+    grad_full, hv_full = objective.grad_and_hvp(w.astype(dtype), v.astype(dtype), batch)
+    eps = float(np.finfo(dtype).eps)
+    for dropped_value, full in ((grad_dropped, grad_full), (hv_dropped, hv_full)):
+        assert np.max(np.abs(dropped_value - full)) <= 64 * eps * np.max(np.abs(full))
+
+    if dtype == np.float32:  # both as close to the float64 values
+        reference_objective, _, _, reference_batch = _sigmoid_mlp_objective(np.float64)
+        grad_ref, hv_ref = reference_objective.grad_and_hvp(w, v, reference_batch)
+        for ours, full, ref in ((grad_dropped, grad_full, grad_ref), (hv_dropped, hv_full, hv_ref)):
+            err_dropped, err_full = np.max(np.abs(ours - ref)), np.max(np.abs(full - ref))
+            assert err_dropped <= 2 * err_full + 4 * eps * np.max(np.abs(ref))
+
+
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    exponent=st.integers(-1100, 1100),
+    seed=st.integers(0, 2**16),
+)
+def test_scaling_a_direction_by_a_power_of_two_is_ldexp(dtype, exponent, seed):
+    v = (np.random.default_rng(seed).standard_normal(50) * 10.0 ** np.arange(-25, 25)).astype(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        np.testing.assert_array_equal(_times_power_of_two(v, exponent, np), np.ldexp(v, exponent))
