@@ -231,3 +231,29 @@ def test_order2_sigmoid_at_a_curvature_pass_scale(dtype, n, outlier, seed):
         np.testing.assert_allclose(got.parts[:, at], exact, rtol=1e-5, atol=1e-7)
     else:
         assert np.isnan(got.data[1:, at]).all()
+
+
+@pytest.mark.parametrize("size", [10, 1 << 17])
+def test_zero_components_finds_exact_zeros_of_any_size_and_only_them(size):
+    """A large weight's zero s_2 is found (its products would cost a third of a forward's
+    GEMMs); a large array that is zero at both ends but not in the middle is not zero."""
+    rng = np.random.default_rng(0)
+    value, zero = rng.standard_normal(size), np.zeros(size)
+    hollow = np.zeros(size)
+    hollow[size // 2] = 1e-300
+    assert symmetric.zero_components([value, hollow, zero]) == {2}
+    assert symmetric.zero_components([value, value, -zero]) == {2}
+
+
+def test_curvature_of_a_network_with_a_large_weight_matches_v_dot_h_v():
+    """A 300x300 weight (more elements than are always checked) has its zero s_2 skipped;
+    vᵀHv by the one-direction forward against v · H v from the complex pass."""
+    manual_seed(5)
+    net = models.mlp([20, 300, 300, 3], "tanh")
+    rng = np.random.default_rng(6)
+    batch = (rng.standard_normal((8, 20)), rng.integers(0, 3, 8))
+    objective = mc.nn.Objective(net, CrossEntropyLoss())
+    w = parameters_to_vector(net)
+    v = rng.standard_normal(w.shape)
+    expected = float(v @ objective.hvp(w, v, batch))
+    assert objective.curvature(w, v, batch) == pytest.approx(expected, rel=1e-10)
