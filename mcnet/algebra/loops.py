@@ -290,3 +290,39 @@ def split_parts(z: np.ndarray, want_imag: bool = True):
     if transposed:
         real, imag = real.T, imag.T
     return real, imag if want_imag else None, float(largest_x), float(largest_y)
+
+
+# --- where on the CPU: NumPy's where branches per element (about 4 ns each) --------------
+
+
+@njit(**JIT_OPTIONS)
+def _select_scalar(cond, x, y, out):  # pragma: no cover - compiled
+    for p in range(uint64(x.shape[0])):
+        out[p] = x[p] if cond[p] else y
+
+
+@njit(**JIT_OPTIONS)
+def _select(cond, x, y, out):  # pragma: no cover - compiled
+    for p in range(uint64(x.shape[0])):
+        out[p] = x[p] if cond[p] else y[p]
+
+
+def select(cond: np.ndarray, x, y) -> np.ndarray | None:
+    """``np.where(cond, x, y)`` in one branch-free pass, for C-contiguous NumPy arrays of one
+    shape and dtype (y may be a 0-d array or a number); None otherwise."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fc" or x.size < 1024:
+        return None
+    if cond.shape != x.shape or cond.dtype != np.bool_:
+        return None
+    if not (x.flags.c_contiguous and cond.flags.c_contiguous):
+        return None
+    if np.result_type(x, y) != x.dtype:  # NumPy's where would promote
+        return None
+    out = np.empty_like(x)
+    if np.ndim(y) == 0:
+        _select_scalar(cond.reshape(-1), x.reshape(-1), x.dtype.type(y), out.reshape(-1))
+        return out
+    if y.shape != x.shape or y.dtype != x.dtype or not y.flags.c_contiguous:
+        return None
+    _select(cond.reshape(-1), x.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out

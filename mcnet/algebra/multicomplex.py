@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from mcnet.algebra import loops
+
 Comps = list  # list of base arrays, see the module docstring
 
 # --- ring operations --------------------------------------------------------------------
@@ -525,11 +527,20 @@ def _real_erf(x):
 # --- branch-on-real-part primitives ------------------------------------------------------
 
 
+def _select(xp, cond, x, y):
+    """xp.where(cond, x, y), by ``loops.select`` where it applies (x an array; y may be 0-d)."""
+    if xp is np:
+        out = loops.select(cond, x, y)
+        if out is not None:
+            return out
+    return xp.where(cond, x, y)
+
+
 def where(cond, a: Comps, b: Comps) -> Comps:
     """Select whole multicomplex elements by a boolean array (decided on real parts)."""
     xp = array_module(a[0])
     if len(a) == len(b):
-        return [xp.where(cond, x, y) for x, y in zip(a, b)]
+        return [_select(xp, cond, x, y) for x, y in zip(a, b)]
     # the shorter operand's missing coefficients are zero
     zero = 0j if np.iscomplexobj(a[0]) or np.iscomplexobj(b[0]) else 0.0
     return [
