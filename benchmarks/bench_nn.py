@@ -144,10 +144,6 @@ def torch_mlp(nn):
                          nn.Linear(256, 10))  # fmt: skip
 
 
-def mnist_batch(n, folder):
-    return load_mnist(n, folder)
-
-
 def flat_mnist_batch(n, folder):
     x, _, source = load_mnist(n, folder)
     flat = x.reshape(n, -1)
@@ -167,7 +163,7 @@ def cifar_shaped_batch(n, folder):
 # name: (description, mcnet network, PyTorch network, loss class name, batch maker, batch)
 MODELS = {
     "lenet5": ("LeNet-5, sigmoid, average pool", lambda: models.lenet5("sigmoid"),
-               torch_lenet5, "CrossEntropyLoss", mnist_batch, 128),
+               torch_lenet5, "CrossEntropyLoss", load_mnist, 128),
     "autoencoder": ("autoencoder 784-1000-500-250-30 and mirror, sigmoid, BCE with logits",
                     lambda: models.autoencoder("sigmoid"), torch_autoencoder,
                     "BCEWithLogitsLoss", flat_mnist_batch, 128),

@@ -149,13 +149,19 @@ def _normalised(vs: list, xp) -> tuple[list, list[int]]:
     return scaled, exponents
 
 
+def normal_exponents(dtype) -> tuple[int, int]:
+    """(lowest, largest) e for which 2**e is a normal number of ``dtype``."""
+    info = np.finfo(dtype)
+    return math.frexp(float(info.tiny))[1] - 1, math.frexp(float(info.max))[1] - 1
+
+
 def _times_power_of_two(v, e: int, xp):
     """v 2**e, exactly: a multiplication while 2**e is a normal number of v's dtype (SIMD,
     where ldexp is a slow loop), else ldexp (2**e alone would over- or underflow)."""
     if e == 0:
         return v
-    info = np.finfo(v.dtype)
-    if math.frexp(float(info.tiny))[1] <= e <= math.frexp(float(info.max))[1] - 1:
+    lowest, largest = normal_exponents(v.dtype)
+    if lowest <= e <= largest:
         return v * v.dtype.type(math.ldexp(1.0, e))
     return xp.ldexp(v, e)
 

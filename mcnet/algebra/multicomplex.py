@@ -529,11 +529,8 @@ def _real_erf(x):
 
 def _select(xp, cond, x, y):
     """xp.where(cond, x, y), by ``loops.select`` where it applies (x an array; y may be 0-d)."""
-    if xp is np:
-        out = loops.select(cond, x, y)
-        if out is not None:
-            return out
-    return xp.where(cond, x, y)
+    out = loops.select(cond, x, y)
+    return out if out is not None else xp.where(cond, x, y)
 
 
 def where(cond, a: Comps, b: Comps) -> Comps:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from mcnet.algebra.multicomplex import array_module
-from mcnet.derivatives import default_step, multicomplex_step, perturb
+from mcnet.derivatives import default_step, multicomplex_step, normal_exponents, perturb
 from mcnet.functions import concatenate, zeros
 from mcnet.nn.batchnorm import _BatchNorm, running_statistics_frozen
 from mcnet.nn.loss import as_loss
@@ -330,8 +330,7 @@ def _step_along(v, h: float) -> tuple[Any, float, float]:
     # exponents, not 2.0**e (which overflows for a subnormal v); e is kept where the divisor
     # h 2**e is a normal number of v's dtype (a subnormal or huge v: the perturbation is
     # then not quite h, which only the truncation error notices)
-    info = np.finfo(v.dtype)
-    lowest, largest = math.frexp(float(info.tiny))[1] - 1, math.frexp(float(info.max))[1] - 1
+    lowest, largest = normal_exponents(v.dtype)
     step_exponent = math.frexp(h)[1] - 1
     e = min(max(-round(math.log2(size)), lowest - step_exponent), largest - step_exponent)
     divisor = math.ldexp(h, e)
