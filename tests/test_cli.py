@@ -524,16 +524,26 @@ def test_equal_time_ratio_takes_each_loss_as_measured_by_the_shorter_run():
 
 def test_variant_options_are_where_a_variant_differs_from_its_base():
     # newton-krylov-gn's definition: Algorithm 1 on G + 1e-3 I at eta 0.2
-    assert variant_options("newton-krylov-gn") == {
+    assert variant_options("newton-krylov-gn", base="newton-krylov-hessian") == {
         "curvature": "gauss-newton",
         "damping": 1e-3,
         "eta": 0.2,
     }
+    assert variant_options("newton-krylov-gn") == {"damping": 1e-3}
     fast = variant_options("newton-krylov-fast")
     assert make("newton-krylov", **fast).config() == make("newton-krylov-fast").config()
     assert variant_options("newton-krylov") == {}
     rows = dict(ex.krylov_settings())
-    assert rows["Gauss-Newton, eta 0.2 (newton-krylov-gn)"] == variant_options("newton-krylov-gn")
+    assert rows["Algorithm 1 on H_j (newton-krylov-hessian)"] == {}
+    assert rows["Gauss-Newton, eta 0.2 (newton-krylov-gn)"] == variant_options(
+        "newton-krylov-gn", base="newton-krylov-hessian"
+    )
+    assert (
+        make(
+            "newton-krylov-hessian", **rows["Gauss-Newton, lambda 1e-2, eta 0.2 (newton-krylov)"]
+        ).config()
+        == make("newton-krylov").config()
+    )
 
 
 @pytest.mark.slow

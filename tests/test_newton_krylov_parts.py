@@ -18,6 +18,7 @@ from mcnet.solvers.newton_krylov import (
     LevenbergMarquardt,
     NewtonKrylov,
     NewtonKrylovFast,
+    NewtonKrylovHessian,
     TaylorRatio,
 )
 
@@ -231,8 +232,13 @@ def test_global_gradient_full_refreshed_sampled_and_running():
 
 # --- the compositions -----------------------------------------------------------------------
 def test_named_variants_are_compositions_of_the_parts():
-    algorithm_1 = NewtonKrylov().parts
-    assert algorithm_1 == {
+    assert NewtonKrylov().parts == {
+        "curvature": CurvatureOperator("gauss-newton", 1e-2),
+        "krylov": ConjugateGradient(max_iterations=20),
+        "step_rule": TaylorRatio(eta=0.2),
+        "global_gradient": GlobalGradient("full"),
+    }
+    assert NewtonKrylovHessian().parts == {
         "curvature": CurvatureOperator("bicomplex"),
         "krylov": ConjugateGradient(max_iterations=20),
         "step_rule": TaylorRatio(eta=0.05),
@@ -243,7 +249,7 @@ def test_named_variants_are_compositions_of_the_parts():
     assert fast["krylov"].max_iterations == 10
     assert fast["global_gradient"] == GlobalGradient("running", sample=128)
     assert NewtonKrylov(step="armijo").parts["step_rule"] == Armijo()
-    printed = NewtonKrylov(
+    printed = NewtonKrylovHessian(
         cg_alpha="paper",
         flat_curvature="paper",
         fallback="paper",

@@ -14,7 +14,7 @@ from oracles import AnalyticOracle, quadratic, rosenbrock
 
 import mcnet as mc
 from mcnet import nn
-from mcnet.solvers import NewtonCG, NewtonKrylov
+from mcnet.solvers import NewtonCG, NewtonKrylov, NewtonKrylovHessian
 from mcnet.training import Oracle
 
 
@@ -36,7 +36,7 @@ def test_krylov_loop_is_textbook_cg_on_a_spd_quadratic(seed, iterations):
     rng = np.random.default_rng(seed)
     a, b = spd_matrix(rng, 8), rng.standard_normal(8)
     oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
-    solver = NewtonKrylov(max_krylov=iterations, krylov_tol=0.0)
+    solver = NewtonKrylovHessian(max_krylov=iterations, krylov_tol=0.0)
     w = np.zeros(8)
     w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
     # scipy's CG from x0 = 0 for the same number of iterations
@@ -48,7 +48,7 @@ def test_krylov_loop_is_textbook_cg_on_a_spd_quadratic(seed, iterations):
 
 def test_one_iteration_solves_full_batch_least_squares_like_lstsq():
     oracle, x, y = least_squares(np.random.default_rng(0))
-    solver = NewtonKrylov(max_krylov=6)  # n = 6 parameters: weight (1, 5), bias (1,)
+    solver = NewtonKrylovHessian(max_krylov=6)  # n = 6 parameters: weight (1, 5), bias (1,)
     w = oracle.initial_point()
     w_new, _, info = solver.step(oracle, w, (x, y), solver.init(oracle, w))
     design = np.hstack([x, np.ones((len(x), 1))])
@@ -86,7 +86,7 @@ def logistic_problem():
     return oracle, (x, y), reference
 
 
-@pytest.mark.parametrize("make_solver", [lambda: NewtonKrylov(max_krylov=50), NewtonCG])
+@pytest.mark.parametrize("make_solver", [lambda: NewtonKrylovHessian(max_krylov=50), NewtonCG])
 def test_full_batch_logistic_regression_converges_quadratically(make_solver):
     oracle, batch, reference = logistic_problem()
     solver = make_solver()
@@ -109,7 +109,7 @@ def test_early_termination_at_negative_curvature_and_steepest_descent_fallback()
     a = np.diag([2.0, -1.0])  # f = x^2 - y^2 / 2 - b.x: -g has negative curvature
     b = np.array([0.1, 1.0])
     oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
-    solver = NewtonKrylov()
+    solver = NewtonKrylovHessian()
     w = np.zeros(2)
     w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
     assert info.krylov_iterations == 0
@@ -123,7 +123,7 @@ def test_early_termination_at_negative_curvature_and_steepest_descent_fallback()
 def test_without_early_stop_cg_goes_on_through_negative_curvature():
     a, b = np.diag([2.0, 1.0, -1.0]), np.array([1.0, 1.0, 1.0])
     oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
-    solver = NewtonKrylov(early_stop=False, max_krylov=3)
+    solver = NewtonKrylovHessian(early_stop=False, max_krylov=3)
     w = np.zeros(3)
     _, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
     assert info.krylov_iterations > 1
@@ -134,7 +134,7 @@ def test_step_loop_always_ends_at_the_fallback():
     f, grad, hess = quadratic(np.eye(2), np.array([1.0, 1.0]))
     lying = (f, lambda x: -grad(x), lambda x: np.eye(2))
     oracle = AnalyticOracle({None: lying, "batch": lying})
-    solver = NewtonKrylov(max_adjustments=7)
+    solver = NewtonKrylovHessian(max_adjustments=7)
     w = np.zeros(2)
     w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
     assert info.adjustments == 7 and info.step_size == 1e-6
@@ -149,7 +149,7 @@ def test_pre_batch_screening_skips_a_batch_opposing_the_global_gradient():
             "opposed": quadratic(a, np.array([-1.0, 0.5])),  # g_j = (1, -0.5): g_j . g < 0
         }
     )
-    solver = NewtonKrylov()
+    solver = NewtonKrylovHessian()
     w = np.zeros(2)
     state = solver.init(oracle, w)
     w_new, new_state, info = solver.step(oracle, w, "opposed", state)
@@ -158,7 +158,7 @@ def test_pre_batch_screening_skips_a_batch_opposing_the_global_gradient():
     assert np.array_equal(new_state["gradient.global"], state["gradient.global"])
     assert oracle.counts["curvature"] == 0 and oracle.counts["hvp"] == 0  # no Hessian work
     # warm-started, with a separate curvature product (Gauss-Newton): none is made either
-    solver = NewtonKrylov(curvature="gauss-newton", damping=1e-3)
+    solver = NewtonKrylovHessian(curvature="gauss-newton", damping=1e-3)
     warm = {**solver.init(oracle, w), "krylov.warm_start": np.array([0.5, 0.25])}
     _, _, info = solver.step(oracle, w, "opposed", warm)
     assert info.skipped and oracle.counts["gauss_newton"] == 0
@@ -174,7 +174,7 @@ def test_post_batch_screening_reflects_an_ascent_direction():
             "batch": quadratic(np.diag([1.0, 0.01]), np.array([-1.0, -1.0])),
         }
     )
-    solver = NewtonKrylov(max_krylov=2)
+    solver = NewtonKrylovHessian(max_krylov=2)
     w = np.zeros(2)
     w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
     assert "post-screened" in info.reason
@@ -189,7 +189,7 @@ def test_post_batch_screening_reflects_an_ascent_direction():
 def test_taylor_rule_keeps_eta_in_band_on_a_non_quadratic():
     oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
     eta = 0.05
-    solver = NewtonKrylov(eta=eta)
+    solver = NewtonKrylovHessian(eta=eta)
     w = np.array([-1.2, 1.0])
     state = solver.init(oracle, w)
     f, grad, hess = rosenbrock()
@@ -210,7 +210,7 @@ def test_taylor_rule_keeps_eta_in_band_on_a_non_quadratic():
 
 def test_armijo_option_satisfies_sufficient_decrease():
     oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
-    solver = NewtonKrylov(step="armijo")
+    solver = NewtonKrylovHessian(step="armijo")
     w = np.array([-1.2, 1.0])
     state = solver.init(oracle, w)
     f, grad, _ = rosenbrock()
@@ -226,7 +226,7 @@ def test_curvature_from_hvp_option_gives_the_same_cg_iterates_with_fewer_passes(
     results = {}
     for curvature in ("bicomplex", "hvp"):
         oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
-        solver = NewtonKrylov(curvature=curvature, max_krylov=4, krylov_tol=0.0)
+        solver = NewtonKrylovHessian(curvature=curvature, max_krylov=4, krylov_tol=0.0)
         w = np.zeros(6)
         results[curvature] = solver.step(oracle, w, "batch", solver.init(oracle, w))[0], oracle
     np.testing.assert_allclose(results["hvp"][0], results["bicomplex"][0], rtol=1e-12)
@@ -239,18 +239,20 @@ def test_flat_curvature_rules():
     # (kappa < 1e-8 -> 0.01 ||p||) replaces the curvature of any p shorter than ~1e-4.
     p = np.full(4, 1e-6)
     kappa = float(p @ p)  # unit curvature along p: 4e-12
-    assert NewtonKrylov().krylov.flat_substitute(kappa, p) == kappa
-    assert NewtonKrylov(flat_curvature="paper").krylov.flat_substitute(kappa, p) == pytest.approx(
-        0.01 * np.linalg.norm(p)
+    assert NewtonKrylovHessian().krylov.flat_substitute(kappa, p) == kappa
+    assert NewtonKrylovHessian(flat_curvature="paper").krylov.flat_substitute(
+        kappa, p
+    ) == pytest.approx(0.01 * np.linalg.norm(p))
+    assert NewtonKrylovHessian().krylov.flat_substitute(1e-9 * kappa, p) == pytest.approx(
+        0.01 * (p @ p)
     )
-    assert NewtonKrylov().krylov.flat_substitute(1e-9 * kappa, p) == pytest.approx(0.01 * (p @ p))
 
 
 def test_warm_start_options_carry_the_step_or_the_direction():
     oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
     w = np.array([-1.2, 1.0])
     for warm_start in ("step", "direction", "none"):
-        solver = NewtonKrylov(warm_start=warm_start)
+        solver = NewtonKrylovHessian(warm_start=warm_start)
         w_new, state, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
         if warm_start == "step":
             np.testing.assert_allclose(state["krylov.warm_start"], w_new - w, rtol=1e-14)
@@ -264,7 +266,7 @@ def test_global_gradient_refresh_and_sampling_options():
     # f = sum(exp(x)): every gradient is positive, so no batch is ever screened out
     exponential = (lambda x: np.exp(x).sum(), np.exp, lambda x: np.diag(np.exp(x)))
     fake = AnalyticOracle({None: exponential, "batch": exponential})
-    solver = NewtonKrylov(refresh_every=3)
+    solver = NewtonKrylovHessian(refresh_every=3)
     w = np.zeros(3)
     state = solver.init(fake, w)
     for _ in range(7):
@@ -273,7 +275,7 @@ def test_global_gradient_refresh_and_sampling_options():
     assert fake.counts["global_gradient"] == 3  # at init, after the third and sixth steps
     oracle, x, y = least_squares(np.random.default_rng(1), n=200)
     w = oracle.initial_point()
-    sampled = NewtonKrylov(gradient_sample=40)
+    sampled = NewtonKrylovHessian(gradient_sample=40)
     oracle.counts.clear()
     state = sampled.init(oracle, w)
     assert oracle.counts["gradient"] == 1 and oracle.counts["global_gradient"] == 0
@@ -281,7 +283,7 @@ def test_global_gradient_refresh_and_sampling_options():
 
 def test_state_is_not_modified_and_saves_to_npz(tmp_path):
     oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
-    solver = NewtonKrylov()
+    solver = NewtonKrylovHessian()
     w = np.array([-1.2, 1.0])
     state = solver.init(oracle, w)
     for _ in range(2):
@@ -314,7 +316,7 @@ def test_state_is_not_modified_and_saves_to_npz(tmp_path):
 )
 def test_bad_hyperparameters_name_the_option(options, message):
     with pytest.raises((ValueError, TypeError), match=message):
-        NewtonKrylov(**options)
+        NewtonKrylovHessian(**options)
 
 
 def test_unknown_option_through_make_lists_the_accepted_ones():
@@ -326,7 +328,7 @@ def test_unknown_option_through_make_lists_the_accepted_ones():
 
 def test_running_global_gradient_needs_no_full_data_pass_after_the_first():
     oracle, x, y = least_squares(np.random.default_rng(2), n=200)
-    solver = NewtonKrylov(global_gradient="running", max_krylov=2)
+    solver = NewtonKrylovHessian(global_gradient="running", max_krylov=2)
     w = oracle.initial_point()
     state = solver.init(oracle, w)
     expected = state["gradient.global"]
@@ -343,7 +345,7 @@ def test_preconditioned_krylov_loop_solves_the_newton_system():
     rng = np.random.default_rng(7)
     a, b = spd_matrix(rng, 6, 1e3), rng.standard_normal(6)
     oracle = AnalyticOracle({"batch": quadratic(a, b)})
-    solver = NewtonKrylov(max_krylov=6, krylov_tol=0.0)
+    solver = NewtonKrylovHessian(max_krylov=6, krylov_tol=0.0)
     w, zero = np.zeros(6), np.zeros(6)
     # any positive diagonal preconditioner: n iterations of PCG solve A dw = b
     dw, curvature, iterations, _ = astuple(
@@ -357,7 +359,7 @@ def test_preconditioned_krylov_loop_solves_the_newton_system():
     # the exact (Jacobi) preconditioner of a diagonal matrix: one iteration
     d = np.diag(np.geomspace(1.0, 1e6, 6))
     oracle = AnalyticOracle({"batch": quadratic(d, b)})
-    solver = NewtonKrylov(max_krylov=6)
+    solver = NewtonKrylovHessian(max_krylov=6)
     dw, _, iterations, reasons = astuple(
         solver.krylov.solve(
             oracle, w, "batch", solver.operator, -b, zero, zero, 0.0, 1 / np.diag(d)
@@ -369,7 +371,7 @@ def test_preconditioned_krylov_loop_solves_the_newton_system():
 
 def test_rms_preconditioner_keeps_the_second_moment_of_batch_gradients():
     oracle, x, y = least_squares(np.random.default_rng(4), n=100)
-    solver = NewtonKrylov(preconditioner="rms", preconditioner_beta=0.9)
+    solver = NewtonKrylovHessian(preconditioner="rms", preconditioner_beta=0.9)
     w = oracle.initial_point()
     state = solver.init(oracle, w)
     expected = np.zeros_like(w)
@@ -388,10 +390,10 @@ def test_stretch_grows_the_step_while_the_taylor_ratio_stays_below_eta():
     oracle = AnalyticOracle({None: exponential, "batch": exponential})
     eta = 0.9
     w = np.zeros(2)
-    plain = NewtonKrylov(eta=eta)
+    plain = NewtonKrylovHessian(eta=eta)
     _, _, info = plain.step(oracle, w, "batch", plain.init(oracle, w))
     assert info.step_size == 1.0 and info.adjustments == 0
-    stretched = NewtonKrylov(eta=eta, stretch=True)
+    stretched = NewtonKrylovHessian(eta=eta, stretch=True)
     w_new, _, info = stretched.step(oracle, w, "batch", stretched.init(oracle, w))
     assert info.step_size == 1.5 and info.adjustments == 1
     f, grad, hess = exponential
@@ -402,14 +404,14 @@ def test_stretch_grows_the_step_while_the_taylor_ratio_stays_below_eta():
 
 
 def test_cheap_variant_is_algorithm_1_with_the_cheap_options_and_fewer_passes():
-    """newton-krylov-cheap = NewtonKrylov(curvature="hvp", global_gradient="running",
+    """newton-krylov-cheap = NewtonKrylovHessian(curvature="hvp", global_gradient="running",
     krylov_stop="forcing"): the same iterates, no full-data pass after the first and one
     pass per Krylov iteration instead of two; its options are NewtonKrylov's and can be
     overridden."""
     oracle, x, y = least_squares(np.random.default_rng(4), n=200)
     cheap = mc.solvers.make("newton-krylov-cheap", max_krylov=3)
-    faithful = NewtonKrylov(max_krylov=3)
-    spelled_out = NewtonKrylov(
+    faithful = NewtonKrylovHessian(max_krylov=3)
+    spelled_out = NewtonKrylovHessian(
         max_krylov=3, curvature="hvp", global_gradient="running", krylov_stop="forcing"
     )
     runs = {}
@@ -436,7 +438,7 @@ def test_forcing_stop_is_textbook_cg_until_the_truncated_newton_residual(seed, s
     rng = np.random.default_rng(seed)
     a, b = spd_matrix(rng, 12, condition=1e4), scale * rng.standard_normal(12)
     oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
-    solver = NewtonKrylov(max_krylov=100, krylov_stop="forcing")
+    solver = NewtonKrylovHessian(max_krylov=100, krylov_stop="forcing")
     w_new, _, info = solver.step(oracle, np.zeros(12), "batch", solver.init(oracle, np.zeros(12)))
     # textbook CG on a x = b from x = 0, written out
     x, r = np.zeros(12), b.copy()
@@ -458,7 +460,7 @@ def test_printed_cg_step_length_is_the_residual_norm_over_the_curvature():
     oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
     steps = {}
     for rule in ("standard", "paper"):
-        solver = NewtonKrylov(max_krylov=1, cg_alpha=rule, step="armijo")
+        solver = NewtonKrylovHessian(max_krylov=1, cg_alpha=rule, step="armijo")
         w_new, _, info = solver.step(oracle, np.zeros(6), "batch", solver.init(oracle, np.zeros(6)))
         steps[rule] = w_new / info.step_size
     np.testing.assert_allclose(steps["standard"], (b @ b) / (b @ a @ b) * b, rtol=1e-12)
@@ -475,7 +477,7 @@ def test_printed_post_screening_scales_the_ascent_direction_by_one_plus_its_cosi
             "batch": quadratic(np.diag([1.0, 0.01]), np.array([-1.0, -1.0])),
         }
     )
-    solver = NewtonKrylov(max_krylov=2, post_screening="paper", step="armijo")
+    solver = NewtonKrylovHessian(max_krylov=2, post_screening="paper", step="armijo")
     w_new, _, info = solver.step(oracle, np.zeros(2), "batch", solver.init(oracle, np.zeros(2)))
     assert "post-screened" in info.reason
     newton = np.array([-1.0, -100.0])
@@ -498,7 +500,7 @@ def test_gauss_newton_curvature_is_textbook_cg_on_the_damped_gauss_newton_system
     oracle = AnalyticOracle(
         {None: (f, grad, lambda x: g_matrix), "batch": (f, grad, lambda x: g_matrix)}
     )
-    solver = NewtonKrylov(
+    solver = NewtonKrylovHessian(
         curvature="gauss-newton", damping=damping, max_krylov=iterations, krylov_tol=0.0
     )
     w_new, state, info = solver.step(oracle, np.zeros(8), "batch", solver.init(oracle, np.zeros(8)))
@@ -523,7 +525,9 @@ def test_damping_follows_the_reduction_ratio_of_the_full_step(flatness, moves):
     f, grad, _ = quadratic(a, b)
     model = (f, grad, lambda x: flatness * a)
     oracle = AnalyticOracle({None: model, "batch": model})
-    solver = NewtonKrylov(curvature="gauss-newton", damping=1e-3, max_krylov=20, krylov_tol=0.0)
+    solver = NewtonKrylovHessian(
+        curvature="gauss-newton", damping=1e-3, max_krylov=20, krylov_tol=0.0
+    )
     _, state, _ = solver.step(oracle, np.zeros(5), "batch", solver.init(oracle, np.zeros(5)))
     assert state["curvature.damping"] == pytest.approx(1e-3 * (2 / 3 if moves == "down" else 1.5))
 
@@ -532,15 +536,12 @@ def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
     """newton-krylov-gn is NewtonKrylov with curvature="gauss-newton", damping=1e-3 and
     eta=0.2. On a tanh MLP, where Algorithm 1's CG stops at non-positive curvature,
     G + lambda I is positive definite and the full loss falls."""
-    assert (
-        mc.solvers.make("newton-krylov-gn").config()
-        == NewtonKrylov(curvature="gauss-newton", damping=1e-3, eta=0.2).config()
-    )
+    assert mc.solvers.make("newton-krylov-gn").config() == NewtonKrylov(damping=1e-3).config()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((96, 6))
     y = (x[:, 0] * x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 0)
     reasons = {}
-    for name in ("newton-krylov", "newton-krylov-gn"):
+    for name in ("newton-krylov-hessian", "newton-krylov-gn"):
         nn.manual_seed(1)
         net = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
         oracle = Oracle(mc.Objective(net, nn.CrossEntropyLoss()), (x, y))
@@ -554,20 +555,17 @@ def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
                 w, state, info = solver.step(oracle, w, (x[rows], y[rows]), state)
                 reasons[name].append(info.reason)
         assert oracle.value(w) < start
-    assert any("non-positive curvature" in r for r in reasons["newton-krylov"])
+    assert any("non-positive curvature" in r for r in reasons["newton-krylov-hessian"])
     assert not any("non-positive curvature" in r for r in reasons["newton-krylov-gn"])
 
 
 def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
-    """newton-krylov-fast is newton-krylov-gn with max_krylov=10, the running gradient from a
-    128-example start, float32 products and damping 1e-2: the loss falls, no pass sees the
-    full data, and the parameters stay float64."""
+    """newton-krylov-fast is newton-krylov with max_krylov=10, the running gradient from a
+    128-example start and float32 products: the loss falls, no pass sees the full data, and
+    the parameters stay float64."""
     assert (
         mc.solvers.make("newton-krylov-fast").config()
         == NewtonKrylov(
-            curvature="gauss-newton",
-            damping=1e-2,
-            eta=0.2,
             max_krylov=10,
             global_gradient="running",
             gradient_sample=128,
@@ -602,7 +600,7 @@ def test_reduction_ratio_is_taken_against_the_undamped_model():
     f, grad, _ = quadratic(np.eye(1), np.ones(1))
     model = (f, grad, lambda x: np.full((1, 1), 0.1))
     oracle = AnalyticOracle({None: model, "batch": model})
-    solver = NewtonKrylov(curvature="gauss-newton", damping=0.5)
+    solver = NewtonKrylovHessian(curvature="gauss-newton", damping=0.5)
     _, state, _ = solver.step(oracle, np.zeros(1), "batch", solver.init(oracle, np.zeros(1)))
     assert state["curvature.damping"] == pytest.approx(0.75)
 
@@ -614,7 +612,7 @@ def test_damping_on_the_hessian_is_textbook_cg_on_h_plus_lambda(curvature):
     rng = np.random.default_rng(7)
     a, b = spd_matrix(rng, 8), rng.standard_normal(8)
     oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
-    solver = NewtonKrylov(curvature=curvature, damping=0.5, max_krylov=5, krylov_tol=0.0)
+    solver = NewtonKrylovHessian(curvature=curvature, damping=0.5, max_krylov=5, krylov_tol=0.0)
     w_new, _, info = solver.step(oracle, np.zeros(8), "batch", solver.init(oracle, np.zeros(8)))
     expected, _ = scipy.sparse.linalg.cg(
         a + 0.5 * np.eye(8), b, x0=np.zeros(8), rtol=0, atol=0, maxiter=5
@@ -648,7 +646,7 @@ def test_curvature_fraction_runs_cg_on_the_subsample_curvature_with_the_batch_gr
     gradient = design.T @ (s - y[:, 0]) / n
     first = design[:10]
     hessian = first.T @ (first * (s[:10] * (1 - s[:10]))[:, None]) / 10
-    solver = NewtonKrylov(
+    solver = NewtonKrylovHessian(
         curvature=curvature, curvature_fraction=0.25, damping=0.01, max_krylov=3, krylov_tol=0.0
     )
     w_new, _, info = solver.step(oracle, w, (x, y), solver.init(oracle, w))
@@ -676,7 +674,7 @@ def test_curvature_dtype_float32_runs_cg_on_float32_products(curvature):
     )
     steps = {}
     for dtype in (None, "float32"):
-        solver = NewtonKrylov(
+        solver = NewtonKrylovHessian(
             curvature=curvature, curvature_dtype=dtype, damping=0.01, max_krylov=3, krylov_tol=0.0
         )
         w_new, _, info = solver.step(oracle, w, (x, y), solver.init(oracle, w))
@@ -729,11 +727,38 @@ def test_cg_vector_updates_round_as_the_numpy_expressions(dtype):
 
 
 # --- no freeze where CG meets negative curvature at once ------------------------------------
+def _digits_relu_mlp_history(solver):
+    x, y = mc.datasets.digits()
+    x = x.reshape(len(x), 64)
+    nn.manual_seed(0)
+    net = nn.models.mlp([64, 64, 32, 10], "relu")
+    data = (x[:768], y[:768])
+    return mc.fit(net, nn.CrossEntropyLoss(), data, solver, epochs=5, progress=False)
+
+
+def test_newton_krylov_trains_a_relu_mlp_on_digits_within_twice_adam():
+    """newton-krylov at its defaults (Algorithm 1 on G + 1e-2 I, eta 0.2) lowers a ReLU MLP's
+    full training loss every epoch and ends within twice Adam's loss at equal epochs (Adam
+    at lr 1e-3, 3e-3, 1e-2 and 3e-2, the best kept). Measured: 0.00099 against Adam's 0.195;
+    Algorithm 1 on the Hessian ends at 0.282, 1.45x Adam's."""
+    assert (
+        NewtonKrylov().config()
+        == NewtonKrylovHessian(curvature="gauss-newton", damping=1e-2, eta=0.2).config()
+    )
+    losses = _digits_relu_mlp_history(mc.solvers.make("newton-krylov")).train_loss
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    adam = min(
+        _digits_relu_mlp_history(mc.solvers.Adam(lr=lr)).train_loss[-1]
+        for lr in (1e-3, 3e-3, 1e-2, 3e-2)
+    )
+    assert losses[-1] <= 2.0 * adam, (losses, adam)
+
+
 def test_algorithm_1_lowers_a_relu_mlp_loss_on_digits_every_epoch():
     """On a ReLU MLP CG meets non-positive curvature at its first direction in most
     iterations. Keeping the warm start then (the previous batch's step, re-scaled by each
     step rule) froze training: the loss stayed the same to ten digits from the second epoch
-    on. Algorithm 1 at its defaults must lower the full training loss every epoch."""
+    on. Algorithm 1 on the Hessian must lower the full training loss every epoch."""
     x, y = mc.datasets.digits()
     x = x.reshape(len(x), 64)
     nn.manual_seed(0)
@@ -742,7 +767,7 @@ def test_algorithm_1_lowers_a_relu_mlp_loss_on_digits_every_epoch():
         net,
         nn.CrossEntropyLoss(),
         (x[:768], y[:768]),
-        NewtonKrylov(),
+        NewtonKrylovHessian(),
         epochs=5,
         batch_size=128,
         progress=False,
@@ -758,7 +783,7 @@ def test_negative_curvature_at_the_first_direction_drops_the_warm_start():
     a = np.diag([2.0, -1.0])  # f = x^2 - y^2 / 2 - b.x
     b = np.array([0.1, 1.0])
     oracle = AnalyticOracle({None: quadratic(a, b), "batch": quadratic(a, b)})
-    solver = NewtonKrylov()
+    solver = NewtonKrylovHessian()
     w = np.zeros(2)
     state = {**solver.init(oracle, w), "krylov.warm_start": np.array([1e-7, 0.0])}
     w_new, new_state, info = solver.step(oracle, w, "batch", state)
@@ -782,7 +807,7 @@ def test_step_rule_falls_back_to_the_best_decrease_not_to_a_millionth():
     oracle = AnalyticOracle({None: f, "batch": f})
     w = np.array([1.0])
     for fallback, expected in (("best", None), ("paper", 1e-6)):
-        solver = NewtonKrylov(eta=1e-3, max_adjustments=1, fallback=fallback)
+        solver = NewtonKrylovHessian(eta=1e-3, max_adjustments=1, fallback=fallback)
         w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
         if expected is None:
             trials = {gamma: f[0](w + gamma * (w_new - w) / info.step_size) for gamma in (1.0, 0.5)}
@@ -796,7 +821,7 @@ def test_a_step_below_the_roundoff_of_w_is_recorded_as_a_stall():
     w = np.array([1e20, 1e20])
     linear = (lambda x: 1e-3 * x.sum(), lambda x: np.full(2, 1e-3), lambda x: np.zeros((2, 2)))
     oracle = AnalyticOracle({None: linear, "batch": linear})
-    solver = NewtonKrylov()
+    solver = NewtonKrylovHessian()
     w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
     assert np.array_equal(w_new, w) and info.step_size > 0
     assert "stalled: the step is below the roundoff of w" in info.reason

@@ -232,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the grid for solvers with a learning rate (not lbfgs); "
         "default: 0.1,0.01,0.001,0.0001",
     )
-    compare.add_argument("--eta", type=_eta, help="Newton-Krylov's Taylor ratio (default 0.05)")
+    compare.add_argument(
+        "--eta", type=_eta, help="Newton-Krylov's Taylor ratio (default: each solver's own)"
+    )
     _training_flags(compare, epochs=10)
     compare.add_argument(
         "--batch-sizes",
@@ -472,7 +474,9 @@ def _solver_flags(parser: argparse.ArgumentParser) -> None:
         help="learning rate of a solver that has one (default: the solver's; 0.01 for sgd)",
     )
     parser.add_argument(
-        "--eta", type=_eta, help="Newton-Krylov's Taylor ratio, 0 < eta < 1 (default 0.05)"
+        "--eta",
+        type=_eta,
+        help="Newton-Krylov's Taylor ratio, 0 < eta < 1 (default: the solver's own)",
     )
 
 

@@ -24,6 +24,7 @@ from mcnet.solvers.newton_krylov import (
     NewtonKrylovCheap,
     NewtonKrylovFast,
     NewtonKrylovGaussNewton,
+    NewtonKrylovHessian,
 )
 from mcnet.solvers.rmsprop import RMSprop
 from mcnet.solvers.schedule_free import ScheduleFreeAdamW
@@ -35,6 +36,7 @@ SOLVERS: dict[str, type[Solver]] = {
     cls.name: cls
     for cls in (
         NewtonKrylov,
+        NewtonKrylovHessian,
         NewtonKrylovCheap,
         NewtonKrylovGaussNewton,
         NewtonKrylovFast,
@@ -87,6 +89,7 @@ __all__ = [
     "NewtonKrylovCheap",
     "NewtonKrylovFast",
     "NewtonKrylovGaussNewton",
+    "NewtonKrylovHessian",
     "RMSprop",
     "ScheduleFreeAdamW",
     "Shampoo",

@@ -9,6 +9,7 @@ from mcnet.solvers.newton_krylov.solver import (
     NewtonKrylovCheap,
     NewtonKrylovFast,
     NewtonKrylovGaussNewton,
+    NewtonKrylovHessian,
 )
 from mcnet.solvers.newton_krylov.step_rules import Armijo, LevenbergMarquardt, TaylorRatio
 
@@ -23,5 +24,6 @@ __all__ = [
     "NewtonKrylovCheap",
     "NewtonKrylovFast",
     "NewtonKrylovGaussNewton",
+    "NewtonKrylovHessian",
     "TaylorRatio",
 ]

@@ -30,8 +30,13 @@ Where the printed algorithm needs a decision (docs/newton_krylov.md has the reas
 - line 10: the warm start is the step taken, gamma dw (``warm_start``).
 - E_Q's dw^T H_j dw comes from CG's residual at no cost; f in the Taylor ratio is f_j.
 
-Every option of the constructor is one of a part's settings (see `parts`); the defaults are
-Algorithm 1. The named variants are other compositions of the same parts.
+Every option of the constructor is one of a part's settings (see `parts`). The defaults are
+Algorithm 1 on the damped Gauss-Newton matrix G_j + lambda I (lambda_0 = 1e-2, following
+Levenberg-Marquardt) at eta = 0.2: with H_j, CG meets non-positive curvature at its first or
+second direction in nearly every iteration on ReLU networks, and training there ran 2-12x
+behind Adam (docs/newton_krylov.md). `NewtonKrylovHessian` (``newton-krylov-hessian``) is
+Algorithm 1 on H_j itself, CSDD and CSDD2, at the paper's eta = 0.05. The named variants are
+other compositions of the same parts.
 """
 
 from __future__ import annotations
@@ -47,13 +52,15 @@ from mcnet.solvers.newton_krylov.step_rules import Armijo, TaylorRatio
 
 
 class NewtonKrylov(Solver):
-    """Algorithm 1 of Shen et al. (the paper this project reproduces), as four parts."""
+    """Algorithm 1 of Shen et al. (the paper this project reproduces), as four parts, on the
+    damped Gauss-Newton matrix by default (``curvature="bicomplex"``, ``damping=0``,
+    ``eta=0.05``: on the Hessian, as printed)."""
 
     name = "newton-krylov"
 
     def __init__(
         self,
-        eta: float = 0.05,
+        eta: float = 0.2,
         max_krylov: int = 20,
         krylov_tol: float = 1e-10,
         early_stop: bool = True,
@@ -67,7 +74,7 @@ class NewtonKrylov(Solver):
         flat_curvature: str = "scaled",
         steepest_descent: str = "scaled",
         warm_start: str = "step",
-        curvature: str = "bicomplex",
+        curvature: str = "gauss-newton",
         refresh_every: int = 1,
         gradient_sample: int | None = None,
         global_gradient: str = "full",
@@ -77,7 +84,7 @@ class NewtonKrylov(Solver):
         krylov_stop: str = "tolerance",
         cg_alpha: str = "standard",
         post_screening: str = "reflect",
-        damping: float = 0.0,
+        damping: float = 1e-2,
         curvature_fraction: float = 1.0,
         curvature_dtype: str | None = None,
     ) -> None:
@@ -246,9 +253,25 @@ class NewtonKrylov(Solver):
         return w_new, new_state, info
 
 
-@variant_of(NewtonKrylov, curvature="hvp", global_gradient="running", krylov_stop="forcing")
+@variant_of(NewtonKrylov, curvature="bicomplex", damping=0.0, eta=0.05)
+class NewtonKrylovHessian(NewtonKrylov):
+    """Algorithm 1 on the batch Hessian H_j, as printed: H_j p from a complex pass (CSDD),
+    each kappa = p^T H_j p from a bicomplex forward (CSDD2), CG ended at the first direction of
+    non-positive curvature, eta = 0.05. The base of the ablations."""
+
+    name = "newton-krylov-hessian"
+
+
+@variant_of(
+    NewtonKrylov,
+    curvature="hvp",
+    damping=0.0,
+    eta=0.05,
+    global_gradient="running",
+    krylov_stop="forcing",
+)
 class NewtonKrylovCheap(NewtonKrylov):
-    """Algorithm 1 with cheap iterations: kappa = p.(H p) from the H p pass the next line
+    """Algorithm 1 on H_j with cheap iterations: kappa = p.(H p) from the H p pass the next line
     needs anyway (``curvature="hvp"``: one network pass per Krylov iteration instead of two),
     the running global gradient (no full-data pass per step) and CG truncated at the forcing
     term (no iterations spent solving a batch's Newton system past what its noise warrants).
@@ -259,10 +282,11 @@ class NewtonKrylovCheap(NewtonKrylov):
 
 @variant_of(NewtonKrylov, curvature="gauss-newton", damping=1e-3, eta=0.2)
 class NewtonKrylovGaussNewton(NewtonKrylov):
-    """Algorithm 1 on the damped Gauss-Newton matrix G + lambda I instead of H_j, lambda
-    following Levenberg-Marquardt, with eta = 0.2, the top of the range the paper
-    recommends. G = J^T H_L J is positive semi-definite for a convex loss, so CG no longer
-    stops at the first direction of negative curvature."""
+    """Algorithm 1 on the damped Gauss-Newton matrix G + lambda I, lambda following
+    Levenberg-Marquardt from 1e-3, with eta = 0.2, the top of the range the paper
+    recommends: `NewtonKrylov`'s defaults but for lambda_0 (chosen on digits before the
+    suite existed; benchmarks/experiments). G = J^T H_L J is positive semi-definite for a
+    convex loss, so CG does not stop at a first direction of negative curvature."""
 
     name = "newton-krylov-gn"
 
@@ -278,11 +302,11 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
     curvature_dtype="float32",
 )
 class NewtonKrylovFast(NewtonKrylov):
-    """The recommended setting: `NewtonKrylovGaussNewton` with cheap iterations -- at most 10
-    Krylov iterations, the global gradient accumulated from the batch gradients (started
-    from a 128-example sample) and the Gauss-Newton products in float32 while the gradient,
-    the loss trials and the step stay in the parameters' dtype -- and a starting damping of
-    1e-2. One setting for every problem, chosen on the development problems of
+    """The recommended setting: `NewtonKrylov` with cheap iterations -- at most 10 Krylov
+    iterations, the global gradient accumulated from the batch gradients (started from a
+    128-example sample) and the Gauss-Newton products in float32 while the gradient, the
+    loss trials and the step stay in the parameters' dtype. One setting for every problem,
+    its starting damping 1e-2 chosen on the development problems of
     `benchmarks/nk_suite.py` (the one that met its targets with the largest margin on the
     worst problem; the settings tried are listed in `benchmarks/results/nk_suite.md`)."""
 
