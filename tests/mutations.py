@@ -276,3 +276,23 @@ def _():
         return original(self, w, v, batch) * (1 + 1e-9)
 
     Objective.gauss_newton_product = mutated
+
+
+@mutation(
+    "imaginary_part_1e-9",
+    "gemm.imaginary_part (the parameter gradients of Objective.hvp): a_i b_r x (1 + 1e-9)",
+)
+def _():
+    from mcnet.algebra import gemm, loops
+
+    def mutated(a, b):
+        ar, ai = loops.split_parts(a)[:2] if np.iscomplexobj(a) else (a, None)
+        br, bi = loops.split_parts(b)[:2] if np.iscomplexobj(b) else (b, None)
+        out = np.zeros((a.shape[0], b.shape[1]), dtype=np.result_type(a, b).type(0).real.dtype)
+        if bi is not None:
+            out += ar @ bi
+        if ai is not None:
+            out += (ai @ br) * (1 + 1e-9)
+        return out
+
+    gemm.imaginary_part = mutated

@@ -165,3 +165,67 @@ def test_scaling_a_direction_by_a_power_of_two_is_ldexp(dtype, exponent, seed):
     v = (np.random.default_rng(seed).standard_normal(50) * 10.0 ** np.arange(-25, 25)).astype(dtype)
     with np.errstate(over="ignore", under="ignore"):
         np.testing.assert_array_equal(_times_power_of_two(v, exponent, np), np.ldexp(v, exponent))
+
+
+# --- H v passes keep only the i-part of the parameters' gradient products -------------------
+
+
+@given(
+    dtype=st.sampled_from(list(DTYPES)),
+    shape=st.tuples(st.integers(1, 30), st.integers(1, 50), st.integers(1, 30)),
+    kinds=st.sampled_from(["cc", "rc", "cr", "rr"]),
+    layouts=st.tuples(st.booleans(), st.booleans()),
+    seed=st.integers(0, 2**16),
+)
+def test_imaginary_part_of_a_product_is_numpys(dtype, shape, kinds, layouts, seed):
+    """gemm.imaginary_part(a, b) against the imaginary part of NumPy's complex product,
+    for real or complex operands in C or Fortran order, to the roundoff of the terms."""
+    rng = np.random.default_rng(seed)
+    p, q, r = shape
+    a = _complex(rng, (p, q), 1.0, dtype, layouts[0])
+    b = _complex(rng, (q, r), 1.0, dtype, layouts[1])
+    a = a if kinds[0] == "c" else np.asfortranarray(a.real) if layouts[0] else a.real.copy()
+    b = b if kinds[1] == "c" else np.asfortranarray(b.real) if layouts[1] else b.real.copy()
+    got = gemm.imaginary_part(a, b)
+    wide = np.complex128
+    expected = (a.astype(wide) @ b.astype(wide)).imag
+    scale = (np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)).max() + 1e-300
+    assert got.dtype == dtype and got.shape == (p, r)
+    assert np.abs(got - expected).max() <= 4 * q * np.finfo(dtype).eps * scale
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("model", ["mlp", "lenet5"])
+def test_h_v_alone_keeps_only_the_derivative_parts_and_agrees_with_the_full_pass(dtype, model):
+    """``Objective.hvp`` builds the parameters' gradient products as their i-part alone
+    (Linear's GEMM, Conv2d's GEMM and its direct correlation): H v agrees with the one of the
+    whole complex pass (``grad_and_hvp``) to the roundoff of float32 / float64, and the
+    products really were cut (every Linear and Conv2d weight gradient of the pass had a zero
+    real part)."""
+    rng = np.random.default_rng(0)
+    if model == "mlp":
+        net = models.mlp([20, 16, 12, 3], "tanh").to(dtype=dtype)
+        batch = (rng.standard_normal((32, 20)).astype(dtype), rng.integers(0, 3, 32))
+    else:
+        net = models.lenet5("tanh").to(dtype=dtype)
+        batch = (rng.random((8, 1, 28, 28)).astype(dtype), rng.integers(0, 10, 8))
+    objective = Objective(net, mc.nn.CrossEntropyLoss())
+    w = parameters_to_vector(net).astype(dtype)
+    v = rng.standard_normal(w.shape).astype(dtype)
+    seen = []
+    original = mc.nn.module.Parameter.accumulate
+
+    def recording(self, grad):
+        seen.append((self.shape, np.abs(grad.data.real).max()))
+        original(self, grad)
+
+    mc.nn.module.Parameter.accumulate = recording
+    try:
+        alone = objective.hvp(w, v, batch)
+    finally:
+        mc.nn.module.Parameter.accumulate = original
+    full = objective.grad_and_hvp(w, v, batch)[1]
+    weights = [real for shape, real in seen if len(shape) >= 2]
+    assert weights and all(real == 0 for real in weights)
+    tolerance = 64 * np.finfo(dtype).eps * np.abs(full).max()
+    assert np.abs(alone - full).max() <= tolerance

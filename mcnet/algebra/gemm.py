@@ -183,6 +183,23 @@ def _without_imaginary_square(a_parts, b):
     return _complex_from(ar @ br, imag, b.dtype)
 
 
+def imaginary_part(a, b):
+    """Im(a @ b) for 2-D real or complex arrays, as a real array: a_r b_i + a_i b_r, one real
+    GEMM per complex operand, from contiguous parts (``loops.split_parts``)."""
+    a_parts = loops.split_parts(a) if np.iscomplexobj(a) else (a, None)
+    b_parts = loops.split_parts(b) if np.iscomplexobj(b) else (b, None)
+    (ar, ai), (br, bi) = a_parts[:2], b_parts[:2]
+    if ai is None and bi is None:
+        return np.zeros((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    if ai is None:
+        return ar @ bi
+    if bi is None:
+        return ai @ br
+    out = ar @ bi
+    out += ai @ br
+    return out
+
+
 def _product_terms(algebra: ModuleType, da, db, kb: int) -> Terms:
     """The product rule's terms for ``da`` times kb components; ``db``, when given, is checked
     for zero components, which contribute no terms."""

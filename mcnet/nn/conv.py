@@ -40,7 +40,13 @@ from mcnet.algebra.multicomplex import array_module
 from mcnet.functions import matmul, matmul_each
 from mcnet.nn import correlation, loops
 from mcnet.nn.init import uniform
-from mcnet.nn.module import Module, Parameter
+from mcnet.nn.module import (
+    Module,
+    Parameter,
+    derivative_parts_wanted,
+    gradient_product,
+    imaginary_only,
+)
 from mcnet.tensor import Tensor
 
 Pair = tuple[int, int]
@@ -235,8 +241,13 @@ class Conv2d(Module):
         if direct:
             rows = correlation.gradient_rows(saved, grad_out.data)  # real parts, then imaginary
             shape = (len(grad_out.data), *weight.shape[1:])
-            weight_grad = correlation.correlate_weights(saved, rows, shape, grad_out.data.dtype)
-            self.weight.accumulate(Tensor(weight_grad))
+            if derivative_parts_wanted() and grad_out.data.dtype.kind == "c" and shape[0] == 1:
+                imag = rows[len(rows) // 2 :]  # the i-part of an order-1 gradient alone
+                part = correlation.correlate_weights(saved, imag, shape, imag.dtype)
+                self.weight.accumulate(Tensor(imaginary_only(part)))
+            else:
+                weight_grad = correlation.correlate_weights(saved, rows, shape, grad_out.data.dtype)
+                self.weight.accumulate(Tensor(weight_grad))
         else:  # the columns again, chunk by chunk
             first = 0
             for cols in self._columns(saved, (ho, wo)):
@@ -315,5 +326,5 @@ def _weight_gradient(g: Tensor, cols: Tensor) -> Tensor:
     convolution's shapes, its dgemm/zgemm the other one."""
     single = g.dtype == np.float32 and cols.dtype == np.float32
     if single and g.device == "cpu" and g.data.dtype.kind == cols.data.dtype.kind:
-        return matmul(cols, g.T).T
-    return matmul(g, cols.T)
+        return gradient_product(cols, g.T).T
+    return gradient_product(g, cols.T)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from mcnet.nn.init import uniform
-from mcnet.nn.module import Module, Parameter
+from mcnet.nn.module import Module, Parameter, gradient_product
 from mcnet.tensor import Tensor
 
 
@@ -32,7 +32,7 @@ class Linear(Module):
     def backward(self, grad_out: Tensor) -> Tensor | None:
         x = self.saved
         g2 = grad_out.reshape(-1, self.out_features)
-        self.weight.accumulate(g2.T @ x.reshape(-1, self.in_features))
+        self.weight.accumulate(gradient_product(g2.T, x.reshape(-1, self.in_features)))
         if self.bias is not None:
             self.bias.accumulate(g2.sum(axis=0))
         return grad_out @ self.weight.value if self.input_grad_needed else None

@@ -37,7 +37,7 @@ from mcnet.derivatives import default_step, multicomplex_step, normal_exponents,
 from mcnet.functions import concatenate, zeros
 from mcnet.nn.batchnorm import _BatchNorm, running_statistics_frozen
 from mcnet.nn.loss import as_loss
-from mcnet.nn.module import Module
+from mcnet.nn.module import Module, derivative_parts_only
 from mcnet.nn.vector import vector_to_parameters
 from mcnet.tensor import Tensor, _complex_of, tensor
 
@@ -86,17 +86,31 @@ class Objective:
         return self._value_grad_and_hvp_along(w, self._direction(v, w, "v"), batch)
 
     def _value_grad_and_hvp_along(self, w: Tensor, v, batch) -> tuple[float, Any, Any]:
+        loss, grad, hv = self._complex_pass(w, v, batch)
+        return loss, self._out(grad.real), hv
+
+    def _complex_pass(self, w: Tensor, v, batch) -> tuple[float, Tensor, Any]:
+        """(f(w), the gradient at w + i h v as a tensor, H v) from one complex pass."""
         v, step, divisor = _step_along(v, default_step(w.dtype, 1))
         loss, grad = self._evaluate(self._perturb(w, v, step), batch, backward=True)
         assert grad is not None  # a backward pass gives one
         # Multiplying by a power of two is exact: Hv = coef_i(grad) / (h * scale).
         hv = grad.coef((1,)) * (1.0 / divisor)
-        return float(loss.real), self._out(grad.real), self._out(hv)
+        return float(loss.real), grad, self._out(hv)
 
     def hvp(self, w, v, batch) -> np.ndarray:
         """H v from one complex forward and backward at w + i h v; for a block V (k, n),
-        H v per row, (k, n)."""
-        return self.grad_and_hvp(w, v, batch)[1]
+        H v per row, (k, n).  The parameters' gradient products keep only their i-part
+        (``nn.module.derivative_parts_only``): the gradient itself is not returned."""
+        w = self._point(w)
+        block = self._block(v, w)
+        with derivative_parts_only():
+            if block is None:
+                return self._complex_pass(w, self._direction(v, w, "v"), batch)[2]
+            if not block:
+                return self._out(array_module(w.data).zeros((0,) + w.shape, dtype=w.dtype))
+            rows = [self._complex_pass(w, row, batch)[2] for row in block]
+            return array_module(rows[0]).stack(rows)
 
     def curvature(self, w, v, batch) -> float | np.ndarray:
         """v^T H v from one bicomplex forward at w + h (i_1 + i_2) v; for a block V (k, n),
