@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -98,6 +98,29 @@ class Objective:
         hv = grad.coef((1,)) * (1.0 / divisor)
         return float(loss.real), grad, self._out(hv)
 
+    def _hvp_along(self, w: Tensor, v, batch):
+        """H v alone from one complex pass: each parameter's i-part, scaled, written straight
+        into the flat result (no flat complex gradient on the way)."""
+        v, step, divisor = _step_along(v, default_step(w.dtype, 1))
+
+        def scaled_i_parts(params, point: Tensor):
+            xp = array_module(point.data)
+            out = xp.empty(point.shape, dtype=point.dtype)
+            scale = point.dtype.type(1.0 / divisor)  # a power of two: exact
+            start = 0
+            for p in params:
+                piece = out[start : start + p.numel()]
+                start += p.numel()
+                data = None if p.grad is None else p.grad.data
+                if data is None or p.grad.order == 0:
+                    piece[...] = 0
+                else:  # coef((1,)) as a view: data[0]'s i-part, or s_1 of one direction
+                    i_part = data[0].imag if data.dtype.kind == "c" else data[1]
+                    xp.multiply(i_part.reshape(-1), scale, out=piece)
+            return out
+
+        return self._out(self._evaluate(self._perturb(w, v, step), batch, True, scaled_i_parts)[1])
+
     def hvp(self, w, v, batch) -> np.ndarray:
         """H v from one complex forward and backward at w + i h v; for a block V (k, n),
         H v per row, (k, n).  The parameters' gradient products keep only their i-part
@@ -106,10 +129,10 @@ class Objective:
         block = self._block(v, w)
         with derivative_parts_only():
             if block is None:
-                return self._complex_pass(w, self._direction(v, w, "v"), batch)[2]
+                return self._hvp_along(w, self._direction(v, w, "v"), batch)
             if not block:
                 return self._out(array_module(w.data).zeros((0,) + w.shape, dtype=w.dtype))
-            rows = [self._complex_pass(w, row, batch)[2] for row in block]
+            rows = [self._hvp_along(w, row, batch) for row in block]
             return array_module(rows[0]).stack(rows)
 
     def curvature(self, w, v, batch) -> float | np.ndarray:
@@ -178,7 +201,7 @@ class Objective:
         BatchNorm in train mode (PyTorch's once-per-forward rule); nothing to do, and no
         pass, without one."""
         if any(isinstance(m, _BatchNorm) and m.training for m in self.module.modules()):
-            self._evaluate(self._point(w), batch, backward=False, update_statistics=True)
+            self._evaluate(self._point(w), batch, False, update_statistics=True)
 
     # --- machinery ------------------------------------------------------------------------
     def _block(self, v, w: Tensor) -> list | None:
@@ -259,10 +282,16 @@ class Objective:
         return v.astype(w.dtype, copy=False)  # perturb moves it to w's device
 
     def _evaluate(
-        self, point: Tensor, batch, backward: bool, update_statistics: bool = False
-    ) -> tuple[Tensor, Tensor | None]:
-        """Loss (and flat parameter gradient) with the parameters set to ``point``; the
-        running statistics stay as they are unless ``update_statistics``."""
+        self,
+        point: Tensor,
+        batch,
+        backward: bool,
+        gradient: Callable[[list, Tensor], Any] | None = None,
+        update_statistics: bool = False,
+    ) -> tuple[Tensor, Any]:
+        """Loss (and flat parameter gradient, or ``gradient(params, point)`` of the parameters
+        after the backward pass) with the parameters set to ``point``; the running
+        statistics stay as they are unless ``update_statistics``."""
         inputs, targets = _unpack(batch)
         params = self.module.parameters()
         kept = [(p.value, p.grad) for p in params]
@@ -276,7 +305,7 @@ class Objective:
                 for p in params:
                     p.grad = None
                 self.module.backward_parameters(self.loss.backward())
-                return loss, _flat_grad(params, point)
+                return loss, (gradient or _flat_grad)(params, point)
         finally:
             for p, (value, grad) in zip(params, kept):
                 p.value, p.grad = value, grad
