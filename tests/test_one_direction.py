@@ -257,3 +257,35 @@ def test_curvature_of_a_network_with_a_large_weight_matches_v_dot_h_v():
     v = rng.standard_normal(w.shape)
     expected = float(v @ objective.hvp(w, v, batch))
     assert objective.curvature(w, v, batch) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("real_side", ["left", "right"])
+def test_a_real_operand_makes_no_product_with_a_zero_coefficient(real_side, monkeypatch):
+    """Data (real) times a weight whose s_2 is zero, and a weight times real im2col columns:
+    every GEMM involves a nonzero coefficient (the zero s_2 costs nothing), and the product's
+    coefficients are the real products coefficient by coefficient, s_2 exactly zero."""
+    from mcnet.algebra import gemm
+
+    rng = np.random.default_rng(3)
+    real = rng.standard_normal((6, 5) if real_side == "left" else (5, 7))
+    coeffs = rng.standard_normal((3, 5, 7) if real_side == "left" else (3, 6, 5))
+    coeffs[2] = 0.0
+    gemm_sizes = []
+    original = gemm._real_view_matmul
+
+    def counting(left, right, right_complex_only):
+        gemm_sizes.append(left.size * right.size)
+        return original(left, right, right_complex_only)
+
+    monkeypatch.setattr(gemm, "_real_view_matmul", counting)
+    weight = Tensor(coeffs)
+    data = Tensor(real[None])
+    got = mc.matmul(data, weight) if real_side == "left" else mc.matmul(weight, data)
+    want = [real @ c if real_side == "left" else c @ real for c in coeffs]
+    assert got.one_direction and len(got.data) == 3
+    np.testing.assert_allclose(got.data[0], want[0], rtol=1e-14)
+    np.testing.assert_allclose(got.data[1], want[1], rtol=1e-14)
+    assert not got.data[2].any()
+    # the GEMMs read two coefficients' worth of the weight, not three
+    weight_size = coeffs[0].size
+    assert sum(gemm_sizes) <= 2 * real.size * weight_size

@@ -204,11 +204,15 @@ def _product_terms(algebra: ModuleType, da, db, kb: int) -> Terms:
     """The product rule's terms for ``da`` times kb components; ``db``, when given, is checked
     for zero components, which contribute no terms."""
     ka = len(da)
-    if ka == 1 or kb == 1:
-        return {(i, j): [(max(i, j), 1)] for i in range(ka) for j in range(kb)}
     if algebra is symmetric:
-        zero_a = symmetric.zero_components(list(da))
-        zero_b = set() if db is None else symmetric.zero_components(list(db))
+        zero_a = symmetric.zero_components(list(da)) if ka > 1 else set()
+        zero_b = set() if db is None or kb == 1 else symmetric.zero_components(list(db))
+    else:
+        zero_a = zero_b = set()
+    if ka == 1 or kb == 1:  # one operand real: each component of the other, but the zero ones
+        return {(i, j): [(max(i, j), 1)] for i in range(ka) for j in range(kb)
+                if i not in zero_a and j not in zero_b}  # fmt: skip
+    if algebra is symmetric:
         table = symmetric.weights(ka - 1)
         return {ij: targets for ij, targets in table.items()
                 if ij[0] not in zero_a and ij[1] not in zero_b}  # fmt: skip
