@@ -5,7 +5,8 @@ from the modules' own forward and backward run on multicomplex parameters:
 
 - gradient: one real forward + backward;
 - H v (and the gradient, for free): one forward + backward at the complex point w + i h v;
-  the gradient's i-part is h H v exactly up to O(h^3), with no subtraction (CSDD);
+  the gradient's i-part is h H v exactly up to O(h^3), with no subtraction (CSDD); ``hvp``
+  alone builds only that part of the weight-gradient products (``derivative_parts_only``);
 - v^T H v: one bicomplex forward at w + h (i_1 + i_2) v, the i_1 i_2 part over h^2 (CSDD2);
 - d^k f(w)[v_1, ..., v_k]: one order-k forward.
 
