@@ -87,17 +87,12 @@ class Objective:
         return self._value_grad_and_hvp_along(w, self._direction(v, w, "v"), batch)
 
     def _value_grad_and_hvp_along(self, w: Tensor, v, batch) -> tuple[float, Any, Any]:
-        loss, grad, hv = self._complex_pass(w, v, batch)
-        return loss, self._out(grad.real), hv
-
-    def _complex_pass(self, w: Tensor, v, batch) -> tuple[float, Tensor, Any]:
-        """(f(w), the gradient at w + i h v as a tensor, H v) from one complex pass."""
         v, step, divisor = _step_along(v, default_step(w.dtype, 1))
         loss, grad = self._evaluate(self._perturb(w, v, step), batch, backward=True)
         assert grad is not None  # a backward pass gives one
         # Multiplying by a power of two is exact: Hv = coef_i(grad) / (h * scale).
         hv = grad.coef((1,)) * (1.0 / divisor)
-        return float(loss.real), grad, self._out(hv)
+        return float(loss.real), self._out(grad.real), self._out(hv)
 
     def _hvp_along(self, w: Tensor, v, batch):
         """H v alone from one complex pass: each parameter's i-part, scaled, written straight
@@ -112,12 +107,12 @@ class Objective:
             for p in params:
                 piece = out[start : start + p.numel()]
                 start += p.numel()
-                data = None if p.grad is None else p.grad.data
-                if data is None or p.grad.order == 0:
+                if p.grad is None or p.grad.order == 0:
                     piece[...] = 0
-                else:  # coef((1,)) as a view: data[0]'s i-part, or s_1 of one direction
-                    i_part = data[0].imag if data.dtype.kind == "c" else data[1]
-                    xp.multiply(i_part.reshape(-1), scale, out=piece)
+                    continue
+                data = p.grad.data  # coef((1,)) as a view: data[0]'s i-part, or s_1
+                i_part = data[0].imag if data.dtype.kind == "c" else data[1]
+                xp.multiply(i_part.reshape(-1), scale, out=piece)
             return out
 
         return self._out(self._evaluate(self._perturb(w, v, step), batch, True, scaled_i_parts)[1])
