@@ -186,9 +186,8 @@ def _without_imaginary_square(a_parts, b):
 def imaginary_part(a, b):
     """Im(a @ b) for 2-D real or complex arrays, as a real array: a_r b_i + a_i b_r, one real
     GEMM per complex operand, from contiguous parts (``loops.split_parts``)."""
-    a_parts = loops.split_parts(a) if np.iscomplexobj(a) else (a, None)
-    b_parts = loops.split_parts(b) if np.iscomplexobj(b) else (b, None)
-    (ar, ai), (br, bi) = a_parts[:2], b_parts[:2]
+    ar, ai = loops.split_parts(a)[:2] if np.iscomplexobj(a) else (a, None)
+    br, bi = loops.split_parts(b)[:2] if np.iscomplexobj(b) else (b, None)
     if ai is None and bi is None:
         return np.zeros((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     if ai is None:
@@ -209,7 +208,7 @@ def _product_terms(algebra: ModuleType, da, db, kb: int) -> Terms:
         zero_b = set() if db is None or kb == 1 else symmetric.zero_components(list(db))
     else:
         zero_a = zero_b = set()
-    if ka == 1 or kb == 1:  # one operand real: each component of the other, but the zero ones
+    if ka == 1 or kb == 1:  # a one-component operand: each component of the other but zeros
         return {(i, j): [(max(i, j), 1)] for i in range(ka) for j in range(kb)
                 if i not in zero_a and j not in zero_b}  # fmt: skip
     if algebra is symmetric:

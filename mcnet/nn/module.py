@@ -69,7 +69,7 @@ def gradient_product(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b`` for a parameter's gradient in a backward pass: within
     `derivative_parts_only`, for 2-D real or complex (order 0 or 1) NumPy operands, only the
     product's i-part, with a zero real part."""
-    if _DERIVATIVE_PARTS_ONLY.get() and _real_or_complex_matrix(a) and _real_or_complex_matrix(b):
+    if derivative_parts_wanted() and _real_or_complex_matrix(a) and _real_or_complex_matrix(b):
         return Tensor(imaginary_only(gemm.imaginary_part(a.data[0], b.data[0]))[None])
     return a @ b
 
