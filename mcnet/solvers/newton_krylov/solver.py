@@ -262,15 +262,8 @@ class NewtonKrylovHessian(NewtonKrylov):
     name = "newton-krylov-hessian"
 
 
-@variant_of(
-    NewtonKrylov,
-    curvature="hvp",
-    damping=0.0,
-    eta=0.05,
-    global_gradient="running",
-    krylov_stop="forcing",
-)
-class NewtonKrylovCheap(NewtonKrylov):
+@variant_of(NewtonKrylovHessian, curvature="hvp", global_gradient="running", krylov_stop="forcing")
+class NewtonKrylovCheap(NewtonKrylovHessian):
     """Algorithm 1 on H_j with cheap iterations: kappa = p.(H p) from the H p pass the next line
     needs anyway (``curvature="hvp"``: one network pass per Krylov iteration instead of two),
     the running global gradient (no full-data pass per step) and CG truncated at the forcing
@@ -280,7 +273,7 @@ class NewtonKrylovCheap(NewtonKrylov):
     name = "newton-krylov-cheap"
 
 
-@variant_of(NewtonKrylov, curvature="gauss-newton", damping=1e-3, eta=0.2)
+@variant_of(NewtonKrylov, damping=1e-3)
 class NewtonKrylovGaussNewton(NewtonKrylov):
     """Algorithm 1 on the damped Gauss-Newton matrix G + lambda I, lambda following
     Levenberg-Marquardt from 1e-3, with eta = 0.2, the top of the range the paper
@@ -293,9 +286,6 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
 
 @variant_of(
     NewtonKrylov,
-    curvature="gauss-newton",
-    damping=1e-2,
-    eta=0.2,
     max_krylov=10,
     global_gradient="running",
     gradient_sample=128,
