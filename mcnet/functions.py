@@ -37,7 +37,7 @@ from mcnet.tensor import (
 
 # Functions with a CPU path in ``algebra.loops`` (NumPy's SIMD ufuncs for the real-part
 # functions, one Numba pass for the rest) at the orders it covers; None falls through.
-_LOOPS = {"sigmoid": loops.sigmoid, "tanh": loops.tanh}
+_LOOPS = {"sigmoid": loops.sigmoid, "tanh": loops.tanh, "softplus": loops.softplus}
 
 
 def _tensor(data) -> Tensor | None:

@@ -296,3 +296,24 @@ def _():
         return out
 
     gemm.imaginary_part = mutated
+
+
+@mutation(
+    "softplus_loop_1e-9",
+    "loops.softplus (the CPU softplus, BCEWithLogitsLoss's forward): the derivative parts of "
+    "its complex and one-direction order-2 results x (1 + 1e-9)",
+)
+def _():
+    from mcnet import functions
+
+    exact = functions._LOOPS["softplus"]
+
+    def mutated(data):
+        out = exact(data)
+        if out is not None and out.dtype.kind == "c":
+            out.imag *= 1 + 1e-9
+        elif out is not None and len(out) == 3:
+            out[1:] *= 1 + 1e-9
+        return out
+
+    functions._LOOPS["softplus"] = mutated

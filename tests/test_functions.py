@@ -339,3 +339,22 @@ def test_complex_tanh_matches_mpmath_on_both_branches(dtype, x, scale):
 
 def _complex(dtype):
     return np.complex64 if dtype == np.float32 else np.complex128
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(x=st.floats(-90, 90), y=st.sampled_from([0.0, 2.0**-40, 2.0**-30]))
+def test_softplus_on_the_cpu_matches_mpmath_to_a_few_ulps(dtype, x, y):
+    """softplus of real and complex data on the CPU (``loops.softplus``: log1p(e) as
+    log(u) e / (u - 1)), far into both tails, where log(1 + e) alone keeps no digit of the
+    tail: the value and, for a tiny imaginary part, y sigmoid(x), against mpmath."""
+    import mpmath
+
+    z = complex(x, y * (1 + abs(x)))
+    data = np.array([z.real], dtype) if y == 0 else np.array([z], _complex(dtype))
+    got = mc.softplus(mc.Tensor(np.broadcast_to(data, (1, 2048)).copy())).data[0, -1]
+    z = complex(data[0])  # as rounded to dtype
+    with mpmath.workprec(120):
+        want = complex(mpmath.log1p(mpmath.exp(mpmath.mpc(z.real, z.imag))))
+    for part, expected in ((complex(got).real, want.real), (complex(got).imag, want.imag)):
+        if abs(expected) >= np.finfo(dtype).tiny:
+            assert abs(part - expected) <= 8 * np.finfo(dtype).eps * abs(expected)
