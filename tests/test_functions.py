@@ -358,3 +358,31 @@ def test_softplus_on_the_cpu_matches_mpmath_to_a_few_ulps(dtype, x, y):
     for part, expected in ((complex(got).real, want.real), (complex(got).imag, want.imag)):
         if abs(expected) >= np.finfo(dtype).tiny:
             assert abs(part - expected) <= 8 * np.finfo(dtype).eps * abs(expected)
+
+
+@given(x=st.one_of(st.floats(-750, 750), st.sampled_from([709.78, 709.79, -745.13, -745.14])))
+def test_float64_exp_loop_is_within_one_ulp_of_mpmath(x):
+    """``loops.exp_in_place`` on float64 (the sigmoid's, tanh's and softplus's exp: a
+    polynomial and exponent bits instead of NumPy's libm call), over the whole range, at the
+    overflow and underflow edges and in the subnormals, in a chunk of any position."""
+    import mpmath
+
+    from mcnet.algebra import loops
+
+    data = np.full(1500, x)  # three chunks: the last one partial
+    got = loops.exp_in_place(data)
+    with mpmath.workprec(120):
+        exact = mpmath.exp(mpmath.mpf(x))
+        want = float(exact)
+    assert np.all(got == got[0])
+    if want == 0.0 or math.isinf(want):
+        assert got[0] == want
+    else:
+        assert abs(mpmath.mpf(float(got[0])) - exact) <= np.spacing(want)
+
+
+def test_float64_exp_loop_keeps_nan_and_infinities():
+    from mcnet.algebra import loops
+
+    got = loops.exp_in_place(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0]))
+    assert np.isnan(got[0]) and list(got[1:]) == [np.inf, 0.0, 1.0, 1.0]
