@@ -394,6 +394,36 @@ def test_unused_parameters_get_zero_gradient():
     assert mc.as_tensor(g).order == 0
 
 
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_layer_used_twice_gets_both_gradients(seed):
+    """One Linear applied twice (tied weights): the first gradient goes into the flat
+    vector's slot, the second adds to it.  Against the gradient written out by hand: for
+    y = W tanh(W x + b) + b and the mean of y^2 over the batch's elements."""
+    rng = np.random.default_rng(seed)
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.layer(mc.tanh(self.layer(x)))
+
+    objective = Objective(Twice(), nn.MSELoss())
+    w = rng.standard_normal(12)
+    x = rng.standard_normal((5, 3))
+    weight, bias = w[:9].reshape(3, 3), w[9:]
+    hidden = np.tanh(x @ weight.T + bias)
+    y = hidden @ weight.T + bias
+    g_y = 2 * y / y.size
+    g_pre = (g_y @ weight) * (1 - hidden**2)
+    g_weight = g_y.T @ hidden + g_pre.T @ x
+    g_bias = g_y.sum(0) + g_pre.sum(0)
+    _, g = objective.value_and_grad(w, (x, np.zeros((5, 3))))
+    np.testing.assert_allclose(g, np.concatenate([g_weight.ravel(), g_bias]), rtol=1e-12,
+                               atol=1e-15)  # fmt: skip
+
+
 def _mlp_output_jacobians(x, w1, b1, w2, b2):
     """Outputs y_n = W2 tanh(W1 x_n + b1) + b2 and their Jacobians J_n (c, P) in the
     parameters, in mcnet's order (W1 row-major, b1, W2 row-major, b2), written out by hand."""

@@ -32,7 +32,9 @@ class Linear(Module):
     def backward(self, grad_out: Tensor) -> Tensor | None:
         x = self.saved
         g2 = grad_out.reshape(-1, self.out_features)
-        self.weight.accumulate(gradient_product(g2.T, x.reshape(-1, self.in_features)))
+        self.weight.accumulate(
+            gradient_product(g2.T, x.reshape(-1, self.in_features), into=self.weight)
+        )
         if self.bias is not None:
             self.bias.accumulate(g2.sum(axis=0))
         return grad_out @ self.weight.value if self.input_grad_needed else None

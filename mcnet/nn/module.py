@@ -65,13 +65,28 @@ def derivative_parts_wanted() -> bool:
     return _DERIVATIVE_PARTS_ONLY.get()
 
 
-def gradient_product(a: Tensor, b: Tensor) -> Tensor:
+def gradient_product(a: Tensor, b: Tensor, into: Parameter | None = None) -> Tensor:
     """``a @ b`` for a parameter's gradient in a backward pass: within
     `derivative_parts_only`, for 2-D real or complex (order 0 or 1) NumPy operands, only the
-    product's i-part, with a zero real part."""
+    product's i-part, with a zero real part.  Real operands whose product is the first
+    gradient of ``into`` are multiplied straight into its ``slot``."""
     if derivative_parts_wanted() and _real_or_complex_matrix(a) and _real_or_complex_matrix(b):
         return Tensor(imaginary_only(gemm.imaginary_part(a.data[0], b.data[0]))[None])
+    slot = None if into is None or into.grad is not None else into.slot
+    if slot is not None and _fills(slot, a, b):
+        np.matmul(a.data[0], b.data[0], out=slot)
+        return Tensor(slot[None])
     return a @ b
+
+
+def _fills(slot: np.ndarray, a: Tensor, b: Tensor) -> bool:
+    """Whether ``a @ b`` of real NumPy matrices has the slot's shape and dtype."""
+    return (
+        _real_or_complex_matrix(a)
+        and _real_or_complex_matrix(b)
+        and a.data.dtype == b.data.dtype == slot.dtype
+        and slot.shape == (a.shape[0], b.shape[1])
+    )
 
 
 def imaginary_only(imag: np.ndarray) -> np.ndarray:
@@ -112,13 +127,18 @@ class ShapesNeeded(Untraceable):
 
 
 class Parameter:
-    """A learnable array: its value (a Tensor of any order) and its accumulated gradient."""
+    """A learnable array: its value (a Tensor of any order) and its accumulated gradient.
 
-    __slots__ = ("_value", "grad")
+    ``slot``, while a caller sets it (``Objective`` in a real backward pass), is a NumPy array
+    of the parameter's shape that `gradient_product` may write the first gradient into: the
+    parameter's piece of a flat gradient vector, which then needs no copy."""
+
+    __slots__ = ("_value", "grad", "slot")
 
     def __init__(self, data: Any) -> None:
         self.value = tensor(data) if not isinstance(data, Tensor) else data
         self.grad: Tensor | None = None
+        self.slot: np.ndarray | None = None
 
     @property
     def value(self) -> Tensor:

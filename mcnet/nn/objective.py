@@ -300,11 +300,14 @@ class Objective:
                     return loss, None
                 for p in params:
                     p.grad = None
+                flat = _slots(params, point) if gradient is None else None
                 self.module.backward_parameters(self.loss.backward())
+                if flat is not None:
+                    return loss, _gathered(params, flat, point)
                 return loss, (gradient or _flat_grad)(params, point)
         finally:
             for p, (value, grad) in zip(params, kept):
-                p.value, p.grad = value, grad
+                p.value, p.grad, p.slot = value, grad, None
 
 
 def _unpack(batch):
@@ -333,6 +336,32 @@ def _as_data(x, point: Tensor) -> Tensor:
     if isinstance(x, np.ndarray) and x.dtype == dtype and device == "cpu":
         return Tensor(x[None])  # a view: order-0 data is its array with a component axis
     return tensor(x, dtype=dtype, device=device)
+
+
+def _slots(params, point: Tensor) -> np.ndarray | None:
+    """For a real backward pass on the CPU: the flat gradient's buffer, with each parameter's
+    ``slot`` set to its piece, so that a layer can write its gradient there (no copy into
+    the flat vector afterwards); None otherwise."""
+    if point.order or not isinstance(point.data, np.ndarray):
+        return None
+    flat = np.empty(point.shape, dtype=point.dtype)
+    start = 0
+    for p in params:
+        p.slot = flat[start : start + p.numel()].reshape(p.shape)
+        start += p.numel()
+    return flat
+
+
+def _gathered(params, flat: np.ndarray, point: Tensor) -> Tensor:
+    """The flat gradient in ``flat``: the pieces not written in place copied there."""
+    for p in params:
+        if p.grad is None:
+            p.slot[...] = 0
+        elif p.grad.order:  # a layer kept a complex gradient: the general path
+            return _flat_grad(params, point)
+        elif not np.may_share_memory(p.grad.data, p.slot):
+            p.slot[...] = p.grad.data[0]
+    return Tensor(flat[None])
 
 
 def _flat_grad(params, point: Tensor) -> Tensor:
