@@ -44,6 +44,28 @@ def _tensor(data) -> Tensor | None:
     return None if data is None else Tensor(data)
 
 
+# ReLU's forward (the result and the mask Re x > 0) and backward (g where the mask holds) in
+# one CPU pass at orders 0 and 1.
+fast_paths.register(
+    "relu_forward",
+    lambda x: x.device == "cpu",
+    lambda x: _tensor_and_mask(loops.relu(x.data)),
+)
+fast_paths.register(
+    "relu_backward",
+    lambda grad_out, positive: grad_out.device == "cpu" and len(grad_out.data) == 1,
+    lambda grad_out, positive: _one_component(loops.select(positive, grad_out.data[0], 0)),
+)
+
+
+def _tensor_and_mask(result):
+    return None if result is None else (Tensor(result[0]), result[1])
+
+
+def _one_component(data) -> Tensor | None:
+    return None if data is None else Tensor(data[None])
+
+
 # Sigmoid's backward g * y (1 - y) in one CPU pass at orders 0 and 1 (same layout and dtype).
 fast_paths.register(
     "sigmoid_backward",

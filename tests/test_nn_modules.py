@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import mcnet as mc
 from mcnet import nn
@@ -380,3 +381,27 @@ def test_vector_to_parameters_takes_multicomplex_vectors_and_keeps_dtype():
     np.testing.assert_array_equal(net.bias.value.coef((2,)), [1.0, 1.0])
     np.testing.assert_array_equal(nn.parameters_to_vector(net), w.astype(np.float32))
     assert nn.parameters_to_vector(net).dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@given(
+    real=hnp.arrays(np.float64, st.integers(1, 3000),
+                    elements=st.floats(allow_nan=True, allow_infinity=True, width=32)),
+    seed=st.integers(0, 2**32 - 1),
+)  # fmt: skip
+def test_relu_forward_and_backward_are_where_on_the_real_part(dtype, real, seed):
+    """ReLU's one-pass CPU loops (real, and complex as the bits of real pairs) against
+    NumPy's where, bit for bit: the x <= 0 branch (and NaN) gives +0, whole complex numbers
+    are kept or dropped, and the backward passes g where the forward kept x."""
+    rng = np.random.default_rng(seed)
+    x = real.astype(dtype)
+    if np.iscomplexobj(x):
+        x = x + 1j * rng.standard_normal(x.shape).astype(x.real.dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    layer = nn.ReLU()
+    y = layer.forward(mc.Tensor(x[None]))
+    keep = x.real > 0
+    assert np.array_equal(y.data[0], np.where(keep, x, 0).astype(dtype), equal_nan=True)
+    assert np.array_equal(np.signbit(y.data[0].real), np.signbit(np.where(keep, x.real, 0)))
+    back = layer.backward(mc.Tensor(g[None]))
+    assert np.array_equal(back.data[0], np.where(keep, g, 0).astype(dtype))
