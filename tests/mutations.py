@@ -285,10 +285,12 @@ def _():
 def _():
     from mcnet.algebra import gemm, loops
 
-    def mutated(a, b):
+    def mutated(a, b, out=None):
         ar, ai = loops.split_parts(a)[:2] if np.iscomplexobj(a) else (a, None)
         br, bi = loops.split_parts(b)[:2] if np.iscomplexobj(b) else (b, None)
-        out = np.zeros((a.shape[0], b.shape[1]), dtype=np.result_type(a, b).type(0).real.dtype)
+        if out is None:
+            out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(ar, br))
+        out[...] = 0
         if bi is not None:
             out += ar @ bi
         if ai is not None:

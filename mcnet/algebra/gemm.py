@@ -183,18 +183,23 @@ def _without_imaginary_square(a_parts, b):
     return _complex_from(ar @ br, imag, b.dtype)
 
 
-def imaginary_part(a, b):
-    """Im(a @ b) for 2-D real or complex arrays, as a real array: a_r b_i + a_i b_r, one real
-    GEMM per complex operand, from contiguous parts (``loops.split_parts``)."""
+def imaginary_part(a, b, out=None):
+    """Im(a @ b) for 2-D real or complex arrays, as a real array (written into ``out`` when
+    given): a_r b_i + a_i b_r, one real GEMM per complex operand, from contiguous parts
+    (``loops.split_parts``)."""
     ar, ai = loops.split_parts(a)[:2] if np.iscomplexobj(a) else (a, None)
     br, bi = loops.split_parts(b)[:2] if np.iscomplexobj(b) else (b, None)
+    if out is None:
+        real = np.result_type(ar, br)
+        out = np.empty((a.shape[0], b.shape[1]), dtype=real)
     if ai is None and bi is None:
-        return np.zeros((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+        out[...] = 0
+        return out
     if ai is None:
-        return ar @ bi
+        return np.matmul(ar, bi, out=out)
     if bi is None:
-        return ai @ br
-    out = ar @ bi
+        return np.matmul(ai, br, out=out)
+    np.matmul(ar, bi, out=out)
     out += ai @ br
     return out
 

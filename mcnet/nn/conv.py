@@ -43,9 +43,9 @@ from mcnet.nn.init import uniform
 from mcnet.nn.module import (
     Module,
     Parameter,
+    derivative_part,
     derivative_parts_wanted,
     gradient_product,
-    imaginary_only,
 )
 from mcnet.tensor import Tensor
 
@@ -244,7 +244,9 @@ class Conv2d(Module):
             if derivative_parts_wanted() and grad_out.data.dtype.kind == "c" and shape[0] == 1:
                 imag = rows[len(rows) // 2 :]  # the i-part of an order-1 gradient alone
                 part = correlation.correlate_weights(saved, imag, shape, imag.dtype)
-                self.weight.accumulate(Tensor(imaginary_only(part)))
+                product, i_part = derivative_part(part.shape[1:], part.dtype)
+                i_part[...] = part[0]
+                self.weight.accumulate(product)
             else:
                 weight_grad = correlation.correlate_weights(saved, rows, shape, grad_out.data.dtype)
                 self.weight.accumulate(Tensor(weight_grad))

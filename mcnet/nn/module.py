@@ -71,7 +71,11 @@ def gradient_product(a: Tensor, b: Tensor, into: Parameter | None = None) -> Ten
     product's i-part, with a zero real part.  Real operands whose product is the first
     gradient of ``into`` are multiplied straight into its ``slot``."""
     if derivative_parts_wanted() and _real_or_complex_matrix(a) and _real_or_complex_matrix(b):
-        return Tensor(imaginary_only(gemm.imaginary_part(a.data[0], b.data[0]))[None])
+        da, db = a.data[0], b.data[0]
+        real = np.result_type(da.real.dtype, db.real.dtype)
+        product, imag = derivative_part((da.shape[0], db.shape[1]), real)
+        gemm.imaginary_part(da, db, out=imag)
+        return product
     slot = None if into is None or into.grad is not None else into.slot
     if slot is not None and _fills(slot, a, b):
         np.matmul(a.data[0], b.data[0], out=slot)
@@ -89,11 +93,13 @@ def _fills(slot: np.ndarray, a: Tensor, b: Tensor) -> bool:
     )
 
 
-def imaginary_only(imag: np.ndarray) -> np.ndarray:
-    """The complex array with this imaginary part and a zero real part."""
-    out = np.zeros(imag.shape, dtype=np.result_type(imag.dtype, np.complex64))
-    out.imag = imag
-    return out
+def derivative_part(shape: tuple[int, ...], dtype) -> tuple[Tensor, np.ndarray]:
+    """An order-1 tensor with a zero real part, in the one-direction layout (real part,
+    i-part), and its i-part for the caller to fill: half the memory of a complex array
+    whose real part is zero, and the i-part contiguous."""
+    data = np.empty((2, *shape), dtype=dtype)
+    data[0] = 0
+    return Tensor(data), data[1]
 
 
 def _real_or_complex_matrix(t: Tensor) -> bool:
