@@ -265,7 +265,8 @@ def _real_view_matmul(left, right, right_complex_only: bool):
         if right.strides[-1] == right.itemsize and right.flags.c_contiguous:
             real = right.view(left.dtype)  # (q, 2r): [re, im] of each element side by side
             return np.matmul(left, real).view(right.dtype)
-        return _complex_from(left @ right.real, left @ right.imag, right.dtype)
+        real, imag = loops.split_parts(right)[:2]  # contiguous parts: BLAS reads them directly
+        return _complex_from(left @ real, left @ imag, right.dtype)
     return np.matmul(left, right)
 
 
