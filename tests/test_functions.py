@@ -360,29 +360,39 @@ def test_softplus_on_the_cpu_matches_mpmath_to_a_few_ulps(dtype, x, y):
             assert abs(part - expected) <= 8 * np.finfo(dtype).eps * abs(expected)
 
 
-@given(x=st.one_of(st.floats(-750, 750), st.sampled_from([709.78, 709.79, -745.13, -745.14])))
-def test_float64_exp_loop_is_within_one_ulp_of_mpmath(x):
-    """``loops.exp_in_place`` on float64 (the sigmoid's, tanh's and softplus's exp: a
-    polynomial and exponent bits instead of NumPy's libm call), over the whole range, at the
-    overflow and underflow edges and in the subnormals, in a chunk of any position."""
+_EXP_EDGES = {  # the overflow and underflow edges of each precision
+    np.float64: (-750.0, 750.0, [709.78, 709.79, -745.13, -745.14, -708.4]),
+    np.float32: (-110.0, 95.0, [88.72, 88.73, -103.27, -103.28, -87.3]),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(data=st.data())
+def test_exp_loop_is_within_one_ulp_of_mpmath(dtype, data):
+    """``loops.exp_in_place`` (the sigmoid's, tanh's and softplus's exp: a polynomial and
+    exponent bits instead of NumPy's ufunc), over the whole range, at the overflow and
+    underflow edges and in the subnormals, in a chunk of any position."""
     import mpmath
 
     from mcnet.algebra import loops
 
-    data = np.full(1500, x)  # three chunks: the last one partial
-    got = loops.exp_in_place(data)
+    low, high, edges = _EXP_EDGES[dtype]
+    x = data.draw(st.one_of(st.floats(low, high), st.sampled_from(edges)))
+    rounded = float(dtype(x))
+    got = loops.exp_in_place(np.full(1500, rounded, dtype=dtype))  # the last chunk partial
     with mpmath.workprec(120):
-        exact = mpmath.exp(mpmath.mpf(x))
-        want = float(exact)
+        exact = mpmath.exp(mpmath.mpf(rounded))
+        want = dtype(float(exact))
     assert np.all(got == got[0])
-    if want == 0.0 or math.isinf(want):
+    if want == 0 or np.isinf(want):
         assert got[0] == want
     else:
-        assert abs(mpmath.mpf(float(got[0])) - exact) <= np.spacing(want)
+        assert abs(mpmath.mpf(float(got[0])) - exact) <= float(np.spacing(want))
 
 
-def test_float64_exp_loop_keeps_nan_and_infinities():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_loop_keeps_nan_and_infinities(dtype):
     from mcnet.algebra import loops
 
-    got = loops.exp_in_place(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0]))
+    got = loops.exp_in_place(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=dtype))
     assert np.isnan(got[0]) and list(got[1:]) == [np.inf, 0.0, 1.0, 1.0]
