@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import mcnet as mc
-from mcnet.algebra import gemm
+from mcnet.algebra import gemm, loops
 from mcnet.derivatives import _times_power_of_two
 from mcnet.nn import Objective, models, parameters_to_vector
 
@@ -229,3 +229,31 @@ def test_h_v_alone_keeps_only_the_derivative_parts_and_agrees_with_the_full_pass
     assert weights and all(real == 0 for real in weights)
     tolerance = 64 * np.finfo(dtype).eps * np.abs(full).max()
     assert np.abs(alone - full).max() <= tolerance
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@given(
+    shape=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    transposed=st.booleans(),
+    special=st.sampled_from([None, np.nan, np.inf, -np.inf, -0.0, 1e-40]),
+    in_imag=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_split_parts_are_numpys_parts_and_largest_magnitudes(dtype, shape, transposed, special,
+                                                             in_imag, seed):  # fmt: skip
+    """``loops.split_parts`` (integer maxima of the parts' bits) against NumPy's .real,
+    .imag and max |.|, in C and Fortran order: a part that is not finite anywhere gives NaN
+    for both maxima; signed zeros and subnormals are ordinary values."""
+    rng = np.random.default_rng(seed)
+    z = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape) * 1e-6).astype(dtype)
+    if special is not None:
+        at = tuple(rng.integers(0, n) for n in shape)
+        z[at] = complex(z[at].real, special) if in_imag else complex(special, z[at].imag)
+    z = z.T if transposed else z
+    real, imag, largest_real, largest_imag = loops.split_parts(z)
+    assert np.array_equal(real, z.real, equal_nan=True)
+    assert np.array_equal(imag, z.imag, equal_nan=True)
+    if np.all(np.isfinite(z)):
+        assert largest_real == np.abs(z.real).max() and largest_imag == np.abs(z.imag).max()
+    else:
+        assert np.isnan(largest_real) and np.isnan(largest_imag)

@@ -449,41 +449,44 @@ def sigmoid_backward(grad: np.ndarray, y: np.ndarray) -> np.ndarray | None:
 
 
 @njit(**JIT_OPTIONS)
-def _split_parts(pairs, real, imag, want_imag):  # pragma: no cover - compiled
-    # pairs: a C-contiguous complex array's elements as real pairs [x, y]; real (and, with
-    # want_imag, imag) get x and y; returns (max |x|, max |y|, x - x + y - y summed: 0, or
-    # NaN when a part is not finite) from the same pass
-    n = uint64(real.shape[0])
-    zero = real.dtype.type(0)
-    largest_x = zero
-    largest_y = zero
-    poison = zero
-    for p in range(n):
+def _split_parts(pairs, real, imag, want_imag, magnitude):  # pragma: no cover - compiled
+    # pairs: a C-contiguous complex array's elements as the integer bits of real pairs
+    # [x, y]; real (and, with want_imag, imag) get x and y.  Returns the largest bits of
+    # |x| and |y| (the sign bit cleared by ``magnitude``): for floats of one sign the bits
+    # order as the values do, and NaN and inf sort last.  Integer maxima vectorise, where
+    # float ones (which must mind NaN) keep the loop scalar (3x slower in float32).
+    largest_x = pairs.dtype.type(0)
+    largest_y = pairs.dtype.type(0)
+    for p in range(uint64(real.shape[0])):
         x = pairs[2 * p]
         y = pairs[2 * p + 1]
         real[p] = x
         if want_imag:
             imag[p] = y
-        largest_x = max(largest_x, abs(x))
-        largest_y = max(largest_y, abs(y))
-        poison += (x - x) + (y - y)
-    return largest_x, largest_y, poison
+        largest_x = max(largest_x, x & magnitude)
+        largest_y = max(largest_y, y & magnitude)
+    return largest_x, largest_y
+
+
+_BITS = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 
 
 def split_parts(z: np.ndarray, want_imag: bool = True):
     """(real part, imaginary part or None, max |real part|, max |imaginary part|) of a 2-D
     complex array, the parts as contiguous real arrays of z's layout (C or Fortran order,
-    else C), from one pass.  A NaN part reads as a maximum of NaN."""
+    else C), from one pass.  A part that is not finite reads as a maximum of NaN (both)."""
     transposed = not z.flags.c_contiguous and z.flags.f_contiguous
     source = np.ascontiguousarray(z.T if transposed else z)
     rtype = source.real.dtype
+    bits = _BITS[rtype]
     real = np.empty(source.shape, dtype=rtype)
     imag = np.empty(source.shape, dtype=rtype) if want_imag else real
-    largest_x, largest_y, poison = _split_parts(
-        source.reshape(-1).view(rtype), real.reshape(-1), imag.reshape(-1), want_imag
-    )
-    if poison != 0:
-        largest_x = largest_y = float("nan")
+    largest = _split_parts(source.reshape(-1).view(bits), real.reshape(-1).view(bits),
+                           imag.reshape(-1).view(bits), want_imag,
+                           bits(np.iinfo(bits).max))  # fmt: skip
+    largest_x, largest_y = np.array(largest, dtype=bits).view(rtype)
+    if not (np.isfinite(largest_x) and np.isfinite(largest_y)):
+        largest_x = largest_y = rtype.type(np.nan)
     if transposed:
         real, imag = real.T, imag.T
     return real, imag if want_imag else None, float(largest_x), float(largest_y)
