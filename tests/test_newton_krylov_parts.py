@@ -152,8 +152,8 @@ def test_taylor_ratio_lands_in_its_band_or_says_why(slope, curvature, third):
     gamma, adjustments = rule(trial, 0.0, -slope, curvature, np.float64)
     decrease = trial(gamma)
     model = -gamma * slope + 0.5 * gamma**2 * curvature
-    if adjustments == 0:
-        assert gamma == 1.0 and decrease < 0 and abs((decrease - model) / decrease) <= 0.05
+    if adjustments == 0:  # the full step: its ratio below the band, or in it
+        assert gamma == 1.0 and decrease < 0 and abs((decrease - model) / decrease) <= 0.1
     elif gamma != rule.fallback_step:
         assert decrease < 0
         ratio = abs((decrease - model) / decrease)
