@@ -178,13 +178,14 @@ class Objective:
                 self.module.map_saved(_real_parts)
                 for p in params:
                     p.grad = None
+                slots = _slots(params, w)
                 self.module.backward_parameters(tensor(hl_jv, dtype=w.dtype, device=w.device))
-                flat = _flat_grad(params, w)
+                flat = _flat_grad(params, w) if slots is None else _gathered(params, slots, w)
                 # real unless a layer kept complex values where _real_parts does not look
                 return self._out(flat.data[0] if flat.order == 0 else flat.real)
         finally:
             for p, (value, grad) in zip(params, kept):
-                p.value, p.grad = value, grad
+                p.value, p.grad, p.slot = value, grad, None
 
     def hessian(self, w, batch) -> np.ndarray:
         """The dense Hessian, one H e_j column per parameter, symmetrised (small models)."""
