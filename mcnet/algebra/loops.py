@@ -103,37 +103,31 @@ def _scaled(q, s1, s2, out):  # pragma: no cover - compiled
 
 
 @njit(**JIT_OPTIONS)
-def _exp_float64(x, out):  # pragma: no cover - compiled
-    q, y1, y2 = np.empty(_CHUNK), np.empty(_CHUNK), np.empty(_CHUNK)
-    bits1, bits2 = y1.view(np.int64), y2.view(np.int64)
+def _exp_chunks(x, out, scratch, bits, double):  # pragma: no cover - compiled
+    # scratch: (3, _CHUNK) of x's dtype (q, y1, y2); bits: the same memory as integers
+    q, y1, y2 = scratch[0], scratch[1], scratch[2]
     for start in range(0, x.shape[0], _CHUNK):
         m = min(_CHUNK, x.shape[0] - start)
-        _exp_reduced64(x[start : start + m], q[:m], y1[:m], y2[:m])
-        _powers_of_two(bits1[:m], bits2[:m], 1023, 52)
+        if double:
+            _exp_reduced64(x[start : start + m], q[:m], y1[:m], y2[:m])
+            _powers_of_two(bits[1, :m], bits[2, :m], 1023, 52)
+        else:
+            _exp_reduced32(x[start : start + m], q[:m], y1[:m], y2[:m])
+            _powers_of_two(bits[1, :m], bits[2, :m], 127, 23)
         _scaled(q[:m], y1[:m], y2[:m], out[start : start + m])
 
 
-@njit(**JIT_OPTIONS)
-def _exp_float32(x, out):  # pragma: no cover - compiled
-    q = np.empty(_CHUNK, np.float32)
-    y1, y2 = np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.float32)
-    bits1, bits2 = y1.view(np.int32), y2.view(np.int32)
-    for start in range(0, x.shape[0], _CHUNK):
-        m = min(_CHUNK, x.shape[0] - start)
-        _exp_reduced32(x[start : start + m], q[:m], y1[:m], y2[:m])
-        _powers_of_two(bits1[:m], bits2[:m], 127, 23)
-        _scaled(q[:m], y1[:m], y2[:m], out[start : start + m])
-
-
-_EXP = {np.dtype(np.float64): _exp_float64, np.dtype(np.float32): _exp_float32}
+_BITS = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 
 
 def exp_in_place(a: np.ndarray) -> np.ndarray:
     """a = exp(a) for a real C-contiguous array (float32 and float64 by the loops above);
     returns a."""
-    loop = _EXP.get(a.dtype)
-    if loop is not None and a.flags.c_contiguous:
-        loop(a.reshape(-1), a.reshape(-1))
+    bits = _BITS.get(a.dtype)
+    if bits is not None and a.flags.c_contiguous:
+        scratch = np.empty((3, _CHUNK), dtype=a.dtype)
+        flat = a.reshape(-1)
+        _exp_chunks(flat, flat, scratch, scratch.view(bits), a.dtype == np.float64)
     else:
         with np.errstate(over="ignore"):  # exp(x) = inf for large x, as the loops give
             np.exp(a, out=a)
@@ -466,9 +460,6 @@ def _split_parts(pairs, real, imag, want_imag, magnitude):  # pragma: no cover -
         largest_x = max(largest_x, x & magnitude)
         largest_y = max(largest_y, y & magnitude)
     return largest_x, largest_y
-
-
-_BITS = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 
 
 def split_parts(z: np.ndarray, want_imag: bool = True):
