@@ -402,8 +402,7 @@ def softplus(data: np.ndarray) -> np.ndarray | None:
     exp_in_place(e)
     log_u = e + rtype(1)
     np.log(log_u, out=log_u)
-    value = np.empty_like(x) if len(data) == 1 and real else np.empty(x.shape, rtype)
-    slope = np.empty(x.shape, rtype)
+    value, slope = np.empty_like(x), np.empty_like(x)
     _softplus_parts(x, e, log_u, rtype(1), rtype(0), value, slope)
     if real and len(data) == 1:
         return from_flat(value[None], data.shape, axes)
@@ -534,7 +533,7 @@ def _positive_part_pairs(z, bits, zero, out_bits, positive):  # pragma: no cover
 
 def _as_bits(a: np.ndarray) -> np.ndarray:
     """The flat real pairs of a C-contiguous complex array, as integers of their size."""
-    return a.reshape(-1).view(np.int64 if a.dtype == np.complex128 else np.int32)
+    return a.reshape(-1).view(_BITS[a.real.dtype])
 
 
 def relu(data) -> tuple[np.ndarray, np.ndarray] | None:

@@ -180,7 +180,7 @@ class Objective:
                     p.grad = None
                 slots = _slots(params, w)
                 self.module.backward_parameters(tensor(hl_jv, dtype=w.dtype, device=w.device))
-                flat = _flat_grad(params, w) if slots is None else _gathered(params, slots, w)
+                flat = _gathered(params, slots, w)
                 # real unless a layer kept complex values where _real_parts does not look
                 return self._out(flat.data[0] if flat.order == 0 else flat.real)
         finally:
@@ -303,9 +303,9 @@ class Objective:
                     p.grad = None
                 flat = _slots(params, point) if gradient is None else None
                 self.module.backward_parameters(self.loss.backward())
-                if flat is not None:
-                    return loss, _gathered(params, flat, point)
-                return loss, (gradient or _flat_grad)(params, point)
+                if gradient is not None:
+                    return loss, gradient(params, point)
+                return loss, _gathered(params, flat, point)
         finally:
             for p, (value, grad) in zip(params, kept):
                 p.value, p.grad, p.slot = value, grad, None
@@ -353,8 +353,11 @@ def _slots(params, point: Tensor) -> np.ndarray | None:
     return flat
 
 
-def _gathered(params, flat: np.ndarray, point: Tensor) -> Tensor:
-    """The flat gradient in ``flat``: the pieces not written in place copied there."""
+def _gathered(params, flat: np.ndarray | None, point: Tensor) -> Tensor:
+    """The flat gradient: in ``flat`` (from `_slots`), the pieces not written in place
+    copied there; without it, `_flat_grad`."""
+    if flat is None:
+        return _flat_grad(params, point)
     for p in params:
         if p.grad is None:
             p.slot[...] = 0
