@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import gzip
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -655,12 +657,15 @@ def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> di
     start = time.perf_counter()
     with threadpool_limits(1):
         record = run_one(problem, solver, options)
-    runs = {**_read(path), key: record}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt") as f:
-        json.dump(runs, f)
-    tmp.replace(path)
+    # several suite processes may share a half's file: read, add and replace it under a lock
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = {**_read(path), key: record}
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with gzip.open(tmp, "wt") as f:
+            json.dump(runs, f)
+        tmp.replace(path)
     print(
         f"  {key}: final {record['train_loss'][-1]:.5g} ({time.perf_counter() - start:.1f} s)",
         file=sys.stderr,
