@@ -649,3 +649,72 @@ def test_fit_updates_batchnorm_statistics_once_per_step():
     x, y = rng.standard_normal((24, 3)), rng.integers(0, 2, 24)
     mc.fit(net, nn.CrossEntropyLoss(), (x, y), mc.solvers.NewtonKrylov(), epochs=2, batch_size=8)
     assert net[1].buffer("num_batches_tracked") == 2 * 3
+
+
+def _batch_statistics_by_hand(net, x, batch_size):
+    """The first BatchNorm1d's inputs z = x W^T + b, and the count-weighted means of their
+    per-batch mean and unbiased variance over np.array_split's batches."""
+    w = nn.parameters_to_vector(net)
+    z = x @ w[:12].reshape(4, 3).T + w[12:16]
+    parts = np.array_split(np.arange(len(x)), max(1, len(x) // batch_size))
+    mean = sum(len(p) * z[p].mean(0) for p in parts) / len(x)
+    var = sum(len(p) * z[p].var(0, ddof=1) for p in parts) / len(x)
+    return mean, var
+
+
+def test_recompute_running_statistics_is_the_mean_of_the_batch_statistics():
+    rng = np.random.default_rng(1)
+    nn.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Dropout(0.5), nn.Linear(4, 2)
+    )
+    x = rng.standard_normal((300, 3)) * 2.0 + 1.0
+    assert nn.recompute_running_statistics(net, x, batch_size=128)
+    mean, var = _batch_statistics_by_hand(net, x, 128)
+    np.testing.assert_allclose(net[1].buffer("running_mean"), mean, rtol=1e-13)
+    np.testing.assert_allclose(net[1].buffer("running_var"), var, rtol=1e-13)
+    # left as they were: the momentum, the step count, every layer's mode
+    assert net[1].momentum == 0.1 and net[1].buffer("num_batches_tracked") == 0
+    assert all(m.training for m in net.modules())
+    net.eval()
+    assert not nn.recompute_running_statistics(net, x)  # eval mode: nothing to set
+    assert not nn.recompute_running_statistics(nn.Linear(3, 2), x)
+
+
+def test_fit_recomputes_batchnorm_statistics_before_evaluating_and_trains_the_same():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 3)), rng.integers(0, 2, 40)
+    runs = {}
+    for rule in ("recompute", "running"):
+        nn.manual_seed(0)
+        net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2))
+        history = mc.fit(
+            net, nn.CrossEntropyLoss(), (x, y), mc.solvers.NewtonKrylov(), epochs=2,
+            batch_size=8, batchnorm_statistics=rule,
+        )  # fmt: skip
+        runs[rule] = net, history
+    recomputed, running = runs["recompute"][0], runs["running"][0]
+    w = nn.parameters_to_vector(recomputed)
+    np.testing.assert_array_equal(w, nn.parameters_to_vector(running))  # same training
+    mean, var = _batch_statistics_by_hand(recomputed, x, 8)
+    np.testing.assert_allclose(recomputed[1].buffer("running_mean"), mean, rtol=1e-13)
+    np.testing.assert_allclose(recomputed[1].buffer("running_var"), var, rtol=1e-13)
+    assert not np.allclose(running[1].buffer("running_mean"), mean, rtol=1e-3)
+    assert recomputed[1].buffer("num_batches_tracked") == 2 * 5  # still once per step
+    # the reported training loss is eval mode's at the recomputed statistics
+    z = np.tanh(
+        (x @ w[:12].reshape(4, 3).T + w[12:16] - mean) / np.sqrt(var + 1e-5) * w[16:20] + w[20:24]
+    )
+    logits = z @ w[24:32].reshape(2, 4).T + w[32:34]
+    log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    expected = -log_softmax[np.arange(40), y].mean()
+    assert runs["recompute"][1].train_loss[-1] == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="batchnorm_statistics"):
+        mc.fit(
+            recomputed,
+            nn.CrossEntropyLoss(),
+            (x, y),
+            mc.solvers.Adam(),
+            1,
+            batchnorm_statistics="ema",
+        )

@@ -2,7 +2,7 @@
 
 from mcnet.nn import models
 from mcnet.nn.activation import ELU, Identity, ReLU, Sigmoid, Sin, Softplus, Tanh
-from mcnet.nn.batchnorm import BatchNorm1d, BatchNorm2d
+from mcnet.nn.batchnorm import BatchNorm1d, BatchNorm2d, recompute_running_statistics
 from mcnet.nn.container import Sequential
 from mcnet.nn.conv import Conv2d
 from mcnet.nn.dropout import Dropout, resample_dropout
@@ -25,6 +25,7 @@ __all__ = [
     "Dropout",
     "MaxPool2d",
     "models",
+    "recompute_running_statistics",
     "resample_dropout",
     "Add",
     "BCEWithLogitsLoss",

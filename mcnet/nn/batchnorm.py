@@ -12,6 +12,12 @@ The rule for the running statistics: a call of the module in train mode on real 
 computes and however many passes it takes (they run inside ``running_statistics_frozen``).
 ``Objective.update_running_statistics(w, batch)`` is the one call that updates them, and
 ``mcnet.fit`` makes it once per training step, on that step's batch at the step's w.
+
+An exponential average of past steps' statistics lags behind parameters that change fast
+(a second-order step can turn a layer within a few steps): `recompute_running_statistics`
+sets them to the statistics of the data at the parameters as they are, which ``mcnet.fit``
+does before each evaluation (Wu & Johnson 2021, "Rethinking 'batch' in BatchNorm":
+PreciseBN; PyTorch's ``torch.optim.swa_utils.update_bn``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 from mcnet.algebra.multicomplex import array_module
 from mcnet.functions import sqrt
 from mcnet.nn.module import Module, Parameter
-from mcnet.tensor import Tensor
+from mcnet.tensor import Tensor, tensor
 
 _FROZEN = threading.local()  # per thread: Objective's passes may run on worker threads
 
@@ -121,6 +127,39 @@ class _BatchNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+def recompute_running_statistics(module: Module, inputs, batch_size: int = 128) -> bool:
+    """Set the running statistics of every BatchNorm in train mode in ``module`` to the
+    count-weighted mean of its batch statistics over ``inputs``, split into batches of about
+    ``batch_size`` examples (the batch size the statistics are meant for), at the module's
+    parameters. Other layers run in eval mode (no dropout); ``num_batches_tracked`` and
+    every layer's mode are left as they were. Returns whether there was a BatchNorm to set.
+    """
+    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.training]
+    if not norms:
+        return False
+    params = module.parameters()
+    dtype, device = params[0].value.dtype, params[0].value.device
+    saved = [(m.momentum, m.buffer("num_batches_tracked")) for m in norms]
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    for m in norms:
+        m.train()
+    seen = 0
+    try:
+        for part in np.array_split(np.arange(len(inputs)), max(1, len(inputs) // batch_size)):
+            for m in norms:  # the running mean of the batches so far, weighted by their sizes
+                m.momentum = len(part) / (seen + len(part))
+            module(tensor(inputs[part], dtype=dtype, device=device))
+            seen += len(part)
+    finally:
+        for m, mode in modes:
+            object.__setattr__(m, "training", mode)  # this module alone, not its children
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            m._buffers["num_batches_tracked"] = tracked
+    return True
 
 
 class BatchNorm1d(_BatchNorm):

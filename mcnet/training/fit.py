@@ -34,11 +34,12 @@ import numpy as np
 from mcnet.algebra.multicomplex import array_module
 from mcnet.datasets.batching import batches
 from mcnet.errors import CheckpointError, CheckpointMismatchError, TrainingError
+from mcnet.nn.batchnorm import recompute_running_statistics
 from mcnet.nn.dropout import resample_dropout
 from mcnet.nn.module import Module
 from mcnet.nn.objective import Objective
 from mcnet.nn.vector import vector_to_parameters
-from mcnet.solvers.base import Solver, State, check_count
+from mcnet.solvers.base import Solver, State, check_choice, check_count
 from mcnet.tensor import tensor
 from mcnet.training import checkpoint as checkpoints
 from mcnet.training.history import History
@@ -62,6 +63,7 @@ class _Loop:
     chunk_size: int
     evaluate_every: int | None
     show_progress: bool
+    batchnorm_statistics: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +100,7 @@ def fit(
     scheduler_timeout: float = DEFAULT_TIMEOUT,
     evaluate_every: int | None = None,
     overwrite: bool = False,
+    batchnorm_statistics: str = "recompute",
 ) -> History:
     """Train ``module`` under ``loss`` on ``data = (inputs, targets)`` with ``solver``.
 
@@ -112,6 +115,13 @@ def fit(
     an epoch (`History.interim_loss`), for loss-against-time curves finer than epochs; like
     the epoch-end evaluations it is left out of the solver time and does not change the run.
     The same arguments give bit-identical parameters, with or without a resume in between.
+
+    ``batchnorm_statistics``: BatchNorm's running statistics follow PyTorch's rule during
+    training (an exponential average, updated once per step); with "recompute" they are set
+    to the statistics of the training data at the parameters being evaluated, in batches of
+    ``batch_size``, before every evaluation (`mcnet.nn.recompute_running_statistics`), so
+    that eval mode matches the trained parameters even after large steps; "running" keeps
+    the exponential average alone. Either way training itself is the same.
 
     ``checkpoint=DIR`` is made if needed, checked and locked before training; a checkpoint
     already in it is continued with ``resume=True`` (a `CheckpointMismatchError` if it is
@@ -144,6 +154,9 @@ def fit(
         chunk_size=chunk_size,
         evaluate_every=evaluate_every,
         show_progress=sys.stderr.isatty() if progress is None else bool(progress),
+        batchnorm_statistics=check_choice(
+            "batchnorm_statistics", batchnorm_statistics, ("recompute", "running")
+        ),
     )
     n = _check_data("data", data)
     if batch_size > n:
@@ -296,6 +309,7 @@ def _train_epoch(
         if loop.evaluate_every and iteration % loop.evaluate_every == 0 and index + 1 < steps:
             # the epoch's last step is measured by the epoch-end evaluation
             vector_to_parameters(_evaluation_point(loop, point), loop.module)
+            _recompute_statistics(loop)
             train_loss, _ = evaluate(loop.module, loop.loss, loop.data, loop.chunk_size)
             history.interim_loss.append(
                 {"iteration": iteration, "time": elapsed, "train_loss": train_loss}
@@ -350,12 +364,20 @@ def _evaluation_point(loop: _Loop, point: _Point) -> Any:
 
 def _evaluate_epoch(loop: _Loop, history: History, point: _Point) -> None:
     vector_to_parameters(_evaluation_point(loop, point), loop.module)
+    _recompute_statistics(loop)
     train_loss, _ = evaluate(loop.module, loop.loss, loop.data, loop.chunk_size)
     history.train_loss.append(train_loss)
     if loop.test_data is not None:
         test_loss, accuracy = evaluate(loop.module, loop.loss, loop.test_data, loop.chunk_size)
         history.test_loss.append(test_loss)
         history.test_accuracy.append(accuracy)
+
+
+def _recompute_statistics(loop: _Loop) -> None:
+    """BatchNorm's running statistics at the parameters about to be evaluated (a later
+    recomputation starts afresh, so an interim one leaves the epoch's end unchanged)."""
+    if loop.batchnorm_statistics == "recompute":
+        recompute_running_statistics(loop.module, loop.data[0], loop.batch_size)
 
 
 def evaluate(
