@@ -312,6 +312,8 @@ def test_state_is_not_modified_and_saves_to_npz(tmp_path):
         ({"curvature_fraction": 0.0}, "curvature_fraction"),
         ({"curvature_fraction": 1.5}, "curvature_fraction"),
         ({"curvature_dtype": "float16"}, "curvature_dtype"),
+        ({"scale_invariant_limit": 0.0}, "scale_invariant_limit"),
+        ({"scale_invariant_limit": "a quarter"}, "scale_invariant_limit"),
     ],
 )
 def test_bad_hyperparameters_name_the_option(options, message):
@@ -743,7 +745,9 @@ def test_newton_krylov_trains_a_relu_mlp_on_digits_within_twice_adam():
     Algorithm 1 on the Hessian ends at 0.282, 1.45x Adam's."""
     assert (
         NewtonKrylov().config()
-        == NewtonKrylovHessian(curvature="gauss-newton", damping=1e-2, eta=0.2).config()
+        == NewtonKrylovHessian(
+            curvature="gauss-newton", damping=1e-2, eta=0.2, scale_invariant_limit=0.25
+        ).config()
     )
     losses = _digits_relu_mlp_history(mc.solvers.make("newton-krylov")).train_loss
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
