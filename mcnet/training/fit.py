@@ -10,10 +10,12 @@ extra evaluation; a rejected step is undone within its epoch, and training stops
 `TrainingError` when an epoch keeps no step or ends with a non-finite training loss.
 
 After each epoch the full training loss (and test loss and accuracy) is evaluated with the
-module in eval mode, and a checkpoint is written atomically into a directory locked for
-the run; ``resume=True`` continues from it to bit-identical parameters. A checkpoint
-already there is only resumed (``resume=True``, same run: solver, options, seed, batch
-size, dtype, model and data) or replaced (``overwrite=True``), never silently.
+module in eval mode (BatchNorm's running statistics recomputed at the parameters first,
+unless ``batchnorm_statistics="running"``), and a checkpoint is written atomically into a
+directory locked for the run; ``resume=True`` continues from it to bit-identical
+parameters. A checkpoint already there is only resumed (``resume=True``, same run: solver,
+options, seed, batch size, dtype, model and data) or replaced (``overwrite=True``), never
+silently.
 """
 
 from __future__ import annotations
