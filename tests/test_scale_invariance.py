@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import mcnet as mc
@@ -22,6 +22,7 @@ def test_tensor_slices_follow_the_shapes():
 
 @given(st.integers(0, 2**32 - 1), st.floats(0.05, 2.0), st.floats(0.1, 20.0))
 def test_only_tensors_orthogonal_to_their_gradient_are_shortened_to_the_limit(seed, limit, length):
+    assume(abs(length / limit - 1) > 1e-9)  # at the limit itself roundoff decides
     rng = np.random.default_rng(seed)
     shapes = [(5, 4), (4,), (3, 6)]
     w = rng.standard_normal(42)

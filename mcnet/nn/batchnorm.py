@@ -151,7 +151,8 @@ def recompute_running_statistics(module: Module, inputs, batch_size: int = 128) 
         for part in np.array_split(np.arange(len(inputs)), max(1, len(inputs) // batch_size)):
             for m in norms:  # the running mean of the batches so far, weighted by their sizes
                 m.momentum = len(part) / (seen + len(part))
-            module(tensor(inputs[part], dtype=dtype, device=device))
+            batch = inputs[int(part[0]) : int(part[-1]) + 1]  # a slice: NumPy or CuPy inputs
+            module(tensor(batch, dtype=dtype, device=device))
             seen += len(part)
     finally:
         for m, mode in modes:
