@@ -3,15 +3,17 @@ evaluation halves.
 
 Settings (a solver's defaults) are chosen on the development problems only; the evaluation
 problems are run to report. The holdout problems are a second evaluation half, written when
-the first had been seen and newton-krylov's default was being re-chosen. Each problem is
+the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
+written before the BatchNorm development problems were tried. Each problem is
 trained by Adam at 5 learning rates (the best final training loss is the reference, the
 paper's protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0,
 float64, one BLAS thread.
 
     python benchmarks/nk_suite.py --split evaluation          # run and report the evaluation half
     python benchmarks/nk_suite.py --split holdout             # the second evaluation half
+    python benchmarks/nk_suite.py --split holdout-2           # the third evaluation half
     python benchmarks/nk_suite.py --split development --solver newton-krylov-fast \
-        --option max_krylov=20 --tag trial                    # try a setting on the dev half
+        --option max_krylov=20                                # try a setting on the dev half
     python benchmarks/nk_suite.py --report                    # tables from the saved runs
 
 Runs are saved in one compressed JSON file per half under benchmarks/results/nk_suite/; a saved
