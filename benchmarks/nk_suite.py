@@ -51,7 +51,7 @@ BATCH = 128
 @dataclasses.dataclass(frozen=True)
 class Problem:
     name: str
-    split: str  # "development", or an evaluation half: "evaluation", "holdout", "holdout-2"
+    split: str  # "development", or an evaluation half: "evaluation", "holdout", "holdout-2", ...
     description: str
     data: Callable[[], tuple[np.ndarray, np.ndarray]]
     model: Callable[[int, int], nn.Module]  # (n_features, n_outputs) -> module
@@ -608,7 +608,95 @@ HOLDOUT2 = [
         epochs=10,
     ),
 ]
-BY_NAME = {p.name: p for p in PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2}
+# holdout-3: a fourth evaluation half, written after holdout-2 had been seen and before the
+# limit was taken per output channel, and run once after that change
+HOLDOUT3 = [
+    Problem(
+        "digits-cnn-bn-none",
+        "holdout-3",
+        "digits 8x8, CNN 8-16 BN no activation, CE",
+        digits_images,
+        cnn(8, (8, 16), "none", True),
+        CE,
+    ),
+    Problem(
+        "circles-mlp2-bn-sigmoid",
+        "holdout-3",
+        "two circles, MLP 2-32-32-1 BN sigmoid, BCE",
+        circles,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "iris-mlp2-bn-relu",
+        "holdout-3",
+        "iris, MLP 4-32-32-3 BN ReLU, CE",
+        iris,
+        mlp((32, 32), "relu", batchnorm=True),
+        CE,
+        epochs=20,
+    ),
+    Problem(
+        "cancer-mlp2-bn-tanh",
+        "holdout-3",
+        "breast cancer, MLP 30-32-32-1 BN tanh, BCE",
+        breast_cancer,
+        mlp((32, 32), "tanh", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "friedman3-mlp2-bn-elu",
+        "holdout-3",
+        "Friedman #3, MLP 4-32-32-1 BN ELU, MSE",
+        friedman3,
+        mlp((32, 32), "elu", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "mnistH-cnn-bn-tanh",
+        "holdout-3",
+        "MNIST t10k 8000..10000 reshuffled, CNN 8-16 BN tanh, CE",
+        lambda: mnist_slice(8000, 10000, False, 11),
+        cnn(28, (8, 16), "tanh", True),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "classes3-mlp3-bn-sin",
+        "holdout-3",
+        "synthetic 3 classes, MLP 12-32-32-32-3 BN sin, CE",
+        synthetic_three_classes,
+        mlp((32, 32, 32), "sin", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "diabetes-mlp2-bn-sigmoid",
+        "holdout-3",
+        "diabetes, MLP 10-32-32-1 BN sigmoid, MSE",
+        diabetes,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        MSE,
+        epochs=10,
+    ),
+    Problem(
+        "digits-mlp2-elu",
+        "holdout-3",
+        "digits, MLP 64-128-64-10 ELU, CE",
+        digits_flat,
+        mlp((128, 64), "elu"),
+        CE,
+    ),
+    Problem(
+        "moons-mlp3-relu",
+        "holdout-3",
+        "two moons, MLP 2-32-32-32-1 ReLU, BCE",
+        moons,
+        mlp((32, 32, 32), "relu"),
+        BCE,
+    ),
+]
+BY_NAME = {p.name: p for p in PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3}
 
 
 # --- running ------------------------------------------------------------------------------
@@ -751,12 +839,13 @@ TITLES = {
     "fig5": "the paper's Fig. 5",
     "holdout": "Holdout problems (a second evaluation half)",
     "holdout-2": "Holdout-2 problems (a third evaluation half)",
+    "holdout-3": "Holdout-3 problems (a fourth evaluation half)",
 }
 
 
 def report(problems: list[Problem], settings: list[tuple[str, dict]], rerun: bool) -> str:
     lines = []
-    for split in ("development", "evaluation", "holdout", "holdout-2", "fig5"):
+    for split in ("development", "evaluation", "holdout", "holdout-2", "holdout-3", "fig5"):
         chosen = [p for p in problems if p.split == split]
         if not chosen:
             continue
@@ -820,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--split",
-        choices=("development", "evaluation", "holdout", "holdout-2", "fig5", "all"),
+        choices=("development", "evaluation", "holdout", "holdout-2", "holdout-3", "fig5", "all"),
         default="all",
     )
     parser.add_argument("--problem", action="append", help="only these problems (repeatable)")
@@ -841,7 +930,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help=f"also write the report here (e.g. {REPORT})")
     args = parser.parse_args(argv)
     RESULTS = args.results
-    problems = [p for p in PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 if args.split in ("all", p.split)]
+    problems = [
+        p for p in PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3 if args.split in ("all", p.split)
+    ]
     if args.problem:
         problems = [BY_NAME[name] for name in args.problem]
     options = dict(item.split("=", 1) for item in args.option)
