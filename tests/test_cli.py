@@ -524,7 +524,7 @@ def test_equal_time_ratio_takes_each_loss_as_measured_by_the_shorter_run():
 
 def test_variant_options_are_where_a_variant_differs_from_its_base():
     # newton-krylov-gn's definition: Algorithm 1 on G + 1e-3 I at eta 0.2, with newton-krylov's
-    # limit on the turn of scale-invariant tensors
+    # limit on the turn of scale-invariant channels
     assert variant_options("newton-krylov-gn", base="newton-krylov-hessian") == {
         "curvature": "gauss-newton",
         "damping": 1e-3,

@@ -257,7 +257,7 @@ def test_named_variants_are_compositions_of_the_parts():
         steepest_descent="unit",
     ).parts
     assert printed["krylov"].alpha == "paper" and printed["step_rule"].fallback == "paper"
-    # the loop's own limit on scale-invariant tensors: off in Algorithm 1 as printed
+    # the loop's own limit on scale-invariant channels: off in Algorithm 1 as printed
     assert NewtonKrylov().scale_invariant_limit == 0.25
     assert NewtonKrylovFast().scale_invariant_limit == 0.15
     assert NewtonKrylovHessian().scale_invariant_limit is None

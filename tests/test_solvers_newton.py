@@ -563,7 +563,7 @@ def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
 
 def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
     """newton-krylov-fast is newton-krylov with max_krylov=10, the running gradient from a
-    128-example start, float32 products and scale-invariant tensors turned by at most 0.15 of
+    128-example start, float32 products and scale-invariant channels turned by at most 0.15 of
     their norm: the loss falls, no pass sees the full data, and the parameters stay float64."""
     assert (
         mc.solvers.make("newton-krylov-fast").config()

@@ -1,10 +1,11 @@
-"""Steps of scale-invariant parameter tensors, such as the weights of a layer followed by
-batch normalisation: the loss does not change along w_l itself, so the batch gradient is
-orthogonal to w_l, and a step d_l of that tensor turns it by an angle of about
-atan(|d_l| / |w_l|) instead of moving it. The quadratic model of the loss along the step is
-then good only while |d_l| is small against |w_l|: the Gauss-Newton matrix is flat along
-such tensors and a Krylov step lengthens them many times over, where the loss no longer
-changes at all."""
+"""Steps of scale-invariant parameters, such as the weights of a layer followed by batch
+normalisation. Batch norm normalises each output channel on its own, so the loss does not
+change when one channel's weights (a row of a Linear weight, a filter of a convolution) are
+scaled: the batch gradient is orthogonal to that row, and a step d of the row turns it by
+an angle of about atan(|d| / |w|) instead of moving it. The quadratic model of the loss
+along the step is good only while |d| is small against |w|: the Gauss-Newton matrix is flat
+along such rows, and a Krylov step lengthens them many times over, where the loss no
+longer changes at all."""
 
 from __future__ import annotations
 
@@ -13,45 +14,56 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def tensor_slices(shapes: Sequence[tuple[int, ...]] | None, size: int) -> list[slice]:
-    """The slices of the flat parameter vector that hold each parameter tensor (the whole
-    vector where the shapes are not known)."""
+def channel_rows(shapes: Sequence[tuple[int, ...]] | None, size: int) -> list[tuple[slice, int]]:
+    """(slice of the flat parameter vector, number of output channels) per parameter tensor:
+    the rows along its first axis for a tensor of two or more axes (Linear's (out, in),
+    Conv2d's (out, in, kh, kw)), one row for a vector, and the whole vector as one row where
+    the shapes are not known."""
     if not shapes:
-        return [slice(0, size)]
-    slices, start = [], 0
+        return [(slice(0, size), 1)]
+    rows, start = [], 0
     for shape in shapes:
         stop = start + math.prod(shape)
-        slices.append(slice(start, stop))
+        rows.append((slice(start, stop), shape[0] if len(shape) >= 2 else 1))
         start = stop
-    return slices
+    return rows
 
 
 def limit_scale_invariant_steps(
-    dw, w, g_batch, slices: Sequence[slice], limit: float
+    dw, w, g_batch, rows: Sequence[tuple[slice, int]], limit: float
 ) -> tuple[Any, int]:
-    """(dw with each scale-invariant tensor's part shortened to at most ``limit`` |w_l|, the
-    number of tensors shortened). A tensor counts as scale-invariant where its batch gradient
-    is orthogonal to it to within 1e-3 / sqrt(n_l) (batch normalisation's epsilon leaves a
-    cosine of order 1e-5; two unrelated vectors of n_l numbers have one of order
-    1 / sqrt(n_l))."""
+    """(dw with each scale-invariant row's part shortened to at most ``limit`` times the
+    row's norm, the number of rows shortened). A row counts as scale-invariant where its
+    batch gradient is orthogonal to it to within 1e-3 / sqrt(n) for n numbers in the row
+    (batch normalisation's epsilon leaves a cosine of order 1e-5; two unrelated vectors of n
+    numbers have one of order 1 / sqrt(n)), and only in a tensor where more than half of
+    the rows with a gradient do: batch norm makes a layer's channels invariant together,
+    while a row of an ordinary layer is orthogonal to its gradient by chance in a few of
+    every thousand steps. (A channel with a tiny variance is only nearly invariant, as
+    epsilon dominates it; it is left alone.)"""
     limited = 0
-    for part in slices:
-        n = part.stop - part.start
+    for part, count in rows:
+        n = (part.stop - part.start) // count
         if n < 2:
             continue
-        w_l, g_l, d_l = w[part], g_batch[part], dw[part]
-        w_norm = math.sqrt(float(w_l @ w_l))
-        g_norm = math.sqrt(float(g_l @ g_l))
-        if (
-            w_norm == 0
-            or g_norm == 0
-            or abs(float(g_l @ w_l)) > 1e-3 / math.sqrt(n) * w_norm * g_norm
-        ):
-            continue
-        d_norm = math.sqrt(float(d_l @ d_l))
-        if d_norm > limit * w_norm:
+        w_rows = w[part].reshape(count, n)
+        g_rows = g_batch[part].reshape(count, n)
+        d_rows = dw[part].reshape(count, n)
+        w_norm = (w_rows * w_rows).sum(axis=1) ** 0.5
+        g_norm = (g_rows * g_rows).sum(axis=1) ** 0.5
+        radial = abs((w_rows * g_rows).sum(axis=1))
+        d_norm = (d_rows * d_rows).sum(axis=1) ** 0.5
+        measured = (w_norm > 0) & (g_norm > 0)
+        orthogonal = measured & (radial <= 1e-3 / math.sqrt(n) * w_norm * g_norm)
+        if 2 * int(orthogonal.sum()) <= int(measured.sum()):
+            continue  # batch norm makes a tensor's channels invariant, not one row by chance
+        over = orthogonal & (d_norm > limit * w_norm)
+        shortened = int(over.sum())
+        if shortened:
             if not limited:
                 dw = dw.copy()
-            dw[part] *= dw.dtype.type(limit * w_norm / d_norm)
-            limited += 1
+            chosen = over.astype(dw.dtype)
+            scale = limit * w_norm / (d_norm + (1 - chosen))  # d_norm > 0 wherever chosen
+            dw[part] = (d_rows * (scale * chosen + (1 - chosen))[:, None]).reshape(-1)
+            limited += shortened
     return dw, limited

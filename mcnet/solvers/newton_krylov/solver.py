@@ -29,12 +29,13 @@ Where the printed algorithm needs a decision (docs/newton_krylov.md has the reas
   (``fallback="paper"``: 1e-6).
 - line 10: the warm start is the step taken, gamma dw (``warm_start``).
 - E_Q's dw^T H_j dw comes from CG's residual at no cost; f in the Taylor ratio is f_j.
-- between lines 31 and 33 (not printed): a parameter tensor the loss is invariant to the
-  scale of (weights followed by batch normalisation: its batch gradient is orthogonal to
-  it) has its part of dw shortened to at most ``scale_invariant_limit`` = 0.25 of its norm.
-  Such a step turns the tensor instead of moving it, the Gauss-Newton matrix is flat along
-  it, and CG's step was several times the tensor's norm: along it the loss of a BatchNorm
-  CNN on digits rose where the model predicted its largest fall (docs/newton_krylov.md).
+- between lines 31 and 33 (not printed): an output channel the loss is invariant to the
+  scale of (a row of a weight, or a filter, followed by batch normalisation: its batch
+  gradient is orthogonal to it) has its part of dw shortened to at most
+  ``scale_invariant_limit`` of its norm. Such a step turns the channel instead of moving it,
+  the Gauss-Newton matrix is flat along it, and CG's step was several times its norm: along
+  it the loss of a BatchNorm CNN on digits rose where the model predicted its largest fall
+  (docs/newton_krylov.md).
 
 Every option of the constructor is a setting of a part (see `parts`) or of the loop itself
 (``warm_start``, ``post_screening``, ``scale_invariant_limit``). The defaults are
@@ -63,8 +64,8 @@ from mcnet.solvers.newton_krylov.curvature import CurvatureOperator, dot
 from mcnet.solvers.newton_krylov.gradient import GlobalGradient
 from mcnet.solvers.newton_krylov.krylov import ConjugateGradient
 from mcnet.solvers.newton_krylov.scale_invariance import (
+    channel_rows,
     limit_scale_invariant_steps,
-    tensor_slices,
 )
 from mcnet.solvers.newton_krylov.step_rules import Armijo, TaylorRatio
 
@@ -114,8 +115,11 @@ class NewtonKrylov(Solver):
         self.__dict__.update(options)  # the options as given, for config() and the records
         self.warm_start = check_choice("warm_start", warm_start, ("step", "direction", "none"))
         self.post_screening = check_choice("post_screening", post_screening, ("reflect", "paper"))
-        if scale_invariant_limit is not None:
-            check_positive("scale_invariant_limit", scale_invariant_limit)
+        self.scale_invariant_limit = (
+            None
+            if scale_invariant_limit is None
+            else check_positive("scale_invariant_limit", scale_invariant_limit)
+        )
         self.operator = CurvatureOperator(
             curvature, float(damping), curvature_dtype, float(curvature_fraction)
         )
@@ -237,12 +241,12 @@ class NewtonKrylov(Solver):
                 dw,
                 w,
                 g_batch,
-                tensor_slices(getattr(oracle, "shapes", None), w.shape[0]),
+                channel_rows(getattr(oracle, "shapes", None), w.shape[0]),
                 self.scale_invariant_limit,
             )
             if limited:
                 dw_curvature = None
-                reasons.append(f"scale-invariant steps limited: {limited}")
+                reasons.append("scale-invariant channels limited")
         if dw_curvature is None:
             dw_curvature = self.operator.quadratic_form(oracle, w, dw, curvature_batch)
         else:
@@ -328,7 +332,7 @@ class NewtonKrylovFast(NewtonKrylov):
     """The recommended setting: `NewtonKrylov` with cheap iterations -- at most 10 Krylov
     iterations, the global gradient accumulated from the batch gradients (started from a
     128-example sample) and the Gauss-Newton products in float32 while the gradient, the
-    loss trials and the step stay in the parameters' dtype, and scale-invariant tensors
+    loss trials and the step stay in the parameters' dtype, and scale-invariant channels
     turned by at most 0.15 of their norm per step. One setting for every problem, its
     starting damping 1e-2 and its limit chosen on the development problems of
     `benchmarks/nk_suite.py` (the one that met its targets with the largest margin on the
