@@ -142,7 +142,7 @@ def recompute_running_statistics(module: Module, inputs, batch_size: int = 128) 
     params = module.parameters()
     dtype, device = params[0].value.dtype, params[0].value.device
     saved = [(m.momentum, m.buffer("num_batches_tracked")) for m in norms]
-    modes = [(m, m.training) for m in module.modules()]
+    modes = [(layer, layer.training) for layer in module.modules()]
     module.eval()
     for m in norms:
         m.train()
@@ -155,8 +155,8 @@ def recompute_running_statistics(module: Module, inputs, batch_size: int = 128) 
             module(tensor(batch, dtype=dtype, device=device))
             seen += len(part)
     finally:
-        for m, mode in modes:
-            object.__setattr__(m, "training", mode)  # this module alone, not its children
+        for layer, mode in modes:
+            object.__setattr__(layer, "training", mode)  # this module alone, not its children
         for m, (momentum, tracked) in zip(norms, saved):
             m.momentum = momentum
             m._buffers["num_batches_tracked"] = tracked
