@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fcntl
+import functools
 import gzip
 import json
 import math
@@ -711,12 +712,12 @@ def _model(problem: Problem, x: np.ndarray, y: np.ndarray) -> nn.Module:
     return problem.model(int(np.prod(x.shape[1:])), n_out)
 
 
+@functools.cache
 def protocol(problem: Problem) -> dict:
     """How `mcnet.fit` measured a run, where it matters: BatchNorm's running statistics are
     recomputed at the parameters before each evaluation (since 2026-12; runs saved before
     kept the exponential average and are run anew)."""
-    x, y = problem.data()
-    module = _model(problem, x[:2], y[:2])
+    module = _model(problem, *problem.data())
     if any(isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) for m in module.modules()):
         return {"batchnorm_statistics": "recompute"}
     return {}

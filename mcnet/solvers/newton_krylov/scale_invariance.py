@@ -62,8 +62,7 @@ def limit_scale_invariant_steps(
         if shortened:
             if not limited:
                 dw = dw.copy()
-            chosen = over.astype(dw.dtype)
-            scale = limit * w_norm / (d_norm + (1 - chosen))  # d_norm > 0 wherever chosen
-            dw[part] = (d_rows * (scale * chosen + (1 - chosen))[:, None]).reshape(-1)
+            shortening = dw[part].reshape(count, n)  # a view of the copy
+            shortening[over] *= (limit * w_norm[over] / d_norm[over])[:, None]
             limited += shortened
     return dw, limited
