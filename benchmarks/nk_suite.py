@@ -4,7 +4,8 @@ evaluation halves.
 Settings (a solver's defaults) are chosen on the development problems only; the evaluation
 problems are run to report. The holdout problems are a second evaluation half, written when
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
-written before the BatchNorm development problems were tried. Each problem is
+written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
+fourth and a fifth, each written before the change it was run once after. Each problem is
 trained by Adam at 5 learning rates (the best final training loss is the reference, the
 paper's protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0,
 float64, one BLAS thread.
@@ -12,6 +13,7 @@ float64, one BLAS thread.
     python benchmarks/nk_suite.py --split evaluation          # run and report the evaluation half
     python benchmarks/nk_suite.py --split holdout             # the second evaluation half
     python benchmarks/nk_suite.py --split holdout-2           # the third evaluation half
+    python benchmarks/nk_suite.py --split holdout-4           # the fifth evaluation half
     python benchmarks/nk_suite.py --split development --solver newton-krylov-fast \
         --option max_krylov=20                                # try a setting on the dev half
     python benchmarks/nk_suite.py --report                    # tables from the saved runs
@@ -159,6 +161,41 @@ def iris():
 
     d = load_iris()
     return _standardize(d.data), d.target.astype(np.int64)
+
+
+def blobs():
+    from sklearn.datasets import make_blobs
+
+    x, y = make_blobs(n_samples=2000, centers=5, n_features=10, cluster_std=3.0, random_state=13)
+    return _standardize(x), y.astype(np.int64)
+
+
+def gaussian_quantiles():
+    from sklearn.datasets import make_gaussian_quantiles
+
+    x, y = make_gaussian_quantiles(n_samples=1500, n_features=4, n_classes=3, random_state=14)
+    return _standardize(x), y.astype(np.int64)
+
+
+def hastie():
+    from sklearn.datasets import make_hastie_10_2
+
+    x, y = make_hastie_10_2(n_samples=2000, random_state=15)
+    return _standardize(x), (y > 0).astype(np.float64).reshape(-1, 1)
+
+
+def friedman2():
+    from sklearn.datasets import make_friedman2
+
+    x, y = make_friedman2(n_samples=1500, noise=10.0, random_state=16)
+    return _standardize(x), _standardize(y).reshape(-1, 1)
+
+
+def swiss_roll():
+    from sklearn.datasets import make_swiss_roll
+
+    x, t = make_swiss_roll(n_samples=1500, noise=0.1, random_state=17)
+    return _standardize(x), _standardize(t).reshape(-1, 1)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -341,6 +378,31 @@ PROBLEMS = [
         cnn(28, (8, 16), "sigmoid", True),
         CE,
         epochs=3,
+    ),
+    # added with holdout-4, to choose a step rule for sigmoid after batch norm
+    Problem(
+        "moons-mlp2-bn-sigmoid",
+        "development",
+        "two moons, MLP 2-32-32-1 BN sigmoid, BCE",
+        moons,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "classes-mlp2-bn-sigmoid",
+        "development",
+        "synthetic 4 classes, MLP 20-64-64-4 BN sigmoid, CE",
+        synthetic_classes,
+        mlp((64, 64), "sigmoid", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "friedman-mlp2-bn-sigmoid",
+        "development",
+        "Friedman #1, MLP 10-32-32-1 BN sigmoid, MSE",
+        friedman,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        MSE,
     ),
     # evaluation: run only to report
     Problem(
@@ -697,7 +759,96 @@ HOLDOUT3 = [
         BCE,
     ),
 ]
-BY_NAME = {p.name: p for p in PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3}
+# holdout-4: a fifth evaluation half, written with the three development problems above and
+# before any step rule was tried on them, and run once after the setting was fixed
+HOLDOUT4 = [
+    Problem(
+        "blobs-mlp2-bn-sigmoid",
+        "holdout-4",
+        "5 Gaussian blobs in 10-d, MLP 10-32-32-5 BN sigmoid, CE",
+        blobs,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "quantiles-mlp2-bn-sigmoid",
+        "holdout-4",
+        "Gaussian quantiles, 3 classes in 4-d, MLP 4-32-32-3 BN sigmoid, CE",
+        gaussian_quantiles,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "hastie-mlp3-bn-sigmoid",
+        "holdout-4",
+        "Hastie 10.2, MLP 10-32-32-32-1 BN sigmoid, BCE",
+        hastie,
+        mlp((32, 32, 32), "sigmoid", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "friedman2-mlp2-bn-sigmoid",
+        "holdout-4",
+        "Friedman #2, MLP 4-32-32-1 BN sigmoid, MSE",
+        friedman2,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "mnistI-cnn-bn-sigmoid",
+        "holdout-4",
+        "MNIST t10k 2000..4000 reshuffled, CNN 4-8 BN sigmoid, CE",
+        lambda: mnist_slice(2000, 4000, False, 12),
+        cnn(28, (4, 8), "sigmoid", True),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "quantiles-mlp3-bn-elu",
+        "holdout-4",
+        "Gaussian quantiles, 3 classes in 4-d, MLP 4-32-32-32-3 BN ELU, CE",
+        gaussian_quantiles,
+        mlp((32, 32, 32), "elu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "hastie-mlp2-tanh",
+        "holdout-4",
+        "Hastie 10.2, MLP 10-64-64-1 tanh, BCE",
+        hastie,
+        mlp((64, 64), "tanh"),
+        BCE,
+    ),
+    Problem(
+        "swissroll-mlp3-relu",
+        "holdout-4",
+        "swiss roll position from 3-d, MLP 3-32-32-32-1 ReLU, MSE",
+        swiss_roll,
+        mlp((32, 32, 32), "relu"),
+        MSE,
+    ),
+    Problem(
+        "blobs-resnet-elu",
+        "holdout-4",
+        "5 Gaussian blobs in 10-d, residual MLP width 64 ELU, CE",
+        blobs,
+        residual(64, "elu"),
+        CE,
+    ),
+    Problem(
+        "digits-cnn-bn-sin",
+        "holdout-4",
+        "digits 8x8, CNN 8-16 BN sin, CE",
+        digits_images,
+        cnn(8, (8, 16), "sin", True),
+        CE,
+    ),
+]
+ALL_PROBLEMS = PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3 + HOLDOUT4
+BY_NAME = {p.name: p for p in ALL_PROBLEMS}
+SPLITS = tuple(
+    dict.fromkeys(p.split for p in PROBLEMS + HOLDOUT + HOLDOUT2 + HOLDOUT3 + HOLDOUT4 + FIG5)
+)
 
 
 # --- running ------------------------------------------------------------------------------
@@ -841,12 +992,13 @@ TITLES = {
     "holdout": "Holdout problems (a second evaluation half)",
     "holdout-2": "Holdout-2 problems (a third evaluation half)",
     "holdout-3": "Holdout-3 problems (a fourth evaluation half)",
+    "holdout-4": "Holdout-4 problems (a fifth evaluation half)",
 }
 
 
 def report(problems: list[Problem], settings: list[tuple[str, dict]], rerun: bool) -> str:
     lines = []
-    for split in ("development", "evaluation", "holdout", "holdout-2", "holdout-3", "fig5"):
+    for split in SPLITS:
         chosen = [p for p in problems if p.split == split]
         if not chosen:
             continue
@@ -910,7 +1062,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--split",
-        choices=("development", "evaluation", "holdout", "holdout-2", "holdout-3", "fig5", "all"),
+        choices=(*SPLITS, "all"),
         default="all",
     )
     parser.add_argument("--problem", action="append", help="only these problems (repeatable)")
@@ -931,9 +1083,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help=f"also write the report here (e.g. {REPORT})")
     args = parser.parse_args(argv)
     RESULTS = args.results
-    problems = [
-        p for p in PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3 if args.split in ("all", p.split)
-    ]
+    problems = [p for p in ALL_PROBLEMS if args.split in ("all", p.split)]
     if args.problem:
         problems = [BY_NAME[name] for name in args.problem]
     options = dict(item.split("=", 1) for item in args.option)
