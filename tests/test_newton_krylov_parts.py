@@ -261,3 +261,6 @@ def test_named_variants_are_compositions_of_the_parts():
     assert NewtonKrylov().scale_invariant_limit == 0.25
     assert NewtonKrylovFast().scale_invariant_limit == 0.15
     assert NewtonKrylovHessian().scale_invariant_limit is None
+    assert NewtonKrylov().scale_invariant_curvature and NewtonKrylovFast().scale_invariant_curvature
+    assert not NewtonKrylovHessian().scale_invariant_curvature
+

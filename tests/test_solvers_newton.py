@@ -747,7 +747,11 @@ def test_newton_krylov_trains_a_relu_mlp_on_digits_within_twice_adam():
     assert (
         NewtonKrylov().config()
         == NewtonKrylovHessian(
-            curvature="gauss-newton", damping=1e-2, eta=0.2, scale_invariant_limit=0.25
+            curvature="gauss-newton",
+            damping=1e-2,
+            eta=0.2,
+            scale_invariant_limit=0.25,
+            scale_invariant_curvature=True,
         ).config()
     )
     losses = _digits_relu_mlp_history(mc.solvers.make("newton-krylov")).train_loss

@@ -82,6 +82,11 @@ class CurvatureOperator:
             return dot(v, oracle.gauss_newton_product(w, v, batch, **self._precision()))
         return oracle.curvature(w, v, batch, **self._precision())
 
+    def exact_quadratic_form(self, oracle, w, v, batch) -> float:
+        """v^T H v of the batch Hessian itself, whatever this operator's kind: one bicomplex
+        forward (CSDD2), in the operator's dtype."""
+        return oracle.curvature(w, v, batch, **self._precision())
+
     def along(self, oracle, w, p, batch, damping: float):
         """What a Krylov iteration needs: (p^T (H + lambda I) p, (H + lambda I) p or None when
         the curvature came from a bicomplex forward and the product is still to be made)."""

@@ -29,34 +29,58 @@ def channel_rows(shapes: Sequence[tuple[int, ...]] | None, size: int) -> list[tu
     return rows
 
 
+def _invariant_rows(w, g_batch, part: slice, count: int, tolerance: float) -> Any | None:
+    """Which of a tensor's ``count`` rows are orthogonal to their batch gradient to within
+    ``tolerance`` / sqrt(n), n numbers in a row (two unrelated vectors have a cosine of
+    order 1 / sqrt(n)); None unless more than half of the rows with a gradient are: batch
+    norm makes a layer's channels invariant together, while a row of an ordinary layer is
+    orthogonal to its gradient by chance in a few of every thousand steps."""
+    n = (part.stop - part.start) // count
+    if n < 2:
+        return None
+    w_rows = w[part].reshape(count, n)
+    g_rows = g_batch[part].reshape(count, n)
+    w_norm = (w_rows * w_rows).sum(axis=1) ** 0.5
+    g_norm = (g_rows * g_rows).sum(axis=1) ** 0.5
+    radial = abs((w_rows * g_rows).sum(axis=1))
+    measured = (w_norm > 0) & (g_norm > 0)
+    orthogonal = measured & (radial <= tolerance / math.sqrt(n) * w_norm * g_norm)
+    return orthogonal if 2 * int(orthogonal.sum()) > int(measured.sum()) else None
+
+
+def scale_invariant_tensors(
+    w, g_batch, rows: Sequence[tuple[slice, int]], tolerance: float = 1e-2
+) -> list[slice]:
+    """The slices of the tensors whose rows are scale-invariant together: a weight followed
+    by batch normalisation. Its rows' cosines are of order 1e-5, but up to 1e-2 for a
+    channel of small variance, where batch norm's epsilon counts (the sigmoid BN networks
+    of the suite), hence the wider ``tolerance`` than a single row's."""
+    return [
+        part
+        for part, count in rows
+        if _invariant_rows(w, g_batch, part, count, tolerance) is not None
+    ]
+
+
 def limit_scale_invariant_steps(
     dw, w, g_batch, rows: Sequence[tuple[slice, int]], limit: float
 ) -> tuple[Any, int]:
     """(dw with each scale-invariant row's part shortened to at most ``limit`` times the
     row's norm, the number of rows shortened). A row counts as scale-invariant where its
-    batch gradient is orthogonal to it to within 1e-3 / sqrt(n) for n numbers in the row
-    (batch normalisation's epsilon leaves a cosine of order 1e-5; two unrelated vectors of n
-    numbers have one of order 1 / sqrt(n)), and only in a tensor where more than half of
-    the rows with a gradient do: batch norm makes a layer's channels invariant together,
-    while a row of an ordinary layer is orthogonal to its gradient by chance in a few of
-    every thousand steps. (A channel with a tiny variance is only nearly invariant, as
+    batch gradient is orthogonal to it to within 1e-3 / sqrt(n) (batch normalisation's
+    epsilon leaves a cosine of order 1e-5), in a tensor where most rows are
+    (`_invariant_rows`). (A channel with a tiny variance is only nearly invariant, as
     epsilon dominates it; it is left alone.)"""
     limited = 0
     for part, count in rows:
-        n = (part.stop - part.start) // count
-        if n < 2:
+        orthogonal = _invariant_rows(w, g_batch, part, count, 1e-3)
+        if orthogonal is None:
             continue
+        n = (part.stop - part.start) // count
         w_rows = w[part].reshape(count, n)
-        g_rows = g_batch[part].reshape(count, n)
         d_rows = dw[part].reshape(count, n)
         w_norm = (w_rows * w_rows).sum(axis=1) ** 0.5
-        g_norm = (g_rows * g_rows).sum(axis=1) ** 0.5
-        radial = abs((w_rows * g_rows).sum(axis=1))
         d_norm = (d_rows * d_rows).sum(axis=1) ** 0.5
-        measured = (w_norm > 0) & (g_norm > 0)
-        orthogonal = measured & (radial <= 1e-3 / math.sqrt(n) * w_norm * g_norm)
-        if 2 * int(orthogonal.sum()) <= int(measured.sum()):
-            continue  # batch norm makes a tensor's channels invariant, not one row by chance
         over = orthogonal & (d_norm > limit * w_norm)
         shortened = int(over.sum())
         if shortened:
