@@ -263,4 +263,3 @@ def test_named_variants_are_compositions_of_the_parts():
     assert NewtonKrylovHessian().scale_invariant_limit is None
     assert NewtonKrylov().scale_invariant_curvature and NewtonKrylovFast().scale_invariant_curvature
     assert not NewtonKrylovHessian().scale_invariant_curvature
-
