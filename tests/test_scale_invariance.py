@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import mcnet as mc
 from mcnet import nn
+from mcnet.solvers.newton_krylov import NewtonKrylov
 from mcnet.solvers.newton_krylov.scale_invariance import (
     channel_rows,
     limit_scale_invariant_steps,
+    scale_invariant_tensors,
 )
 from mcnet.training import Oracle
 
@@ -115,3 +117,106 @@ def test_newton_krylov_trains_a_batchnorm_cnn_by_turning_its_convolutions():
     losses = limited.train_loss
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
     assert losses[-1] < 0.5 * unlimited.train_loss[-1], (losses, unlimited.train_loss)
+
+
+# --- the fit of scale-invariant tensors to the exact curvature -------------------------------
+def _sigmoid_batchnorm_mlp(seed: int):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((96, 3))
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.float64).reshape(-1, 1)
+    nn.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Sigmoid(),
+        nn.Linear(8, 8), nn.BatchNorm1d(8), nn.Sigmoid(), nn.Linear(8, 1),
+    )  # fmt: skip
+    oracle = Oracle(mc.Objective(net, nn.BCEWithLogitsLoss()), (x, y))
+    return net, oracle, (x, y)
+
+
+def test_the_tensors_ahead_of_batch_norm_are_found_and_no_other():
+    net, oracle, batch = _sigmoid_batchnorm_mlp(0)
+    w = oracle.initial_point()
+    _, g = oracle.value_and_grad(w, batch)
+    rows = channel_rows(oracle.shapes, w.shape[0])
+    names = [name for name, _ in net.named_parameters()]
+    found = [
+        names[[part for part, _ in rows].index(t)] for t in scale_invariant_tensors(w, g, rows)
+    ]
+    assert found == ["0.weight", "3.weight"]
+
+
+def _measured_along(oracle, w, dw, tensor, batch) -> tuple[float, float]:
+    """d.g and d^T H d for d = dw on ``tensor`` only, by central differences of the loss."""
+    part = np.zeros_like(w)
+    part[tensor] = dw[tensor]
+    step = 1e-4 / np.linalg.norm(part)  # a safe finite-difference step along it
+    up, mid, down = (oracle.value(w + t * step * part, batch) for t in (1, 0, -1))
+    return (up - down) / (2 * step), (up - 2 * mid + down) / step**2
+
+
+@settings(max_examples=25)
+@given(st.integers(0, 2**16), st.floats(0.3, 30.0))
+def test_a_fitted_tensor_step_is_the_minimiser_of_the_loss_along_it(seed, length):
+    """Each tensor ahead of batch norm keeps its part of the step, or has it shortened so that
+    the loss's quadratic model along that part is lowest at the part itself: slope
+    -d.g = d^T H d, both measured here by central differences of the loss (not mcnet's
+    bicomplex curvature); where the part was an ascent direction it is dropped. The other
+    tensors' parts are left alone."""
+    net, oracle, batch = _sigmoid_batchnorm_mlp(seed % 7)
+    w = oracle.initial_point()
+    _, g = oracle.value_and_grad(w, batch)
+    rng = np.random.default_rng(seed)
+    dw = rng.standard_normal(w.shape)
+    dw *= length * np.linalg.norm(w) / np.linalg.norm(dw)
+    solver = NewtonKrylov(scale_invariant_limit=None)
+    reasons: list[str] = []
+    fitted, _ = solver._shorten_scale_invariant_rows(oracle, w, dw, g, batch, reasons)
+    rows = channel_rows(oracle.shapes, w.shape[0])
+    tensors = scale_invariant_tensors(w, g, rows)
+    assert len(tensors) == 2
+    others = np.ones(w.shape, dtype=bool)
+    for tensor in tensors:
+        others[tensor] = False
+        given_slope, given_curvature = _measured_along(oracle, w, dw, tensor, batch)
+        kept = fitted[tensor] / np.where(dw[tensor] == 0, 1.0, dw[tensor])
+        assert np.ptp(kept) < 1e-12  # one factor for the whole tensor
+        if kept[0] == 1.0:  # the minimiser lies at or beyond the whole part, or none
+            assert given_curvature <= 0 or -given_slope >= given_curvature * (1 - 2e-3)
+        elif kept[0] == 0.0:  # an ascent direction for the batch: dropped
+            assert given_slope >= -1e-6 * abs(given_curvature)
+        else:
+            slope, curvature = _measured_along(oracle, w, fitted, tensor, batch)
+            assert np.isclose(-slope, curvature, rtol=2e-3), (slope, curvature)
+    np.testing.assert_array_equal(fitted[others], dw[others])
+    assert ("scale-invariant channels fitted to exact curvature" in reasons) == (
+        not np.array_equal(fitted, dw)
+    )
+
+
+def test_the_fit_trains_a_sigmoid_batchnorm_mlp_far_below_gauss_newton_alone():
+    """Gauss-Newton misses batch norm's own second derivative along the rows ahead of it
+    (on two moons' BN sigmoid MLP, 75 times the curvature it saw), and the Taylor ratio cut
+    most steps to 1/64-1/128. Measured here after 6 epochs: 0.196 with the fit, 0.345
+    without it."""
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=768, noise=0.2, random_state=3)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+
+    def history(**options):
+        nn.manual_seed(0)
+        net = nn.Sequential(
+            nn.Linear(2, 32), nn.BatchNorm1d(32), nn.Sigmoid(),
+            nn.Linear(32, 32), nn.BatchNorm1d(32), nn.Sigmoid(), nn.Linear(32, 1),
+        )  # fmt: skip
+        solver = mc.solvers.make("newton-krylov", **options)
+        data = (x, y.astype(np.float64).reshape(-1, 1))
+        return mc.fit(net, nn.BCEWithLogitsLoss(), data, solver, epochs=6, progress=False)
+
+    fitted, unfitted = history(), history(scale_invariant_curvature=False)
+    assert any("fitted to exact curvature" in r["reason"] for r in fitted.records)
+    assert not any("fitted" in r["reason"] for r in unfitted.records)
+    assert fitted.train_loss[-1] < 0.7 * unfitted.train_loss[-1], (
+        fitted.train_loss,
+        unfitted.train_loss,
+    )
