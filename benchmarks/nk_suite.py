@@ -198,6 +198,22 @@ def swiss_roll():
     return _standardize(x), _standardize(t).reshape(-1, 1)
 
 
+def regression():
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(n_samples=1500, n_features=8, n_informative=5, noise=5.0,
+                           random_state=18)  # fmt: skip
+    return _standardize(x), _standardize(np.tanh(y / 100.0)).reshape(-1, 1)
+
+
+def synthetic_binary():
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=1500, n_features=16, n_informative=8, n_redundant=4,
+                               flip_y=0.05, random_state=19)  # fmt: skip
+    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
+
+
 # --- models -------------------------------------------------------------------------------
 def act(name: str) -> nn.Module:
     return nn.Identity() if name == "none" else nn.models.activation_layer(name)
@@ -844,11 +860,96 @@ HOLDOUT4 = [
         CE,
     ),
 ]
-ALL_PROBLEMS = PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3 + HOLDOUT4
+# holdout-5: a sixth evaluation half, written after holdout-4's problems had been written and
+# before any per-row curvature fit was tried, and run once after the setting was fixed
+HOLDOUT5 = [
+    Problem(
+        "wine-mlp2-bn-sigmoid",
+        "holdout-5",
+        "wine, MLP 13-32-32-3 BN sigmoid, CE",
+        wine,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        CE,
+        epochs=10,
+    ),
+    Problem(
+        "binary-mlp3-bn-sigmoid",
+        "holdout-5",
+        "synthetic 2 classes in 16-d, MLP 16-64-64-64-1 BN sigmoid, BCE",
+        synthetic_binary,
+        mlp((64, 64, 64), "sigmoid", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "regression-mlp2-bn-sigmoid",
+        "holdout-5",
+        "tanh of a linear regression in 8-d, MLP 8-32-32-1 BN sigmoid, MSE",
+        regression,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "digits-mlp2-bn-sigmoid",
+        "holdout-5",
+        "digits, MLP 64-64-64-10 BN sigmoid, CE",
+        digits_flat,
+        mlp((64, 64), "sigmoid", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "mnistJ-mlp2-bn-sigmoid",
+        "holdout-5",
+        "MNIST t10k 4000..6000 reshuffled, MLP 784-64-32-10 BN sigmoid, CE",
+        lambda: mnist_slice(4000, 6000, True, 13),
+        mlp((64, 32), "sigmoid", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "iris-mlp1-bn-sigmoid",
+        "holdout-5",
+        "iris, MLP 4-16-3 BN sigmoid, CE",
+        iris,
+        mlp((16,), "sigmoid", batchnorm=True),
+        CE,
+        epochs=20,
+    ),
+    Problem(
+        "binary-mlp2-bn-tanh",
+        "holdout-5",
+        "synthetic 2 classes in 16-d, MLP 16-32-32-1 BN tanh, BCE",
+        synthetic_binary,
+        mlp((32, 32), "tanh", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "regression-mlp3-elu",
+        "holdout-5",
+        "tanh of a linear regression in 8-d, MLP 8-32-32-32-1 ELU, MSE",
+        regression,
+        mlp((32, 32, 32), "elu"),
+        MSE,
+    ),
+    Problem(
+        "digits-cnn-bn-elu-wide",
+        "holdout-5",
+        "digits 8x8, CNN 16-32 BN ELU, CE",
+        digits_images,
+        cnn(8, (16, 32), "elu", True),
+        CE,
+    ),
+    Problem(
+        "wine-resnet-sigmoid",
+        "holdout-5",
+        "wine, residual MLP width 32 sigmoid, CE",
+        wine,
+        residual(32, "sigmoid"),
+        CE,
+        epochs=10,
+    ),
+]
+ALL_PROBLEMS = PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3 + HOLDOUT4 + HOLDOUT5
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
-SPLITS = tuple(
-    dict.fromkeys(p.split for p in PROBLEMS + HOLDOUT + HOLDOUT2 + HOLDOUT3 + HOLDOUT4 + FIG5)
-)
+SPLITS = tuple(dict.fromkeys(p.split for p in ALL_PROBLEMS if p.split != "fig5")) + ("fig5",)
 
 
 # --- running ------------------------------------------------------------------------------
@@ -993,6 +1094,7 @@ TITLES = {
     "holdout-2": "Holdout-2 problems (a third evaluation half)",
     "holdout-3": "Holdout-3 problems (a fourth evaluation half)",
     "holdout-4": "Holdout-4 problems (a fifth evaluation half)",
+    "holdout-5": "Holdout-5 problems (a sixth evaluation half)",
 }
 
 
