@@ -154,6 +154,18 @@ def _measured_along(oracle, w, dw, tensor, batch) -> tuple[float, float]:
     return (up - down) / (2 * step), (up - 2 * mid + down) / step**2
 
 
+def test_a_tensor_needs_three_live_rows_to_count_as_scale_invariant():
+    rng = np.random.default_rng(5)
+    shapes = [(1, 8), (4, 8), (4, 8)]
+    rows = channel_rows(shapes, 72)
+    w, g = rng.standard_normal(72), rng.standard_normal(72)
+    for start in (0, 8, 16, 24, 40, 48):  # the head's row; 3 of 4 rows; 2 rows of the last
+        part = slice(start, start + 8)
+        g[part] -= (g[part] @ w[part]) / (w[part] @ w[part]) * w[part]
+    g[56:72] = 0.0  # the last tensor's other two rows are dead: two live rows, both orthogonal
+    assert scale_invariant_tensors(w, g, rows) == [slice(8, 40)]
+
+
 @settings(max_examples=25)
 @given(st.integers(0, 2**16), st.floats(0.3, 30.0))
 def test_a_fitted_tensor_step_is_the_minimiser_of_the_loss_along_it(seed, length):

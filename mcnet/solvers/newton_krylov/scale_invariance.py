@@ -29,12 +29,15 @@ def channel_rows(shapes: Sequence[tuple[int, ...]] | None, size: int) -> list[tu
     return rows
 
 
-def _invariant_rows(w, g_batch, part: slice, count: int, tolerance: float) -> Any | None:
+def _invariant_rows(
+    w, g_batch, part: slice, count: int, tolerance: float, min_rows: int = 1
+) -> Any | None:
     """Which of a tensor's ``count`` rows are orthogonal to their batch gradient to within
     ``tolerance`` / sqrt(n), n numbers in a row (two unrelated vectors have a cosine of
-    order 1 / sqrt(n)); None unless more than half of the rows with a gradient are: batch
-    norm makes a layer's channels invariant together, while a row of an ordinary layer is
-    orthogonal to its gradient by chance in a few of every thousand steps."""
+    order 1 / sqrt(n)); None unless more than half of the rows with a gradient are, and at
+    least ``min_rows`` have one: batch norm makes a layer's channels invariant together,
+    while a row of an ordinary layer is orthogonal to its gradient by chance in about
+    0.8 tolerance of the steps."""
     n = (part.stop - part.start) // count
     if n < 2:
         return None
@@ -45,7 +48,8 @@ def _invariant_rows(w, g_batch, part: slice, count: int, tolerance: float) -> An
     radial = abs((w_rows * g_rows).sum(axis=1))
     measured = (w_norm > 0) & (g_norm > 0)
     orthogonal = measured & (radial <= tolerance / math.sqrt(n) * w_norm * g_norm)
-    return orthogonal if 2 * int(orthogonal.sum()) > int(measured.sum()) else None
+    rows = int(measured.sum())
+    return orthogonal if rows >= min_rows and 2 * int(orthogonal.sum()) > rows else None
 
 
 def scale_invariant_tensors(
@@ -54,11 +58,13 @@ def scale_invariant_tensors(
     """The slices of the tensors whose rows are scale-invariant together: a weight followed
     by batch normalisation. Its rows' cosines are of order 1e-5, but up to 1e-2 for a
     channel of small variance, where batch norm's epsilon counts (the sigmoid BN networks
-    of the suite), hence the wider ``tolerance`` than a single row's."""
+    of the suite), hence the wider ``tolerance`` than a single row's. At least 3 rows with
+    a gradient are asked for: at this tolerance a one-row tensor (a regression's head)
+    passed by chance about once a run, and with few live rows (dead ReLUs) so can two."""
     return [
         part
         for part, count in rows
-        if _invariant_rows(w, g_batch, part, count, tolerance) is not None
+        if _invariant_rows(w, g_batch, part, count, tolerance, min_rows=3) is not None
     ]
 
 
