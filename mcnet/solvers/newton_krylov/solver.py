@@ -35,10 +35,14 @@ Where the printed algorithm needs a decision (docs/newton_krylov.md has the reas
   ``scale_invariant_limit`` of its norm. Such a step turns the channel instead of moving it,
   the Gauss-Newton matrix is flat along it, and CG's step was several times its norm: along
   it the loss of a BatchNorm CNN on digits rose where the model predicted its largest fall
-  (docs/newton_krylov.md).
+  (docs/newton_krylov.md). Then (``scale_invariant_curvature``) each tensor of such rows has
+  its part of dw shortened to the minimiser of the exact quadratic model along it (one
+  bicomplex forward, CSDD2): the Gauss-Newton matrix leaves out batch norm's own second
+  derivative, which dominates along such rows after a sigmoid.
 
 Every option of the constructor is a setting of a part (see `parts`) or of the loop itself
-(``warm_start``, ``post_screening``, ``scale_invariant_limit``). The defaults are
+(``warm_start``, ``post_screening``, ``scale_invariant_limit``,
+``scale_invariant_curvature``). The defaults are
 Algorithm 1 on the damped Gauss-Newton matrix G_j + lambda I (lambda_0 = 1e-2, following
 Levenberg-Marquardt) at eta = 0.2: with H_j, CG meets non-positive curvature at its first or
 second direction in nearly every iteration on ReLU networks, and training there ran 2-12x
@@ -377,7 +381,8 @@ class NewtonKrylovFast(NewtonKrylov):
     iterations, the global gradient accumulated from the batch gradients (started from a
     128-example sample) and the Gauss-Newton products in float32 while the gradient, the
     loss trials and the step stay in the parameters' dtype, and scale-invariant channels
-    turned by at most 0.15 of their norm per step. One setting for every problem, its
+    turned by at most 0.15 of their norm per step (then fitted to the exact curvature, as in
+    `NewtonKrylov`). One setting for every problem, its
     starting damping 1e-2 and its limit chosen on the development problems of
     `benchmarks/nk_suite.py` (the one that met its targets with the largest margin on the
     worst problem; the settings tried are listed in `benchmarks/results/nk_suite.md`)."""
