@@ -193,11 +193,11 @@ class Conv2d(Module):
         self.saved = _Saved(direct=False, data=x, in_shape=x.shape, size=size)
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
 
-    def _columns(self, x: Tensor, out_size: Pair):
-        """im2col's columns a batch chunk at a time (about ``loops.CHUNK_BYTES``: in cache
-        when the GEMM reads them), as tensors ``(C*kh*kw, Nc*Ho*Wo)``."""
+    def _columns(self, x: Tensor, out_size: Pair, chunk_bytes: int = loops.CHUNK_BYTES):
+        """im2col's columns a batch chunk at a time (about ``chunk_bytes``: in cache when the
+        GEMM reads them), as tensors ``(C*kh*kw, Nc*Ho*Wo)``."""
         per_image = len(x.data) * x.shape[1] * math.prod(self.kernel_size) * math.prod(out_size)
-        chunk = max(1, loops.CHUNK_BYTES // (per_image * x.data.itemsize))
+        chunk = max(1, chunk_bytes // (per_image * x.data.itemsize))
         for n0 in range(0, x.shape[0], chunk):
             data = x.data[:, n0 : n0 + chunk]
             yield Tensor(loops.im2col(data, self.kernel_size, self.stride, self.padding, out_size))
@@ -250,12 +250,13 @@ class Conv2d(Module):
             else:
                 weight_grad = correlation.correlate_weights(saved, rows, shape, grad_out.data.dtype)
                 self.weight.accumulate(Tensor(weight_grad))
-        else:  # the columns again, chunk by chunk
+        else:  # the columns again, chunk by chunk, none smaller than the weight's gradient
             first = 0
-            for cols in self._columns(saved, (ho, wo)):
+            for cols in self._columns(saved, (ho, wo), max(loops.CHUNK_BYTES, weight.nbytes)):
                 last = first + cols.shape[1]
+                whole = self.weight if first == 0 and last == g.shape[1] else None
                 self.weight.accumulate(
-                    _weight_gradient(g[:, first:last], cols).reshape(self.weight.shape)
+                    _weight_gradient(g[:, first:last], cols, whole).reshape(self.weight.shape)
                 )
                 first = last
         if self.bias is not None:
@@ -322,11 +323,13 @@ def _add_bias(y: Tensor, bias: Tensor) -> Tensor:
     return y + bias.reshape(-1, 1)
 
 
-def _weight_gradient(g: Tensor, cols: Tensor) -> Tensor:
-    """g (O, M) @ cols^T (M, C*kh*kw).  In single precision, with both operands real or both
-    complex, as (cols @ g^T)^T: OpenBLAS's sgemm/cgemm run that orientation faster on a
-    convolution's shapes, its dgemm/zgemm the other one."""
+def _weight_gradient(g: Tensor, cols: Tensor, into: Parameter | None = None) -> Tensor:
+    """g (O, M) @ cols^T (M, C*kh*kw), straight into ``into``'s slot where it can be (the
+    whole batch's gradient of a real pass).  Otherwise in single precision, with both
+    operands real or both complex, as (cols @ g^T)^T: OpenBLAS's sgemm/cgemm run that
+    orientation faster on a convolution's chunks, its dgemm/zgemm the other one."""
     single = g.dtype == np.float32 and cols.dtype == np.float32
-    if single and g.device == "cpu" and g.data.dtype.kind == cols.data.dtype.kind:
+    slot = None if into is None else into.slot
+    if single and slot is None and g.device == "cpu" and g.data.dtype.kind == cols.data.dtype.kind:
         return gradient_product(cols, g.T).T
-    return gradient_product(g, cols.T)
+    return gradient_product(g, cols.T, into)

@@ -78,18 +78,21 @@ def gradient_product(a: Tensor, b: Tensor, into: Parameter | None = None) -> Ten
         return product
     slot = None if into is None or into.grad is not None else into.slot
     if slot is not None and _fills(slot, a, b):
-        np.matmul(a.data[0], b.data[0], out=slot)
-        return Tensor(slot[None])
+        out = slot.reshape(a.shape[0], b.shape[1])  # a view: a filter bank's (O, C*kh*kw)
+        np.matmul(a.data[0], b.data[0], out=out)
+        return Tensor(out[None])
     return a @ b
 
 
 def _fills(slot: np.ndarray, a: Tensor, b: Tensor) -> bool:
-    """Whether ``a @ b`` of real NumPy matrices has the slot's shape and dtype."""
+    """Whether ``a @ b`` of real NumPy matrices has the slot's dtype and size (the slot's
+    leading axis its rows)."""
     return (
         _real_or_complex_matrix(a)
         and _real_or_complex_matrix(b)
         and a.data.dtype == b.data.dtype == slot.dtype
-        and slot.shape == (a.shape[0], b.shape[1])
+        and slot.shape[0] == a.shape[0]
+        and slot.size == a.shape[0] * b.shape[1]
     )
 
 
