@@ -502,6 +502,35 @@ def test_maxpool_decides_on_real_part_and_carries_the_element():
     np.testing.assert_array_equal(grad.numpy(), [[[[3.0, 0.0], [0.0, 0.0]]]])
 
 
+@given(pool_cases, st.integers(0, 2), st.booleans(), st.integers(0, 2**32 - 1))
+def test_maxpool_cpu_loop_picks_what_the_window_arrays_pick(case, order, channel_major, seed):
+    """The CPU's one-pass loop against the windows-and-argmax forward (the GPU's) run on the
+    same NumPy data: the same elements carried, ties and NaN included, in either layout;
+    and its backward adds each gradient to the element chosen (overlapping windows too)."""
+    pool, shape = make_pool(MaxPool2d, case)
+    rng = np.random.default_rng(seed)
+    parts = rng.integers(-3, 4, (2**order, *shape)).astype(np.float64)  # many ties
+    parts[0].reshape(-1)[rng.integers(0, parts[0].size, 2)] = np.nan
+    data = (parts[0] + 1j * parts[1])[None] if order == 1 else parts
+    if channel_major:
+        data = np.ascontiguousarray(data.transpose(0, 2, 1, 3, 4)).transpose(0, 2, 1, 3, 4)
+    x = mc.Tensor(data)
+    got = pool(x)
+    choice, _ = pool.saved
+    want = pool._forward_windows(x)
+    np.testing.assert_array_equal(got.data, want.data)
+    np.testing.assert_array_equal(choice, pool.saved[0])  # the same element of every tie
+    g = rng.standard_normal(got.data.shape)
+    back = pool.backward(mc.Tensor(g)).data
+    expected = np.zeros((len(g), *shape))
+    kw, (sh, sw) = pool.kernel_size[1], pool.stride
+    for idx in np.ndindex(*choice.shape):
+        n, c, i, j = idx
+        a, b = divmod(int(choice[idx]), kw)
+        expected[:, n, c, i * sh + a, j * sw + b] += g[:, n, c, i, j]
+    np.testing.assert_array_equal(back, expected)
+
+
 def test_pooling_rejects_bad_input():
     with pytest.raises(ValueError, match=r"AvgPool2d expected a 4-D input .* got shape \(4, 4\)"):
         AvgPool2d(2)(mc.tensor(np.zeros((4, 4))))

@@ -226,6 +226,73 @@ def _avg_pool_backward(g, rows, height, kernel, stride, ho, wo, ew, scale, out):
                     dst[t] = zero
 
 
+@njit(**JIT_OPTIONS)
+def _max_pool(x, kh, kw, sh, sw, out, choice, top):  # pragma: no cover - compiled
+    # x (K, C, N, H, W), out (K, C, N, Ho, Wo), choice (C, N, Ho, Wo): the window's argmax
+    # by real part of the first component, first on ties, the first NaN as NumPy's argmax.
+    # Row by row (1-D views, a running maximum per output in ``top``): Numba indexes those
+    # without the 5-D stride arithmetic, and selects instead of branches (random data
+    # mispredicts half of them).
+    k_total, c_total, n_total, ho, wo = out.shape
+    for c in range(c_total):
+        for n in range(n_total):
+            for i in range(ho):
+                chosen = choice[c, n, i]
+                for a in range(kh):
+                    row = x[0, c, n, i * sh + a]
+                    for b in range(kw):
+                        index = a * kw + b
+                        for j in range(uint64(wo)):
+                            v = row[j * sw + b].real
+                            t = top[j]
+                            taken = (index == 0) | (v > t) | ((v != v) & (t == t))
+                            top[j] = v if taken else t
+                            chosen[j] = index if taken else chosen[j]
+                for k in range(k_total):
+                    picked = out[k, c, n, i]
+                    for j in range(uint64(wo)):
+                        a = chosen[j] // kw
+                        picked[j] = x[k, c, n, i * sh + a, j * sw + chosen[j] - a * kw]
+
+
+@njit(**JIT_OPTIONS)
+def _max_pool_backward(g, choice, kw, sh, sw, out):  # pragma: no cover - compiled
+    # g (K, C, N, Ho, Wo) added into the chosen elements of out (K, C, N, H, W), zeroed
+    k_total, c_total, n_total, ho, wo = g.shape
+    for k in range(k_total):
+        for c in range(c_total):
+            for n in range(n_total):
+                for i in range(ho):
+                    for j in range(wo):
+                        best = choice[c, n, i, j]
+                        a = best // kw
+                        out[k, c, n, i * sh + a, j * sw + best - a * kw] += g[k, c, n, i, j]
+
+
+def max_pool(data: np.ndarray, kernel, stride, out_size) -> tuple[np.ndarray, np.ndarray]:
+    """Max pooling of ``(K, N, C, H, W)`` data (no padding, floor mode) by the real part of
+    the first component: the result ``(K, N, C, Ho, Wo)`` and each window's choice
+    ``(N, C, Ho, Wo)`` (row-major index in the window), both laid out channel-major."""
+    k, n, c, _, _ = data.shape
+    ho, wo = out_size
+    out = np.empty((k, c, n, ho, wo), dtype=data.dtype)
+    choice = np.empty((c, n, ho, wo), dtype=np.int32)
+    top = np.empty(wo, dtype=data.real.dtype)
+    _max_pool(channel_major(data), kernel[0], kernel[1], stride[0], stride[1], out, choice, top)
+    return out.transpose(0, 2, 1, 3, 4), choice.transpose(1, 0, 2, 3)
+
+
+def max_pool_backward(grad: np.ndarray, choice: np.ndarray, shape, kernel, stride) -> np.ndarray:
+    """The adjoint of ``max_pool``: each gradient of ``grad`` ``(K, N, C, Ho, Wo)`` added to
+    the element its window chose, in zeros of ``shape`` ``(K, N, C, H, W)``, laid out
+    channel-major."""
+    k, n, c, h, w = shape
+    out = np.zeros((k, c, n, h, w), dtype=grad.dtype)
+    _max_pool_backward(channel_major(grad), np.ascontiguousarray(choice.transpose(1, 0, 2, 3)),
+                       kernel[1], stride[0], stride[1], out)  # fmt: skip
+    return out.transpose(0, 2, 1, 3, 4)
+
+
 def channel_major(data: np.ndarray) -> np.ndarray:
     """``(K, N, C, H, W)`` component data as ``(K, C, N, H, W)``, C-contiguous (a view when the
     data is laid out channel-major, as a convolution's output is)."""

@@ -84,6 +84,18 @@ class MaxPool2d(_Pool2d):
     multicomplex element is carried.  ``stride`` defaults to ``kernel_size``."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.device == "cpu":  # one Numba pass; the result is laid out channel-major
+            check_images(x, None, type(self).__name__)
+            size = output_size(
+                (x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__
+            )
+            picked, choice = loops.max_pool(x.data, self.kernel_size, self.stride, size)
+            self.saved = (choice, x.shape)
+            return Tensor(picked)
+        return self._forward_windows(x)
+
+    def _forward_windows(self, x: Tensor) -> Tensor:
+        """The forward by array operations on the windows (the GPU's)."""
         view = self._windows(x)
         xp = array_module(view)
         k, n, c, ho, wo, kh, kw = view.shape
@@ -97,6 +109,10 @@ class MaxPool2d(_Pool2d):
     def backward(self, grad_out: Tensor) -> Tensor:
         choice, in_shape = self.saved
         g = grad_out.data
+        if grad_out.device == "cpu":
+            shape = (len(g), *in_shape)
+            return Tensor(loops.max_pool_backward(g, choice, shape, self.kernel_size,
+                                                  self.stride))  # fmt: skip
         xp = array_module(g)
         kh, kw = self.kernel_size
         offsets = xp.arange(kh * kw).reshape(kh, kw, 1, 1, 1, 1, 1)
