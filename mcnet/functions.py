@@ -58,6 +58,22 @@ fast_paths.register(
 )
 
 
+# ELU's forward (the result and the mask Re x > 0) and backward in one CPU pass at orders 0
+# and 1, for any dense layout (a convolution's channel-major output included).
+fast_paths.register(
+    "elu_forward",
+    lambda x, alpha: x.device == "cpu",
+    lambda x, alpha: _tensor_and_mask(loops.elu(x.data, alpha)),
+)
+fast_paths.register(
+    "elu_backward",
+    lambda grad_out, positive, y, alpha: grad_out.device == "cpu" and y.device == "cpu",
+    lambda grad_out, positive, y, alpha: _tensor(
+        loops.elu_backward(grad_out.data, positive, y.data, alpha)
+    ),
+)
+
+
 def _tensor_and_mask(result):
     return None if result is None else (Tensor(result[0]), result[1])
 

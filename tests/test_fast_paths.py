@@ -58,3 +58,44 @@ def test_sigmoid_backward_rule_and_the_consulting_order():
     assert fast_paths.first("no such primitive", g) is None
     # the exact Taylor mode comes first: no fused path knows nilpotent units
     assert len(fast_paths.rules("exp")) >= 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", [0, 1])
+@pytest.mark.parametrize("channel_major", [False, True])
+def test_elu_rules_match_the_general_algebra_in_any_layout(dtype, order, channel_major):
+    """ELU's fused forward (result and mask) and backward against mc.elu and the backward's
+    formula g where Re x > 0, else g (y + alpha), on a convolution's channel-major layout
+    too; zeros, negatives and NaN included."""
+    rng = np.random.default_rng(order)
+    shape = (4, 3, 5, 6)
+
+    def tensor(scale):
+        parts = (
+            rng.standard_normal((2**order, *shape))
+            * np.r_[1.0, 1e-3][: 2**order, None, None, None, None]
+            * scale
+        )
+        parts[0, 0, 0, 0, :2] = [0.0, np.nan]
+        t = mc.from_parts(parts.astype(dtype))
+        if channel_major:  # (N, C, H, W) laid out as (C, N, H, W), as Conv2d gives it
+            t = mc.Tensor(
+                np.ascontiguousarray(t.data.transpose(0, 2, 1, 3, 4)).transpose(0, 2, 1, 3, 4)
+            )
+        return t
+
+    x, g, alpha = tensor(2.0), tensor(1.0), 0.7
+    y, positive = fast_paths.first("elu_forward", x, alpha)
+    # alpha (exp(x) - 1) carries the roundoff of exp near 1: a few ulps of alpha, absolute
+    tol = 4 * np.finfo(dtype).eps
+    np.testing.assert_array_equal(positive, x.real > 0)
+    scales = (1.0, 1e-3)  # each component's size: an i-part is checked to its own roundoff
+    for got, want, scale in zip(y.comps, mc.elu(x, alpha).comps, scales):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * alpha * scale)
+    # a gradient whose one component axis has another stride (0, as x[None] gives it)
+    g = mc.Tensor(g.data[0][None]) if order == 0 else g
+    back = fast_paths.first("elu_backward", g, positive, y, alpha)
+    assert back is not None
+    want = mc.where(positive, g, g * (y + alpha))
+    for got, expected, scale in zip(back.comps, want.comps, scales):
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * alpha * scale)

@@ -421,7 +421,7 @@ def sigmoid_backward(grad: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     None otherwise."""
     if len(grad) != 1 or len(y) != 1 or grad.dtype != y.dtype or grad.shape != y.shape:
         return None
-    if grad.strides != y.strides:
+    if grad.strides[1:] != y.strides[1:]:  # (the one component's stride does not matter)
         return None
     flat_g, axes = flat_in_memory_order(grad)
     flat_y, axes_y = flat_in_memory_order(y)
@@ -435,6 +435,70 @@ def sigmoid_backward(grad: np.ndarray, y: np.ndarray) -> np.ndarray | None:
                                   out[0].view(real))  # fmt: skip
     else:
         _sigmoid_backward(flat_g[0], flat_y[0], one, out[0])
+    return from_flat(out, grad.shape, axes)
+
+
+@njit(**JIT_OPTIONS)
+def _elu(x, e, alpha, one, out, positive):  # pragma: no cover - compiled
+    # e = exp(x) where x <= 0 (exp of the negative branch only, as mc.elu)
+    for p in range(uint64(x.shape[0])):
+        v = x[p]
+        c = v.real > 0
+        positive[p] = c
+        out[p] = v if c else alpha * (e[p] - one)
+
+
+@njit(**JIT_OPTIONS)
+def _elu_backward(g, positive, y, alpha, out):  # pragma: no cover - compiled
+    for p in range(uint64(g.shape[0])):
+        out[p] = g[p] if positive[p] else g[p] * (y[p] + alpha)
+
+
+@njit(**JIT_OPTIONS)
+def _elu_backward_real(g, positive, y, alpha, one, out):  # pragma: no cover - compiled
+    # g * 1 is g to the bit: a select of the factor, not a branch, so the loop vectorises
+    for p in range(uint64(g.shape[0])):
+        out[p] = g[p] * (one if positive[p] else y[p] + alpha)
+
+
+def elu(data: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """ELU of order-0 or order-1 component data ``(1, *shape)`` of any dense layout: exp of
+    the negative branch by the vectorised loop (real data), then one pass for x where
+    Re x > 0, else alpha (exp(x) - 1), and the mask Re x > 0 (``*shape``, in the data's
+    layout); None otherwise."""
+    if not isinstance(data, np.ndarray) or len(data) != 1 or data.dtype.kind not in "fc":
+        return None
+    flat, axes = flat_in_memory_order(data)
+    rtype = data.real.dtype.type
+    out = np.empty_like(flat)
+    positive = np.empty(flat.shape[1:], dtype=np.bool_)
+    negative = flat[0] * (flat[0].real <= 0)  # x on the negative branch, 0 elsewhere
+    e = exp_in_place(negative) if data.dtype.kind == "f" else np.exp(negative)
+    _elu(flat[0], e, rtype(alpha), rtype(1), out[0], positive)
+    mask = from_flat(positive[None], data.shape, axes)[0]
+    return from_flat(out, data.shape, axes), mask
+
+
+def elu_backward(
+    grad: np.ndarray, positive: np.ndarray, y: np.ndarray, alpha: float
+) -> np.ndarray | None:
+    """grad where ``positive``, else grad * (y + alpha), in one pass for order-0 or order-1
+    data of one layout and dtype; None otherwise."""
+    if len(grad) != 1 or len(y) != 1 or grad.dtype != y.dtype or grad.shape != y.shape:
+        return None
+    if grad.strides[1:] != y.strides[1:] or positive.shape != grad.shape[1:]:
+        return None  # (the one component's stride does not matter)
+    flat_g, axes = flat_in_memory_order(grad)
+    flat_y, axes_y = flat_in_memory_order(y)
+    mask = positive.transpose([a - 1 for a in axes[1:]])
+    if axes != axes_y or not mask.flags.c_contiguous:
+        return None
+    out = np.empty_like(flat_g)
+    rtype = y.real.dtype.type
+    if y.dtype.kind == "f":
+        _elu_backward_real(flat_g[0], mask.reshape(-1), flat_y[0], rtype(alpha), rtype(1), out[0])
+    else:
+        _elu_backward(flat_g[0], mask.reshape(-1), flat_y[0], rtype(alpha), out[0])
     return from_flat(out, grad.shape, axes)
 
 

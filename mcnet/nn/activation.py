@@ -76,12 +76,19 @@ class ELU(Module):
         self.alpha = float(alpha)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = elu(x, self.alpha)
-        self.saved = (x.real > 0, y)
+        fast = fast_paths.first("elu_forward", x, self.alpha)
+        if fast is not None:
+            y, positive = fast
+        else:
+            y, positive = elu(x, self.alpha), x.real > 0
+        self.saved = (positive, y)
         return y
 
     def backward(self, grad_out: Tensor) -> Tensor:
         positive, y = self.saved
+        fast = fast_paths.first("elu_backward", grad_out, positive, y, self.alpha)
+        if fast is not None:
+            return fast
         return where(positive, grad_out, grad_out * (y + self.alpha))
 
     def extra_repr(self) -> str:
