@@ -472,9 +472,17 @@ def elu(data: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray] | None:
     rtype = data.real.dtype.type
     out = np.empty_like(flat)
     positive = np.empty(flat.shape[1:], dtype=np.bool_)
-    negative = flat[0] * (flat[0].real <= 0)  # x on the negative branch, 0 elsewhere
-    e = exp_in_place(negative) if data.dtype.kind == "f" else np.exp(negative)
-    _elu(flat[0], e, rtype(alpha), rtype(1), out[0], positive)
+    x = flat[0]
+    on_branch = x.real <= 0  # exp is taken of the negative branch only, 0 elsewhere
+    if data.dtype.kind == "f":
+        e = exp_in_place(x * on_branch)
+    else:  # exp(a + ib) = e^a (cos b + i sin b): NumPy's complex exp is a scalar libm call
+        e = np.empty_like(x)
+        magnitude = exp_in_place(x.real * on_branch)
+        angle = x.imag * on_branch
+        np.multiply(magnitude, np.cos(angle), out=e.real)
+        np.multiply(magnitude, np.sin(angle), out=e.imag)
+    _elu(x, e, rtype(alpha), rtype(1), out[0], positive)
     mask = from_flat(positive[None], data.shape, axes)[0]
     return from_flat(out, data.shape, axes), mask
 
