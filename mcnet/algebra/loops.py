@@ -416,17 +416,26 @@ def softplus(data: np.ndarray) -> np.ndarray | None:
     return from_flat(out, data.shape, axes) if done else None
 
 
-def sigmoid_backward(grad: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-    """grad * (y * (1 - y)) in one pass for order-0 or order-1 data of one layout and dtype;
-    None otherwise."""
+def _one_layout(grad: np.ndarray, y: np.ndarray):
+    """(grad, y, axes) as flat ``(1, L)`` arrays in their common memory order, for order-0 or
+    order-1 data of one shape, dtype and layout (the one component's stride does not
+    matter); None otherwise."""
     if len(grad) != 1 or len(y) != 1 or grad.dtype != y.dtype or grad.shape != y.shape:
         return None
-    if grad.strides[1:] != y.strides[1:]:  # (the one component's stride does not matter)
+    if grad.strides[1:] != y.strides[1:]:
         return None
     flat_g, axes = flat_in_memory_order(grad)
     flat_y, axes_y = flat_in_memory_order(y)
-    if axes != axes_y:
+    return (flat_g, flat_y, axes) if axes == axes_y else None
+
+
+def sigmoid_backward(grad: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """grad * (y * (1 - y)) in one pass for order-0 or order-1 data of one layout and dtype;
+    None otherwise."""
+    laid_out = _one_layout(grad, y)
+    if laid_out is None:
         return None
+    flat_g, flat_y, axes = laid_out
     one = np.float32(1) if y.dtype in (np.float32, np.complex64) else np.float64(1)
     out = np.empty_like(flat_g)
     if y.dtype.kind == "c":
@@ -492,14 +501,12 @@ def elu_backward(
 ) -> np.ndarray | None:
     """grad where ``positive``, else grad * (y + alpha), in one pass for order-0 or order-1
     data of one layout and dtype; None otherwise."""
-    if len(grad) != 1 or len(y) != 1 or grad.dtype != y.dtype or grad.shape != y.shape:
+    laid_out = _one_layout(grad, y)
+    if laid_out is None or positive.shape != grad.shape[1:]:
         return None
-    if grad.strides[1:] != y.strides[1:] or positive.shape != grad.shape[1:]:
-        return None  # (the one component's stride does not matter)
-    flat_g, axes = flat_in_memory_order(grad)
-    flat_y, axes_y = flat_in_memory_order(y)
+    flat_g, flat_y, axes = laid_out
     mask = positive.transpose([a - 1 for a in axes[1:]])
-    if axes != axes_y or not mask.flags.c_contiguous:
+    if not mask.flags.c_contiguous:
         return None
     out = np.empty_like(flat_g)
     rtype = y.real.dtype.type

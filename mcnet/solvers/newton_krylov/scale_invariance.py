@@ -31,13 +31,13 @@ def channel_rows(shapes: Sequence[tuple[int, ...]] | None, size: int) -> list[tu
 
 def _invariant_rows(
     w, g_batch, part: slice, count: int, tolerance: float, min_rows: int = 1
-) -> Any | None:
-    """Which of a tensor's ``count`` rows are orthogonal to their batch gradient to within
+) -> tuple[Any, Any] | None:
+    """(which of a tensor's ``count`` rows are orthogonal to their batch gradient to within
     ``tolerance`` / sqrt(n), n numbers in a row (two unrelated vectors have a cosine of
-    order 1 / sqrt(n)); None unless more than half of the rows with a gradient are, and at
-    least ``min_rows`` have one: batch norm makes a layer's channels invariant together,
-    while a row of an ordinary layer is orthogonal to its gradient by chance in about
-    0.8 tolerance of the steps."""
+    order 1 / sqrt(n)), the rows' norms); None unless more than half of the rows with a
+    gradient are, and at least ``min_rows`` have one: batch norm makes a layer's channels
+    invariant together, while a row of an ordinary layer is orthogonal to its gradient by
+    chance in about 0.8 tolerance of the steps."""
     n = (part.stop - part.start) // count
     if n < 2:
         return None
@@ -49,7 +49,9 @@ def _invariant_rows(
     measured = (w_norm > 0) & (g_norm > 0)
     orthogonal = measured & (radial <= tolerance / math.sqrt(n) * w_norm * g_norm)
     rows = int(measured.sum())
-    return orthogonal if rows >= min_rows and 2 * int(orthogonal.sum()) > rows else None
+    if rows < min_rows or 2 * int(orthogonal.sum()) <= rows:
+        return None
+    return orthogonal, w_norm
 
 
 def scale_invariant_tensors(
@@ -79,13 +81,12 @@ def limit_scale_invariant_steps(
     epsilon dominates it; it is left alone.)"""
     limited = 0
     for part, count in rows:
-        orthogonal = _invariant_rows(w, g_batch, part, count, 1e-3)
-        if orthogonal is None:
+        invariant = _invariant_rows(w, g_batch, part, count, 1e-3)
+        if invariant is None:
             continue
+        orthogonal, w_norm = invariant
         n = (part.stop - part.start) // count
-        w_rows = w[part].reshape(count, n)
         d_rows = dw[part].reshape(count, n)
-        w_norm = (w_rows * w_rows).sum(axis=1) ** 0.5
         d_norm = (d_rows * d_rows).sum(axis=1) ** 0.5
         over = orthogonal & (d_norm > limit * w_norm)
         shortened = int(over.sum())
