@@ -391,8 +391,40 @@ def test_exp_loop_is_within_one_ulp_of_mpmath(dtype, data):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(data=st.data())
+def test_expm1_loop_is_within_ulps_of_mpmath(dtype, data):
+    """``loops.exp_and_expm1`` (the order-2 sigmoid's and the complex tanh's expm1: a
+    polynomial below |x| = 1, e - 1 above) at tiny, moderate and overflowing x and at the
+    switch |x| = 1, every element of a chunked array checked."""
+    import mpmath
+
+    from mcnet.algebra import loops
+
+    low, high, _ = _EXP_EDGES[dtype]
+    tiny = st.builds(lambda m, k: m * 10.0**k, st.floats(-1, 1), st.integers(-40, 0))
+    switch = st.sampled_from([1.0, -1.0, float(np.nextafter(dtype(1), dtype(0))),
+                              -float(np.nextafter(dtype(1), dtype(0)))])  # fmt: skip
+    value = st.one_of(st.floats(low, high), st.floats(-3, 3), tiny, switch)
+    values = data.draw(st.lists(value, min_size=1, max_size=40))
+    x = np.resize(np.array(values, dtype=dtype), 1500)  # chunks of every phase
+    e, em1 = loops.exp_and_expm1(x)
+    for got, rounded in zip(em1[: len(values)], x[: len(values)]):
+        with mpmath.workprec(120), np.errstate(over="ignore"):
+            exact = mpmath.expm1(mpmath.mpf(float(rounded)))
+            want = dtype(float(exact))
+        if want == 0 or np.isinf(want):
+            assert got == want
+        else:
+            assert abs(mpmath.mpf(float(got)) - exact) <= 1.5 * float(np.spacing(abs(want)))
+    np.testing.assert_array_equal(e, loops.exp_in_place(x.copy()))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_exp_loop_keeps_nan_and_infinities(dtype):
     from mcnet.algebra import loops
 
     got = loops.exp_in_place(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=dtype))
     assert np.isnan(got[0]) and list(got[1:]) == [np.inf, 0.0, 1.0, 1.0]
+    _, em1 = loops.exp_and_expm1(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=dtype))
+    assert np.isnan(em1[0]) and list(em1[1:]) == [np.inf, -1.0, 0.0, 0.0]
+    assert np.signbit(em1[4])

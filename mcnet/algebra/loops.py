@@ -9,6 +9,7 @@ Numba function is a float64, and ``float32 * float64`` would compute in float64.
 from __future__ import annotations
 
 import cmath
+import math
 from typing import Any
 
 import numpy as np
@@ -134,11 +135,64 @@ def exp_in_place(a: np.ndarray) -> np.ndarray:
     return a
 
 
-# --- the sigmoid on the CPU: NumPy's vectorised exp, then one Numba pass ------------------
+# --- expm1 from exp, vectorised ----------------------------------------------------------
+#
+# NumPy's expm1 is a scalar libm call per element (11 ns in float32, 10 ns in float64 here),
+# five times its float32 exp.  For |x| >= 1, e - 1 loses nothing (|e - 1| >= 1 - 1/e);
+# below, the Taylor polynomial of degree 18 (float64) or 11 (float32), whose truncation is
+# below half an ulp of |expm1 x| >= 0.63 |x|.  The polynomial runs a coefficient at a time
+# over a chunk in the L1 cache, a loop that vectorises (one over the coefficients per element
+# does not); within 1.2 ulps of mpmath's expm1.
+
+_INVERSE_FACTORIALS = {
+    np.dtype(dtype): np.array([1 / math.factorial(k) for k in range(degree, 0, -1)], dtype=dtype)
+    for dtype, degree in ((np.float64, 18), (np.float32, 11))
+}
+
+
+@njit(**JIT_OPTIONS, fastmath={"contract"})
+def _horner_step(x, c, s):  # pragma: no cover - compiled
+    for p in range(uint64(x.shape[0])):
+        s[p] = s[p] * x[p] + c
+
+
+@njit(**JIT_OPTIONS)
+def _expm1_select(x, e, s, one, out):  # pragma: no cover - compiled
+    for p in range(uint64(x.shape[0])):
+        u = x[p]
+        out[p] = u * s[p] if abs(u) < one else e[p] - one
+
+
+@njit(**JIT_OPTIONS)
+def _expm1_chunks(x, e, coefficients, one, out):  # pragma: no cover - compiled
+    s = np.empty(_CHUNK, dtype=x.dtype)
+    for start in range(0, x.shape[0], _CHUNK):
+        m = min(_CHUNK, x.shape[0] - start)
+        xs = x[start : start + m]
+        s[:m] = coefficients[0]
+        for c in coefficients[1:]:
+            _horner_step(xs, c, s[:m])
+        _expm1_select(xs, e[start : start + m], s[:m], one, out[start : start + m])
+
+
+def exp_and_expm1(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(exp(x), expm1(x)) of a real array, each to full relative accuracy, as new arrays."""
+    e = exp_in_place(np.array(x, order="C"))
+    coefficients = _INVERSE_FACTORIALS.get(x.dtype)
+    if coefficients is None:
+        return e, np.expm1(x)
+    source = np.ascontiguousarray(x).reshape(-1)
+    em1 = np.empty_like(e)
+    _expm1_chunks(source, e.reshape(-1), coefficients, x.dtype.type(1), em1.reshape(-1))
+    return e, em1
+
+
+# --- the sigmoid on the CPU: vectorised exp (and expm1), then one Numba pass --------------
 #
 # A fused kernel (``kernels``) evaluates exp per element with a scalar libm call and, for
-# float32 data, in float64 (its literals are float64).  Here exp runs as NumPy's SIMD ufunc
-# on the real parts, in the data's own precision, and the rest is arithmetic in one pass.
+# float32 data, in float64 (its literals are float64).  Here exp and expm1 run as the
+# vectorised loops above on the real parts, in the data's own precision, and the rest is
+# arithmetic in one pass.
 
 
 @njit(**JIT_OPTIONS)
@@ -262,8 +316,7 @@ def sigmoid(data: np.ndarray) -> np.ndarray | None:
     e = np.abs(flat[0].real if not real else flat[0])
     np.negative(e, out=e)
     if real:  # one direction, order 2
-        em1 = np.expm1(e)
-        exp_in_place(e)
+        e, em1 = exp_and_expm1(e)
         tau = rtype(2.0**-8 * np.sqrt(np.finfo(rtype).eps))
         out = np.empty_like(flat)
         if not _sigmoid_series2(flat, e, em1, tau, one, out):
@@ -276,10 +329,10 @@ def sigmoid(data: np.ndarray) -> np.ndarray | None:
     return from_flat(out, data.shape, axes)
 
 
-# --- tanh on the CPU, order 1: NumPy's vectorised exp and expm1, then one Numba pass -------
+# --- tanh on the CPU, order 1: vectorised exp and expm1 (above), then one Numba pass ------
 #
 # The fused kernel's order-1 tanh makes three scalar libm calls per element (tanh and cosh
-# twice); here the exponentials are NumPy's SIMD ufuncs.
+# twice); here the exponentials are the vectorised loops above.
 
 
 @njit(**JIT_OPTIONS)
@@ -320,8 +373,7 @@ def tanh(data: np.ndarray) -> np.ndarray | None:
     rtype = np.float32 if data.dtype == np.complex64 else np.float64
     e = np.abs(flat[0].real)
     e *= rtype(-2)
-    em1 = np.expm1(e)
-    exp_in_place(e)
+    e, em1 = exp_and_expm1(e)
     out = np.empty_like(flat)
     _tanh_complex(
         flat[0].view(rtype),
