@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
 import mcnet as mc
-from mcnet.algebra import fast_paths
+from mcnet.algebra import fast_paths, symmetric
 from mcnet.tensor import algebra_of
 
 ANALYTIC = ["exp", "sin", "tanh", "sigmoid", "softplus", "log"]
@@ -99,3 +101,54 @@ def test_elu_rules_match_the_general_algebra_in_any_layout(dtype, order, channel
     want = mc.where(positive, g, g * (y + alpha))
     for got, expected, scale in zip(back.comps, want.comps, scales):
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * alpha * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channel_major", [False, True])
+@pytest.mark.parametrize("step", ["tiny", "large"])
+@pytest.mark.parametrize("nilpotent", [False, True])
+def test_elu_rule_at_order_two_is_the_closed_form_written_out(dtype, channel_major, step,
+                                                             nilpotent):  # fmt: skip
+    """ELU's fused forward on one-direction order-2 data s = (x, s1, s2) against the closed
+    form written out by hand in float64 with libm's functions: s where x > 0, else
+    alpha (exp(s) - 1) with exp(s) = e^x [1, s1, s2 + s1^2] for nilpotent units and
+    e^x [c^2 ch + r^2 sh, c r e^-s2, r^2 ch + c^2 sh] (c, r = cos, sin s1; ch, sh = cosh,
+    sinh s2) for multicomplex ones; a step beyond the series' bound is refused (the general
+    algebra takes it)."""
+    rng = np.random.default_rng(5)
+    shape = (4, 3, 5, 6)
+    eps = np.finfo(dtype).eps
+    s1_size = (
+        2.0**-8 * np.sqrt(eps) / 4
+        if step == "tiny"
+        else {np.float32: 2e-2, np.float64: 1e-3}[dtype]
+    )
+    sizes = np.array([2.0, s1_size, s1_size**2])[:, None, None, None, None]
+    s = rng.standard_normal((3, *shape)) * sizes
+    s[0, 0, 0, 0, :3] = [0.0, -0.0, -30.0]
+    data = s.astype(dtype)
+    if channel_major:
+        data = np.ascontiguousarray(data.transpose(0, 2, 1, 3, 4)).transpose(0, 2, 1, 3, 4)
+    x, s1, s2 = (c.astype(np.float64) for c in data)
+    alpha = 0.7
+    e = np.exp(np.minimum(x, 0))
+    if nilpotent:
+        series = [np.ones_like(x), s1, s2 + s1 * s1]
+    else:
+        c, r, ch, sh = np.cos(s1), np.sin(s1), np.cosh(s2), np.sinh(s2)
+        series = [c * c * ch + r * r * sh, c * r * np.exp(-s2), r * r * ch + c * c * sh]
+    want = [np.where(x > 0, part, alpha * (e * term - (k == 0)))
+            for k, (part, term) in enumerate(zip((x, s1, s2), series))]  # fmt: skip
+    with symmetric.nilpotent_units() if nilpotent else contextlib.nullcontext():
+        y, positive = fast_paths.first("elu_forward", mc.Tensor(data), alpha)
+    np.testing.assert_array_equal(positive, x > 0)
+    assert y.data.shape == data.shape
+    # e^x - 1 carries exp's roundoff: ulps of alpha, absolute; the others relative
+    np.testing.assert_allclose(y.data[0], want[0], rtol=2 * eps, atol=2 * eps * alpha)
+    for got, expected, size in zip(y.data[1:], want[1:], (abs(s1), abs(s2) + s1 * s1)):
+        np.testing.assert_array_less(np.abs(got - expected), 4 * eps * (size + 1e-300))
+    beyond = data.copy()
+    beyond[1, 0, 0, 0, 0] = 0.5
+    with symmetric.nilpotent_units() if nilpotent else contextlib.nullcontext():
+        refused = fast_paths.first("elu_forward", mc.Tensor(beyond), alpha) is None
+    assert refused != nilpotent  # nilpotent units: the series is exact at any step

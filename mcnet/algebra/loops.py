@@ -510,6 +510,45 @@ def _elu(x, e, alpha, one, out, positive):  # pragma: no cover - compiled
 
 
 @njit(**JIT_OPTIONS)
+def _elu_order2(s, e, alpha, bound, one, multicomplex, out, positive):  # pragma: no cover
+    # one direction, order 2: s = (s0, s1, s2), e = exp(s0) where s0 <= 0; s itself where
+    # s0 > 0, else alpha (exp(s) - 1).  Nilpotent units: exp(s) = e [1, s1, s2 + s1^2].
+    # Multicomplex ones (i1^2 = i2^2 = -1, (i1 i2)^2 = 1): exp(s1 (i1 + i2)) = (c + i1 r)
+    # (c + i2 r), c = cos s1, r = sin s1, and exp(s2 i1 i2) = ch + i1 i2 sh, ch = cosh s2,
+    # sh = sinh s2, so exp(s) = e [c^2 ch + r^2 sh, c r (ch - sh), r^2 ch + c^2 sh], the four
+    # by their series to the 4th and 5th powers.  False (out unfinished) unless every
+    # |s1|, |s2| <= bound, where the series' truncation is below a quarter of eps; counted
+    # branch-free (as in _sigmoid_series2) so that the loop vectorises.
+    outside = 0
+    half, sixth = one / 2, one / 6
+    inv24, inv120 = one / 24, one / 120
+    for p in range(uint64(s.shape[1])):
+        x, s1, s2 = s[0, p], s[1, p], s[2, p]
+        outside += 1 - ((abs(s1) <= bound) & (abs(s2) <= bound))  # NaN counts as outside
+        if multicomplex:
+            q1, q2 = s1 * s1, s2 * s2
+            c = one - q1 * (half - q1 * inv24)
+            r = s1 * (one - q1 * (sixth - q1 * inv120))
+            ch = one + q2 * (half + q2 * inv24)
+            sh = s2 * (one + q2 * (sixth + q2 * inv120))
+            c2, r2 = c * c, r * r
+            e0, e1, e2 = c2 * ch + r2 * sh, (c * r) * (ch - sh), r2 * ch + c2 * sh
+        else:
+            e0, e1, e2 = one, s1, s2 + s1 * s1
+        keep = x > 0
+        positive[p] = keep
+        ep = e[p]
+        out[0, p] = x if keep else alpha * (ep * e0 - one)
+        out[1, p] = s1 if keep else alpha * (ep * e1)
+        out[2, p] = s2 if keep else alpha * (ep * e2)
+    return outside == 0
+
+
+# |s1| and |s2| up to which _elu_order2's series are exact to roundoff, by real dtype
+_ELU_ORDER2_BOUND = {np.float32: np.float32(2.0**-3), np.float64: 2.0**-8}
+
+
+@njit(**JIT_OPTIONS)
 def _elu_backward(g, positive, y, alpha, out):  # pragma: no cover - compiled
     for p in range(uint64(g.shape[0])):
         out[p] = g[p] if positive[p] else g[p] * (y[p] + alpha)
@@ -522,12 +561,16 @@ def _elu_backward_real(g, positive, y, alpha, one, out):  # pragma: no cover - c
         out[p] = g[p] * (one if positive[p] else y[p] + alpha)
 
 
-def elu(data: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """ELU of order-0 or order-1 component data ``(1, *shape)`` of any dense layout: exp of
-    the negative branch by the vectorised loop (real data), then one pass for x where
-    Re x > 0, else alpha (exp(x) - 1), and the mask Re x > 0 (``*shape``, in the data's
-    layout); None otherwise."""
-    if not isinstance(data, np.ndarray) or len(data) != 1 or data.dtype.kind not in "fc":
+def elu(data: np.ndarray, alpha: float, nilpotent: bool = False,
+        ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    """ELU of order-0 or order-1 component data ``(1, *shape)`` or one-direction order-2
+    data ``(3, *shape)`` (real; with ``nilpotent`` units, else multicomplex ones) of any
+    dense layout: exp of the negative branch by the vectorised loop (real parts), then one
+    pass for x where Re x > 0, else alpha (exp(x) - 1), and the mask Re x > 0 (``*shape``,
+    in the data's layout); None otherwise."""
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "fc":
+        return None
+    if len(data) not in ((1, 3) if data.dtype.kind == "f" else (1,)):
         return None
     flat, axes = flat_in_memory_order(data)
     rtype = data.real.dtype.type
@@ -543,8 +586,13 @@ def elu(data: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray] | None:
         angle = x.imag * on_branch
         np.multiply(magnitude, np.cos(angle), out=e.real)
         np.multiply(magnitude, np.sin(angle), out=e.imag)
-    _elu(x, e, rtype(alpha), rtype(1), out[0], positive)
-    mask = from_flat(positive[None], data.shape, axes)[0]
+    if len(data) == 3:  # one direction, order 2
+        bound = rtype(np.inf) if nilpotent else _ELU_ORDER2_BOUND[rtype]
+        if not _elu_order2(flat, e, rtype(alpha), bound, rtype(1), not nilpotent, out, positive):
+            return None
+    else:
+        _elu(x, e, rtype(alpha), rtype(1), out[0], positive)
+    mask = from_flat(positive[None], (1, *data.shape[1:]), axes)[0]
     return from_flat(out, data.shape, axes), mask
 
 
