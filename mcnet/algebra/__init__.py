@@ -1,5 +1,6 @@
 """The multicomplex number system: component-list algorithms and their lifting to tensors."""
 
+from mcnet.algebra.memory import keep_freed_memory
 from mcnet.algebra.multicomplex import (
     add,
     arccos,
@@ -31,6 +32,8 @@ from mcnet.algebra.multicomplex import (
     tanh,
     where,
 )
+
+keep_freed_memory()  # at import: every pass after it reuses freed memory
 
 __all__ = [
     "add",
