@@ -102,6 +102,7 @@ class Product:
         self.rows = sorted({i for i, _ in self.terms})
         self.cols = sorted({j for _, j in self.terms})
         self.both_complex = len(a) == len(like) == 1 and a.dtype.kind == like.dtype.kind == "c"
+        self._stacked_rows: dict[bool, Any] = {}
 
     def __call__(self, b):
         """The component data ``(K, p, r)`` of ``a @ b``."""
@@ -117,7 +118,11 @@ class Product:
             if right is not None:  # b's components over rows: one GEMM with a's block matrix
                 product = _real_view_matmul(self.block_matrix, right, False)
                 return product.reshape(self.k_out, p, r)
-        blocks, result = _pair_products(da, b, self.rows, self.cols)
+        split = da.dtype.kind == "c" and b.dtype.kind != "c"
+        left = self._stacked_rows.get(split)
+        if left is None:  # once for every right operand (a convolution's batch chunks)
+            left = self._stacked_rows[split] = _stack_rows_of(da, self.rows, split)
+        blocks, result = _pair_products(left, split, da.dtype, p, b, self.rows, self.cols)
         if result is not None and (ka == 1 or kb == 1):  # each component is one block
             if ka == 1 and self.cols == list(range(kb)):  # (p, Kb r) -> (Kb, p, r), a view
                 return result.reshape(p, kb, r).transpose(1, 0, 2)
@@ -225,16 +230,20 @@ def _product_terms(algebra: ModuleType, da, db, kb: int) -> Terms:
             for i in range(ka) for j in range(kb)}  # fmt: skip
 
 
-def _pair_products(da, db, rows: list[int], cols: list[int]):
-    """{(i, j): da[i] @ db[j]} for every i in rows, j in cols, from one GEMM (one per column
-    component when b's components cannot be put side by side), and that one GEMM's result
-    when it is already the answer's layout (real or complex operands of one kind)."""
-    p, r = da.shape[1], db.shape[2]
-    a_complex, b_complex = da.dtype.kind == "c", db.dtype.kind == "c"
-    split = a_complex and not b_complex  # real and imaginary parts as rows of a real GEMM
-    left = _stack_rows(da, rows)  # (len(rows) p, q)
-    if split:
-        left = np.concatenate([left.real, left.imag])
+def _stack_rows_of(da, rows: list[int], split: bool):
+    """a's components ``rows`` stacked as (len(rows) p, q); with ``split`` (a complex, b
+    real) their real and imaginary parts stacked as rows of one real matrix."""
+    left = _stack_rows(da, rows)
+    return np.concatenate([left.real, left.imag]) if split else left
+
+
+def _pair_products(left, split: bool, a_dtype, p: int, db, rows: list[int], cols: list[int]):
+    """{(i, j): a_i @ db[j]} for every i in rows, j in cols, from a's stacked rows ``left``
+    (``_stack_rows_of``): one GEMM (one per column component when b's components cannot be
+    put side by side), and that one GEMM's result when it is already the answer's layout
+    (real or complex operands of one kind)."""
+    r = db.shape[2]
+    a_complex, b_complex = a_dtype.kind == "c", db.dtype.kind == "c"
     right = _stack_cols(db, cols)  # (q, len(cols) r) or None
     if right is None:
         products = {j: _real_view_matmul(left, db[j], b_complex and not a_complex)
@@ -251,7 +260,7 @@ def _pair_products(da, db, rows: list[int], cols: list[int]):
     for x, i in enumerate(rows):
         for y, j in enumerate(cols):
             if split:
-                out[i, j] = _complex_from(block(x, y), block(x + len(rows), y), da.dtype)
+                out[i, j] = _complex_from(block(x, y), block(x + len(rows), y), a_dtype)
             else:
                 out[i, j] = block(x, y)
     return out, (None if split else product)
