@@ -112,7 +112,7 @@ class Objective:
                     continue
                 data = p.grad.data  # coef((1,)) as a view: data[0]'s i-part, or s_1
                 i_part = data[0].imag if data.dtype.kind == "c" else data[1]
-                xp.multiply(i_part.reshape(-1), scale, out=piece)
+                xp.multiply(i_part, scale, out=piece.reshape(i_part.shape))  # no copy of i_part
             return out
 
         return self._out(self._evaluate(self._perturb(w, v, step), batch, True, scaled_i_parts)[1])
