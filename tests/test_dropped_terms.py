@@ -257,3 +257,75 @@ def test_split_parts_are_numpys_parts_and_largest_magnitudes(dtype, shape, trans
         assert largest_real == np.abs(z.real).max() and largest_imag == np.abs(z.imag).max()
     else:
         assert np.isnan(largest_real) and np.isnan(largest_imag)
+
+
+def _one_direction_operands(rng, dtype, shape, h):
+    """A weight (w, h v, 0) and data (x, h x', h^2 x''), as in a vᵀHv pass."""
+    p, q, r = shape
+    a = np.stack([rng.standard_normal((p, q)), h * rng.standard_normal((p, q)), np.zeros((p, q))])
+    b = np.stack([rng.standard_normal((q, r)), h * rng.standard_normal((q, r)),
+                  h * h * rng.standard_normal((q, r))])  # fmt: skip
+    return a.astype(dtype), b.astype(dtype)
+
+
+def _full_one_direction_product(a, b):
+    """The multicomplex product of order-2 one-direction data, every term, in float64:
+    (i1 + i2)^2 = -2 + 2 i1 i2, (i1 + i2) i1 i2 = -(i1 + i2), (i1 i2)^2 = 1."""
+    a0, a1, a2 = a.astype(np.float64)
+    b0, b1, b2 = b.astype(np.float64)
+    return [a0 @ b0 - 2 * a1 @ b1 + a2 @ b2,
+            a0 @ b1 + a1 @ b0 - a1 @ b2 - a2 @ b1,
+            a0 @ b2 + 2 * a1 @ b1 + a2 @ b0]  # fmt: skip
+
+
+def _roundoff_bounds(a, b):
+    """Worst-case roundoff of each class's GEMMs: q eps sum |w| max|a_i| max|b_j|."""
+    eps, q = float(np.finfo(a.dtype).eps), a.shape[2]
+    m = [[float(np.abs(x).max()) * float(np.abs(y).max()) for y in b] for x in a]
+    return [q * eps * (m[0][0] + 2 * m[1][1]), q * eps * (m[0][1] + m[1][0] + m[1][2]),
+            q * eps * (m[0][2] + 2 * m[1][1])]  # fmt: skip
+
+
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    shape=st.tuples(st.integers(1, 30), st.integers(1, 60), st.integers(1, 30)),
+    margin=st.integers(3, 20),
+    seed=st.integers(0, 2**16),
+)
+def test_one_direction_corrections_are_below_roundoff_where_left_out(dtype, shape, margin, seed):
+    """vᵀHv's GEMMs leave out a_1 @ b_2, which only corrects class 1 (units that square to
+    -1), when it is negligible: with it planted back, class 1 moves by less than NEGLIGIBLE
+    of its kept GEMMs' roundoff bound, and every class is the full product's to roundoff."""
+    from mcnet.algebra import symmetric
+
+    rng = np.random.default_rng(seed)
+    eps = float(np.finfo(dtype).eps)
+    h = 2.0 ** (np.floor(np.log2(eps) / 2) - 4 - margin)  # h^2 well below eps
+    a, b = _one_direction_operands(rng, dtype, shape, h)
+    product = gemm.Product(symmetric, a, b)
+    dropped = gemm.negligible_corrections(product.corrections, product.a_largest,
+                                          gemm._largest(b), dtype)  # fmt: skip
+    assert dropped == {(1, 2)}
+    got = product(b)
+    full = _full_one_direction_product(a, b)
+    planted = -(a[1].astype(np.float64) @ b[2].astype(np.float64))
+    bounds = _roundoff_bounds(a, b)
+    assert np.abs(planted).max() <= gemm.NEGLIGIBLE * bounds[1]
+    for c in range(3):
+        assert np.abs(got[c] - full[c]).max() <= bounds[c] + 1e-300
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_direction_corrections_are_kept_where_they_are_not_negligible(dtype):
+    """At a step of 2^-3 the correction a_1 @ b_2 is far above roundoff: it is computed, and
+    class 1 is the full product's to roundoff (without it, it would be off by ~h^2)."""
+    from mcnet.algebra import symmetric
+
+    a, b = _one_direction_operands(np.random.default_rng(3), dtype, (8, 40, 12), 2.0**-3)
+    got = gemm.Product(symmetric, a, b)(b)
+    full = _full_one_direction_product(a, b)
+    bounds = _roundoff_bounds(a, b)
+    planted = a[1].astype(np.float64) @ b[2].astype(np.float64)
+    assert np.abs(planted).max() > 100 * bounds[1]
+    for c in range(3):
+        assert np.abs(got[c] - full[c]).max() <= bounds[c]

@@ -103,6 +103,7 @@ class Product:
         self.cols = sorted({j for _, j in self.terms})
         self.both_complex = len(a) == len(like) == 1 and a.dtype.kind == like.dtype.kind == "c"
         self._stacked_rows: dict[bool, Any] = {}
+        self.corrections = _corrections(self.terms) if a.dtype.kind == "f" else {}
 
     def __call__(self, b):
         """The component data ``(K, p, r)`` of ``a @ b``."""
@@ -122,13 +123,18 @@ class Product:
         left = self._stacked_rows.get(split)
         if left is None:  # once for every right operand (a convolution's batch chunks)
             left = self._stacked_rows[split] = _stack_rows_of(da, self.rows, split)
-        blocks, result = _pair_products(left, split, da.dtype, p, b, self.rows, self.cols)
+        terms = self.terms
+        if self.corrections and b.dtype == da.dtype:
+            largest = _largest(b)
+            dropped = negligible_corrections(self.corrections, self.a_largest, largest, da.dtype)
+            terms = {ij: targets for ij, targets in terms.items() if ij not in dropped}
+        blocks, result = _pair_products(left, split, da.dtype, p, b, self.rows, self.cols, terms)
         if result is not None and (ka == 1 or kb == 1):  # each component is one block
             if ka == 1 and self.cols == list(range(kb)):  # (p, Kb r) -> (Kb, p, r), a view
                 return result.reshape(p, kb, r).transpose(1, 0, 2)
             if kb == 1 and self.rows == list(range(ka)):  # (Ka p, r) -> (Ka, p, r), a view
                 return result.reshape(ka, p, r)
-        return _combine(self.terms, blocks, self.k_out)
+        return _combine(terms, blocks, self.k_out)
 
     def _block_matrix_pays(self, b) -> bool:
         """Whether one GEMM with a's block matrix beats the pair products: both operands have
@@ -142,6 +148,11 @@ class Product:
             and self.a.dtype == b.dtype
             and self.k_out * kb <= len(self.rows) * len(self.cols)
         )
+
+    @functools.cached_property
+    def a_largest(self) -> list[float]:
+        """max |a_i| of each of a's components."""
+        return _largest(self.a)
 
     @functools.cached_property
     def a_parts(self):
@@ -170,6 +181,48 @@ def negligible_imaginary_square(a_real: float, a_imag: float, b_real: float, b_i
     in float32: the margin is large.)  False for parts that are not finite."""
     eps = float(np.finfo(dtype).eps)
     return a_imag * b_imag <= NEGLIGIBLE * eps * (a_real * b_real)
+
+
+def _corrections(terms: Terms) -> dict[tuple[int, int], list[tuple[int, int, list]]]:
+    """The one-direction products (i, j) that only correct their classes: every class c they
+    add to has i + j > c (a product of units that square to -1, of relative size h^(i+j-c)
+    in a derivative pass), each with (c, weight, the leading terms of c: those with
+    i' + j' = c, as (i', j', weight))."""
+    leading: dict[int, list[tuple[int, int, int]]] = {}
+    for (i, j), targets in terms.items():
+        for c, weight in targets:
+            if i + j == c:
+                leading.setdefault(c, []).append((i, j, weight))
+    return {(i, j): [(c, weight, leading.get(c, [])) for c, weight in targets]
+            for (i, j), targets in terms.items()
+            if all(i + j > c for c, _ in targets)}  # fmt: skip
+
+
+def negligible_corrections(corrections, a_largest: list[float], b_largest: list[float],
+                           dtype) -> set[tuple[int, int]]:  # fmt: skip
+    """The corrections (``_corrections``) that can be left out of a one-direction product
+    whose operands' components have these largest |entries|: for every class they add to,
+    |weight| |a_i| |b_j| <= NEGLIGIBLE eps max |w'| |a_i'| |b_j'| over the class's leading
+    terms, the worst-case roundoff bound of their GEMMs (as ``negligible_imaginary_square``).
+    NaN or inf maxima leave everything in."""
+    eps = float(np.finfo(dtype).eps)
+    dropped = set()
+    for (i, j), targets in corrections.items():
+        size = a_largest[i] * b_largest[j]
+        if all(abs(weight) * size <= NEGLIGIBLE * eps * max(
+                (abs(w) * a_largest[i2] * b_largest[j2] for i2, j2, w in lead), default=0.0)
+               for _, weight, lead in targets):  # fmt: skip
+            dropped.add((i, j))
+    return dropped
+
+
+def _largest(d) -> list[float]:
+    """max |entry| of each component of real (K, p, q) data (NaN for one that is not finite)."""
+    out = []
+    for x in d:
+        high, low = float(x.max()), float(x.min())
+        out.append(max(high, -low) if np.isfinite(high) and np.isfinite(low) else np.nan)
+    return out
 
 
 def _without_imaginary_square(a_parts, b):
@@ -237,17 +290,24 @@ def _stack_rows_of(da, rows: list[int], split: bool):
     return np.concatenate([left.real, left.imag]) if split else left
 
 
-def _pair_products(left, split: bool, a_dtype, p: int, db, rows: list[int], cols: list[int]):
-    """{(i, j): a_i @ db[j]} for every i in rows, j in cols, from a's stacked rows ``left``
-    (``_stack_rows_of``): one GEMM (one per column component when b's components cannot be
-    put side by side), and that one GEMM's result when it is already the answer's layout
-    (real or complex operands of one kind)."""
+def _pair_products(left, split: bool, a_dtype, p: int, db, rows: list[int], cols: list[int],
+                   terms: Terms):  # fmt: skip
+    """{(i, j): a_i @ db[j]} for the pairs of ``terms`` (i in rows, j in cols), from a's
+    stacked rows ``left`` (``_stack_rows_of``): one GEMM (one per column component when b's
+    components cannot be put side by side, with only the leading rows that column needs),
+    and that one GEMM's result when it is already the answer's layout (real or complex
+    operands of one kind)."""
     r = db.shape[2]
     a_complex, b_complex = a_dtype.kind == "c", db.dtype.kind == "c"
     right = _stack_cols(db, cols)  # (q, len(cols) r) or None
     if right is None:
-        products = {j: _real_view_matmul(left, db[j], b_complex and not a_complex)
-                    for j in cols}  # fmt: skip
+        products = {}
+        for j in cols:
+            needed = 1 + max((x for x, i in enumerate(rows) if (i, j) in terms), default=-1)
+            if needed == 0:  # every product with this column was left out
+                continue
+            part = left if split or needed == len(rows) else left[: needed * p]
+            products[j] = _real_view_matmul(part, db[j], b_complex and not a_complex)
         product = None
         block = lambda x, y: products[cols[y]][x * p : (x + 1) * p]  # noqa: E731
     else:
@@ -259,6 +319,8 @@ def _pair_products(left, split: bool, a_dtype, p: int, db, rows: list[int], cols
     out = {}
     for x, i in enumerate(rows):
         for y, j in enumerate(cols):
+            if (i, j) not in terms:
+                continue
             if split:
                 out[i, j] = _complex_from(block(x, y), block(x + len(rows), y), a_dtype)
             else:
