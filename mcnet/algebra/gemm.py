@@ -26,7 +26,10 @@ Two complex operands of order 1 whose imaginary parts are a small perturbation (
 passes: ``x + i h v``) take 3 real GEMMs instead of the 4 of a complex one: the product of the
 imaginary parts, which adds only to the real part, is left out when it is below the roundoff of
 the real part's GEMM by ``NEGLIGIBLE`` (``negligible_imaginary_square``, decided per product
-from the operands' largest parts; otherwise the whole product is taken).
+from the operands' largest parts; otherwise the whole product is taken).  Likewise a
+one-direction product's terms that only correct a class (units that square to -1, of relative
+size h^(i+j-c): a_1 @ b_2 at order 2) are left out where they are that far below the class's
+leading terms (``negligible_corrections``).
 
 Stacking is a view when the memory allows (data (K, p, q) is (K p, q); its transpose is
 (q, K r) in column-major order); otherwise the smaller operand is copied.  A complex operand
