@@ -28,19 +28,21 @@ class _Pool2d(Module):
                 f"{self.kernel_size} and {self.stride}"
             )
 
+    def _output_size(self, x: Tensor) -> Pair:
+        """(Ho, Wo) of images x, after checking x (a clear error for bad input)."""
+        name = type(self).__name__
+        check_images(x, None, name)
+        return output_size((x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, name)
+
     def _windows(self, x: Tensor):
         """``(K, N, C, Ho, Wo, kh, kw)`` view of x's components, after checking x."""
-        check_images(x, None, type(self).__name__)
-        output_size((x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__)
+        self._output_size(x)
         return windows(x.data, self.kernel_size, self.stride)
 
     def _offsets(self, x: Tensor):
         """For each kernel offset (i, j), the strided ``(K, N, C, Ho, Wo)`` view of the
         elements it covers in every window."""
-        check_images(x, None, type(self).__name__)
-        ho, wo = output_size(
-            (x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__
-        )
+        ho, wo = self._output_size(x)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         for i in range(kh):
             for j in range(kw):
@@ -56,10 +58,7 @@ class AvgPool2d(_Pool2d):
     def forward(self, x: Tensor) -> Tensor:
         self.saved = x.shape
         if x.device == "cpu":  # one Numba pass; the result is laid out channel-major
-            check_images(x, None, type(self).__name__)
-            size = output_size(
-                (x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__
-            )
+            size = self._output_size(x)
             return Tensor(loops.avg_pool(x.data, self.kernel_size, self.stride, size))
         # one strided add per kernel offset, not a mean over window axes (a copy per window)
         offsets = self._offsets(x)
@@ -85,10 +84,7 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.device == "cpu":  # one Numba pass; the result is laid out channel-major
-            check_images(x, None, type(self).__name__)
-            size = output_size(
-                (x.shape[-2], x.shape[-1]), self.kernel_size, self.stride, type(self).__name__
-            )
+            size = self._output_size(x)
             picked, choice = loops.max_pool(x.data, self.kernel_size, self.stride, size)
             self.saved = (choice, x.shape)
             return Tensor(picked)
