@@ -126,12 +126,10 @@ class Product:
         left = self._stacked_rows.get(split)
         if left is None:  # once for every right operand (a convolution's batch chunks)
             left = self._stacked_rows[split] = _stack_rows_of(da, self.rows, split)
-        terms = self.terms
-        if self.corrections and b.dtype == da.dtype:
-            largest = _largest(b)
-            dropped = negligible_corrections(self.corrections, self.a_largest, largest, da.dtype)
-            terms = {ij: targets for ij, targets in terms.items() if ij not in dropped}
-        blocks, result = _pair_products(left, split, da.dtype, p, b, self.rows, self.cols, terms)
+        right = _stack_cols(b, self.cols)  # (q, len(cols) r), or None: a GEMM per column
+        terms = self.terms if right is not None else self._terms_without_corrections(b)
+        blocks, result = _pair_products(left, split, da.dtype, p, b, right, self.rows,
+                                        self.cols, terms)  # fmt: skip
         if result is not None and (ka == 1 or kb == 1):  # each component is one block
             if ka == 1 and self.cols == list(range(kb)):  # (p, Kb r) -> (Kb, p, r), a view
                 return result.reshape(p, kb, r).transpose(1, 0, 2)
@@ -151,6 +149,15 @@ class Product:
             and self.a.dtype == b.dtype
             and self.k_out * kb <= len(self.rows) * len(self.cols)
         )
+
+    def _terms_without_corrections(self, b) -> Terms:
+        """The terms, less the corrections that are negligible for this b (only a GEMM per
+        column of b can leave them out: one GEMM for all columns computes them anyway)."""
+        if not self.corrections or b.dtype != self.a.dtype:
+            return self.terms
+        largest = _largest(b)
+        dropped = negligible_corrections(self.corrections, self.a_largest, largest, b.dtype)
+        return {ij: targets for ij, targets in self.terms.items() if ij not in dropped}
 
     @functools.cached_property
     def a_largest(self) -> list[float]:
@@ -293,16 +300,15 @@ def _stack_rows_of(da, rows: list[int], split: bool):
     return np.concatenate([left.real, left.imag]) if split else left
 
 
-def _pair_products(left, split: bool, a_dtype, p: int, db, rows: list[int], cols: list[int],
-                   terms: Terms):  # fmt: skip
+def _pair_products(left, split: bool, a_dtype, p: int, db, right, rows: list[int],
+                   cols: list[int], terms: Terms):  # fmt: skip
     """{(i, j): a_i @ db[j]} for the pairs of ``terms`` (i in rows, j in cols), from a's
-    stacked rows ``left`` (``_stack_rows_of``): one GEMM (one per column component when b's
-    components cannot be put side by side, with only the leading rows that column needs),
-    and that one GEMM's result when it is already the answer's layout (real or complex
-    operands of one kind)."""
+    stacked rows ``left`` (``_stack_rows_of``): one GEMM with b's components side by side
+    (``right``, from ``_stack_cols``), or one per column component when they cannot be
+    (``right`` None), with only the leading rows that column needs; and that one GEMM's
+    result when it is already the answer's layout (real or complex operands of one kind)."""
     r = db.shape[2]
     a_complex, b_complex = a_dtype.kind == "c", db.dtype.kind == "c"
-    right = _stack_cols(db, cols)  # (q, len(cols) r) or None
     if right is None:
         products = {}
         for j in cols:
