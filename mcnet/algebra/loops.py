@@ -157,14 +157,17 @@ def _horner_step(x, c, s):  # pragma: no cover - compiled
 
 
 @njit(**JIT_OPTIONS)
-def _expm1_select(x, e, s, one, out):  # pragma: no cover - compiled
+def _expm1_select(x, s, one, e):  # pragma: no cover - compiled
+    # e = exp(x) comes in; expm1(x) goes out in e, and exp(x) in x
     for p in range(uint64(x.shape[0])):
         u = x[p]
-        out[p] = u * s[p] if abs(u) < one else e[p] - one
+        ep = e[p]
+        e[p] = u * s[p] if abs(u) < one else ep - one
+        x[p] = ep
 
 
 @njit(**JIT_OPTIONS)
-def _expm1_chunks(x, e, coefficients, one, out):  # pragma: no cover - compiled
+def _expm1_chunks(x, coefficients, one, e):  # pragma: no cover - compiled
     s = np.empty(_CHUNK, dtype=x.dtype)
     for start in range(0, x.shape[0], _CHUNK):
         m = min(_CHUNK, x.shape[0] - start)
@@ -172,19 +175,19 @@ def _expm1_chunks(x, e, coefficients, one, out):  # pragma: no cover - compiled
         s[:m] = coefficients[0]
         for c in coefficients[1:]:
             _horner_step(xs, c, s[:m])
-        _expm1_select(xs, e[start : start + m], s[:m], one, out[start : start + m])
+        _expm1_select(xs, s[:m], one, e[start : start + m])
 
 
 def exp_and_expm1(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(exp(x), expm1(x)) of a real array, each to full relative accuracy, as new arrays."""
-    e = exp_in_place(np.array(x, order="C"))
+    """(exp(x), expm1(x)) of a real array, each to full relative accuracy; x is overwritten
+    by exp(x) and returned as the first."""
     coefficients = _INVERSE_FACTORIALS.get(x.dtype)
-    if coefficients is None:
-        return e, np.expm1(x)
-    source = np.ascontiguousarray(x).reshape(-1)
-    em1 = np.empty_like(e)
-    _expm1_chunks(source, e.reshape(-1), coefficients, x.dtype.type(1), em1.reshape(-1))
-    return e, em1
+    if coefficients is None or not x.flags.c_contiguous:
+        em1 = np.expm1(x)
+        return exp_in_place(x), em1
+    em1 = exp_in_place(x.copy())  # exp(x) until the loop makes it expm1(x)
+    _expm1_chunks(x.reshape(-1), coefficients, x.dtype.type(1), em1.reshape(-1))
+    return x, em1
 
 
 # --- the sigmoid on the CPU: vectorised exp (and expm1), then one Numba pass --------------
