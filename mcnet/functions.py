@@ -58,8 +58,9 @@ fast_paths.register(
 )
 
 
-# ELU's forward (the result and the mask Re x > 0) and backward in one CPU pass at orders 0
-# and 1, for any dense layout (a convolution's channel-major output included).
+# ELU's forward (the result and the mask Re x > 0) in one CPU pass at orders 0 and 1 and on
+# one-direction numbers of order 2, its backward at orders 0 and 1, for any dense layout (a
+# convolution's channel-major output included).
 fast_paths.register(
     "elu_forward",
     lambda x, alpha: x.device == "cpu",

@@ -24,13 +24,14 @@ _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # the largest glibc accepts on 64-bit systems
 _NO_TRIM = 2**31 - 1  # mallopt takes an int
 
-_SETTINGS = ("MCNET_KEEP_FREED_MEMORY", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_OPT_OUT = "MCNET_KEEP_FREED_MEMORY"
+_OWN_MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
 def keep_freed_memory(environ: Mapping[str, str] = os.environ) -> bool:
     """Set glibc's mmap threshold to its maximum and turn heap trimming off, unless the
     environment says otherwise (see the module's docstring); whether it was done."""
-    if environ.get(_SETTINGS[0], "1") == "0" or any(name in environ for name in _SETTINGS[1:]):
+    if environ.get(_OPT_OUT, "1") == "0" or any(name in environ for name in _OWN_MALLOC_SETTINGS):
         return False
     if not sys.platform.startswith("linux"):
         return False
