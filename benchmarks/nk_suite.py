@@ -5,7 +5,8 @@ Settings (a solver's defaults) are chosen on the development problems only; the 
 problems are run to report. The holdout problems are a second evaluation half, written when
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
-fourth and a fifth, each written before the change it was run once after. Each problem is
+fourth and a fifth, each written before the change it was run once after, and so on up to
+holdout-6. Each problem is
 trained by Adam at 5 learning rates (the best final training loss is the reference, the
 paper's protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0,
 float64, one BLAS thread.
@@ -13,7 +14,7 @@ float64, one BLAS thread.
     python benchmarks/nk_suite.py --split evaluation          # run and report the evaluation half
     python benchmarks/nk_suite.py --split holdout             # the second evaluation half
     python benchmarks/nk_suite.py --split holdout-2           # the third evaluation half
-    python benchmarks/nk_suite.py --split holdout-4           # the fifth evaluation half
+    python benchmarks/nk_suite.py --split holdout-6           # the seventh evaluation half
     python benchmarks/nk_suite.py --split development --solver newton-krylov-fast \
         --option max_krylov=20                                # try a setting on the dev half
     python benchmarks/nk_suite.py --report                    # tables from the saved runs
@@ -212,6 +213,49 @@ def synthetic_binary():
     x, y = make_classification(n_samples=1500, n_features=16, n_informative=8, n_redundant=4,
                                flip_y=0.05, random_state=19)  # fmt: skip
     return _standardize(x), y.astype(np.float64).reshape(-1, 1)
+
+
+def moons_wide():
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=1800, noise=0.25, random_state=21)
+    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
+
+
+def circles_noisy():
+    from sklearn.datasets import make_circles
+
+    x, y = make_circles(n_samples=1600, noise=0.15, factor=0.6, random_state=22)
+    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
+
+
+def friedman_b():
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=1800, n_features=10, noise=1.0, random_state=23)
+    return _standardize(x), _standardize(y).reshape(-1, 1)
+
+
+def synthetic_five_classes():
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=2000, n_features=24, n_informative=12, n_classes=5,
+                               random_state=24)  # fmt: skip
+    return _standardize(x), y.astype(np.int64)
+
+
+def sparse_uncorrelated():
+    from sklearn.datasets import make_sparse_uncorrelated
+
+    x, y = make_sparse_uncorrelated(n_samples=1500, n_features=10, random_state=25)
+    return _standardize(x), _standardize(y).reshape(-1, 1)
+
+
+def s_curve():
+    from sklearn.datasets import make_s_curve
+
+    x, t = make_s_curve(n_samples=1500, noise=0.1, random_state=26)
+    return _standardize(x), _standardize(t).reshape(-1, 1)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -947,7 +991,93 @@ HOLDOUT5 = [
         epochs=10,
     ),
 ]
-ALL_PROBLEMS = PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3 + HOLDOUT4 + HOLDOUT5
+# holdout-6: a seventh evaluation half, written before the epoch rollback was tried, and run
+# once after the setting was fixed
+HOLDOUT6 = [
+    Problem(
+        "moons2-mlp2-bn-sigmoid",
+        "holdout-6",
+        "two moons, noise 0.25, MLP 2-64-64-1 BN sigmoid, BCE",
+        moons_wide,
+        mlp((64, 64), "sigmoid", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "circles2-mlp3-bn-relu",
+        "holdout-6",
+        "two circles, noise 0.15, MLP 2-32-32-32-1 BN ReLU, BCE",
+        circles_noisy,
+        mlp((32, 32, 32), "relu", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "friedmanB-mlp3-bn-tanh",
+        "holdout-6",
+        "Friedman #1, noise 1.0, MLP 10-64-64-64-1 BN tanh, MSE",
+        friedman_b,
+        mlp((64, 64, 64), "tanh", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "classes5-mlp2-bn-sigmoid",
+        "holdout-6",
+        "synthetic 5 classes in 24-d, MLP 24-64-64-5 BN sigmoid, CE",
+        synthetic_five_classes,
+        mlp((64, 64), "sigmoid", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "mnistK-mlp2-bn-tanh",
+        "holdout-6",
+        "MNIST t10k 2500..4500 reshuffled, MLP 784-64-64-10 BN tanh, CE",
+        lambda: mnist_slice(2500, 4500, True, 17),
+        mlp((64, 64), "tanh", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "digits-cnn-bn-relu-wide",
+        "holdout-6",
+        "digits 8x8, CNN 16-32 BN ReLU, CE",
+        digits_images,
+        cnn(8, (16, 32), "relu", True),
+        CE,
+    ),
+    Problem(
+        "sparse-mlp2-elu",
+        "holdout-6",
+        "sparse uncorrelated regression in 10-d, MLP 10-32-32-1 ELU, MSE",
+        sparse_uncorrelated,
+        mlp((32, 32), "elu"),
+        MSE,
+    ),
+    Problem(
+        "wine-mlp2-bn-relu",
+        "holdout-6",
+        "wine, MLP 13-64-64-3 BN ReLU, CE",
+        wine,
+        mlp((64, 64), "relu", batchnorm=True),
+        CE,
+        epochs=10,
+    ),
+    Problem(
+        "cancer-mlp2-bn-sigmoid",
+        "holdout-6",
+        "breast cancer, MLP 30-32-32-1 BN sigmoid, BCE",
+        breast_cancer,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "scurve-mlp2-tanh",
+        "holdout-6",
+        "S-curve position from 3-d, MLP 3-32-32-1 tanh, MSE",
+        s_curve,
+        mlp((32, 32), "tanh"),
+        MSE,
+    ),
+]
+ALL_PROBLEMS = PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3 + HOLDOUT4 + HOLDOUT5 + HOLDOUT6
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 SPLITS = tuple(dict.fromkeys(p.split for p in ALL_PROBLEMS if p.split != "fig5")) + ("fig5",)
 
@@ -1095,6 +1225,7 @@ TITLES = {
     "holdout-3": "Holdout-3 problems (a fourth evaluation half)",
     "holdout-4": "Holdout-4 problems (a fifth evaluation half)",
     "holdout-5": "Holdout-5 problems (a sixth evaluation half)",
+    "holdout-6": "Holdout-6 problems (a seventh evaluation half)",
 }
 
 
