@@ -314,6 +314,8 @@ def test_state_is_not_modified_and_saves_to_npz(tmp_path):
         ({"curvature_dtype": "float16"}, "curvature_dtype"),
         ({"scale_invariant_limit": 0.0}, "scale_invariant_limit"),
         ({"scale_invariant_limit": "a quarter"}, "scale_invariant_limit"),
+        ({"epoch_rollback": 0.0}, "epoch_rollback"),
+        ({"epoch_rollback": 1.5}, "epoch_rollback"),
     ],
 )
 def test_bad_hyperparameters_name_the_option(options, message):
@@ -563,8 +565,9 @@ def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
 
 def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
     """newton-krylov-fast is newton-krylov with max_krylov=10, the running gradient from a
-    128-example start, float32 products and scale-invariant channels turned by at most 0.15 of
-    their norm: the loss falls, no pass sees the full data, and the parameters stay float64."""
+    128-example start, float32 products, scale-invariant channels turned by at most 0.15 of
+    their norm and epochs that raised the training loss undone: the loss falls, no step's
+    pass sees the full data, and the parameters stay float64."""
     assert (
         mc.solvers.make("newton-krylov-fast").config()
         == NewtonKrylov(
@@ -573,6 +576,7 @@ def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
             gradient_sample=128,
             curvature_dtype="float32",
             scale_invariant_limit=0.15,
+            epoch_rollback=1.0,
         ).config()
     )
     rng = np.random.default_rng(0)
@@ -834,3 +838,74 @@ def test_a_step_below_the_roundoff_of_w_is_recorded_as_a_stall():
     w_new, _, info = solver.step(oracle, w, "batch", solver.init(oracle, w))
     assert np.array_equal(w_new, w) and info.step_size > 0
     assert "stalled: the step is below the roundoff of w" in info.reason
+
+
+# --- an epoch that raised the full training loss is undone ----------------------------------
+def test_epoch_rollback_goes_back_to_the_last_epoch_end_and_scales_later_steps():
+    oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
+    solver = NewtonKrylov(curvature="bicomplex", damping=0.0, epoch_rollback=0.5)
+    start = np.array([-1.2, 1.0])
+    state = solver.init(oracle, start)
+    w, state, reason = solver.end_epoch(start, state, 24.2)
+    assert w is start and reason == "" and state["rollback.loss"] == 24.2
+    moved, moved_state, info = solver.step(oracle, start, "batch", state)
+    assert info.step_size > 0 and moved_state["rollback.step_scale"] == 1.0
+
+    # the full loss rose over the epoch: back to its start, no warm start, steps halved
+    w, back, reason = solver.end_epoch(moved, moved_state, 30.0)
+    np.testing.assert_array_equal(w, start)
+    assert "rolled back" in reason and "24.2 to 30" in reason
+    assert back["rollback.step_scale"] == 0.5 and not back["krylov.warm_start"].any()
+    assert back["rollback.loss"] == 24.2
+    np.testing.assert_array_equal(moved_state["rollback.w"], start)  # the old state is kept
+
+    # the same step as from an unscaled state with no warm start, half as long
+    unscaled = {**back, "rollback.step_scale": 1.0}
+    full, _, full_info = solver.step(oracle, w, "batch", unscaled)
+    half, _, half_info = solver.step(oracle, w, "batch", back)
+    np.testing.assert_allclose(half - w, 0.5 * (full - w), rtol=1e-15)
+    assert half_info.step_size == 0.5 * full_info.step_size
+
+    # a fall keeps the point and becomes the new reference
+    w, kept, reason = solver.end_epoch(half, back, 20.0)
+    assert w is half and reason == "" and kept["rollback.loss"] == 20.0
+    np.testing.assert_array_equal(kept["rollback.w"], half)
+    assert kept["rollback.step_scale"] == 0.5
+
+
+def test_without_rollback_end_epoch_keeps_every_point():
+    oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
+    solver = NewtonKrylovHessian()
+    w = np.array([-1.2, 1.0])
+    state = solver.init(oracle, w)
+    assert not any(k.startswith("rollback.") for k in state) and not solver.reads_epoch_loss
+    assert solver.end_epoch(w, state, 1.0) == (w, state, "")
+    assert solver.end_epoch(w, state, 2.0) == (w, state, "")
+
+
+def _bn_sigmoid_digits_history(epoch_rollback):
+    x, y = mc.datasets.digits()
+    x = x.reshape(len(x), 64)
+    nn.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(64, 32), nn.BatchNorm1d(32), nn.Sigmoid(),
+        nn.Linear(32, 32), nn.BatchNorm1d(32), nn.Sigmoid(), nn.Linear(32, 10),
+    )  # fmt: skip
+    solver = mc.solvers.make("newton-krylov-fast", epoch_rollback=epoch_rollback)
+    return mc.fit(net, nn.CrossEntropyLoss(), (x[:768], y[:768]), solver, epochs=5,
+                  progress=False)  # fmt: skip
+
+
+def test_fit_undoes_an_epoch_of_newton_krylov_that_raised_the_training_loss():
+    """A sigmoid MLP with batch norm on digits: without the rollback newton-krylov-fast's
+    full training loss rises in its fifth epoch (0.00433 -> 0.00478). With it, the fifth
+    epoch ends where the fourth did, bit for bit, and the record says why."""
+    rising = _bn_sigmoid_digits_history(None).train_loss
+    assert any(b > a for a, b in zip(rising, rising[1:])), rising  # the case this test is about
+    history = _bn_sigmoid_digits_history(0.5)
+    losses = history.train_loss
+    assert all(b <= a for a, b in zip(losses, losses[1:])), losses
+    rolled = [r for r in history.records if "rolled back" in r["reason"]]
+    assert len(rolled) == 1 and rolled[0] is history.records[-1]
+    assert "later steps scaled by 0.5" in rolled[0]["reason"]
+    assert losses[-1] == losses[-2] and losses[:-1] == rising[:-1]

@@ -51,6 +51,18 @@ class Solver:
     def step(self, oracle, w, batch, state: State) -> tuple[Any, State, StepInfo]:
         raise NotImplementedError
 
+    def end_epoch(self, w, state: State, train_loss: float) -> tuple[Any, State, str]:
+        """Called by `mcnet.fit` at the initial point and after every epoch with the full
+        training loss at ``w``: the point to go on from, its state, and why, if it is not
+        ``w`` (a solver may go back to the end of an earlier epoch). The default keeps ``w``."""
+        return w, state, ""
+
+    @property
+    def reads_epoch_loss(self) -> bool:
+        """Whether `end_epoch` uses the training loss: then `mcnet.fit` counts its
+        evaluation as the solver's time."""
+        return False
+
     def evaluation_point(self, state: State, w):
         """The parameters to evaluate and to leave in the module: ``w`` itself, except for
         solvers that take gradients at one point and average into another (schedule-free)."""

@@ -11,7 +11,9 @@ extra evaluation; a rejected step is undone within its epoch, and training stops
 
 After each epoch the full training loss (and test loss and accuracy) is evaluated with the
 module in eval mode (BatchNorm's running statistics recomputed at the parameters first,
-unless ``batchnorm_statistics="running"``), and a checkpoint is written atomically into a
+unless ``batchnorm_statistics="running"``). The solver sees that training loss
+(`Solver.end_epoch`; ``newton-krylov-fast`` goes back to the previous epoch's end when it
+rose, and that evaluation then counts as its time), and a checkpoint is written atomically into a
 directory locked for the run; ``resume=True`` continues from it to bit-identical
 parameters. A checkpoint already there is only resumed (``resume=True``, same run: solver,
 options, seed, batch size, dtype, model and data) or replaced (``overwrite=True``), never
@@ -115,7 +117,8 @@ def fit(
     `mcnet.training.distributed.DaskOracle`); ``scheduler_timeout`` bounds reaching it.
     ``evaluate_every=N`` also measures the full training loss after every N-th step inside
     an epoch (`History.interim_loss`), for loss-against-time curves finer than epochs; like
-    the epoch-end evaluations it is left out of the solver time and does not change the run.
+    the epoch-end evaluations (unless the solver reads them: `Solver.reads_epoch_loss`) it is
+    left out of the solver time, and it does not change the run.
     The same arguments give bit-identical parameters, with or without a resume in between.
 
     ``batchnorm_statistics``: BatchNorm's running statistics follow PyTorch's rule during
@@ -222,13 +225,15 @@ def fit(
             start = time.perf_counter()
             point = _Point(w, solver.init(oracle, w))
             history.epoch_time.append(time.perf_counter() - start)
-            _evaluate_epoch(loop, history, point)
+            history.epoch_time[-1] += _evaluate_epoch(loop, history, point)
             if not math.isfinite(history.train_loss[0]):
                 raise TrainingError(
                     f"the training loss at the initial parameters is {history.train_loss[0]}: "
                     "the data or the model's initialisation give no finite loss (expected "
                     "inputs of moderate size)"
                 )
+            w, state, _ = solver.end_epoch(point.w, point.state, history.train_loss[0])
+            point = _Point(w, state)
             start_epoch = 0
 
         try:
@@ -343,13 +348,12 @@ def _end_epoch(
     loop: _Loop, history: History, point: _Point, undo: _Undo | None, epoch: int
 ) -> _Point:
     """Evaluate the epoch's end; a non-finite training loss undoes the epoch's last step,
-    and one that stays non-finite ends training."""
-    _evaluate_epoch(loop, history, point)
+    and one that stays non-finite ends training. Then the solver sees the training loss
+    (`Solver.end_epoch`) and may go back to an earlier point, which is evaluated anew."""
+    history.epoch_time[-1] += _evaluate_epoch(loop, history, point)
     if not math.isfinite(history.train_loss[-1]) and undo is not None:
         point = _undo(undo)
-        for values in (history.train_loss, history.test_loss, history.test_accuracy):
-            del values[len(history.epoch_time) - 1 :]
-        _evaluate_epoch(loop, history, point)
+        _evaluate_epoch_again(loop, history, point)
     if not math.isfinite(history.train_loss[-1]):
         raise TrainingError(
             f"{loop.solver!r}: the training loss after epoch {epoch + 1} is "
@@ -357,6 +361,15 @@ def _end_epoch(
             "parameters are those before that epoch (expected a smaller step: a lower "
             "learning rate or another solver)"
         )
+    w, state, reason = loop.solver.end_epoch(point.w, point.state, history.train_loss[-1])
+    if w is not point.w:
+        point = _Point(w, state)
+        if history.records:  # the epoch's last record says what happened after it
+            last = history.records[-1]
+            last["reason"] = "; ".join(filter(None, (last["reason"], reason)))
+        _evaluate_epoch_again(loop, history, point)
+    else:
+        point = _Point(w, state)
     return point
 
 
@@ -364,15 +377,27 @@ def _evaluation_point(loop: _Loop, point: _Point) -> Any:
     return loop.solver.evaluation_point(point.state, point.w)
 
 
-def _evaluate_epoch(loop: _Loop, history: History, point: _Point) -> None:
+def _evaluate_epoch(loop: _Loop, history: History, point: _Point) -> float:
+    """Append the evaluations at ``point`` to the history; the seconds that count as the
+    solver's (the training loss's, for a solver that reads it)."""
     vector_to_parameters(_evaluation_point(loop, point), loop.module)
+    start = time.perf_counter()
     _recompute_statistics(loop)
     train_loss, _ = evaluate(loop.module, loop.loss, loop.data, loop.chunk_size)
+    seconds = time.perf_counter() - start if loop.solver.reads_epoch_loss else 0.0
     history.train_loss.append(train_loss)
     if loop.test_data is not None:
         test_loss, accuracy = evaluate(loop.module, loop.loss, loop.test_data, loop.chunk_size)
         history.test_loss.append(test_loss)
         history.test_accuracy.append(accuracy)
+    return seconds
+
+
+def _evaluate_epoch_again(loop: _Loop, history: History, point: _Point) -> None:
+    """Replace the epoch's evaluations by those at ``point``."""
+    for values in (history.train_loss, history.test_loss, history.test_accuracy):
+        del values[len(history.epoch_time) - 1 :]
+    _evaluate_epoch(loop, history, point)
 
 
 def _recompute_statistics(loop: _Loop) -> None:

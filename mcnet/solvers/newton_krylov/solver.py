@@ -40,9 +40,12 @@ Where the printed algorithm needs a decision (docs/newton_krylov.md has the reas
   bicomplex forward, CSDD2): the Gauss-Newton matrix leaves out batch norm's own second
   derivative, which dominates along such rows after a sigmoid.
 
+After an epoch (``epoch_rollback``, not in the printed algorithm): `mcnet.fit` passes the full
+training loss to `end_epoch`; an epoch that raised it is undone (docs/newton_krylov.md).
+
 Every option of the constructor is a setting of a part (see `parts`) or of the loop itself
 (``warm_start``, ``post_screening``, ``scale_invariant_limit``,
-``scale_invariant_curvature``). The defaults are
+``scale_invariant_curvature``, ``epoch_rollback``). The defaults are
 Algorithm 1 on the damped Gauss-Newton matrix G_j + lambda I (lambda_0 = 1e-2, following
 Levenberg-Marquardt) at eta = 0.2: with H_j, CG meets non-positive curvature at its first or
 second direction in nearly every iteration on ReLU networks, and training there ran 2-12x
@@ -56,12 +59,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mcnet.algebra.multicomplex import array_module
 from mcnet.solvers.base import (
     Solver,
     State,
     StepInfo,
     check_choice,
     check_flag,
+    check_fraction,
     check_positive,
     variant_of,
 )
@@ -114,6 +119,7 @@ class NewtonKrylov(Solver):
         curvature_dtype: str | None = None,
         scale_invariant_limit: float | None = 0.25,
         scale_invariant_curvature: bool = True,
+        epoch_rollback: float | None = None,
     ) -> None:
         options = dict(locals())
         del options["self"]
@@ -125,6 +131,9 @@ class NewtonKrylov(Solver):
         self.scale_invariant_curvature = check_flag(
             "scale_invariant_curvature", scale_invariant_curvature
         )
+        if epoch_rollback is not None and check_fraction("epoch_rollback", epoch_rollback) == 0:
+            raise ValueError("epoch_rollback must be in (0, 1] or None, got 0")
+        self.epoch_rollback = None if epoch_rollback is None else float(epoch_rollback)
         self.scale_invariant_limit = (
             None
             if scale_invariant_limit is None
@@ -173,7 +182,38 @@ class NewtonKrylov(Solver):
             **self.operator.init(),
             **self.krylov.init(oracle.xp, w),
             "iteration": 0,
+            **self._rollback_init(w),
         }
+
+    def _rollback_init(self, w) -> State:
+        if self.epoch_rollback is None:
+            return {}
+        return {"rollback.w": w.copy(), "rollback.loss": math.inf, "rollback.step_scale": 1.0}
+
+    @property
+    def reads_epoch_loss(self) -> bool:
+        return self.epoch_rollback is not None
+
+    def end_epoch(self, w, state: State, train_loss: float) -> tuple[Any, State, str]:
+        """With ``epoch_rollback=f``: an epoch that raised the full training loss is undone.
+        Training goes on from the previous epoch's end, with no warm start and every later
+        step scaled by f once more. Minibatch Newton steps fit their own batch; late in
+        training they overshoot the full loss, which epochs of such steps then raise."""
+        if self.epoch_rollback is None:
+            return w, state, ""
+        previous = float(state["rollback.loss"])
+        if train_loss <= previous or not math.isfinite(previous):
+            return w, {**state, "rollback.w": w.copy(), "rollback.loss": train_loss}, ""
+        scale = float(state["rollback.step_scale"]) * self.epoch_rollback
+        restored = {
+            **state,
+            "krylov.warm_start": array_module(w).zeros_like(w),
+            "rollback.step_scale": scale,
+        }
+        reason = f"rolled back: the training loss rose from {previous:.6g} to {train_loss:.6g}"
+        if self.epoch_rollback < 1:
+            reason += f"; later steps scaled by {scale:g}"
+        return state["rollback.w"].copy(), restored, reason
 
     # --- one iteration --------------------------------------------------------------------
     def step(self, oracle, w, batch, state: State) -> tuple[Any, State, StepInfo]:
@@ -269,10 +309,11 @@ class NewtonKrylov(Solver):
             predicted = dot(dw, g_batch) + 0.5 * dw_curvature
             rho = (trial_loss(1.0) - loss) / predicted if predicted < 0 else math.nan
             damping = self.operator.adapt(damping, rho)
-        step = dw * w.dtype.type(gamma)
-        w_new = w + step
         if gamma == self.rule.fallback_step:
             reasons.append("step-size fallback")
+        gamma *= float(state.get("rollback.step_scale", 1.0))
+        step = dw * w.dtype.type(gamma)
+        w_new = w + step
         if not bool((w_new != w).any()):
             reasons.append("stalled: the step is below the roundoff of w")
         new_state = {
@@ -283,6 +324,7 @@ class NewtonKrylov(Solver):
             "curvature.damping": damping,
             **preconditioner_state,
             "iteration": iteration,
+            **{k: v for k, v in state.items() if k.startswith("rollback.")},
         }
         info = StepInfo(
             loss=loss,
@@ -375,15 +417,18 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
     gradient_sample=128,
     curvature_dtype="float32",
     scale_invariant_limit=0.15,
+    epoch_rollback=1.0,
 )
 class NewtonKrylovFast(NewtonKrylov):
     """The recommended setting: `NewtonKrylov` with cheap iterations -- at most 10 Krylov
     iterations, the global gradient accumulated from the batch gradients (started from a
     128-example sample) and the Gauss-Newton products in float32 while the gradient, the
-    loss trials and the step stay in the parameters' dtype, and scale-invariant channels
+    loss trials and the step stay in the parameters' dtype, scale-invariant channels
     turned by at most 0.15 of their norm per step (then fitted to the exact curvature, as in
-    `NewtonKrylov`). One setting for every problem, its
-    starting damping 1e-2 and its limit chosen on the development problems of
+    `NewtonKrylov`), and an epoch that raised the full training loss undone
+    (``epoch_rollback=1``: `mcnet.fit` goes on from the previous epoch's end). One setting
+    for every problem, its starting damping 1e-2, its limit and its rollback chosen on the
+    development problems of
     `benchmarks/nk_suite.py` (the one that met its targets with the largest margin on the
     worst problem; the settings tried are listed in `benchmarks/results/nk_suite.md`)."""
 
