@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-6. Each problem is
+holdout-7. Each problem is
 trained by Adam at 5 learning rates (the best final training loss is the reference, the
 paper's protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0,
 float64, one BLAS thread.
@@ -256,6 +256,51 @@ def s_curve():
 
     x, t = make_s_curve(n_samples=1500, noise=0.1, random_state=26)
     return _standardize(x), _standardize(t).reshape(-1, 1)
+
+
+def xor_four():
+    x = np.random.default_rng(31).uniform(-1.0, 1.0, (1600, 4))
+    y = ((x[:, 0] * x[:, 1] > 0) ^ (x[:, 2] > 0.2)).astype(np.float64)
+    return _standardize(x), y.reshape(-1, 1)
+
+
+def spirals():
+    rng = np.random.default_rng(32)
+    t = rng.uniform(0.5, 3.0 * np.pi, 1600)
+    arm = rng.integers(0, 2, 1600)
+    x = np.stack([t * np.cos(t + np.pi * arm), t * np.sin(t + np.pi * arm)], axis=1)
+    x = x + 0.3 * rng.standard_normal(x.shape)
+    return _standardize(x), arm.astype(np.float64).reshape(-1, 1)
+
+
+def synthetic_six_classes():
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=2000, n_features=30, n_informative=15, n_classes=6,
+                               random_state=33)  # fmt: skip
+    return _standardize(x), y.astype(np.int64)
+
+
+def regression_b():
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(n_samples=1600, n_features=12, n_informative=8, noise=10.0,
+                           random_state=34)  # fmt: skip
+    return _standardize(x), _standardize(np.tanh(y / 150.0)).reshape(-1, 1)
+
+
+def friedman3_b():
+    from sklearn.datasets import make_friedman3
+
+    x, y = make_friedman3(n_samples=1600, noise=0.1, random_state=35)
+    return _standardize(x), _standardize(y).reshape(-1, 1)
+
+
+def blobs_three():
+    from sklearn.datasets import make_blobs
+
+    x, y = make_blobs(n_samples=1500, centers=3, n_features=6, cluster_std=4.0, random_state=36)
+    return _standardize(x), y.astype(np.int64)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -1077,7 +1122,96 @@ HOLDOUT6 = [
         MSE,
     ),
 ]
-ALL_PROBLEMS = PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3 + HOLDOUT4 + HOLDOUT5 + HOLDOUT6
+# holdout-7: an eighth evaluation half, written after holdout-6 had been run (the rollback of
+# f = 1 froze one of its problems) and before the recovering rollback was tried
+HOLDOUT7 = [
+    Problem(
+        "xor-mlp2-bn-tanh",
+        "holdout-7",
+        "XOR of signs in 4-d, MLP 4-32-32-1 BN tanh, BCE",
+        xor_four,
+        mlp((32, 32), "tanh", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "spirals-mlp2-relu",
+        "holdout-7",
+        "two spirals, MLP 2-64-64-1 ReLU, BCE",
+        spirals,
+        mlp((64, 64), "relu"),
+        BCE,
+    ),
+    Problem(
+        "classes6-mlp3-bn-elu",
+        "holdout-7",
+        "synthetic 6 classes in 30-d, MLP 30-64-64-64-6 BN ELU, CE",
+        synthetic_six_classes,
+        mlp((64, 64, 64), "elu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "regressionB-mlp2-bn-relu",
+        "holdout-7",
+        "tanh of a linear regression in 12-d, MLP 12-64-64-1 BN ReLU, MSE",
+        regression_b,
+        mlp((64, 64), "relu", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "mnistL-cnn-bn-sigmoid",
+        "holdout-7",
+        "MNIST t10k 6500..8000 reshuffled, CNN 4-8 BN sigmoid, CE",
+        lambda: mnist_slice(6500, 8000, False, 19),
+        cnn(28, (4, 8), "sigmoid", True),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "digits-mlp4-bn-relu",
+        "holdout-7",
+        "digits, MLP 64-64-64-64-64-10 BN ReLU, CE",
+        digits_flat,
+        mlp((64, 64, 64, 64), "relu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "friedman3B-mlp2-sigmoid",
+        "holdout-7",
+        "Friedman #3, noise 0.1, MLP 4-64-64-1 sigmoid, MSE",
+        friedman3_b,
+        mlp((64, 64), "sigmoid"),
+        MSE,
+    ),
+    Problem(
+        "blobs3-mlp1-bn-sigmoid",
+        "holdout-7",
+        "3 Gaussian blobs in 6-d, MLP 6-32-3 BN sigmoid, CE",
+        blobs_three,
+        mlp((32,), "sigmoid", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "cancer-resnet-elu",
+        "holdout-7",
+        "breast cancer, residual MLP width 32 ELU, BCE",
+        breast_cancer,
+        residual(32, "elu"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "wine-mlp1-bn-tanh",
+        "holdout-7",
+        "wine, MLP 13-32-3 BN tanh, CE",
+        wine,
+        mlp((32,), "tanh", batchnorm=True),
+        CE,
+        epochs=10,
+    ),
+]
+ALL_PROBLEMS = (
+    PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3 + HOLDOUT4 + HOLDOUT5 + HOLDOUT6 + HOLDOUT7
+)
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 SPLITS = tuple(dict.fromkeys(p.split for p in ALL_PROBLEMS if p.split != "fig5")) + ("fig5",)
 
@@ -1226,6 +1360,7 @@ TITLES = {
     "holdout-4": "Holdout-4 problems (a fifth evaluation half)",
     "holdout-5": "Holdout-5 problems (a sixth evaluation half)",
     "holdout-6": "Holdout-6 problems (a seventh evaluation half)",
+    "holdout-7": "Holdout-7 problems (an eighth evaluation half)",
 }
 
 
