@@ -1332,9 +1332,10 @@ def time_to(record: dict, target: float) -> float | None:
 
 
 def frozen(record: dict) -> bool:
-    """Training loss unchanged to 8 digits over the last two epochs."""
-    a, b = record["train_loss"][-2:]
-    return abs(a - b) <= 1e-8 * abs(a)
+    """Training loss unchanged to 8 digits over the last two epochs in a row (one epoch
+    undone by a rollback ends where it began, and is not a freeze on its own)."""
+    a, b, c = record["train_loss"][-3:]
+    return abs(a - b) <= 1e-8 * abs(a) and abs(b - c) <= 1e-8 * abs(b)
 
 
 def row(problem: Problem, adam: dict, nk: dict) -> dict:

@@ -576,7 +576,7 @@ def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
             gradient_sample=128,
             curvature_dtype="float32",
             scale_invariant_limit=0.15,
-            epoch_rollback=1.0,
+            epoch_rollback=0.5,
         ).config()
     )
     rng = np.random.default_rng(0)
@@ -866,11 +866,19 @@ def test_epoch_rollback_goes_back_to_the_last_epoch_end_and_scales_later_steps()
     np.testing.assert_allclose(half - w, 0.5 * (full - w), rtol=1e-15)
     assert half_info.step_size == 0.5 * full_info.step_size
 
-    # a fall keeps the point and becomes the new reference
-    w, kept, reason = solver.end_epoch(half, back, 20.0)
+    # a second rise in a row halves the steps again
+    w, again, reason = solver.end_epoch(half, back, 25.0)
+    np.testing.assert_array_equal(w, start)
+    assert again["rollback.step_scale"] == 0.25 and "scaled by 0.25" in reason
+
+    # a fall keeps the point, becomes the new reference and takes one factor back, up to 1
+    w, kept, reason = solver.end_epoch(half, again, 20.0)
     assert w is half and reason == "" and kept["rollback.loss"] == 20.0
     np.testing.assert_array_equal(kept["rollback.w"], half)
     assert kept["rollback.step_scale"] == 0.5
+    _, kept, _ = solver.end_epoch(half, kept, 19.0)
+    _, kept, _ = solver.end_epoch(half, kept, 18.0)
+    assert kept["rollback.step_scale"] == 1.0
 
 
 def test_without_rollback_end_epoch_keeps_every_point():
