@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-7. Each problem is
+holdout-8. Each problem is
 trained by Adam at 5 learning rates (the best final training loss is the reference, the
 paper's protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0,
 float64, one BLAS thread.
@@ -301,6 +301,49 @@ def blobs_three():
 
     x, y = make_blobs(n_samples=1500, centers=3, n_features=6, cluster_std=4.0, random_state=36)
     return _standardize(x), y.astype(np.int64)
+
+
+def moons_noisy():
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=1500, noise=0.3, random_state=41)
+    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
+
+
+def circles_tight():
+    from sklearn.datasets import make_circles
+
+    x, y = make_circles(n_samples=1500, noise=0.08, factor=0.4, random_state=42)
+    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
+
+
+def synthetic_four_classes_b():
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=1800, n_features=16, n_informative=8, n_classes=4,
+                               random_state=43)  # fmt: skip
+    return _standardize(x), y.astype(np.int64)
+
+
+def friedman2_b():
+    from sklearn.datasets import make_friedman2
+
+    x, y = make_friedman2(n_samples=1500, noise=20.0, random_state=44)
+    return _standardize(x), _standardize(y).reshape(-1, 1)
+
+
+def gaussian_quantiles_two():
+    from sklearn.datasets import make_gaussian_quantiles
+
+    x, y = make_gaussian_quantiles(n_samples=1500, n_features=3, n_classes=2, random_state=45)
+    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
+
+
+def hastie_b():
+    from sklearn.datasets import make_hastie_10_2
+
+    x, y = make_hastie_10_2(n_samples=1500, random_state=46)
+    return _standardize(x), (y > 0).astype(np.float64).reshape(-1, 1)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -1209,8 +1252,103 @@ HOLDOUT7 = [
         epochs=10,
     ),
 ]
+# holdout-8: a ninth evaluation half, written after holdout-7 had been run and before
+# newton-krylov-fast's damping was chosen again on the development half
+HOLDOUT8 = [
+    Problem(
+        "moons3-mlp3-relu",
+        "holdout-8",
+        "two moons, noise 0.3, MLP 2-32-32-32-1 ReLU, BCE",
+        moons_noisy,
+        mlp((32, 32, 32), "relu"),
+        BCE,
+    ),
+    Problem(
+        "circles3-mlp2-bn-tanh",
+        "holdout-8",
+        "two circles, factor 0.4, MLP 2-64-64-1 BN tanh, BCE",
+        circles_tight,
+        mlp((64, 64), "tanh", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "classes4B-mlp2-sigmoid",
+        "holdout-8",
+        "synthetic 4 classes in 16-d, MLP 16-64-64-4 sigmoid, CE",
+        synthetic_four_classes_b,
+        mlp((64, 64), "sigmoid"),
+        CE,
+    ),
+    Problem(
+        "friedman2B-mlp3-bn-relu",
+        "holdout-8",
+        "Friedman #2, noise 20, MLP 4-32-32-32-1 BN ReLU, MSE",
+        friedman2_b,
+        mlp((32, 32, 32), "relu", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "mnistM-mlp1-bn-relu",
+        "holdout-8",
+        "MNIST t10k 8500..10000 reshuffled, MLP 784-128-10 BN ReLU, CE",
+        lambda: mnist_slice(8500, 10000, True, 23),
+        mlp((128,), "relu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "digits-cnn-bn-tanh-wide",
+        "holdout-8",
+        "digits 8x8, CNN 16-32 BN tanh, CE",
+        digits_images,
+        cnn(8, (16, 32), "tanh", True),
+        CE,
+    ),
+    Problem(
+        "quantiles2-mlp2-bn-elu",
+        "holdout-8",
+        "Gaussian quantiles, 2 classes in 3-d, MLP 3-32-32-1 BN ELU, BCE",
+        gaussian_quantiles_two,
+        mlp((32, 32), "elu", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "hastieB-mlp1-relu",
+        "holdout-8",
+        "Hastie 10.2, MLP 10-64-1 ReLU, BCE",
+        hastie_b,
+        mlp((64,), "relu"),
+        BCE,
+    ),
+    Problem(
+        "iris-mlp2-bn-tanh",
+        "holdout-8",
+        "iris, MLP 4-32-32-3 BN tanh, CE",
+        iris,
+        mlp((32, 32), "tanh", batchnorm=True),
+        CE,
+        epochs=20,
+    ),
+    Problem(
+        "diabetes-resnet-tanh",
+        "holdout-8",
+        "diabetes, residual MLP width 32 tanh, MSE",
+        diabetes,
+        residual(32, "tanh"),
+        MSE,
+        epochs=10,
+    ),
+]
 ALL_PROBLEMS = (
-    PROBLEMS + FIG5 + HOLDOUT + HOLDOUT2 + HOLDOUT3 + HOLDOUT4 + HOLDOUT5 + HOLDOUT6 + HOLDOUT7
+    PROBLEMS
+    + FIG5
+    + HOLDOUT
+    + HOLDOUT2
+    + HOLDOUT3
+    + HOLDOUT4
+    + HOLDOUT5
+    + HOLDOUT6
+    + HOLDOUT7
+    + HOLDOUT8
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 SPLITS = tuple(dict.fromkeys(p.split for p in ALL_PROBLEMS if p.split != "fig5")) + ("fig5",)
@@ -1362,6 +1500,7 @@ TITLES = {
     "holdout-5": "Holdout-5 problems (a sixth evaluation half)",
     "holdout-6": "Holdout-6 problems (a seventh evaluation half)",
     "holdout-7": "Holdout-7 problems (an eighth evaluation half)",
+    "holdout-8": "Holdout-8 problems (a ninth evaluation half)",
 }
 
 
