@@ -425,6 +425,7 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
     global_gradient="running",
     gradient_sample=128,
     curvature_dtype="float32",
+    damping=1e-4,
     scale_invariant_limit=0.15,
     epoch_rollback=0.5,
 )
@@ -437,7 +438,7 @@ class NewtonKrylovFast(NewtonKrylov):
     `NewtonKrylov`), and an epoch that raised the full training loss undone
     (``epoch_rollback=0.5``: `mcnet.fit` goes on from the previous epoch's end with steps
     halved, until an epoch lowers the loss). One setting
-    for every problem, its starting damping 1e-2, its limit and its rollback chosen on the
+    for every problem, its starting damping 1e-4, its limit and its rollback chosen on the
     development problems of
     `benchmarks/nk_suite.py` (the one that met its targets with the largest margin on the
     worst problem; the settings tried are listed in `benchmarks/results/nk_suite.md`)."""
