@@ -45,6 +45,7 @@ import mcnet as mc
 from mcnet import nn
 
 RESULTS = Path(__file__).parent / "results" / "nk_suite"  # --results changes it
+SAVED_ONLY = False  # --report: tables from the saved runs only
 REPORT = Path(__file__).parent / "results" / "nk_suite.md"
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 ADAM_LRS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
@@ -1409,10 +1410,16 @@ def run_one(problem: Problem, solver: str, options: dict) -> dict:
 
 
 def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> dict:
-    """The saved run, or a new one (saved at once: runs of a split share one file)."""
+    """The saved run, or a new one (saved at once: runs of a split share one file). With
+    ``--report`` (SAVED_ONLY) the saved run whatever settings it was made with, never a new
+    one: a report of runs made before a default changed."""
     path = RESULTS / f"{problem.split}.json.gz"
     runs = _read(path)
     key = run_key(problem.name, solver, options)
+    if SAVED_ONLY:
+        if key not in runs:
+            raise SystemExit(f"--report: no saved run {key!r} in {path}")
+        return runs[key]
     config = json.loads(json.dumps(mc.solvers.make(solver, **options).config()))  # as saved
     same = runs.get(key, {}).get("config") == config
     if same and runs[key].get("protocol", {}) == protocol(problem) and not rerun:
@@ -1566,7 +1573,7 @@ def _value(text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    global RESULTS
+    global RESULTS, SAVED_ONLY
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--split",
@@ -1587,10 +1594,14 @@ def main(argv: list[str] | None = None) -> int:
         help="an option for every --solver (repeatable)",
     )
     parser.add_argument("--rerun", action="store_true", help="ignore saved runs")
+    parser.add_argument(
+        "--report", action="store_true", help="tables from the saved runs only; run nothing"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of saved runs")
     parser.add_argument("--out", type=Path, help=f"also write the report here (e.g. {REPORT})")
     args = parser.parse_args(argv)
     RESULTS = args.results
+    SAVED_ONLY = args.report
     problems = [p for p in ALL_PROBLEMS if args.split in ("all", p.split)]
     if args.problem:
         problems = [BY_NAME[name] for name in args.problem]
