@@ -112,52 +112,6 @@ def diabetes():
     return _standardize(d.data), _standardize(d.target).reshape(-1, 1)
 
 
-def synthetic_classes():
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(
-        n_samples=2000, n_features=20, n_informative=10, n_classes=4, random_state=1
-    )
-    return _standardize(x), y.astype(np.int64)
-
-
-def friedman():
-    from sklearn.datasets import make_friedman1
-
-    x, y = make_friedman1(n_samples=2000, n_features=10, noise=0.5, random_state=2)
-    return _standardize(x), _standardize(y).reshape(-1, 1)
-
-
-def moons():
-    from sklearn.datasets import make_moons
-
-    x, y = make_moons(n_samples=2000, noise=0.2, random_state=3)
-    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
-
-
-def circles():
-    from sklearn.datasets import make_circles
-
-    x, y = make_circles(n_samples=1500, noise=0.1, factor=0.5, random_state=6)
-    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
-
-
-def friedman3():
-    from sklearn.datasets import make_friedman3
-
-    x, y = make_friedman3(n_samples=1500, noise=0.05, random_state=7)
-    return _standardize(x), _standardize(y).reshape(-1, 1)
-
-
-def synthetic_three_classes():
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(
-        n_samples=1500, n_features=12, n_informative=6, n_classes=3, random_state=9
-    )
-    return _standardize(x), y.astype(np.int64)
-
-
 def iris():
     from sklearn.datasets import load_iris
 
@@ -165,98 +119,102 @@ def iris():
     return _standardize(d.data), d.target.astype(np.int64)
 
 
-def blobs():
-    from sklearn.datasets import make_blobs
+def generated(generator: str, target: str, **options: object) -> Callable[[], tuple]:
+    """Data from scikit-learn's ``make_<generator>(**options)``, the inputs standardised; the
+    target as ``"classes"`` (integer labels), ``"binary"`` (a float column of 0 and 1),
+    ``"sign"`` (the same from labels of -1 and 1) or ``"value"`` (a standardised column)."""
 
-    x, y = make_blobs(n_samples=2000, centers=5, n_features=10, cluster_std=3.0, random_state=13)
-    return _standardize(x), y.astype(np.int64)
+    def data() -> tuple[np.ndarray, np.ndarray]:
+        import sklearn.datasets
 
+        x, y = getattr(sklearn.datasets, f"make_{generator}")(**options)
+        if target == "classes":
+            return _standardize(x), y.astype(np.int64)
+        column = {"binary": y, "sign": y > 0, "value": _standardize(y)}[target]
+        return _standardize(x), np.asarray(column, dtype=np.float64).reshape(-1, 1)
 
-def gaussian_quantiles():
-    from sklearn.datasets import make_gaussian_quantiles
-
-    x, y = make_gaussian_quantiles(n_samples=1500, n_features=4, n_classes=3, random_state=14)
-    return _standardize(x), y.astype(np.int64)
-
-
-def hastie():
-    from sklearn.datasets import make_hastie_10_2
-
-    x, y = make_hastie_10_2(n_samples=2000, random_state=15)
-    return _standardize(x), (y > 0).astype(np.float64).reshape(-1, 1)
+    return data
 
 
-def friedman2():
-    from sklearn.datasets import make_friedman2
+def tanh_regression(scale: float, **options: object) -> Callable[[], tuple]:
+    """A linear regression's target squashed by tanh(y / scale), then standardised."""
 
-    x, y = make_friedman2(n_samples=1500, noise=10.0, random_state=16)
-    return _standardize(x), _standardize(y).reshape(-1, 1)
+    def data() -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.datasets import make_regression
 
+        x, y = make_regression(**options)
+        return _standardize(x), _standardize(np.tanh(y / scale)).reshape(-1, 1)
 
-def swiss_roll():
-    from sklearn.datasets import make_swiss_roll
-
-    x, t = make_swiss_roll(n_samples=1500, noise=0.1, random_state=17)
-    return _standardize(x), _standardize(t).reshape(-1, 1)
+    return data
 
 
-def regression():
-    from sklearn.datasets import make_regression
-
-    x, y = make_regression(n_samples=1500, n_features=8, n_informative=5, noise=5.0,
-                           random_state=18)  # fmt: skip
-    return _standardize(x), _standardize(np.tanh(y / 100.0)).reshape(-1, 1)
-
-
-def synthetic_binary():
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(n_samples=1500, n_features=16, n_informative=8, n_redundant=4,
-                               flip_y=0.05, random_state=19)  # fmt: skip
-    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
-
-
-def moons_wide():
-    from sklearn.datasets import make_moons
-
-    x, y = make_moons(n_samples=1800, noise=0.25, random_state=21)
-    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
-
-
-def circles_noisy():
-    from sklearn.datasets import make_circles
-
-    x, y = make_circles(n_samples=1600, noise=0.15, factor=0.6, random_state=22)
-    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
-
-
-def friedman_b():
-    from sklearn.datasets import make_friedman1
-
-    x, y = make_friedman1(n_samples=1800, n_features=10, noise=1.0, random_state=23)
-    return _standardize(x), _standardize(y).reshape(-1, 1)
-
-
-def synthetic_five_classes():
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(n_samples=2000, n_features=24, n_informative=12, n_classes=5,
-                               random_state=24)  # fmt: skip
-    return _standardize(x), y.astype(np.int64)
-
-
-def sparse_uncorrelated():
-    from sklearn.datasets import make_sparse_uncorrelated
-
-    x, y = make_sparse_uncorrelated(n_samples=1500, n_features=10, random_state=25)
-    return _standardize(x), _standardize(y).reshape(-1, 1)
-
-
-def s_curve():
-    from sklearn.datasets import make_s_curve
-
-    x, t = make_s_curve(n_samples=1500, noise=0.1, random_state=26)
-    return _standardize(x), _standardize(t).reshape(-1, 1)
+synthetic_classes = generated(
+    "classification", "classes", n_samples=2000, n_features=20, n_informative=10, n_classes=4,
+    random_state=1,
+)  # fmt: skip
+friedman = generated("friedman1", "value", n_samples=2000, n_features=10, noise=0.5, random_state=2)
+moons = generated("moons", "binary", n_samples=2000, noise=0.2, random_state=3)
+circles = generated("circles", "binary", n_samples=1500, noise=0.1, factor=0.5, random_state=6)
+friedman3 = generated("friedman3", "value", n_samples=1500, noise=0.05, random_state=7)
+synthetic_three_classes = generated(
+    "classification", "classes", n_samples=1500, n_features=12, n_informative=6, n_classes=3,
+    random_state=9,
+)  # fmt: skip
+blobs = generated(
+    "blobs", "classes", n_samples=2000, centers=5, n_features=10, cluster_std=3.0, random_state=13
+)
+gaussian_quantiles = generated(
+    "gaussian_quantiles", "classes", n_samples=1500, n_features=4, n_classes=3, random_state=14
+)
+hastie = generated("hastie_10_2", "sign", n_samples=2000, random_state=15)
+friedman2 = generated("friedman2", "value", n_samples=1500, noise=10.0, random_state=16)
+swiss_roll = generated("swiss_roll", "value", n_samples=1500, noise=0.1, random_state=17)
+regression = tanh_regression(
+    100.0, n_samples=1500, n_features=8, n_informative=5, noise=5.0, random_state=18
+)
+synthetic_binary = generated(
+    "classification", "binary", n_samples=1500, n_features=16, n_informative=8, n_redundant=4,
+    flip_y=0.05, random_state=19,
+)  # fmt: skip
+moons_wide = generated("moons", "binary", n_samples=1800, noise=0.25, random_state=21)
+circles_noisy = generated(
+    "circles", "binary", n_samples=1600, noise=0.15, factor=0.6, random_state=22
+)
+friedman_b = generated(
+    "friedman1", "value", n_samples=1800, n_features=10, noise=1.0, random_state=23
+)
+synthetic_five_classes = generated(
+    "classification", "classes", n_samples=2000, n_features=24, n_informative=12, n_classes=5,
+    random_state=24,
+)  # fmt: skip
+sparse_uncorrelated = generated(
+    "sparse_uncorrelated", "value", n_samples=1500, n_features=10, random_state=25
+)
+s_curve = generated("s_curve", "value", n_samples=1500, noise=0.1, random_state=26)
+synthetic_six_classes = generated(
+    "classification", "classes", n_samples=2000, n_features=30, n_informative=15, n_classes=6,
+    random_state=33,
+)  # fmt: skip
+regression_b = tanh_regression(
+    150.0, n_samples=1600, n_features=12, n_informative=8, noise=10.0, random_state=34
+)
+friedman3_b = generated("friedman3", "value", n_samples=1600, noise=0.1, random_state=35)
+blobs_three = generated(
+    "blobs", "classes", n_samples=1500, centers=3, n_features=6, cluster_std=4.0, random_state=36
+)
+moons_noisy = generated("moons", "binary", n_samples=1500, noise=0.3, random_state=41)
+circles_tight = generated(
+    "circles", "binary", n_samples=1500, noise=0.08, factor=0.4, random_state=42
+)
+synthetic_four_classes_b = generated(
+    "classification", "classes", n_samples=1800, n_features=16, n_informative=8, n_classes=4,
+    random_state=43,
+)  # fmt: skip
+friedman2_b = generated("friedman2", "value", n_samples=1500, noise=20.0, random_state=44)
+gaussian_quantiles_two = generated(
+    "gaussian_quantiles", "binary", n_samples=1500, n_features=3, n_classes=2, random_state=45
+)
+hastie_b = generated("hastie_10_2", "sign", n_samples=1500, random_state=46)
 
 
 def xor_four():
@@ -272,79 +230,6 @@ def spirals():
     x = np.stack([t * np.cos(t + np.pi * arm), t * np.sin(t + np.pi * arm)], axis=1)
     x = x + 0.3 * rng.standard_normal(x.shape)
     return _standardize(x), arm.astype(np.float64).reshape(-1, 1)
-
-
-def synthetic_six_classes():
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(n_samples=2000, n_features=30, n_informative=15, n_classes=6,
-                               random_state=33)  # fmt: skip
-    return _standardize(x), y.astype(np.int64)
-
-
-def regression_b():
-    from sklearn.datasets import make_regression
-
-    x, y = make_regression(n_samples=1600, n_features=12, n_informative=8, noise=10.0,
-                           random_state=34)  # fmt: skip
-    return _standardize(x), _standardize(np.tanh(y / 150.0)).reshape(-1, 1)
-
-
-def friedman3_b():
-    from sklearn.datasets import make_friedman3
-
-    x, y = make_friedman3(n_samples=1600, noise=0.1, random_state=35)
-    return _standardize(x), _standardize(y).reshape(-1, 1)
-
-
-def blobs_three():
-    from sklearn.datasets import make_blobs
-
-    x, y = make_blobs(n_samples=1500, centers=3, n_features=6, cluster_std=4.0, random_state=36)
-    return _standardize(x), y.astype(np.int64)
-
-
-def moons_noisy():
-    from sklearn.datasets import make_moons
-
-    x, y = make_moons(n_samples=1500, noise=0.3, random_state=41)
-    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
-
-
-def circles_tight():
-    from sklearn.datasets import make_circles
-
-    x, y = make_circles(n_samples=1500, noise=0.08, factor=0.4, random_state=42)
-    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
-
-
-def synthetic_four_classes_b():
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(n_samples=1800, n_features=16, n_informative=8, n_classes=4,
-                               random_state=43)  # fmt: skip
-    return _standardize(x), y.astype(np.int64)
-
-
-def friedman2_b():
-    from sklearn.datasets import make_friedman2
-
-    x, y = make_friedman2(n_samples=1500, noise=20.0, random_state=44)
-    return _standardize(x), _standardize(y).reshape(-1, 1)
-
-
-def gaussian_quantiles_two():
-    from sklearn.datasets import make_gaussian_quantiles
-
-    x, y = make_gaussian_quantiles(n_samples=1500, n_features=3, n_classes=2, random_state=45)
-    return _standardize(x), y.astype(np.float64).reshape(-1, 1)
-
-
-def hastie_b():
-    from sklearn.datasets import make_hastie_10_2
-
-    x, y = make_hastie_10_2(n_samples=1500, random_state=46)
-    return _standardize(x), (y > 0).astype(np.float64).reshape(-1, 1)
 
 
 # --- models -------------------------------------------------------------------------------
