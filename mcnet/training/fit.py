@@ -362,14 +362,13 @@ def _end_epoch(
             "learning rate or another solver)"
         )
     w, state, reason = loop.solver.end_epoch(point.w, point.state, history.train_loss[-1])
-    if w is not point.w:
-        point = _Point(w, state)
+    went_back = w is not point.w
+    point = _Point(w, state)
+    if went_back:
         if history.records:  # the epoch's last record says what happened after it
             last = history.records[-1]
             last["reason"] = "; ".join(filter(None, (last["reason"], reason)))
         _evaluate_epoch_again(loop, history, point)
-    else:
-        point = _Point(w, state)
     return point
 
 

@@ -131,9 +131,11 @@ class NewtonKrylov(Solver):
         self.scale_invariant_curvature = check_flag(
             "scale_invariant_curvature", scale_invariant_curvature
         )
-        if epoch_rollback is not None and check_fraction("epoch_rollback", epoch_rollback) == 0:
+        self.epoch_rollback = (
+            None if epoch_rollback is None else check_fraction("epoch_rollback", epoch_rollback)
+        )
+        if self.epoch_rollback == 0:
             raise ValueError("epoch_rollback must be in (0, 1] or None, got 0")
-        self.epoch_rollback = None if epoch_rollback is None else float(epoch_rollback)
         self.scale_invariant_limit = (
             None
             if scale_invariant_limit is None
@@ -205,7 +207,7 @@ class NewtonKrylov(Solver):
             return w, state, ""
         previous = float(state["rollback.loss"])
         scale = float(state["rollback.step_scale"])
-        if train_loss <= previous or not math.isfinite(previous):
+        if train_loss <= previous:  # the first call compares with inf
             lowered = {
                 **state,
                 "rollback.w": w.copy(),
