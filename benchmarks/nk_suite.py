@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-8. Each problem is
+holdout-9. Each problem is
 trained by Adam at 5 learning rates (the best final training loss is the reference, the
 paper's protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0,
 float64, one BLAS thread.
@@ -215,6 +215,25 @@ gaussian_quantiles_two = generated(
     "gaussian_quantiles", "binary", n_samples=1500, n_features=3, n_classes=2, random_state=45
 )
 hastie_b = generated("hastie_10_2", "sign", n_samples=1500, random_state=46)
+moons_dev = generated("moons", "binary", n_samples=1500, noise=0.25, random_state=61)
+circles_dev = generated(
+    "circles", "binary", n_samples=1500, noise=0.1, factor=0.55, random_state=62
+)
+friedman2_dev = generated("friedman2", "value", n_samples=1500, noise=15.0, random_state=63)
+moons_h9 = generated("moons", "binary", n_samples=1600, noise=0.22, random_state=71)
+friedman_h9 = generated(
+    "friedman1", "value", n_samples=1500, n_features=10, noise=0.5, random_state=72
+)
+synthetic_three_classes_h9 = generated(
+    "classification", "classes", n_samples=1500, n_features=14, n_informative=7, n_classes=3,
+    random_state=73,
+)  # fmt: skip
+regression_h9 = tanh_regression(
+    120.0, n_samples=1500, n_features=10, n_informative=6, noise=8.0, random_state=74
+)
+blobs_four = generated(
+    "blobs", "classes", n_samples=1600, centers=4, n_features=8, cluster_std=3.5, random_state=75
+)
 
 
 def xor_four():
@@ -513,6 +532,55 @@ PROBLEMS = [
         lambda: mnist_slice(0, 2000, True, 4),
         mlp((32,), "none"),
         CE,
+    ),
+]
+# development, second set: written after holdout-8 had been run, to choose newton-krylov's
+# epoch rollback on problems like those whose loss rose late there (BatchNorm, small data,
+# long runs) and on the low-dimensional toy sets where Adam moves fast
+DEVELOPMENT2 = [
+    Problem(
+        "iris-mlp1-bn-relu",
+        "development",
+        "iris, MLP 4-32-3 BN ReLU, CE",
+        iris,
+        mlp((32,), "relu", batchnorm=True),
+        CE,
+        epochs=20,
+    ),
+    Problem(
+        "friedman2C-mlp2-bn-sigmoid",
+        "development",
+        "Friedman #2, noise 15, MLP 4-32-32-1 BN sigmoid, MSE",
+        friedman2_dev,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        MSE,
+        epochs=10,
+    ),
+    Problem(
+        "moons4-mlp2-tanh",
+        "development",
+        "two moons, noise 0.25, MLP 2-32-32-1 tanh, BCE",
+        moons_dev,
+        mlp((32, 32), "tanh"),
+        BCE,
+    ),
+    Problem(
+        "circles4-mlp2-bn-relu",
+        "development",
+        "two circles, factor 0.55, MLP 2-32-32-1 BN ReLU, BCE",
+        circles_dev,
+        mlp((32, 32), "relu", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "wine-mlp2-bn-elu",
+        "development",
+        "wine, MLP 13-32-32-3 BN ELU, CE",
+        wine,
+        mlp((32, 32), "elu", batchnorm=True),
+        CE,
+        epochs=20,
     ),
 ]
 # the paper's Fig. 5: LeNet-5 without batch norm, one activation each (not in either half)
@@ -1224,8 +1292,97 @@ HOLDOUT8 = [
         epochs=10,
     ),
 ]
+# holdout-9: a tenth evaluation half, written after holdout-8 had been run and before
+# newton-krylov's epoch rollback was tried on the second development set
+HOLDOUT9 = [
+    Problem(
+        "moons5-mlp2-bn-sigmoid",
+        "holdout-9",
+        "two moons, noise 0.22, MLP 2-32-32-1 BN sigmoid, BCE",
+        moons_h9,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "iris-mlp2-bn-elu",
+        "holdout-9",
+        "iris, MLP 4-32-32-3 BN ELU, CE",
+        iris,
+        mlp((32, 32), "elu", batchnorm=True),
+        CE,
+        epochs=20,
+    ),
+    Problem(
+        "friedmanC-mlp2-bn-sigmoid",
+        "holdout-9",
+        "Friedman #1, noise 0.5, MLP 10-64-64-1 BN sigmoid, MSE",
+        friedman_h9,
+        mlp((64, 64), "sigmoid", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "mnistN-cnn-bn-relu",
+        "holdout-9",
+        "MNIST t10k 1500..3000 reshuffled, CNN 8-16 BN ReLU, CE",
+        lambda: mnist_slice(1500, 3000, False, 29),
+        cnn(28, (8, 16), "relu", True),
+        CE,
+    ),
+    Problem(
+        "digits-resnet-sin",
+        "holdout-9",
+        "digits, residual MLP width 64 sin, CE",
+        digits_flat,
+        residual(64, "sin"),
+        CE,
+    ),
+    Problem(
+        "cancer-mlp3-bn-elu",
+        "holdout-9",
+        "breast cancer, MLP 30-32-32-32-1 BN ELU, BCE",
+        breast_cancer,
+        mlp((32, 32, 32), "elu", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "classes3C-mlp1-none",
+        "holdout-9",
+        "synthetic 3 classes in 14-d, MLP 14-32-3 none, CE",
+        synthetic_three_classes_h9,
+        mlp((32,), "none"),
+        CE,
+    ),
+    Problem(
+        "regressionC-mlp2-tanh",
+        "holdout-9",
+        "tanh of a linear regression in 10-d, MLP 10-64-64-1 tanh, MSE",
+        regression_h9,
+        mlp((64, 64), "tanh"),
+        MSE,
+    ),
+    Problem(
+        "blobs4-mlp2-bn-sin",
+        "holdout-9",
+        "4 Gaussian blobs in 8-d, MLP 8-32-32-4 BN sin, CE",
+        blobs_four,
+        mlp((32, 32), "sin", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "diabetes-mlp2-bn-relu",
+        "holdout-9",
+        "diabetes, MLP 10-32-32-1 BN ReLU, MSE",
+        diabetes,
+        mlp((32, 32), "relu", batchnorm=True),
+        MSE,
+        epochs=20,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
+    + DEVELOPMENT2
     + FIG5
     + HOLDOUT
     + HOLDOUT2
@@ -1235,6 +1392,7 @@ ALL_PROBLEMS = (
     + HOLDOUT6
     + HOLDOUT7
     + HOLDOUT8
+    + HOLDOUT9
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 SPLITS = tuple(dict.fromkeys(p.split for p in ALL_PROBLEMS if p.split != "fig5")) + ("fig5",)
@@ -1393,6 +1551,7 @@ TITLES = {
     "holdout-6": "Holdout-6 problems (a seventh evaluation half)",
     "holdout-7": "Holdout-7 problems (an eighth evaluation half)",
     "holdout-8": "Holdout-8 problems (a ninth evaluation half)",
+    "holdout-9": "Holdout-9 problems (a tenth evaluation half)",
 }
 
 
