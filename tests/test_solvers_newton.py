@@ -316,6 +316,9 @@ def test_state_is_not_modified_and_saves_to_npz(tmp_path):
         ({"scale_invariant_limit": "a quarter"}, "scale_invariant_limit"),
         ({"epoch_rollback": 0.0}, "epoch_rollback"),
         ({"epoch_rollback": 1.5}, "epoch_rollback"),
+        ({"epoch_backtracks": -1}, "epoch_backtracks"),
+        ({"epoch_backtracks": 1.5}, "epoch_backtracks"),
+        ({"epoch_backtracks": 2}, "epoch_backtracks=2 needs epoch_rollback"),
     ],
 )
 def test_bad_hyperparameters_name_the_option(options, message):
@@ -566,7 +569,8 @@ def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
 def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
     """newton-krylov-fast is newton-krylov with max_krylov=10, the running gradient from a
     128-example start, float32 products, scale-invariant channels turned by at most 0.15 of
-    their norm and epochs that raised the training loss undone: the loss falls, no step's
+    their norm and epochs that raised the training loss undone (the first of 1/2, 1/4, 1/8 of
+    their way below their start kept): the loss falls, no step's
     pass sees the full data, and the parameters stay float64."""
     assert (
         mc.solvers.make("newton-krylov-fast").config()
@@ -578,6 +582,7 @@ def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
             damping=1e-4,
             scale_invariant_limit=0.15,
             epoch_rollback=0.5,
+            epoch_backtracks=3,
         ).config()
     )
     rng = np.random.default_rng(0)
@@ -882,6 +887,44 @@ def test_epoch_rollback_goes_back_to_the_last_epoch_end_and_scales_later_steps()
     assert kept["rollback.step_scale"] == 1.0
 
 
+def test_epoch_backtracks_keep_the_first_point_of_the_epochs_way_below_its_start():
+    """``epoch_backtracks=3``: after a rise, the points 1/2, 1/4, 1/8 of the way from the
+    epoch's start are tried in turn with the full loss, and the first below the start's loss
+    is where training goes on; when none is, the epoch's start."""
+    oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
+    solver = NewtonKrylov(curvature="bicomplex", epoch_rollback=0.5, epoch_backtracks=3)
+    start = np.array([-1.2, 1.0])
+    _, state, _ = solver.end_epoch(start, solver.init(oracle, start), 24.2)
+    moved = np.array([0.4, -2.0])
+    tried = []
+
+    def loss_at(losses):
+        def evaluate(w):
+            tried.append(w.copy())
+            return losses[len(tried) - 1]
+
+        return evaluate
+
+    w, kept, reason = solver.end_epoch(moved, state, 30.0, loss_at([26.0, 20.0, 1.0]))
+    np.testing.assert_allclose(tried, [[-0.4, -0.5], [-0.8, 0.25]], rtol=1e-15)
+    np.testing.assert_array_equal(w, tried[-1])
+    assert kept["rollback.loss"] == 20.0 and kept["rollback.step_scale"] == 0.5
+    np.testing.assert_array_equal(kept["rollback.w"], w)
+    assert not kept["krylov.warm_start"].any()
+    assert "rose from 24.2 to 30" in reason and "back to 0.25 of the epoch's way" in reason
+    assert "where it is 20" in reason
+
+    # none lower (a NaN is not lower): back to the start, after exactly three tries
+    tried.clear()
+    w, back, reason = solver.end_epoch(moved, state, 30.0, loss_at([24.2, np.nan, 25.0]))
+    np.testing.assert_allclose(tried, [[-0.4, -0.5], [-0.8, 0.25], [-1.0, 0.625]], rtol=1e-15)
+    np.testing.assert_array_equal(w, start)
+    assert back["rollback.loss"] == 24.2 and "back to" not in reason
+    # a fall tries nothing
+    tried.clear()
+    assert solver.end_epoch(moved, state, 23.0, loss_at([]))[0] is moved and not tried
+
+
 def test_without_rollback_end_epoch_keeps_every_point():
     oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
     solver = NewtonKrylovHessian()
@@ -892,7 +935,7 @@ def test_without_rollback_end_epoch_keeps_every_point():
     assert solver.end_epoch(w, state, 2.0) == (w, state, "")
 
 
-def _bn_sigmoid_digits_history(epoch_rollback):
+def _bn_sigmoid_digits_history(epoch_rollback, epoch_backtracks=0):
     x, y = mc.datasets.digits()
     x = x.reshape(len(x), 64)
     nn.manual_seed(0)
@@ -900,7 +943,12 @@ def _bn_sigmoid_digits_history(epoch_rollback):
         nn.Linear(64, 32), nn.BatchNorm1d(32), nn.Sigmoid(),
         nn.Linear(32, 32), nn.BatchNorm1d(32), nn.Sigmoid(), nn.Linear(32, 10),
     )  # fmt: skip
-    solver = mc.solvers.make("newton-krylov-fast", damping=1e-2, epoch_rollback=epoch_rollback)
+    solver = mc.solvers.make(
+        "newton-krylov-fast",
+        damping=1e-2,
+        epoch_rollback=epoch_rollback,
+        epoch_backtracks=epoch_backtracks,
+    )
     return mc.fit(net, nn.CrossEntropyLoss(), (x[:768], y[:768]), solver, epochs=5,
                   progress=False)  # fmt: skip
 
@@ -919,3 +967,11 @@ def test_fit_undoes_an_epoch_of_newton_krylov_that_raised_the_training_loss():
     assert len(rolled) == 1 and rolled[0] is history.records[-1]
     assert "later steps scaled by 0.5" in rolled[0]["reason"]
     assert losses[-1] == losses[-2] and losses[:-1] == rising[:-1]
+
+    # with backtracks, half of the fifth epoch's way is below the fourth epoch's end
+    backtracked = _bn_sigmoid_digits_history(0.5, epoch_backtracks=3)
+    losses = backtracked.train_loss
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert losses[:-1] == rising[:-1] and losses[-1] < rising[-2]
+    assert "back to 0.5 of the epoch's way" in backtracked.records[-1]["reason"]
+    assert f"where it is {losses[-1]:.6g}" in backtracked.records[-1]["reason"]

@@ -51,10 +51,17 @@ class Solver:
     def step(self, oracle, w, batch, state: State) -> tuple[Any, State, StepInfo]:
         raise NotImplementedError
 
-    def end_epoch(self, w, state: State, train_loss: float) -> tuple[Any, State, str]:
+    def end_epoch(
+        self,
+        w,
+        state: State,
+        train_loss: float,
+        loss_at: Callable[[Any], float] | None = None,
+    ) -> tuple[Any, State, str]:
         """Called by `mcnet.fit` at the initial point and after every epoch with the full
-        training loss at ``w``: the point to go on from, its state, and why, if it is not
-        ``w`` (a solver may go back to the end of an earlier epoch). The default keeps ``w``."""
+        training loss at ``w`` and ``loss_at(v)``, the full training loss at any other point:
+        the point to go on from, its state, and why, if it is not ``w`` (a solver may go back
+        towards the end of an earlier epoch). The default keeps ``w``."""
         return w, state, ""
 
     @property

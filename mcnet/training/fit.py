@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -232,7 +233,9 @@ def fit(
                     "the data or the model's initialisation give no finite loss (expected "
                     "inputs of moderate size)"
                 )
-            w, state, _ = solver.end_epoch(point.w, point.state, history.train_loss[0])
+            w, state, _ = solver.end_epoch(
+                point.w, point.state, history.train_loss[0], functools.partial(_train_loss_at, loop)
+            )
             point = _Point(w, state)
             start_epoch = 0
 
@@ -361,7 +364,12 @@ def _end_epoch(
             "parameters are those before that epoch (expected a smaller step: a lower "
             "learning rate or another solver)"
         )
-    w, state, reason = loop.solver.end_epoch(point.w, point.state, history.train_loss[-1])
+    start = time.perf_counter()
+    w, state, reason = loop.solver.end_epoch(
+        point.w, point.state, history.train_loss[-1], functools.partial(_train_loss_at, loop)
+    )
+    if loop.solver.reads_epoch_loss:  # the losses at the points it tried
+        history.epoch_time[-1] += time.perf_counter() - start
     went_back = w is not point.w
     point = _Point(w, state)
     if went_back:
@@ -390,6 +398,13 @@ def _evaluate_epoch(loop: _Loop, history: History, point: _Point) -> float:
         history.test_loss.append(test_loss)
         history.test_accuracy.append(accuracy)
     return seconds
+
+
+def _train_loss_at(loop: _Loop, w) -> float:
+    """The full training loss at the parameters ``w`` (for `Solver.end_epoch`)."""
+    vector_to_parameters(w, loop.module)
+    _recompute_statistics(loop)
+    return evaluate(loop.module, loop.loss, loop.data, loop.chunk_size)[0]
 
 
 def _evaluate_epoch_again(loop: _Loop, history: History, point: _Point) -> None:

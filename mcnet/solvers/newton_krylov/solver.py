@@ -57,6 +57,7 @@ other compositions of the same parts.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from mcnet.algebra.multicomplex import array_module
@@ -65,6 +66,7 @@ from mcnet.solvers.base import (
     State,
     StepInfo,
     check_choice,
+    check_count,
     check_flag,
     check_fraction,
     check_positive,
@@ -120,6 +122,7 @@ class NewtonKrylov(Solver):
         scale_invariant_limit: float | None = 0.25,
         scale_invariant_curvature: bool = True,
         epoch_rollback: float | None = None,
+        epoch_backtracks: int = 0,
     ) -> None:
         options = dict(locals())
         del options["self"]
@@ -136,6 +139,12 @@ class NewtonKrylov(Solver):
         )
         if self.epoch_rollback == 0:
             raise ValueError("epoch_rollback must be in (0, 1] or None, got 0")
+        self.epoch_backtracks = check_count("epoch_backtracks", epoch_backtracks, minimum=0)
+        if self.epoch_backtracks and self.epoch_rollback is None:
+            raise ValueError(
+                f"epoch_backtracks={epoch_backtracks} needs epoch_rollback (a factor in (0, 1]),"
+                " got epoch_rollback=None"
+            )
         self.scale_invariant_limit = (
             None
             if scale_invariant_limit is None
@@ -196,13 +205,21 @@ class NewtonKrylov(Solver):
     def reads_epoch_loss(self) -> bool:
         return self.epoch_rollback is not None
 
-    def end_epoch(self, w, state: State, train_loss: float) -> tuple[Any, State, str]:
+    def end_epoch(
+        self,
+        w,
+        state: State,
+        train_loss: float,
+        loss_at: Callable[[Any], float] | None = None,
+    ) -> tuple[Any, State, str]:
         """With ``epoch_rollback=f``: an epoch that raised the full training loss is undone.
-        Training goes on from the previous epoch's end, with no warm start and every later
-        step scaled by f once more; each epoch that lowers the loss takes one factor f back
-        (up to 1), so rollbacks in a row shorten the steps until an epoch succeeds.
-        Minibatch Newton steps fit their own batch; late in training they overshoot the full
-        loss, which epochs of such steps then raise."""
+        With ``epoch_backtracks=k``, first the points 1/2, 1/4, ... 1/2^k of the way from the
+        previous epoch's end to ``w`` are tried (``loss_at``), and the first below the previous
+        loss is kept; when none is, training goes on from the previous epoch's end. Either
+        way there is no warm start and every later step is scaled by f once more; each epoch
+        that lowers the loss takes one factor f back (up to 1), so rollbacks in a row shorten
+        the steps until an epoch succeeds. Minibatch Newton steps fit their own batch; late in
+        training they overshoot the full loss, which epochs of such steps then raise."""
         if self.epoch_rollback is None:
             return w, state, ""
         previous = float(state["rollback.loss"])
@@ -224,7 +241,18 @@ class NewtonKrylov(Solver):
         reason = f"rolled back: the training loss rose from {previous:.6g} to {train_loss:.6g}"
         if self.epoch_rollback < 1:
             reason += f"; later steps scaled by {scale:g}"
-        return state["rollback.w"].copy(), restored, reason
+        start = state["rollback.w"]
+        for halvings in range(1, self.epoch_backtracks + 1):
+            if loss_at is None:
+                break
+            fraction = 0.5**halvings
+            candidate = start + fraction * (w - start)
+            loss = loss_at(candidate)
+            if loss < previous:
+                kept = {**restored, "rollback.w": candidate.copy(), "rollback.loss": loss}
+                reason += f"; back to {fraction:g} of the epoch's way, where it is {loss:.6g}"
+                return candidate, kept, reason
+        return start.copy(), restored, reason
 
     # --- one iteration --------------------------------------------------------------------
     def step(self, oracle, w, batch, state: State) -> tuple[Any, State, StepInfo]:
@@ -430,6 +458,7 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
     damping=1e-4,
     scale_invariant_limit=0.15,
     epoch_rollback=0.5,
+    epoch_backtracks=3,
 )
 class NewtonKrylovFast(NewtonKrylov):
     """The recommended setting: `NewtonKrylov` with cheap iterations -- at most 10 Krylov
@@ -438,8 +467,9 @@ class NewtonKrylovFast(NewtonKrylov):
     loss trials and the step stay in the parameters' dtype, scale-invariant channels
     turned by at most 0.15 of their norm per step (then fitted to the exact curvature, as in
     `NewtonKrylov`), and an epoch that raised the full training loss undone
-    (``epoch_rollback=0.5``: `mcnet.fit` goes on from the previous epoch's end with steps
-    halved, until an epoch lowers the loss). One setting
+    (``epoch_rollback=0.5``, ``epoch_backtracks=3``: `mcnet.fit` goes on from the first of
+    the points 1/2, 1/4, 1/8 of the epoch's way below the previous epoch's end, else from
+    that end, with steps halved until an epoch lowers the loss). One setting
     for every problem, its starting damping 1e-4, its limit and its rollback chosen on the
     development problems of
     `benchmarks/nk_suite.py` (the one that met its targets with the largest margin on the
