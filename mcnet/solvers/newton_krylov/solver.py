@@ -40,12 +40,13 @@ Where the printed algorithm needs a decision (docs/newton_krylov.md has the reas
   bicomplex forward, CSDD2): the Gauss-Newton matrix leaves out batch norm's own second
   derivative, which dominates along such rows after a sigmoid.
 
-After an epoch (``epoch_rollback``, not in the printed algorithm): `mcnet.fit` passes the full
-training loss to `end_epoch`; an epoch that raised it is undone (docs/newton_krylov.md).
+After an epoch (``epoch_rollback``, ``epoch_backtracks``, not in the printed algorithm):
+`mcnet.fit` passes the full training loss to `end_epoch`; an epoch that raised it is cut back
+to the first of 1/2, 1/4, 1/8 of its way below its start, or undone (docs/newton_krylov.md).
 
 Every option of the constructor is a setting of a part (see `parts`) or of the loop itself
 (``warm_start``, ``post_screening``, ``scale_invariant_limit``,
-``scale_invariant_curvature``, ``epoch_rollback``). The defaults are
+``scale_invariant_curvature``, ``epoch_rollback``, ``epoch_backtracks``). The defaults are
 Algorithm 1 on the damped Gauss-Newton matrix G_j + lambda I (lambda_0 = 1e-2, following
 Levenberg-Marquardt) at eta = 0.2: with H_j, CG meets non-positive curvature at its first or
 second direction in nearly every iteration on ReLU networks, and training there ran 2-12x
@@ -121,8 +122,8 @@ class NewtonKrylov(Solver):
         curvature_dtype: str | None = None,
         scale_invariant_limit: float | None = 0.25,
         scale_invariant_curvature: bool = True,
-        epoch_rollback: float | None = None,
-        epoch_backtracks: int = 0,
+        epoch_rollback: float | None = 0.5,
+        epoch_backtracks: int = 3,
     ) -> None:
         options = dict(locals())
         del options["self"]
@@ -418,11 +419,13 @@ class NewtonKrylov(Solver):
     eta=0.05,
     scale_invariant_limit=None,
     scale_invariant_curvature=False,
+    epoch_rollback=None,
+    epoch_backtracks=0,
 )
 class NewtonKrylovHessian(NewtonKrylov):
     """Algorithm 1 on the batch Hessian H_j, as printed: H_j p from a complex pass (CSDD),
     each kappa = p^T H_j p from a bicomplex forward (CSDD2), CG ended at the first direction of
-    non-positive curvature, eta = 0.05. The base of the ablations."""
+    non-positive curvature, eta = 0.05, no epoch rollback. The base of the ablations."""
 
     name = "newton-krylov-hessian"
 
@@ -457,8 +460,6 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
     curvature_dtype="float32",
     damping=1e-4,
     scale_invariant_limit=0.15,
-    epoch_rollback=0.5,
-    epoch_backtracks=3,
 )
 class NewtonKrylovFast(NewtonKrylov):
     """The recommended setting: `NewtonKrylov` with cheap iterations -- at most 10 Krylov
