@@ -318,7 +318,6 @@ def test_state_is_not_modified_and_saves_to_npz(tmp_path):
         ({"epoch_rollback": 1.5}, "epoch_rollback"),
         ({"epoch_backtracks": -1}, "epoch_backtracks"),
         ({"epoch_backtracks": 1.5}, "epoch_backtracks"),
-        ({"epoch_backtracks": 2}, "epoch_backtracks=2 needs epoch_rollback"),
     ],
 )
 def test_bad_hyperparameters_name_the_option(options, message):
@@ -936,6 +935,11 @@ def test_without_rollback_end_epoch_keeps_every_point():
     assert not any(k.startswith("rollback.") for k in state) and not solver.reads_epoch_loss
     assert solver.end_epoch(w, state, 1.0) == (w, state, "")
     assert solver.end_epoch(w, state, 2.0) == (w, state, "")
+    # epoch_rollback=None turns the backtracks off too (newton-krylov's default is 3)
+    solver = mc.solvers.make("newton-krylov", epoch_rollback=None)
+    state = solver.init(oracle, w)
+    tried = []
+    assert solver.end_epoch(w, state, 2.0, tried.append) == (w, state, "") and not tried
 
 
 def _bn_sigmoid_digits_history(epoch_rollback, epoch_backtracks=0):

@@ -12,8 +12,9 @@ extra evaluation; a rejected step is undone within its epoch, and training stops
 After each epoch the full training loss (and test loss and accuracy) is evaluated with the
 module in eval mode (BatchNorm's running statistics recomputed at the parameters first,
 unless ``batchnorm_statistics="running"``). The solver sees that training loss
-(`Solver.end_epoch`; ``newton-krylov-fast`` goes back to the previous epoch's end when it
-rose, and that evaluation then counts as its time), and a checkpoint is written atomically into a
+(`Solver.end_epoch`, with the loss at any other point it asks for; ``newton-krylov`` and
+``newton-krylov-fast`` go back along the epoch's way when it rose, and those evaluations then
+count as their time), and a checkpoint is written atomically into a
 directory locked for the run; ``resume=True`` continues from it to bit-identical
 parameters. A checkpoint already there is only resumed (``resume=True``, same run: solver,
 options, seed, batch size, dtype, model and data) or replaced (``overwrite=True``), never

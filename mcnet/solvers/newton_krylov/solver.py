@@ -140,12 +140,8 @@ class NewtonKrylov(Solver):
         )
         if self.epoch_rollback == 0:
             raise ValueError("epoch_rollback must be in (0, 1] or None, got 0")
+        # without a rollback there is nothing to backtrack: epoch_rollback=None turns both off
         self.epoch_backtracks = check_count("epoch_backtracks", epoch_backtracks, minimum=0)
-        if self.epoch_backtracks and self.epoch_rollback is None:
-            raise ValueError(
-                f"epoch_backtracks={epoch_backtracks} needs epoch_rollback (a factor in (0, 1]),"
-                " got epoch_rollback=None"
-            )
         self.scale_invariant_limit = (
             None
             if scale_invariant_limit is None
