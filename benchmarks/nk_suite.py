@@ -696,7 +696,7 @@ HOLDOUT2 = [
         CE,
     ),
     Problem(
-        "digits-cnn-bn-sin",
+        "digits-cnn-bn-sin-wide",
         "holdout-2",
         "digits 8x8, CNN 16-32 BN sin, CE",
         digits_images,
@@ -1395,6 +1395,7 @@ ALL_PROBLEMS = (
     + HOLDOUT9
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
+assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
 SPLITS = tuple(dict.fromkeys(p.split for p in ALL_PROBLEMS if p.split != "fig5")) + ("fig5",)
 
 
