@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-9. Each problem is
+holdout-10. Each problem is
 trained by Adam at 5 learning rates (the best final training loss is the reference, the
 paper's protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0,
 float64, one BLAS thread.
@@ -234,6 +234,18 @@ regression_h9 = tanh_regression(
 blobs_four = generated(
     "blobs", "classes", n_samples=1600, centers=4, n_features=8, cluster_std=3.5, random_state=75
 )
+circles_h10 = generated(
+    "circles", "binary", n_samples=1500, noise=0.12, factor=0.5, random_state=81
+)
+friedman3_h10 = generated("friedman3", "value", n_samples=1500, noise=0.08, random_state=82)
+synthetic_five_classes_h10 = generated(
+    "classification", "classes", n_samples=1800, n_features=20, n_informative=10, n_classes=5,
+    random_state=83,
+)  # fmt: skip
+quantiles_h10 = generated(
+    "gaussian_quantiles", "classes", n_samples=1500, n_features=5, n_classes=3, random_state=84
+)
+hastie_h10 = generated("hastie_10_2", "sign", n_samples=1600, random_state=85)
 
 
 def xor_four():
@@ -1380,6 +1392,94 @@ HOLDOUT9 = [
         epochs=20,
     ),
 ]
+# holdout-10: an eleventh evaluation half, written after holdout-9 had been run and before
+# newton-krylov-fast without pre-batch screening was tried on the development half
+HOLDOUT10 = [
+    Problem(
+        "circles6-mlp2-bn-sigmoid",
+        "holdout-10",
+        "two circles, factor 0.5, MLP 2-32-32-1 BN sigmoid, BCE",
+        circles_h10,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "mnistO-mlp2-relu",
+        "holdout-10",
+        "MNIST t10k 7500..9500 reshuffled, MLP 784-96-48-10 ReLU, CE",
+        lambda: mnist_slice(7500, 9500, True, 31),
+        mlp((96, 48), "relu"),
+        CE,
+    ),
+    Problem(
+        "friedman3C-mlp3-tanh",
+        "holdout-10",
+        "Friedman #3, noise 0.08, MLP 4-32-32-32-1 tanh, MSE",
+        friedman3_h10,
+        mlp((32, 32, 32), "tanh"),
+        MSE,
+        epochs=10,
+    ),
+    Problem(
+        "classes5C-mlp2-bn-relu",
+        "holdout-10",
+        "synthetic 5 classes in 20-d, MLP 20-64-64-5 BN ReLU, CE",
+        synthetic_five_classes_h10,
+        mlp((64, 64), "relu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "digits-cnn-elu",
+        "holdout-10",
+        "digits 8x8, CNN 8-16 ELU, CE",
+        digits_images,
+        cnn(8, (8, 16), "elu", False),
+        CE,
+    ),
+    Problem(
+        "quantiles3-mlp2-sin",
+        "holdout-10",
+        "Gaussian quantiles, 3 classes in 5-d, MLP 5-32-32-3 sin, CE",
+        quantiles_h10,
+        mlp((32, 32), "sin"),
+        CE,
+    ),
+    Problem(
+        "hastieC-mlp2-bn-tanh",
+        "holdout-10",
+        "Hastie 10.2, MLP 10-64-64-1 BN tanh, BCE",
+        hastie_h10,
+        mlp((64, 64), "tanh", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "wine-mlp2-relu",
+        "holdout-10",
+        "wine, MLP 13-32-32-3 ReLU, CE",
+        wine,
+        mlp((32, 32), "relu"),
+        CE,
+        epochs=20,
+    ),
+    Problem(
+        "cancer-resnet-sigmoid",
+        "holdout-10",
+        "breast cancer, residual MLP width 32 sigmoid, BCE",
+        breast_cancer,
+        residual(32, "sigmoid"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "mnistP-cnn-bn-elu",
+        "holdout-10",
+        "MNIST t10k 500..2000 reshuffled, CNN 8-16 BN ELU, CE",
+        lambda: mnist_slice(500, 2000, False, 37),
+        cnn(28, (8, 16), "elu", True),
+        CE,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -1393,6 +1493,7 @@ ALL_PROBLEMS = (
     + HOLDOUT7
     + HOLDOUT8
     + HOLDOUT9
+    + HOLDOUT10
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -1553,6 +1654,7 @@ TITLES = {
     "holdout-7": "Holdout-7 problems (an eighth evaluation half)",
     "holdout-8": "Holdout-8 problems (a ninth evaluation half)",
     "holdout-9": "Holdout-9 problems (a tenth evaluation half)",
+    "holdout-10": "Holdout-10 problems (an eleventh evaluation half)",
 }
 
 
