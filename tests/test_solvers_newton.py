@@ -163,6 +163,14 @@ def test_pre_batch_screening_skips_a_batch_opposing_the_global_gradient():
     _, _, info = solver.step(oracle, w, "opposed", warm)
     assert info.skipped and oracle.counts["gauss_newton"] == 0
 
+    # pre_screening=False: the batch is stepped on; its Newton step -g_j = (-1, 0.5) climbs
+    # the global function (dw . g = 1), so post-screening reflects it to (1, 0.5)
+    solver = NewtonKrylovHessian(pre_screening=False)
+    w_new, _, info = solver.step(oracle, w, "opposed", solver.init(oracle, w))
+    assert not info.skipped and "pre-screened" not in info.reason
+    assert "post-screened" in info.reason and info.step_size > 0
+    np.testing.assert_allclose(w_new / info.step_size, [1.0, 0.5], rtol=1e-12)
+
 
 def test_post_batch_screening_reflects_an_ascent_direction():
     # g_j . g = 0.5 passes pre-screening, but the batch Newton step -H_j^-1 g_j = (-1, -100)
@@ -318,6 +326,7 @@ def test_state_is_not_modified_and_saves_to_npz(tmp_path):
         ({"epoch_rollback": 1.5}, "epoch_rollback"),
         ({"epoch_backtracks": -1}, "epoch_backtracks"),
         ({"epoch_backtracks": 1.5}, "epoch_backtracks"),
+        ({"pre_screening": "no"}, "pre_screening"),
     ],
 )
 def test_bad_hyperparameters_name_the_option(options, message):
@@ -568,8 +577,8 @@ def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
 def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
     """newton-krylov-fast is newton-krylov with max_krylov=10, the running gradient from a
     128-example start, float32 products, scale-invariant channels turned by at most 0.15 of
-    their norm and epochs that raised the training loss undone (the first of 1/2, 1/4, 1/8 of
-    their way below their start kept): the loss falls, no step's
+    their norm, no pre-batch screening and epochs that raised the training loss undone (the
+    first of 1/2, 1/4, 1/8 of their way below their start kept): the loss falls, no step's
     pass sees the full data, and the parameters stay float64."""
     assert (
         mc.solvers.make("newton-krylov-fast").config()
@@ -580,8 +589,7 @@ def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
             curvature_dtype="float32",
             damping=1e-4,
             scale_invariant_limit=0.15,
-            epoch_rollback=0.5,
-            epoch_backtracks=3,
+            pre_screening=False,
         ).config()
     )
     rng = np.random.default_rng(0)
