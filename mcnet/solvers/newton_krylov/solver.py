@@ -241,16 +241,15 @@ class NewtonKrylov(Solver):
         if self.epoch_rollback < 1:
             reason += f"; later steps scaled by {scale:g}"
         start = state["rollback.w"]
-        for halvings in range(1, self.epoch_backtracks + 1):
-            if loss_at is None:
-                break
-            fraction = 0.5**halvings
-            candidate = start + fraction * (w - start)
-            loss = loss_at(candidate)
-            if loss < previous:
-                kept = {**restored, "rollback.w": candidate.copy(), "rollback.loss": loss}
-                reason += f"; back to {fraction:g} of the epoch's way, where it is {loss:.6g}"
-                return candidate, kept, reason
+        if loss_at is not None:
+            for halvings in range(1, self.epoch_backtracks + 1):
+                fraction = 0.5**halvings
+                candidate = start + fraction * (w - start)
+                loss = loss_at(candidate)
+                if loss < previous:
+                    kept = {**restored, "rollback.w": candidate.copy(), "rollback.loss": loss}
+                    reason += f"; back to {fraction:g} of the epoch's way, where it is {loss:.6g}"
+                    return candidate, kept, reason
         return start.copy(), restored, reason
 
     # --- one iteration --------------------------------------------------------------------
