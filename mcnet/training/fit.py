@@ -319,9 +319,7 @@ def _train_epoch(
             accepted += 1
         if loop.evaluate_every and iteration % loop.evaluate_every == 0 and index + 1 < steps:
             # the epoch's last step is measured by the epoch-end evaluation
-            vector_to_parameters(_evaluation_point(loop, point), loop.module)
-            _recompute_statistics(loop)
-            train_loss, _ = evaluate(loop.module, loop.loss, loop.data, loop.chunk_size)
+            train_loss = _train_loss_at(loop, _evaluation_point(loop, point))
             history.interim_loss.append(
                 {"iteration": iteration, "time": elapsed, "train_loss": train_loss}
             )
@@ -388,10 +386,8 @@ def _evaluation_point(loop: _Loop, point: _Point) -> Any:
 def _evaluate_epoch(loop: _Loop, history: History, point: _Point) -> float:
     """Append the evaluations at ``point`` to the history; the seconds that count as the
     solver's (the training loss's, for a solver that reads it)."""
-    vector_to_parameters(_evaluation_point(loop, point), loop.module)
     start = time.perf_counter()
-    _recompute_statistics(loop)
-    train_loss, _ = evaluate(loop.module, loop.loss, loop.data, loop.chunk_size)
+    train_loss = _train_loss_at(loop, _evaluation_point(loop, point))
     seconds = time.perf_counter() - start if loop.solver.reads_epoch_loss else 0.0
     history.train_loss.append(train_loss)
     if loop.test_data is not None:
@@ -402,7 +398,8 @@ def _evaluate_epoch(loop: _Loop, history: History, point: _Point) -> float:
 
 
 def _train_loss_at(loop: _Loop, w) -> float:
-    """The full training loss at the parameters ``w`` (for `Solver.end_epoch`)."""
+    """The full training loss at the parameters ``w``, left in the module with their
+    BatchNorm statistics (the epoch-end and interim evaluations, and `Solver.end_epoch`)."""
     vector_to_parameters(w, loop.module)
     _recompute_statistics(loop)
     return evaluate(loop.module, loop.loss, loop.data, loop.chunk_size)[0]
