@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mcnet.algebra import symmetric
+from mcnet.algebra import loops, symmetric
 from mcnet.algebra.multicomplex import array_module
 from mcnet.errors import DerivativeError
 from mcnet.tensor import Tensor, _complex_of, as_tensor, check_memory, tensor
@@ -118,6 +118,8 @@ def perturb(
         data = out
         if k > 1:
             data[...] = 0
+    if k == 1 and xp is np and loops.complex_step(x.data[0, ...], vs[0], h, data[0, ...]):
+        return Tensor(data)
     data.real[0] = x.data[0]
     for j, v in enumerate(vs):
         # i_1's coefficient is the imaginary part of component 0, i_{j+1}'s the real part of 2^(j-1)

@@ -121,6 +121,33 @@ def test_perturb_into_a_buffer_overwrites_it_whole():
         mc.perturb(x, [u, u], 0.25, out=np.zeros((2, 2), dtype=complex))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(
+    shape=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    transposed=st.booleans(),
+    special=st.sampled_from([None, np.nan, np.inf, -0.0, 1e-41]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_order_one_perturb_is_numpys_complex_point(dtype, shape, transposed, special, seed):
+    """x + i h v of order 1 (one Numba pass where the arrays are contiguous, two NumPy
+    writes where they are not) against NumPy's parts x and ``v * h``, bit for bit, with
+    non-finite, signed-zero and subnormal entries."""
+    rng = np.random.default_rng(seed)
+    x, v = rng.standard_normal((2, *shape)).astype(dtype)
+    if special is not None:
+        x[0, 0], v[-1, -1] = special, special
+    if transposed:
+        x, v = x.T, v.T
+    h = 2.0**-24
+    want = np.empty(x.shape, dtype=np.complex128)  # x + 1j * inf would put NaN in the real part
+    want.real, want.imag = x, v * dtype(h)
+    got = mc.perturb(x, [v], h).data[0]
+    assert got.dtype == np.result_type(dtype, np.complex64)
+    np.testing.assert_array_equal(got.real, want.real)
+    np.testing.assert_array_equal(got.imag, want.imag)
+    assert np.array_equal(np.signbit(got.real), np.signbit(want.real))
+
+
 # --- step robustness (the seed's Fig. 1) ---------------------------------------------------
 
 
