@@ -677,9 +677,14 @@ def complex_step(x: np.ndarray, v: np.ndarray, h: float, out: np.ndarray) -> boo
     shape, all C-contiguous (two strided NumPy writes take 4x as long in float32); False,
     with nothing written, when the layouts do not allow it.  ``v * h`` is rounded as
     NumPy's ``multiply`` rounds it."""
-    if not (x.flags.c_contiguous and v.flags.c_contiguous and out.flags.c_contiguous
-            and x.dtype == v.dtype == out.real.dtype and x.shape == v.shape == out.shape):
-        return False  # fmt: skip
+    if not (
+        x.flags.c_contiguous
+        and v.flags.c_contiguous
+        and out.flags.c_contiguous
+        and x.dtype == v.dtype == out.real.dtype
+        and x.shape == v.shape == out.shape
+    ):
+        return False
     _complex_step(x.reshape(-1), v.reshape(-1), x.dtype.type(h),
                   out.reshape(-1).view(x.dtype))  # fmt: skip
     return True
