@@ -259,6 +259,39 @@ def test_split_parts_are_numpys_parts_and_largest_magnitudes(dtype, shape, trans
         assert np.isnan(largest_real) and np.isnan(largest_imag)
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@given(
+    shape=st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 5)),
+    order=st.permutations([0, 1, 2]),
+    special=st.sampled_from([None, np.nan, np.inf, -0.0, 1e-41]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_order_one_data_split_in_two_halves_and_joined_again(dtype, shape, order, special, seed):
+    """``loops.split_order_one`` against NumPy's .real and .imag (the one-direction layout
+    of the same numbers), in the input's memory order, and ``join_order_one`` back to the
+    same complex data bit for bit, whatever the axes' order in memory."""
+    rng = np.random.default_rng(seed)
+    z = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+    if special is not None:
+        z.flat[0] = complex(special, 1.0)
+        z.flat[-1] = complex(1.0, special)
+    data = z.transpose(order)[None]  # an axis order in memory other than the logical one
+    halves = loops.split_order_one(data)
+    assert halves.shape == (2, *data.shape[1:]) and halves.dtype == z.real.dtype
+    assert np.array_equal(halves[0], data[0].real, equal_nan=True)
+    assert np.array_equal(halves[1], data[0].imag, equal_nan=True)
+    long = [a for a in range(1, 4) if data.shape[a] > 1]  # a length-1 axis has any stride
+    assert sorted(long, key=lambda a: halves.strides[a]) == sorted(
+        long, key=lambda a: data.strides[a]
+    )
+    joined = loops.join_order_one(halves)
+    assert joined.dtype == dtype and joined.shape == data.shape
+    for part in ("real", "imag"):
+        got, want = getattr(joined, part), getattr(data, part)
+        assert np.array_equal(got, want, equal_nan=True)
+        assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
 def _one_direction_operands(rng, dtype, shape, h):
     """A weight (w, h v, 0) and data (x, h x', h^2 x''), as in a vᵀHv pass."""
     p, q, r = shape

@@ -690,6 +690,34 @@ def complex_step(x: np.ndarray, v: np.ndarray, h: float, out: np.ndarray) -> boo
     return True
 
 
+@njit(**JIT_OPTIONS)
+def _deinterleave(pairs, real, imag):  # pragma: no cover - compiled
+    for p in range(uint64(real.shape[0])):
+        real[p] = pairs[2 * p]
+        imag[p] = pairs[2 * p + 1]
+
+
+def split_order_one(data: np.ndarray) -> np.ndarray:
+    """Complex order-1 component data ``(1, *shape)`` in the one-direction layout ``(2,
+    *shape)`` (real part, i-part: the same numbers, ``algebra.symmetric``), its axes in the
+    same memory order, in one pass."""
+    flat, axes = flat_in_memory_order(data)
+    rtype = flat.real.dtype
+    out = np.empty((2, flat.shape[1]), dtype=rtype)
+    _deinterleave(flat[0].view(rtype), out[0], out[1])
+    return from_flat(out, (2, *data.shape[1:]), axes)
+
+
+def join_order_one(data: np.ndarray) -> np.ndarray:
+    """The inverse of `split_order_one`: one-direction order-1 data ``(2, *shape)`` as
+    complex ``(1, *shape)``, in one pass."""
+    flat, axes = flat_in_memory_order(data)
+    rtype = flat.dtype
+    out = np.empty((1, flat.shape[1]), dtype=np.result_type(rtype, np.complex64))
+    _complex_step(flat[0], flat[1], rtype.type(1), out[0].view(rtype))  # v * 1 is v
+    return from_flat(out, (1, *data.shape[1:]), axes)
+
+
 # --- where on the CPU: NumPy's where branches per element (about 4 ns each) --------------
 
 

@@ -26,7 +26,14 @@ prepared once for all chunks.  GEMM shapes (M = Nc*Ho*Wo output pixels of a chun
 ``(C*kh*kw, O) @ (O, M)``.  Pixels run along the long, contiguous axis, which suits OpenBLAS
 better than the ``(M, C*kh*kw)`` layout for a network's tall, thin products.  col2im adds
 each chunk's columns back in one Numba pass instead of one strided NumPy add per kernel
-offset."""
+offset.
+
+**Order-1 complex images and weight** (an H v pass) whose weight is small beside a chunk's
+columns (8x the output channels at most as many columns: LeNet-5's second layer, not VGG-11's)
+go through that path in the one-direction layout, real part and i-part as two real arrays
+(``loops.split_order_one``, a pass over the images, not the 25x larger columns): the columns
+are then built as two real halves, the weight's side is one block matrix, and no GEMM splits
+interleaved columns into their parts again.  The results come back as complex data."""
 
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from mcnet.algebra.loops import join_order_one, split_order_one
 from mcnet.algebra.multicomplex import array_module
 from mcnet.functions import matmul, matmul_each
 from mcnet.nn import correlation, loops
@@ -184,23 +192,36 @@ class Conv2d(Module):
         ho, wo = output_size(size, self.kernel_size, self.stride, "Conv2d")
         if self._direct(x):
             return self._correlate(x, size)
-        n = x.shape[0]
+        n, in_shape = x.shape[0], x.shape
         w2 = self.weight.value.reshape(self.out_channels, -1)
+        # a small weight (its block matrix read from cache, beside 8x its size of columns
+        # a chunk: algebra.gemm) against columns built from two real halves: one GEMM a chunk
+        columns = min(n, self._chunk_images(x, (ho, wo))) * ho * wo
+        split = _complex_order_one(x) and _complex_order_one(w2)
+        split = split and 8 * self.out_channels <= columns
+        if split:
+            x, w2 = _split(x), _split(w2)
         parts = [y.data for y in matmul_each(w2, self._columns(x, (ho, wo)))]  # (O, Mc)
         y = Tensor(np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0])
+        if split:
+            y = Tensor(join_order_one(y.data))
         if self.bias is not None:
             y = _add_bias(y, self.bias.value)
-        self.saved = _Saved(direct=False, data=x, in_shape=x.shape, size=size)
+        self.saved = _Saved(direct=False, data=x, in_shape=in_shape, size=size)
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
 
     def _columns(self, x: Tensor, out_size: Pair, chunk_bytes: int = loops.CHUNK_BYTES):
         """im2col's columns a batch chunk at a time (about ``chunk_bytes``: in cache when the
         GEMM reads them), as tensors ``(C*kh*kw, Nc*Ho*Wo)``."""
-        per_image = len(x.data) * x.shape[1] * math.prod(self.kernel_size) * math.prod(out_size)
-        chunk = max(1, chunk_bytes // (per_image * x.data.itemsize))
+        chunk = self._chunk_images(x, out_size, chunk_bytes)
         for n0 in range(0, x.shape[0], chunk):
             data = x.data[:, n0 : n0 + chunk]
             yield Tensor(loops.im2col(data, self.kernel_size, self.stride, self.padding, out_size))
+
+    def _chunk_images(self, x: Tensor, out_size: Pair, chunk_bytes: int = loops.CHUNK_BYTES) -> int:
+        """The images of a batch chunk of ``_columns``."""
+        per_image = len(x.data) * x.shape[1] * math.prod(self.kernel_size) * math.prod(out_size)
+        return max(1, chunk_bytes // (per_image * x.data.itemsize))
 
     def _direct(self, x: Tensor) -> bool:
         """Whether the direct correlation applies and pays: stride 1, real images (one real
@@ -238,6 +259,7 @@ class Conv2d(Module):
         w2 = self.weight.value.reshape(o, -1)
         weight = self.weight.value.data
         direct = self.saved.direct
+        split = False  # the im2col path's operands in the one-direction layout (_split)
         if direct:
             rows = correlation.gradient_rows(saved, grad_out.data)  # real parts, then imaginary
             shape = (len(grad_out.data), *weight.shape[1:])
@@ -251,13 +273,16 @@ class Conv2d(Module):
                 weight_grad = correlation.correlate_weights(saved, rows, shape, grad_out.data.dtype)
                 self.weight.accumulate(Tensor(weight_grad))
         else:  # the columns again, chunk by chunk, none smaller than the weight's gradient
+            split = saved.one_direction and saved.order == 1 and _complex_order_one(g)
+            g_cols, w2 = (_split(g), _split(w2)) if split else (g, w2)
             first = 0
             for cols in self._columns(saved, (ho, wo), max(loops.CHUNK_BYTES, weight.nbytes)):
                 last = first + cols.shape[1]
                 whole = self.weight if first == 0 and last == g.shape[1] else None
-                self.weight.accumulate(
-                    _weight_gradient(g[:, first:last], cols, whole).reshape(self.weight.shape)
-                )
+                part = _weight_gradient(g_cols[:, first:last], cols, whole)
+                if split and not derivative_parts_wanted():
+                    part = Tensor(join_order_one(part.data))
+                self.weight.accumulate(part.reshape(self.weight.shape))
                 first = last
         if self.bias is not None:
             self.bias.accumulate(g.sum(axis=1))
@@ -268,6 +293,9 @@ class Conv2d(Module):
             images = correlation.correlate_input(saved, rows, weight[0], in_shape[2:], self.padding)
             return Tensor(images[None])
         if grad_out.device == "cpu":
+            if split:
+                images = self._input_gradient_cpu(w2.T, g_cols, in_shape)
+                return Tensor(join_order_one(images.data))
             return self._input_gradient_cpu(w2.T, g, in_shape)
         dcols = matmul(w2.T, g).data  # (K, C*kh*kw, M)
         kh, kw = self.kernel_size
@@ -305,6 +333,18 @@ class Conv2d(Module):
 # The most in_channels * out_channels at which the direct correlation is used, by itemsize:
 # beyond them im2col + GEMM is faster, forward and backward, on LeNet-5's and VGG-11's layers.
 _DIRECT_CHANNEL_PAIRS = {4: 96, 8: 32}
+
+
+def _complex_order_one(t: Tensor) -> bool:
+    return t.data.dtype.kind == "c" and len(t.data) == 1 and t.device == "cpu"
+
+
+def _split(t: Tensor) -> Tensor:
+    """A complex order-1 tensor in the one-direction layout: real part and i-part as two
+    real arrays.  A convolution's columns are built from them, so no GEMM splits the
+    interleaved columns into parts again (``algebra.gemm``), and the weight's side is one
+    block matrix when it is small."""
+    return Tensor(split_order_one(t.data))
 
 
 def _add_bias(y: Tensor, bias: Tensor) -> Tensor:

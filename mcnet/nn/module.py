@@ -67,9 +67,16 @@ def derivative_parts_wanted() -> bool:
 
 def gradient_product(a: Tensor, b: Tensor, into: Parameter | None = None) -> Tensor:
     """``a @ b`` for a parameter's gradient in a backward pass: within
-    `derivative_parts_only`, for 2-D real or complex (order 0 or 1) NumPy operands, only the
-    product's i-part, with a zero real part.  Real operands whose product is the first
+    `derivative_parts_only`, for 2-D real or complex (order 0 or 1) NumPy operands, or two
+    of order 1 in the one-direction layout, only the product's i-part, with a zero real
+    part.  Real operands whose product is the first
     gradient of ``into`` are multiplied straight into its ``slot``."""
+    if derivative_parts_wanted() and _order_one_matrix(a) and _order_one_matrix(b):
+        da, db = a.data, b.data  # one-direction: (real part, i-part) each
+        product, imag = derivative_part((da.shape[1], db.shape[2]), da.dtype)
+        np.matmul(da[0], db[1], out=imag)
+        imag += da[1] @ db[0]
+        return product
     if derivative_parts_wanted() and _real_or_complex_matrix(a) and _real_or_complex_matrix(b):
         da, db = a.data[0], b.data[0]
         real = np.result_type(da.real.dtype, db.real.dtype)
@@ -103,6 +110,11 @@ def derivative_part(shape: tuple[int, ...], dtype) -> tuple[Tensor, np.ndarray]:
     data = np.empty((2, *shape), dtype=dtype)
     data[0] = 0
     return Tensor(data), data[1]
+
+
+def _order_one_matrix(t: Tensor) -> bool:
+    """A 2-D NumPy tensor of order 1 in the one-direction layout."""
+    return t.ndim == 2 and len(t.data) == 2 and isinstance(t.data, np.ndarray) and t.one_direction
 
 
 def _real_or_complex_matrix(t: Tensor) -> bool:
