@@ -503,14 +503,14 @@ def _takes_over(x) -> bool:
     return hasattr(type(x), "__mcnet_function__")
 
 
-def _real_arrays(real_op: Callable) -> Callable[[Tensor, Tensor], Tensor | None]:
-    """Two real operands' operation on their component data directly: a real pass's many
-    small operations skip the algebra's dispatch (the same numbers: at order 0 the algebra
-    applies that operation)."""
+def _component_arrays(op: Callable) -> Callable[[Tensor, Tensor], Tensor | None]:
+    """Two real or two complex (order-1) operands' operation on their component data
+    directly: a pass's many small operations skip the algebra's dispatch (the same numbers:
+    at orders 0 and 1 the algebra applies that real or complex operation)."""
 
     def run(a: Tensor, b: Tensor) -> Tensor | None:
         try:
-            return Tensor(real_op(a.data, b.data))
+            return Tensor(op(a.data, b.data))
         except ValueError:  # shapes that do not broadcast: the general path says which
             return None
 
@@ -525,6 +525,12 @@ def _fusable_product(a: Tensor, b: Tensor) -> bool:
         and a.size >= FUSE_MIN_SIZE
         and kernels.applies("mul", a.order, a.one_direction, a.device)
     )
+
+
+def _one_component(a: Tensor, b: Tensor) -> bool:
+    """Both real numbers (order 0) or both complex (order 1), of one dtype on one device."""
+    da, db = a.data, b.data
+    return da.shape[0] == 1 == db.shape[0] and da.dtype == db.dtype and type(da) is type(db)
 
 
 def _both_real(a: Tensor, b: Tensor) -> bool:
@@ -544,9 +550,9 @@ fast_paths.register(
     _fusable_product,
     lambda a, b: Tensor(kernels.run("mul", a.order, a.data, b.data, one_direction=a.one_direction)),
 )
-fast_paths.register("add", _both_real, _real_arrays(operator.add))
-fast_paths.register("sub", _both_real, _real_arrays(operator.sub))
-fast_paths.register("mul", _both_real, _real_arrays(operator.mul))
+fast_paths.register("add", _one_component, _component_arrays(operator.add))
+fast_paths.register("sub", _one_component, _component_arrays(operator.sub))
+fast_paths.register("mul", _one_component, _component_arrays(operator.mul))
 
 
 def _real_of_operand(x):

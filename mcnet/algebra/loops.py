@@ -119,6 +119,8 @@ def _exp_chunks(x, out, scratch, bits, double):  # pragma: no cover - compiled
 
 
 _BITS = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
+# every bit of a float's integer view but the sign bit: bits & _MAGNITUDE are those of |x|
+_MAGNITUDE = {rtype: bits(np.iinfo(bits).max) for rtype, bits in _BITS.items()}
 
 
 def exp_in_place(a: np.ndarray) -> np.ndarray:
@@ -654,14 +656,13 @@ def split_parts(z: np.ndarray, want_imag: bool = True):
     real = np.empty(source.shape, dtype=rtype)
     imag = np.empty(source.shape, dtype=rtype) if want_imag else real
     largest = _split_parts(source.reshape(-1).view(bits), real.reshape(-1).view(bits),
-                           imag.reshape(-1).view(bits), want_imag,
-                           bits(np.iinfo(bits).max))  # fmt: skip
-    largest_x, largest_y = np.array(largest, dtype=bits).view(rtype)
-    if not (np.isfinite(largest_x) and np.isfinite(largest_y)):
-        largest_x = largest_y = rtype.type(np.nan)
+                           imag.reshape(-1).view(bits), want_imag, _MAGNITUDE[rtype])  # fmt: skip
+    largest_x, largest_y = (float(m) for m in np.array(largest, dtype=bits).view(rtype))
+    if not (math.isfinite(largest_x) and math.isfinite(largest_y)):
+        largest_x = largest_y = math.nan
     if transposed:
         real, imag = real.T, imag.T
-    return real, imag if want_imag else None, float(largest_x), float(largest_y)
+    return real, imag if want_imag else None, largest_x, largest_y
 
 
 @njit(**JIT_OPTIONS)
