@@ -51,6 +51,7 @@ from mcnet.nn.init import uniform
 from mcnet.nn.module import (
     Module,
     Parameter,
+    add_to_fresh,
     derivative_part,
     derivative_parts_wanted,
     gradient_product,
@@ -207,7 +208,7 @@ class Conv2d(Module):
         if split:
             y = Tensor(join_order_one(y.data))
         if self.bias is not None:
-            y = _add_bias(y, self.bias.value)
+            y = add_to_fresh(y, self.bias.value.reshape(-1, 1))
         self.saved = _Saved(direct=False, data=x, in_shape=in_shape, size=size)
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
 
@@ -350,22 +351,6 @@ def _split(t: Tensor) -> Tensor:
     interleaved columns into parts again (``algebra.gemm``), and the weight's side is one
     block matrix when it is small."""
     return Tensor(split_order_one(t.data))
-
-
-def _add_bias(y: Tensor, bias: Tensor) -> Tensor:
-    """y + bias[:, None] for a fresh GEMM result y (O, M): in place when y holds the result's
-    components already (the bias's order is at most y's, and y is not one-direction while
-    the bias is, or the other way round)."""
-    if (
-        bias.order <= y.order
-        and bias.one_direction == y.one_direction
-        and y.data.flags.writeable
-        and y.data.dtype == np.result_type(y.data.dtype, bias.data.dtype)
-    ):
-        data = y.data
-        data[: len(bias.data)] += bias.data[:, :, None]
-        return y
-    return y + bias.reshape(-1, 1)
 
 
 def _weight_gradient(g: Tensor, cols: Tensor, into: Parameter | None = None) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from mcnet.nn.init import uniform
-from mcnet.nn.module import Module, Parameter, gradient_product
+from mcnet.nn.module import Module, Parameter, add_to_fresh, gradient_product
 from mcnet.tensor import Tensor
 
 
@@ -27,7 +27,7 @@ class Linear(Module):
             )
         self.saved = x
         y = x @ self.weight.value.T
-        return y if self.bias is None else y + self.bias.value
+        return y if self.bias is None else add_to_fresh(y, self.bias.value)
 
     def backward(self, grad_out: Tensor) -> Tensor | None:
         x = self.saved

@@ -103,6 +103,26 @@ def _fills(slot: np.ndarray, a: Tensor, b: Tensor) -> bool:
     )
 
 
+def add_to_fresh(y: Tensor, b: Tensor) -> Tensor:
+    """``y + b`` for a fresh result ``y`` of the layer's own (a GEMM's) that nothing else
+    holds: written into y, without a new array, when y's components hold the sum already
+    (b broadcasts to y's shape, b's order is at most y's, in the same layout, and its
+    dtype fits y's); else a new tensor."""
+    yd, bd = y.data, b.data
+    if (
+        isinstance(yd, np.ndarray)
+        and type(bd) is type(yd)
+        and b.order <= y.order
+        and b.one_direction == y.one_direction
+        and yd.flags.writeable
+        and yd.dtype == np.result_type(yd.dtype, bd.dtype)
+        and np.broadcast_shapes(b.shape, y.shape) == y.shape
+    ):
+        yd[: len(bd)] += bd.reshape(len(bd), *(1,) * (y.ndim - b.ndim), *b.shape)
+        return y
+    return y + b
+
+
 def derivative_part(shape: tuple[int, ...], dtype) -> tuple[Tensor, np.ndarray]:
     """An order-1 tensor with a zero real part, in the one-direction layout (real part,
     i-part), and its i-part for the caller to fill: half the memory of a complex array
