@@ -28,7 +28,8 @@ long, contiguous axis, which suits OpenBLAS better than the ``(M, C*kh*kw)`` lay
 network's tall, thin products.  col2im adds each chunk's columns back in one Numba pass
 instead of one strided NumPy add per kernel offset.
 
-**Order-1 complex images and weight** (an H v pass) whose weight is small beside a chunk's
+**Order-1 complex images and weight** in an H v pass that wants the derivative parts alone
+(``module.derivative_parts_only``, ``Objective.hvp``) whose weight is small beside a chunk's
 columns (8x the output channels at most as many columns: LeNet-5's second layer, not VGG-11's)
 go through that path in the one-direction layout, real part and i-part as two real arrays
 (``loops.split_order_one``, a pass over the images, not the 25x larger columns): the columns
@@ -196,10 +197,12 @@ class Conv2d(Module):
         n, in_shape = x.shape[0], x.shape
         w2 = self.weight.value.reshape(self.out_channels, -1)
         # a small weight (its block matrix read from cache, beside 8x its size of columns
-        # a chunk: algebra.gemm) against columns built from two real halves: one GEMM a chunk
+        # a chunk: algebra.gemm) against columns built from two real halves: one GEMM a chunk.
+        # Only where the backward wants the derivative parts alone (H v): there the split
+        # pays; a forward alone (a Gauss-Newton product's) is faster on complex columns
         chunk_bytes = max(loops.CHUNK_BYTES, w2.data.nbytes)
         columns = min(n, self._chunk_images(x, (ho, wo), chunk_bytes)) * ho * wo
-        split = _complex_order_one(x) and _complex_order_one(w2)
+        split = _complex_order_one(x) and _complex_order_one(w2) and derivative_parts_wanted()
         split = split and 8 * self.out_channels <= columns
         if split:
             x, w2 = _split(x), _split(w2)
@@ -284,9 +287,7 @@ class Conv2d(Module):
             for cols in self._columns(saved, (ho, wo), max(loops.CHUNK_BYTES, weight.nbytes)):
                 last = first + cols.shape[1]
                 whole = self.weight if first == 0 and last == g.shape[1] else None
-                part = _weight_gradient(g_cols[:, first:last], cols, whole)
-                if split and not derivative_parts_wanted():
-                    part = Tensor(join_order_one(part.data))
+                part = _weight_gradient(g_cols[:, first:last], cols, whole)  # an i-part if split
                 self.weight.accumulate(part.reshape(self.weight.shape))
                 first = last
         if self.bias is not None:

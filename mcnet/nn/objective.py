@@ -378,11 +378,13 @@ def _flat_grad(params, point: Tensor) -> Tensor:
 
 
 def _real_parts(saved: Any) -> Any:
-    """``saved`` with every complex tensor in it (alone, or in tuples, lists and dataclasses)
-    replaced by its real part (contiguous, so the backward's GEMMs read it at full speed)."""
+    """``saved`` with every order-1 tensor in it (alone, or in tuples, lists and dataclasses),
+    complex or in the one-direction layout, replaced by its real part (contiguous, so the
+    backward's GEMMs read it at full speed)."""
     if isinstance(saved, Tensor) and saved.order == 1:
         xp = array_module(saved.data)
-        return Tensor(xp.ascontiguousarray(saved.data.real))
+        real = saved.data[:1] if saved.one_direction else saved.data.real  # (real, i-part)
+        return Tensor(xp.ascontiguousarray(real))
     if isinstance(saved, (tuple, list)):
         return type(saved)(_real_parts(item) for item in saved)
     if dataclasses.is_dataclass(saved) and not isinstance(saved, type):
