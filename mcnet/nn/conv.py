@@ -287,8 +287,8 @@ class Conv2d(Module):
             for cols in self._columns(saved, (ho, wo), max(loops.CHUNK_BYTES, weight.nbytes)):
                 last = first + cols.shape[1]
                 whole = self.weight if first == 0 and last == g.shape[1] else None
-                part = _weight_gradient(g_cols[:, first:last], cols, whole)  # an i-part if split
-                self.weight.accumulate(part.reshape(self.weight.shape))
+                chunk_grad = _weight_gradient(g_cols[:, first:last], cols, whole)  # i-part if split
+                self.weight.accumulate(chunk_grad.reshape(self.weight.shape))
                 first = last
         if self.bias is not None:
             self.bias.accumulate(g.sum(axis=1))
@@ -300,8 +300,8 @@ class Conv2d(Module):
             return Tensor(images[None])
         if grad_out.device == "cpu":
             if split:
-                images = self._input_gradient_cpu(w2.T, g_cols, in_shape)
-                return Tensor(join_order_one(images.data))
+                halves = self._input_gradient_cpu(w2.T, g_cols, in_shape)
+                return Tensor(join_order_one(halves.data))
             return self._input_gradient_cpu(w2.T, g, in_shape)
         dcols = matmul(w2.T, g).data  # (K, C*kh*kw, M)
         kh, kw = self.kernel_size
