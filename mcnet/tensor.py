@@ -535,13 +535,7 @@ def _one_component(a: Tensor, b: Tensor) -> bool:
 
 def _both_real(a: Tensor, b: Tensor) -> bool:
     """Both real numbers (order 0) of one dtype on one device."""
-    da, db = a.data, b.data
-    return (
-        da.shape[0] == 1 == db.shape[0]
-        and da.dtype == db.dtype
-        and da.dtype.kind == "f"
-        and type(da) is type(db)
-    )
+    return _one_component(a, b) and a.data.dtype.kind == "f"
 
 
 # The fast paths of the arithmetic, in order (``fast_paths.first`` consults them).

@@ -200,13 +200,15 @@ class Conv2d(Module):
         # a chunk: algebra.gemm) against columns built from two real halves: one GEMM a chunk.
         # Only where the backward wants the derivative parts alone (H v): there the split
         # pays; a forward alone (a Gauss-Newton product's) is faster on complex columns
-        chunk_bytes = max(loops.CHUNK_BYTES, w2.data.nbytes)
-        columns = min(n, self._chunk_images(x, (ho, wo), chunk_bytes)) * ho * wo
-        split = _complex_order_one(x) and _complex_order_one(w2) and derivative_parts_wanted()
-        split = split and 8 * self.out_channels <= columns
+        split = (
+            _complex_order_one(x)
+            and _complex_order_one(w2)
+            and derivative_parts_wanted()
+            and 8 * self.out_channels <= min(n, self._chunk_images(x, (ho, wo))) * ho * wo
+        )
         if split:
             x, w2 = _split(x), _split(w2)
-        parts = [y.data for y in matmul_each(w2, self._columns(x, (ho, wo), chunk_bytes))]
+        parts = [y.data for y in matmul_each(w2, self._columns(x, (ho, wo)))]  # (O, Mc)
         y = Tensor(np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0])
         if split:
             y = Tensor(join_order_one(y.data))
@@ -215,21 +217,25 @@ class Conv2d(Module):
         self.saved = _Saved(direct=False, data=x, in_shape=in_shape, size=size)
         return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
 
-    def _columns(self, x: Tensor, out_size: Pair, chunk_bytes: int):
-        """im2col's columns a batch chunk at a time (about ``chunk_bytes``: in cache when the
-        GEMM reads them), as tensors ``(C*kh*kw, Nc*Ho*Wo)``.  Every caller asks for chunks
-        no smaller than the weight: a GEMM with a large weight (VGG-11's 512 x 4608) and a
-        few dozen columns runs at 57 GFLOPS against 81 with a thousand, and repacks the
-        weight for each chunk."""
-        chunk = self._chunk_images(x, out_size, chunk_bytes)
+    def _columns(self, x: Tensor, out_size: Pair):
+        """im2col's columns a batch chunk at a time (about ``_chunk_bytes``: in cache when the
+        GEMM reads them), as tensors ``(C*kh*kw, Nc*Ho*Wo)``."""
+        chunk = self._chunk_images(x, out_size)
         for n0 in range(0, x.shape[0], chunk):
             data = x.data[:, n0 : n0 + chunk]
             yield Tensor(loops.im2col(data, self.kernel_size, self.stride, self.padding, out_size))
 
-    def _chunk_images(self, x: Tensor, out_size: Pair, chunk_bytes: int) -> int:
+    def _chunk_images(self, x: Tensor, out_size: Pair) -> int:
         """The images of a batch chunk of ``_columns``."""
         per_image = len(x.data) * x.shape[1] * math.prod(self.kernel_size) * math.prod(out_size)
-        return max(1, chunk_bytes // (per_image * x.data.itemsize))
+        return max(1, self._chunk_bytes() // (per_image * x.data.itemsize))
+
+    def _chunk_bytes(self) -> int:
+        """The bytes of columns a batch chunk of every product: ``loops.CHUNK_BYTES``, or the
+        weight's when that is larger.  A GEMM with a large weight (VGG-11's 512 x 4608) and a
+        few dozen columns runs at 57 GFLOPS against 81 with a thousand, and repacks the
+        weight for each chunk."""
+        return max(loops.CHUNK_BYTES, self.weight.value.data.nbytes)
 
     def _direct(self, x: Tensor) -> bool:
         """Whether the direct correlation applies and pays: stride 1, real images (one real
@@ -280,11 +286,11 @@ class Conv2d(Module):
             else:
                 weight_grad = correlation.correlate_weights(saved, rows, shape, grad_out.data.dtype)
                 self.weight.accumulate(Tensor(weight_grad))
-        else:  # the columns again, chunk by chunk, none smaller than the weight's gradient
+        else:  # the columns again, chunk by chunk
             split = saved.one_direction and saved.order == 1 and _complex_order_one(g)
             g_cols, w2 = (_split(g), _split(w2)) if split else (g, w2)
             first = 0
-            for cols in self._columns(saved, (ho, wo), max(loops.CHUNK_BYTES, weight.nbytes)):
+            for cols in self._columns(saved, (ho, wo)):
                 last = first + cols.shape[1]
                 whole = self.weight if first == 0 and last == g.shape[1] else None
                 chunk_grad = _weight_gradient(g_cols[:, first:last], cols, whole)  # i-part if split
@@ -310,14 +316,13 @@ class Conv2d(Module):
 
     def _input_gradient_cpu(self, w2t: Tensor, g: Tensor, in_shape) -> Tensor:
         """W^T @ g, then col2im, a batch chunk at a time: each chunk's columns (about
-        ``loops.CHUNK_BYTES``, or the weight's size when that is larger) are added back while
-        they are in cache instead of going to memory and back."""
+        ``_chunk_bytes``) are added back while they are in cache instead of going to memory
+        and back."""
         n, c, h, w = in_shape
         pixels = g.shape[1] // n  # Ho * Wo
         itemsize = np.result_type(w2t.data.dtype, g.data.dtype).itemsize
         per_sample = w2t.shape[0] * pixels * itemsize
-        chunk_bytes = max(loops.CHUNK_BYTES, w2t.data.nbytes)
-        chunk = max(1, min(n, chunk_bytes // max(per_sample, 1)))
+        chunk = max(1, min(n, self._chunk_bytes() // max(per_sample, 1)))
         out = None
         bounds = [(n0, min(n, n0 + chunk)) for n0 in range(0, n, chunk)]
         products = matmul_each(w2t, (g[:, n0 * pixels : n1 * pixels] for n0, n1 in bounds))
