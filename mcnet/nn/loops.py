@@ -32,46 +32,68 @@ def _im2col(x, dims, kernel, stride, padding, ew, out):  # pragma: no cover - co
     # window leaves x.  ew = 2 for complex data seen as real: element w is the pair [2w,
     # 2w + 1], so a stride-1 window row is one contiguous run.  Flat indices, no row views:
     # a row is only wo*ew elements long, too short to amortise slicing it out of a 2-D array.
+    # Rows above and below the image (top, bottom) and columns left and right of it (lo,
+    # hi) are bounded once per kernel offset: a row inside the image is one branch-free run.
     n_comp, n_chan, n_batch, height, width, ho, wo = dims
     kh, kw = kernel
     sh, sw = stride
     ph, pw = padding
     zero = out.dtype.type(0)
     row_in, row_out = uint64(width * ew), uint64(wo * ew)
-    plane = uint64(height) * row_in
-    for c in range(n_chan):
-        for i in range(kh):
-            for j in range(kw):
-                lo = min(wo, max(0, (pw - j + sw - 1) // sw))  # 0 <= ow * sw + j - pw < width
-                hi = max(lo, min(wo, (width - 1 + pw - j) // sw + 1))
-                a, b = uint64(lo * ew), uint64(hi * ew)
-                for k in range(n_comp):
-                    o = uint64(((((k * n_chan + c) * kh + i) * kw + j) * n_batch) * ho) * row_out
-                    first = uint64((k * n_chan + c) * n_batch) * plane
+    plane, step = uint64(height) * row_in, uint64(sh) * row_in
+    o = uint64(0)
+    for k in range(n_comp):
+        for c in range(n_chan):
+            for i in range(kh):
+                top = min(ho, max(0, (ph - i + sh - 1) // sh))  # 0 <= oh * sh + i - ph < height
+                bottom = max(top, min(ho, (height - 1 + ph - i) // sh + 1))
+                above, below = uint64(top) * row_out, uint64(ho - bottom) * row_out
+                for j in range(kw):
+                    lo = min(wo, max(0, (pw - j + sw - 1) // sw))  # 0 <= ow * sw + j - pw < width
+                    hi = max(lo, min(wo, (width - 1 + pw - j) // sw + 1))
+                    a, b = uint64(lo * ew), uint64(hi * ew)
+                    whole = a == 0 and b == row_out and sw == 1  # no padding in the rows
+                    inside = hi > lo and bottom > top
+                    offset = (top * sh + i - ph) * width + lo * sw + j - pw if inside else 0
+                    src = uint64((k * n_chan + c) * n_batch) * plane + uint64(offset * ew)
                     for _ in range(n_batch):
-                        for oh in range(ho):
-                            ih = oh * sh + i - ph
-                            if ih < 0 or ih >= height:
+                        for t in range(above):
+                            out[o + t] = zero
+                        o += above
+                        s = src
+                        if whole:
+                            for _ in range(top, bottom):
                                 for t in range(row_out):
-                                    out[o + t] = zero
+                                    out[o + t] = x[s + t]
                                 o += row_out
-                                continue
-                            src = first + uint64(ih) * row_in
-                            for t in range(a):
-                                out[o + t] = zero
-                            if sw == 1:
-                                s = src + uint64((lo + j - pw) * ew)
-                                for t in range(b - a):
-                                    out[o + a + t] = x[s + t]
-                            else:
-                                for ow in range(lo, hi):
-                                    s = src + uint64((ow * sw + j - pw) * ew)
-                                    for e in range(ew):
-                                        out[o + uint64(ow * ew + e)] = x[s + e]
-                            for t in range(b, row_out):
-                                out[o + t] = zero
-                            o += row_out
-                        first += plane
+                                s += step
+                        else:
+                            for _ in range(top, bottom):
+                                _padded_row(x, s, a, b, row_out, sw, ew, o, out)
+                                o += row_out
+                                s += step
+                        for t in range(below):
+                            out[o + t] = zero
+                        o += below
+                        src += plane
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def _padded_row(x, s, a, b, row_out, sw, ew, o, out):  # pragma: no cover - compiled
+    # one of _im2col's rows that the padding or the stride leaves columns of: zeros before a
+    # and from b, x's strided (or stride-1) elements from s between
+    zero = out.dtype.type(0)
+    for t in range(a):
+        out[o + t] = zero
+    if sw == 1:
+        for t in range(b - a):
+            out[o + a + t] = x[s + t]
+    else:
+        for ow in range((b - a) // uint64(ew)):
+            for e in range(ew):
+                out[o + a + ow * uint64(ew) + uint64(e)] = x[s + ow * uint64(sw * ew) + uint64(e)]
+    for t in range(b, row_out):
+        out[o + t] = zero
 
 
 @njit(**JIT_OPTIONS)
@@ -86,35 +108,42 @@ def _col2im(cols, dims, kernel, stride, padding, ew, n_total, first, out):  # pr
     ph, pw = padding
     zero = out.dtype.type(0)
     row_in, row = uint64(wo * ew), uint64(width * ew)
-    plane = uint64(height) * row
+    plane, step = uint64(height) * row, uint64(sh) * row
     for kc in range(n_comp * n_chan):
         start = uint64(kc * n_total + first) * plane
         for t in range(uint64(n_batch) * plane):
             out[start + t] = zero
     for c in range(n_chan):
         for i in range(kh):
+            top = min(ho, max(0, (ph - i + sh - 1) // sh))
+            bottom = max(top, min(ho, (height - 1 + ph - i) // sh + 1))
             for j in range(kw):
                 lo = min(wo, max(0, (pw - j + sw - 1) // sw))
                 hi = max(lo, min(wo, (width - 1 + pw - j) // sw + 1))
+                if hi == lo or bottom == top:
+                    continue
                 a, b = uint64(lo * ew), uint64(hi * ew)
+                offset = uint64((top * sh + i - ph) * width + lo * sw + j - pw) * uint64(ew)
                 for k in range(n_comp):
                     rc = uint64(((((k * n_chan + c) * kh + i) * kw + j) * n_batch) * ho) * row_in
-                    base = uint64((k * n_chan + c) * n_total + first) * plane
+                    base = uint64((k * n_chan + c) * n_total + first) * plane + offset
                     for _ in range(n_batch):
-                        for oh in range(ho):
-                            ih = oh * sh + i - ph
-                            if 0 <= ih < height:
-                                dst = base + uint64(ih) * row
-                                if sw == 1:
-                                    d = dst + uint64((lo + j - pw) * ew)
-                                    for t in range(b - a):
-                                        out[d + t] += cols[rc + a + t]
-                                else:
-                                    for ow in range(lo, hi):
-                                        d = dst + uint64((ow * sw + j - pw) * ew)
-                                        for e in range(ew):
-                                            out[d + e] += cols[rc + uint64(ow * ew + e)]
-                            rc += row_in
+                        src, dst = rc + uint64(top) * row_in + a, base
+                        if sw == 1:
+                            for _ in range(top, bottom):
+                                for t in range(b - a):
+                                    out[dst + t] += cols[src + t]
+                                src += row_in
+                                dst += step
+                        else:
+                            for _ in range(top, bottom):
+                                for ow in range(hi - lo):
+                                    d = dst + uint64(ow * sw * ew)
+                                    for e in range(ew):
+                                        out[d + e] += cols[src + uint64(ow * ew + e)]
+                                src += row_in
+                                dst += step
+                        rc += uint64(ho) * row_in
                         base += plane
 
 
