@@ -399,10 +399,14 @@ def matmul(a, b) -> Tensor:
 install_operators(matmul=matmul)
 
 
-def matmul_each(a: Tensor, chunks: Iterable[Tensor]) -> Iterator[Tensor]:
+def matmul_each(
+    a: Tensor, chunks: Iterable[Tensor], largest: list[float] | None = None
+) -> Iterator[Tensor]:
     """``a @ b`` for each 2-D ``b`` of ``chunks`` (all of one kind): a's side of the products
     (the product rule's terms, a block matrix) is prepared once.  A convolution's weight times
-    its columns, a batch chunk at a time, spends no time on it per chunk."""
+    its columns, a batch chunk at a time, spends no time on it per chunk.  ``largest``: max
+    |component| of the chunks' components over the whole operand they cut, for one-direction
+    chunks (``gemm.Product``: negligible corrections are then left out)."""
     product: Any = None
     kind = None
     for b in chunks:
@@ -414,7 +418,7 @@ def matmul_each(a: Tensor, chunks: Iterable[Tensor]) -> Iterator[Tensor]:
         if kind != (len(b.data), b.data.dtype, b.order, b.one_direction):
             kind = (len(b.data), b.data.dtype, b.order, b.one_direction)
             product = _gemm_product(a, b, skip_zeros_of_like=False)
-        yield product(b)
+        yield product(b, largest)
 
 
 def _gemm_product(a: Tensor, like: Tensor, skip_zeros_of_like: bool = True) -> Callable:
@@ -426,7 +430,7 @@ def _gemm_product(a: Tensor, like: Tensor, skip_zeros_of_like: bool = True) -> C
         return _cast_data(t.general() if algebra is multicomplex else t, real)
 
     product = gemm.Product(algebra, data_of(a), data_of(like), skip_zeros_of_like)
-    return lambda b: Tensor(product(data_of(b)))
+    return lambda b, largest=None: Tensor(product(data_of(b), largest))
 
 
 def tensordot(a, b, axes=2) -> Tensor:

@@ -267,19 +267,24 @@ def test_split_parts_are_numpys_parts_and_largest_magnitudes(dtype, shape, trans
     seed=st.integers(0, 2**32 - 1),
 )
 def test_order_one_data_split_in_two_halves_and_joined_again(dtype, shape, order, special, seed):
-    """``loops.split_order_one`` against NumPy's .real and .imag (the one-direction layout
-    of the same numbers), in the input's memory order, and ``join_order_one`` back to the
-    same complex data bit for bit, whatever the axes' order in memory."""
+    """``loops.split_order_one`` against NumPy's .real, .imag (the one-direction layout
+    of the same numbers) and max |.| (NaN for both where a part is not finite), in the
+    input's memory order, and ``join_order_one`` back to the same complex data bit for bit,
+    whatever the axes' order in memory."""
     rng = np.random.default_rng(seed)
     z = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
     if special is not None:
         z.flat[0] = complex(special, 1.0)
         z.flat[-1] = complex(1.0, special)
     data = z.transpose(order)[None]  # an axis order in memory other than the logical one
-    halves = loops.split_order_one(data)
+    halves, largest_real, largest_imag = loops.split_order_one(data)
     assert halves.shape == (2, *data.shape[1:]) and halves.dtype == z.real.dtype
     assert np.array_equal(halves[0], data[0].real, equal_nan=True)
     assert np.array_equal(halves[1], data[0].imag, equal_nan=True)
+    if np.all(np.isfinite(z)):
+        assert largest_real == np.abs(z.real).max() and largest_imag == np.abs(z.imag).max()
+    else:
+        assert np.isnan(largest_real) and np.isnan(largest_imag)
     long = [a for a in range(1, 4) if data.shape[a] > 1]  # a length-1 axis has any stride
     assert sorted(long, key=lambda a: halves.strides[a]) == sorted(
         long, key=lambda a: data.strides[a]
@@ -363,3 +368,125 @@ def test_one_direction_corrections_are_kept_where_they_are_not_negligible(dtype)
     assert np.abs(planted).max() > 100 * bounds[1]
     for c in range(3):
         assert np.abs(got[c] - full[c]).max() <= bounds[c]
+
+
+def _order_one_operands(rng, dtype, shape, h):
+    """A weight (w, h v) and data (x, h x') in the order-1 one-direction layout, the data
+    wide enough (r >= 8 p) for the weight's block matrix."""
+    p, q, r = shape
+    a = np.stack([rng.standard_normal((p, q)), h * rng.standard_normal((p, q))])
+    b = np.stack([rng.standard_normal((q, r)), h * rng.standard_normal((q, r))])
+    return a.astype(dtype), b.astype(dtype)
+
+
+@pytest.fixture
+def leading_products(monkeypatch):
+    """Counts the block-matrix products that left the corrections out."""
+    calls = []
+    original = gemm.Product._leading_product
+
+    def counting(self, right, r):
+        calls.append(r)
+        return original(self, right, r)
+
+    monkeypatch.setattr(gemm.Product, "_leading_product", counting)
+    return calls
+
+
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    shape=st.tuples(st.integers(1, 6), st.integers(1, 40), st.integers(48, 90)),
+    exponent=st.integers(30, 60),
+    seed=st.integers(0, 2**16),
+)
+def test_order_one_block_matrix_leaves_out_the_i_part_product_below_roundoff(
+    dtype, shape, exponent, seed
+):
+    """An H v pass's convolution (``Conv2d``: weight and columns split in two halves) takes
+    a_1 @ b_1 out of the block-matrix product when max |a_1| max |b_1| is negligible: 3 of
+    the 4 blocks.  Planted back, the real part moves by less than NEGLIGIBLE of its GEMM's
+    roundoff bound, and both parts are the full product's to roundoff."""
+    from mcnet.algebra import symmetric
+
+    rng = np.random.default_rng(seed)
+    a, b = _order_one_operands(rng, dtype, shape, 2.0**-exponent)
+    product = gemm.Product(symmetric, a, b)
+    calls = []
+    original = product._leading_product
+    product._leading_product = lambda right, r: calls.append(r) or original(right, r)
+    got = product(b, gemm._largest(b))
+    assert calls == [shape[2]]
+    a0, a1 = a.astype(np.float64)
+    b0, b1 = b.astype(np.float64)
+    planted = a1 @ b1
+    eps, q = float(np.finfo(dtype).eps), shape[1]
+    (m0, m1), (n0, n1) = (np.abs(a0).max(), np.abs(a1).max()), (np.abs(b0).max(), np.abs(b1).max())
+    bounds = [q * eps * m0 * n0, q * eps * (m0 * n1 + m1 * n0)]
+    assert np.abs(planted).max() <= gemm.NEGLIGIBLE * bounds[0]
+    for got_c, full, bound in zip(got, (a0 @ b0 - planted, a0 @ b1 + a1 @ b0), bounds):
+        assert np.abs(got_c - full).max() <= bound + 1e-300
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("h", [2.0**-3, np.nan])
+def test_order_one_block_matrix_keeps_the_i_part_product_where_it_counts(
+    dtype, h, leading_products
+):
+    """At a step of 2^-3 (a_1 @ b_1 far above roundoff), or with a part that is not
+    finite, the whole block matrix: bit for bit NumPy's GEMM with it."""
+    from mcnet.algebra import symmetric
+
+    a, b = _order_one_operands(np.random.default_rng(5), dtype, (4, 30, 40), 1.0)
+    b[1] *= 2.0**-3 if np.isfinite(h) else 1.0
+    if not np.isfinite(h):
+        b[1, 3, 7] = h
+    product = gemm.Product(symmetric, a, b)
+    with np.errstate(invalid="ignore"):
+        got = product(b, gemm._largest(b))
+        want = (product.block_matrix @ b.reshape(-1, b.shape[2])).reshape(got.shape)
+    assert leading_products == []
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_correction_that_also_leads_keeps_the_whole_block_matrix(leading_products):
+    """At order 2 a_1 @ b_1 adds to class 0 (a correction) and to class 2 (a leading
+    term): the block-matrix product keeps it whole, however small h is."""
+    from mcnet.algebra import symmetric
+
+    a, b = _one_direction_operands(np.random.default_rng(6), np.float64, (3, 20, 40), 2.0**-40)
+    got = gemm.Product(symmetric, a, b)(b, gemm._largest(b))
+    assert leading_products == []
+    full = _full_one_direction_product(a, b)
+    bounds = _roundoff_bounds(a, b)
+    for c in range(3):
+        assert np.abs(got[c] - full[c]).max() <= bounds[c] + 1e-300
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_planting_the_i_part_product_back_in_a_convolutions_h_v_changes_roundoff_only(
+    dtype, monkeypatch, leading_products
+):
+    """LeNet-5's H v (its second convolution split in halves, forward and input gradient
+    without a_1 @ b_1): with the products planted back, H v moves by roundoff only, and
+    both are as close to the float64 H v."""
+    rng = np.random.default_rng(7)
+    mc.nn.manual_seed(7)
+    net = models.lenet5("sigmoid")
+    x, y = rng.random((16, 1, 28, 28)), rng.integers(0, 10, 16)
+    w = parameters_to_vector(net).astype(np.float64)
+    v = rng.standard_normal(w.shape)
+
+    def hvp(d):
+        objective = Objective(net.to(dtype=d), mc.nn.CrossEntropyLoss())
+        return objective.hvp(w.astype(d), v.astype(d), (x.astype(d), y))
+
+    left_out = hvp(dtype)
+    assert len(leading_products) >= 2  # the forward's chunks and the input gradient's
+    monkeypatch.setattr(gemm.Product, "_corrections_negligible", lambda *args: False)
+    planted = hvp(dtype)
+    reference = hvp(np.float64)
+    eps = float(np.finfo(dtype).eps)
+    scale = np.abs(reference).max()
+    assert np.abs(left_out - planted).max() <= 64 * eps * scale
+    err_left_out, err_planted = (np.abs(z - reference).max() for z in (left_out, planted))
+    assert err_left_out <= 2 * err_planted + 4 * eps * scale

@@ -108,8 +108,11 @@ class Product:
         self._stacked_rows: dict[bool, Any] = {}
         self.corrections = _corrections(self.terms) if a.dtype.kind == "f" else {}
 
-    def __call__(self, b):
-        """The component data ``(K, p, r)`` of ``a @ b``."""
+    def __call__(self, b, largest: list[float] | None = None):
+        """The component data ``(K, p, r)`` of ``a @ b``.  ``largest``, when given, bounds
+        max |b_j| of each of b's components: the whole operand that b is a chunk of (a
+        convolution's images at stride 1, whose every pixel is in some window, or an output
+        gradient), so that corrections can be left out of its block matrix product."""
         da, ka, kb, p, r = self.a, len(self.a), self.k_right, self.a.shape[1], b.shape[2]
         if not self.terms:  # every component of one operand is zero (a zero direction)
             return np.zeros((self.k_out, p, r), dtype=np.result_type(da, b))
@@ -120,6 +123,8 @@ class Product:
         if self._block_matrix_pays(b):
             right = _stack_rows(b, list(range(kb)), copy=False)
             if right is not None:  # b's components over rows: one GEMM with a's block matrix
+                if largest is not None and self._corrections_negligible(largest, b.dtype):
+                    return self._leading_product(right, r)
                 product = _real_view_matmul(self.block_matrix, right, False)
                 return product.reshape(self.k_out, p, r)
         split = da.dtype.kind == "c" and b.dtype.kind != "c"
@@ -149,6 +154,40 @@ class Product:
             and self.a.dtype == b.dtype
             and self.k_out * kb <= len(self.rows) * len(self.cols)
         )
+
+    def _corrections_negligible(self, largest: list[float], dtype) -> bool:
+        """Whether every term off the leading ones is a correction (``_corrections``: at
+        order 1, a_1 @ b_1; at order 2, a_1 @ b_1 also adds to a leading class) and each is
+        negligible beside b's bounds."""
+        off_leading = {(i, j) for (i, j), targets in self.terms.items()
+                       if any(i + j != c for c, _ in targets)}  # fmt: skip
+        if not self.corrections or off_leading != set(self.corrections):
+            return False
+        dropped = negligible_corrections(self.corrections, self.a_largest, largest, dtype)
+        return len(dropped) == len(self.corrections)
+
+    def _leading_product(self, right, r: int):
+        """a @ b without its corrections from ``leading_blocks``: class c reads b's components
+        0 .. c only (its leading terms have i + j = c), one GEMM a class on b's stacked rows
+        ``right``.  At order 1 that is 3 of the block matrix's 4 blocks."""
+        p, q = self.a.shape[1], self.a.shape[2]
+        out = np.empty((self.k_out, p, r), dtype=self.a.dtype)
+        for c in range(self.k_out):
+            np.matmul(self.leading_blocks[c * p : (c + 1) * p, : (c + 1) * q],
+                      right[: (c + 1) * q], out=out[c])  # fmt: skip
+        return out
+
+    @functools.cached_property
+    def leading_blocks(self):
+        """``block_matrix`` of the leading terms alone (i + j = c): block (c, j) is a_(c-j)
+        times its weight for j <= c, zero above the diagonal."""
+        _, p, q = self.a.shape
+        out = np.zeros((self.k_out, p, self.k_right, q), dtype=self.a.dtype)
+        for (i, j), targets in self.terms.items():
+            for c, weight in targets:
+                if i + j == c:
+                    out[c, :, j] += self.a[i] if weight == 1 else self.a[i] * weight
+        return out.reshape(self.k_out * p, self.k_right * q)
 
     def _terms_without_corrections(self, b) -> Terms:
         """The terms, less the corrections that are negligible for this b (only a GEMM per

@@ -652,17 +652,27 @@ def split_parts(z: np.ndarray, want_imag: bool = True):
     transposed = not z.flags.c_contiguous and z.flags.f_contiguous
     source = np.ascontiguousarray(z.T if transposed else z)
     rtype = source.real.dtype
-    bits = _BITS[rtype]
     real = np.empty(source.shape, dtype=rtype)
     imag = np.empty(source.shape, dtype=rtype) if want_imag else real
-    largest = _split_parts(source.reshape(-1).view(bits), real.reshape(-1).view(bits),
-                           imag.reshape(-1).view(bits), want_imag, _MAGNITUDE[rtype])  # fmt: skip
-    largest_x, largest_y = (float(m) for m in np.array(largest, dtype=bits).view(rtype))
-    if not (math.isfinite(largest_x) and math.isfinite(largest_y)):
-        largest_x = largest_y = math.nan
+    largest_x, largest_y = _split_pairs(source.reshape(-1), real.reshape(-1), imag.reshape(-1),
+                                        want_imag)  # fmt: skip
     if transposed:
         real, imag = real.T, imag.T
     return real, imag if want_imag else None, largest_x, largest_y
+
+
+def _split_pairs(pairs: np.ndarray, real: np.ndarray, imag: np.ndarray,
+                 want_imag: bool) -> tuple[float, float]:  # fmt: skip
+    """``_split_parts`` on 1-D C-contiguous arrays: the largest |real part| and |imaginary
+    part| as floats, both NaN when a part is not finite."""
+    rtype = real.dtype
+    bits = _BITS[rtype]
+    largest = _split_parts(pairs.view(bits), real.view(bits), imag.view(bits), want_imag,
+                           _MAGNITUDE[rtype])  # fmt: skip
+    largest_x, largest_y = (float(m) for m in np.array(largest, dtype=bits).view(rtype))
+    if not (math.isfinite(largest_x) and math.isfinite(largest_y)):
+        return math.nan, math.nan
+    return largest_x, largest_y
 
 
 @njit(**JIT_OPTIONS)
@@ -691,22 +701,15 @@ def complex_step(x: np.ndarray, v: np.ndarray, h: float, out: np.ndarray) -> boo
     return True
 
 
-@njit(**JIT_OPTIONS)
-def _deinterleave(pairs, real, imag):  # pragma: no cover - compiled
-    for p in range(uint64(real.shape[0])):
-        real[p] = pairs[2 * p]
-        imag[p] = pairs[2 * p + 1]
-
-
-def split_order_one(data: np.ndarray) -> np.ndarray:
+def split_order_one(data: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Complex order-1 component data ``(1, *shape)`` in the one-direction layout ``(2,
     *shape)`` (real part, i-part: the same numbers, ``algebra.symmetric``), its axes in the
-    same memory order, in one pass."""
+    same memory order, with the largest |real part| and |i-part| (both NaN when a part is
+    not finite), in one pass."""
     flat, axes = flat_in_memory_order(data)
-    rtype = flat.real.dtype
-    out = np.empty((2, flat.shape[1]), dtype=rtype)
-    _deinterleave(flat[0].view(rtype), out[0], out[1])
-    return from_flat(out, (2, *data.shape[1:]), axes)
+    out = np.empty((2, flat.shape[1]), dtype=flat.real.dtype)
+    largest_real, largest_imag = _split_pairs(flat[0], out[0], out[1], True)
+    return from_flat(out, (2, *data.shape[1:]), axes), largest_real, largest_imag
 
 
 def join_order_one(data: np.ndarray) -> np.ndarray:

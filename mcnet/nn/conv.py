@@ -34,7 +34,10 @@ columns (8x the output channels at most as many columns: LeNet-5's second layer,
 go through that path in the one-direction layout, real part and i-part as two real arrays
 (``loops.split_order_one``, a pass over the images, not the 25x larger columns): the columns
 are then built as two real halves, the weight's side is one block matrix, and no GEMM splits
-interleaved columns into their parts again.  The results come back as complex data."""
+interleaved columns into their parts again.  Where the i-parts' product (which adds only to
+the real part) is below the real GEMM's roundoff, judged from the images' or the output
+gradient's largest parts, the block matrix's i-part block is left out: 3 real GEMMs of the
+4 (``gemm.Product``).  The results come back as complex data."""
 
 from __future__ import annotations
 
@@ -206,9 +209,11 @@ class Conv2d(Module):
             and derivative_parts_wanted()
             and 8 * self.out_channels <= min(n, self._chunk_images(x, (ho, wo))) * ho * wo
         )
+        largest = None  # the columns' max |part|s: the images' at stride 1 (every pixel used)
         if split:
-            x, w2 = _split(x), _split(w2)
-        parts = [y.data for y in matmul_each(w2, self._columns(x, (ho, wo)))]  # (O, Mc)
+            (x, x_largest), (w2, _) = _split(x), _split(w2)
+            largest = x_largest if self.stride == (1, 1) else None
+        parts = [y.data for y in matmul_each(w2, self._columns(x, (ho, wo)), largest)]  # (O, Mc)
         y = Tensor(np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0])
         if split:
             y = Tensor(join_order_one(y.data))
@@ -288,7 +293,8 @@ class Conv2d(Module):
                 self.weight.accumulate(Tensor(weight_grad))
         else:  # the columns again, chunk by chunk
             split = saved.one_direction and saved.order == 1 and _complex_order_one(g)
-            g_cols, w2 = (_split(g), _split(w2)) if split else (g, w2)
+            g_cols, g_largest = _split(g) if split else (g, None)
+            w2 = _split(w2)[0] if split else w2
             first = 0
             for cols in self._columns(saved, (ho, wo)):
                 last = first + cols.shape[1]
@@ -306,7 +312,7 @@ class Conv2d(Module):
             return Tensor(images[None])
         if grad_out.device == "cpu":
             if split:
-                halves = self._input_gradient_cpu(w2.T, g_cols, in_shape)
+                halves = self._input_gradient_cpu(w2.T, g_cols, in_shape, g_largest)
                 return Tensor(join_order_one(halves.data))
             return self._input_gradient_cpu(w2.T, g, in_shape)
         dcols = matmul(w2.T, g).data  # (K, C*kh*kw, M)
@@ -314,10 +320,11 @@ class Conv2d(Module):
         dcols = dcols.reshape(-1, in_shape[1], kh, kw, n, ho, wo).transpose(2, 3, 0, 4, 1, 5, 6)
         return Tensor(crop_images(scatter_windows(dcols, size, self.stride), self.padding))
 
-    def _input_gradient_cpu(self, w2t: Tensor, g: Tensor, in_shape) -> Tensor:
+    def _input_gradient_cpu(self, w2t: Tensor, g: Tensor, in_shape,
+                            largest: list[float] | None = None) -> Tensor:  # fmt: skip
         """W^T @ g, then col2im, a batch chunk at a time: each chunk's columns (about
         ``_chunk_bytes``) are added back while they are in cache instead of going to memory
-        and back."""
+        and back.  ``largest``: g's max |part|s, when g is split (``matmul_each``)."""
         n, c, h, w = in_shape
         pixels = g.shape[1] // n  # Ho * Wo
         itemsize = np.result_type(w2t.data.dtype, g.data.dtype).itemsize
@@ -325,7 +332,8 @@ class Conv2d(Module):
         chunk = max(1, min(n, self._chunk_bytes() // max(per_sample, 1)))
         out = None
         bounds = [(n0, min(n, n0 + chunk)) for n0 in range(0, n, chunk)]
-        products = matmul_each(w2t, (g[:, n0 * pixels : n1 * pixels] for n0, n1 in bounds))
+        chunks = (g[:, n0 * pixels : n1 * pixels] for n0, n1 in bounds)
+        products = matmul_each(w2t, chunks, largest)
         for (n0, n1), product in zip(bounds, products):
             dcols = product.data  # (K, C*kh*kw, Mc)
             if out is None:  # channel-major (K, C, N, H, W): a batch chunk is a slice
@@ -351,12 +359,14 @@ def _complex_order_one(t: Tensor) -> bool:
     return t.data.dtype.kind == "c" and len(t.data) == 1 and t.device == "cpu"
 
 
-def _split(t: Tensor) -> Tensor:
+def _split(t: Tensor) -> tuple[Tensor, list[float]]:
     """A complex order-1 tensor in the one-direction layout: real part and i-part as two
-    real arrays.  A convolution's columns are built from them, so no GEMM splits the
-    interleaved columns into parts again (``algebra.gemm``), and the weight's side is one
-    block matrix when it is small."""
-    return Tensor(split_order_one(t.data))
+    real arrays, and their max |entries|.  A convolution's columns are built from them, so
+    no GEMM splits the interleaved columns into parts again (``algebra.gemm``), and the
+    weight's side is one block matrix when it is small, without the product of the i-parts
+    where that is negligible."""
+    halves, largest_real, largest_imag = split_order_one(t.data)
+    return Tensor(halves), [largest_real, largest_imag]
 
 
 def _weight_gradient(g: Tensor, cols: Tensor, into: Parameter | None = None) -> Tensor:
