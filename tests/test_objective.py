@@ -718,3 +718,37 @@ def test_fit_recomputes_batchnorm_statistics_before_evaluating_and_trains_the_sa
             1,
             batchnorm_statistics="ema",
         )
+
+
+def _unaligned(a: np.ndarray, offset: int) -> np.ndarray:
+    """A read-only copy of ``a`` at a byte offset in its buffer, as an array rebuilt from a
+    network message (a Dask worker's arguments) can be."""
+    buffer = np.zeros(a.nbytes + 16, dtype=np.uint8)
+    copy = buffer[offset : offset + a.nbytes].view(a.dtype).reshape(a.shape)
+    copy[...] = a
+    copy.flags.writeable = False
+    return copy
+
+
+@pytest.mark.parametrize("offset", [1, 3, 4, 12])
+def test_unaligned_arrays_give_the_same_bits_as_aligned_ones(offset):
+    """w, v and the inputs at a byte offset that is no multiple of their item size: the
+    same loss, gradient and H v to the last bit (NumPy hands unaligned operands to its own
+    GEMM loop, which sums in another order than BLAS)."""
+    nn.manual_seed(0)
+    net = nn.models.mlp([64, 32, 10], "tanh")
+    objective = Objective(net, nn.CrossEntropyLoss())
+    rng = np.random.default_rng(offset)
+    x, y = rng.standard_normal((128, 64)), rng.integers(0, 10, 128)
+    w = nn.parameters_to_vector(net)
+    v = rng.standard_normal(w.shape)
+    assert not _unaligned(w, offset).flags.aligned
+    aligned = objective.value_and_grad(w, (x, y)), objective.hvp(w, v, (x, y))
+    moved = [_unaligned(a, offset) for a in (w, v, x)]
+    unaligned = (
+        objective.value_and_grad(moved[0], (moved[2], y)),
+        objective.hvp(moved[0], moved[1], (moved[2], y)),
+    )
+    assert aligned[0][0] == unaligned[0][0]
+    np.testing.assert_array_equal(aligned[0][1], unaligned[0][1])
+    np.testing.assert_array_equal(aligned[1], unaligned[1])

@@ -263,7 +263,7 @@ class Objective:
         if device == "cpu" and isinstance(w, np.ndarray):
             # a view, not a copy (22 MB for a 2.8-million-parameter model): the parameters
             # are slices of it only during an evaluation, which never writes to them
-            return Tensor(w.astype(dtype, copy=False)[None])
+            return Tensor(_aligned(w.astype(dtype, copy=False))[None])
         return tensor(w, dtype=dtype, device=device)
 
     @staticmethod
@@ -276,7 +276,8 @@ class Objective:
             raise ValueError(
                 f"expected {name} of the parameter vector's shape {w.shape}, got shape {v.shape}"
             )
-        return v.astype(w.dtype, copy=False)  # perturb moves it to w's device
+        v = v.astype(w.dtype, copy=False)  # perturb moves it to w's device
+        return _aligned(v) if isinstance(v, np.ndarray) else v
 
     def _evaluate(
         self,
@@ -329,13 +330,21 @@ def _unpack(batch):
     return inputs, targets
 
 
+def _aligned(a: np.ndarray) -> np.ndarray:
+    """``a``, or an aligned copy where its elements are not aligned to their size, as an
+    array rebuilt from a network message can be.  NumPy hands unaligned operands to its own
+    GEMM loop instead of BLAS, which sums in another order: the results would depend on
+    where the bytes landed (a Dask worker's recomputed shard did not match its first sum)."""
+    return a if a.flags.aligned else np.require(a, requirements="A")
+
+
 def _as_data(x, point: Tensor) -> Tensor:
     """Input data as an order-0 tensor of the parameters' dtype (no copy when it already is)."""
     dtype, device = point.dtype, point.device
     if isinstance(x, Tensor):
         return x if x.dtype == dtype and x.device == device else x.astype(dtype).to(device)
     if isinstance(x, np.ndarray) and x.dtype == dtype and device == "cpu":
-        return Tensor(x[None])  # a view: order-0 data is its array with a component axis
+        return Tensor(_aligned(x)[None])  # a view: order-0 data, its array with a component axis
     return tensor(x, dtype=dtype, device=device)
 
 
