@@ -156,15 +156,21 @@ class Product:
         )
 
     def _corrections_negligible(self, largest: list[float], dtype) -> bool:
-        """Whether every term off the leading ones is a correction (``_corrections``: at
-        order 1, a_1 @ b_1; at order 2, a_1 @ b_1 also adds to a leading class) and each is
-        negligible beside b's bounds."""
-        off_leading = {(i, j) for (i, j), targets in self.terms.items()
-                       if any(i + j != c for c, _ in targets)}  # fmt: skip
-        if not self.corrections or off_leading != set(self.corrections):
+        """Whether ``leading_blocks`` give the product: each correction is negligible beside
+        b's bounds."""
+        if not self.only_corrections_off_leading:
             return False
         dropped = negligible_corrections(self.corrections, self.a_largest, largest, dtype)
         return len(dropped) == len(self.corrections)
+
+    @functools.cached_property
+    def only_corrections_off_leading(self) -> bool:
+        """Whether the terms off the leading ones (i + j != c) are exactly the corrections
+        (``_corrections``): so at order 1 (a_1 @ b_1), not at order 2, where a_1 @ b_1 also
+        adds to its leading class 2."""
+        off_leading = {(i, j) for (i, j), targets in self.terms.items()
+                       if any(i + j != c for c, _ in targets)}  # fmt: skip
+        return bool(self.corrections) and off_leading == set(self.corrections)
 
     def _leading_product(self, right, r: int):
         """a @ b without its corrections from ``leading_blocks``: class c reads b's components
@@ -181,13 +187,7 @@ class Product:
     def leading_blocks(self):
         """``block_matrix`` of the leading terms alone (i + j = c): block (c, j) is a_(c-j)
         times its weight for j <= c, zero above the diagonal."""
-        _, p, q = self.a.shape
-        out = np.zeros((self.k_out, p, self.k_right, q), dtype=self.a.dtype)
-        for (i, j), targets in self.terms.items():
-            for c, weight in targets:
-                if i + j == c:
-                    out[c, :, j] += self.a[i] if weight == 1 else self.a[i] * weight
-        return out.reshape(self.k_out * p, self.k_right * q)
+        return self._blocks(leading_only=True)
 
     def _terms_without_corrections(self, b) -> Terms:
         """The terms, less the corrections that are negligible for this b (only a GEMM per
@@ -211,12 +211,17 @@ class Product:
     @functools.cached_property
     def block_matrix(self):
         """(k_out p, kb q): block (c, j) is the sum of weight * a_i over the terms (i, j) -> c."""
+        return self._blocks(leading_only=False)
+
+    def _blocks(self, leading_only: bool):
+        """``block_matrix``, of every term or of the leading ones (i + j = c) alone."""
         da = self.a
         _, p, q = da.shape
         out = np.zeros((self.k_out, p, self.k_right, q), dtype=da.dtype)
         for (i, j), targets in self.terms.items():
             for c, weight in targets:
-                out[c, :, j] += da[i] if weight == 1 else da[i] * weight
+                if not leading_only or i + j == c:
+                    out[c, :, j] += da[i] if weight == 1 else da[i] * weight
         return out.reshape(self.k_out * p, self.k_right * q)
 
 
