@@ -246,6 +246,14 @@ quantiles_h10 = generated(
     "gaussian_quantiles", "classes", n_samples=1500, n_features=5, n_classes=3, random_state=84
 )
 hastie_h10 = generated("hastie_10_2", "sign", n_samples=1600, random_state=85)
+moons_h11 = generated("moons", "binary", n_samples=1500, noise=0.2, random_state=92)
+friedman_h11 = generated(
+    "friedman1", "value", n_samples=1600, n_features=10, noise=0.7, random_state=93
+)
+synthetic_four_classes_h11 = generated(
+    "classification", "classes", n_samples=1600, n_features=16, n_informative=8, n_classes=4,
+    random_state=94,
+)  # fmt: skip
 
 
 def xor_four():
@@ -254,13 +262,22 @@ def xor_four():
     return _standardize(x), y.reshape(-1, 1)
 
 
-def spirals():
-    rng = np.random.default_rng(32)
-    t = rng.uniform(0.5, 3.0 * np.pi, 1600)
-    arm = rng.integers(0, 2, 1600)
-    x = np.stack([t * np.cos(t + np.pi * arm), t * np.sin(t + np.pi * arm)], axis=1)
-    x = x + 0.3 * rng.standard_normal(x.shape)
-    return _standardize(x), arm.astype(np.float64).reshape(-1, 1)
+def two_spirals(seed: int, n: int, noise: float) -> Callable[[], tuple]:
+    """Two interleaved spiral arms in 2-d, the arm as a float column of 0 and 1."""
+
+    def data() -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        t = rng.uniform(0.5, 3.0 * np.pi, n)
+        arm = rng.integers(0, 2, n)
+        x = np.stack([t * np.cos(t + np.pi * arm), t * np.sin(t + np.pi * arm)], axis=1)
+        x = x + noise * rng.standard_normal(x.shape)
+        return _standardize(x), arm.astype(np.float64).reshape(-1, 1)
+
+    return data
+
+
+spirals = two_spirals(32, 1600, 0.3)
+spirals_h11 = two_spirals(91, 1500, 0.25)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -1480,6 +1497,94 @@ HOLDOUT10 = [
         CE,
     ),
 ]
+# holdout-11: a twelfth evaluation half, written after holdout-10 had been run and before
+# newton-krylov-fast with fewer Krylov iterations per step was tried on the development half
+HOLDOUT11 = [
+    Problem(
+        "moons7-mlp2-bn-sigmoid",
+        "holdout-11",
+        "two moons, noise 0.2, MLP 2-32-32-1 BN sigmoid, BCE",
+        moons_h11,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "mnistQ-mlp2-tanh",
+        "holdout-11",
+        "MNIST t10k 1200..3200 reshuffled, MLP 784-64-32-10 tanh, CE",
+        lambda: mnist_slice(1200, 3200, True, 41),
+        mlp((64, 32), "tanh"),
+        CE,
+    ),
+    Problem(
+        "spiralsB-mlp3-relu",
+        "holdout-11",
+        "two spirals, noise 0.25, MLP 2-64-64-64-1 ReLU, BCE",
+        spirals_h11,
+        mlp((64, 64, 64), "relu"),
+        BCE,
+    ),
+    Problem(
+        "cancer-mlp2-bn-relu",
+        "holdout-11",
+        "breast cancer, MLP 30-32-32-1 BN ReLU, BCE",
+        breast_cancer,
+        mlp((32, 32), "relu", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "diabetes-mlp3-elu",
+        "holdout-11",
+        "diabetes, MLP 10-32-32-32-1 ELU, MSE",
+        diabetes,
+        mlp((32, 32, 32), "elu"),
+        MSE,
+        epochs=10,
+    ),
+    Problem(
+        "digits-cnn-sigmoid",
+        "holdout-11",
+        "digits 8x8, CNN 8-16 sigmoid, CE",
+        digits_images,
+        cnn(8, (8, 16), "sigmoid", False),
+        CE,
+    ),
+    Problem(
+        "friedmanD-resnet-tanh",
+        "holdout-11",
+        "Friedman #1, noise 0.7, residual MLP width 32 tanh, MSE",
+        friedman_h11,
+        residual(32, "tanh"),
+        MSE,
+    ),
+    Problem(
+        "classes4D-mlp1-elu",
+        "holdout-11",
+        "synthetic 4 classes in 16-d, MLP 16-64-4 ELU, CE",
+        synthetic_four_classes_h11,
+        mlp((64,), "elu"),
+        CE,
+    ),
+    Problem(
+        "mnistR-cnn-relu",
+        "holdout-11",
+        "MNIST t10k 5500..7500 reshuffled, CNN 8-16 ReLU, CE",
+        lambda: mnist_slice(5500, 7500, False, 43),
+        cnn(28, (8, 16), "relu", False),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "wine-mlp2-bn-tanh",
+        "holdout-11",
+        "wine, MLP 13-32-32-3 BN tanh, CE",
+        wine,
+        mlp((32, 32), "tanh", batchnorm=True),
+        CE,
+        epochs=10,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -1494,6 +1599,7 @@ ALL_PROBLEMS = (
     + HOLDOUT8
     + HOLDOUT9
     + HOLDOUT10
+    + HOLDOUT11
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -1655,6 +1761,7 @@ TITLES = {
     "holdout-8": "Holdout-8 problems (a ninth evaluation half)",
     "holdout-9": "Holdout-9 problems (a tenth evaluation half)",
     "holdout-10": "Holdout-10 problems (an eleventh evaluation half)",
+    "holdout-11": "Holdout-11 problems (a twelfth evaluation half)",
 }
 
 
