@@ -254,6 +254,14 @@ synthetic_four_classes_h11 = generated(
     "classification", "classes", n_samples=1600, n_features=16, n_informative=8, n_classes=4,
     random_state=94,
 )  # fmt: skip
+circles_h12 = generated(
+    "circles", "binary", n_samples=1500, noise=0.1, factor=0.5, random_state=102
+)
+friedman3_h12 = generated("friedman3", "value", n_samples=1500, noise=0.06, random_state=103)
+blobs_h12 = generated(
+    "blobs", "classes", n_samples=1600, centers=4, n_features=8, cluster_std=3.0, random_state=104
+)
+moons_h12 = generated("moons", "binary", n_samples=1500, noise=0.25, random_state=105)
 
 
 def xor_four():
@@ -278,6 +286,7 @@ def two_spirals(seed: int, n: int, noise: float) -> Callable[[], tuple]:
 
 spirals = two_spirals(32, 1600, 0.3)
 spirals_h11 = two_spirals(91, 1500, 0.25)
+spirals_h12 = two_spirals(101, 1500, 0.3)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -1585,6 +1594,93 @@ HOLDOUT11 = [
         epochs=10,
     ),
 ]
+# holdout-12: a thirteenth evaluation half, written after holdout-11 had been run and before
+# newton-krylov's Taylor band eta was tried again on the development half
+HOLDOUT12 = [
+    Problem(
+        "spiralsC-mlp2-tanh",
+        "holdout-12",
+        "two spirals, noise 0.3, MLP 2-64-64-1 tanh, BCE",
+        spirals_h12,
+        mlp((64, 64), "tanh"),
+        BCE,
+    ),
+    Problem(
+        "circles7-mlp3-relu",
+        "holdout-12",
+        "two circles, factor 0.5, MLP 2-32-32-32-1 ReLU, BCE",
+        circles_h12,
+        mlp((32, 32, 32), "relu"),
+        BCE,
+    ),
+    Problem(
+        "mnistS-mlp1-relu",
+        "holdout-12",
+        "MNIST t10k 6800..8800 reshuffled, MLP 784-128-10 ReLU, CE",
+        lambda: mnist_slice(6800, 8800, True, 47),
+        mlp((128,), "relu"),
+        CE,
+    ),
+    Problem(
+        "digits-mlp3-bn-relu",
+        "holdout-12",
+        "digits, MLP 64-64-64-64-10 BN ReLU, CE",
+        digits_flat,
+        mlp((64, 64, 64), "relu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "friedman3D-mlp2-elu",
+        "holdout-12",
+        "Friedman #3, noise 0.06, MLP 4-32-32-1 ELU, MSE",
+        friedman3_h12,
+        mlp((32, 32), "elu"),
+        MSE,
+    ),
+    Problem(
+        "iris-mlp2-tanh",
+        "holdout-12",
+        "iris, MLP 4-32-32-3 tanh, CE",
+        iris,
+        mlp((32, 32), "tanh"),
+        CE,
+        epochs=20,
+    ),
+    Problem(
+        "blobs5-resnet-relu",
+        "holdout-12",
+        "4 blobs in 8-d, residual MLP width 32 ReLU, CE",
+        blobs_h12,
+        residual(32, "relu"),
+        CE,
+    ),
+    Problem(
+        "mnistT-cnn-bn-tanh",
+        "holdout-12",
+        "MNIST t10k 3500..5000 reshuffled, CNN 8-16 BN tanh, CE",
+        lambda: mnist_slice(3500, 5000, False, 53),
+        cnn(28, (8, 16), "tanh", True),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "cancer-mlp3-sin",
+        "holdout-12",
+        "breast cancer, MLP 30-32-32-32-1 sin, BCE",
+        breast_cancer,
+        mlp((32, 32, 32), "sin"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "moons8-mlp2-bn-relu",
+        "holdout-12",
+        "two moons, noise 0.25, MLP 2-32-32-1 BN ReLU, BCE",
+        moons_h12,
+        mlp((32, 32), "relu", batchnorm=True),
+        BCE,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -1600,6 +1696,7 @@ ALL_PROBLEMS = (
     + HOLDOUT9
     + HOLDOUT10
     + HOLDOUT11
+    + HOLDOUT12
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -1762,6 +1859,7 @@ TITLES = {
     "holdout-9": "Holdout-9 problems (a tenth evaluation half)",
     "holdout-10": "Holdout-10 problems (an eleventh evaluation half)",
     "holdout-11": "Holdout-11 problems (a twelfth evaluation half)",
+    "holdout-12": "Holdout-12 problems (a thirteenth evaluation half)",
 }
 
 
