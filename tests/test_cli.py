@@ -535,7 +535,7 @@ def test_variant_options_are_where_a_variant_differs_from_its_base():
         "epoch_rollback": 0.5,
         "epoch_backtracks": 3,
     }
-    assert variant_options("newton-krylov-gn") == {"damping": 1e-3}
+    assert variant_options("newton-krylov-gn") == {"damping": 1e-3, "eta": 0.2}
     fast = variant_options("newton-krylov-fast")
     assert make("newton-krylov", **fast).config() == make("newton-krylov-fast").config()
     assert variant_options("newton-krylov") == {}
@@ -546,7 +546,7 @@ def test_variant_options_are_where_a_variant_differs_from_its_base():
     )
     assert (
         make(
-            "newton-krylov-hessian", **rows["Gauss-Newton, lambda 1e-2, eta 0.2 (newton-krylov)"]
+            "newton-krylov-hessian", **rows["Gauss-Newton, lambda 1e-2, eta 0.5 (newton-krylov)"]
         ).config()
         == make("newton-krylov").config()
     )

@@ -235,7 +235,7 @@ def test_named_variants_are_compositions_of_the_parts():
     assert NewtonKrylov().parts == {
         "curvature": CurvatureOperator("gauss-newton", 1e-2),
         "krylov": ConjugateGradient(max_iterations=20),
-        "step_rule": TaylorRatio(eta=0.2),
+        "step_rule": TaylorRatio(eta=0.5),
         "global_gradient": GlobalGradient("full"),
     }
     assert NewtonKrylovHessian().parts == {
@@ -247,6 +247,7 @@ def test_named_variants_are_compositions_of_the_parts():
     fast = NewtonKrylovFast().parts
     assert fast["curvature"] == CurvatureOperator("gauss-newton", 1e-4, "float32")
     assert fast["krylov"].max_iterations == 10
+    assert fast["step_rule"] == TaylorRatio(eta=0.2)
     assert fast["global_gradient"] == GlobalGradient("running", sample=128)
     assert NewtonKrylov(step="armijo").parts["step_rule"] == Armijo()
     printed = NewtonKrylovHessian(

@@ -219,7 +219,7 @@ def krylov_settings() -> list[tuple[str, dict[str, Any]]]:
             {**gauss_newton, "curvature_fraction": 0.25},
         ),
         (
-            "Gauss-Newton, lambda 1e-2, eta 0.2 (newton-krylov)",
+            "Gauss-Newton, lambda 1e-2, eta 0.5 (newton-krylov)",
             variant_options("newton-krylov", base=ABLATION_SOLVER),
         ),
     ]

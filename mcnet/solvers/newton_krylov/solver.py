@@ -48,9 +48,10 @@ Every option of the constructor is a setting of a part (see `parts`) or of the l
 (``warm_start``, ``pre_screening``, ``post_screening``, ``scale_invariant_limit``,
 ``scale_invariant_curvature``, ``epoch_rollback``, ``epoch_backtracks``). The defaults are
 Algorithm 1 on the damped Gauss-Newton matrix G_j + lambda I (lambda_0 = 1e-2, following
-Levenberg-Marquardt) at eta = 0.2: with H_j, CG meets non-positive curvature at its first or
+Levenberg-Marquardt) at eta = 0.5: with H_j, CG meets non-positive curvature at its first or
 second direction in nearly every iteration on ReLU networks, and training there ran 2-12x
-behind Adam (docs/newton_krylov.md). `NewtonKrylovHessian` (``newton-krylov-hessian``) is
+behind Adam; on G_j + lambda I the paper's band (eta < 0.2) cut good steps to 1/8-1/4
+(docs/newton_krylov.md). `NewtonKrylovHessian` (``newton-krylov-hessian``) is
 Algorithm 1 on H_j itself, CSDD and CSDD2, at the paper's eta = 0.05. The named variants are
 other compositions of the same parts.
 """
@@ -86,14 +87,14 @@ from mcnet.solvers.newton_krylov.step_rules import Armijo, TaylorRatio
 
 class NewtonKrylov(Solver):
     """Algorithm 1 of Shen et al. (the paper this project reproduces), as four parts, on the
-    damped Gauss-Newton matrix by default (``curvature="bicomplex"``, ``damping=0``,
-    ``eta=0.05``: on the Hessian, as printed)."""
+    damped Gauss-Newton matrix at eta = 0.5 by default (``curvature="bicomplex"``,
+    ``damping=0``, ``eta=0.05``: on the Hessian, as printed)."""
 
     name = "newton-krylov"
 
     def __init__(
         self,
-        eta: float = 0.2,
+        eta: float = 0.5,
         max_krylov: int = 20,
         krylov_tol: float = 1e-10,
         early_stop: bool = True,
@@ -438,7 +439,7 @@ class NewtonKrylovCheap(NewtonKrylovHessian):
     name = "newton-krylov-cheap"
 
 
-@variant_of(NewtonKrylov, damping=1e-3)
+@variant_of(NewtonKrylov, damping=1e-3, eta=0.2)
 class NewtonKrylovGaussNewton(NewtonKrylov):
     """Algorithm 1 on the damped Gauss-Newton matrix G + lambda I, lambda following
     Levenberg-Marquardt from 1e-3, with eta = 0.2, the top of the range the paper
@@ -451,6 +452,7 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
 
 @variant_of(
     NewtonKrylov,
+    eta=0.2,
     max_krylov=10,
     global_gradient="running",
     gradient_sample=128,
@@ -460,8 +462,8 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
     pre_screening=False,
 )
 class NewtonKrylovFast(NewtonKrylov):
-    """The recommended setting: `NewtonKrylov` with cheap iterations -- at most 10 Krylov
-    iterations, the global gradient accumulated from the batch gradients (started from a
+    """The recommended setting: `NewtonKrylov` at eta = 0.2 with cheap iterations -- at most
+    10 Krylov iterations, the global gradient accumulated from the batch gradients (started from a
     128-example sample) and the Gauss-Newton products in float32 while the gradient, the
     loss trials and the step stay in the parameters' dtype, scale-invariant channels
     turned by at most 0.15 of their norm per step (then fitted to the exact curvature, as in
