@@ -262,6 +262,17 @@ blobs_h12 = generated(
     "blobs", "classes", n_samples=1600, centers=4, n_features=8, cluster_std=3.0, random_state=104
 )
 moons_h12 = generated("moons", "binary", n_samples=1500, noise=0.25, random_state=105)
+circles_h13 = generated(
+    "circles", "binary", n_samples=1500, noise=0.1, factor=0.5, random_state=112
+)
+friedman_h13 = generated(
+    "friedman1", "value", n_samples=1500, n_features=10, noise=0.5, random_state=113
+)
+synthetic_three_classes_h13 = generated(
+    "classification", "classes", n_samples=1500, n_features=12, n_informative=6, n_classes=3,
+    random_state=114,
+)  # fmt: skip
+moons_h13 = generated("moons", "binary", n_samples=1500, noise=0.2, random_state=115)
 
 
 def xor_four():
@@ -287,6 +298,7 @@ def two_spirals(seed: int, n: int, noise: float) -> Callable[[], tuple]:
 spirals = two_spirals(32, 1600, 0.3)
 spirals_h11 = two_spirals(91, 1500, 0.25)
 spirals_h12 = two_spirals(101, 1500, 0.3)
+spirals_h13 = two_spirals(111, 1500, 0.3)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -1681,6 +1693,94 @@ HOLDOUT12 = [
         BCE,
     ),
 ]
+# holdout-13: a fourteenth evaluation half, written after holdout-12 had been run and before
+# newton-krylov-fast's Taylor band eta was tried on the development half
+HOLDOUT13 = [
+    Problem(
+        "spiralsD-mlp2-elu",
+        "holdout-13",
+        "two spirals, noise 0.3, MLP 2-64-64-1 ELU, BCE",
+        spirals_h13,
+        mlp((64, 64), "elu"),
+        BCE,
+    ),
+    Problem(
+        "mnistU-mlp2-bn-tanh",
+        "holdout-13",
+        "MNIST t10k 4500..6500 reshuffled, MLP 784-64-32-10 BN tanh, CE",
+        lambda: mnist_slice(4500, 6500, True, 59),
+        mlp((64, 32), "tanh", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "circles8-mlp2-bn-sigmoid",
+        "holdout-13",
+        "two circles, factor 0.5, MLP 2-32-32-1 BN sigmoid, BCE",
+        circles_h13,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "digits-mlp2-sin",
+        "holdout-13",
+        "digits, MLP 64-64-32-10 sin, CE",
+        digits_flat,
+        mlp((64, 32), "sin"),
+        CE,
+    ),
+    Problem(
+        "friedmanE-mlp3-relu",
+        "holdout-13",
+        "Friedman #1, noise 0.5, MLP 10-32-32-32-1 ReLU, MSE",
+        friedman_h13,
+        mlp((32, 32, 32), "relu"),
+        MSE,
+    ),
+    Problem(
+        "wine-resnet-tanh",
+        "holdout-13",
+        "wine, residual MLP width 32 tanh, CE",
+        wine,
+        residual(32, "tanh"),
+        CE,
+        epochs=10,
+    ),
+    Problem(
+        "classes3E-mlp2-bn-elu",
+        "holdout-13",
+        "synthetic 3 classes in 12-d, MLP 12-64-64-3 BN ELU, CE",
+        synthetic_three_classes_h13,
+        mlp((64, 64), "elu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "mnistV-cnn-sigmoid",
+        "holdout-13",
+        "MNIST t10k 2200..3700 reshuffled, CNN 8-16 sigmoid, CE",
+        lambda: mnist_slice(2200, 3700, False, 61),
+        cnn(28, (8, 16), "sigmoid", False),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "moons9-mlp1-relu",
+        "holdout-13",
+        "two moons, noise 0.2, MLP 2-64-1 ReLU, BCE",
+        moons_h13,
+        mlp((64,), "relu"),
+        BCE,
+    ),
+    Problem(
+        "diabetes-mlp2-bn-tanh",
+        "holdout-13",
+        "diabetes, MLP 10-32-32-1 BN tanh, MSE",
+        diabetes,
+        mlp((32, 32), "tanh", batchnorm=True),
+        MSE,
+        epochs=10,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -1697,6 +1797,7 @@ ALL_PROBLEMS = (
     + HOLDOUT10
     + HOLDOUT11
     + HOLDOUT12
+    + HOLDOUT13
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -1860,6 +1961,7 @@ TITLES = {
     "holdout-10": "Holdout-10 problems (an eleventh evaluation half)",
     "holdout-11": "Holdout-11 problems (a twelfth evaluation half)",
     "holdout-12": "Holdout-12 problems (a thirteenth evaluation half)",
+    "holdout-13": "Holdout-13 problems (a fourteenth evaluation half)",
 }
 
 
