@@ -273,6 +273,15 @@ synthetic_three_classes_h13 = generated(
     random_state=114,
 )  # fmt: skip
 moons_h13 = generated("moons", "binary", n_samples=1500, noise=0.2, random_state=115)
+circles_h14 = generated(
+    "circles", "binary", n_samples=1500, noise=0.12, factor=0.55, random_state=121
+)
+friedman2_h14 = generated("friedman2", "value", n_samples=1500, noise=12.0, random_state=122)
+quantiles_h14 = generated(
+    "gaussian_quantiles", "classes", n_samples=1500, n_features=4, n_classes=4, random_state=123
+)
+hastie_h14 = generated("hastie_10_2", "sign", n_samples=1500, random_state=124)
+moons_h14 = generated("moons", "binary", n_samples=1500, noise=0.3, random_state=125)
 
 
 def xor_four():
@@ -1781,6 +1790,95 @@ HOLDOUT13 = [
         epochs=10,
     ),
 ]
+# holdout-14: a fifteenth evaluation half, written after holdout-13 had been run and before
+# newton-krylov's starting damping was tried again on the development half
+HOLDOUT14 = [
+    Problem(
+        "circles9-mlp2-bn-sigmoid",
+        "holdout-14",
+        "two circles, factor 0.55, noise 0.12, MLP 2-32-32-1 BN sigmoid, BCE",
+        circles_h14,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "friedman2D-mlp2-bn-elu",
+        "holdout-14",
+        "Friedman #2, noise 12, MLP 4-32-32-1 BN ELU, MSE",
+        friedman2_h14,
+        mlp((32, 32), "elu", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "quantiles4-mlp3-tanh",
+        "holdout-14",
+        "Gaussian quantiles, 4 classes in 4-d, MLP 4-32-32-32-4 tanh, CE",
+        quantiles_h14,
+        mlp((32, 32, 32), "tanh"),
+        CE,
+    ),
+    Problem(
+        "hastieD-mlp1-sigmoid",
+        "holdout-14",
+        "Hastie 10.2, MLP 10-64-1 sigmoid, BCE",
+        hastie_h14,
+        mlp((64,), "sigmoid"),
+        BCE,
+    ),
+    Problem(
+        "moons10-mlp3-bn-sigmoid",
+        "holdout-14",
+        "two moons, noise 0.3, MLP 2-32-32-32-1 BN sigmoid, BCE",
+        moons_h14,
+        mlp((32, 32, 32), "sigmoid", batchnorm=True),
+        BCE,
+    ),
+    Problem(
+        "mnistW-mlp2-elu",
+        "holdout-14",
+        "MNIST t10k 8200..9800 reshuffled, MLP 784-64-32-10 ELU, CE",
+        lambda: mnist_slice(8200, 9800, True, 67),
+        mlp((64, 32), "elu"),
+        CE,
+    ),
+    Problem(
+        "digits-cnn-bn-relu-long",
+        "holdout-14",
+        "digits 8x8, CNN 8-16 BN ReLU, CE",
+        digits_images,
+        cnn(8, (8, 16), "relu", True),
+        CE,
+        epochs=8,
+    ),
+    Problem(
+        "cancer-mlp2-bn-sigmoid-wide",
+        "holdout-14",
+        "breast cancer, MLP 30-64-64-1 BN sigmoid, BCE",
+        breast_cancer,
+        mlp((64, 64), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "iris-mlp3-relu",
+        "holdout-14",
+        "iris, MLP 4-32-32-32-3 ReLU, CE",
+        iris,
+        mlp((32, 32, 32), "relu"),
+        CE,
+        epochs=20,
+    ),
+    Problem(
+        "mnistX-cnn-bn-sigmoid",
+        "holdout-14",
+        "MNIST t10k 6100..7600 reshuffled, CNN 8-16 BN sigmoid, CE",
+        lambda: mnist_slice(6100, 7600, False, 71),
+        cnn(28, (8, 16), "sigmoid", True),
+        CE,
+        epochs=3,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -1798,6 +1896,7 @@ ALL_PROBLEMS = (
     + HOLDOUT11
     + HOLDOUT12
     + HOLDOUT13
+    + HOLDOUT14
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -1962,6 +2061,7 @@ TITLES = {
     "holdout-11": "Holdout-11 problems (a twelfth evaluation half)",
     "holdout-12": "Holdout-12 problems (a thirteenth evaluation half)",
     "holdout-13": "Holdout-13 problems (a fourteenth evaluation half)",
+    "holdout-14": "Holdout-14 problems (a fifteenth evaluation half)",
 }
 
 
