@@ -6,10 +6,10 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-10. Each problem is
-trained by Adam at 5 learning rates (the best final training loss is the reference, the
-paper's protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0,
-float64, one BLAS thread.
+holdout-14 (each written before a trial, run once after it). Each problem is trained by
+Adam at 5 learning rates (the best final training loss is the reference, the paper's
+protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0, float64,
+one BLAS thread.
 
     python benchmarks/nk_suite.py --split evaluation          # run and report the evaluation half
     python benchmarks/nk_suite.py --split holdout             # the second evaluation half
