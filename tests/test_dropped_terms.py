@@ -490,3 +490,46 @@ def test_planting_the_i_part_product_back_in_a_convolutions_h_v_changes_roundoff
     assert np.abs(left_out - planted).max() <= 64 * eps * scale
     err_left_out, err_planted = (np.abs(z - reference).max() for z in (left_out, planted))
     assert err_left_out <= 2 * err_planted + 4 * eps * scale
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_planting_the_i_part_product_back_in_winograd_convolutions_changes_roundoff_only(
+    dtype, monkeypatch
+):
+    """H v of a network whose 16-channel 3x3 convolutions run Winograd's F(2x2, 3x3)
+    (``nn.winograd``), which leaves the i-parts' product out of its forward and input
+    gradient: with it planted back, H v moves by roundoff only, and both are as close to
+    the float64 H v."""
+    from mcnet.nn import winograd
+
+    rng = np.random.default_rng(8)
+    mc.nn.manual_seed(8)
+    net = mc.nn.Sequential(
+        mc.nn.Conv2d(2, 16, 3, padding=1), mc.nn.Tanh(), mc.nn.Conv2d(16, 16, 3, padding=1),
+        mc.nn.Tanh(), mc.nn.Conv2d(16, 16, 3), mc.nn.Flatten(), mc.nn.Linear(16 * 5 * 5, 3),
+    )  # fmt: skip
+    x, y = rng.random((4, 2, 7, 7)), rng.integers(0, 3, 4)
+    w = parameters_to_vector(net).astype(np.float64)
+    v = rng.standard_normal(w.shape)
+    decisions = []
+    original = winograd.negligible_imaginary_square
+
+    def counting(*args):
+        decisions.append(original(*args))
+        return decisions[-1]
+
+    def hvp(d):
+        objective = Objective(net.to(dtype=d), mc.nn.CrossEntropyLoss())
+        return objective.hvp(w.astype(d), v.astype(d), (x.astype(d), y))
+
+    monkeypatch.setattr(winograd, "negligible_imaginary_square", counting)
+    left_out = hvp(dtype)
+    assert len(decisions) >= 4 and all(decisions)  # forwards and input gradients
+    monkeypatch.setattr(winograd, "negligible_imaginary_square", lambda *args: False)
+    planted = hvp(dtype)
+    reference = hvp(np.float64)
+    eps = float(np.finfo(dtype).eps)
+    scale = np.abs(reference).max()
+    assert np.abs(left_out - planted).max() <= 64 * eps * scale
+    err_left_out, err_planted = (np.abs(z - reference).max() for z in (left_out, planted))
+    assert err_left_out <= 2 * err_planted + 4 * eps * scale

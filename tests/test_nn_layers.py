@@ -413,6 +413,88 @@ def test_conv2d_of_real_images_matches_naive_loops_for_every_weight_kind(
         np.testing.assert_allclose(grad_in.data[0], want, rtol=0, atol=tol * np.abs(want).max())
 
 
+def _bilinear(fn, a, b):
+    """fn(a, b), bilinear, for real or complex a and b, from real evaluations alone."""
+    ar, ai, br, bi = a.real, np.imag(a), b.real, np.imag(b)
+    return fn(ar, br) - fn(ai, bi) + 1j * (fn(ar, bi) + fn(ai, br))
+
+
+def _assert_parts_close(got, want, tol):
+    """Real part and imaginary part each against its own largest entry; ``got`` a tensor of
+    order 0 or 1 (complex, or in the one-direction layout)."""
+    data = got.data
+    got = data[0] + 1j * data[1] if len(data) == 2 else data[0]
+    for part in (np.real, np.imag):
+        g, w = part(got), part(want)
+        np.testing.assert_allclose(g, w, rtol=0, atol=tol * np.abs(w).max() + 1e-300)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(
+    st.integers(1, 3), st.integers(16, 19), st.integers(7, 9),
+    st.tuples(st.integers(0, 6), st.integers(0, 6)),
+    st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    st.sampled_from(["none", "real", "like the weight"]), st.booleans(),
+    st.tuples(*[st.sampled_from(["real", "complex"])] * 3),
+    st.sampled_from([1.0, 2.0**-20]), st.booleans(), st.integers(0, 2**32 - 1),
+)  # fmt: skip
+def test_conv2d_winograd_matches_naive_loops(
+    dtype, n, c, o, extra, padding, bias, input_grad, kinds, scale, parts_only, seed
+):
+    """3x3 kernels at stride 1 with 16 or more input channels, too many channel pairs for
+    the direct correlation (Winograd's F(2x2, 3x3), ``nn.winograd``): the output, the weight,
+    bias and input gradients against naive loops, for odd and even output sizes (a half-used
+    last tile row or column) and every padding.  Images, weight and output gradient each
+    real or complex of order 1, with imaginary parts of the real parts' size or 2**-20 of it
+    (a derivative pass's, whose product is left out of the real part), each part against its
+    own scale; within ``derivative_parts_only`` a complex weight gradient's i-part alone."""
+    rng = np.random.default_rng(seed)
+    cdtype = np.result_type(dtype, np.complex64)
+
+    def draw(shape, kind):
+        real = rng.standard_normal(shape)
+        if kind == "real":
+            return real.astype(dtype)
+        return (real + 1j * scale * rng.standard_normal(shape)).astype(cdtype)
+
+    conv = Conv2d(c, o, 3, 1, padding, bias != "none").to(dtype=dtype)
+    conv.input_grad_needed = input_grad
+    weight = draw(conv.weight.shape, kinds[1])
+    conv.weight.value = mc.tensor(weight)
+    if bias != "none":
+        conv.bias.value = mc.tensor(draw((o,), kinds[1] if bias == "like the weight" else "real"))
+    bias_ = None if conv.bias is None else conv.bias.value.data[0]
+    size = [max(3 - 2 * p, 1) + e for p, e in zip(padding, extra)]
+    x = draw((n, c, *size), kinds[0])
+    y = conv(mc.tensor(x))
+    assert conv.saved.winograd  # the Winograd path ran
+    want = _bilinear(lambda a, b: naive_conv2d(a, b, None, (1, 1), padding), x, weight)
+    if bias_ is not None:
+        want = want + bias_[:, None, None]
+    tol = TOL[dtype] * 10
+    _assert_parts_close(y, want, tol)
+    u = draw(y.shape, kinds[2])
+    conv.zero_grad()
+    complex_grad = np.iscomplexobj(u) or np.iscomplexobj(x)  # the weight gradient's
+    with derivative_parts_only() if parts_only else contextlib.nullcontext():
+        grad_in = conv.backward(mc.tensor(u))
+    want = _bilinear(lambda a, b: naive_conv2d_weight_grad(a, b, (3, 3), padding), x, u)
+    got = conv.weight.grad
+    if parts_only and complex_grad:  # the i-part alone, in the one-direction layout
+        assert np.all(got.data[0] == 0)
+        np.testing.assert_allclose(got.data[1], want.imag, rtol=0,
+                                   atol=tol * np.abs(want.imag).max())  # fmt: skip
+    else:
+        _assert_parts_close(got, want, tol)
+    if bias != "none":
+        _assert_parts_close(conv.bias.grad, u.sum(axis=(0, 2, 3)), tol)
+    if not input_grad:
+        assert grad_in is None
+        return
+    want = _bilinear(lambda a, b: naive_conv2d_input_grad(a, b, x.shape[2:], padding), u, weight)
+    _assert_parts_close(grad_in, want, tol)
+
+
 def test_conv2d_default_init_and_state_dict():
     conv = Conv2d(3, 8, (5, 3))
     state = conv.state_dict()

@@ -17,8 +17,13 @@ gradient by ``correlation.correlate_weights``, and for a real weight the input g
 GEMM ``W^T @ g`` a batch chunk at a time, added back into the planes in long runs
 (``correlation.correlate_input``).  What that gained on LeNet-5 is in ``benchmarks/README.md``.
 
-**Otherwise** (strides, images with several components: the second layer of an H v or
-higher-order pass) im2col by a Numba loop, a batch chunk at a time (``loops.CHUNK_BYTES`` of
+**3x3 kernels at stride 1 with 16 or more input channels** (VGG-11's convolutions after
+the first) on the CPU, with images, weight and bias real or complex of order 1 (a gradient,
+an H v or a Gauss-Newton pass): Winograd's F(2x2, 3x3) (``winograd``), 2.25x fewer
+multiplications than the GEMM of the columns, complex operands as real part and i-part.
+
+**Otherwise** (other kernels, strides, images with several components: a higher-order
+pass) im2col by a Numba loop, a batch chunk at a time (``loops.CHUNK_BYTES`` of
 columns, in cache when the GEMM reads them, or the weight's size if that is larger), then
 ``functions.matmul_each``, which turns the contraction into real/complex GEMMs by the
 multicomplex product rule, the weight's side prepared once for all chunks.  GEMM shapes
@@ -50,7 +55,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from mcnet.algebra.loops import join_order_one, split_order_one
 from mcnet.algebra.multicomplex import array_module
 from mcnet.functions import matmul, matmul_each
-from mcnet.nn import correlation, loops
+from mcnet.nn import correlation, loops, winograd
 from mcnet.nn.init import uniform
 from mcnet.nn.module import (
     Module,
@@ -74,6 +79,7 @@ class _Saved:
     data: correlation.Planes | Tensor
     in_shape: tuple[int, ...]
     size: Pair  # the padded image size
+    winograd: bool = False  # ``data`` the input of a Winograd forward
 
 
 def pair(value: int | tuple[int, int], name: str) -> Pair:
@@ -197,6 +203,8 @@ class Conv2d(Module):
         ho, wo = output_size(size, self.kernel_size, self.stride, "Conv2d")
         if self._direct(x):
             return self._correlate(x, size)
+        if self._winograd(x):
+            return self._winograd_forward(x, size)
         n, in_shape = x.shape[0], x.shape
         w2 = self.weight.value.reshape(self.out_channels, -1)
         # a small weight (its block matrix read from cache, beside 8x its size of columns
@@ -256,6 +264,65 @@ class Conv2d(Module):
             and self.in_channels * self.out_channels <= _DIRECT_CHANNEL_PAIRS[x.data.dtype.itemsize]
         )
 
+    def _winograd(self, x: Tensor) -> bool:
+        """Whether Winograd's F(2x2, 3x3) applies and pays: a 3x3 kernel at stride 1, images,
+        weight and bias real or complex of order 1 in one precision, and enough input
+        channels that the 16 GEMMs, not the transforms, take the time
+        (``_WINOGRAD_CHANNELS``)."""
+        operands = [x.data, self.weight.value.data]
+        if self.bias is not None:
+            operands.append(self.bias.value.data)
+        return (
+            self.kernel_size == (3, 3)
+            and self.stride == (1, 1)
+            and self.in_channels >= _WINOGRAD_CHANNELS
+            and all(_real_or_order_one(d) for d in operands)
+            and len({np.finfo(d.dtype).dtype for d in operands}) == 1
+        )
+
+    def _winograd_forward(self, x: Tensor, size: Pair) -> Tensor:
+        """The forward by ``winograd.forward``, complex operands as (real part, i-part)."""
+        images = loops.channel_major(_parts(x.data))  # (P, C, N, H, W)
+        bias = None if self.bias is None else _parts(self.bias.value.data)
+        y = winograd.forward(images, _parts(self.weight.value.data), bias, self.padding)
+        self.saved = _Saved(direct=False, data=x, in_shape=x.shape, size=size, winograd=True)
+        return Tensor(y if len(y) == 1 else join_order_one(y)).transpose(1, 0, 2, 3)
+
+    def _winograd_backward(self, grad_out: Tensor, x: Tensor) -> Tensor | None:
+        """The backward of ``_winograd_forward``: a real weight gradient goes straight into
+        the weight's ``slot`` where it can; within ``derivative_parts_only`` a complex one
+        is its i-part alone."""
+        grad = loops.channel_major(_parts(grad_out.data))  # (G, O, N, Ho, Wo)
+        shape, slot, dtype = self.weight.shape, self.weight.slot, grad.dtype
+        outs: list[np.ndarray | None]
+        images = loops.channel_major(_parts(x.data))  # (P, C, N, H, W)
+        if len(grad) == 1 and len(images) == 1:  # a real weight gradient
+            fills = slot is not None and (
+                self.weight.grad is None
+                and slot.dtype == dtype
+                and slot.size == math.prod(shape)
+                and slot.flags.c_contiguous
+            )
+            out = slot.reshape(shape) if fills and slot is not None else np.empty(shape, dtype)
+            weight_grad, outs = Tensor(out[None]), [out]
+        elif derivative_parts_wanted():
+            weight_grad, i_part = derivative_part(shape, dtype)
+            outs = [None, i_part]
+        else:
+            data = np.empty((2, *shape), dtype=dtype)
+            weight_grad, outs = Tensor(data), list(data)
+        weight = _parts(self.weight.value.data)
+        grad_in = winograd.backward(images, weight, self.padding, grad, outs,
+                                    self.input_grad_needed)  # fmt: skip
+        self.weight.accumulate(weight_grad)
+        if self.bias is not None:
+            o = grad_out.shape[1]
+            self.bias.accumulate(grad_out.transpose(1, 0, 2, 3).reshape(o, -1).sum(axis=1))
+        if grad_in is None:
+            return None
+        data = grad_in if len(grad_in) == 1 else join_order_one(grad_in)
+        return Tensor(data).transpose(1, 0, 2, 3)
+
     def _correlate(self, x: Tensor, size: Pair) -> Tensor:
         """The forward by ``correlation.correlate``: one real correlation per real part of the
         weight's components; the bias is added on the way when it has the weight's
@@ -272,6 +339,10 @@ class Conv2d(Module):
         return y + self.bias.value.reshape(-1, 1, 1)
 
     def backward(self, grad_out: Tensor) -> Tensor | None:
+        x = self.saved.data
+        if self.saved.winograd and self._winograd(x) and _real_or_order_one(grad_out.data):
+            if np.finfo(grad_out.data.dtype).dtype == np.finfo(x.data.dtype).dtype:
+                return self._winograd_backward(grad_out, x)
         saved, in_shape, size = self.saved.data, self.saved.in_shape, self.saved.size
         n, o, ho, wo = grad_out.shape
         g = grad_out.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
@@ -353,6 +424,20 @@ class Conv2d(Module):
 # The most in_channels * out_channels at which the direct correlation is used, by itemsize:
 # beyond them im2col + GEMM is faster, forward and backward, on LeNet-5's and VGG-11's layers.
 _DIRECT_CHANNEL_PAIRS = {4: 96, 8: 32}
+
+# The fewest input channels at which Winograd's F(2x2, 3x3) replaces im2col + GEMM
+_WINOGRAD_CHANNELS = 16
+
+
+def _real_or_order_one(data) -> bool:
+    """NumPy component data of one real or complex (order-1) component."""
+    return isinstance(data, np.ndarray) and data.shape[0] == 1 and data.dtype.kind in "fc"
+
+
+def _parts(data: np.ndarray) -> np.ndarray:
+    """One component's data as parts: real ``(1, ...)`` as it is, complex as the real part
+    and i-part ``(2, ...)``, in the same memory order."""
+    return data if data.dtype.kind == "f" else split_order_one(data)[0]
 
 
 def _complex_order_one(t: Tensor) -> bool:
