@@ -462,6 +462,16 @@ def test_a_correction_that_also_leads_keeps_the_whole_block_matrix(leading_produ
         assert np.abs(got[c] - full[c]).max() <= bounds[c] + 1e-300
 
 
+def _assert_roundoff_apart(left_out, planted, reference, dtype):
+    """H v with a term left out and planted back differ by roundoff, and both are about as
+    close to the float64 ``reference``."""
+    eps = float(np.finfo(dtype).eps)
+    scale = np.abs(reference).max()
+    assert np.abs(left_out - planted).max() <= 64 * eps * scale
+    err_left_out, err_planted = (np.abs(z - reference).max() for z in (left_out, planted))
+    assert err_left_out <= 2 * err_planted + 4 * eps * scale
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_planting_the_i_part_product_back_in_a_convolutions_h_v_changes_roundoff_only(
     dtype, monkeypatch, leading_products
@@ -484,12 +494,7 @@ def test_planting_the_i_part_product_back_in_a_convolutions_h_v_changes_roundoff
     assert len(leading_products) >= 2  # the forward's chunks and the input gradient's
     monkeypatch.setattr(gemm.Product, "_corrections_negligible", lambda *args: False)
     planted = hvp(dtype)
-    reference = hvp(np.float64)
-    eps = float(np.finfo(dtype).eps)
-    scale = np.abs(reference).max()
-    assert np.abs(left_out - planted).max() <= 64 * eps * scale
-    err_left_out, err_planted = (np.abs(z - reference).max() for z in (left_out, planted))
-    assert err_left_out <= 2 * err_planted + 4 * eps * scale
+    _assert_roundoff_apart(left_out, planted, hvp(np.float64), dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -527,9 +532,4 @@ def test_planting_the_i_part_product_back_in_winograd_convolutions_changes_round
     assert len(decisions) >= 4 and all(decisions)  # forwards and input gradients
     monkeypatch.setattr(winograd, "negligible_imaginary_square", lambda *args: False)
     planted = hvp(dtype)
-    reference = hvp(np.float64)
-    eps = float(np.finfo(dtype).eps)
-    scale = np.abs(reference).max()
-    assert np.abs(left_out - planted).max() <= 64 * eps * scale
-    err_left_out, err_planted = (np.abs(z - reference).max() for z in (left_out, planted))
-    assert err_left_out <= 2 * err_planted + 4 * eps * scale
+    _assert_roundoff_apart(left_out, planted, hvp(np.float64), dtype)
