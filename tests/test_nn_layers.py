@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import mcnet as mc
 from mcnet.nn import conv as conv_module
-from mcnet.nn import loops
+from mcnet.nn import loops, winograd
 from mcnet.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from mcnet.nn.conv import Conv2d
 from mcnet.nn.dropout import Dropout, resample_dropout
@@ -431,6 +431,7 @@ def _assert_parts_close(got, want, tol):
 
 
 @unittest.mock.patch.object(conv_module, "_WINOGRAD_CHANNEL_PAIRS", {"real": 0, "complex": 0})
+@unittest.mock.patch.object(winograd, "_CHUNK_BYTES", 3000)  # chunks of 1-2 images
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(
     st.integers(1, 3), st.integers(16, 19), st.integers(7, 9),
@@ -449,7 +450,8 @@ def test_conv2d_winograd_matches_naive_loops(
     last tile row or column) and every padding.  Images, weight and output gradient each
     real or complex of order 1, with imaginary parts of the real parts' size or 2**-20 of it
     (a derivative pass's, whose product is left out of the real part), each part against its
-    own scale; within ``derivative_parts_only`` a complex weight gradient's i-part alone."""
+    own scale; within ``derivative_parts_only`` a complex weight gradient's i-part alone.
+    Batch chunks of one or two images, so that the weight gradient sums over chunks."""
     rng = np.random.default_rng(seed)
     cdtype = np.result_type(dtype, np.complex64)
 

@@ -33,7 +33,6 @@ cache sets, and the loops run several times slower."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
@@ -89,7 +88,7 @@ def _term(m, extra, sign, k, t):  # pragma: no cover - compiled
 
 
 @njit(**JIT_OPTIONS)
-def _filters(w, out):  # pragma: no cover - compiled
+def _transform_filters(w, out):  # pragma: no cover - compiled
     # w (P, 9): P = O*C filters, rows of 3 taps; out (16, >= P): G w G^T, element 4i + j.
     # Returns the largest |element| written.
     half = out.dtype.type(0.5)
@@ -177,17 +176,18 @@ def _tiles_adjoint(dv, extra, sign, th, tw, out):  # pragma: no cover - compiled
 
 
 @njit(**JIT_OPTIONS)
-def _outputs(m, extra, sign, th, tw, n_batch, bias, out):  # pragma: no cover - compiled
-    # m (16, >= O*N*th*tw) (+ sign * extra) -> out (O*N, ho, wo): A^T m A + bias[o]; the
+def _outputs(m, extra, sign, th, tw, bias, out):  # pragma: no cover - compiled
+    # m (16, >= O*N*th*tw) (+ sign * extra) -> out (O, N, ho, wo): A^T m A + bias[o]; the
     # last tile row or column is half outside the output when ho or wo is odd
-    _, ho, wo = out.shape
+    _, n_batch, ho, wo = out.shape
     u = np.empty(16, dtype=out.dtype)
     t = 0
-    for p in range(out.shape[0]):
-        bias_p = bias[p // n_batch]
+    for p in range(out.shape[0] * n_batch):
+        o, n = p // n_batch, p % n_batch
+        bias_p = bias[o]
         for a in range(th):
             i = 2 * a
-            top, bottom = out[p, i], out[p, min(i + 1, ho - 1)]
+            top, bottom = out[o, n, i], out[o, n, min(i + 1, ho - 1)]
             for b in range(tw):
                 for k in range(16):
                     u[k] = _term(m, extra, sign, k, t)
@@ -210,16 +210,17 @@ def _outputs(m, extra, sign, th, tw, n_batch, bias, out):  # pragma: no cover - 
 
 @njit(**JIT_OPTIONS)
 def _outputs_adjoint(g, th, tw, out):  # pragma: no cover - compiled
-    # g (O*N, ho, wo) -> out (16, >= O*N*th*tw): A g A^T, g zero past its edges.  Returns
+    # g (O, N, ho, wo) -> out (16, >= O*N*th*tw): A g A^T, g zero past its edges.  Returns
     # the largest |element| written.
-    _, ho, wo = g.shape
+    _, n_batch, ho, wo = g.shape
     zero = out.dtype.type(0)
     largest = abs(zero)
     t = 0
-    for p in range(g.shape[0]):
+    for p in range(g.shape[0] * n_batch):
+        o, n = p // n_batch, p % n_batch
         for a in range(th):
             i = 2 * a
-            top, bottom = g[p, i], g[p, min(i + 1, ho - 1)]
+            top, bottom = g[o, n, i], g[o, n, min(i + 1, ho - 1)]
             for b in range(tw):
                 j = 2 * b
                 y00 = top[j]
@@ -239,8 +240,12 @@ def _outputs_adjoint(g, th, tw, out):  # pragma: no cover - compiled
 
 # --- the products, by the product rule of order-1 numbers ------------------------------------
 
+# Transformed tiles of one part, a batch chunk at most: below glibc's largest mmap threshold
+# (``algebra.memory``), so that a pass reuses freed memory, and a bound on what a large batch
+# holds at once (4x its images, against im2col's chunks).
+_CHUNK_BYTES = 16 << 20
 
-Term = tuple[int, np.ndarray, np.ndarray]  # (sign, a, b): sign * a @ b, 16 planes each
+Term = tuple[int, int, int]  # (sign, i, j): sign * a[i] @ b[j], parts i and j, 16 planes each
 
 
 def _matrices(planes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -248,65 +253,72 @@ def _matrices(planes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return planes[:, : shape[0] * shape[1]].reshape(16, *shape)
 
 
-def _product_rule(a: list[np.ndarray], b: list[np.ndarray], a_largest, b_largest,
+def _product_rule(a_largest: tuple[float, ...], b_largest: tuple[float, ...],
                   dtype) -> list[list[Term]]:  # fmt: skip
     """The parts of ``a @ b`` for operands of one part (real) or two (real part, i-part of
-    order-1 numbers): the real part's terms, then the i-part's, if any.  The product of the
-    i-parts, which adds only to the real part, is left out where it is below the real
-    product's roundoff (``gemm.negligible_imaginary_square``), as every CPU product does."""
-    real: list[Term] = [(1, a[0], b[0])]
-    both = len(a) == 2 and len(b) == 2
+    order-1 numbers), given by their parts' largest |entries|: the real part's terms, then
+    the i-part's, if any.  The product of the i-parts, which adds only to the real part, is
+    left out where it is below the real product's roundoff
+    (``gemm.negligible_imaginary_square``), as every CPU product does."""
+    real: list[Term] = [(1, 0, 0)]
+    both = len(a_largest) == 2 and len(b_largest) == 2
     if both and not negligible_imaginary_square(a_largest[0], a_largest[1], b_largest[0],
                                                 b_largest[1], dtype):  # fmt: skip
-        real.append((-1, a[1], b[1]))
-    if len(a) == 1 and len(b) == 1:
+        real.append((-1, 1, 1))
+    if len(a_largest) == 1 and len(b_largest) == 1:
         return [real]
-    imag: list[Term] = [(1, a[0], b[1])] if len(b) == 2 else []
-    if len(a) == 2:
-        imag.append((1, a[1], b[0]))
+    imag: list[Term] = [(1, 0, 1)] if len(b_largest) == 2 else []
+    if len(a_largest) == 2:
+        imag.append((1, 1, 0))
     return [real, imag]
 
 
-def _gemms(terms: list[Term]) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """The 16 planes of each term's product (a gapped buffer each): the first, the second
-    or None, and the second's sign."""
-    products = []
-    for _, a, b in terms:
-        planes = np.empty((16, a.shape[1] * b.shape[2] + _ROW_GAP), dtype=a.dtype)
-        np.matmul(a, b, out=_matrices(planes, (a.shape[1], b.shape[2])))
-        products.append(planes)
-    second = products[1] if len(products) > 1 else None
-    return products[0], second, terms[-1][0]
+def _gemm(a: np.ndarray, b: np.ndarray, into: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` of 16 matrices each as a gapped buffer of planes, or added into ``into``."""
+    shape = (a.shape[1], b.shape[2])
+    if into is None:
+        into = np.empty((16, shape[0] * shape[1] + _ROW_GAP), dtype=a.dtype)
+        np.matmul(a, b, out=_matrices(into, shape))
+    else:
+        _matrices(into, shape)[...] += np.matmul(a, b)
+    return into
 
 
-@dataclass(frozen=True)
-class _Transformed:
-    """The transformed tiles ``V`` and filters ``U`` of a correlation, as 16 planes per part,
-    with their parts' largest |entries|."""
-
-    tiles: list[np.ndarray]  # (16, C, N*th*tw) views, one per part
-    filters: list[np.ndarray]  # (16, O, C)
-    tiles_largest: tuple[float, ...]
-    filters_largest: tuple[float, ...]
-    tile_counts: tuple[int, int]  # (th, tw)
+def _gemms(terms: list[Term], a: list[np.ndarray], b: list[np.ndarray]):
+    """The first term's product, the second's or None, and the second's sign."""
+    products = [_gemm(a[i], b[j]) for _, i, j in terms]
+    return products[0], (products[1] if len(products) > 1 else None), terms[-1][0]
 
 
-def _transform(images: np.ndarray, weight: np.ndarray, padding: tuple[int, int]) -> _Transformed:
+def _filters(weight: np.ndarray) -> tuple[list[np.ndarray], tuple[float, ...]]:
+    """The transformed filters ``U`` of a bank ``(Q, O, C, 3, 3)``, ``(16, O, C)`` views per
+    part, and their parts' largest |entries|."""
+    _, o, c = weight.shape[:3]
+    planes = np.empty((len(weight), 16, o * c + _ROW_GAP), dtype=weight.dtype)
+    largest = tuple(float(_transform_filters(np.ascontiguousarray(part).reshape(o * c, 9), u))
+                    for part, u in zip(weight, planes))  # fmt: skip
+    return [_matrices(u, (o, c)) for u in planes], largest
+
+
+def _tiles_of(images: np.ndarray, padding: tuple[int, int],
+              counts: tuple[int, int]) -> tuple[list[np.ndarray], tuple[float, ...]]:  # fmt: skip
+    """The transformed tiles ``V`` of images ``(P, C, N, H, W)``, ``(16, C, N*th*tw)`` views
+    per part, and their parts' largest |entries|."""
     parts, c, n, h, w = images.shape
-    o = weight.shape[1]
-    ph, pw = padding
-    th, tw = (h + 2 * ph - 1) // 2, (w + 2 * pw - 1) // 2  # ceil(output size / 2)
+    (ph, pw), (th, tw) = padding, counts
     padded = np.zeros((parts, c * n, 2 * th + 2, 2 * tw + 2), dtype=images.dtype)
     padded.reshape(parts, c, n, 2 * th + 2, 2 * tw + 2)[..., ph : ph + h, pw : pw + w] = images
-    tiles = np.empty((parts, 16, c * n * th * tw + _ROW_GAP), dtype=images.dtype)
-    tiles_largest = tuple(float(_tiles(padded[q], th, tw, tiles[q])) for q in range(parts))
-    filters = np.empty((len(weight), 16, o * c + _ROW_GAP), dtype=images.dtype)
-    filters_largest = tuple(float(_filters(np.ascontiguousarray(part).reshape(o * c, 9),
-                                           planes))  # fmt: skip
-                            for part, planes in zip(weight, filters))  # fmt: skip
-    return _Transformed([_matrices(v, (c, n * th * tw)) for v in tiles],
-                        [_matrices(u, (o, c)) for u in filters],
-                        tiles_largest, filters_largest, (th, tw))  # fmt: skip
+    planes = np.empty((parts, 16, c * n * th * tw + _ROW_GAP), dtype=images.dtype)
+    largest = tuple(float(_tiles(x, th, tw, v)) for x, v in zip(padded, planes))
+    return [_matrices(v, (c, n * th * tw)) for v in planes], largest
+
+
+def _batch_chunks(n: int, channels: int, counts: tuple[int, int], itemsize: int):
+    """Image ranges ``(n0, n1)`` whose 16 planes of tiles (of ``channels``) take about
+    ``_CHUNK_BYTES`` a part."""
+    per_image = 16 * channels * counts[0] * counts[1] * itemsize
+    size = max(1, _CHUNK_BYTES // per_image)
+    return [(n0, min(n, n0 + size)) for n0 in range(0, n, size)]
 
 
 def forward(images: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
@@ -315,20 +327,24 @@ def forward(images: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     ``(Q, O, C, 3, 3)``, plus ``bias`` ``(R, O)``: ``(S, O, N, Ho, Wo)``.  Each operand's
     leading axis holds its parts, all of one real dtype: one, a real number; two, the real
     part and i-part of an order-1 number; S = 2 where any operand has two."""
-    _, c, n, h, w = images.shape
+    parts, c, n, h, w = images.shape
     o, dtype = weight.shape[1], images.dtype
     ho, wo = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
-    t = _transform(images, weight, padding)
-    rule = _product_rule(t.filters, t.tiles, t.filters_largest, t.tiles_largest, dtype)
-    out = np.empty((max(len(rule), 1 if bias is None else len(bias)), o, n, ho, wo), dtype=dtype)
-    for part, planes in enumerate(out):
-        shift = bias[part] if bias is not None and part < len(bias) else np.zeros(o, dtype)
-        if part < len(rule):
-            first, second, sign = _gemms(rule[part])
-            _outputs(first, second, dtype.type(sign), *t.tile_counts, n, shift,
-                     planes.reshape(o * n, ho, wo))  # fmt: skip
-        else:  # a bias's i-part alone
-            planes[...] = shift[:, None, None, None]
+    counts = ((ho + 1) // 2, (wo + 1) // 2)
+    filters, filters_largest = _filters(weight)
+    products = 2 if max(parts, len(weight)) == 2 else 1
+    out = np.empty((max(products, 1 if bias is None else len(bias)), o, n, ho, wo), dtype=dtype)
+    shifts = [bias[q] if bias is not None and q < len(bias) else np.zeros(o, dtype)
+              for q in range(len(out))]  # fmt: skip
+    for n0, n1 in _batch_chunks(n, max(c, o), counts, dtype.itemsize):
+        tiles, tiles_largest = _tiles_of(images[:, :, n0:n1], padding, counts)
+        rule = _product_rule(filters_largest, tiles_largest, dtype)
+        for part, terms in enumerate(rule):
+            first, second, sign = _gemms(terms, filters, tiles)
+            _outputs(first, second, dtype.type(sign), *counts, shifts[part],
+                     out[part, :, n0:n1])  # fmt: skip
+    if len(out) > products:  # a bias's i-part alone
+        out[1] = shifts[1][:, None, None, None]
     return out
 
 
@@ -337,33 +353,50 @@ def backward(images: np.ndarray, weight: np.ndarray, padding: tuple[int, int],
              images_wanted: bool) -> np.ndarray | None:  # fmt: skip
     """The adjoints of ``forward`` at ``images`` and ``weight`` (as there; the transforms are
     computed again, cheaper than keeping them: 4x the images and 16/9 the weight, per
-    part) for the output gradient ``grad`` ``(G, O, N, Ho, Wo)``, C-contiguous: the filter
-    bank's gradient, part by part, into the ``(O, C, 3, 3)`` arrays of ``weight_out`` (None:
-    a part not wanted; one part where images and gradient are real, two otherwise); and, if
+    part) for the output gradient ``grad`` ``(G, O, N, Ho, Wo)``: the filter bank's
+    gradient, part by part, into the ``(O, C, 3, 3)`` arrays of ``weight_out`` (None: a part
+    not wanted; one part where images and gradient are real, two otherwise); and, if
     wanted, the images' ``(S, C, N, H, W)``."""
-    _, c, n, h, w = images.shape
+    parts, c, n, h, w = images.shape
     o, dtype = weight.shape[1], grad.dtype
     ho, wo = grad.shape[3:]
-    t = _transform(images, weight, padding)
-    (th, tw), count = t.tile_counts, n * t.tile_counts[0] * t.tile_counts[1]
-    dm = np.empty((len(grad), 16, o * count + _ROW_GAP), dtype=dtype)
-    dm_largest = tuple(float(_outputs_adjoint(part.reshape(o * n, ho, wo), th, tw, planes))
-                       for part, planes in zip(grad, dm))  # fmt: skip
-    dm_matrices = [_matrices(planes, (o, count)) for planes in dm]
-    rule = _product_rule(dm_matrices, [v.transpose(0, 2, 1) for v in t.tiles], dm_largest,
-                         t.tiles_largest, dtype)  # fmt: skip
-    for terms, out in zip(rule, weight_out):
-        if out is not None:
-            first, second, sign = _gemms(terms)
-            _filters_adjoint(first, second, dtype.type(sign), out.reshape(o * c, 9))
-    if not images_wanted:
-        return None
-    rule = _product_rule([u.transpose(0, 2, 1) for u in t.filters], dm_matrices,
-                         t.filters_largest, dm_largest, dtype)  # fmt: skip
-    padded = np.empty((len(rule), c * n, 2 * th + 2, 2 * tw + 2), dtype=dtype)
-    for terms, planes in zip(rule, padded):
-        first, second, sign = _gemms(terms)
-        _tiles_adjoint(first, second, dtype.type(sign), th, tw, planes)
-    ph, pw = padding
-    padded_ = padded.reshape(len(rule), c, n, 2 * th + 2, 2 * tw + 2)
-    return np.ascontiguousarray(padded_[..., ph : ph + h, pw : pw + w])
+    counts = ((ho + 1) // 2, (wo + 1) // 2)
+    (th, tw), (ph, pw) = counts, padding
+    filters, filters_largest = _filters(weight)
+    filters_t = [u.transpose(0, 2, 1) for u in filters]
+    grad_in = None
+    if images_wanted:
+        grad_parts = 2 if max(len(weight), len(grad)) == 2 else 1  # the images' do not count
+        grad_in = np.empty((grad_parts, c, n, h, w), dtype=dtype)
+    sums: dict[tuple[int, int, int], np.ndarray] = {}  # (part, i, j): dU terms, summed
+    signs: dict[tuple[int, int, int], int] = {}
+    for n0, n1 in _batch_chunks(n, max(c, o), counts, dtype.itemsize):
+        tiles, tiles_largest = _tiles_of(images[:, :, n0:n1], padding, counts)
+        count = (n1 - n0) * th * tw
+        dm_planes = np.empty((len(grad), 16, o * count + _ROW_GAP), dtype=dtype)
+        dm_largest = tuple(float(_outputs_adjoint(part[:, n0:n1], th, tw, planes))
+                           for part, planes in zip(grad, dm_planes))  # fmt: skip
+        dm = [_matrices(planes, (o, count)) for planes in dm_planes]
+        tiles_t = [v.transpose(0, 2, 1) for v in tiles]
+        for part, terms in enumerate(_product_rule(dm_largest, tiles_largest, dtype)):
+            if weight_out[part] is not None:
+                for sign, i, j in terms:
+                    sums[part, i, j] = _gemm(dm[i], tiles_t[j], sums.get((part, i, j)))
+                    signs[part, i, j] = sign
+        if grad_in is not None:
+            rule = _product_rule(filters_largest, dm_largest, dtype)
+            padded = np.empty(((n1 - n0) * c, 2 * th + 2, 2 * tw + 2), dtype=dtype)
+            for part, terms in enumerate(rule):
+                first, second, sign = _gemms(terms, filters_t, dm)
+                _tiles_adjoint(first, second, dtype.type(sign), th, tw, padded)
+                chunk = padded.reshape(c, n1 - n0, 2 * th + 2, 2 * tw + 2)
+                grad_in[part, :, n0:n1] = chunk[..., ph : ph + h, pw : pw + w]
+    for part, out in enumerate(weight_out):
+        keys = [key for key in sums if key[0] == part]
+        if out is not None and keys:
+            second = sums[keys[1]] if len(keys) > 1 else None
+            _filters_adjoint(sums[keys[0]], second, dtype.type(signs[keys[-1]]),
+                             out.reshape(o * c, 9))  # fmt: skip
+        elif out is not None:
+            out[...] = 0
+    return grad_in
