@@ -290,22 +290,17 @@ class Conv2d(Module):
         self.saved = _Saved(direct=False, data=x, in_shape=x.shape, size=size, winograd=True)
         return Tensor(y if len(y) == 1 else join_order_one(y)).transpose(1, 0, 2, 3)
 
-    def _winograd_backward(self, grad_out: Tensor, x: Tensor) -> Tensor | None:
+    def _winograd_backward(self, grad_out: Tensor, g: Tensor, x: Tensor) -> Tensor | None:
         """The backward of ``_winograd_forward``: a real weight gradient goes straight into
         the weight's ``slot`` where it can; within ``derivative_parts_only`` a complex one
-        is its i-part alone."""
+        is its i-part alone.  ``g``: the output gradient as ``(O, N*Ho*Wo)``."""
         grad = loops.channel_major(_parts(grad_out.data))  # (G, O, N, Ho, Wo)
-        shape, slot, dtype = self.weight.shape, self.weight.slot, grad.dtype
+        shape, dtype = self.weight.shape, grad.dtype
         outs: list[np.ndarray | None]
         images = loops.channel_major(_parts(x.data))  # (P, C, N, H, W)
         if len(grad) == 1 and len(images) == 1:  # a real weight gradient
-            fills = slot is not None and (
-                self.weight.grad is None
-                and slot.dtype == dtype
-                and slot.size == math.prod(shape)
-                and slot.flags.c_contiguous
-            )
-            out = slot.reshape(shape) if fills and slot is not None else np.empty(shape, dtype)
+            out = self.weight.free_slot(shape, dtype)
+            out = np.empty(shape, dtype) if out is None else out
             weight_grad, outs = Tensor(out[None]), [out]
         elif derivative_parts_wanted():
             weight_grad, i_part = derivative_part(shape, dtype)
@@ -318,8 +313,7 @@ class Conv2d(Module):
                                     self.input_grad_needed)  # fmt: skip
         self.weight.accumulate(weight_grad)
         if self.bias is not None:
-            o = grad_out.shape[1]
-            self.bias.accumulate(grad_out.transpose(1, 0, 2, 3).reshape(o, -1).sum(axis=1))
+            self.bias.accumulate(g.sum(axis=1))
         if grad_in is None:
             return None
         data = grad_in if len(grad_in) == 1 else join_order_one(grad_in)
@@ -341,13 +335,12 @@ class Conv2d(Module):
         return y + self.bias.value.reshape(-1, 1, 1)
 
     def backward(self, grad_out: Tensor) -> Tensor | None:
-        x = self.saved.data
-        if self.saved.winograd and self._winograd(x) and _real_or_order_one(grad_out.data):
-            if np.finfo(grad_out.data.dtype).dtype == np.finfo(x.data.dtype).dtype:
-                return self._winograd_backward(grad_out, x)
         saved, in_shape, size = self.saved.data, self.saved.in_shape, self.saved.size
         n, o, ho, wo = grad_out.shape
         g = grad_out.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
+        if self.saved.winograd and self._winograd(saved) and _real_or_order_one(grad_out.data):
+            if np.finfo(grad_out.data.dtype).dtype == np.finfo(saved.data.dtype).dtype:
+                return self._winograd_backward(grad_out, g, saved)
         w2 = self.weight.value.reshape(o, -1)
         weight = self.weight.value.data
         direct = self.saved.direct

@@ -83,24 +83,14 @@ def gradient_product(a: Tensor, b: Tensor, into: Parameter | None = None) -> Ten
         product, imag = derivative_part((da.shape[0], db.shape[1]), real)
         gemm.imaginary_part(da, db, out=imag)
         return product
-    slot = None if into is None or into.grad is not None else into.slot
-    if slot is not None and _fills(slot, a, b):
-        out = slot.reshape(a.shape[0], b.shape[1])  # a view: a filter bank's (O, C*kh*kw)
-        np.matmul(a.data[0], b.data[0], out=out)
-        return Tensor(out[None])
+    matrices = _real_or_complex_matrix(a) and _real_or_complex_matrix(b)
+    if into is not None and matrices and a.data.dtype == b.data.dtype:
+        # a view: a filter bank's (O, C*kh*kw)
+        out = into.free_slot((a.shape[0], b.shape[1]), a.data.dtype)
+        if out is not None:
+            np.matmul(a.data[0], b.data[0], out=out)
+            return Tensor(out[None])
     return a @ b
-
-
-def _fills(slot: np.ndarray, a: Tensor, b: Tensor) -> bool:
-    """Whether ``a @ b`` of real NumPy matrices has the slot's dtype and size (the slot's
-    leading axis its rows)."""
-    return (
-        _real_or_complex_matrix(a)
-        and _real_or_complex_matrix(b)
-        and a.data.dtype == b.data.dtype == slot.dtype
-        and slot.shape[0] == a.shape[0]
-        and slot.size == a.shape[0] * b.shape[1]
-    )
 
 
 def add_to_fresh(y: Tensor, b: Tensor) -> Tensor:
@@ -171,8 +161,8 @@ class Parameter:
     """A learnable array: its value (a Tensor of any order) and its accumulated gradient.
 
     ``slot``, while a caller sets it (``Objective`` in a real backward pass), is a NumPy array
-    of the parameter's shape that `gradient_product` may write the first gradient into: the
-    parameter's piece of a flat gradient vector, which then needs no copy."""
+    of the parameter's shape that a layer's backward may write the first gradient into
+    (``free_slot``): the parameter's piece of a flat gradient vector, which then needs no copy."""
 
     __slots__ = ("_value", "grad", "slot")
 
@@ -202,6 +192,16 @@ class Parameter:
 
     def accumulate(self, grad: Tensor) -> None:
         self.grad = grad if self.grad is None else self.grad + grad
+
+    def free_slot(self, shape: tuple[int, ...], dtype) -> np.ndarray | None:
+        """``slot`` as an array of ``shape`` (a view; its leading axis the slot's), when the
+        first gradient of this backward, of ``dtype``, can be written straight into it."""
+        slot = self.slot
+        if slot is None or self.grad is not None or slot.dtype != dtype:
+            return None
+        if slot.shape[0] != shape[0] or slot.size != math.prod(shape):
+            return None
+        return slot.reshape(shape) if slot.flags.c_contiguous else None
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, order={self.value.order})"

@@ -357,7 +357,7 @@ def backward(images: np.ndarray, weight: np.ndarray, padding: tuple[int, int],
     gradient, part by part, into the ``(O, C, 3, 3)`` arrays of ``weight_out`` (None: a part
     not wanted; one part where images and gradient are real, two otherwise); and, if
     wanted, the images' ``(S, C, N, H, W)``."""
-    parts, c, n, h, w = images.shape
+    _, c, n, h, w = images.shape
     o, dtype = weight.shape[1], grad.dtype
     ho, wo = grad.shape[3:]
     counts = ((ho + 1) // 2, (wo + 1) // 2)
@@ -368,8 +368,7 @@ def backward(images: np.ndarray, weight: np.ndarray, padding: tuple[int, int],
     if images_wanted:
         grad_parts = 2 if max(len(weight), len(grad)) == 2 else 1  # the images' do not count
         grad_in = np.empty((grad_parts, c, n, h, w), dtype=dtype)
-    sums: dict[tuple[int, int, int], np.ndarray] = {}  # (part, i, j): dU terms, summed
-    signs: dict[tuple[int, int, int], int] = {}
+    sums: dict[tuple[int, int, int, int], np.ndarray] = {}  # (part, sign, i, j): dU, summed
     for n0, n1 in _batch_chunks(n, max(c, o), counts, dtype.itemsize):
         tiles, tiles_largest = _tiles_of(images[:, :, n0:n1], padding, counts)
         count = (n1 - n0) * th * tw
@@ -381,8 +380,8 @@ def backward(images: np.ndarray, weight: np.ndarray, padding: tuple[int, int],
         for part, terms in enumerate(_product_rule(dm_largest, tiles_largest, dtype)):
             if weight_out[part] is not None:
                 for sign, i, j in terms:
-                    sums[part, i, j] = _gemm(dm[i], tiles_t[j], sums.get((part, i, j)))
-                    signs[part, i, j] = sign
+                    key = (part, sign, i, j)
+                    sums[key] = _gemm(dm[i], tiles_t[j], sums.get(key))
         if grad_in is not None:
             rule = _product_rule(filters_largest, dm_largest, dtype)
             padded = np.empty(((n1 - n0) * c, 2 * th + 2, 2 * tw + 2), dtype=dtype)
@@ -395,7 +394,7 @@ def backward(images: np.ndarray, weight: np.ndarray, padding: tuple[int, int],
         keys = [key for key in sums if key[0] == part]
         if out is not None and keys:
             second = sums[keys[1]] if len(keys) > 1 else None
-            _filters_adjoint(sums[keys[0]], second, dtype.type(signs[keys[-1]]),
+            _filters_adjoint(sums[keys[0]], second, dtype.type(keys[-1][1]),
                              out.reshape(o * c, 9))  # fmt: skip
         elif out is not None:
             out[...] = 0
