@@ -476,9 +476,12 @@ def _assert_roundoff_apart(left_out, planted, reference, dtype):
 def test_planting_the_i_part_product_back_in_a_convolutions_h_v_changes_roundoff_only(
     dtype, monkeypatch, leading_products
 ):
-    """LeNet-5's H v (its second convolution split in halves, forward and input gradient
-    without a_1 @ b_1): with the products planted back, H v moves by roundoff only, and
-    both are as close to the float64 H v."""
+    """LeNet-5's H v (its second convolution by im2col, split in halves, forward and input
+    gradient without a_1 @ b_1): with the products planted back, H v moves by roundoff only,
+    and both are as close to the float64 H v."""
+    from mcnet.nn import conv
+
+    monkeypatch.setattr(conv, "_DIRECT_CHANNEL_PAIRS", dict.fromkeys(conv._DIRECT_CHANNEL_PAIRS, 0))
     rng = np.random.default_rng(7)
     mc.nn.manual_seed(7)
     net = models.lenet5("sigmoid")
@@ -498,26 +501,29 @@ def test_planting_the_i_part_product_back_in_a_convolutions_h_v_changes_roundoff
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_planting_the_i_part_product_back_in_winograd_convolutions_changes_roundoff_only(
-    dtype, monkeypatch
+@pytest.mark.parametrize("path", ["winograd", "direct"])
+def test_planting_the_i_part_product_back_in_convolutions_of_complex_images_changes_roundoff_only(
+    dtype, path, monkeypatch
 ):
-    """H v of a network whose 3x3 convolutions run Winograd's F(2x2, 3x3) (``nn.winograd``,
-    here at every channel count), which leaves the i-parts' product out of its forward and input
-    gradient: with it planted back, H v moves by roundoff only, and both are as close to
-    the float64 H v."""
-    from mcnet.nn import conv, winograd
+    """H v of a network whose convolutions after the first (complex images) run Winograd's
+    F(2x2, 3x3) (``nn.winograd``, here at every channel count) or the direct correlation
+    (``nn.correlation``, few channels), both of which leave the i-parts' product out of their
+    forwards and input gradients: with it planted back, H v moves by roundoff only, and both
+    are as close to the float64 H v."""
+    from mcnet.nn import conv, correlation
 
     rng = np.random.default_rng(8)
     mc.nn.manual_seed(8)
+    c1, c2 = (16, 16) if path == "winograd" else (4, 8)
     net = mc.nn.Sequential(
-        mc.nn.Conv2d(2, 16, 3, padding=1), mc.nn.Tanh(), mc.nn.Conv2d(16, 16, 3, padding=1),
-        mc.nn.Tanh(), mc.nn.Conv2d(16, 16, 3), mc.nn.Flatten(), mc.nn.Linear(16 * 5 * 5, 3),
+        mc.nn.Conv2d(2, c1, 3, padding=1), mc.nn.Tanh(), mc.nn.Conv2d(c1, c2, 3, padding=1),
+        mc.nn.Tanh(), mc.nn.Conv2d(c2, 4, 3), mc.nn.Flatten(), mc.nn.Linear(4 * 5 * 5, 3),
     )  # fmt: skip
     x, y = rng.random((4, 2, 7, 7)), rng.integers(0, 3, 4)
     w = parameters_to_vector(net).astype(np.float64)
     v = rng.standard_normal(w.shape)
-    decisions = []
-    original = winograd.negligible_imaginary_square
+    decisions, direct_forwards = [], []
+    original, original_forward = gemm.negligible_imaginary_square, correlation.correlate_order_one
 
     def counting(*args):
         decisions.append(original(*args))
@@ -527,10 +533,21 @@ def test_planting_the_i_part_product_back_in_winograd_convolutions_changes_round
         objective = Objective(net.to(dtype=d), mc.nn.CrossEntropyLoss())
         return objective.hvp(w.astype(d), v.astype(d), (x.astype(d), y))
 
-    monkeypatch.setattr(conv, "_WINOGRAD_CHANNEL_PAIRS", {"real": 0, "complex": 0})
-    monkeypatch.setattr(winograd, "negligible_imaginary_square", counting)
+    if path == "winograd":
+        monkeypatch.setattr(conv, "_WINOGRAD_CHANNEL_PAIRS", {"real": 0, "complex": 0})
+        monkeypatch.setattr(
+            conv, "_DIRECT_CHANNEL_PAIRS", dict.fromkeys(conv._DIRECT_CHANNEL_PAIRS, 0)
+        )
+
+    def counted_forward(*args):
+        direct_forwards.append(args)
+        return original_forward(*args)
+
+    monkeypatch.setattr(correlation, "correlate_order_one", counted_forward)
+    monkeypatch.setattr(gemm, "negligible_imaginary_square", counting)
     left_out = hvp(dtype)
+    assert len(direct_forwards) == (0 if path == "winograd" else 2)
     assert len(decisions) >= 4 and all(decisions)  # forwards and input gradients
-    monkeypatch.setattr(winograd, "negligible_imaginary_square", lambda *args: False)
+    monkeypatch.setattr(gemm, "negligible_imaginary_square", lambda *args: False)
     planted = hvp(dtype)
     _assert_roundoff_apart(left_out, planted, hvp(np.float64), dtype)

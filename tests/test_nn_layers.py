@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import mcnet as mc
 from mcnet.nn import conv as conv_module
-from mcnet.nn import loops, winograd
+from mcnet.nn import correlation, loops, winograd
 from mcnet.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from mcnet.nn.conv import Conv2d
 from mcnet.nn.dropout import Dropout, resample_dropout
@@ -259,29 +259,42 @@ def naive_conv2d_input_grad(g, weight, image_size, padding, stride=(1, 1)):
     return out[:, :, ph : ph + h, pw : pw + w]
 
 
+@pytest.mark.parametrize("path", ["im2col", "direct"])
 @pytest.mark.parametrize("derivative_parts", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(
     st.integers(3, 6), st.tuples(st.integers(1, 2), st.integers(1, 2)),
-    st.tuples(st.integers(0, 2), st.integers(0, 2)), st.integers(1, 3), st.integers(0, 2**32 - 1),
+    st.tuples(st.integers(0, 2), st.integers(0, 2)), st.integers(1, 3),
+    st.sampled_from([1.0, 2.0**-20]), st.booleans(), st.integers(0, 2**32 - 1),
 )  # fmt: skip
-@example(n=6, stride=(1, 1), padding=(0, 0), chunk=3, seed=0)  # split columns: 8 * 3 <= 45
+@example(
+    n=6, stride=(1, 1), padding=(0, 0), chunk=3, i_scale=1.0, real_weight=False, seed=0
+)  # split columns: 8 * 3 <= 45
 def test_conv2d_of_complex_images_in_batch_chunks_matches_naive_loops(
-    derivative_parts, dtype, n, stride, padding, chunk, seed
+    path, derivative_parts, dtype, n, stride, padding, chunk, i_scale, real_weight, seed
 ):
-    """Complex images (an H v pass's second layer: im2col, GEMMs, col2im) a few images per
-    chunk (the chunk size made small): the output, the weight gradient and the input
-    gradient against naive real loops by the complex product rule, so every chunk's columns
-    and every chunk's place in the input gradient are checked.  Within
-    ``derivative_parts_only`` (an H v pass; the images and weight split into real halves
-    where the chunks have 8x the output channels in columns) the weight gradient is its
-    i-part alone, with a zero real part."""
+    """Complex images (an H v pass's second layer) a few images per chunk (the chunk size
+    made small): the output, the weight gradient and the input gradient against naive real
+    loops by the complex product rule, so every chunk's columns and every chunk's place in
+    the input gradient are checked.  ``im2col``: im2col, GEMMs, col2im; ``direct``: the
+    direct correlation of the images' parts at stride 1 (``nn.correlation``; im2col at
+    stride 2).  i-parts at full scale or 2^-20 of it (where the i-parts' product is left
+    out); a real or a complex weight.  Within ``derivative_parts_only`` (an H v pass; for
+    im2col the images and weight split into real halves where the chunks have 8x the output
+    channels in columns) the weight gradient is its i-part alone, with a zero real part."""
     rng = np.random.default_rng(seed)
     c, o, kernel = 2, 3, (3, 2)
     conv = Conv2d(c, o, kernel, stride, padding).to(dtype=dtype)
-    w = rng.standard_normal((2, o, c, *kernel))
-    conv.weight.value = mc.from_parts(w).astype(dtype)
-    x = rng.standard_normal((2, n, c, 5, 6))
+    w = (
+        rng.standard_normal((2, o, c, *kernel))
+        * np.array([1.0, i_scale])[:, None, None, None, None]
+    )
+    if real_weight:
+        w[1] = 0
+    conv.weight.value = (
+        mc.tensor(w[0], dtype=dtype) if real_weight else mc.from_parts(w).astype(dtype)
+    )
+    x = rng.standard_normal((2, n, c, 5, 6)) * np.array([1.0, i_scale])[:, None, None, None, None]
     per_image = (
         c
         * kernel[0]
@@ -290,9 +303,15 @@ def test_conv2d_of_complex_images_in_batch_chunks_matches_naive_loops(
     )
     itemsize = np.dtype(np.result_type(dtype, np.complex64)).itemsize
     parts_only = derivative_parts_only() if derivative_parts else contextlib.nullcontext()
-    with unittest.mock.patch.object(loops, "CHUNK_BYTES", chunk * per_image * itemsize), parts_only:
+    pairs = dict.fromkeys(conv_module._DIRECT_CHANNEL_PAIRS, 0 if path == "im2col" else c * o)
+    with (
+        unittest.mock.patch.object(loops, "CHUNK_BYTES", chunk * per_image * itemsize),
+        unittest.mock.patch.object(correlation, "CHUNK_BYTES", chunk * per_image * itemsize),
+        unittest.mock.patch.object(conv_module, "_DIRECT_CHANNEL_PAIRS", pairs),
+        parts_only,
+    ):
         y = conv(mc.from_parts(x).astype(dtype))
-        u = rng.standard_normal((2, *y.shape))
+        u = rng.standard_normal((2, *y.shape)) * np.array([1.0, i_scale]).reshape(2, 1, 1, 1, 1)
         conv.zero_grad()
         grad_in = conv.backward(mc.from_parts(u).astype(dtype))
     b = conv.bias.value.numpy()
@@ -431,6 +450,9 @@ def _assert_parts_close(got, want, tol):
 
 
 @unittest.mock.patch.object(conv_module, "_WINOGRAD_CHANNEL_PAIRS", {"real": 0, "complex": 0})
+@unittest.mock.patch.object(
+    conv_module, "_DIRECT_CHANNEL_PAIRS", dict.fromkeys(conv_module._DIRECT_CHANNEL_PAIRS, 0)
+)
 @unittest.mock.patch.object(winograd, "_CHUNK_BYTES", 3000)  # chunks of 1-2 images
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(
@@ -444,10 +466,10 @@ def _assert_parts_close(got, want, tol):
 def test_conv2d_winograd_matches_naive_loops(
     dtype, n, c, o, extra, padding, bias, input_grad, kinds, scale, parts_only, seed
 ):
-    """3x3 kernels at stride 1 with too many channel pairs for the direct correlation, by
-    Winograd's F(2x2, 3x3) (``nn.winograd``, here at every channel count): the output, the weight,
-    bias and input gradients against naive loops, for odd and even output sizes (a half-used
-    last tile row or column) and every padding.  Images, weight and output gradient each
+    """3x3 kernels at stride 1 by Winograd's F(2x2, 3x3) (``nn.winograd``, here at every
+    channel count, the direct correlation at none): the output, the weight, bias and input
+    gradients against naive loops, for odd and even output sizes (a half-used last tile row
+    or column) and every padding.  Images, weight and output gradient each
     real or complex of order 1, with imaginary parts of the real parts' size or 2**-20 of it
     (a derivative pass's, whose product is left out of the real part), each part against its
     own scale; within ``derivative_parts_only`` a complex weight gradient's i-part alone.

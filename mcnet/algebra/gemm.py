@@ -237,6 +237,29 @@ def negligible_imaginary_square(a_real: float, a_imag: float, b_real: float, b_i
     return a_imag * b_imag <= NEGLIGIBLE * eps * (a_real * b_real)
 
 
+# (sign, i, j): sign * a[i] @ b[j], for parts i of a and j of b (``order_one_terms``)
+Term = tuple[int, int, int]
+
+
+def order_one_terms(a_largest: tuple[float, ...], b_largest: tuple[float, ...],
+                    dtype) -> list[list[Term]]:  # fmt: skip
+    """The product rule of ``a @ b`` for operands of one part (real) or two (real part and
+    i-part of order-1 numbers), given by their parts' largest |entries|: the real part's
+    terms, then the i-part's, if any.  The product of the i-parts, which adds only to the
+    real part, is left out where it is below the real product's roundoff
+    (``negligible_imaginary_square``), as every CPU product does."""
+    real: list[Term] = [(1, 0, 0)]
+    both = len(a_largest) == 2 and len(b_largest) == 2
+    if both and not negligible_imaginary_square(*a_largest, *b_largest, dtype):
+        real.append((-1, 1, 1))
+    if len(a_largest) == 1 and len(b_largest) == 1:
+        return [real]
+    imag: list[Term] = [(1, 0, 1)] if len(b_largest) == 2 else []
+    if len(a_largest) == 2:
+        imag.append((1, 1, 0))
+    return [real, imag]
+
+
 def _corrections(terms: Terms) -> dict[tuple[int, int], list[tuple[int, int, list]]]:
     """The one-direction products (i, j) that only correct their classes: every class c they
     add to has i + j > c (a product of units that square to -1, of relative size h^(i+j-c)

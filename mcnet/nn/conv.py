@@ -17,6 +17,13 @@ gradient by ``correlation.correlate_weights``, and for a real weight the input g
 GEMM ``W^T @ g`` a batch chunk at a time, added back into the planes in long runs
 (``correlation.correlate_input``).  What that gained on LeNet-5 is in ``benchmarks/README.md``.
 
+**Complex images of order 1 at stride 1** (a gradient, H v or Gauss-Newton pass after the
+first layer) with few channels, a weight and bias real or complex of order 1: the same
+correlation on planes of the images' real parts and i-parts, each part of every result one
+real correlation over the parts that its product-rule terms read (``gemm.order_one_terms``,
+the i-parts' product left out where it is below roundoff), in the forward and in both
+adjoints (``correlation.correlate_order_one`` and its adjoints).
+
 **3x3 kernels at stride 1 with many channels** (VGG-11's convolutions after the first,
 after the second in a real pass) on the CPU, with images, weight and bias real or complex
 of order 1 (a gradient, an H v or a Gauss-Newton pass): Winograd's F(2x2, 3x3)
@@ -34,10 +41,10 @@ long, contiguous axis, which suits OpenBLAS better than the ``(M, C*kh*kw)`` lay
 network's tall, thin products.  col2im adds each chunk's columns back in one Numba pass
 instead of one strided NumPy add per kernel offset.
 
-**Order-1 complex images and weight** in an H v pass that wants the derivative parts alone
-(``module.derivative_parts_only``, ``Objective.hvp``) whose weight is small beside a chunk's
-columns (8x the output channels at most as many columns: LeNet-5's second layer, not VGG-11's)
-go through that path in the one-direction layout, real part and i-part as two real arrays
+**Order-1 complex images and weight** through im2col (more channels, or a stride) in an H v
+pass that wants the derivative parts alone (``module.derivative_parts_only``,
+``Objective.hvp``) whose weight is small beside a chunk's columns (8x the output channels at
+most as many columns: not VGG-11's layers) go through that path in the one-direction layout, real part and i-part as two real arrays
 (``loops.split_order_one``, a pass over the images, not the 25x larger columns): the columns
 are then built as two real halves, the weight's side is one block matrix, and no GEMM splits
 interleaved columns into their parts again.  Where the i-parts' product (which adds only to
@@ -252,17 +259,24 @@ class Conv2d(Module):
         return max(loops.CHUNK_BYTES, self.weight.value.data.nbytes)
 
     def _direct(self, x: Tensor) -> bool:
-        """Whether the direct correlation applies and pays: stride 1, real images (one real
-        component, as every network's data is, and every real pass's activations), a weight
-        of the images' precision, and few channels: its loops are memory-bound sums that
-        beat im2col + GEMM only while the GEMM is small (``_DIRECT_CHANNEL_PAIRS``)."""
-        weight = self.weight.value.data
+        """Whether the direct correlation applies and pays: stride 1, images of one
+        component, real (as every network's data is, and every real pass's activations) with
+        a weight of any order, or complex (a gradient, H v or Gauss-Newton pass) with a real
+        or complex weight and bias; all of one precision, and few channels: its loops are
+        memory-bound sums that beat im2col + GEMM only while the GEMM is small
+        (``_DIRECT_CHANNEL_PAIRS``)."""
+        real = np.finfo(x.data.dtype).dtype
+        operands = [self.weight.value.data]
+        if x.data.dtype.kind == "c" and self.bias is not None:
+            operands.append(self.bias.value.data)
         return (
             self.stride == (1, 1)
+            and isinstance(x.data, np.ndarray)
             and x.data.shape[0] == 1
-            and x.data.dtype.kind == "f"
-            and np.finfo(weight.dtype).dtype == x.data.dtype
-            and self.in_channels * self.out_channels <= _DIRECT_CHANNEL_PAIRS[x.data.dtype.itemsize]
+            and all(np.finfo(d.dtype).dtype == real for d in operands)
+            and (x.data.dtype.kind == "f" or all(_real_or_order_one(d) for d in operands))
+            and self.in_channels * self.out_channels
+            <= _DIRECT_CHANNEL_PAIRS[x.data.dtype.kind, real.itemsize]
         )
 
     def _winograd(self, x: Tensor) -> bool:
@@ -326,9 +340,12 @@ class Conv2d(Module):
         planes = correlation.correlation_planes(x.data[0], self.kernel_size, self.padding)
         weight = self.weight.value.data
         bias = None if self.bias is None else self.bias.value.data
+        self.saved = _Saved(direct=True, data=planes, in_shape=x.shape, size=size)
+        if planes.largest:  # complex images, a weight and bias of one component each
+            bias = None if bias is None else bias[0]
+            return Tensor(correlation.correlate_order_one(planes, weight[0], bias)[None])
         fused = bias is None or (bias.dtype == weight.dtype and len(bias) == len(weight))
         y = Tensor(correlation.correlate(planes, weight, bias if fused else None))
-        self.saved = _Saved(direct=True, data=planes, in_shape=x.shape, size=size)
         if fused:
             return y
         assert self.bias is not None  # an unfused bias is a bias
@@ -348,7 +365,17 @@ class Conv2d(Module):
         if direct:
             rows = correlation.gradient_rows(saved, grad_out.data)  # real parts, then imaginary
             shape = (len(grad_out.data), *weight.shape[1:])
-            if derivative_parts_wanted() and grad_out.data.dtype.kind == "c" and shape[0] == 1:
+            if saved.largest:  # complex images
+                parts_only = derivative_parts_wanted()
+                weight_grad = correlation.correlate_weights_order_one(saved, rows, shape[1:],
+                                                                      parts_only)  # fmt: skip
+                if parts_only:
+                    product, i_part = derivative_part(weight_grad.shape, weight_grad.dtype)
+                    i_part[...] = weight_grad
+                    self.weight.accumulate(product)
+                else:
+                    self.weight.accumulate(Tensor(weight_grad[None]))
+            elif derivative_parts_wanted() and grad_out.data.dtype.kind == "c" and shape[0] == 1:
                 imag = rows[len(rows) // 2 :]  # the i-part of an order-1 gradient alone
                 part = correlation.correlate_weights(saved, imag, shape, imag.dtype)
                 product, i_part = derivative_part(part.shape[1:], part.dtype)
@@ -373,8 +400,12 @@ class Conv2d(Module):
         if not self.input_grad_needed:  # the data's gradient: nobody reads it
             return None
         real = [d.dtype.kind == "f" and len(d) == 1 for d in (grad_out.data, weight)]
-        if direct and all(real):  # a real gradient and a real weight
+        if direct and all(real):  # a real gradient and a real weight (the images' parts unread)
             images = correlation.correlate_input(saved, rows, weight[0], in_shape[2:], self.padding)
+            return Tensor(images[None])
+        if direct and saved.largest:  # complex images
+            images = correlation.correlate_input_order_one(saved, rows, weight[0], in_shape[2:],
+                                                           self.padding)  # fmt: skip
             return Tensor(images[None])
         if grad_out.device == "cpu":
             if split:
@@ -416,9 +447,12 @@ class Conv2d(Module):
         )
 
 
-# The most in_channels * out_channels at which the direct correlation is used, by itemsize:
-# beyond them im2col + GEMM is faster, forward and backward, on LeNet-5's and VGG-11's layers.
-_DIRECT_CHANNEL_PAIRS = {4: 96, 8: 32}
+# The most in_channels * out_channels at which the direct correlation is used, by the images'
+# kind ("f" real, "c" complex) and real itemsize: beyond them im2col + GEMM is faster, forward
+# and backward, on LeNet-5's and VGG-11's layers for real images; complex images' H v passes
+# were faster direct at every size measured, 6 x 16 to 32 x 32 channels (5x5 kernels on 14x14
+# images, 3x3 on 16x16), in both precisions
+_DIRECT_CHANNEL_PAIRS = {("f", 4): 96, ("f", 8): 32, ("c", 4): 32 * 32, ("c", 8): 32 * 32}
 
 # The fewest in_channels * out_channels at which Winograd's F(2x2, 3x3) replaces im2col +
 # GEMM, by the operands' kind: where it was faster in both precisions, forward and backward

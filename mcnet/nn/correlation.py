@@ -1,13 +1,18 @@
-"""The direct correlation of real images at stride 1, a convolution without im2col's columns,
-and its adjoints in the weight and in the images: Numba loops for the CPU."""
+"""The direct correlation of real images, or complex ones of order 1, at stride 1: a
+convolution without im2col's columns, and its adjoints in the weight and in the images, Numba
+loops for the CPU.  Complex images are planes of their real parts and i-parts, and each part
+of a result is one real correlation over the parts its product-rule terms read
+(``gemm.order_one_terms``: the i-parts' product left out below roundoff)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, uint64
 
+from mcnet.algebra.gemm import Term, order_one_terms
 from mcnet.algebra.loops import JIT_OPTIONS
 from mcnet.nn.loops import CHUNK_BYTES, as_real, channel_major
 
@@ -34,10 +39,10 @@ _BLOCK = 16  # outputs per inner loop: whole SIMD registers in both precisions
 
 
 @njit(fastmath={"contract"}, **JIT_OPTIONS)
-def _correlate(planes, w, at, bias, height, width, row, span, ew, out):  # pragma: no cover
+def _correlate(planes, w, at, bias, height, width, row, span, ew, offset, out):  # pragma: no cover
     # planes (C, N, P); w (R, C, T) real taps, zero past kh*kw; tap q reads a plane at at[q];
-    # bias (R,); out (R // ew, N, height, width*ew): row r of w fills out[r % (R // ew)] at
-    # element offset r // (R // ew) (ew = 2: complex results, real parts then imaginary)
+    # bias (R,); out (S, N, height, width*ew): row r of w fills out[r % S] at element offset
+    # r // S + offset (ew = 2: complex results, real parts then imaginary)
     n_chan, n_batch, _ = planes.shape
     n_rows, _, n_taps = w.shape
     acc = np.empty((4, span), dtype=out.dtype)
@@ -67,20 +72,21 @@ def _correlate(planes, w, at, bias, height, width, row, span, ew, out):  # pragm
                             b[t] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3 + b4 * x4
                             c[t] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3 + c4 * x4
                             d[t] += d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3 + d4 * x4
-            _store_row(a, r, n, height, width, row, ew, out)
+            _store_row(a, r, n, height, width, row, ew, offset, out)
             for k, rk in enumerate((r1, r2, r3)):
                 if rk > r + k:
-                    _store_row(acc[k + 1], rk, n, height, width, row, ew, out)
+                    _store_row(acc[k + 1], rk, n, height, width, row, ew, offset, out)
 
 
 @njit(**JIT_OPTIONS)
-def _store_row(acc, r, n, height, width, row, ew, out):  # pragma: no cover - compiled
+def _store_row(acc, r, n, height, width, row, ew, offset, out):  # pragma: no cover
     # row r of _correlate's results for image n: every output row's first `width` values;
     # flat indices (no row views: the rows are short)
     rows_out, n_batch = out.shape[0], out.shape[1]
     flat = out.reshape(-1)
     length = uint64(width * ew)
-    first = uint64(((r % rows_out) * n_batch + n) * height) * length + uint64(r // rows_out)
+    first = uint64(((r % rows_out) * n_batch + n) * height) * length
+    first += uint64(r // rows_out + offset)
     for oh in range(height):
         src, dst = uint64(oh * row), first + uint64(oh) * length
         if ew == 1:
@@ -192,30 +198,47 @@ def _add_shifted(cols, shifts, length, first, out):  # pragma: no cover - compil
 
 @dataclass(frozen=True)
 class Planes:
-    """A stride-1 correlation's input as zero-padded, flattened image planes (``_correlate``)."""
+    """A stride-1 correlation's input as zero-padded, flattened image planes (``_correlate``):
+    real images' channels, or complex images' real parts' channels, then their i-parts'."""
 
-    data: np.ndarray  # (C, N, P)
+    data: np.ndarray  # (parts * C, N, P)
     row: int  # the padded width: the distance between output rows in a plane
     span: int  # outputs computed per image (the dropped columns included), a multiple of _BLOCK
     out_size: tuple[int, int]
     shifts: np.ndarray  # (T,) uint64: tap (i, j)'s offset i*row + j; zeros past kh*kw taps
+    largest: tuple[float, ...]  # each part's largest |entry| (complex images; () for real)
+
+    def real_part(self) -> Planes:
+        """The planes of the images' real parts (``Objective.gauss_newton_product``'s real
+        backward)."""
+        return dataclasses.replace(self, data=self.part(0, 0), largest=())
+
+    def part(self, first: int, last: int) -> np.ndarray:
+        """The planes of parts ``first`` to ``last`` (real part 0, i-part 1): a view."""
+        channels = len(self.data) // max(1, len(self.largest))
+        return self.data[first * channels : (last + 1) * channels]
 
 
 def correlation_planes(images: np.ndarray, kernel, padding) -> Planes:
-    """Real ``(N, C, H, W)`` images (any strides) as the planes of a stride-1 correlation
-    with ``kernel`` and zero ``padding``."""
+    """Real or complex ``(N, C, H, W)`` images (any strides) as the planes of a stride-1
+    correlation with ``kernel`` and zero ``padding``."""
     n, c, h, w = images.shape
     (kh, kw), (ph, pw) = kernel, padding
     height, row = h + 2 * ph, w + 2 * pw
     ho, wo = height - kh + 1, row - kw + 1
     span = -(-((ho - 1) * row + wo) // _BLOCK) * _BLOCK
     taps = -(-(kh * kw) // _TAPS) * _TAPS
-    planes = np.zeros((c, n, max(height * row, (kh - 1) * row + kw - 1 + span)), images.dtype)
-    padded = planes[:, :, : height * row].reshape(c, n, height, row)
-    padded[:, :, ph : ph + h, pw : pw + w] = images.transpose(1, 0, 2, 3)
+    parts = (images.real, images.imag) if images.dtype.kind == "c" else (images,)
+    size = max(height * row, (kh - 1) * row + kw - 1 + span)
+    planes = np.zeros((len(parts) * c, n, size), parts[0].dtype)
+    padded = planes[:, :, : height * row].reshape(len(parts), c, n, height, row)
+    for part, into in zip(parts, padded):
+        into[:, :, ph : ph + h, pw : pw + w] = part.transpose(1, 0, 2, 3)
+    blocks = planes.reshape(len(parts), -1) if len(parts) > 1 else ()
+    largest = tuple(max(float(block.max()), -float(block.min())) for block in blocks)
     shifts = np.zeros(taps, dtype=np.uint64)
     shifts[: kh * kw] = (np.arange(kh)[:, None] * row + np.arange(kw)).ravel()
-    return Planes(planes, row, span, (ho, wo), shifts)
+    return Planes(planes, row, span, (ho, wo), shifts, largest)
 
 
 def _real_rows(data: np.ndarray) -> tuple[np.ndarray, int]:
@@ -224,6 +247,13 @@ def _real_rows(data: np.ndarray) -> tuple[np.ndarray, int]:
     if data.dtype.kind == "c":
         return np.concatenate([data.real, data.imag]), 2
     return data, 1
+
+
+def _padded_taps(rows: np.ndarray, taps: int) -> np.ndarray:
+    """Weights ``(R, C, kh*kw)`` as ``_correlate``'s ``(R, C, taps)``, zero past kh*kw."""
+    w = np.zeros((*rows.shape[:2], taps), dtype=rows.dtype)
+    w[:, :, : rows.shape[2]] = rows
+    return w
 
 
 def correlate(planes: Planes, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
@@ -238,12 +268,11 @@ def correlate(planes: Planes, weight: np.ndarray, bias: np.ndarray | None) -> np
         out[k] = 0
     weight, bias = weight[:k], None if bias is None else bias[:k]
     rows, ew = _real_rows(weight.reshape(k * o, c, kh * kw))
-    w = np.zeros((len(rows), c, taps), dtype=rows.dtype)
-    w[:, :, : kh * kw] = rows
+    w = _padded_taps(rows, taps)
     shift = np.zeros(len(rows), dtype=rows.dtype) if bias is None else _real_rows(bias.ravel())[0]
     out_real = out[:k].view(rows.dtype).reshape(k * o, -1, ho, wo * ew)
     _correlate(planes.data, w, planes.shifts, np.ascontiguousarray(shift), ho, wo, planes.row,
-               planes.span, ew, out_real)  # fmt: skip
+               planes.span, ew, 0, out_real)  # fmt: skip
     return out.transpose(0, 2, 1, 3, 4)
 
 
@@ -273,26 +302,134 @@ def correlate_weights(planes: Planes, rows: np.ndarray, shape, dtype) -> np.ndar
     return result
 
 
-def correlate_input(planes: Planes, rows: np.ndarray, weight: np.ndarray, image_size,
-                    padding) -> np.ndarray:  # fmt: skip
-    """The adjoint of ``correlate`` in its images, for a real weight ``(O, C, kh, kw)`` and a
-    real gradient's ``gradient_rows`` ``(O, N, >= span)``: ``(N, C, H, W)``, laid out
-    channel-major.  A batch chunk at a time: one GEMM gives every tap's products at every
-    output position (``W^T @ rows``, about ``CHUNK_BYTES``, in cache), then
+def _input_planes(planes: Planes, rows: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``sum_r weight[r]^T rows[r]`` added back into planes ``(C, N, P)``: the adjoint of a
+    correlation in its images, for a real weight ``(R, C, kh, kw)`` and real gradient rows
+    ``(R, N, >= span)``.  A batch chunk at a time: one GEMM gives every tap's products at
+    every output position (``W^T @ rows``, about ``CHUNK_BYTES``, in cache), then
     ``_add_shifted`` adds them into the planes, in long contiguous runs where col2im has runs
     of ``Wo``."""
-    o, c, kh, kw = weight.shape
+    r, c, kh, kw = weight.shape
     n, width = rows.shape[1], rows.shape[2]
     (ho, wo), row = planes.out_size, planes.row
-    taps = np.ascontiguousarray(weight.reshape(o, c * kh * kw).T)
+    taps = np.ascontiguousarray(weight.reshape(r, c * kh * kw).T)
     out = np.zeros((c, n, planes.data.shape[2]), dtype=rows.dtype)
     chunk = max(1, min(n, CHUNK_BYTES // (c * kh * kw * width * rows.itemsize)))
     for first in range(0, n, chunk):
         last = min(n, first + chunk)
-        cols = taps @ rows[:, first:last].reshape(o, -1)  # (C*kh*kw, Nc*width)
+        cols = taps @ rows[:, first:last].reshape(r, -1)  # (C*kh*kw, Nc*width)
         _add_shifted(cols.reshape(c, kh * kw, last - first, width), planes.shifts,
                      (ho - 1) * row + wo, first, out)  # fmt: skip
-    (h, w), (ph, pw) = image_size, padding
-    height = ho + kh - 1
+    return out
+
+
+def _images(out: np.ndarray, planes: Planes, kernel, image_size, padding) -> np.ndarray:
+    """The images ``(N, C, H, W)`` inside planes ``(C, N, P)`` (a view)."""
+    (h, w), (ph, pw), (kh, _) = image_size, padding, kernel
+    c, n = out.shape[:2]
+    height, row = planes.out_size[0] + kh - 1, planes.row
     images = out[:, :, : height * row].reshape(c, n, height, row)[:, :, ph : ph + h, pw : pw + w]
     return images.transpose(1, 0, 2, 3)
+
+
+def correlate_input(planes: Planes, rows: np.ndarray, weight: np.ndarray, image_size,
+                    padding) -> np.ndarray:  # fmt: skip
+    """The adjoint of ``correlate`` in its images, for a real weight ``(O, C, kh, kw)`` and a
+    real gradient's ``gradient_rows`` ``(O, N, >= span)``: ``(N, C, H, W)``, laid out
+    channel-major (``_input_planes``)."""
+    out = _input_planes(planes, rows, weight)
+    return _images(out, planes, weight.shape[2:], image_size, padding)
+
+
+# --- complex images of order 1 ------------------------------------------------------------
+
+
+def _parts(data: np.ndarray) -> np.ndarray:
+    """Real data as one part ``(1, ...)``, complex as its real and imaginary parts
+    ``(2, ...)``."""
+    return np.stack([data.real, data.imag]) if data.dtype.kind == "c" else data[None]
+
+
+def _largest(parts) -> tuple[float, ...]:
+    """Each part's largest |entry| (NaN where a part holds a NaN)."""
+    return tuple(max(float(p.max()), -float(p.min())) for p in parts)
+
+
+def _stacked(terms: list[Term], parts: np.ndarray) -> tuple[np.ndarray, int]:
+    """An output part's terms (``sign * parts[i]`` against the other operand's part j) as
+    ``parts``' blocks against that operand's parts ``first`` to ``last``: ``(last - first +
+    1, *part shape)``, zero where no term reads a part, and ``first``."""
+    first, last = min(j for _, _, j in terms), max(j for _, _, j in terms)
+    out = np.zeros((last - first + 1, *parts.shape[1:]), dtype=parts.dtype)
+    for sign, i, j in terms:
+        out[j - first] += sign * parts[i]
+    return out, first
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """Real and imaginary parts of one shape as one complex array of their memory order."""
+    out = np.empty_like(parts[0], dtype=np.result_type(parts[0].dtype, np.complex64))
+    out.real, out.imag = parts
+    return out
+
+
+def correlate_order_one(planes: Planes, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """The correlation of complex images (``planes`` of two parts) with a real or complex
+    weight ``(O, C, kh, kw)`` plus ``bias`` ``(O,)``: complex ``(N, O, Ho, Wo)``, laid out
+    channel-major.  Each part of the result is one real correlation over the image parts its
+    terms read, written straight into the complex result."""
+    w_parts = _parts(weight)
+    o, c, kh, kw = weight.shape
+    (ho, wo), n = planes.out_size, planes.data.shape[1]
+    rtype = w_parts.dtype
+    out = np.empty((o, n, ho, wo), dtype=np.result_type(rtype, np.complex64))
+    out_real = out.view(rtype).reshape(o, n, ho, 2 * wo)
+    shifts = np.zeros((2, o), dtype=rtype)
+    if bias is not None:
+        b_parts = _parts(bias)
+        shifts[: len(b_parts)] = b_parts
+    terms = order_one_terms(_largest(w_parts), planes.largest, rtype)
+    for part, part_terms in enumerate(terms):
+        stacked, first = _stacked(part_terms, w_parts)  # (B, O, C, kh, kw)
+        taps = _padded_taps(stacked.transpose(1, 0, 2, 3, 4).reshape(o, -1, kh * kw),
+                            len(planes.shifts))  # fmt: skip
+        _correlate(planes.part(first, first + len(stacked) - 1), taps, planes.shifts,
+                   shifts[part], ho, wo, planes.row, planes.span, 2, part, out_real)  # fmt: skip
+    return out.transpose(1, 0, 2, 3)
+
+
+def correlate_weights_order_one(planes: Planes, rows: np.ndarray, shape,
+                                i_part_only: bool) -> np.ndarray:  # fmt: skip
+    """The adjoint of ``correlate_order_one`` in its weight: complex images' planes against a
+    gradient's ``gradient_rows`` (real, or real parts' rows then i-parts'), summed over the
+    batch: complex ``shape`` ``(O, C, kh, kw)``, or its i-part alone (real)."""
+    o, c, kh, kw = shape
+    g_parts = rows.reshape(len(rows) // o, o, *rows.shape[1:])
+    terms = order_one_terms(_largest(g_parts), planes.largest, rows.dtype)
+    results = []
+    for part_terms in terms[1:] if i_part_only else terms:
+        total = np.zeros((o, c, len(planes.shifts)), dtype=rows.dtype)
+        for sign, i, j in part_terms:
+            out = np.empty_like(total)
+            _correlate_weights(planes.part(j, j), g_parts[i], planes.shifts, planes.span, out)
+            total += sign * out
+        results.append(total[:, :, : kh * kw].reshape(shape))
+    return results[0] if i_part_only else _joined(results)
+
+
+def correlate_input_order_one(planes: Planes, rows: np.ndarray, weight: np.ndarray, image_size,
+                              padding) -> np.ndarray:  # fmt: skip
+    """The adjoint of ``correlate_order_one`` in its images: a real or complex weight ``(O, C,
+    kh, kw)`` against a gradient's ``gradient_rows`` (real, or real parts' rows then i-parts'),
+    not both real: complex ``(N, C, H, W)``, laid out channel-major."""
+    w_parts = _parts(weight)
+    o = weight.shape[0]
+    g_parts = rows.reshape(len(rows) // o, o, *rows.shape[1:])
+    terms = order_one_terms(_largest(w_parts), _largest(g_parts), rows.dtype)
+    parts = []
+    for part_terms in terms:
+        stacked, first = _stacked(part_terms, w_parts)  # (B, O, C, kh, kw)
+        blocks = rows[first * o : (first + len(stacked)) * o]
+        out = _input_planes(planes, blocks, stacked.reshape(-1, *weight.shape[1:]))
+        parts.append(_images(out, planes, weight.shape[2:], image_size, padding))
+    return _joined(parts)

@@ -389,7 +389,10 @@ def _flat_grad(params, point: Tensor) -> Tensor:
 def _real_parts(saved: Any) -> Any:
     """``saved`` with every order-1 tensor in it (alone, or in tuples, lists and dataclasses),
     complex or in the one-direction layout, replaced by its real part (contiguous, so the
-    backward's GEMMs read it at full speed)."""
+    backward's GEMMs read it at full speed), and every object with a ``real_part()`` (a
+    convolution's planes) by that."""
+    if callable(getattr(saved, "real_part", None)):
+        return saved.real_part()
     if isinstance(saved, Tensor) and saved.order == 1:
         xp = array_module(saved.data)
         real = saved.data[:1] if saved.one_direction else saved.data.real  # (real, i-part)

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
-from mcnet.algebra.gemm import negligible_imaginary_square
+from mcnet.algebra.gemm import Term, order_one_terms
 from mcnet.algebra.loops import JIT_OPTIONS
 
 _ROW_GAP = 16  # elements past each transformed plane's data (see the module's docstring)
@@ -245,32 +245,10 @@ def _outputs_adjoint(g, th, tw, out):  # pragma: no cover - compiled
 # holds at once (4x its images, against im2col's chunks).
 _CHUNK_BYTES = 16 << 20
 
-Term = tuple[int, int, int]  # (sign, i, j): sign * a[i] @ b[j], parts i and j, 16 planes each
-
 
 def _matrices(planes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The 16 planes' data as matrices of ``shape``: a ``(16, *shape)`` view."""
     return planes[:, : shape[0] * shape[1]].reshape(16, *shape)
-
-
-def _product_rule(a_largest: tuple[float, ...], b_largest: tuple[float, ...],
-                  dtype) -> list[list[Term]]:  # fmt: skip
-    """The parts of ``a @ b`` for operands of one part (real) or two (real part, i-part of
-    order-1 numbers), given by their parts' largest |entries|: the real part's terms, then
-    the i-part's, if any.  The product of the i-parts, which adds only to the real part, is
-    left out where it is below the real product's roundoff
-    (``gemm.negligible_imaginary_square``), as every CPU product does."""
-    real: list[Term] = [(1, 0, 0)]
-    both = len(a_largest) == 2 and len(b_largest) == 2
-    if both and not negligible_imaginary_square(a_largest[0], a_largest[1], b_largest[0],
-                                                b_largest[1], dtype):  # fmt: skip
-        real.append((-1, 1, 1))
-    if len(a_largest) == 1 and len(b_largest) == 1:
-        return [real]
-    imag: list[Term] = [(1, 0, 1)] if len(b_largest) == 2 else []
-    if len(a_largest) == 2:
-        imag.append((1, 1, 0))
-    return [real, imag]
 
 
 def _gemm(a: np.ndarray, b: np.ndarray, into: np.ndarray | None = None) -> np.ndarray:
@@ -338,7 +316,7 @@ def forward(images: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
               for q in range(len(out))]  # fmt: skip
     for n0, n1 in _batch_chunks(n, max(c, o), counts, dtype.itemsize):
         tiles, tiles_largest = _tiles_of(images[:, :, n0:n1], padding, counts)
-        rule = _product_rule(filters_largest, tiles_largest, dtype)
+        rule = order_one_terms(filters_largest, tiles_largest, dtype)
         for part, terms in enumerate(rule):
             first, second, sign = _gemms(terms, filters, tiles)
             _outputs(first, second, dtype.type(sign), *counts, shifts[part],
@@ -377,13 +355,13 @@ def backward(images: np.ndarray, weight: np.ndarray, padding: tuple[int, int],
                            for part, planes in zip(grad, dm_planes))  # fmt: skip
         dm = [_matrices(planes, (o, count)) for planes in dm_planes]
         tiles_t = [v.transpose(0, 2, 1) for v in tiles]
-        for part, terms in enumerate(_product_rule(dm_largest, tiles_largest, dtype)):
+        for part, terms in enumerate(order_one_terms(dm_largest, tiles_largest, dtype)):
             if weight_out[part] is not None:
                 for sign, i, j in terms:
                     key = (part, sign, i, j)
                     sums[key] = _gemm(dm[i], tiles_t[j], sums.get(key))
         if grad_in is not None:
-            rule = _product_rule(filters_largest, dm_largest, dtype)
+            rule = order_one_terms(filters_largest, dm_largest, dtype)
             padded = np.empty(((n1 - n0) * c, 2 * th + 2, 2 * tw + 2), dtype=dtype)
             for part, terms in enumerate(rule):
                 first, second, sign = _gemms(terms, filters_t, dm)
