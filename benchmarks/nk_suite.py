@@ -1951,7 +1951,7 @@ def run_one(problem: Problem, solver: str, options: dict) -> dict:
         "config": mc.solvers.make(solver, **options).config(),
         "protocol": protocol(problem),
         "train_loss": [float(v) for v in history.train_loss],
-        "time": np.cumsum(history.epoch_time).tolist(),
+        "seconds": list(history.epoch_time),
         "reasons": reasons,
         "step_sizes": [r.get("step_size") for r in history.records],
     }
@@ -2008,17 +2008,27 @@ def _final(record: dict) -> float:
     return value if math.isfinite(value) else math.inf
 
 
+def solver_seconds(record: dict) -> list[float]:
+    """The solver's cumulative seconds at each epoch's end, 0 first (``History.epoch_time``).
+    Runs saved before 2026-12-07's fix hold, as ``time``, the running sum of those: it summed
+    ``epoch_time`` again, as if it held each epoch's own seconds. Differences give them back."""
+    if "seconds" in record:
+        return record["seconds"]
+    summed = record["time"]
+    return [summed[0]] + [b - a for a, b in zip(summed, summed[1:])]
+
+
 def loss_at(record: dict, t: float) -> float:
     """The last epoch-end training loss measured at or before time t."""
     best = record["train_loss"][0]
-    for loss, when in zip(record["train_loss"], record["time"]):
+    for loss, when in zip(record["train_loss"], solver_seconds(record)):
         if when <= t:
             best = loss
     return best
 
 
 def time_to(record: dict, target: float) -> float | None:
-    for loss, when in zip(record["train_loss"], record["time"]):
+    for loss, when in zip(record["train_loss"], solver_seconds(record)):
         if loss <= target:
             return when
     return None
@@ -2033,14 +2043,14 @@ def frozen(record: dict) -> bool:
 
 def row(problem: Problem, adam: dict, nk: dict) -> dict:
     reference = _final(adam)
-    t_adam = adam["time"][-1]
+    t_adam = solver_seconds(adam)[-1]
     to_target = time_to(nk, reference)
     return {
         "equal_epochs": _final(nk) / reference,
         "equal_time": loss_at(nk, t_adam) / reference,
         "time_to_adam": to_target,
         "adam_time": t_adam,
-        "nk_time": nk["time"][-1],
+        "nk_time": solver_seconds(nk)[-1],
         "frozen": frozen(nk),
         "monotone": all(b < a for a, b in zip(nk["train_loss"], nk["train_loss"][1:])),
     }
@@ -2085,7 +2095,7 @@ def report(problems: list[Problem], settings: list[tuple[str, dict]], rerun: boo
             adam = best_adam(adams)
             cells = [
                 f"{problem.name} ({problem.description}, {problem.epochs} epochs)",
-                f"{adam['options']['lr']:g}, {_final(adam):.4g} ({adam['time'][-1]:.1f} s)",
+                f"{adam['options']['lr']:g}, {_final(adam):.4g} ({solver_seconds(adam)[-1]:.1f} s)",
             ]
             for solver, options in settings:
                 nk = load_or_run(problem, solver, options, rerun)

@@ -1,0 +1,58 @@
+"""The suite's clock (``benchmarks/nk_suite.py``): ``History.epoch_time`` is the solver's
+cumulative time already, so a run keeps it as it is, and runs saved when the suite summed it
+a second time are read back by differences; equal wall time reads each loss at the other
+solver's own time."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcnet.training import History
+
+SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "nk_suite.py"
+
+
+@pytest.fixture(scope="module")
+def suite():
+    spec = importlib.util.spec_from_file_location("nk_suite_under_test", SUITE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def test_a_run_keeps_the_solvers_cumulative_seconds(suite, monkeypatch):
+    cumulative = [0.0, 1.0, 2.5, 4.0]
+
+    def fit(*args, **kwargs):
+        return History("adam", {}, train_loss=[3.0, 2.0, 1.0, 0.5], epoch_time=cumulative)
+
+    monkeypatch.setattr(suite.mc, "fit", fit)
+    record = suite.run_one(suite.BY_NAME["iris-mlp1-sigmoid"], "adam", {"lr": 0.1})
+    assert record["seconds"] == cumulative
+    assert suite.solver_seconds(record) == cumulative
+
+
+def test_runs_saved_with_summed_times_are_read_back_by_differences(suite):
+    cumulative = np.array([0.0, 0.25, 1.0, 1.5, 3.0])
+    summed = {"train_loss": [1.0] * 5, "time": np.cumsum(cumulative).tolist()}
+    np.testing.assert_allclose(suite.solver_seconds(summed), cumulative, rtol=1e-15, atol=0)
+
+
+def test_equal_wall_time_reads_newton_krylovs_loss_at_adams_own_time(suite):
+    adam = {"train_loss": [2.0, 1.0, 0.5], "seconds": [0.0, 1.0, 2.0]}
+    nk = {"train_loss": [2.0, 0.8, 0.4, 0.2], "seconds": [0.0, 1.5, 3.0, 4.5]}
+    row = suite.row(suite.BY_NAME["iris-mlp1-sigmoid"], adam, nk)
+    assert row["adam_time"] == 2.0 and row["nk_time"] == 4.5
+    assert row["equal_time"] == pytest.approx(0.8 / 0.5)  # NK's loss after 1.5 s, not 3 s
+    assert row["time_to_adam"] == 3.0
+    assert row["equal_epochs"] == pytest.approx(0.2 / 0.5)
