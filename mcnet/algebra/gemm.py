@@ -250,7 +250,8 @@ def order_one_terms(a_largest: tuple[float, ...], b_largest: tuple[float, ...],
     (``negligible_imaginary_square``), as every CPU product does."""
     real: list[Term] = [(1, 0, 0)]
     both = len(a_largest) == 2 and len(b_largest) == 2
-    if both and not negligible_imaginary_square(*a_largest, *b_largest, dtype):
+    if both and not negligible_imaginary_square(a_largest[0], a_largest[1], b_largest[0],
+                                                b_largest[1], dtype):  # fmt: skip
         real.append((-1, 1, 1))
     if len(a_largest) == 1 and len(b_largest) == 1:
         return [real]

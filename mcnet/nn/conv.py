@@ -44,13 +44,14 @@ instead of one strided NumPy add per kernel offset.
 **Order-1 complex images and weight** through im2col (more channels, or a stride) in an H v
 pass that wants the derivative parts alone (``module.derivative_parts_only``,
 ``Objective.hvp``) whose weight is small beside a chunk's columns (8x the output channels at
-most as many columns: not VGG-11's layers) go through that path in the one-direction layout, real part and i-part as two real arrays
-(``loops.split_order_one``, a pass over the images, not the 25x larger columns): the columns
-are then built as two real halves, the weight's side is one block matrix, and no GEMM splits
-interleaved columns into their parts again.  Where the i-parts' product (which adds only to
-the real part) is below the real GEMM's roundoff, judged from the images' or the output
-gradient's largest parts, the block matrix's i-part block is left out: 3 real GEMMs of the
-4 (``gemm.Product``).  The results come back as complex data."""
+most as many columns: not VGG-11's layers) go through that path in the one-direction layout,
+real part and i-part as two real arrays (``loops.split_order_one``, a pass over the images,
+not the 25x larger columns): the columns are then built as two real halves, the weight's
+side is one block matrix, and no GEMM splits interleaved columns into their parts again.
+Where the i-parts' product (which adds only to the real part) is below the real GEMM's
+roundoff, judged from the images' or the output gradient's largest parts, the block matrix's
+i-part block is left out: 3 real GEMMs of the 4 (``gemm.Product``).  The results come back
+as complex data."""
 
 from __future__ import annotations
 
