@@ -676,6 +676,59 @@ def test_batchnorm_backward_matches_directional_derivatives(case, train, dtype, 
     check_parameter_gradients(bn, x, imag, rng, dtype)
 
 
+def _batchnorm_pass(bn, x, grad, fused: bool):
+    """Output, input gradient and parameter gradients of a train-mode BatchNorm2d, by the
+    fused loops or (``fused`` False) by the tensor operations."""
+    with unittest.mock.patch.object(
+        BatchNorm2d, "_fused", lambda self, x: fused and _FUSED(self, x)
+    ):
+        y = bn(x)
+        bn.zero_grad()
+        grad_in = bn.backward(grad(y))
+    return [y.parts, grad_in.parts, bn.weight.grad.parts, bn.bias.grad.parts]
+
+
+_FUSED = BatchNorm2d._fused
+
+
+@given(DTYPES, st.integers(0, 1), st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_batchnorm2d_fused_loops_match_the_tensor_operations(dtype, order, channel_major,
+                                                            real_parameters, seed):  # fmt: skip
+    """Train mode on real or complex (order-1) NCHW images, weight and bias real or complex,
+    the images in either layout: the fused loops (``loops.batch_norm``, two passes a channel)
+    give the tensor operations' output, input gradient and weight and bias gradients to
+    roundoff; so does a gradient of order 2 after a fused forward (the tensor operations'
+    backward, on what the fused forward kept)."""
+    rng = np.random.default_rng(seed)
+    shape = (3, 4, 2, 5)
+    bn = randomise(BatchNorm2d(4), rng, dtype)
+    if not real_parameters:
+        for p in bn.parameters():
+            p.value = point(p.value.numpy(), rng.standard_normal(4)).astype(dtype)
+    x, imag = sample_point(rng, shape, order)
+    data = point(x, imag).astype(dtype).data
+    if channel_major:
+        data = np.ascontiguousarray(data.transpose(0, 2, 1, 3, 4)).transpose(0, 2, 1, 3, 4)
+    images = mc.Tensor(data)
+    u = rng.standard_normal((4, *shape))
+    for grad_order in (order, 2):
+        parts = u[: 2**grad_order]
+
+        def grad(y, parts=parts, grad_order=grad_order):
+            return (
+                mc.from_parts(parts).astype(dtype)
+                if grad_order
+                else mc.tensor(parts[0], dtype=dtype)
+            )
+
+        fused = _batchnorm_pass(bn, images, grad, True)
+        reference = _batchnorm_pass(bn, images, grad, False)
+        for got, want in zip(fused, reference):
+            assert got.shape == want.shape
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g, w, rtol=0, atol=TOL[dtype] * max(np.abs(w).max(), 1))
+
+
 def test_batchnorm_train_eval_and_running_statistics():
     rng = np.random.default_rng(1)
     bn = BatchNorm2d(2)

@@ -1,5 +1,6 @@
-"""Hand-written Numba loops for convolution and pooling on the CPU: im2col, its adjoint
-col2im, average pooling and its adjoint (the direct correlation is ``correlation``).
+"""Hand-written Numba loops for convolution, pooling and batch normalisation on the CPU:
+im2col, its adjoint col2im, average and max pooling and their adjoints, batch statistics
+(the direct correlation is ``correlation``).
 
 These window maps are linear, so they act the same on every multicomplex component, real or
 complex: the component axis is one more batch axis, and Numba compiles one loop per dtype.
@@ -306,6 +307,96 @@ def _max_pool_backward(g, choice, row_of, kw, sh, sw, out):  # pragma: no cover 
                         best = choice[c, n, i, j]
                         a = row_of[best]
                         out[k, c, n, i * sh + a, j * sw + best - a * kw] += g[k, c, n, i, j]
+
+
+@njit(fastmath={"reassoc", "contract", "nsz"}, **JIT_OPTIONS)
+def _batch_norm(x, weight, bias, eps, zero, normalised, out, stats):  # pragma: no cover
+    # x (C, M): a channel's values in a row, real or complex; per channel the mean and the
+    # biased variance over the row (summed in the precision of ``zero``, double: as exact
+    # as NumPy's pairwise sums in the data's precision), inv_std = 1 / sqrt(var + eps) in
+    # the data's precision; normalised = (x - mean) inv_std and out = normalised weight +
+    # bias; stats[c] = (mean, var, inv_std).  Three passes over a row, two of them sums
+    # (reassociated, fastmath, so that they vectorise), instead of the seven of
+    # ``_BatchNorm.forward``'s tensor operations, each reducing over strided axes.
+    n_chan, m = x.shape
+    for c in range(n_chan):
+        row, norm, dst = x[c], normalised[c], out[c]
+        total = zero
+        for p in range(uint64(m)):
+            total += row[p]
+        mean = row.dtype.type(total / m)
+        squares = zero
+        for p in range(uint64(m)):
+            d = row[p] - mean
+            squares += d * d
+        var = row.dtype.type(squares / m)
+        inv_std = row.dtype.type(1) / np.sqrt(var + eps)
+        w, b = weight[c], bias[c]
+        for p in range(uint64(m)):
+            v = (row[p] - mean) * inv_std
+            norm[p] = v
+            dst[p] = v * w + b
+        stats[c, 0], stats[c, 1], stats[c, 2] = mean, var, inv_std
+
+
+@njit(fastmath={"reassoc", "contract", "nsz"}, **JIT_OPTIONS)
+def _batch_norm_backward(g, normalised, weight, inv_std, zero, grads, out):  # pragma: no cover
+    # the adjoint of _batch_norm with batch statistics, per channel row: grads[c] = (sum g
+    # normalised, sum g) (the weight's and bias's gradients) and out = (w g - w mean(g) -
+    # normalised w mean(g normalised)) inv_std, the closed form of ``_BatchNorm.backward``
+    n_chan, m = g.shape
+    for c in range(n_chan):
+        row, norm, dst = g[c], normalised[c], out[c]
+        sum_g, sum_gn = zero, zero
+        for p in range(uint64(m)):
+            gp = row[p]
+            sum_g += gp
+            sum_gn += gp * norm[p]
+        grads[c, 0], grads[c, 1] = sum_gn, sum_g
+        scale = weight[c] * inv_std[c]
+        mean_g = dst.dtype.type(sum_g / m)
+        mean_gn = dst.dtype.type(sum_gn / m)
+        for p in range(uint64(m)):
+            dst[p] = scale * ((row[p] - mean_g) - norm[p] * mean_gn)
+
+
+def batch_norm(data: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float):
+    """Batch normalisation of ``(1, N, C, H, W)`` data (real, or complex of order 1) by its
+    batch statistics, with per-channel ``weight`` and ``bias`` ``(C,)``: the result and the
+    normalised values ``(1, N, C, H, W)``, laid out channel-major, and each channel's mean,
+    biased variance and 1 / sqrt(var + eps), ``(C, 3)``."""
+    x = channel_major(data)[0]  # (C, N, H, W)
+    c = x.shape[0]
+    rows = x.reshape(c, -1)
+    normalised = np.empty_like(rows)
+    out = np.empty(rows.shape, dtype=np.result_type(rows, weight, bias))
+    stats = np.empty((c, 3), dtype=rows.dtype)
+    _batch_norm(rows, weight, bias, rows.real.dtype.type(eps), _double_zero(rows.dtype),
+                normalised, out, stats)  # fmt: skip
+    laid_out = (1, *x.shape)
+    return (out.reshape(laid_out).transpose(0, 2, 1, 3, 4),
+            normalised.reshape(laid_out).transpose(0, 2, 1, 3, 4), stats)  # fmt: skip
+
+
+def batch_norm_backward(grad: np.ndarray, normalised: np.ndarray, weight: np.ndarray,
+                        inv_std: np.ndarray):  # fmt: skip
+    """The adjoint of ``batch_norm``: the gradient ``(1, N, C, H, W)`` (channel-major) and
+    the weight's and bias's gradients ``(C,)``, each of the dtype the tensor operations
+    would give it."""
+    g = channel_major(grad)[0]
+    c = g.shape[0]
+    rows = g.reshape(c, -1)
+    norm = channel_major(normalised)[0].reshape(c, -1)
+    sums = np.result_type(rows, norm)
+    out = np.empty(rows.shape, dtype=np.result_type(sums, weight, inv_std))
+    grads = np.empty((c, 2), dtype=sums)
+    _batch_norm_backward(rows, norm, weight, inv_std, _double_zero(sums), grads, out)
+    return out.reshape(1, *g.shape).transpose(0, 2, 1, 3, 4), grads[:, 0], grads[:, 1]
+
+
+def _double_zero(dtype: np.dtype):
+    """Zero in the double precision of ``dtype``'s kind: the loops' running sums."""
+    return np.complex128(0) if np.dtype(dtype).kind == "c" else np.float64(0)
 
 
 def max_pool(data: np.ndarray, kernel, stride, out_size) -> tuple[np.ndarray, np.ndarray]:
