@@ -65,17 +65,19 @@ def test_sigmoid_backward_rule_and_the_consulting_order():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("order", [0, 1])
 @pytest.mark.parametrize("channel_major", [False, True])
-def test_elu_rules_match_the_general_algebra_in_any_layout(dtype, order, channel_major):
+@pytest.mark.parametrize("i_scale", [1e-3, 1e-10])
+def test_elu_rules_match_the_general_algebra_in_any_layout(dtype, order, channel_major, i_scale):
     """ELU's fused forward (result and mask) and backward against mc.elu and the backward's
     formula g where Re x > 0, else g (y + alpha), on a convolution's channel-major layout
-    too; zeros, negatives and NaN included."""
+    too; zeros, negatives and NaN included.  i-parts of 1e-3 (exp by cos and sin) and of
+    1e-10 (below the size where exp(a + ib) = e^a (1 + ib) to roundoff)."""
     rng = np.random.default_rng(order)
     shape = (4, 3, 5, 6)
 
     def tensor(scale):
         parts = (
             rng.standard_normal((2**order, *shape))
-            * np.r_[1.0, 1e-3][: 2**order, None, None, None, None]
+            * np.r_[1.0, i_scale][: 2**order, None, None, None, None]
             * scale
         )
         parts[0, 0, 0, 0, :2] = [0.0, np.nan]
@@ -91,15 +93,15 @@ def test_elu_rules_match_the_general_algebra_in_any_layout(dtype, order, channel
     # alpha (exp(x) - 1) carries the roundoff of exp near 1: a few ulps of alpha, absolute
     tol = 4 * np.finfo(dtype).eps
     np.testing.assert_array_equal(positive, x.real > 0)
-    scales = (1.0, 1e-3)  # each component's size: an i-part is checked to its own roundoff
-    for got, want, scale in zip(y.comps, mc.elu(x, alpha).comps, scales):
+    scales = (1.0, i_scale)  # each component's size: an i-part is checked to its own roundoff
+    for got, want, scale in zip(y.parts, mc.elu(x, alpha).parts, scales[: 2**order], strict=True):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * alpha * scale)
     # a gradient whose one component axis has another stride (0, as x[None] gives it)
     g = mc.Tensor(g.data[0][None]) if order == 0 else g
     back = fast_paths.first("elu_backward", g, positive, y, alpha)
     assert back is not None
     want = mc.where(positive, g, g * (y + alpha))
-    for got, expected, scale in zip(back.comps, want.comps, scales):
+    for got, expected, scale in zip(back.parts, want.parts, scales[: 2**order], strict=True):
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * alpha * scale)
 
 

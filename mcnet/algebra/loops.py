@@ -506,12 +506,40 @@ def sigmoid_backward(grad: np.ndarray, y: np.ndarray) -> np.ndarray | None:
 
 @njit(**JIT_OPTIONS)
 def _elu(x, e, alpha, one, out, positive):  # pragma: no cover - compiled
-    # e = exp(x) where x <= 0 (exp of the negative branch only, as mc.elu)
+    # real x; e = exp(x) where x <= 0 (exp of the negative branch only, as mc.elu)
     for p in range(uint64(x.shape[0])):
         v = x[p]
-        c = v.real > 0
+        c = v > 0
         positive[p] = c
         out[p] = v if c else alpha * (e[p] - one)
+
+
+@njit(**JIT_OPTIONS)
+def _elu_complex(z, m, tiny, alpha, one, out, positive):  # pragma: no cover - compiled
+    # z: complex elements as real pairs [x, y]; m = exp(x) where x <= 0.  On the negative
+    # branch alpha (exp(z) - 1) with exp(z) = m (cos y + i sin y) = m (1 + i y) for tiny |y|
+    # (the derivative case: the dropped terms are y^2 relative, below half an ulp, as in
+    # _sigmoid_complex); that formula goes first over every element, branch-free, and the
+    # others are then redone with cos and sin (NumPy's took 17 ms on VGG-11's first layer's
+    # 2.1 M complex64 elements, where every y was tiny).
+    n = uint64(m.shape[0])
+    others = 0
+    for p in range(n):
+        x = z[2 * p]
+        y = z[2 * p + 1]
+        mp = m[p]
+        keep = x > 0
+        positive[p] = keep
+        out[2 * p] = x if keep else alpha * (mp - one)
+        out[2 * p + 1] = y if keep else alpha * (mp * y)
+        others += (abs(y) >= tiny) & ~keep
+    if others == 0:
+        return
+    for p in range(n):
+        y = z[2 * p + 1]
+        if abs(y) >= tiny and not positive[p]:
+            out[2 * p] = alpha * (m[p] * math.cos(y) - one)
+            out[2 * p + 1] = alpha * (m[p] * math.sin(y))
 
 
 @njit(**JIT_OPTIONS)
@@ -555,8 +583,14 @@ _ELU_ORDER2_BOUND = {np.float32: np.float32(2.0**-3), np.float64: 2.0**-8}
 
 @njit(**JIT_OPTIONS)
 def _elu_backward(g, positive, y, alpha, out):  # pragma: no cover - compiled
-    for p in range(uint64(g.shape[0])):
-        out[p] = g[p] if positive[p] else g[p] * (y[p] + alpha)
+    # complex elements as real pairs: g where positive, else g (y + alpha), by selects (no
+    # branch, no complex type: the loop vectorises)
+    for p in range(uint64(positive.shape[0])):
+        gr, gi = g[2 * p], g[2 * p + 1]
+        yr, yi = y[2 * p] + alpha, y[2 * p + 1]
+        keep = positive[p]
+        out[2 * p] = gr if keep else gr * yr - gi * yi
+        out[2 * p + 1] = gi if keep else gr * yi + gi * yr
 
 
 @njit(**JIT_OPTIONS)
@@ -583,15 +617,11 @@ def elu(data: np.ndarray, alpha: float, nilpotent: bool = False,
     positive = np.empty(flat.shape[1:], dtype=np.bool_)
     x = flat[0]
     on_branch = x.real <= 0  # exp is taken of the negative branch only, 0 elsewhere
-    if data.dtype.kind == "f":
-        e = exp_in_place(x * on_branch)
-    else:  # exp(a + ib) = e^a (cos b + i sin b): NumPy's complex exp is a scalar libm call
-        e = np.empty_like(x)
-        magnitude = exp_in_place(x.real * on_branch)
-        angle = x.imag * on_branch
-        np.multiply(magnitude, np.cos(angle), out=e.real)
-        np.multiply(magnitude, np.sin(angle), out=e.imag)
-    if len(data) == 3:  # one direction, order 2
+    e = exp_in_place(x.real * on_branch)  # of the real parts: e^a of exp(a + ib)
+    if data.dtype.kind == "c":
+        _elu_complex(x.view(rtype), e, rtype(_TINY[rtype]), rtype(alpha), rtype(1),
+                     out[0].view(rtype), positive)  # fmt: skip
+    elif len(data) == 3:  # one direction, order 2
         bound = rtype(np.inf) if nilpotent else _ELU_ORDER2_BOUND[rtype]
         if not _elu_order2(flat, e, rtype(alpha), bound, rtype(1), not nilpotent, out, positive):
             return None
@@ -618,7 +648,8 @@ def elu_backward(
     if y.dtype.kind == "f":
         _elu_backward_real(flat_g[0], mask.reshape(-1), flat_y[0], rtype(alpha), rtype(1), out[0])
     else:
-        _elu_backward(flat_g[0], mask.reshape(-1), flat_y[0], rtype(alpha), out[0])
+        _elu_backward(flat_g[0].view(rtype), mask.reshape(-1), flat_y[0].view(rtype),
+                      rtype(alpha), out[0].view(rtype))  # fmt: skip
     return from_flat(out, grad.shape, axes)
 
 
