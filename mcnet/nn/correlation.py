@@ -405,7 +405,9 @@ def correlate_weights_order_one(planes: Planes, rows: np.ndarray, shape,
     batch: complex ``shape`` ``(O, C, kh, kw)``, or its i-part alone (real)."""
     o, c, kh, kw = shape
     g_parts = rows.reshape(len(rows) // o, o, *rows.shape[1:])
-    terms = order_one_terms(_largest(g_parts), planes.largest, rows.dtype)
+    # the i-part's terms do not depend on the parts' sizes: no pass to measure them
+    sizes = (0.0,) * len(g_parts) if i_part_only else _largest(g_parts)
+    terms = order_one_terms(sizes, planes.largest, rows.dtype)
     results = []
     for part_terms in terms[1:] if i_part_only else terms:
         total = np.zeros((o, c, len(planes.shifts)), dtype=rows.dtype)
