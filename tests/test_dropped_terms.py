@@ -343,7 +343,7 @@ def test_one_direction_corrections_are_below_roundoff_where_left_out(dtype, shap
     a, b = _one_direction_operands(rng, dtype, shape, h)
     product = gemm.Product(symmetric, a, b)
     dropped = gemm.negligible_corrections(product.corrections, product.a_largest,
-                                          gemm._largest(b), dtype)  # fmt: skip
+                                          gemm.largest_entries(b), dtype)  # fmt: skip
     assert dropped == {(1, 2)}
     got = product(b)
     full = _full_one_direction_product(a, b)
@@ -412,13 +412,13 @@ def test_order_one_block_matrix_leaves_out_the_i_part_product_below_roundoff(
     a, b = _order_one_operands(rng, dtype, shape, 2.0**-exponent)
     # at h = 2^-30 in float64, h^2 is NEGLIGIBLE eps itself: a draw whose i-parts are large
     # beside its real parts (q = 1: one entry each) is not negligible, and not this case
-    assume(gemm.negligible_imaginary_square(*gemm._largest(a), *gemm._largest(b),
+    assume(gemm.negligible_imaginary_square(*gemm.largest_entries(a), *gemm.largest_entries(b),
                                             dtype))  # fmt: skip
     product = gemm.Product(symmetric, a, b)
     calls = []
     original = product._leading_product
     product._leading_product = lambda right, r: calls.append(r) or original(right, r)
-    got = product(b, gemm._largest(b))
+    got = product(b, gemm.largest_entries(b))
     assert calls == [shape[2]]
     a0, a1 = a.astype(np.float64)
     b0, b1 = b.astype(np.float64)
@@ -446,7 +446,7 @@ def test_order_one_block_matrix_keeps_the_i_part_product_where_it_counts(
         b[1, 3, 7] = h
     product = gemm.Product(symmetric, a, b)
     with np.errstate(invalid="ignore"):
-        got = product(b, gemm._largest(b))
+        got = product(b, gemm.largest_entries(b))
         want = (product.block_matrix @ b.reshape(-1, b.shape[2])).reshape(got.shape)
     assert leading_products == []
     np.testing.assert_array_equal(got, want)
@@ -458,7 +458,7 @@ def test_a_correction_that_also_leads_keeps_the_whole_block_matrix(leading_produ
     from mcnet.algebra import symmetric
 
     a, b = _one_direction_operands(np.random.default_rng(6), np.float64, (3, 20, 40), 2.0**-40)
-    got = gemm.Product(symmetric, a, b)(b, gemm._largest(b))
+    got = gemm.Product(symmetric, a, b)(b, gemm.largest_entries(b))
     assert leading_products == []
     full = _full_one_direction_product(a, b)
     bounds = _roundoff_bounds(a, b)

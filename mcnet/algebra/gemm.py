@@ -41,7 +41,7 @@ times a real one is a real GEMM: the complex one's real and imaginary parts beco
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -194,14 +194,14 @@ class Product:
         column of b can leave them out: one GEMM for all columns computes them anyway)."""
         if not self.corrections or b.dtype != self.a.dtype:
             return self.terms
-        largest = _largest(b)
+        largest = largest_entries(b)
         dropped = negligible_corrections(self.corrections, self.a_largest, largest, b.dtype)
         return {ij: targets for ij, targets in self.terms.items() if ij not in dropped}
 
     @functools.cached_property
     def a_largest(self) -> list[float]:
         """max |a_i| of each of a's components."""
-        return _largest(self.a)
+        return largest_entries(self.a)
 
     @functools.cached_property
     def a_parts(self):
@@ -241,7 +241,7 @@ def negligible_imaginary_square(a_real: float, a_imag: float, b_real: float, b_i
 Term = tuple[int, int, int]
 
 
-def order_one_terms(a_largest: tuple[float, ...], b_largest: tuple[float, ...],
+def order_one_terms(a_largest: Sequence[float], b_largest: Sequence[float],
                     dtype) -> list[list[Term]]:  # fmt: skip
     """The product rule of ``a @ b`` for operands of one part (real) or two (real part and
     i-part of order-1 numbers), given by their parts' largest |entries|: the real part's
@@ -294,8 +294,9 @@ def negligible_corrections(corrections, a_largest: list[float], b_largest: list[
     return dropped
 
 
-def _largest(d) -> list[float]:
-    """max |entry| of each component of real (K, p, q) data (NaN for one that is not finite)."""
+def largest_entries(d) -> list[float]:
+    """max |entry| of each component of real (K, ...) data (NaN for one that is not finite,
+    so that no term is judged negligible beside it)."""
     out = []
     for x in d:
         high, low = float(x.max()), float(x.min())

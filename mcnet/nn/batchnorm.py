@@ -32,7 +32,7 @@ import numpy as np
 from mcnet.algebra.multicomplex import array_module
 from mcnet.functions import sqrt
 from mcnet.nn import loops
-from mcnet.nn.module import Module, Parameter
+from mcnet.nn.module import Module, Parameter, real_or_order_one
 from mcnet.tensor import Tensor, tensor
 
 _FROZEN = threading.local()  # per thread: Objective's passes may run on worker threads
@@ -56,10 +56,6 @@ class _Fused:
 
     normalised: Tensor
     inv_std: Tensor
-
-
-def _one_component(data) -> bool:
-    return isinstance(data, np.ndarray) and len(data) == 1 and data.dtype.kind in "fc"
 
 
 class _BatchNorm(Module):
@@ -137,7 +133,7 @@ class _BatchNorm(Module):
         operands = (x.data, self.weight.value.data, self.bias.value.data)
         return (
             x.ndim == 4
-            and all(_one_component(d) for d in operands)
+            and all(real_or_order_one(d) for d in operands)
             and len({np.finfo(d.dtype).dtype for d in operands}) == 1
         )
 
@@ -153,19 +149,19 @@ class _BatchNorm(Module):
         return Tensor(out)
 
     def backward(self, grad_out: Tensor) -> Tensor:
-        if isinstance(self.saved, _Fused):
-            fused = self.saved
-            if _one_component(grad_out.data) and _one_component(self.weight.value.data):
+        saved = self.saved
+        if isinstance(saved, _Fused):
+            if real_or_order_one(grad_out.data) and real_or_order_one(self.weight.value.data):
                 grad_in, weight_grad, bias_grad = loops.batch_norm_backward(
-                    grad_out.data, fused.normalised.data, self.weight.value.data[0],
-                    fused.inv_std.data[0],
+                    grad_out.data, saved.normalised.data, self.weight.value.data[0],
+                    saved.inv_std.data[0],
                 )  # fmt: skip
                 self.weight.accumulate(Tensor(weight_grad[None]))
                 self.bias.accumulate(Tensor(bias_grad[None]))
                 return Tensor(grad_in)
-            inv_std = fused.inv_std.reshape(1, -1, 1, 1)  # the tensor operations' layout
-            self.saved = (fused.normalised, inv_std, (0, 2, 3), True)
-        normalised, inv_std, axes, batch_stats = self.saved
+            # another order of gradient: the tensor operations, on the same values
+            saved = (saved.normalised, saved.inv_std.reshape(1, -1, 1, 1), (0, 2, 3), True)
+        normalised, inv_std, axes, batch_stats = saved
         channel = (1, -1) + (1,) * (grad_out.ndim - 2)
         self.weight.accumulate((grad_out * normalised).sum(axis=axes))
         self.bias.accumulate(grad_out.sum(axis=axes))

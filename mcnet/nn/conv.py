@@ -73,6 +73,7 @@ from mcnet.nn.module import (
     derivative_part,
     derivative_parts_wanted,
     gradient_product,
+    real_or_order_one,
 )
 from mcnet.tensor import Tensor
 
@@ -275,7 +276,7 @@ class Conv2d(Module):
             and isinstance(x.data, np.ndarray)
             and x.data.shape[0] == 1
             and all(np.finfo(d.dtype).dtype == real for d in operands)
-            and (x.data.dtype.kind == "f" or all(_real_or_order_one(d) for d in operands))
+            and (x.data.dtype.kind == "f" or all(real_or_order_one(d) for d in operands))
             and self.in_channels * self.out_channels
             <= _DIRECT_CHANNEL_PAIRS[x.data.dtype.kind, real.itemsize]
         )
@@ -293,7 +294,7 @@ class Conv2d(Module):
             self.kernel_size == (3, 3)
             and self.stride == (1, 1)
             and self.in_channels * self.out_channels >= _WINOGRAD_CHANNEL_PAIRS[kind]
-            and all(_real_or_order_one(d) for d in operands)
+            and all(real_or_order_one(d) for d in operands)
             and len({np.finfo(d.dtype).dtype for d in operands}) == 1
         )
 
@@ -343,8 +344,8 @@ class Conv2d(Module):
         bias = None if self.bias is None else self.bias.value.data
         self.saved = _Saved(direct=True, data=planes, in_shape=x.shape, size=size)
         if planes.largest:  # complex images, a weight and bias of one component each
-            bias = None if bias is None else bias[0]
-            return Tensor(correlation.correlate_order_one(planes, weight[0], bias)[None])
+            bias = None if bias is None else _parts(bias)
+            return Tensor(correlation.correlate_order_one(planes, _parts(weight), bias)[None])
         fused = bias is None or (bias.dtype == weight.dtype and len(bias) == len(weight))
         y = Tensor(correlation.correlate(planes, weight, bias if fused else None))
         if fused:
@@ -356,7 +357,7 @@ class Conv2d(Module):
         saved, in_shape, size = self.saved.data, self.saved.in_shape, self.saved.size
         n, o, ho, wo = grad_out.shape
         g = grad_out.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
-        if self.saved.winograd and self._winograd(saved) and _real_or_order_one(grad_out.data):
+        if self.saved.winograd and self._winograd(saved) and real_or_order_one(grad_out.data):
             if np.finfo(grad_out.data.dtype).dtype == np.finfo(saved.data.dtype).dtype:
                 return self._winograd_backward(grad_out, g, saved)
         w2 = self.weight.value.reshape(o, -1)
@@ -371,17 +372,13 @@ class Conv2d(Module):
                 weight_grad = correlation.correlate_weights_order_one(saved, rows, shape[1:],
                                                                       parts_only)  # fmt: skip
                 if parts_only:
-                    product, i_part = derivative_part(weight_grad.shape, weight_grad.dtype)
-                    i_part[...] = weight_grad
-                    self.weight.accumulate(product)
+                    self._accumulate_i_part(weight_grad)
                 else:
                     self.weight.accumulate(Tensor(weight_grad[None]))
             elif derivative_parts_wanted() and grad_out.data.dtype.kind == "c" and shape[0] == 1:
                 imag = rows[len(rows) // 2 :]  # the i-part of an order-1 gradient alone
-                part = correlation.correlate_weights(saved, imag, shape, imag.dtype)
-                product, i_part = derivative_part(part.shape[1:], part.dtype)
-                i_part[...] = part[0]
-                self.weight.accumulate(product)
+                self._accumulate_i_part(correlation.correlate_weights(saved, imag, shape,
+                                                                      imag.dtype)[0])  # fmt: skip
             else:
                 weight_grad = correlation.correlate_weights(saved, rows, shape, grad_out.data.dtype)
                 self.weight.accumulate(Tensor(weight_grad))
@@ -405,8 +402,8 @@ class Conv2d(Module):
             images = correlation.correlate_input(saved, rows, weight[0], in_shape[2:], self.padding)
             return Tensor(images[None])
         if direct and saved.largest:  # complex images
-            images = correlation.correlate_input_order_one(saved, rows, weight[0], in_shape[2:],
-                                                           self.padding)  # fmt: skip
+            images = correlation.correlate_input_order_one(saved, rows, _parts(weight),
+                                                           in_shape[2:], self.padding)  # fmt: skip
             return Tensor(images[None])
         if grad_out.device == "cpu":
             if split:
@@ -417,6 +414,13 @@ class Conv2d(Module):
         kh, kw = self.kernel_size
         dcols = dcols.reshape(-1, in_shape[1], kh, kw, n, ho, wo).transpose(2, 3, 0, 4, 1, 5, 6)
         return Tensor(crop_images(scatter_windows(dcols, size, self.stride), self.padding))
+
+    def _accumulate_i_part(self, part: np.ndarray) -> None:
+        """Add a weight gradient of which ``derivative_parts_only`` wants the i-part alone,
+        given as that real array: an order-1 gradient with a zero real part."""
+        product, i_part = derivative_part(part.shape, part.dtype)
+        i_part[...] = part
+        self.weight.accumulate(product)
 
     def _input_gradient_cpu(self, w2t: Tensor, g: Tensor, in_shape,
                             largest: list[float] | None = None) -> Tensor:  # fmt: skip
@@ -459,11 +463,6 @@ _DIRECT_CHANNEL_PAIRS = {("f", 4): 96, ("f", 8): 32, ("c", 4): 32 * 32, ("c", 8)
 # GEMM, by the operands' kind: where it was faster in both precisions, forward and backward
 # together, on 8x8 to 28x28 images (a real 64 -> 128 layer: float32 1.14x im2col's time)
 _WINOGRAD_CHANNEL_PAIRS = {"real": 96 * 96, "complex": 48 * 48}
-
-
-def _real_or_order_one(data) -> bool:
-    """NumPy component data of one real or complex (order-1) component."""
-    return isinstance(data, np.ndarray) and data.shape[0] == 1 and data.dtype.kind in "fc"
 
 
 def _parts(data: np.ndarray) -> np.ndarray:

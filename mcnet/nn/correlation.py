@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, uint64
 
-from mcnet.algebra.gemm import Term, order_one_terms
+from mcnet.algebra.gemm import Term, largest_entries, order_one_terms
 from mcnet.algebra.loops import JIT_OPTIONS
 from mcnet.nn.loops import CHUNK_BYTES, as_real, channel_major
 
@@ -234,8 +234,7 @@ def correlation_planes(images: np.ndarray, kernel, padding) -> Planes:
     padded = planes[:, :, : height * row].reshape(len(parts), c, n, height, row)
     for part, into in zip(parts, padded):
         into[:, :, ph : ph + h, pw : pw + w] = part.transpose(1, 0, 2, 3)
-    blocks = planes.reshape(len(parts), -1) if len(parts) > 1 else ()
-    largest = tuple(max(float(block.max()), -float(block.min())) for block in blocks)
+    largest = tuple(largest_entries(planes.reshape(len(parts), -1))) if len(parts) > 1 else ()
     shifts = np.zeros(taps, dtype=np.uint64)
     shifts[: kh * kw] = (np.arange(kh)[:, None] * row + np.arange(kw)).ravel()
     return Planes(planes, row, span, (ho, wo), shifts, largest)
@@ -344,17 +343,6 @@ def correlate_input(planes: Planes, rows: np.ndarray, weight: np.ndarray, image_
 # --- complex images of order 1 ------------------------------------------------------------
 
 
-def _parts(data: np.ndarray) -> np.ndarray:
-    """Real data as one part ``(1, ...)``, complex as its real and imaginary parts
-    ``(2, ...)``."""
-    return np.stack([data.real, data.imag]) if data.dtype.kind == "c" else data[None]
-
-
-def _largest(parts) -> tuple[float, ...]:
-    """Each part's largest |entry| (NaN where a part holds a NaN)."""
-    return tuple(max(float(p.max()), -float(p.min())) for p in parts)
-
-
 def _stacked(terms: list[Term], parts: np.ndarray) -> tuple[np.ndarray, int]:
     """An output part's terms (``sign * parts[i]`` against the other operand's part j) as
     ``parts``' blocks against that operand's parts ``first`` to ``last``: ``(last - first +
@@ -373,22 +361,22 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def correlate_order_one(planes: Planes, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def correlate_order_one(planes: Planes, w_parts: np.ndarray, b_parts: np.ndarray | None,
+                        ) -> np.ndarray:  # fmt: skip
     """The correlation of complex images (``planes`` of two parts) with a real or complex
-    weight ``(O, C, kh, kw)`` plus ``bias`` ``(O,)``: complex ``(N, O, Ho, Wo)``, laid out
-    channel-major.  Each part of the result is one real correlation over the image parts its
-    terms read, written straight into the complex result."""
-    w_parts = _parts(weight)
-    o, c, kh, kw = weight.shape
+    weight, as its parts ``(1 or 2, O, C, kh, kw)`` (real part, i-part), plus a bias's
+    parts ``(1 or 2, O)``: complex ``(N, O, Ho, Wo)``, laid out channel-major.  Each part of
+    the result is one real correlation over the image parts its terms read, written straight
+    into the complex result."""
+    o, c, kh, kw = w_parts.shape[1:]
     (ho, wo), n = planes.out_size, planes.data.shape[1]
     rtype = w_parts.dtype
     out = np.empty((o, n, ho, wo), dtype=np.result_type(rtype, np.complex64))
     out_real = out.view(rtype).reshape(o, n, ho, 2 * wo)
     shifts = np.zeros((2, o), dtype=rtype)
-    if bias is not None:
-        b_parts = _parts(bias)
+    if b_parts is not None:
         shifts[: len(b_parts)] = b_parts
-    terms = order_one_terms(_largest(w_parts), planes.largest, rtype)
+    terms = order_one_terms(largest_entries(w_parts), planes.largest, rtype)
     for part, part_terms in enumerate(terms):
         stacked, first = _stacked(part_terms, w_parts)  # (B, O, C, kh, kw)
         taps = _padded_taps(stacked.transpose(1, 0, 2, 3, 4).reshape(o, -1, kh * kw),
@@ -406,7 +394,7 @@ def correlate_weights_order_one(planes: Planes, rows: np.ndarray, shape,
     o, c, kh, kw = shape
     g_parts = rows.reshape(len(rows) // o, o, *rows.shape[1:])
     # the i-part's terms do not depend on the parts' sizes: no pass to measure them
-    sizes = (0.0,) * len(g_parts) if i_part_only else _largest(g_parts)
+    sizes = (0.0,) * len(g_parts) if i_part_only else largest_entries(g_parts)
     terms = order_one_terms(sizes, planes.largest, rows.dtype)
     results = []
     for part_terms in terms[1:] if i_part_only else terms:
@@ -419,19 +407,18 @@ def correlate_weights_order_one(planes: Planes, rows: np.ndarray, shape,
     return results[0] if i_part_only else _joined(results)
 
 
-def correlate_input_order_one(planes: Planes, rows: np.ndarray, weight: np.ndarray, image_size,
-                              padding) -> np.ndarray:  # fmt: skip
-    """The adjoint of ``correlate_order_one`` in its images: a real or complex weight ``(O, C,
-    kh, kw)`` against a gradient's ``gradient_rows`` (real, or real parts' rows then i-parts'),
-    not both real: complex ``(N, C, H, W)``, laid out channel-major."""
-    w_parts = _parts(weight)
-    o = weight.shape[0]
+def correlate_input_order_one(planes: Planes, rows: np.ndarray, w_parts: np.ndarray,
+                              image_size, padding) -> np.ndarray:  # fmt: skip
+    """The adjoint of ``correlate_order_one`` in its images: a weight's parts ``(1 or 2, O, C,
+    kh, kw)`` against a gradient's ``gradient_rows`` (real, or real parts' rows then
+    i-parts'), not both real: complex ``(N, C, H, W)``, laid out channel-major."""
+    o, c, kh, kw = w_parts.shape[1:]
     g_parts = rows.reshape(len(rows) // o, o, *rows.shape[1:])
-    terms = order_one_terms(_largest(w_parts), _largest(g_parts), rows.dtype)
+    terms = order_one_terms(largest_entries(w_parts), largest_entries(g_parts), rows.dtype)
     parts = []
     for part_terms in terms:
         stacked, first = _stacked(part_terms, w_parts)  # (B, O, C, kh, kw)
         blocks = rows[first * o : (first + len(stacked)) * o]
-        out = _input_planes(planes, blocks, stacked.reshape(-1, *weight.shape[1:]))
-        parts.append(_images(out, planes, weight.shape[2:], image_size, padding))
+        out = _input_planes(planes, blocks, stacked.reshape(-1, c, kh, kw))
+        parts.append(_images(out, planes, (kh, kw), image_size, padding))
     return _joined(parts)

@@ -122,6 +122,12 @@ def derivative_part(shape: tuple[int, ...], dtype) -> tuple[Tensor, np.ndarray]:
     return Tensor(data), data[1]
 
 
+def real_or_order_one(data) -> bool:
+    """NumPy component data of one real or complex (order-1) component: what the CPU's
+    order-0 and order-1 fast paths of a layer take."""
+    return isinstance(data, np.ndarray) and data.shape[0] == 1 and data.dtype.kind in "fc"
+
+
 def _order_one_matrix(t: Tensor) -> bool:
     """A 2-D NumPy tensor of order 1 in the one-direction layout."""
     return t.ndim == 2 and len(t.data) == 2 and isinstance(t.data, np.ndarray) and t.one_direction
