@@ -68,7 +68,15 @@ def _complex_of(real: np.dtype) -> np.dtype:
     return np.dtype(np.complex64) if real == np.float32 else np.dtype(np.complex128)
 
 
+_REAL_OF = {np.dtype(t): np.dtype(np.float32) for t in (np.float32, np.complex64)} | {
+    np.dtype(t): np.dtype(np.float64) for t in (np.float64, np.complex128)
+}
+
+
 def _real_of(dtype: np.dtype) -> np.dtype:
+    real = _REAL_OF.get(dtype)  # every Tensor.dtype asks, several times per layer and pass
+    if real is not None:
+        return real
     return np.dtype(np.float32) if dtype in (np.float32, np.complex64) else np.dtype(np.float64)
 
 
@@ -126,8 +134,10 @@ class Tensor:
     def __init__(self, data) -> None:
         """Wrap component data ``(C, *shape)``; users build tensors with ``mc.tensor`` or
         ``mc.from_parts``."""
-        count = data.shape[0] if getattr(data, "ndim", 0) else 0
-        kind = getattr(getattr(data, "dtype", None), "kind", "")
+        try:  # attribute reads, not getattr with defaults: every layer makes several
+            count, kind = data.shape[0], data.dtype.kind
+        except (AttributeError, IndexError, TypeError):
+            count, kind = 0, ""
         if not count or kind not in "fc" or (kind == "c" and count & (count - 1)):
             raise TypeError(
                 "Tensor(data) takes component data of shape (C, *shape): complex with C a "

@@ -285,6 +285,8 @@ def _sigmoid_backward_complex(g, y, one, out):  # pragma: no cover - compiled
 def flat_in_memory_order(data: np.ndarray):
     """``(C, *shape)`` data as ``(C, L)`` in memory order (a view when the components are
     the outermost axis of a dense buffer), and the axes that lay a result back out."""
+    if data.flags.c_contiguous:  # the common case, without sorting the strides
+        return data.reshape(len(data), -1), tuple(range(data.ndim))
     rest = sorted(range(1, data.ndim), key=lambda i: -data.strides[i])
     axes = (0, *rest)
     laid_out = data.transpose(axes)
@@ -295,6 +297,8 @@ def flat_in_memory_order(data: np.ndarray):
 
 
 def from_flat(flat: np.ndarray, data_shape, axes) -> np.ndarray:
+    if axes == tuple(range(len(axes))):  # memory order is the axes' order: no transpose
+        return flat.reshape(data_shape)
     laid_out_shape = tuple(data_shape[a] for a in axes)
     return flat.reshape(laid_out_shape).transpose(np.argsort(axes))
 

@@ -560,6 +560,8 @@ def _order(a: Comps) -> int:
 def array_module(x):
     """numpy for NumPy arrays and scalars, cupy for CuPy arrays, and the code-emitting
     namespace for the symbols of ``kernels`` (which is how kernels are generated)."""
+    if type(x) is np.ndarray:  # the common case first: asked many times per layer
+        return np
     module = type(x).__module__
     if module.startswith("cupy"):
         import cupy

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mcnet.algebra.multicomplex import array_module
@@ -33,7 +35,9 @@ def vector_to_parameters(vec, module: Module) -> None:
     ``w + i h v`` reaches every parameter without a copy).
     """
     params = module.parameters()
-    expected = sum(p.numel() for p in params)
+    shapes = [p.shape for p in params]
+    sizes = [math.prod(shape) for shape in shapes]
+    expected = sum(sizes)
     is_tensor = isinstance(vec, Tensor)
     if not is_tensor:
         vec = np.asarray(vec) if array_module(vec) is np else vec
@@ -44,13 +48,13 @@ def vector_to_parameters(vec, module: Module) -> None:
             f"{type(module).__name__}, got shape {shape}"
         )
     offset = 0
-    for p in params:
-        n = p.numel()
-        piece = vec[offset : offset + n].reshape(p.shape)
-        offset += n
-        dtype, device = p.value.dtype, p.value.device
-        if is_tensor:
-            piece = piece if piece.dtype == dtype else piece.astype(dtype)
-            p.value = piece if piece.device == device else piece.to(device)
+    for p, shape, n in zip(params, shapes, sizes):
+        if is_tensor:  # a slice of the component data: a view, as vec[a:b].reshape(shape)
+            piece = Tensor(vec.data[:, offset : offset + n].reshape((len(vec.data), *shape)))
+            value = p.value
+            piece = piece if piece.dtype == value.dtype else piece.astype(value.dtype)
+            p.value = piece if piece.device == value.device else piece.to(value.device)
         else:
-            p.value = tensor(piece, dtype=dtype, device=device)
+            piece = vec[offset : offset + n].reshape(shape)
+            p.value = tensor(piece, dtype=p.value.dtype, device=p.value.device)
+        offset += n
