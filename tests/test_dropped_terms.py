@@ -25,6 +25,13 @@ def _order1(data) -> mc.Tensor:
     return mc.Tensor(data[None])
 
 
+@pytest.fixture(autouse=True)
+def three_gemm_products(monkeypatch):
+    """Every order-1 product here takes the 3-GEMM path, however small: products up to
+    ``functions._SMALL_GEMM`` multiply-adds are otherwise one complex matmul."""
+    monkeypatch.setattr(mc.functions, "_SMALL_GEMM", 0)
+
+
 @pytest.fixture
 def dropped(monkeypatch):
     """Counts the products that took the 3-GEMM path."""
@@ -73,6 +80,23 @@ def test_the_three_gemm_path_is_taken_for_a_derivative_sized_perturbation(dtype,
     h = 2.0**-24 if dtype == np.float32 else 2.0**-400
     a, b = _complex(rng, (8, 30), h, dtype, False), _complex(rng, (30, 5), h, dtype, True)
     mc.matmul(_order1(a), _order1(b))
+    assert dropped == [True]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_small_products_are_one_complex_matmul_and_larger_ones_three_gemms(
+    dtype, monkeypatch, dropped
+):
+    """Below the threshold the product is NumPy's complex matmul, bit for bit, every term
+    in; above it, the 3-GEMM path."""
+    monkeypatch.setattr(mc.functions, "_SMALL_GEMM", 1 << 19)
+    rng = np.random.default_rng(3)
+    h = 2.0**-24 if dtype == np.float32 else 2.0**-400
+    a, b = _complex(rng, (128, 32), h, dtype, False), _complex(rng, (32, 32), h, dtype, False)
+    np.testing.assert_array_equal(mc.matmul(_order1(a), _order1(b)).data[0], a @ b)
+    assert dropped == []
+    a, b = _complex(rng, (64, 96), h, dtype, False), _complex(rng, (96, 96), h, dtype, True)
+    mc.matmul(_order1(a), _order1(b))  # 589,824 multiply-adds
     assert dropped == [True]
 
 

@@ -956,7 +956,7 @@ def test_without_rollback_end_epoch_keeps_every_point():
 def _bn_sigmoid_digits_history(epoch_rollback, epoch_backtracks=0):
     x, y = mc.datasets.digits()
     x = x.reshape(len(x), 64)
-    nn.manual_seed(0)
+    nn.manual_seed(1)
     net = nn.Sequential(
         nn.Linear(64, 32), nn.BatchNorm1d(32), nn.Sigmoid(),
         nn.Linear(32, 32), nn.BatchNorm1d(32), nn.Sigmoid(), nn.Linear(32, 10),
@@ -967,14 +967,14 @@ def _bn_sigmoid_digits_history(epoch_rollback, epoch_backtracks=0):
         epoch_rollback=epoch_rollback,
         epoch_backtracks=epoch_backtracks,
     )
-    return mc.fit(net, nn.CrossEntropyLoss(), (x[:768], y[:768]), solver, epochs=5,
+    return mc.fit(net, nn.CrossEntropyLoss(), (x[:768], y[:768]), solver, epochs=6,
                   progress=False)  # fmt: skip
 
 
 def test_fit_undoes_an_epoch_of_newton_krylov_that_raised_the_training_loss():
     """A sigmoid MLP with batch norm on digits: without the rollback newton-krylov-fast (at a
-    starting damping of 1e-2) ends its fifth epoch above its fourth (0.00433 -> 0.00478).
-    With it, the fifth epoch ends where the fourth did, bit for bit, and the record says
+    starting damping of 1e-2) ends its sixth epoch above its fifth (0.00419 -> 0.00832).
+    With it, the sixth epoch ends where the fifth did, bit for bit, and the record says
     why."""
     rising = _bn_sigmoid_digits_history(None).train_loss
     assert any(b > a for a, b in zip(rising, rising[1:])), rising  # the case this test is about
@@ -986,7 +986,7 @@ def test_fit_undoes_an_epoch_of_newton_krylov_that_raised_the_training_loss():
     assert "later steps scaled by 0.5" in rolled[0]["reason"]
     assert losses[-1] == losses[-2] and losses[:-1] == rising[:-1]
 
-    # with backtracks, half of the fifth epoch's way is below the fourth epoch's end
+    # with backtracks, half of the sixth epoch's way is below the fifth epoch's end
     backtracked = _bn_sigmoid_digits_history(0.5, epoch_backtracks=3)
     losses = backtracked.train_loss
     assert all(b < a for a, b in zip(losses, losses[1:])), losses

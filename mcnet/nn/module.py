@@ -34,6 +34,7 @@ import numpy as np
 
 from mcnet.algebra import gemm
 from mcnet.errors import UnaccumulatedGradientWarning
+from mcnet.functions import matmul_by_terms
 from mcnet.tensor import Tensor, as_tensor, tensor
 
 if TYPE_CHECKING:
@@ -94,6 +95,8 @@ def gradient_product(a: Tensor, b: Tensor, into: Parameter | None = None) -> Ten
         if out is not None:
             np.matmul(a.data[0], b.data[0], out=out)
             return Tensor(out[None])
+    if matrices and a.device == "cpu":
+        return matmul_by_terms(a, b)
     return a @ b
 
 
