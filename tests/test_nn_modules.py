@@ -372,6 +372,23 @@ def test_parameter_vector_round_trip_in_named_parameters_order():
         nn.vector_to_parameters(np.zeros((11, 1)), net)
 
 
+def test_parameters_see_what_is_registered_after_a_first_call():
+    """The list `parameters` keeps between calls follows a parameter or a module added
+    later anywhere below, and a parameter replaced by another."""
+    net = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+    assert [p.shape for p in net.parameters()] == [(2, 3), (2,)]
+    net[1].scale = nn.Parameter(np.ones(2))  # on a child that had none
+    assert [p.shape for p in net.parameters()] == [(2, 3), (2,), (2,)]
+    net[0].extra = nn.Linear(2, 4)  # a module below a child
+    assert [p.shape for p in net.parameters()] == [(2, 3), (2,), (4, 2), (4,), (2,)]
+    replacement = nn.Parameter(np.zeros((2, 3)))
+    net[0].weight = replacement
+    assert net.parameters()[0] is replacement
+    listed = net.parameters()
+    listed.clear()  # the caller's copy: the module's list is untouched
+    assert len(net.parameters()) == 5
+
+
 def test_vector_to_parameters_takes_multicomplex_vectors_and_keeps_dtype():
     net = nn.Linear(2, 2).to(dtype=np.float32)
     w = np.arange(6.0)
