@@ -230,6 +230,19 @@ def test_global_gradient_full_refreshed_sampled_and_running():
     assert GlobalGradient().with_batch(g, g_batch, batch, oracle) is g
 
 
+def test_a_measured_global_gradient_is_measured_again_after_the_point_moved():
+    """After an epoch rolled back (`moved`), a full g is of the point left: `current`
+    measures it at the point training goes on from, once; a running average goes on."""
+    full, oracle = GlobalGradient(), CountingOracle()
+    state = full.init(oracle, np.zeros(3))
+    assert full.current(oracle, np.ones(3), state, 5) == {}  # not moved: nothing measured
+    state = {**state, **full.moved()}
+    entries = full.current(oracle, np.ones(3), state, 5)
+    np.testing.assert_array_equal(entries["gradient.global"], [0.0, -1.0, -2.0])  # at 1
+    assert not entries["gradient.stale"] and oracle.counts["global_gradient"] == 2
+    assert GlobalGradient("running").moved() == {"gradient.stale": False}
+
+
 # --- the compositions -----------------------------------------------------------------------
 def test_named_variants_are_compositions_of_the_parts():
     assert NewtonKrylov().parts == {

@@ -938,6 +938,26 @@ def test_epoch_backtracks_keep_the_first_point_of_the_epochs_way_below_its_start
     assert solver.end_epoch(moved, state, 23.0, loss_at([]))[0] is moved and not tried
 
 
+def test_after_a_rollback_batches_are_screened_against_the_gradient_where_training_goes_on():
+    """A rollback moves the point otherwise than by a step: the global gradient g of the point
+    left must not screen the batches at the point training goes on from. Here g at the
+    epoch's end opposes the gradient at its start, so with that g every batch there would be
+    skipped for good (the loss frozen, as two evaluation runs of the suite were); g is
+    measured again instead and the first step is taken."""
+    oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
+    solver = NewtonKrylov(curvature="bicomplex", epoch_rollback=0.5)
+    start = np.array([-1.2, 1.0])
+    _, state, _ = solver.end_epoch(start, solver.init(oracle, start), 24.2)
+    grad_at_start = oracle.value_and_grad(start)[1]
+    moved_state = {**state, "gradient.global": -grad_at_start}  # g of the point left
+    w, back, reason = solver.end_epoch(np.array([0.4, -2.0]), moved_state, 30.0)
+    np.testing.assert_array_equal(w, start)
+    assert "rolled back" in reason
+    w_new, after, info = solver.step(oracle, w, "batch", back)
+    assert "pre-screened" not in info.reason and info.step_size > 0
+    assert not np.array_equal(w_new, start)
+
+
 def test_without_rollback_end_epoch_keeps_every_point():
     oracle = AnalyticOracle({None: rosenbrock(), "batch": rosenbrock()})
     solver = NewtonKrylovHessian()

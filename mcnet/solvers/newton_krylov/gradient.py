@@ -35,6 +35,23 @@ class GlobalGradient:
         return {
             "gradient.global": self._measure(oracle, w, iteration=0),
             "gradient.steps_since_refresh": 0,
+            "gradient.stale": False,
+        }
+
+    def moved(self) -> dict[str, Any]:
+        """The entries after the point moved otherwise than by a step (an epoch rolled back):
+        a measured g is of the point left, so it is measured again before it is next read
+        (`current`). A running average goes on: it is an estimate along the way by design."""
+        return {"gradient.stale": self.kind == "full"}
+
+    def current(self, oracle, w, state, iteration: int) -> dict[str, Any]:
+        """The entries for a step at ``w``: g measured anew where `moved` left it stale."""
+        if not state.get("gradient.stale", False):
+            return {}
+        return {
+            "gradient.global": self._measure(oracle, w, iteration),
+            "gradient.steps_since_refresh": 0,
+            "gradient.stale": False,
         }
 
     def with_batch(self, g, g_batch, batch, oracle):
@@ -49,7 +66,11 @@ class GlobalGradient:
         steps = state["gradient.steps_since_refresh"] + 1
         if steps >= self.refresh_every and self.kind == "full":
             g, steps = self._measure(oracle, w_new, iteration), 0
-        return {"gradient.global": g, "gradient.steps_since_refresh": steps}
+        return {
+            "gradient.global": g,
+            "gradient.steps_since_refresh": steps,
+            "gradient.stale": False,
+        }
 
     def _measure(self, oracle, w, iteration: int):
         if self.sample is None or self.sample >= oracle.size:

@@ -216,10 +216,12 @@ class NewtonKrylov(Solver):
         With ``epoch_backtracks=k``, first the points 1/2, 1/4, ... 1/2^k of the way from the
         previous epoch's end to ``w`` are tried (``loss_at``), and the first below the previous
         loss is kept; when none is, training goes on from the previous epoch's end. Either
-        way there is no warm start and every later step is scaled by f once more; each epoch
-        that lowers the loss takes one factor f back (up to 1), so rollbacks in a row shorten
-        the steps until an epoch succeeds. Minibatch Newton steps fit their own batch; late in
-        training they overshoot the full loss, which epochs of such steps then raise."""
+        way there is no warm start, a measured global gradient is measured again at the point
+        training goes on from (it was of the point left), and every later step is scaled by f
+        once more; each epoch that lowers the loss takes one factor f back (up to 1), so
+        rollbacks in a row shorten the steps until an epoch succeeds. Minibatch Newton steps
+        fit their own batch; late in training they overshoot the full loss, which epochs of
+        such steps then raise."""
         if self.epoch_rollback is None:
             return w, state, ""
         previous = float(state["rollback.loss"])
@@ -235,6 +237,7 @@ class NewtonKrylov(Solver):
         scale *= self.epoch_rollback
         restored = {
             **state,
+            **self.gradient.moved(),
             "krylov.warm_start": array_module(w).zeros_like(w),
             "rollback.step_scale": scale,
         }
@@ -256,6 +259,7 @@ class NewtonKrylov(Solver):
     # --- one iteration --------------------------------------------------------------------
     def step(self, oracle, w, batch, state: State) -> tuple[Any, State, StepInfo]:
         iteration = state["iteration"] + 1
+        state = {**state, **self.gradient.current(oracle, w, state, iteration)}
         dw = state["krylov.warm_start"] if self.warm_start != "none" else oracle.xp.zeros_like(w)
         damping = float(state["curvature.damping"])
         warm = bool((dw != 0).any())
