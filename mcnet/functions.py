@@ -392,9 +392,9 @@ def matmul(a, b) -> Tensor:
     if a.ndim == 2 and b.ndim == 2 and a.device == "cpu":
         da, db = a.data, b.data
         small = len(da) == 1 == len(db) and da.shape[1] * da.shape[2] * db.shape[2] <= _SMALL_GEMM
-        if small or _both_real(a, b):  # one GEMM of the components as they are
+        if small:  # one GEMM of the components as they are
             return Tensor(np.matmul(da[0], db[0])[None])
-        return _gemm_product(a, b)(b)
+        return _matmul_by_terms(a, b)
     return _lifted_matmul(a, b)
 
 
@@ -404,6 +404,10 @@ def matmul_by_terms(a: Tensor, b: Tensor) -> Tensor:
     `gemm.imaginary_part` rounds it (a full backward's weight gradient is then bit for bit
     the one of a pass within `derivative_parts_only`)."""
     _check_matmul(a, b)
+    return _matmul_by_terms(a, b)
+
+
+def _matmul_by_terms(a: Tensor, b: Tensor) -> Tensor:
     if _both_real(a, b):
         return Tensor(np.matmul(a.data[0], b.data[0])[None])
     return _gemm_product(a, b)(b)

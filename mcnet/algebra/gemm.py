@@ -317,7 +317,7 @@ def _without_imaginary_square(a_parts, b):
         return out
     imag = ar @ bi
     imag += ai @ br
-    return _complex_from(ar @ br, imag, b.dtype)
+    return complex_from(ar @ br, imag, b.dtype)
 
 
 def imaginary_part(a, b, out=None):
@@ -400,7 +400,7 @@ def _pair_products(left, split: bool, a_dtype, p: int, db, right, rows: list[int
             if (i, j) not in terms:
                 continue
             if split:
-                out[i, j] = _complex_from(block(x, y), block(x + len(rows), y), a_dtype)
+                out[i, j] = complex_from(block(x, y), block(x + len(rows), y), a_dtype)
             else:
                 out[i, j] = block(x, y)
     return out, (None if split else product)
@@ -415,12 +415,14 @@ def _real_view_matmul(left, right, right_complex_only: bool):
             real = right.view(left.dtype)  # (q, 2r): [re, im] of each element side by side
             return np.matmul(left, real).view(right.dtype)
         real, imag = loops.split_parts(right)[:2]  # contiguous parts: BLAS reads them directly
-        return _complex_from(left @ real, left @ imag, right.dtype)
+        return complex_from(left @ real, left @ imag, right.dtype)
     return np.matmul(left, right)
 
 
-def _complex_from(re, im, dtype):
-    out = np.empty(re.shape, dtype=dtype)
+def complex_from(re, im, dtype):
+    """Real and imaginary parts of one shape as a complex array of ``dtype``, in re's memory
+    order."""
+    out = np.empty_like(re, dtype=dtype)
     out.real = re
     out.imag = im
     return out

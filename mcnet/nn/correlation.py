@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, uint64
 
-from mcnet.algebra.gemm import Term, largest_entries, order_one_terms
+from mcnet.algebra.gemm import Term, complex_from, largest_entries, order_one_terms
 from mcnet.algebra.loops import JIT_OPTIONS
 from mcnet.nn.loops import CHUNK_BYTES, as_real, channel_major
 
@@ -356,9 +356,7 @@ def _stacked(terms: list[Term], parts: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
     """Real and imaginary parts of one shape as one complex array of their memory order."""
-    out = np.empty_like(parts[0], dtype=np.result_type(parts[0].dtype, np.complex64))
-    out.real, out.imag = parts
-    return out
+    return complex_from(parts[0], parts[1], np.result_type(parts[0].dtype, np.complex64))
 
 
 def correlate_order_one(planes: Planes, w_parts: np.ndarray, b_parts: np.ndarray | None,

@@ -95,7 +95,7 @@ def gradient_product(a: Tensor, b: Tensor, into: Parameter | None = None) -> Ten
         if out is not None:
             np.matmul(a.data[0], b.data[0], out=out)
             return Tensor(out[None])
-    if matrices and a.device == "cpu":
+    if matrices:  # NumPy operands (`_real_or_complex_matrix`)
         return matmul_by_terms(a, b)
     return a @ b
 
@@ -210,7 +210,7 @@ class Parameter:
         return tuple(self._value.data.shape[1:])
 
     def numel(self) -> int:
-        return math.prod(self._value.data.shape[1:])
+        return math.prod(self.shape)
 
     def accumulate(self, grad: Tensor) -> None:
         self.grad = grad if self.grad is None else self.grad + grad
