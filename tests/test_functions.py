@@ -371,7 +371,7 @@ _EXP_EDGES = {  # the overflow and underflow edges of each precision
 def test_exp_loop_is_within_one_ulp_of_mpmath(dtype, data):
     """``loops.exp_in_place`` (the sigmoid's, tanh's and softplus's exp: a polynomial and
     exponent bits instead of NumPy's ufunc), over the whole range, at the overflow and
-    underflow edges and in the subnormals, in a chunk of any position."""
+    underflow edges and in the subnormals, in the vectorised body and the remainder."""
     import mpmath
 
     from mcnet.algebra import loops
@@ -379,7 +379,7 @@ def test_exp_loop_is_within_one_ulp_of_mpmath(dtype, data):
     low, high, edges = _EXP_EDGES[dtype]
     x = data.draw(st.one_of(st.floats(low, high), st.sampled_from(edges)))
     rounded = float(dtype(x))
-    got = loops.exp_in_place(np.full(1500, rounded, dtype=dtype))  # the last chunk partial
+    got = loops.exp_in_place(np.full(1500, rounded, dtype=dtype))  # whole vectors and a remainder
     with mpmath.workprec(120):
         exact = mpmath.exp(mpmath.mpf(rounded))
         want = dtype(float(exact))

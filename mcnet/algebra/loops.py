@@ -13,7 +13,9 @@ import math
 from typing import Any
 
 import numpy as np
-from numba import int64, njit, uint64
+from llvmlite import ir
+from numba import int64, njit, types, uint64
+from numba.extending import intrinsic, overload
 
 # Options of every hand-written loop (also those of ``mcnet.nn.loops``).
 JIT_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy"}
@@ -22,100 +24,94 @@ JIT_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "num
 # every access against negative (wrap-around) indices, which keeps the loops from vectorising.
 
 
-# --- exp in place, vectorised -------------------------------------------------------------
+# --- exp, vectorised ----------------------------------------------------------------------
 #
 # NumPy's float64 exp is a scalar libm call per element on CPUs without AVX-512 (5 ns), its
-# float32 exp a SIMD loop of 1.3 ns and up to 2.3 ulps.  Here x = k ln 2 + t, |t| <= ln(2) / 2,
-# exp(t) by its Taylor polynomial (degree 13 in float64, 7 in float32: truncation below the
-# last bit) and 2^k built in the exponent bits of two factors 2^k1 2^k2 (normal numbers, so a
-# subnormal result is rounded once).  The loops vectorise (no float-to-int conversion, no libm
-# call); within 1 ulp of mpmath's exp.  The work goes in chunks that stay in the L1 cache.
+# float32 exp a SIMD loop of up to 2.3 ulps.  Here x = k ln 2 + t, |t| <= ln(2) / 2, exp(t) by
+# its Taylor polynomial (degree 13 in float64, 7 in float32: truncation below the last bit)
+# and 2^k built in the exponent bits of two factors 2^k1 2^k2 (normal numbers, so a
+# subnormal result is rounded once).  k comes as a float whose low mantissa bits hold it
+# (the rounding constant's trick) and `_power_of_two` moves those bits into the exponent
+# field by integer operations on the same register: no float-to-int conversion and no libm
+# call, so one loop over the elements vectorises.  Within 1 ulp of mpmath's exp.
 
-_CHUNK = 512
 _ROUNDING64 = 6755399441055744.0  # 1.5 * 2**52: (y + it) - it rounds y to an integer
 _ROUNDING32 = np.float32(12582912.0)  # 1.5 * 2**23
 
 
-@njit(**JIT_OPTIONS, fastmath={"contract"})
-def _exp_reduced64(x, q, y1, y2):  # pragma: no cover - compiled
-    # exp(x) = q 2^k1 2^k2, with y_j = k_j + _ROUNDING64 (k_j in the low bits of y_j)
-    for p in range(uint64(x.shape[0])):
-        xp = x[p]
-        xc = xp if xp > -746.0 else -746.0  # exp(-746) rounds to 0, exp(710) overflows
-        xc = xc if xc < 710.0 else 710.0
-        k = (xc * 1.4426950408889634 + _ROUNDING64) - _ROUNDING64
-        t = (xc - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
-        e = 1.0 / 6227020800.0
-        e = e * t + 1.0 / 479001600.0
-        e = e * t + 1.0 / 39916800.0
-        e = e * t + 1.0 / 3628800.0
-        e = e * t + 1.0 / 362880.0
-        e = e * t + 1.0 / 40320.0
-        e = e * t + 1.0 / 5040.0
-        e = e * t + 1.0 / 720.0
-        e = e * t + 1.0 / 120.0
-        e = e * t + 1.0 / 24.0
-        e = e * t + 1.0 / 6.0
-        e = e * t + 0.5
-        e = e * t + 1.0
-        e = e * t + 1.0
-        q[p] = e if xp == xp else xp  # NaN stays NaN
-        k1 = (k * 0.5 + _ROUNDING64) - _ROUNDING64
-        y1[p] = k1 + _ROUNDING64
-        y2[p] = (k - k1) + _ROUNDING64
+@intrinsic
+def _power_of_two(typingctx, rounded):  # pragma: no cover - compiled
+    # rounded = k + _ROUNDING (k in its low mantissa bits) -> 2^k, for normal 2^k: the bits
+    # plus the exponent bias, shifted into the exponent field (the shift drops the high bits)
+    width, mantissa, bias = (32, 23, 127) if rounded == types.float32 else (64, 52, 1023)
+
+    def codegen(context, builder, signature, args):
+        bits = ir.IntType(width)
+        k = builder.add(builder.bitcast(args[0], bits), ir.Constant(bits, bias))
+        return builder.bitcast(builder.shl(k, ir.Constant(bits, mantissa)), args[0].type)
+
+    return rounded(rounded), codegen
 
 
-@njit(**JIT_OPTIONS, fastmath={"contract"})
-def _exp_reduced32(x, q, y1, y2):  # pragma: no cover - compiled
-    # as _exp_reduced64, in float32 throughout (ln 2 split as in Cephes' expf)
+def _exp(x):  # pragma: no cover - the body is _exp64 or _exp32, inlined into compiled loops
+    raise NotImplementedError
+
+
+def _exp64(x):  # pragma: no cover - compiled
+    xc = x if x > -746.0 else -746.0  # exp(-746) rounds to 0, exp(710) overflows
+    xc = xc if xc < 710.0 else 710.0
+    k = (xc * 1.4426950408889634 + _ROUNDING64) - _ROUNDING64
+    t = (xc - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
+    e = 1.0 / 6227020800.0
+    e = e * t + 1.0 / 479001600.0
+    e = e * t + 1.0 / 39916800.0
+    e = e * t + 1.0 / 3628800.0
+    e = e * t + 1.0 / 362880.0
+    e = e * t + 1.0 / 40320.0
+    e = e * t + 1.0 / 5040.0
+    e = e * t + 1.0 / 720.0
+    e = e * t + 1.0 / 120.0
+    e = e * t + 1.0 / 24.0
+    e = e * t + 1.0 / 6.0
+    e = e * t + 0.5
+    e = e * t + 1.0
+    e = e * t + 1.0
+    q = e if x == x else x  # NaN stays NaN
+    k1 = (k * 0.5 + _ROUNDING64) - _ROUNDING64
+    return (q * _power_of_two(k1 + _ROUNDING64)) * _power_of_two((k - k1) + _ROUNDING64)
+
+
+def _exp32(x):  # pragma: no cover - compiled
+    # as _exp64, in float32 throughout (ln 2 split as in Cephes' expf)
     rounding = _ROUNDING32
-    for p in range(uint64(x.shape[0])):
-        xp = x[p]
-        xc = xp if xp > np.float32(-104.0) else np.float32(-104.0)
-        xc = xc if xc < np.float32(89.0) else np.float32(89.0)
-        k = (xc * np.float32(1.44269504) + rounding) - rounding
-        t = (xc - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
-        e = np.float32(1.0 / 5040.0)
-        e = e * t + np.float32(1.0 / 720.0)
-        e = e * t + np.float32(1.0 / 120.0)
-        e = e * t + np.float32(1.0 / 24.0)
-        e = e * t + np.float32(1.0 / 6.0)
-        e = e * t + np.float32(0.5)
-        e = e * t + np.float32(1.0)
-        e = e * t + np.float32(1.0)
-        q[p] = e if xp == xp else xp
-        k1 = (k * np.float32(0.5) + rounding) - rounding
-        y1[p] = k1 + rounding
-        y2[p] = (k - k1) + rounding
+    xc = x if x > np.float32(-104.0) else np.float32(-104.0)
+    xc = xc if xc < np.float32(89.0) else np.float32(89.0)
+    k = (xc * np.float32(1.44269504) + rounding) - rounding
+    t = (xc - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
+    e = np.float32(1.0 / 5040.0)
+    e = e * t + np.float32(1.0 / 720.0)
+    e = e * t + np.float32(1.0 / 120.0)
+    e = e * t + np.float32(1.0 / 24.0)
+    e = e * t + np.float32(1.0 / 6.0)
+    e = e * t + np.float32(0.5)
+    e = e * t + np.float32(1.0)
+    e = e * t + np.float32(1.0)
+    q = e if x == x else x
+    k1 = (k * np.float32(0.5) + rounding) - rounding
+    return (q * _power_of_two(k1 + rounding)) * _power_of_two((k - k1) + rounding)
 
 
-@njit(**JIT_OPTIONS)
-def _powers_of_two(bits1, bits2, bias, mantissa_bits):  # pragma: no cover - compiled
-    # k + rounding (as integer bits) -> the bits of 2^k: the shift drops the high bits
-    for p in range(uint64(bits1.shape[0])):
-        bits1[p] = (bits1[p] + bias) << mantissa_bits
-        bits2[p] = (bits2[p] + bias) << mantissa_bits
+@overload(_exp, jit_options={"fastmath": {"contract"}}, inline="always")
+def _exp_of(x):  # pragma: no cover - compiled
+    return _exp32 if x == types.float32 else _exp64
 
 
-@njit(**JIT_OPTIONS)
-def _scaled(q, s1, s2, out):  # pragma: no cover - compiled
-    for p in range(uint64(q.shape[0])):
-        out[p] = (q[p] * s1[p]) * s2[p]
-
-
-@njit(**JIT_OPTIONS)
-def _exp_chunks(x, out, scratch, bits, double):  # pragma: no cover - compiled
-    # scratch: (3, _CHUNK) of x's dtype (q, y1, y2); bits: the same memory as integers
-    q, y1, y2 = scratch[0], scratch[1], scratch[2]
-    for start in range(0, x.shape[0], _CHUNK):
-        m = min(_CHUNK, x.shape[0] - start)
-        if double:
-            _exp_reduced64(x[start : start + m], q[:m], y1[:m], y2[:m])
-            _powers_of_two(bits[1, :m], bits[2, :m], 1023, 52)
-        else:
-            _exp_reduced32(x[start : start + m], q[:m], y1[:m], y2[:m])
-            _powers_of_two(bits[1, :m], bits[2, :m], 127, 23)
-        _scaled(q[:m], y1[:m], y2[:m], out[start : start + m])
+@njit(**JIT_OPTIONS, fastmath={"contract"})
+def _exp_loop(a):  # pragma: no cover - compiled
+    # in place: with a separate output, the vectoriser's overlap check fails for out = x
+    # and the scalar loop runs
+    for p in range(uint64(a.shape[0])):
+        a[p] = _exp(a[p])
 
 
 _BITS = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
@@ -126,11 +122,8 @@ _MAGNITUDE = {rtype: bits(np.iinfo(bits).max) for rtype, bits in _BITS.items()}
 def exp_in_place(a: np.ndarray) -> np.ndarray:
     """a = exp(a) for a real C-contiguous array (float32 and float64 by the loops above);
     returns a."""
-    bits = _BITS.get(a.dtype)
-    if bits is not None and a.flags.c_contiguous:
-        scratch = np.empty((3, _CHUNK), dtype=a.dtype)
-        flat = a.reshape(-1)
-        _exp_chunks(flat, flat, scratch, scratch.view(bits), a.dtype == np.float64)
+    if a.dtype in _BITS and a.flags.c_contiguous:
+        _exp_loop(a.reshape(-1))
     else:
         with np.errstate(over="ignore"):  # exp(x) = inf for large x, as the loops give
             np.exp(a, out=a)
@@ -146,6 +139,7 @@ def exp_in_place(a: np.ndarray) -> np.ndarray:
 # over a chunk in the L1 cache, a loop that vectorises (one over the coefficients per element
 # does not); within 1.2 ulps of mpmath's expm1.
 
+_CHUNK = 512  # elements a coefficient at a time: a chunk stays in the L1 cache
 _INVERSE_FACTORIALS = {
     np.dtype(dtype): np.array([1 / math.factorial(k) for k in range(degree, 0, -1)], dtype=dtype)
     for dtype, degree in ((np.float64, 18), (np.float32, 11))
@@ -195,16 +189,16 @@ def exp_and_expm1(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --- the sigmoid on the CPU: vectorised exp (and expm1), then one Numba pass --------------
 #
 # A fused kernel (``kernels``) evaluates exp per element with a scalar libm call and, for
-# float32 data, in float64 (its literals are float64).  Here exp and expm1 run as the
-# vectorised loops above on the real parts, in the data's own precision, and the rest is
-# arithmetic in one pass.
+# float32 data, in float64 (its literals are float64).  Here exp and expm1 are the vectorised
+# code above, in the data's own precision: a real sigmoid is one loop with exp inlined, the
+# others run exp over the real parts, then the rest as arithmetic in one pass.
 
 
-@njit(**JIT_OPTIONS)
-def _inverse_one_plus(e, one):  # pragma: no cover - compiled
-    # e = 1 / (1 + e) in place: NumPy's add and reciprocal in one pass, the same roundings
-    for p in range(uint64(e.shape[0])):
-        e[p] = one / (one + e[p])
+@njit(**JIT_OPTIONS, fastmath={"contract"})
+def _sigmoid_real(x, one, out):  # pragma: no cover - compiled
+    # 1 / (1 + exp(-x)): exp(-x) = inf for very negative x, and 1 / inf = 0
+    for p in range(uint64(x.shape[0])):
+        out[p] = one / (one + _exp(-x[p]))
 
 
 @njit(**JIT_OPTIONS)
@@ -319,8 +313,8 @@ def sigmoid(data: np.ndarray) -> np.ndarray | None:
     rtype = np.float32 if data.dtype in (np.float32, np.complex64) else np.float64
     one = rtype(1)
     if real and len(data) == 1:
-        out = exp_in_place(np.negative(flat))  # exp(-x) = inf for very negative x: 1/inf = 0
-        _inverse_one_plus(out.reshape(-1), one)
+        out = np.empty_like(flat)
+        _sigmoid_real(flat.reshape(-1), one, out.reshape(-1))
         return from_flat(out, data.shape, axes)
     e = np.abs(flat[0].real if not real else flat[0])
     np.negative(e, out=e)
