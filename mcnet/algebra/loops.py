@@ -101,7 +101,7 @@ def _exp32(x):  # pragma: no cover - compiled
     return (q * _power_of_two(k1 + rounding)) * _power_of_two((k - k1) + rounding)
 
 
-@overload(_exp, jit_options={"fastmath": {"contract"}}, inline="always")
+@overload(_exp, jit_options={"fastmath": {"contract"}})
 def _exp_of(x):  # pragma: no cover - compiled
     return _exp32 if x == types.float32 else _exp64
 
@@ -202,17 +202,17 @@ def _sigmoid_real(x, one, out):  # pragma: no cover - compiled
 
 
 @njit(**JIT_OPTIONS)
-def _sigmoid_complex(z, e, tiny, one, unit, out):  # pragma: no cover - compiled
+def _sigmoid_complex(z, tiny, one, unit, out):  # pragma: no cover - compiled
     # z: complex elements as real pairs [x, y]; e = exp(-|x|).  Tiny |y| (the derivative
     # case): sigmoid(x) + i y sigmoid'(x), the correctly rounded value (the dropped terms are
     # y^2 relative); otherwise exactly, by the complex exp.  The tiny formula goes first over
     # every element, without a branch (it vectorises); the others are then redone.
-    n = uint64(e.shape[0])
+    n = uint64(z.shape[0] // 2)
     others = 0
     for p in range(n):
         x = z[2 * p]
         y = z[2 * p + 1]
-        ep = e[p]
+        ep = _exp(-abs(x))
         r = one / (one + ep)
         out[2 * p] = r if x >= 0 else ep * r
         out[2 * p + 1] = y * (ep * r * r)
@@ -316,19 +316,16 @@ def sigmoid(data: np.ndarray) -> np.ndarray | None:
         out = np.empty_like(flat)
         _sigmoid_real(flat.reshape(-1), one, out.reshape(-1))
         return from_flat(out, data.shape, axes)
-    e = np.abs(flat[0].real if not real else flat[0])
-    np.negative(e, out=e)
     if real:  # one direction, order 2
-        e, em1 = exp_and_expm1(e)
+        e, em1 = exp_and_expm1(np.negative(np.abs(flat[0])))
         tau = rtype(2.0**-8 * np.sqrt(np.finfo(rtype).eps))
         out = np.empty_like(flat)
         if not _sigmoid_series2(flat, e, em1, tau, one, out):
             return None
         return from_flat(out, data.shape, axes)
-    exp_in_place(e)
     out = np.empty_like(flat)
     unit = flat.dtype.type(1j)
-    _sigmoid_complex(flat[0].view(rtype), e, rtype(_TINY[rtype]), one, unit, out[0].view(rtype))
+    _sigmoid_complex(flat[0].view(rtype), rtype(_TINY[rtype]), one, unit, out[0].view(rtype))
     return from_flat(out, data.shape, axes)
 
 
