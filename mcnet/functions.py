@@ -254,7 +254,19 @@ def logsumexp(x, axis=-1, keepdims: bool = False) -> Tensor:
 
 
 def log_softmax(x, axis=-1) -> Tensor:
-    return as_tensor(x) - logsumexp(x, axis=axis, keepdims=True)
+    x = as_tensor(x)
+    data = x.data
+    if len(data) == 1 and isinstance(data, np.ndarray) and data.dtype.kind == "f":
+        return Tensor(_log_softmax_real(data[0], axis)[None])
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def _log_softmax_real(a: np.ndarray, axis) -> np.ndarray:
+    """`log_softmax` of a real NumPy array: `logsumexp`'s operations in its order, on the
+    array itself (a loss's logits: a dozen tensor operations cost more than the work)."""
+    shift = np.max(a, axis=axis, keepdims=True)
+    shift = np.where(np.isfinite(shift), shift, 0.0).astype(a.dtype)
+    return a - (np.log(np.exp(a - shift).sum(axis=axis, keepdims=True)) + shift)
 
 
 def softmax(x, axis=-1) -> Tensor:

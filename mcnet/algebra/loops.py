@@ -500,29 +500,35 @@ def sigmoid_backward(grad: np.ndarray, y: np.ndarray) -> np.ndarray | None:
 
 
 @njit(**JIT_OPTIONS)
-def _elu(x, e, alpha, one, out, positive):  # pragma: no cover - compiled
-    # real x; e = exp(x) where x <= 0 (exp of the negative branch only, as mc.elu)
+def _negative_branch_exp(x):  # pragma: no cover - compiled
+    # exp(x) where x <= 0 and exp(0) elsewhere, as mc.elu takes it; NaN - NaN keeps a NaN
+    # (x - x, not x * 0: a literal would make float32 arithmetic float64)
+    return _exp(x if x <= 0 else x - x)
+
+
+@njit(**JIT_OPTIONS)
+def _elu(x, alpha, one, out, positive):  # pragma: no cover - compiled
     for p in range(uint64(x.shape[0])):
         v = x[p]
         c = v > 0
         positive[p] = c
-        out[p] = v if c else alpha * (e[p] - one)
+        out[p] = v if c else alpha * (_negative_branch_exp(v) - one)
 
 
 @njit(**JIT_OPTIONS)
-def _elu_complex(z, m, tiny, alpha, one, out, positive):  # pragma: no cover - compiled
+def _elu_complex(z, tiny, alpha, one, out, positive):  # pragma: no cover - compiled
     # z: complex elements as real pairs [x, y]; m = exp(x) where x <= 0.  On the negative
     # branch alpha (exp(z) - 1) with exp(z) = m (cos y + i sin y) = m (1 + i y) for tiny |y|
     # (the derivative case: the dropped terms are y^2 relative, below half an ulp, as in
     # _sigmoid_complex); that formula goes first over every element, branch-free, and the
     # others are then redone with cos and sin (NumPy's complex exp computes them for every
     # element, where in a derivative pass every y is tiny).
-    n = uint64(m.shape[0])
+    n = uint64(positive.shape[0])
     others = 0
     for p in range(n):
         x = z[2 * p]
         y = z[2 * p + 1]
-        mp = m[p]
+        mp = _negative_branch_exp(x)
         keep = x > 0
         positive[p] = keep
         out[2 * p] = x if keep else alpha * (mp - one)
@@ -533,12 +539,13 @@ def _elu_complex(z, m, tiny, alpha, one, out, positive):  # pragma: no cover - c
     for p in range(n):
         y = z[2 * p + 1]
         if abs(y) >= tiny and not positive[p]:
-            out[2 * p] = alpha * (m[p] * math.cos(y) - one)
-            out[2 * p + 1] = alpha * (m[p] * math.sin(y))
+            mp = _negative_branch_exp(z[2 * p])
+            out[2 * p] = alpha * (mp * math.cos(y) - one)
+            out[2 * p + 1] = alpha * (mp * math.sin(y))
 
 
 @njit(**JIT_OPTIONS)
-def _elu_order2(s, e, alpha, bound, one, multicomplex, out, positive):  # pragma: no cover
+def _elu_order2(s, alpha, bound, one, multicomplex, out, positive):  # pragma: no cover
     # one direction, order 2: s = (s0, s1, s2), e = exp(s0) where s0 <= 0; s itself where
     # s0 > 0, else alpha (exp(s) - 1).  Nilpotent units: exp(s) = e [1, s1, s2 + s1^2].
     # Multicomplex ones (i1^2 = i2^2 = -1, (i1 i2)^2 = 1): exp(s1 (i1 + i2)) = (c + i1 r)
@@ -565,7 +572,7 @@ def _elu_order2(s, e, alpha, bound, one, multicomplex, out, positive):  # pragma
             e0, e1, e2 = one, s1, s2 + s1 * s1
         keep = x > 0
         positive[p] = keep
-        ep = e[p]
+        ep = _negative_branch_exp(x)
         out[0, p] = x if keep else alpha * (ep * e0 - one)
         out[1, p] = s1 if keep else alpha * (ep * e1)
         out[2, p] = s2 if keep else alpha * (ep * e2)
@@ -599,8 +606,8 @@ def elu(data: np.ndarray, alpha: float, nilpotent: bool = False,
         ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
     """ELU of order-0 or order-1 component data ``(1, *shape)`` or one-direction order-2
     data ``(3, *shape)`` (real; with ``nilpotent`` units, else multicomplex ones) of any
-    dense layout: exp of the negative branch by the vectorised loop (real parts), then one
-    pass for x where Re x > 0, else alpha (exp(x) - 1), and the mask Re x > 0 (``*shape``,
+    dense layout: one pass for x where Re x > 0, else alpha (exp(x) - 1) (the vectorised
+    exp of the real parts' negative branch inlined), and the mask Re x > 0 (``*shape``,
     in the data's layout); None otherwise."""
     if not isinstance(data, np.ndarray) or data.dtype.kind not in "fc":
         return None
@@ -611,17 +618,15 @@ def elu(data: np.ndarray, alpha: float, nilpotent: bool = False,
     out = np.empty_like(flat)
     positive = np.empty(flat.shape[1:], dtype=np.bool_)
     x = flat[0]
-    on_branch = x.real <= 0  # exp is taken of the negative branch only, 0 elsewhere
-    e = exp_in_place(x.real * on_branch)  # of the real parts: e^a of exp(a + ib)
     if data.dtype.kind == "c":
-        _elu_complex(x.view(rtype), e, rtype(_TINY[rtype]), rtype(alpha), rtype(1),
+        _elu_complex(x.view(rtype), rtype(_TINY[rtype]), rtype(alpha), rtype(1),
                      out[0].view(rtype), positive)  # fmt: skip
     elif len(data) == 3:  # one direction, order 2
         bound = rtype(np.inf) if nilpotent else _ELU_ORDER2_BOUND[rtype]
-        if not _elu_order2(flat, e, rtype(alpha), bound, rtype(1), not nilpotent, out, positive):
+        if not _elu_order2(flat, rtype(alpha), bound, rtype(1), not nilpotent, out, positive):
             return None
     else:
-        _elu(x, e, rtype(alpha), rtype(1), out[0], positive)
+        _elu(x, rtype(alpha), rtype(1), out[0], positive)
     mask = from_flat(positive[None], (1, *data.shape[1:]), axes)[0]
     return from_flat(out, data.shape, axes), mask
 
