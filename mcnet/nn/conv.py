@@ -365,7 +365,7 @@ class Conv2d(Module):
         direct = self.saved.direct
         split = False  # the im2col path's operands in the one-direction layout (_split)
         if direct:
-            rows = correlation.gradient_rows(saved, grad_out.data)  # real parts, then imaginary
+            rows, compact = correlation.gradient_rows(saved, grad_out.data, self.input_grad_needed)
             shape = (len(grad_out.data), *weight.shape[1:])
             if saved.largest:  # complex images
                 parts_only = derivative_parts_wanted()
@@ -399,10 +399,11 @@ class Conv2d(Module):
             return None
         real = [d.dtype.kind == "f" and len(d) == 1 for d in (grad_out.data, weight)]
         if direct and all(real):  # a real gradient and a real weight (the images' parts unread)
-            images = correlation.correlate_input(saved, rows, weight[0], in_shape[2:], self.padding)
+            images = correlation.correlate_input(saved, rows, compact, weight[0], in_shape[2:],
+                                                 self.padding)  # fmt: skip
             return Tensor(images[None])
         if direct and saved.largest:  # complex images
-            images = correlation.correlate_input_order_one(saved, rows, _parts(weight),
+            images = correlation.correlate_input_order_one(saved, rows, compact, _parts(weight),
                                                            in_shape[2:], self.padding)  # fmt: skip
             return Tensor(images[None])
         if grad_out.device == "cpu":

@@ -152,24 +152,34 @@ def _correlate_weights(planes, grad, at, span, out):  # pragma: no cover - compi
 
 
 @njit(**JIT_OPTIONS)
-def _gradient_rows(g, row, ew, out):  # pragma: no cover - compiled
+def _gradient_rows(g, row, ew, out, compact):  # pragma: no cover - compiled
     # g (R, N, Ho, Wo*ew) -> out (ew*R, N, L): out[e*R + r, n, oh*row + ow] = g[r, n, oh,
-    # ow*ew + e], zero elsewhere (each element written once)
+    # ow*ew + e], zero elsewhere (each element written once); and, unless compact is empty,
+    # compact (ew*R, N, Ho*Wo): compact[e*R + r, n, oh*Wo + ow] = the same
     n_rows, n_batch, height, _ = g.shape
     width = uint64(g.shape[3] // ew)
     length, step, zero = uint64(out.shape[2]), uint64(row), out.dtype.type(0)
+    both = compact.shape[2] > 0
     for r in range(n_rows):
         for n in range(n_batch):
             re, im = out[r, n], out[(ew - 1) * n_rows + r, n]
+            cre, cim = compact[r, n], compact[(ew - 1) * n_rows + r, n]
             for oh in range(height):
-                src, base = g[r, n, oh], uint64(oh) * step
+                src, base, first = g[r, n, oh], uint64(oh) * step, uint64(oh) * width
                 if ew == 1:
                     for t in range(width):
                         re[base + t] = src[t]
+                    if both:
+                        for t in range(width):
+                            cre[first + t] = src[t]
                 else:
                     for t in range(width):
                         re[base + t] = src[2 * t]
                         im[base + t] = src[2 * t + 1]
+                    if both:
+                        for t in range(width):
+                            cre[first + t] = src[2 * t]
+                            cim[first + t] = src[2 * t + 1]
                 for t in range(base + width, base + step):
                     re[t] = zero
                     im[t] = zero
@@ -179,11 +189,12 @@ def _gradient_rows(g, row, ew, out):  # pragma: no cover - compiled
 
 
 @njit(**JIT_OPTIONS)
-def _add_shifted(cols, shifts, length, first, out):  # pragma: no cover - compiled
+def _add_shifted(cols, shifts, runs, length, step, first, out):  # pragma: no cover - compiled
     # the adjoint of reading the planes at shifted offsets (col2im on planes): cols (C, T, Nc,
-    # >= length) holds, for the images first..first + Nc, every tap's products at each output
-    # position; out[c, first + n, p + shifts[q]] += cols[c, q, n, p], taps in row-major
-    # order (the order of col2im's adds)
+    # >= runs * length) holds, for the images first..first + Nc, every tap's products at each
+    # output position, as `runs` runs of `length` positions `step` apart in a plane:
+    # out[c, first + n, k * step + t + shifts[q]] += cols[c, q, n, k * length + t], taps in
+    # row-major order (the order of col2im's adds)
     n_chan, n_taps, n_batch, _ = cols.shape
     m = uint64(length)
     for c in range(n_chan):
@@ -192,8 +203,10 @@ def _add_shifted(cols, shifts, length, first, out):  # pragma: no cover - compil
             for n in range(n_batch):
                 src = cols[c, q, n]
                 dst = out[c, first + n]
-                for t in range(m):
-                    dst[t + s] += src[t]
+                for k in range(runs):
+                    a, b = uint64(k) * m, uint64(k * step) + s
+                    for t in range(m):
+                        dst[b + t] += src[a + t]
 
 
 @dataclass(frozen=True)
@@ -275,15 +288,29 @@ def correlate(planes: Planes, weight: np.ndarray, bias: np.ndarray | None) -> np
     return out.transpose(0, 2, 1, 3, 4)
 
 
-def gradient_rows(planes: Planes, grad: np.ndarray) -> np.ndarray:
+def gradient_rows(planes: Planes, grad: np.ndarray, for_input: bool = False,
+                  ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
     """An output gradient ``(K, N, O, Ho, Wo)``, real or complex, laid out as the outputs of
     ``_correlate``: real ``(ew*K*O, N, >= span)``, row by row at the planes' row length, zero
-    at the dropped columns and past the last row (real parts, then imaginary parts)."""
+    at the dropped columns and past the last row (real parts, then imaginary parts).  With
+    ``for_input`` (an input gradient will be taken) and where the dropped columns are a
+    large part of a row (``_COMPACT_DROPPED``), also the same rows without them, ``(ew*K*O,
+    N, Ho*Wo)``, for ``_input_planes``'s GEMM; else None."""
     k, n, o, ho, wo = grad.shape
     g, ew = as_real(channel_major(grad))
     out = np.empty((ew * k * o, n, max(planes.span, ho * planes.row)), g.dtype)
-    _gradient_rows(g.reshape(k * o, n, ho, wo * ew), planes.row, ew, out)
-    return out
+    kw = planes.row - wo + 1
+    wanted = for_input and kw - 1 >= _COMPACT_DROPPED * planes.row
+    compact = np.empty((ew * k * o, n, ho * wo if wanted else 0), g.dtype)
+    _gradient_rows(g.reshape(k * o, n, ho, wo * ew), planes.row, ew, out, compact)
+    return out, compact if wanted else None
+
+
+# The least share of a plane's row that its dropped columns (kw - 1 of them) must take for
+# `_input_planes` to leave them out of its GEMM: a 5x5 kernel on rows of 16 or fewer (LeNet-5's
+# second layer), where that was faster in both precisions, the rows written twice included;
+# with 3x3 kernels on rows of 8 to 18 it was slower for some channel counts in float32
+_COMPACT_DROPPED = 0.25
 
 
 def correlate_weights(planes: Planes, rows: np.ndarray, shape, dtype) -> np.ndarray:
@@ -301,24 +328,30 @@ def correlate_weights(planes: Planes, rows: np.ndarray, shape, dtype) -> np.ndar
     return result
 
 
-def _input_planes(planes: Planes, rows: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def _input_planes(planes: Planes, rows: np.ndarray, compact: np.ndarray | None,
+                  weight: np.ndarray) -> np.ndarray:  # fmt: skip
     """``sum_r weight[r]^T rows[r]`` added back into planes ``(C, N, P)``: the adjoint of a
     correlation in its images, for a real weight ``(R, C, kh, kw)`` and real gradient rows
     ``(R, N, >= span)``.  A batch chunk at a time: one GEMM gives every tap's products at
     every output position (``W^T @ rows``, about ``CHUNK_BYTES``, in cache), then
     ``_add_shifted`` adds them into the planes, in long contiguous runs where col2im has runs
-    of ``Wo``."""
+    of ``Wo``.  With the rows without their dropped columns (``compact``, from
+    ``gradient_rows``) the GEMM does less work and the adds go a run of ``Wo`` at a time."""
     r, c, kh, kw = weight.shape
-    n, width = rows.shape[1], rows.shape[2]
     (ho, wo), row = planes.out_size, planes.row
+    if compact is None:
+        source, runs, length = rows, 1, (ho - 1) * row + wo
+    else:
+        source, runs, length = compact, ho, wo
+    n, width = source.shape[1], source.shape[2]
     taps = np.ascontiguousarray(weight.reshape(r, c * kh * kw).T)
-    out = np.zeros((c, n, planes.data.shape[2]), dtype=rows.dtype)
-    chunk = max(1, min(n, CHUNK_BYTES // (c * kh * kw * width * rows.itemsize)))
+    out = np.zeros((c, n, planes.data.shape[2]), dtype=source.dtype)
+    chunk = max(1, min(n, CHUNK_BYTES // (c * kh * kw * width * source.itemsize)))
     for first in range(0, n, chunk):
         last = min(n, first + chunk)
-        cols = taps @ rows[:, first:last].reshape(r, -1)  # (C*kh*kw, Nc*width)
-        _add_shifted(cols.reshape(c, kh * kw, last - first, width), planes.shifts,
-                     (ho - 1) * row + wo, first, out)  # fmt: skip
+        cols = taps @ source[:, first:last].reshape(r, -1)  # (C*kh*kw, Nc*width)
+        _add_shifted(cols.reshape(c, kh * kw, last - first, width), planes.shifts, runs, length,
+                     row, first, out)  # fmt: skip
     return out
 
 
@@ -331,12 +364,12 @@ def _images(out: np.ndarray, planes: Planes, kernel, image_size, padding) -> np.
     return images.transpose(1, 0, 2, 3)
 
 
-def correlate_input(planes: Planes, rows: np.ndarray, weight: np.ndarray, image_size,
-                    padding) -> np.ndarray:  # fmt: skip
+def correlate_input(planes: Planes, rows: np.ndarray, compact: np.ndarray | None,
+                    weight: np.ndarray, image_size, padding) -> np.ndarray:  # fmt: skip
     """The adjoint of ``correlate`` in its images, for a real weight ``(O, C, kh, kw)`` and a
-    real gradient's ``gradient_rows`` ``(O, N, >= span)``: ``(N, C, H, W)``, laid out
-    channel-major (``_input_planes``)."""
-    out = _input_planes(planes, rows, weight)
+    real gradient's ``gradient_rows`` ``(O, N, >= span)`` (and their compact form or None):
+    ``(N, C, H, W)``, laid out channel-major (``_input_planes``)."""
+    out = _input_planes(planes, rows, compact, weight)
     return _images(out, planes, weight.shape[2:], image_size, padding)
 
 
@@ -405,18 +438,20 @@ def correlate_weights_order_one(planes: Planes, rows: np.ndarray, shape,
     return results[0] if i_part_only else _joined(results)
 
 
-def correlate_input_order_one(planes: Planes, rows: np.ndarray, w_parts: np.ndarray,
-                              image_size, padding) -> np.ndarray:  # fmt: skip
+def correlate_input_order_one(planes: Planes, rows: np.ndarray, compact: np.ndarray | None,
+                              w_parts: np.ndarray, image_size, padding) -> np.ndarray:  # fmt: skip
     """The adjoint of ``correlate_order_one`` in its images: a weight's parts ``(1 or 2, O, C,
     kh, kw)`` against a gradient's ``gradient_rows`` (real, or real parts' rows then
-    i-parts'), not both real: complex ``(N, C, H, W)``, laid out channel-major."""
+    i-parts'; and their compact form or None), not both real: complex ``(N, C, H, W)``, laid
+    out channel-major."""
     o, c, kh, kw = w_parts.shape[1:]
     g_parts = rows.reshape(len(rows) // o, o, *rows.shape[1:])
     terms = order_one_terms(largest_entries(w_parts), largest_entries(g_parts), rows.dtype)
     parts = []
     for part_terms in terms:
         stacked, first = _stacked(part_terms, w_parts)  # (B, O, C, kh, kw)
-        blocks = rows[first * o : (first + len(stacked)) * o]
-        out = _input_planes(planes, blocks, stacked.reshape(-1, c, kh, kw))
+        blocks = slice(first * o, (first + len(stacked)) * o)
+        out = _input_planes(planes, rows[blocks], None if compact is None else compact[blocks],
+                            stacked.reshape(-1, c, kh, kw))  # fmt: skip
         parts.append(_images(out, planes, (kh, kw), image_size, padding))
     return _joined(parts)
