@@ -395,7 +395,8 @@ def test_exp_loop_is_within_one_ulp_of_mpmath(dtype, data):
 def test_expm1_loop_is_within_ulps_of_mpmath(dtype, data):
     """``loops.exp_and_expm1`` (the order-2 sigmoid's and the complex tanh's expm1: a
     polynomial below |x| = 1, e - 1 above) at tiny, moderate and overflowing x and at the
-    switch |x| = 1, every element of a chunked array checked."""
+    switch |x| = 1, every element of a vectorised loop's body and remainder checked (the
+    order-2 sigmoid and the complex tanh inline the same scalar expm1)."""
     import mpmath
 
     from mcnet.algebra import loops
@@ -406,7 +407,7 @@ def test_expm1_loop_is_within_ulps_of_mpmath(dtype, data):
                               -float(np.nextafter(dtype(1), dtype(0)))])  # fmt: skip
     value = st.one_of(st.floats(low, high), st.floats(-3, 3), tiny, switch)
     values = data.draw(st.lists(value, min_size=1, max_size=40))
-    x = np.resize(np.array(values, dtype=dtype), 1500)  # chunks of every phase
+    x = np.resize(np.array(values, dtype=dtype), 1500)  # whole vectors and a remainder
     e, em1 = loops.exp_and_expm1(x.copy())
     for got, rounded in zip(em1[: len(values)], x[: len(values)]):
         with mpmath.workprec(120), np.errstate(over="ignore"):
