@@ -208,12 +208,11 @@ def exp_and_expm1(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, em1
 
 
-# --- the sigmoid on the CPU: vectorised exp (and expm1), then one Numba pass --------------
+# --- the sigmoid on the CPU: one Numba pass, vectorised exp (and expm1) inlined ------------
 #
 # A fused kernel (``kernels``) evaluates exp per element with a scalar libm call and, for
 # float32 data, in float64 (its literals are float64).  Here exp and expm1 are the vectorised
-# code above, in the data's own precision: a real sigmoid is one loop with exp inlined, the
-# others run exp over the real parts, then the rest as arithmetic in one pass.
+# code above, in the data's own precision, called per element inside each loop.
 
 
 @njit(**JIT_OPTIONS, fastmath={"contract"})
