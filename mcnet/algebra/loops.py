@@ -334,17 +334,15 @@ def sigmoid(data: np.ndarray) -> np.ndarray | None:
     flat, axes = flat_in_memory_order(data)
     rtype = np.float32 if data.dtype in (np.float32, np.complex64) else np.float64
     one = rtype(1)
+    out = np.empty_like(flat)
     if real and len(data) == 1:
-        out = np.empty_like(flat)
         _sigmoid_real(flat.reshape(-1), one, out.reshape(-1))
         return from_flat(out, data.shape, axes)
     if real:  # one direction, order 2
         tau = rtype(2.0**-8 * np.sqrt(np.finfo(rtype).eps))
-        out = np.empty_like(flat)
         if not _sigmoid_series2(flat, tau, one, out):
             return None
         return from_flat(out, data.shape, axes)
-    out = np.empty_like(flat)
     unit = flat.dtype.type(1j)
     _sigmoid_complex(flat[0].view(rtype), rtype(_TINY[rtype]), one, unit, out[0].view(rtype))
     return from_flat(out, data.shape, axes)
