@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-14 (each written before a trial, run once after it). Each problem is trained by
+holdout-15 (each written before a trial, run once after it). Each problem is trained by
 Adam at 5 learning rates (the best final training loss is the reference, the paper's
 protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0, float64,
 one BLAS thread.
@@ -282,6 +282,20 @@ quantiles_h14 = generated(
 )
 hastie_h14 = generated("hastie_10_2", "sign", n_samples=1500, random_state=124)
 moons_h14 = generated("moons", "binary", n_samples=1500, noise=0.3, random_state=125)
+circles_h15 = generated(
+    "circles", "binary", n_samples=1500, noise=0.1, factor=0.6, random_state=131
+)
+friedman_h15 = generated(
+    "friedman1", "value", n_samples=1500, n_features=10, noise=1.0, random_state=132
+)
+moons_h15 = generated("moons", "binary", n_samples=1500, noise=0.2, random_state=133)
+synthetic_five_classes_h15 = generated(
+    "classification", "classes", n_samples=1600, n_features=16, n_informative=8, n_classes=5,
+    random_state=134,
+)  # fmt: skip
+blobs_h15 = generated(
+    "blobs", "classes", n_samples=1500, centers=5, n_features=6, cluster_std=2.5, random_state=135
+)
 
 
 def xor_four():
@@ -308,6 +322,7 @@ spirals = two_spirals(32, 1600, 0.3)
 spirals_h11 = two_spirals(91, 1500, 0.25)
 spirals_h12 = two_spirals(101, 1500, 0.3)
 spirals_h13 = two_spirals(111, 1500, 0.3)
+spirals_h15 = two_spirals(141, 1500, 0.25)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -1879,6 +1894,94 @@ HOLDOUT14 = [
         epochs=3,
     ),
 ]
+# holdout-15: a sixteenth evaluation half, written after holdout-14 had been run and before
+# newton-krylov's Levenberg-Marquardt damping was looked at again on the development half
+HOLDOUT15 = [
+    Problem(
+        "circles10-mlp2-bn-sigmoid",
+        "holdout-15",
+        "two circles, factor 0.6, noise 0.1, MLP 2-32-32-1 BN sigmoid, BCE",
+        circles_h15,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "spiralsE-mlp2-relu",
+        "holdout-15",
+        "two spirals, noise 0.25, MLP 2-64-64-1 ReLU, BCE",
+        spirals_h15,
+        mlp((64, 64), "relu"),
+        BCE,
+    ),
+    Problem(
+        "mnistY-mlp2-bn-relu",
+        "holdout-15",
+        "MNIST t10k 1700..3500 reshuffled, MLP 784-64-32-10 BN ReLU, CE",
+        lambda: mnist_slice(1700, 3500, True, 73),
+        mlp((64, 32), "relu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "friedmanF-mlp2-sin",
+        "holdout-15",
+        "Friedman #1, noise 1.0, MLP 10-32-32-1 sin, MSE",
+        friedman_h15,
+        mlp((32, 32), "sin"),
+        MSE,
+    ),
+    Problem(
+        "moons11-mlp2-bn-tanh",
+        "holdout-15",
+        "two moons, noise 0.2, MLP 2-32-32-1 BN tanh, BCE",
+        moons_h15,
+        mlp((32, 32), "tanh", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "classes5F-mlp3-elu",
+        "holdout-15",
+        "synthetic 5 classes in 16-d, MLP 16-64-64-64-5 ELU, CE",
+        synthetic_five_classes_h15,
+        mlp((64, 64, 64), "elu"),
+        CE,
+    ),
+    Problem(
+        "cancer-resnet-relu",
+        "holdout-15",
+        "breast cancer, residual MLP width 32 ReLU, BCE",
+        breast_cancer,
+        residual(32, "relu"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "mnistZ-cnn-relu",
+        "holdout-15",
+        "MNIST t10k 5200..6700 reshuffled, CNN 8-16 ReLU, CE",
+        lambda: mnist_slice(5200, 6700, False, 79),
+        cnn(28, (8, 16), "relu", False),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "digits-mlp4-none",
+        "holdout-15",
+        "digits, MLP 64-64-64-64-64-10 no activation, CE",
+        digits_flat,
+        mlp((64, 64, 64, 64), "none"),
+        CE,
+    ),
+    Problem(
+        "blobs6-mlp2-bn-sigmoid",
+        "holdout-15",
+        "blobs, 5 centres in 6-d, std 2.5, MLP 6-32-32-5 BN sigmoid, CE",
+        blobs_h15,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        CE,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -1897,6 +2000,7 @@ ALL_PROBLEMS = (
     + HOLDOUT12
     + HOLDOUT13
     + HOLDOUT14
+    + HOLDOUT15
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -2072,6 +2176,7 @@ TITLES = {
     "holdout-12": "Holdout-12 problems (a thirteenth evaluation half)",
     "holdout-13": "Holdout-13 problems (a fourteenth evaluation half)",
     "holdout-14": "Holdout-14 problems (a fifteenth evaluation half)",
+    "holdout-15": "Holdout-15 problems (a sixteenth evaluation half)",
 }
 
 
