@@ -2061,6 +2061,10 @@ def run_one(problem: Problem, solver: str, options: dict) -> dict:
     }
 
 
+# options added to a solver after runs were saved, at the value those runs were made with
+ADDED_OPTIONS = {"damping_ratio": "full"}
+
+
 def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> dict:
     """The saved run, or a new one (saved at once: runs of a split share one file). With
     ``--report`` (SAVED_ONLY) the saved run whatever settings it was made with, never a new
@@ -2073,7 +2077,9 @@ def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> di
             raise SystemExit(f"--report: no saved run {key!r} in {path}")
         return runs[key]
     config = json.loads(json.dumps(mc.solvers.make(solver, **options).config()))  # as saved
-    same = runs.get(key, {}).get("config") == config
+    saved = runs.get(key, {}).get("config")
+    added = {k: v for k, v in ADDED_OPTIONS.items() if k in config}
+    same = saved is not None and {**added, **saved} == config
     if same and runs[key].get("protocol", {}) == protocol(problem) and not rerun:
         return runs[key]  # a saved run of the same settings (a changed default runs anew)
     start = time.perf_counter()

@@ -531,20 +531,42 @@ def test_gauss_newton_curvature_is_textbook_cg_on_the_damped_gauss_newton_system
     assert oracle.counts["gauss_newton"] == iterations
 
 
-@pytest.mark.parametrize("flatness, moves", [(1.0, "down"), (0.05, "up")])
-def test_damping_follows_the_reduction_ratio_of_the_full_step(flatness, moves):
+@pytest.mark.parametrize(
+    "flatness, ratio, moves",
+    [(1.0, "full", "down"), (0.05, "full", "up"), (1.0, "taken", "down"), (0.05, "taken", "down")],
+)
+def test_damping_follows_the_reduction_ratio_of_the_full_or_the_taken_step(flatness, ratio, moves):
     """A Gauss-Newton matrix equal to the Hessian predicts f(w + dw) exactly (rho = 1:
-    lambda x 2/3); one 20 times too flat predicts a step far too long (rho < 1/4: x 3/2)."""
+    lambda x 2/3); one 20 times too flat predicts a step far too long (rho < 1/4: x 3/2),
+    which the Taylor rule cuts to a gamma where the model holds to within eta: the ratio of
+    that step is above 3/4, so ``damping_ratio="taken"`` lowers lambda where "full" raises
+    it."""
     rng = np.random.default_rng(2)
     a, b = spd_matrix(rng, 5, 4.0), rng.standard_normal(5)
     f, grad, _ = quadratic(a, b)
     model = (f, grad, lambda x: flatness * a)
     oracle = AnalyticOracle({None: model, "batch": model})
     solver = NewtonKrylovHessian(
-        curvature="gauss-newton", damping=1e-3, max_krylov=20, krylov_tol=0.0
+        curvature="gauss-newton", damping=1e-3, max_krylov=20, krylov_tol=0.0, damping_ratio=ratio
     )
-    _, state, _ = solver.step(oracle, np.zeros(5), "batch", solver.init(oracle, np.zeros(5)))
+    _, state, info = solver.step(oracle, np.zeros(5), "batch", solver.init(oracle, np.zeros(5)))
+    assert (info.step_size < 0.5) == (flatness < 1)  # the rule cut the too-long step
     assert state["curvature.damping"] == pytest.approx(1e-3 * (2 / 3 if moves == "down" else 1.5))
+
+
+def test_damping_of_a_fallback_step_follows_the_full_step():
+    """A step rule that ends at its fallback step found no gamma where the model holds: the
+    damping rises on the full step's ratio even with ``damping_ratio="taken"`` (the
+    fallback step's own ratio, near 1, would lower it)."""
+    f, grad, _ = quadratic(np.eye(1), np.ones(1))
+    model = (f, grad, lambda x: np.full((1, 1), 1e-3))
+    oracle = AnalyticOracle({None: model, "batch": model})
+    solver = NewtonKrylovHessian(
+        curvature="gauss-newton", damping=1e-3, max_adjustments=0, fallback="paper"
+    )
+    _, state, info = solver.step(oracle, np.zeros(1), "batch", solver.init(oracle, np.zeros(1)))
+    assert info.step_size == pytest.approx(1e-6)
+    assert state["curvature.damping"] == pytest.approx(1.5e-3)
 
 
 def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
@@ -579,7 +601,8 @@ def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
 def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
     """newton-krylov-fast is newton-krylov at eta 0.2 with max_krylov=10, the running
     gradient from a 128-example start, float32 products, scale-invariant channels turned by
-    at most 0.15 of their norm, no pre-batch screening and epochs that raised the training
+    at most 0.15 of their norm, no pre-batch screening, its damping on the full step's
+    reduction ratio and epochs that raised the training
     loss undone (the first of 1/2, 1/4, 1/8 of their way below their start kept): the loss
     falls, no step's pass sees the full data, and the parameters stay float64."""
     assert (
@@ -591,6 +614,7 @@ def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
             gradient_sample=128,
             curvature_dtype="float32",
             damping=1e-4,
+            damping_ratio="full",
             scale_invariant_limit=0.15,
             pre_screening=False,
         ).config()
@@ -623,7 +647,7 @@ def test_reduction_ratio_is_taken_against_the_undamped_model():
     f, grad, _ = quadratic(np.eye(1), np.ones(1))
     model = (f, grad, lambda x: np.full((1, 1), 0.1))
     oracle = AnalyticOracle({None: model, "batch": model})
-    solver = NewtonKrylovHessian(curvature="gauss-newton", damping=0.5)
+    solver = NewtonKrylovHessian(curvature="gauss-newton", damping=0.5, damping_ratio="full")
     _, state, _ = solver.step(oracle, np.zeros(1), "batch", solver.init(oracle, np.zeros(1)))
     assert state["curvature.damping"] == pytest.approx(0.75)
 

@@ -45,13 +45,18 @@ After an epoch (``epoch_rollback``, ``epoch_backtracks``, not in the printed alg
 to the first of 1/2, 1/4, 1/8 of its way below its start, or undone (docs/newton_krylov.md).
 
 Every option of the constructor is a setting of a part (see `parts`) or of the loop itself
-(``warm_start``, ``pre_screening``, ``post_screening``, ``scale_invariant_limit``,
-``scale_invariant_curvature``, ``epoch_rollback``, ``epoch_backtracks``). The defaults are
-Algorithm 1 on the damped Gauss-Newton matrix G_j + lambda I (lambda_0 = 1e-2, following
-Levenberg-Marquardt) at eta = 0.5: with H_j, CG meets non-positive curvature at its first or
-second direction in nearly every iteration on ReLU networks, and training there ran 2-12x
-behind Adam; on G_j + lambda I the paper's band (eta < 0.2) cut good steps to 1/8-1/4
-(docs/newton_krylov.md). `NewtonKrylovHessian` (``newton-krylov-hessian``) is
+(``warm_start``, ``pre_screening``, ``post_screening``, ``damping_ratio``,
+``scale_invariant_limit``, ``scale_invariant_curvature``, ``epoch_rollback``,
+``epoch_backtracks``). The defaults are Algorithm 1 on the damped Gauss-Newton matrix
+G_j + lambda I (lambda_0 = 1e-2, following Levenberg-Marquardt) at eta = 0.5: with H_j, CG
+meets non-positive curvature at its first or second direction in nearly every iteration on
+ReLU networks, and training there ran 2-12x behind Adam; on G_j + lambda I the paper's band
+(eta < 0.2) cut good steps to 1/8-1/4 (docs/newton_krylov.md). lambda follows the reduction
+ratio of the step taken, gamma dw (``damping_ratio="taken"``), not of the full step dw
+(``"full"``, Martens 2010): where the loss curves faster than its quadratic model the Taylor
+rule cuts gamma below 1 step after step, the full step's ratio stays below 1/4, and lambda
+rose x1.5 a step to 168 on a BatchNorm sigmoid MLP, whose steps then became gradient steps
+too short to leave a plateau. `NewtonKrylovHessian` (``newton-krylov-hessian``) is
 Algorithm 1 on H_j itself, CSDD and CSDD2, at the paper's eta = 0.05. The named variants are
 other compositions of the same parts.
 """
@@ -120,6 +125,7 @@ class NewtonKrylov(Solver):
         pre_screening: bool = True,
         post_screening: str = "reflect",
         damping: float = 1e-2,
+        damping_ratio: str = "taken",
         curvature_fraction: float = 1.0,
         curvature_dtype: str | None = None,
         scale_invariant_limit: float | None = 0.25,
@@ -133,6 +139,7 @@ class NewtonKrylov(Solver):
         del options["step"]
         self.__dict__.update(options)  # the options as given, for config() and the records
         self.warm_start = check_choice("warm_start", warm_start, ("step", "direction", "none"))
+        self.damping_ratio = check_choice("damping_ratio", damping_ratio, ("full", "taken"))
         self.pre_screening = check_flag("pre_screening", pre_screening)
         self.post_screening = check_choice("post_screening", post_screening, ("reflect", "paper"))
         self.scale_invariant_curvature = check_flag(
@@ -347,9 +354,12 @@ class NewtonKrylov(Solver):
             return trials[gamma]
 
         gamma, adjustments = self.rule(trial_loss, loss, dot(dw, g_batch), dw_curvature, w.dtype)
-        if self.operator.damping > 0:  # Levenberg-Marquardt on the full step's reduction ratio
-            predicted = dot(dw, g_batch) + 0.5 * dw_curvature
-            rho = (trial_loss(1.0) - loss) / predicted if predicted < 0 else math.nan
+        if self.operator.damping > 0:  # Levenberg-Marquardt on a step's reduction ratio
+            # rho of the step the rule took (at the fallback step: of the full step, a failure)
+            taken = self.damping_ratio == "taken" and gamma != self.rule.fallback_step
+            at = gamma if taken else 1.0
+            predicted = at * dot(dw, g_batch) + 0.5 * at * at * dw_curvature
+            rho = (trial_loss(at) - loss) / predicted if predicted < 0 else math.nan
             damping = self.operator.adapt(damping, rho)
         if gamma == self.rule.fallback_step:
             reasons.append("step-size fallback")
@@ -462,6 +472,7 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
     gradient_sample=128,
     curvature_dtype="float32",
     damping=1e-4,
+    damping_ratio="full",
     scale_invariant_limit=0.15,
     pre_screening=False,
 )
@@ -477,9 +488,10 @@ class NewtonKrylovFast(NewtonKrylov):
     (``epoch_rollback=0.5``, ``epoch_backtracks=3``: `mcnet.fit` goes on from the first of
     the points 1/2, 1/4, 1/8 of the epoch's way below the previous epoch's end, else from
     that end, with steps halved until an epoch lowers the loss). One setting
-    for every problem, its starting damping 1e-4, its limit and its rollback chosen on the
-    development problems of
-    `benchmarks/nk_suite.py` (the one that met its targets with the largest margin on the
-    worst problem; the settings tried are listed in `benchmarks/results/nk_suite.md`)."""
+    for every problem, its starting damping 1e-4 (following the full step's reduction ratio,
+    ``damping_ratio="full"``, the rule it was chosen with), its limit and its rollback chosen
+    on the development problems of `benchmarks/nk_suite.py` (the one that met its targets
+    with the largest margin on the worst problem; the settings tried are listed in
+    `benchmarks/results/nk_suite.md`)."""
 
     name = "newton-krylov-fast"
