@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-15 (each written before a trial, run once after it). Each problem is trained by
+holdout-16 (each written before a trial, run once after it). Each problem is trained by
 Adam at 5 learning rates (the best final training loss is the reference, the paper's
 protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0, float64,
 one BLAS thread.
@@ -296,6 +296,18 @@ synthetic_five_classes_h15 = generated(
 blobs_h15 = generated(
     "blobs", "classes", n_samples=1500, centers=5, n_features=6, cluster_std=2.5, random_state=135
 )
+circles_h16 = generated(
+    "circles", "binary", n_samples=1500, noise=0.08, factor=0.5, random_state=151
+)
+moons_h16 = generated("moons", "binary", n_samples=1500, noise=0.15, random_state=152)
+friedman3_h16 = generated("friedman3", "value", n_samples=1500, noise=0.05, random_state=153)
+synthetic_four_classes_h16 = generated(
+    "classification", "classes", n_samples=1500, n_features=10, n_informative=5, n_classes=4,
+    random_state=154,
+)  # fmt: skip
+quantiles_h16 = generated(
+    "gaussian_quantiles", "classes", n_samples=1500, n_features=3, n_classes=3, random_state=155
+)
 
 
 def xor_four():
@@ -323,6 +335,7 @@ spirals_h11 = two_spirals(91, 1500, 0.25)
 spirals_h12 = two_spirals(101, 1500, 0.3)
 spirals_h13 = two_spirals(111, 1500, 0.3)
 spirals_h15 = two_spirals(141, 1500, 0.25)
+spirals_h16 = two_spirals(161, 1500, 0.2)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -1982,6 +1995,96 @@ HOLDOUT15 = [
         CE,
     ),
 ]
+# holdout-16: a seventeenth evaluation half, written after holdout-15 had been run and before
+# newton-krylov-fast's Taylor band and damping rule were tried on the seen halves
+HOLDOUT16 = [
+    Problem(
+        "spiralsF-mlp3-relu",
+        "holdout-16",
+        "two spirals, noise 0.2, MLP 2-64-64-64-1 ReLU, BCE",
+        spirals_h16,
+        mlp((64, 64, 64), "relu"),
+        BCE,
+    ),
+    Problem(
+        "circles11-mlp2-bn-sigmoid",
+        "holdout-16",
+        "two circles, factor 0.5, noise 0.08, MLP 2-32-32-1 BN sigmoid, BCE",
+        circles_h16,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "moons12-mlp2-relu",
+        "holdout-16",
+        "two moons, noise 0.15, MLP 2-32-32-1 ReLU, BCE",
+        moons_h16,
+        mlp((32, 32), "relu"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "friedman3F-mlp2-bn-tanh",
+        "holdout-16",
+        "Friedman #3, noise 0.05, MLP 4-32-32-1 BN tanh, MSE",
+        friedman3_h16,
+        mlp((32, 32), "tanh", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "classes4G-mlp2-bn-elu",
+        "holdout-16",
+        "synthetic 4 classes in 10-d, MLP 10-64-64-4 BN ELU, CE",
+        synthetic_four_classes_h16,
+        mlp((64, 64), "elu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "quantiles3B-mlp2-sin",
+        "holdout-16",
+        "Gaussian quantiles, 3 classes in 3-d, MLP 3-32-32-3 sin, CE",
+        quantiles_h16,
+        mlp((32, 32), "sin"),
+        CE,
+        epochs=10,
+    ),
+    Problem(
+        "mnistAA-mlp1-relu",
+        "holdout-16",
+        "MNIST t10k 300..2100 reshuffled, MLP 784-128-10 ReLU, CE",
+        lambda: mnist_slice(300, 2100, True, 83),
+        mlp((128,), "relu"),
+        CE,
+    ),
+    Problem(
+        "mnistAB-cnn-bn-relu",
+        "holdout-16",
+        "MNIST t10k 7300..8800 reshuffled, CNN 8-16 BN ReLU, CE",
+        lambda: mnist_slice(7300, 8800, False, 89),
+        cnn(28, (8, 16), "relu", True),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "wine-mlp3-sigmoid",
+        "holdout-16",
+        "wine, MLP 13-32-32-32-3 sigmoid, CE",
+        wine,
+        mlp((32, 32, 32), "sigmoid"),
+        CE,
+        epochs=20,
+    ),
+    Problem(
+        "diabetes-resnet-relu",
+        "holdout-16",
+        "diabetes, residual MLP width 32 ReLU, MSE",
+        diabetes,
+        residual(32, "relu"),
+        MSE,
+        epochs=10,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -2001,6 +2104,7 @@ ALL_PROBLEMS = (
     + HOLDOUT13
     + HOLDOUT14
     + HOLDOUT15
+    + HOLDOUT16
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -2183,6 +2287,7 @@ TITLES = {
     "holdout-13": "Holdout-13 problems (a fourteenth evaluation half)",
     "holdout-14": "Holdout-14 problems (a fifteenth evaluation half)",
     "holdout-15": "Holdout-15 problems (a sixteenth evaluation half)",
+    "holdout-16": "Holdout-16 problems (a seventeenth evaluation half)",
 }
 
 
