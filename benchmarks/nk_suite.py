@@ -2166,7 +2166,7 @@ def run_one(problem: Problem, solver: str, options: dict) -> dict:
 
 
 # options added to a solver after runs were saved, at the value those runs were made with
-ADDED_OPTIONS = {"damping_ratio": "full"}
+ADDED_OPTIONS = {"damping_ratio": "full", "min_damping": 0.0}
 
 
 def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> dict:

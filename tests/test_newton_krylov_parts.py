@@ -69,6 +69,11 @@ def test_curvature_operator_subsample_fusion_and_damping_rule():
     lm = CurvatureOperator("gauss-newton", damping=1.0)
     assert [lm.adapt(1.0, rho) for rho in (0.1, math.nan, 0.5, 0.9)] == [1.5, 1.5, 1.0, 2 / 3]
     assert CurvatureOperator().adapt(1.0, 0.1) == 1.0  # undamped: nothing to adapt
+    floored = CurvatureOperator("gauss-newton", damping=1.0, min_damping=0.8)
+    assert [floored.adapt(1.0, rho) for rho in (0.1, 0.9)] == [1.5, 0.8]  # not below 0.8
+    assert floored.adapt(2.0, 0.9) == 4 / 3
+    with pytest.raises(ValueError, match="min_damping"):
+        CurvatureOperator(min_damping=-1.0)
     with pytest.raises(ValueError, match="curvature_fraction"):
         CurvatureOperator(fraction=1.5)
     with pytest.raises(ValueError, match="curvature"):

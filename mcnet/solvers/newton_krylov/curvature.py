@@ -20,8 +20,9 @@ class CurvatureOperator:
     semi-definite for a convex loss (one complex forward and backward per product).
 
     ``damping`` lambda > 0 adds lambda I and follows Levenberg-Marquardt on the reduction
-    ratio of each step (Martens 2010). ``dtype`` runs the products in float32 (or float64) on a
-    copy of the module while everything else stays in the parameters' dtype. ``fraction``
+    ratio of each step (Martens 2010), never below ``min_damping``. ``dtype`` runs the
+    products in float32 (or float64) on a copy of the module while everything else stays in
+    the parameters' dtype. ``fraction``
     takes the products on the first fraction of each (shuffled) batch: subsampled curvature
     (Byrd et al. 2011).
     """
@@ -30,6 +31,7 @@ class CurvatureOperator:
     damping: float = 0.0
     dtype: str | None = None
     fraction: float = 1.0
+    min_damping: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("curvature", self.kind, KINDS)
@@ -37,6 +39,7 @@ class CurvatureOperator:
         if self.dtype is not None:
             check_choice("curvature_dtype", self.dtype, ("float32", "float64"))
         check_positive("curvature_fraction", self.fraction)
+        check_positive("min_damping", self.min_damping, allow_zero=True)
         if self.fraction > 1:
             raise ValueError(f"curvature_fraction must be in (0, 1], got {self.fraction!r}")
 
@@ -45,8 +48,11 @@ class CurvatureOperator:
         return {"curvature.damping": self.damping}
 
     def adapt(self, damping: float, rho: float) -> float:
-        """The next damping from the reduction ratio rho of the full step."""
-        return levenberg_marquardt(damping, rho) if self.damping > 0 else damping
+        """The next damping from the reduction ratio rho of a step, not below
+        ``min_damping``."""
+        if self.damping == 0:
+            return damping
+        return max(levenberg_marquardt(damping, rho), self.min_damping)
 
     # --- products -------------------------------------------------------------------------
     def batch(self, batch):

@@ -126,6 +126,7 @@ class NewtonKrylov(Solver):
         post_screening: str = "reflect",
         damping: float = 1e-2,
         damping_ratio: str = "taken",
+        min_damping: float = 0.0,
         curvature_fraction: float = 1.0,
         curvature_dtype: str | None = None,
         scale_invariant_limit: float | None = 0.25,
@@ -158,7 +159,11 @@ class NewtonKrylov(Solver):
             else check_positive("scale_invariant_limit", scale_invariant_limit)
         )
         self.operator = CurvatureOperator(
-            curvature, float(damping), curvature_dtype, float(curvature_fraction)
+            curvature,
+            float(damping),
+            curvature_dtype,
+            float(curvature_fraction),
+            float(min_damping),
         )
         self.krylov = ConjugateGradient(
             max_krylov,
