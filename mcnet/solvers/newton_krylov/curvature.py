@@ -22,9 +22,8 @@ class CurvatureOperator:
     ``damping`` lambda > 0 adds lambda I and follows Levenberg-Marquardt on the reduction
     ratio of each step (Martens 2010), never below ``min_damping``. ``dtype`` runs the
     products in float32 (or float64) on a copy of the module while everything else stays in
-    the parameters' dtype. ``fraction``
-    takes the products on the first fraction of each (shuffled) batch: subsampled curvature
-    (Byrd et al. 2011).
+    the parameters' dtype. ``fraction`` takes the products on the first fraction of each
+    (shuffled) batch: subsampled curvature (Byrd et al. 2011).
     """
 
     kind: str = "bicomplex"
