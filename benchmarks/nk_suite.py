@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-16 (each written before a trial, run once after it). Each problem is trained by
+holdout-17 (each written before a trial, run once after it). Each problem is trained by
 Adam at 5 learning rates (the best final training loss is the reference, the paper's
 protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0, float64,
 one BLAS thread.
@@ -308,6 +308,17 @@ synthetic_four_classes_h16 = generated(
 quantiles_h16 = generated(
     "gaussian_quantiles", "classes", n_samples=1500, n_features=3, n_classes=3, random_state=155
 )
+circles_h17 = generated(
+    "circles", "binary", n_samples=1500, noise=0.1, factor=0.45, random_state=171
+)
+moons_h17 = generated("moons", "binary", n_samples=1500, noise=0.25, random_state=172)
+friedman_h17 = generated(
+    "friedman1", "value", n_samples=1500, n_features=8, noise=0.3, random_state=173
+)
+synthetic_six_classes_h17 = generated(
+    "classification", "classes", n_samples=1800, n_features=20, n_informative=10, n_classes=6,
+    random_state=174,
+)  # fmt: skip
 
 
 def xor_four():
@@ -336,6 +347,7 @@ spirals_h12 = two_spirals(101, 1500, 0.3)
 spirals_h13 = two_spirals(111, 1500, 0.3)
 spirals_h15 = two_spirals(141, 1500, 0.25)
 spirals_h16 = two_spirals(161, 1500, 0.2)
+spirals_h17 = two_spirals(171, 1500, 0.3)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -2085,6 +2097,95 @@ HOLDOUT16 = [
         epochs=10,
     ),
 ]
+# holdout-17: an eighteenth evaluation half, written after holdout-16 had been run and before
+# newton-krylov-fast with newton-krylov's Taylor band, damping rule and starting damping was
+# tried on the seen halves
+HOLDOUT17 = [
+    Problem(
+        "spiralsG-mlp2-relu",
+        "holdout-17",
+        "two spirals, noise 0.3, MLP 2-32-32-1 ReLU, BCE",
+        spirals_h17,
+        mlp((32, 32), "relu"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "circles12-mlp2-bn-sigmoid",
+        "holdout-17",
+        "two circles, factor 0.45, noise 0.1, MLP 2-64-64-1 BN sigmoid, BCE",
+        circles_h17,
+        mlp((64, 64), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "moons13-mlp3-elu",
+        "holdout-17",
+        "two moons, noise 0.25, MLP 2-32-32-32-1 ELU, BCE",
+        moons_h17,
+        mlp((32, 32, 32), "elu"),
+        BCE,
+    ),
+    Problem(
+        "friedmanG-mlp2-bn-relu",
+        "holdout-17",
+        "Friedman #1 in 8-d, noise 0.3, MLP 8-64-64-1 BN ReLU, MSE",
+        friedman_h17,
+        mlp((64, 64), "relu", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "classes6H-mlp2-tanh",
+        "holdout-17",
+        "synthetic 6 classes in 20-d, MLP 20-64-64-6 tanh, CE",
+        synthetic_six_classes_h17,
+        mlp((64, 64), "tanh"),
+        CE,
+    ),
+    Problem(
+        "mnistAC-mlp2-bn-sigmoid",
+        "holdout-17",
+        "MNIST t10k 2600..4400 reshuffled, MLP 784-64-32-10 BN sigmoid, CE",
+        lambda: mnist_slice(2600, 4400, True, 97),
+        mlp((64, 32), "sigmoid", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "mnistAD-mlp2-relu",
+        "holdout-17",
+        "MNIST t10k 5800..7600 reshuffled, MLP 784-64-32-10 ReLU, CE",
+        lambda: mnist_slice(5800, 7600, True, 101),
+        mlp((64, 32), "relu"),
+        CE,
+    ),
+    Problem(
+        "mnistAE-cnn-tanh",
+        "holdout-17",
+        "MNIST t10k 900..2400 reshuffled, CNN 8-16 tanh, CE",
+        lambda: mnist_slice(900, 2400, False, 103),
+        cnn(28, (8, 16), "tanh", False),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "cancer-mlp2-bn-tanh-wide",
+        "holdout-17",
+        "breast cancer, MLP 30-64-64-1 BN tanh, BCE",
+        breast_cancer,
+        mlp((64, 64), "tanh", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "digits-resnet-elu-narrow",
+        "holdout-17",
+        "digits, residual MLP width 32 ELU, CE",
+        digits_flat,
+        residual(32, "elu"),
+        CE,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -2105,6 +2206,7 @@ ALL_PROBLEMS = (
     + HOLDOUT14
     + HOLDOUT15
     + HOLDOUT16
+    + HOLDOUT17
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -2288,6 +2390,7 @@ TITLES = {
     "holdout-14": "Holdout-14 problems (a fifteenth evaluation half)",
     "holdout-15": "Holdout-15 problems (a sixteenth evaluation half)",
     "holdout-16": "Holdout-16 problems (a seventeenth evaluation half)",
+    "holdout-17": "Holdout-17 problems (an eighteenth evaluation half)",
 }
 
 
