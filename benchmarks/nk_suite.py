@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-17 (each written before a trial, run once after it). Each problem is trained by
+holdout-18 (each written before a trial, run once after it). Each problem is trained by
 Adam at 5 learning rates (the best final training loss is the reference, the paper's
 protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0, float64,
 one BLAS thread.
@@ -319,6 +319,14 @@ synthetic_six_classes_h17 = generated(
     "classification", "classes", n_samples=1800, n_features=20, n_informative=10, n_classes=6,
     random_state=174,
 )  # fmt: skip
+circles_h18 = generated(
+    "circles", "binary", n_samples=1500, noise=0.15, factor=0.5, random_state=181
+)
+moons_h18 = generated("moons", "binary", n_samples=1500, noise=0.35, random_state=182)
+friedman2_h18 = generated("friedman2", "value", n_samples=1500, noise=20.0, random_state=183)
+quantiles_h18 = generated(
+    "gaussian_quantiles", "classes", n_samples=1500, n_features=5, n_classes=3, random_state=184
+)
 
 
 def xor_four():
@@ -348,6 +356,7 @@ spirals_h13 = two_spirals(111, 1500, 0.3)
 spirals_h15 = two_spirals(141, 1500, 0.25)
 spirals_h16 = two_spirals(161, 1500, 0.2)
 spirals_h17 = two_spirals(171, 1500, 0.3)
+spirals_h18 = two_spirals(181, 1500, 0.25)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -2186,6 +2195,96 @@ HOLDOUT17 = [
         CE,
     ),
 ]
+# holdout-18: a nineteenth evaluation half, written after holdout-17 had been run and before
+# newton-krylov's starting damping was tried again, with lambda on the step taken, on the seen
+# halves
+HOLDOUT18 = [
+    Problem(
+        "circles13-mlp2-bn-sigmoid",
+        "holdout-18",
+        "two circles, factor 0.5, noise 0.15, MLP 2-48-48-1 BN sigmoid, BCE",
+        circles_h18,
+        mlp((48, 48), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "spiralsH-mlp2-elu",
+        "holdout-18",
+        "two spirals, noise 0.25, MLP 2-64-64-1 ELU, BCE",
+        spirals_h18,
+        mlp((64, 64), "elu"),
+        BCE,
+    ),
+    Problem(
+        "moons14-mlp2-bn-relu",
+        "holdout-18",
+        "two moons, noise 0.35, MLP 2-32-32-1 BN ReLU, BCE",
+        moons_h18,
+        mlp((32, 32), "relu", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "friedman2E-mlp3-tanh",
+        "holdout-18",
+        "Friedman #2, noise 20, MLP 4-32-32-32-1 tanh, MSE",
+        friedman2_h18,
+        mlp((32, 32, 32), "tanh"),
+        MSE,
+    ),
+    Problem(
+        "quantiles3C-mlp2-bn-sigmoid",
+        "holdout-18",
+        "Gaussian quantiles, 3 classes in 5-d, MLP 5-32-32-3 BN sigmoid, CE",
+        quantiles_h18,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "mnistAF-mlp2-bn-tanh",
+        "holdout-18",
+        "MNIST t10k 4100..5900 reshuffled, MLP 784-64-32-10 BN tanh, CE",
+        lambda: mnist_slice(4100, 5900, True, 107),
+        mlp((64, 32), "tanh", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "mnistAG-cnn-bn-sigmoid",
+        "holdout-18",
+        "MNIST t10k 8600..10000 reshuffled, CNN 8-16 BN sigmoid, CE",
+        lambda: mnist_slice(8600, 10000, False, 109),
+        cnn(28, (8, 16), "sigmoid", True),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "wine-resnet-relu",
+        "holdout-18",
+        "wine, residual MLP width 32 ReLU, CE",
+        wine,
+        residual(32, "relu"),
+        CE,
+        epochs=10,
+    ),
+    Problem(
+        "diabetes-mlp3-sin",
+        "holdout-18",
+        "diabetes, MLP 10-32-32-32-1 sin, MSE",
+        diabetes,
+        mlp((32, 32, 32), "sin"),
+        MSE,
+        epochs=10,
+    ),
+    Problem(
+        "digits-mlp2-bn-sigmoid-wide",
+        "holdout-18",
+        "digits, MLP 64-128-64-10 BN sigmoid, CE",
+        digits_flat,
+        mlp((128, 64), "sigmoid", batchnorm=True),
+        CE,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -2207,6 +2306,7 @@ ALL_PROBLEMS = (
     + HOLDOUT15
     + HOLDOUT16
     + HOLDOUT17
+    + HOLDOUT18
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -2391,6 +2491,7 @@ TITLES = {
     "holdout-15": "Holdout-15 problems (a sixteenth evaluation half)",
     "holdout-16": "Holdout-16 problems (a seventeenth evaluation half)",
     "holdout-17": "Holdout-17 problems (an eighteenth evaluation half)",
+    "holdout-18": "Holdout-18 problems (a nineteenth evaluation half)",
 }
 
 
