@@ -359,14 +359,14 @@ class NewtonKrylov(Solver):
             return trials[gamma]
 
         gamma, adjustments = self.rule(trial_loss, loss, dot(dw, g_batch), dw_curvature, w.dtype)
+        fell_back = gamma == self.rule.fallback_step
         if self.operator.damping > 0:  # Levenberg-Marquardt on a step's reduction ratio
             # rho of the step the rule took (at the fallback step: of the full step, a failure)
-            taken = self.damping_ratio == "taken" and gamma != self.rule.fallback_step
-            at = gamma if taken else 1.0
+            at = gamma if self.damping_ratio == "taken" and not fell_back else 1.0
             predicted = at * dot(dw, g_batch) + 0.5 * at * at * dw_curvature
             rho = (trial_loss(at) - loss) / predicted if predicted < 0 else math.nan
             damping = self.operator.adapt(damping, rho)
-        if gamma == self.rule.fallback_step:
+        if fell_back:
             reasons.append("step-size fallback")
         gamma *= float(state.get("rollback.step_scale", 1.0))
         step = dw * w.dtype.type(gamma)
