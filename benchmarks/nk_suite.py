@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-18 (each written before a trial, run once after it). Each problem is trained by
+holdout-19 (each written before a trial, run once after it). Each problem is trained by
 Adam at 5 learning rates (the best final training loss is the reference, the paper's
 protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0, float64,
 one BLAS thread.
@@ -327,6 +327,20 @@ friedman2_h18 = generated("friedman2", "value", n_samples=1500, noise=20.0, rand
 quantiles_h18 = generated(
     "gaussian_quantiles", "classes", n_samples=1500, n_features=5, n_classes=3, random_state=184
 )
+circles_h19 = generated(
+    "circles", "binary", n_samples=1500, noise=0.12, factor=0.4, random_state=191
+)
+moons_h19 = generated("moons", "binary", n_samples=1500, noise=0.3, random_state=192)
+friedman_h19 = generated(
+    "friedman1", "value", n_samples=1500, n_features=6, noise=0.5, random_state=193
+)
+synthetic_five_classes_h19 = generated(
+    "classification", "classes", n_samples=1500, n_features=16, n_informative=8, n_classes=5,
+    random_state=194,
+)  # fmt: skip
+regression_h19 = tanh_regression(
+    40.0, n_samples=1500, n_features=10, n_informative=6, noise=5.0, random_state=195
+)
 
 
 def xor_four():
@@ -357,6 +371,7 @@ spirals_h15 = two_spirals(141, 1500, 0.25)
 spirals_h16 = two_spirals(161, 1500, 0.2)
 spirals_h17 = two_spirals(171, 1500, 0.3)
 spirals_h18 = two_spirals(181, 1500, 0.25)
+spirals_h19 = two_spirals(196, 1500, 0.2)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -2285,6 +2300,93 @@ HOLDOUT18 = [
         CE,
     ),
 ]
+# holdout-19: a twentieth evaluation half, written after holdout-18 had been run and before
+# newton-krylov-fast's step band, damping rule and starting damping were tried again together
+HOLDOUT19 = [
+    Problem(
+        "spiralsI-mlp2-relu",
+        "holdout-19",
+        "two spirals, noise 0.2, MLP 2-64-64-1 ReLU, BCE",
+        spirals_h19,
+        mlp((64, 64), "relu"),
+        BCE,
+    ),
+    Problem(
+        "circles14-mlp2-bn-tanh",
+        "holdout-19",
+        "two circles, factor 0.4, noise 0.12, MLP 2-32-32-1 BN tanh, BCE",
+        circles_h19,
+        mlp((32, 32), "tanh", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "mnistAH-mlp1-relu",
+        "holdout-19",
+        "MNIST t10k 3000..4800 reshuffled, MLP 784-128-10 ReLU, CE",
+        lambda: mnist_slice(3000, 4800, True, 113),
+        mlp((128,), "relu"),
+        CE,
+    ),
+    Problem(
+        "mnistAI-lenet-relu",
+        "holdout-19",
+        "MNIST t10k 6200..7600 reshuffled, LeNet-5 ReLU, CE",
+        lambda: mnist_slice(6200, 7600, False, 127),
+        lenet5("relu"),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "moons15-mlp3-elu",
+        "holdout-19",
+        "two moons, noise 0.3, MLP 2-32-32-32-1 ELU, BCE",
+        moons_h19,
+        mlp((32, 32, 32), "elu"),
+        BCE,
+    ),
+    Problem(
+        "friedmanH-mlp2-sigmoid",
+        "holdout-19",
+        "Friedman #1, 6 features, noise 0.5, MLP 6-64-64-1 sigmoid, MSE",
+        friedman_h19,
+        mlp((64, 64), "sigmoid"),
+        MSE,
+    ),
+    Problem(
+        "cancer-resnet-tanh",
+        "holdout-19",
+        "breast cancer, residual MLP width 32 tanh, BCE",
+        breast_cancer,
+        residual(32, "tanh"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "classes5I-mlp4-relu",
+        "holdout-19",
+        "5 classes in 16-d (8 informative), MLP 16-64-64-64-64-5 ReLU, CE",
+        synthetic_five_classes_h19,
+        mlp((64, 64, 64, 64), "relu"),
+        CE,
+    ),
+    Problem(
+        "digits-cnn-relu",
+        "holdout-19",
+        "digits 8x8, CNN 8-16 ReLU, CE",
+        digits_images,
+        cnn(8, (8, 16), "relu", False),
+        CE,
+    ),
+    Problem(
+        "regressionD-mlp2-relu",
+        "holdout-19",
+        "tanh of a linear regression, 10 features, MLP 10-64-64-1 ReLU, MSE",
+        regression_h19,
+        mlp((64, 64), "relu"),
+        MSE,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -2307,6 +2409,7 @@ ALL_PROBLEMS = (
     + HOLDOUT16
     + HOLDOUT17
     + HOLDOUT18
+    + HOLDOUT19
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -2450,11 +2553,13 @@ def time_to(record: dict, target: float) -> float | None:
     return None
 
 
-def frozen(record: dict) -> bool:
+def frozen(record: dict, reference: float) -> bool:
     """Training loss unchanged to 8 digits over the last two epochs in a row (one epoch
-    undone by a rollback ends where it began, and is not a freeze on its own)."""
+    undone by a rollback ends where it began, and is not a freeze on its own), above
+    ``reference`` (Adam's best final loss): a loss that stops below Adam's has converged."""
     a, b, c = record["train_loss"][-3:]
-    return abs(a - b) <= 1e-8 * abs(a) and abs(b - c) <= 1e-8 * abs(b)
+    flat = abs(a - b) <= 1e-8 * abs(a) and abs(b - c) <= 1e-8 * abs(b)
+    return flat and c > reference
 
 
 def row(problem: Problem, adam: dict, nk: dict) -> dict:
@@ -2467,7 +2572,7 @@ def row(problem: Problem, adam: dict, nk: dict) -> dict:
         "time_to_adam": to_target,
         "adam_time": t_adam,
         "nk_time": solver_seconds(nk)[-1],
-        "frozen": frozen(nk),
+        "frozen": frozen(nk, reference),
         "monotone": all(b < a for a, b in zip(nk["train_loss"], nk["train_loss"][1:])),
     }
 
@@ -2492,6 +2597,7 @@ TITLES = {
     "holdout-16": "Holdout-16 problems (a seventeenth evaluation half)",
     "holdout-17": "Holdout-17 problems (an eighteenth evaluation half)",
     "holdout-18": "Holdout-18 problems (a nineteenth evaluation half)",
+    "holdout-19": "Holdout-19 problems (a twentieth evaluation half)",
 }
 
 

@@ -56,3 +56,16 @@ def test_equal_wall_time_reads_newton_krylovs_loss_at_adams_own_time(suite):
     assert row["equal_time"] == pytest.approx(0.8 / 0.5)  # NK's loss after 1.5 s, not 3 s
     assert row["time_to_adam"] == 3.0
     assert row["equal_epochs"] == pytest.approx(0.2 / 0.5)
+
+
+@pytest.mark.parametrize(
+    ("losses", "reference", "expected"),
+    [
+        ([2.5, 2.2394045671, 2.2394045671, 2.2394045671], 0.03, True),  # the freeze
+        ([6.1e-5, 4.3e-6, 4.3e-6, 4.3e-6], 1.75e-4, False),  # stopped below Adam: converged
+        ([2.5, 2.3, 2.3, 2.2], 0.03, False),  # one epoch rolled back, then a step down
+        ([2.5, 2.3, 2.2, 2.1], 0.03, False),
+    ],
+)
+def test_a_freeze_is_a_flat_loss_above_adams(suite, losses, reference, expected):
+    assert suite.frozen({"train_loss": losses}, reference) is expected
