@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-19 (each written before a trial, run once after it). Each problem is trained by
+holdout-20 (each written before a trial, run once after it). Each problem is trained by
 Adam at 5 learning rates (the best final training loss is the reference, the paper's
 protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0, float64,
 one BLAS thread.
@@ -341,6 +341,14 @@ synthetic_five_classes_h19 = generated(
 regression_h19 = tanh_regression(
     40.0, n_samples=1500, n_features=10, n_informative=6, noise=5.0, random_state=195
 )
+circles_h20 = generated(
+    "circles", "binary", n_samples=1500, noise=0.1, factor=0.45, random_state=202
+)
+moons_h20 = generated("moons", "binary", n_samples=1500, noise=0.2, random_state=203)
+friedman3_h20 = generated("friedman3", "value", n_samples=1500, noise=0.1, random_state=204)
+quantiles_h20 = generated(
+    "gaussian_quantiles", "classes", n_samples=1500, n_features=4, n_classes=4, random_state=205
+)
 
 
 def xor_four():
@@ -372,6 +380,7 @@ spirals_h16 = two_spirals(161, 1500, 0.2)
 spirals_h17 = two_spirals(171, 1500, 0.3)
 spirals_h18 = two_spirals(181, 1500, 0.25)
 spirals_h19 = two_spirals(196, 1500, 0.2)
+spirals_h20 = two_spirals(201, 1500, 0.25)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -2387,6 +2396,94 @@ HOLDOUT19 = [
         MSE,
     ),
 ]
+# holdout-20: a twenty-first evaluation half, written after holdout-19 had been run and before
+# newton-krylov-fast's Krylov limit was tried on the seen halves
+HOLDOUT20 = [
+    Problem(
+        "spiralsJ-mlp3-relu",
+        "holdout-20",
+        "two spirals, noise 0.25, MLP 2-48-48-48-1 ReLU, BCE",
+        spirals_h20,
+        mlp((48, 48, 48), "relu"),
+        BCE,
+    ),
+    Problem(
+        "circles15-mlp2-bn-sigmoid",
+        "holdout-20",
+        "two circles, factor 0.45, noise 0.1, MLP 2-32-32-1 BN sigmoid, BCE",
+        circles_h20,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "mnistAJ-mlp2-bn-relu",
+        "holdout-20",
+        "MNIST t10k 1200..3000 reshuffled, MLP 784-96-48-10 BN ReLU, CE",
+        lambda: mnist_slice(1200, 3000, True, 131),
+        mlp((96, 48), "relu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "mnistAK-cnn-tanh",
+        "holdout-20",
+        "MNIST t10k 7000..8400 reshuffled, CNN 8-16 tanh, CE",
+        lambda: mnist_slice(7000, 8400, False, 137),
+        cnn(28, (8, 16), "tanh", False),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "moons16-mlp2-sigmoid",
+        "holdout-20",
+        "two moons, noise 0.2, MLP 2-32-32-1 sigmoid, BCE",
+        moons_h20,
+        mlp((32, 32), "sigmoid"),
+        BCE,
+    ),
+    Problem(
+        "friedman3G-mlp3-relu",
+        "holdout-20",
+        "Friedman #3, noise 0.1, MLP 4-32-32-32-1 ReLU, MSE",
+        friedman3_h20,
+        mlp((32, 32, 32), "relu"),
+        MSE,
+    ),
+    Problem(
+        "wine-mlp2-elu",
+        "holdout-20",
+        "wine, MLP 13-32-32-3 ELU, CE",
+        wine,
+        mlp((32, 32), "elu"),
+        CE,
+        epochs=10,
+    ),
+    Problem(
+        "quantiles4C-mlp2-bn-tanh",
+        "holdout-20",
+        "Gaussian quantiles, 4 classes in 4-d, MLP 4-32-32-4 BN tanh, CE",
+        quantiles_h20,
+        mlp((32, 32), "tanh", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "digits-mlp3-tanh",
+        "holdout-20",
+        "digits, MLP 64-64-64-64-10 tanh, CE",
+        digits_flat,
+        mlp((64, 64, 64), "tanh"),
+        CE,
+    ),
+    Problem(
+        "diabetes-resnet-elu",
+        "holdout-20",
+        "diabetes, residual MLP width 32 ELU, MSE",
+        diabetes,
+        residual(32, "elu"),
+        MSE,
+        epochs=10,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -2410,6 +2507,7 @@ ALL_PROBLEMS = (
     + HOLDOUT17
     + HOLDOUT18
     + HOLDOUT19
+    + HOLDOUT20
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -2598,6 +2696,7 @@ TITLES = {
     "holdout-17": "Holdout-17 problems (an eighteenth evaluation half)",
     "holdout-18": "Holdout-18 problems (a nineteenth evaluation half)",
     "holdout-19": "Holdout-19 problems (a twentieth evaluation half)",
+    "holdout-20": "Holdout-20 problems (a twenty-first evaluation half)",
 }
 
 
