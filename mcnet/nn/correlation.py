@@ -27,7 +27,9 @@ from mcnet.nn.loops import CHUNK_BYTES, as_real, channel_major
 # and written once per five multiply-adds, without a loop body generated per kernel size.
 #
 # Planes are (C, N, P): channel-major like the rest of the CPU layout; P holds the padded
-# image and the zeros that the last block of outputs reads past it.
+# image and the zeros that the last block of outputs reads past it.  Where the dropped columns
+# are a large part of each row, the planes hold the batch innermost instead (below,
+# ``_correlate_batch_inner``).
 
 _TAPS = 5  # taps per pass over the outputs (a 5x5 kernel has no padding taps)
 _BLOCK = 16  # outputs per inner loop: whole SIMD registers in both precisions
@@ -151,35 +153,167 @@ def _correlate_weights(planes, grad, at, span, out):  # pragma: no cover - compi
                                 out[rk, ch, q + j] += sums[k][j]
 
 
+# Where the dropped columns are a large part of a row (``_BATCH_INNER_DROPPED``: a 5x5 kernel
+# on LeNet-5's 14x14 second layer drops 4 of every 14), the planes hold the batch innermost,
+# (C, Hp*Wp*N): output row oh of every image is then one contiguous run of Wo*N outputs
+# (pixel (oh, ow) of image n at (oh*Wp + ow)*N + n reads the plane there plus tap (i, j)'s
+# (i*Wp + j)*N), so no column is computed and dropped; the results are stored back image by
+# image, a strided read of the running sums.  With one input channel (LeNet-5's first layer)
+# or wide rows, that store costs more than the dropped columns it saves.
+
+
+@njit(fastmath={"contract"}, **JIT_OPTIONS)
+def _correlate_batch_inner(planes, w, at, bias, height, width, row, span, ew, offset,
+                           out):  # pragma: no cover - compiled  # fmt: skip
+    # _correlate on planes (C, L) with the batch innermost: each output row of all N images
+    # is a run of span >= width*N outputs, stored to out (S, N, height, width*ew) as there
+    n_chan = planes.shape[0]
+    n_rows, _, n_taps = w.shape
+    rows_out, n_batch = out.shape[0], out.shape[1]
+    flat = out.reshape(-1)
+    length = uint64(width * ew)
+    acc = np.empty((4, span), dtype=out.dtype)
+    for r in range(0, n_rows, 4):
+        r1, r2, r3 = min(r + 1, n_rows - 1), min(r + 2, n_rows - 1), min(r + 3, n_rows - 1)
+        a, b, c, d = acc[0], acc[1], acc[2], acc[3]
+        for oh in range(height):
+            base = uint64(oh * row * n_batch)
+            for t in range(uint64(span)):
+                a[t] = bias[r]
+                b[t] = bias[r1]
+                c[t] = bias[r2]
+                d[t] = bias[r3]
+            for ch in range(n_chan):
+                x, wa, wb, wc, wd = planes[ch], w[r, ch], w[r1, ch], w[r2, ch], w[r3, ch]
+                for q in range(0, n_taps, _TAPS):
+                    s0, s1, s2 = base + at[q], base + at[q + 1], base + at[q + 2]
+                    s3, s4 = base + at[q + 3], base + at[q + 4]
+                    a0, a1, a2, a3, a4 = wa[q], wa[q + 1], wa[q + 2], wa[q + 3], wa[q + 4]
+                    b0, b1, b2, b3, b4 = wb[q], wb[q + 1], wb[q + 2], wb[q + 3], wb[q + 4]
+                    c0, c1, c2, c3, c4 = wc[q], wc[q + 1], wc[q + 2], wc[q + 3], wc[q + 4]
+                    d0, d1, d2, d3, d4 = wd[q], wd[q + 1], wd[q + 2], wd[q + 3], wd[q + 4]
+                    for t0 in range(0, span, _BLOCK):
+                        for t1 in range(_BLOCK):
+                            t = uint64(t0 + t1)
+                            x0, x1, x2 = x[t + s0], x[t + s1], x[t + s2]
+                            x3, x4 = x[t + s3], x[t + s4]
+                            a[t] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3 + a4 * x4
+                            b[t] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3 + b4 * x4
+                            c[t] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3 + c4 * x4
+                            d[t] += d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3 + d4 * x4
+            for k, rk in enumerate((r, r1, r2, r3)):
+                if rk == r + k:  # a row past the last is computed again, not stored
+                    src = acc[k]
+                    first = uint64((rk % rows_out) * n_batch * height) * length
+                    first += uint64(oh) * length + uint64(rk // rows_out + offset)
+                    for n in range(n_batch):
+                        dst = first + uint64(n * height) * length
+                        for ow in range(uint64(width)):
+                            flat[dst + ow * ew] = src[ow * n_batch + n]
+
+
+@njit(fastmath={"reassoc", "contract", "nsz"}, **JIT_OPTIONS)
+def _correlate_weights_batch_inner(planes, grad, at, height, row, n_batch, span,
+                                   out):  # pragma: no cover - compiled  # fmt: skip
+    # _correlate_weights on planes (C, L) with the batch innermost and a gradient (R, height *
+    # span) laid out as their outputs (each row's run padded with zeros to span)
+    n_chan = planes.shape[0]
+    n_rows, _, n_taps = out.shape
+    span = uint64(span)
+    zero = out.dtype.type(0)
+    out[...] = zero
+    for r in range(0, n_rows, 4):
+        r1, r2, r3 = min(r + 1, n_rows - 1), min(r + 2, n_rows - 1), min(r + 3, n_rows - 1)
+        ga, gb, gc, gd = grad[r], grad[r1], grad[r2], grad[r3]
+        for ch in range(n_chan):
+            x = planes[ch]
+            for q in range(0, n_taps, _TAPS):
+                a0 = a1 = a2 = a3 = a4 = b0 = b1 = b2 = b3 = b4 = zero
+                c0 = c1 = c2 = c3 = c4 = d0 = d1 = d2 = d3 = d4 = zero
+                for oh in range(height):
+                    base, g0 = uint64(oh * row * n_batch), uint64(oh) * span
+                    s0, s1, s2 = base + at[q], base + at[q + 1], base + at[q + 2]
+                    s3, s4 = base + at[q + 3], base + at[q + 4]
+                    for t in range(span):
+                        x0, x1, x2 = x[t + s0], x[t + s1], x[t + s2]
+                        x3, x4 = x[t + s3], x[t + s4]
+                        u, v, y, z = ga[g0 + t], gb[g0 + t], gc[g0 + t], gd[g0 + t]
+                        a0 += u * x0
+                        a1 += u * x1
+                        a2 += u * x2
+                        a3 += u * x3
+                        a4 += u * x4
+                        b0 += v * x0
+                        b1 += v * x1
+                        b2 += v * x2
+                        b3 += v * x3
+                        b4 += v * x4
+                        c0 += y * x0
+                        c1 += y * x1
+                        c2 += y * x2
+                        c3 += y * x3
+                        c4 += y * x4
+                        d0 += z * x0
+                        d1 += z * x1
+                        d2 += z * x2
+                        d3 += z * x3
+                        d4 += z * x4
+                sums = ((a0, a1, a2, a3, a4), (b0, b1, b2, b3, b4), (c0, c1, c2, c3, c4),
+                        (d0, d1, d2, d3, d4))  # fmt: skip
+                for k, rk in enumerate((r, r1, r2, r3)):
+                    if rk == r + k:
+                        for j in range(_TAPS):
+                            out[rk, ch, q + j] = sums[k][j]
+
+
 @njit(**JIT_OPTIONS)
-def _gradient_rows(g, row, ew, out, compact):  # pragma: no cover - compiled
+def _batch_inner_rows(g, ew, span, out, compact):  # pragma: no cover - compiled
+    # g (R, N, Ho, Wo*ew) -> out (ew*R, Ho*span): out[e*R + r, oh*span + ow*N + n] = g[r, n,
+    # oh, ow*ew + e], zero past Wo*N in each run; and, unless compact is empty, compact
+    # (ew*R, N, Ho*Wo): compact[e*R + r, n, oh*Wo + ow] = the same
+    n_rows, n_batch, height, _ = g.shape
+    width = g.shape[3] // ew
+    zero = out.dtype.type(0)
+    both = compact.shape[2] > 0
+    for e in range(ew):
+        for r in range(n_rows):
+            dst = out[e * n_rows + r]
+            for oh in range(height):
+                first = uint64(oh) * uint64(span)
+                for n in range(n_batch):
+                    src = g[r, n, oh]
+                    for ow in range(width):
+                        dst[first + uint64(ow * n_batch + n)] = src[ow * ew + e]
+                for t in range(first + uint64(width * n_batch), first + uint64(span)):
+                    dst[t] = zero
+            if both:
+                cmp = compact[e * n_rows + r]
+                for n in range(n_batch):
+                    for oh in range(height):
+                        src = g[r, n, oh]
+                        for ow in range(width):
+                            cmp[n, oh * width + ow] = src[ow * ew + e]
+
+
+@njit(**JIT_OPTIONS)
+def _gradient_rows(g, row, ew, out):  # pragma: no cover - compiled
     # g (R, N, Ho, Wo*ew) -> out (ew*R, N, L): out[e*R + r, n, oh*row + ow] = g[r, n, oh,
-    # ow*ew + e], zero elsewhere (each element written once); and, unless compact is empty,
-    # compact (ew*R, N, Ho*Wo): compact[e*R + r, n, oh*Wo + ow] = the same
+    # ow*ew + e], zero elsewhere (each element written once)
     n_rows, n_batch, height, _ = g.shape
     width = uint64(g.shape[3] // ew)
     length, step, zero = uint64(out.shape[2]), uint64(row), out.dtype.type(0)
-    both = compact.shape[2] > 0
     for r in range(n_rows):
         for n in range(n_batch):
             re, im = out[r, n], out[(ew - 1) * n_rows + r, n]
-            cre, cim = compact[r, n], compact[(ew - 1) * n_rows + r, n]
             for oh in range(height):
-                src, base, first = g[r, n, oh], uint64(oh) * step, uint64(oh) * width
+                src, base = g[r, n, oh], uint64(oh) * step
                 if ew == 1:
                     for t in range(width):
                         re[base + t] = src[t]
-                    if both:
-                        for t in range(width):
-                            cre[first + t] = src[t]
                 else:
                     for t in range(width):
                         re[base + t] = src[2 * t]
                         im[base + t] = src[2 * t + 1]
-                    if both:
-                        for t in range(width):
-                            cre[first + t] = src[2 * t]
-                            cim[first + t] = src[2 * t + 1]
                 for t in range(base + width, base + step):
                     re[t] = zero
                     im[t] = zero
@@ -214,12 +348,20 @@ class Planes:
     """A stride-1 correlation's input as zero-padded, flattened image planes (``_correlate``):
     real images' channels, or complex images' real parts' channels, then their i-parts'."""
 
-    data: np.ndarray  # (parts * C, N, P)
+    data: np.ndarray  # (parts * C, N, P), or (parts * C, L) with the batch innermost
     row: int  # the padded width: the distance between output rows in a plane
-    span: int  # outputs computed per image (the dropped columns included), a multiple of _BLOCK
+    span: int  # outputs computed per image (the dropped columns included), or per output row
+    # of the whole batch (batch innermost); a multiple of _BLOCK
     out_size: tuple[int, int]
-    shifts: np.ndarray  # (T,) uint64: tap (i, j)'s offset i*row + j; zeros past kh*kw taps
+    shifts: np.ndarray  # (T,) uint64: tap (i, j)'s offset i*row + j (times N with the batch
+    # innermost); zeros past kh*kw taps
     largest: tuple[float, ...]  # each part's largest |entry| (complex images; () for real)
+    batch: int
+
+    @property
+    def batch_inner(self) -> bool:
+        """Whether the batch is innermost, ``(parts * C, Hp*Wp*N + tail)``."""
+        return self.data.ndim == 2
 
     def real_part(self) -> Planes:
         """The planes of the images' real parts (``Objective.gauss_newton_product``'s real
@@ -234,23 +376,62 @@ class Planes:
 
 def correlation_planes(images: np.ndarray, kernel, padding) -> Planes:
     """Real or complex ``(N, C, H, W)`` images (any strides) as the planes of a stride-1
-    correlation with ``kernel`` and zero ``padding``."""
+    correlation with ``kernel`` and zero ``padding``: with the batch innermost where the
+    dropped columns are a large part of a row (``_BATCH_INNER_DROPPED``)."""
     n, c, h, w = images.shape
     (kh, kw), (ph, pw) = kernel, padding
     height, row = h + 2 * ph, w + 2 * pw
     ho, wo = height - kh + 1, row - kw + 1
-    span = -(-((ho - 1) * row + wo) // _BLOCK) * _BLOCK
+    batch_inner = kw - 1 >= _BATCH_INNER_DROPPED * row
     taps = -(-(kh * kw) // _TAPS) * _TAPS
     parts = (images.real, images.imag) if images.dtype.kind == "c" else (images,)
-    size = max(height * row, (kh - 1) * row + kw - 1 + span)
-    planes = np.zeros((len(parts) * c, n, size), parts[0].dtype)
-    padded = planes[:, :, : height * row].reshape(len(parts), c, n, height, row)
-    for part, into in zip(parts, padded):
-        into[:, :, ph : ph + h, pw : pw + w] = part.transpose(1, 0, 2, 3)
+    if batch_inner:
+        span = -(-(wo * n) // _BLOCK) * _BLOCK
+        size = height * row * n + span  # the last runs read up to span - wo*N past a row
+        planes = np.zeros((len(parts) * c, size), parts[0].dtype)
+        padded = planes[:, : height * row * n].reshape(len(parts), c, height, row, n)
+        for part, into in zip(parts, padded):
+            into[:, ph : ph + h, pw : pw + w] = part.transpose(1, 2, 3, 0)
+    else:
+        span = -(-((ho - 1) * row + wo) // _BLOCK) * _BLOCK
+        size = max(height * row, (kh - 1) * row + kw - 1 + span)
+        planes = np.zeros((len(parts) * c, n, size), parts[0].dtype)
+        padded = planes[:, :, : height * row].reshape(len(parts), c, n, height, row)
+        for part, into in zip(parts, padded):
+            into[:, :, ph : ph + h, pw : pw + w] = part.transpose(1, 0, 2, 3)
     largest = tuple(largest_entries(planes.reshape(len(parts), -1))) if len(parts) > 1 else ()
     shifts = np.zeros(taps, dtype=np.uint64)
-    shifts[: kh * kw] = (np.arange(kh)[:, None] * row + np.arange(kw)).ravel()
-    return Planes(planes, row, span, (ho, wo), shifts, largest)
+    shifts[: kh * kw] = _tap_offsets(kh, kw, row) * (n if batch_inner else 1)
+    return Planes(planes, row, span, (ho, wo), shifts, largest, n)
+
+
+def _tap_offsets(kh: int, kw: int, row: int) -> np.ndarray:
+    """Tap (i, j)'s offset i*row + j in a flattened image plane, taps in row-major order."""
+    return (np.arange(kh)[:, None] * row + np.arange(kw)).ravel().astype(np.uint64)
+
+
+# The least share of a plane's row that its dropped columns (kw - 1 of them) must take for the
+# planes to hold the batch innermost: LeNet-5's second layer (a 5x5 kernel on 14x14 images)
+_BATCH_INNER_DROPPED = 0.25
+
+
+def _run_correlate(data: np.ndarray, planes: Planes, w: np.ndarray, bias: np.ndarray, ew: int,
+                   offset: int, out: np.ndarray) -> None:  # fmt: skip
+    """``_correlate`` or ``_correlate_batch_inner`` of ``data`` (``planes``' data or some of
+    its parts) by the planes' layout."""
+    (ho, wo), row, span = planes.out_size, planes.row, planes.span
+    kernel = _correlate_batch_inner if planes.batch_inner else _correlate
+    kernel(data, w, planes.shifts, bias, ho, wo, row, span, ew, offset, out)
+
+
+def _run_correlate_weights(data: np.ndarray, planes: Planes, grad: np.ndarray,
+                           out: np.ndarray) -> None:  # fmt: skip
+    """``_correlate_weights`` or its batch-innermost form, by the planes' layout."""
+    if planes.batch_inner:
+        _correlate_weights_batch_inner(data, grad, planes.shifts, planes.out_size[0],
+                                       planes.row, planes.batch, planes.span, out)  # fmt: skip
+    else:
+        _correlate_weights(data, grad, planes.shifts, planes.span, out)
 
 
 def _real_rows(data: np.ndarray) -> tuple[np.ndarray, int]:
@@ -274,7 +455,7 @@ def correlate(planes: Planes, weight: np.ndarray, bias: np.ndarray | None) -> np
     laid out channel-major.  Each component is a real correlation (the images are real)."""
     k, o, c, kh, kw = weight.shape
     (ho, wo), taps = planes.out_size, len(planes.shifts)
-    out = np.empty((k, o, planes.data.shape[1], ho, wo), dtype=weight.dtype)
+    out = np.empty((k, o, planes.batch, ho, wo), dtype=weight.dtype)
     while k > 1 and not weight[k - 1].any() and (bias is None or not bias[k - 1].any()):
         k -= 1  # a zero component (a one-direction perturbation's s_2 ...) gives zeros
         out[k] = 0
@@ -283,8 +464,7 @@ def correlate(planes: Planes, weight: np.ndarray, bias: np.ndarray | None) -> np
     w = _padded_taps(rows, taps)
     shift = np.zeros(len(rows), dtype=rows.dtype) if bias is None else _real_rows(bias.ravel())[0]
     out_real = out[:k].view(rows.dtype).reshape(k * o, -1, ho, wo * ew)
-    _correlate(planes.data, w, planes.shifts, np.ascontiguousarray(shift), ho, wo, planes.row,
-               planes.span, ew, 0, out_real)  # fmt: skip
+    _run_correlate(planes.data, planes, w, np.ascontiguousarray(shift), ew, 0, out_real)
     return out.transpose(0, 2, 1, 3, 4)
 
 
@@ -292,25 +472,21 @@ def gradient_rows(planes: Planes, grad: np.ndarray, for_input: bool = False,
                   ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
     """An output gradient ``(K, N, O, Ho, Wo)``, real or complex, laid out as the outputs of
     ``_correlate``: real ``(ew*K*O, N, >= span)``, row by row at the planes' row length, zero
-    at the dropped columns and past the last row (real parts, then imaginary parts).  With
-    ``for_input`` (an input gradient will be taken) and where the dropped columns are a
-    large part of a row (``_COMPACT_DROPPED``), also the same rows without them, ``(ew*K*O,
-    N, Ho*Wo)``, for ``_input_planes``'s GEMM; else None."""
+    at the dropped columns and past the last row, or, with the batch innermost, ``(ew*K*O,
+    Ho*span)`` (real parts, then imaginary parts).  With the batch innermost and
+    ``for_input`` (an input gradient will be taken), also the rows without dropped columns,
+    ``(ew*K*O, N, Ho*Wo)``, for ``_input_planes``'s GEMM; else None."""
     k, n, o, ho, wo = grad.shape
     g, ew = as_real(channel_major(grad))
+    g = g.reshape(k * o, n, ho, wo * ew)
+    if planes.batch_inner:
+        out = np.empty((ew * k * o, ho * planes.span), g.dtype)
+        compact = np.empty((ew * k * o, n, ho * wo if for_input else 0), g.dtype)
+        _batch_inner_rows(g, ew, planes.span, out, compact)
+        return out, compact if for_input else None
     out = np.empty((ew * k * o, n, max(planes.span, ho * planes.row)), g.dtype)
-    kw = planes.row - wo + 1
-    wanted = for_input and kw - 1 >= _COMPACT_DROPPED * planes.row
-    compact = np.empty((ew * k * o, n, ho * wo if wanted else 0), g.dtype)
-    _gradient_rows(g.reshape(k * o, n, ho, wo * ew), planes.row, ew, out, compact)
-    return out, compact if wanted else None
-
-
-# The least share of a plane's row that its dropped columns (kw - 1 of them) must take for
-# `_input_planes` to leave them out of its GEMM: a 5x5 kernel on rows of 16 or fewer (LeNet-5's
-# second layer), where that was faster in both precisions, the rows written twice included;
-# with 3x3 kernels on rows of 8 to 18 it was slower for some channel counts in float32
-_COMPACT_DROPPED = 0.25
+    _gradient_rows(g, planes.row, ew, out)
+    return out, None
 
 
 def correlate_weights(planes: Planes, rows: np.ndarray, shape, dtype) -> np.ndarray:
@@ -319,7 +495,7 @@ def correlate_weights(planes: Planes, rows: np.ndarray, shape, dtype) -> np.ndar
     (the gradient's: complex when the rows hold real and imaginary parts) of the result."""
     k, o, c, kh, kw = shape
     out = np.empty((len(rows), c, len(planes.shifts)), dtype=rows.dtype)
-    _correlate_weights(planes.data, rows, planes.shifts, planes.span, out)
+    _run_correlate_weights(planes.data, planes, rows, out)
     parts = out[:, :, : kh * kw].reshape(-1, k, o, c, kh, kw)
     if len(parts) == 1:
         return parts[0]
@@ -330,13 +506,14 @@ def correlate_weights(planes: Planes, rows: np.ndarray, shape, dtype) -> np.ndar
 
 def _input_planes(planes: Planes, rows: np.ndarray, compact: np.ndarray | None,
                   weight: np.ndarray) -> np.ndarray:  # fmt: skip
-    """``sum_r weight[r]^T rows[r]`` added back into planes ``(C, N, P)``: the adjoint of a
-    correlation in its images, for a real weight ``(R, C, kh, kw)`` and real gradient rows
-    ``(R, N, >= span)``.  A batch chunk at a time: one GEMM gives every tap's products at
-    every output position (``W^T @ rows``, about ``CHUNK_BYTES``, in cache), then
+    """``sum_r weight[r]^T rows[r]`` added back into image planes ``(C, N, Hp*Wp)``: the
+    adjoint of a correlation in its images, for a real weight ``(R, C, kh, kw)`` and real
+    gradient rows ``(R, N, >= span)``.  A batch chunk at a time: one GEMM gives every tap's
+    products at every output position (``W^T @ rows``, about ``CHUNK_BYTES``, in cache), then
     ``_add_shifted`` adds them into the planes, in long contiguous runs where col2im has runs
     of ``Wo``.  With the rows without their dropped columns (``compact``, from
-    ``gradient_rows``) the GEMM does less work and the adds go a run of ``Wo`` at a time."""
+    ``gradient_rows``, where the planes hold the batch innermost) the GEMM does less work and
+    the adds go a run of ``Wo`` at a time."""
     r, c, kh, kw = weight.shape
     (ho, wo), row = planes.out_size, planes.row
     if compact is None:
@@ -345,18 +522,19 @@ def _input_planes(planes: Planes, rows: np.ndarray, compact: np.ndarray | None,
         source, runs, length = compact, ho, wo
     n, width = source.shape[1], source.shape[2]
     taps = np.ascontiguousarray(weight.reshape(r, c * kh * kw).T)
-    out = np.zeros((c, n, planes.data.shape[2]), dtype=source.dtype)
+    out = np.zeros((c, n, (ho + kh - 1) * row), dtype=source.dtype)
+    shifts = _tap_offsets(kh, kw, row)
     chunk = max(1, min(n, CHUNK_BYTES // (c * kh * kw * width * source.itemsize)))
     for first in range(0, n, chunk):
         last = min(n, first + chunk)
         cols = taps @ source[:, first:last].reshape(r, -1)  # (C*kh*kw, Nc*width)
-        _add_shifted(cols.reshape(c, kh * kw, last - first, width), planes.shifts, runs, length,
-                     row, first, out)  # fmt: skip
+        _add_shifted(cols.reshape(c, kh * kw, last - first, width), shifts, runs, length, row,
+                     first, out)  # fmt: skip
     return out
 
 
 def _images(out: np.ndarray, planes: Planes, kernel, image_size, padding) -> np.ndarray:
-    """The images ``(N, C, H, W)`` inside planes ``(C, N, P)`` (a view)."""
+    """The images ``(N, C, H, W)`` inside image planes ``(C, N, Hp*Wp)`` (a view)."""
     (h, w), (ph, pw), (kh, _) = image_size, padding, kernel
     c, n = out.shape[:2]
     height, row = planes.out_size[0] + kh - 1, planes.row
@@ -400,7 +578,7 @@ def correlate_order_one(planes: Planes, w_parts: np.ndarray, b_parts: np.ndarray
     the result is one real correlation over the image parts its terms read, written straight
     into the complex result."""
     o, c, kh, kw = w_parts.shape[1:]
-    (ho, wo), n = planes.out_size, planes.data.shape[1]
+    (ho, wo), n = planes.out_size, planes.batch
     rtype = w_parts.dtype
     out = np.empty((o, n, ho, wo), dtype=np.result_type(rtype, np.complex64))
     out_real = out.view(rtype).reshape(o, n, ho, 2 * wo)
@@ -412,8 +590,8 @@ def correlate_order_one(planes: Planes, w_parts: np.ndarray, b_parts: np.ndarray
         stacked, first = _stacked(part_terms, w_parts)  # (B, O, C, kh, kw)
         taps = _padded_taps(stacked.transpose(1, 0, 2, 3, 4).reshape(o, -1, kh * kw),
                             len(planes.shifts))  # fmt: skip
-        _correlate(planes.part(first, first + len(stacked) - 1), taps, planes.shifts,
-                   shifts[part], ho, wo, planes.row, planes.span, 2, part, out_real)  # fmt: skip
+        _run_correlate(planes.part(first, first + len(stacked) - 1), planes, taps, shifts[part],
+                       2, part, out_real)  # fmt: skip
     return out.transpose(1, 0, 2, 3)
 
 
@@ -432,7 +610,7 @@ def correlate_weights_order_one(planes: Planes, rows: np.ndarray, shape,
         total = np.zeros((o, c, len(planes.shifts)), dtype=rows.dtype)
         for sign, i, j in part_terms:
             out = np.empty_like(total)
-            _correlate_weights(planes.part(j, j), g_parts[i], planes.shifts, planes.span, out)
+            _run_correlate_weights(planes.part(j, j), planes, g_parts[i], out)
             total += sign * out
         results.append(total[:, :, : kh * kw].reshape(shape))
     return results[0] if i_part_only else _joined(results)
