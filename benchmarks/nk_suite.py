@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-20 (each written before a trial, run once after it). Each problem is trained by
+holdout-21 (each written before a trial, run once after it). Each problem is trained by
 Adam at 5 learning rates (the best final training loss is the reference, the paper's
 protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0, float64,
 one BLAS thread.
@@ -349,6 +349,17 @@ friedman3_h20 = generated("friedman3", "value", n_samples=1500, noise=0.1, rando
 quantiles_h20 = generated(
     "gaussian_quantiles", "classes", n_samples=1500, n_features=4, n_classes=4, random_state=205
 )
+moons_h21 = generated("moons", "binary", n_samples=1500, noise=0.25, random_state=211)
+circles_h21 = generated(
+    "circles", "binary", n_samples=1500, noise=0.12, factor=0.55, random_state=212
+)
+friedman_h21 = generated(
+    "friedman1", "value", n_samples=1500, n_features=8, noise=0.4, random_state=213
+)
+synthetic_three_classes_h21 = generated(
+    "classification", "classes", n_samples=1500, n_features=12, n_informative=6, n_classes=3,
+    random_state=214,
+)  # fmt: skip
 
 
 def xor_four():
@@ -381,6 +392,7 @@ spirals_h17 = two_spirals(171, 1500, 0.3)
 spirals_h18 = two_spirals(181, 1500, 0.25)
 spirals_h19 = two_spirals(196, 1500, 0.2)
 spirals_h20 = two_spirals(201, 1500, 0.25)
+spirals_h21 = two_spirals(215, 1500, 0.3)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -2484,6 +2496,95 @@ HOLDOUT20 = [
         epochs=10,
     ),
 ]
+# holdout-21: a twenty-second evaluation half, written after holdout-20 had been run and before
+# newton-krylov-fast's Krylov limit was tried again, apart for batch-norm networks
+HOLDOUT21 = [
+    Problem(
+        "spiralsK-mlp2-relu",
+        "holdout-21",
+        "two spirals, noise 0.3, MLP 2-96-96-1 ReLU, BCE",
+        spirals_h21,
+        mlp((96, 96), "relu"),
+        BCE,
+    ),
+    Problem(
+        "moons17-mlp2-bn-sigmoid",
+        "holdout-21",
+        "two moons, noise 0.25, MLP 2-32-32-1 BN sigmoid, BCE",
+        moons_h21,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "circles16-mlp3-elu",
+        "holdout-21",
+        "two circles, factor 0.55, noise 0.12, MLP 2-32-32-32-1 ELU, BCE",
+        circles_h21,
+        mlp((32, 32, 32), "elu"),
+        BCE,
+    ),
+    Problem(
+        "mnistAL-mlp2-relu",
+        "holdout-21",
+        "MNIST t10k 5000..6800 reshuffled, MLP 784-128-64-10 ReLU, CE",
+        lambda: mnist_slice(5000, 6800, True, 139),
+        mlp((128, 64), "relu"),
+        CE,
+    ),
+    Problem(
+        "mnistAM-cnn-bn-relu",
+        "holdout-21",
+        "MNIST t10k 400..1800 reshuffled, CNN 8-16 BN ReLU, CE",
+        lambda: mnist_slice(400, 1800, False, 149),
+        cnn(28, (8, 16), "relu", True),
+        CE,
+        epochs=3,
+    ),
+    Problem(
+        "friedmanI-mlp2-bn-tanh",
+        "holdout-21",
+        "Friedman #1, 8 features, noise 0.4, MLP 8-64-64-1 BN tanh, MSE",
+        friedman_h21,
+        mlp((64, 64), "tanh", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "classes3J-mlp3-relu",
+        "holdout-21",
+        "3 classes in 12-d (6 informative), MLP 12-64-64-64-3 ReLU, CE",
+        synthetic_three_classes_h21,
+        mlp((64, 64, 64), "relu"),
+        CE,
+    ),
+    Problem(
+        "cancer-mlp2-sin",
+        "holdout-21",
+        "breast cancer, MLP 30-32-32-1 sin, BCE",
+        breast_cancer,
+        mlp((32, 32), "sin"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "digits-cnn-bn-elu-long",
+        "holdout-21",
+        "digits 8x8, CNN 8-16 BN ELU, CE, 8 epochs",
+        digits_images,
+        cnn(8, (8, 16), "elu", True),
+        CE,
+        epochs=8,
+    ),
+    Problem(
+        "iris-mlp2-relu",
+        "holdout-21",
+        "iris, MLP 4-32-32-3 ReLU, CE",
+        iris,
+        mlp((32, 32), "relu"),
+        CE,
+        epochs=20,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -2508,6 +2609,7 @@ ALL_PROBLEMS = (
     + HOLDOUT18
     + HOLDOUT19
     + HOLDOUT20
+    + HOLDOUT21
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -2697,6 +2799,7 @@ TITLES = {
     "holdout-18": "Holdout-18 problems (a nineteenth evaluation half)",
     "holdout-19": "Holdout-19 problems (a twentieth evaluation half)",
     "holdout-20": "Holdout-20 problems (a twenty-first evaluation half)",
+    "holdout-21": "Holdout-21 problems (a twenty-second evaluation half)",
 }
 
 
