@@ -2671,7 +2671,7 @@ def run_one(problem: Problem, solver: str, options: dict) -> dict:
 
 
 # options added to a solver after runs were saved, at the value those runs were made with
-ADDED_OPTIONS = {"damping_ratio": "full", "min_damping": 0.0}
+ADDED_OPTIONS = {"damping_ratio": "full", "min_damping": 0.0, "scale_invariant_max_krylov": None}
 
 
 def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> dict:

@@ -1040,3 +1040,38 @@ def test_fit_undoes_an_epoch_of_newton_krylov_that_raised_the_training_loss():
     assert losses[:-1] == rising[:-1] and losses[-1] < rising[-2]
     assert "back to 0.5 of the epoch's way" in backtracked.records[-1]["reason"]
     assert f"where it is {losses[-1]:.6g}" in backtracked.records[-1]["reason"]
+
+
+def test_scale_invariant_max_krylov_limits_cg_on_batch_norm_networks_only():
+    """With ``scale_invariant_max_krylov``, CG stops at that many iterations on a batch whose
+    gradient shows a tensor of scale-invariant rows (a Linear followed by BatchNorm1d) and
+    runs to ``max_krylov`` otherwise; the record names the limit reached."""
+    x, y = mc.datasets.digits()
+    x = x.reshape(len(x), 64)[:256]
+    y = y[:256]
+
+    def iterations(batchnorm: bool) -> list[tuple[int, str]]:
+        nn.manual_seed(3)
+        norm = [nn.BatchNorm1d(32)] if batchnorm else []
+        net = nn.Sequential(nn.Linear(64, 32), *norm, nn.Tanh(), nn.Linear(32, 10))
+        oracle = Oracle(mc.Objective(net, nn.CrossEntropyLoss()), (x, y))
+        solver = mc.solvers.make(
+            "newton-krylov", max_krylov=12, scale_invariant_max_krylov=3, krylov_tol=0.0
+        )
+        w = oracle.initial_point()
+        state = solver.init(oracle, w)
+        out = []
+        for rows in (slice(0, 128), slice(128, 256)) * 2:
+            w, state, info = solver.step(oracle, w, (x[rows], y[rows]), state)
+            out.append((info.krylov_iterations, info.reason))
+        return out
+
+    with_norm, without = iterations(True), iterations(False)
+    assert all(n == 3 and "max_krylov=3 reached" in why for n, why in with_norm), with_norm
+    assert all(n == 12 and "max_krylov=12 reached" in why for n, why in without), without
+
+
+def test_scale_invariant_max_krylov_is_checked():
+    with pytest.raises(ValueError, match="scale_invariant_max_krylov"):
+        mc.solvers.make("newton-krylov", scale_invariant_max_krylov=0)
+    assert mc.solvers.make("newton-krylov").scale_invariant_max_krylov is None

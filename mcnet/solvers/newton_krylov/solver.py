@@ -46,12 +46,13 @@ to the first of 1/2, 1/4, 1/8 of its way below its start, or undone (docs/newton
 
 Every option of the constructor is a setting of a part (see `parts`) or of the loop itself
 (``warm_start``, ``pre_screening``, ``post_screening``, ``damping_ratio``,
-``scale_invariant_limit``, ``scale_invariant_curvature``, ``epoch_rollback``,
-``epoch_backtracks``). The defaults are Algorithm 1 on the damped Gauss-Newton matrix
-G_j + lambda I (lambda_0 = 1e-2, following Levenberg-Marquardt) at eta = 0.5: with H_j, CG
-meets non-positive curvature at its first or second direction in nearly every iteration on
-ReLU networks, and training there ran 2-12x behind Adam; on G_j + lambda I the paper's band
-(eta < 0.2) cut good steps to 1/8-1/4 (docs/newton_krylov.md). lambda follows the reduction
+``scale_invariant_limit``, ``scale_invariant_curvature``, ``scale_invariant_max_krylov``,
+``epoch_rollback``, ``epoch_backtracks``). The defaults are Algorithm 1 on the damped
+Gauss-Newton matrix G_j + lambda I (lambda_0 = 1e-2, following Levenberg-Marquardt) at
+eta = 0.5: with H_j, CG meets non-positive curvature at its first or second direction in
+nearly every iteration on ReLU networks, and training there ran 2-12x behind Adam; on
+G_j + lambda I the paper's band (eta < 0.2) cut good steps to 1/8-1/4
+(docs/newton_krylov.md). lambda follows the reduction
 ratio of the step taken, gamma dw (``damping_ratio="taken"``), not of the full step dw
 (``"full"``, Martens 2010): where the loss curves faster than its quadratic model the Taylor
 rule cuts gamma below 1 step after step, the full step's ratio stays below 1/4, and lambda
@@ -63,6 +64,7 @@ other compositions of the same parts.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -131,6 +133,7 @@ class NewtonKrylov(Solver):
         curvature_dtype: str | None = None,
         scale_invariant_limit: float | None = 0.25,
         scale_invariant_curvature: bool = True,
+        scale_invariant_max_krylov: int | None = None,
         epoch_rollback: float | None = 0.5,
         epoch_backtracks: int = 3,
     ) -> None:
@@ -157,6 +160,11 @@ class NewtonKrylov(Solver):
             None
             if scale_invariant_limit is None
             else check_positive("scale_invariant_limit", scale_invariant_limit)
+        )
+        self.scale_invariant_max_krylov = (
+            None
+            if scale_invariant_max_krylov is None
+            else check_count("scale_invariant_max_krylov", scale_invariant_max_krylov)
         )
         self.operator = CurvatureOperator(
             curvature,
@@ -307,7 +315,7 @@ class NewtonKrylov(Solver):
 
         if h_dw is None:
             h_dw = self.operator.product(oracle, w, dw, curvature_batch, damping)
-        result = self.krylov.solve(
+        result = self._krylov_for(oracle, w, g_batch).solve(
             oracle,
             w,
             curvature_batch,
@@ -391,6 +399,19 @@ class NewtonKrylov(Solver):
             reason="; ".join(reasons),
         )
         return w_new, new_state, info
+
+    def _krylov_for(self, oracle, w, g_batch) -> ConjugateGradient:
+        """The Krylov part for this batch: at most ``scale_invariant_max_krylov`` iterations
+        where the batch gradient shows a tensor of scale-invariant rows (batch norm), whose
+        own second derivative the Gauss-Newton matrix leaves out, so that a longer solve of
+        that model goes further in a wrong direction."""
+        limit = self.scale_invariant_max_krylov
+        if limit is None or limit == self.krylov.max_iterations:
+            return self.krylov
+        rows = channel_rows(getattr(oracle, "shapes", None), w.shape[0])
+        if not scale_invariant_tensors(w, g_batch, rows):
+            return self.krylov
+        return dataclasses.replace(self.krylov, max_iterations=limit)
 
     def _shorten_scale_invariant_rows(
         self, oracle, w, dw, g_batch, batch, reasons: list[str]
