@@ -599,17 +599,18 @@ def test_gauss_newton_variant_never_meets_negative_curvature_on_a_network():
 
 
 def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
-    """newton-krylov-fast is newton-krylov at eta 0.5 with max_krylov=10, the running
-    gradient from a 128-example start, float32 products, scale-invariant channels turned by
-    at most 0.15 of their norm, no pre-batch screening, damping from 1e-2 on the reduction
-    ratio of the step taken and epochs that raised the training
-    loss undone (the first of 1/2, 1/4, 1/8 of their way below their start kept): the loss
-    falls, no step's pass sees the full data, and the parameters stay float64."""
+    """newton-krylov-fast is newton-krylov at eta 0.5 with max_krylov=15 (10 with batch
+    norm), the running gradient from a 128-example start, float32 products, scale-invariant
+    channels turned by at most 0.15 of their norm, no pre-batch screening, damping from 1e-2
+    on the reduction ratio of the step taken and epochs that raised the training loss undone
+    (the first of 1/2, 1/4, 1/8 of their way below their start kept): the loss falls, no
+    step's pass sees the full data, and the parameters stay float64."""
     assert (
         mc.solvers.make("newton-krylov-fast").config()
         == NewtonKrylov(
             eta=0.5,
-            max_krylov=10,
+            max_krylov=15,
+            scale_invariant_max_krylov=10,
             global_gradient="running",
             gradient_sample=128,
             curvature_dtype="float32",
@@ -631,7 +632,7 @@ def test_fast_variant_trains_without_full_data_passes_and_float64_steps():
     start = oracle.value(w)
     for rows in (slice(0, 64), slice(64, 128), slice(128, 192)) * 2:
         w, state, info = solver.step(oracle, w, (x[rows], y[rows]), state)
-        assert info.krylov_iterations <= 10
+        assert info.krylov_iterations <= 15
     assert w.dtype == np.float64 and oracle.value(w) < 0.8 * start
     assert not [
         kind for kind in oracle.counts if kind.startswith("global_") and kind != "global_function"
