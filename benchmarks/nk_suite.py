@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-21 (each written before a trial, run once after it). Each problem is trained by
+holdout-22 (each written before a trial, run once after it). Each problem is trained by
 Adam at 5 learning rates (the best final training loss is the reference, the paper's
 protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0, float64,
 one BLAS thread.
@@ -360,6 +360,14 @@ synthetic_three_classes_h21 = generated(
     "classification", "classes", n_samples=1500, n_features=12, n_informative=6, n_classes=3,
     random_state=214,
 )  # fmt: skip
+circles_h22 = generated(
+    "circles", "binary", n_samples=1500, noise=0.1, factor=0.5, random_state=221
+)
+moons_h22 = generated("moons", "binary", n_samples=1500, noise=0.3, random_state=222)
+quantiles_h22 = generated(
+    "gaussian_quantiles", "classes", n_samples=1500, n_features=3, n_classes=3, random_state=223
+)
+friedman2_h22 = generated("friedman2", "value", n_samples=1500, noise=10.0, random_state=224)
 
 
 def xor_four():
@@ -2585,6 +2593,95 @@ HOLDOUT21 = [
         epochs=20,
     ),
 ]
+# holdout-22: a twenty-third evaluation half, written after holdout-21 had been run and before
+# newton-krylov's Krylov limit on batch-norm batches was tried
+HOLDOUT22 = [
+    Problem(
+        "circles17-mlp2-bn-sigmoid",
+        "holdout-22",
+        "two circles, factor 0.5, noise 0.1, MLP 2-64-64-1 BN sigmoid, BCE",
+        circles_h22,
+        mlp((64, 64), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "mnistAN-mlp2-bn-sigmoid",
+        "holdout-22",
+        "MNIST t10k 6600..8400 reshuffled, MLP 784-64-32-10 BN sigmoid, CE",
+        lambda: mnist_slice(6600, 8400, True, 151),
+        mlp((64, 32), "sigmoid", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "mnistAO-mlp2-bn-tanh",
+        "holdout-22",
+        "MNIST t10k 1800..3600 reshuffled, MLP 784-96-32-10 BN tanh, CE",
+        lambda: mnist_slice(1800, 3600, True, 157),
+        mlp((96, 32), "tanh", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "moons18-mlp3-bn-relu",
+        "holdout-22",
+        "two moons, noise 0.3, MLP 2-32-32-32-1 BN ReLU, BCE",
+        moons_h22,
+        mlp((32, 32, 32), "relu", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "quantiles3D-mlp2-bn-elu",
+        "holdout-22",
+        "Gaussian quantiles, 3 classes in 3-d, MLP 3-32-32-3 BN ELU, CE",
+        quantiles_h22,
+        mlp((32, 32), "elu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "friedman2F-mlp2-bn-sigmoid",
+        "holdout-22",
+        "Friedman #2, noise 10, MLP 4-32-32-1 BN sigmoid, MSE",
+        friedman2_h22,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "wine-mlp3-bn-tanh",
+        "holdout-22",
+        "wine, MLP 13-32-32-32-3 BN tanh, CE",
+        wine,
+        mlp((32, 32, 32), "tanh", batchnorm=True),
+        CE,
+        epochs=10,
+    ),
+    Problem(
+        "digits-mlp2-bn-elu",
+        "holdout-22",
+        "digits, MLP 64-64-32-10 BN ELU, CE",
+        digits_flat,
+        mlp((64, 32), "elu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "cancer-mlp3-tanh",
+        "holdout-22",
+        "breast cancer, MLP 30-32-32-32-1 tanh, BCE",
+        breast_cancer,
+        mlp((32, 32, 32), "tanh"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "diabetes-mlp2-relu",
+        "holdout-22",
+        "diabetes, MLP 10-64-64-1 ReLU, MSE",
+        diabetes,
+        mlp((64, 64), "relu"),
+        MSE,
+        epochs=10,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -2610,6 +2707,7 @@ ALL_PROBLEMS = (
     + HOLDOUT19
     + HOLDOUT20
     + HOLDOUT21
+    + HOLDOUT22
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -2800,6 +2898,7 @@ TITLES = {
     "holdout-19": "Holdout-19 problems (a twentieth evaluation half)",
     "holdout-20": "Holdout-20 problems (a twenty-first evaluation half)",
     "holdout-21": "Holdout-21 problems (a twenty-second evaluation half)",
+    "holdout-22": "Holdout-22 problems (a twenty-third evaluation half)",
 }
 
 
