@@ -524,14 +524,15 @@ def test_equal_time_ratio_takes_each_loss_as_measured_by_the_shorter_run():
 
 def test_variant_options_are_where_a_variant_differs_from_its_base():
     # newton-krylov-gn's definition: Algorithm 1 on G + 1e-3 I at eta 0.2, with newton-krylov's
-    # limit on the turn of scale-invariant channels, their fit to the exact curvature and its
-    # epoch rollback
+    # limit on the turn of scale-invariant channels, their fit to the exact curvature, its
+    # Krylov limit on batch-norm batches and its epoch rollback
     assert variant_options("newton-krylov-gn", base="newton-krylov-hessian") == {
         "curvature": "gauss-newton",
         "damping": 1e-3,
         "eta": 0.2,
         "scale_invariant_limit": 0.25,
         "scale_invariant_curvature": True,
+        "scale_invariant_max_krylov": 5,
         "epoch_rollback": 0.5,
         "epoch_backtracks": 3,
     }
