@@ -182,9 +182,11 @@ def test_a_fitted_tensor_step_is_the_minimiser_of_the_loss_along_it(seed, length
     dw *= length * np.linalg.norm(w) / np.linalg.norm(dw)
     solver = NewtonKrylov(scale_invariant_limit=None)
     reasons: list[str] = []
-    fitted, _ = solver._shorten_scale_invariant_rows(oracle, w, dw, g, batch, reasons)
     rows = channel_rows(oracle.shapes, w.shape[0])
     tensors = scale_invariant_tensors(w, g, rows)
+    fitted, _ = solver._shorten_scale_invariant_rows(
+        oracle, w, dw, g, batch, rows, tensors, reasons
+    )
     assert len(tensors) == 2
     others = np.ones(w.shape, dtype=bool)
     for tensor in tensors:

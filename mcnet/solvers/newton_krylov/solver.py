@@ -52,18 +52,17 @@ Gauss-Newton matrix G_j + lambda I (lambda_0 = 1e-2, following Levenberg-Marquar
 eta = 0.5: with H_j, CG meets non-positive curvature at its first or second direction in
 nearly every iteration on ReLU networks, and training there ran 2-12x behind Adam; on
 G_j + lambda I the paper's band (eta < 0.2) cut good steps to 1/8-1/4
-(docs/newton_krylov.md). lambda follows the reduction
-ratio of the step taken, gamma dw (``damping_ratio="taken"``), not of the full step dw
-(``"full"``, Martens 2010): where the loss curves faster than its quadratic model the Taylor
-rule cuts gamma below 1 step after step, the full step's ratio stays below 1/4, and lambda
-rose x1.5 a step to 168 on a BatchNorm sigmoid MLP, whose steps then became gradient steps
-too short to leave a plateau. On a batch whose gradient shows batch norm's scale-invariant
-rows CG stops at 5 iterations (``scale_invariant_max_krylov``): the Gauss-Newton matrix
-leaves out batch norm's own second derivative, and longer solves of its model left four
-batch-norm problems of the suite above twice Adam's loss. `NewtonKrylovHessian`
-(``newton-krylov-hessian``) is
-Algorithm 1 on H_j itself, CSDD and CSDD2, at the paper's eta = 0.05. The named variants are
-other compositions of the same parts.
+(docs/newton_krylov.md). lambda follows the reduction ratio of the step taken, gamma dw
+(``damping_ratio="taken"``), not of the full step dw (``"full"``, Martens 2010): where the
+loss curves faster than its quadratic model the Taylor rule cuts gamma below 1 step after
+step, the full step's ratio stays below 1/4, and lambda rose x1.5 a step to 168 on a
+BatchNorm sigmoid MLP, whose steps then became gradient steps too short to leave a plateau.
+On a batch whose gradient shows batch norm's scale-invariant rows CG stops at 5 iterations
+(``scale_invariant_max_krylov``): the Gauss-Newton matrix leaves out batch norm's own second
+derivative, and longer solves of its model left four batch-norm problems of the suite above
+twice Adam's loss. `NewtonKrylovHessian` (``newton-krylov-hessian``) is Algorithm 1 on H_j
+itself, CSDD and CSDD2, at the paper's eta = 0.05. The named variants are other
+compositions of the same parts.
 """
 
 from __future__ import annotations
@@ -187,6 +186,12 @@ class NewtonKrylov(Solver):
             steepest_descent,
             preconditioner,
             preconditioner_beta,
+        )
+        # CG on batches that show scale-invariant rows (`_krylov_for`)
+        self.scale_invariant_krylov = (
+            self.krylov
+            if self.scale_invariant_max_krylov is None
+            else dataclasses.replace(self.krylov, max_iterations=self.scale_invariant_max_krylov)
         )
         taylor = TaylorRatio(eta, max_adjustments, fallback_step, fallback, stretch)
         armijo = Armijo(armijo_c, armijo_tau, max_backtracks, fallback_step)
@@ -319,7 +324,13 @@ class NewtonKrylov(Solver):
 
         if h_dw is None:
             h_dw = self.operator.product(oracle, w, dw, curvature_batch, damping)
-        result = self._krylov_for(oracle, w, g_batch).solve(
+        rows = channel_rows(getattr(oracle, "shapes", None), w.shape[0])
+        invariant = (
+            scale_invariant_tensors(w, g_batch, rows)
+            if self.scale_invariant_curvature or self.scale_invariant_max_krylov is not None
+            else []
+        )
+        result = self._krylov_for(invariant).solve(
             oracle,
             w,
             curvature_batch,
@@ -354,7 +365,7 @@ class NewtonKrylov(Solver):
             reasons.append("post-screened")
         if self.scale_invariant_limit or self.scale_invariant_curvature:
             dw, shortened = self._shorten_scale_invariant_rows(
-                oracle, w, dw, g_batch, curvature_batch, reasons
+                oracle, w, dw, g_batch, curvature_batch, rows, invariant, reasons
             )
             if shortened:
                 dw_curvature = None
@@ -404,21 +415,15 @@ class NewtonKrylov(Solver):
         )
         return w_new, new_state, info
 
-    def _krylov_for(self, oracle, w, g_batch) -> ConjugateGradient:
+    def _krylov_for(self, invariant: list[slice]) -> ConjugateGradient:
         """The Krylov part for this batch: at most ``scale_invariant_max_krylov`` iterations
-        where the batch gradient shows a tensor of scale-invariant rows (batch norm), whose
-        own second derivative the Gauss-Newton matrix leaves out, so that a longer solve of
-        that model goes further in a wrong direction."""
-        limit = self.scale_invariant_max_krylov
-        if limit is None or limit == self.krylov.max_iterations:
-            return self.krylov
-        rows = channel_rows(getattr(oracle, "shapes", None), w.shape[0])
-        if not scale_invariant_tensors(w, g_batch, rows):
-            return self.krylov
-        return dataclasses.replace(self.krylov, max_iterations=limit)
+        where the batch gradient shows a tensor of scale-invariant rows (``invariant``, batch
+        norm), whose own second derivative the Gauss-Newton matrix leaves out, so that a
+        longer solve of that model goes further in a wrong direction."""
+        return self.scale_invariant_krylov if invariant else self.krylov
 
     def _shorten_scale_invariant_rows(
-        self, oracle, w, dw, g_batch, batch, reasons: list[str]
+        self, oracle, w, dw, g_batch, batch, rows, invariant: list[slice], reasons: list[str]
     ) -> tuple[Any, bool]:
         """dw with its scale-invariant rows' part shortened: each row to at most
         ``scale_invariant_limit`` of its norm, then (``scale_invariant_curvature``) the part
@@ -426,8 +431,8 @@ class NewtonKrylov(Solver):
         along it, gamma_t = -d_t.g_j / d_t^T H_j d_t (at most 1), from one bicomplex forward
         per tensor. The Gauss-Newton matrix leaves out batch norm's own second derivative,
         which is large along such rows (on a sigmoid BN MLP, d_t^T H_j d_t was 75 times
-        d_t^T G_j d_t), so CG turns them much further than the loss allows."""
-        rows = channel_rows(getattr(oracle, "shapes", None), w.shape[0])
+        d_t^T G_j d_t), so CG turns them much further than the loss allows. ``rows``: the
+        parameters' `channel_rows`; ``invariant``: their `scale_invariant_tensors`."""
         shortened = False
         if self.scale_invariant_limit:
             dw, limited = limit_scale_invariant_steps(
@@ -438,7 +443,7 @@ class NewtonKrylov(Solver):
                 reasons.append("scale-invariant channels limited")
         if self.scale_invariant_curvature:
             fitted = 0
-            for tensor in scale_invariant_tensors(w, g_batch, rows):
+            for tensor in invariant:
                 part = oracle.xp.zeros_like(dw)
                 part[tensor] = dw[tensor]
                 slope = dot(part, g_batch)
@@ -513,12 +518,12 @@ class NewtonKrylovFast(NewtonKrylov):
     iterations, 10 on a batch whose gradient shows batch norm's scale-invariant rows (the
     Gauss-Newton model leaves out batch norm's own second derivative, so a longer solve
     goes further in a wrong direction there), the global gradient accumulated from the
-    batch gradients (started from a
-    128-example sample) and the Gauss-Newton products in float32 while the gradient, the
-    loss trials and the step stay in the parameters' dtype, scale-invariant channels turned
-    by at most 0.15 of their norm per step (then fitted to the exact curvature, as in
-    `NewtonKrylov`), every batch stepped on (``pre_screening=False``: against the running
-    gradient, 192 of 1366 development steps were skipped as opposing it), and an epoch that
+    batch gradients (started from a 128-example sample) and the Gauss-Newton products in
+    float32 while the gradient, the loss trials and the step stay in the parameters' dtype,
+    scale-invariant channels turned by at most 0.15 of their norm per step (then fitted to
+    the exact curvature, as in `NewtonKrylov`), every batch stepped on
+    (``pre_screening=False``: against the running gradient, 192 of 1366 development steps
+    were skipped as opposing it), and an epoch that
     raised the full training loss undone (``epoch_rollback=0.5``, ``epoch_backtracks=3``:
     `mcnet.fit` goes on from the first of the points 1/2, 1/4, 1/8 of the epoch's way below
     the previous epoch's end, else from that end, with steps halved until an epoch lowers
