@@ -6,7 +6,7 @@ problems are run to report. The holdout problems are a second evaluation half, w
 the first had been seen and newton-krylov's default was being re-chosen; holdout-2 a third,
 written before the BatchNorm development problems were tried; holdout-3 and holdout-4 a
 fourth and a fifth, each written before the change it was run once after, and so on up to
-holdout-22 (each written before a trial, run once after it). Each problem is trained by
+holdout-23 (each written before a trial, run once after it). Each problem is trained by
 Adam at 5 learning rates (the best final training loss is the reference, the paper's
 protocol) and by each Newton-Krylov setting, at equal epochs, batch 128, seed 0, float64,
 one BLAS thread.
@@ -46,6 +46,7 @@ from mcnet import nn
 
 RESULTS = Path(__file__).parent / "results" / "nk_suite"  # --results changes it
 SAVED_ONLY = False  # --report: tables from the saved runs only
+SEED = 0  # --seed: the initial weights' and the batch order's seed
 REPORT = Path(__file__).parent / "results" / "nk_suite.md"
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 ADAM_LRS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
@@ -368,6 +369,18 @@ quantiles_h22 = generated(
     "gaussian_quantiles", "classes", n_samples=1500, n_features=3, n_classes=3, random_state=223
 )
 friedman2_h22 = generated("friedman2", "value", n_samples=1500, noise=10.0, random_state=224)
+circles_h23 = generated(
+    "circles", "binary", n_samples=1500, noise=0.1, factor=0.5, random_state=231
+)
+circles_h23b = generated(
+    "circles", "binary", n_samples=1500, noise=0.12, factor=0.45, random_state=232
+)
+moons_h23 = generated("moons", "binary", n_samples=1500, noise=0.25, random_state=233)
+blobs_h23 = generated(
+    "blobs", "classes", n_samples=1500, n_features=5, centers=4, cluster_std=2.0,
+    random_state=234,
+)  # fmt: skip
+friedman3_h23 = generated("friedman3", "value", n_samples=1500, noise=0.05, random_state=235)
 
 
 def xor_four():
@@ -401,6 +414,7 @@ spirals_h18 = two_spirals(181, 1500, 0.25)
 spirals_h19 = two_spirals(196, 1500, 0.2)
 spirals_h20 = two_spirals(201, 1500, 0.25)
 spirals_h21 = two_spirals(215, 1500, 0.3)
+spirals_h23 = two_spirals(236, 1500, 0.25)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -2682,6 +2696,96 @@ HOLDOUT22 = [
         epochs=10,
     ),
 ]
+# holdout-23: a twenty-fourth evaluation half, written after holdout-22 had been run and before
+# the batch-norm settings were compared over several seeds
+HOLDOUT23 = [
+    Problem(
+        "circles18-mlp2-bn-sigmoid",
+        "holdout-23",
+        "two circles, factor 0.5, noise 0.1, MLP 2-64-64-1 BN sigmoid, BCE",
+        circles_h23,
+        mlp((64, 64), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "circles19-mlp2-bn-sigmoid",
+        "holdout-23",
+        "two circles, factor 0.45, noise 0.12, MLP 2-32-32-1 BN sigmoid, BCE",
+        circles_h23b,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "mnistAP-mlp2-bn-sigmoid",
+        "holdout-23",
+        "MNIST t10k 5200..7000 reshuffled, MLP 784-64-32-10 BN sigmoid, CE",
+        lambda: mnist_slice(5200, 7000, True, 163),
+        mlp((64, 32), "sigmoid", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "mnistAQ-mlp2-bn-tanh",
+        "holdout-23",
+        "MNIST t10k 300..2100 reshuffled, MLP 784-64-64-10 BN tanh, CE",
+        lambda: mnist_slice(300, 2100, True, 167),
+        mlp((64, 64), "tanh", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "moons19-mlp2-bn-sigmoid",
+        "holdout-23",
+        "two moons, noise 0.25, MLP 2-48-48-1 BN sigmoid, BCE",
+        moons_h23,
+        mlp((48, 48), "sigmoid", batchnorm=True),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "blobs7-mlp2-bn-elu",
+        "holdout-23",
+        "blobs, 4 centres in 5-d, std 2.0, MLP 5-32-32-4 BN ELU, CE",
+        blobs_h23,
+        mlp((32, 32), "elu", batchnorm=True),
+        CE,
+    ),
+    Problem(
+        "friedman3H-mlp2-bn-sigmoid",
+        "holdout-23",
+        "Friedman #3, noise 0.05, MLP 4-32-32-1 BN sigmoid, MSE",
+        friedman3_h23,
+        mlp((32, 32), "sigmoid", batchnorm=True),
+        MSE,
+    ),
+    Problem(
+        "digits-cnn-bn-sigmoid-long",
+        "holdout-23",
+        "digits 8x8, CNN 8-16 BN sigmoid, CE, 8 epochs",
+        digits_images,
+        cnn(8, (8, 16), "sigmoid", batchnorm=True),
+        CE,
+        epochs=8,
+    ),
+    Problem(
+        "spiralsL-mlp2-tanh",
+        "holdout-23",
+        "two spirals, noise 0.25, MLP 2-64-64-1 tanh, BCE",
+        spirals_h23,
+        mlp((64, 64), "tanh"),
+        BCE,
+        epochs=10,
+    ),
+    Problem(
+        "cancer-mlp2-relu",
+        "holdout-23",
+        "breast cancer, MLP 30-64-64-1 ReLU, BCE",
+        breast_cancer,
+        mlp((64, 64), "relu"),
+        BCE,
+        epochs=10,
+    ),
+]
 ALL_PROBLEMS = (
     PROBLEMS
     + DEVELOPMENT2
@@ -2708,6 +2812,7 @@ ALL_PROBLEMS = (
     + HOLDOUT20
     + HOLDOUT21
     + HOLDOUT22
+    + HOLDOUT23
 )
 BY_NAME = {p.name: p for p in ALL_PROBLEMS}
 assert len(BY_NAME) == len(ALL_PROBLEMS), "problem names must be unique (--problem NAME)"
@@ -2722,7 +2827,7 @@ def run_key(problem: str, solver: str, options: dict) -> str:
 
 def _model(problem: Problem, x: np.ndarray, y: np.ndarray) -> nn.Module:
     n_out = int(y.max()) + 1 if y.dtype == np.int64 else y.shape[1]
-    nn.manual_seed(0)
+    nn.manual_seed(SEED)
     return problem.model(int(np.prod(x.shape[1:])), n_out)
 
 
@@ -2747,7 +2852,7 @@ def run_one(problem: Problem, solver: str, options: dict) -> dict:
         mc.solvers.make(solver, **options),
         problem.epochs,
         batch_size=BATCH,
-        seed=0,
+        seed=SEED,
         progress=False,
         batchnorm_statistics="recompute",
     )
@@ -2761,6 +2866,7 @@ def run_one(problem: Problem, solver: str, options: dict) -> dict:
         "options": options,
         "config": mc.solvers.make(solver, **options).config(),
         "protocol": protocol(problem),
+        "seed": SEED,
         "train_loss": [float(v) for v in history.train_loss],
         "seconds": list(history.epoch_time),
         "reasons": reasons,
@@ -2787,7 +2893,12 @@ def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> di
     saved = runs.get(key, {}).get("config")
     added = {k: v for k, v in ADDED_OPTIONS.items() if k in config}
     same = saved is not None and {**added, **saved} == config
-    if same and runs[key].get("protocol", {}) == protocol(problem) and not rerun:
+    same = (
+        same
+        and runs[key].get("seed", 0) == SEED
+        and runs[key].get("protocol", {}) == protocol(problem)
+    )
+    if same and not rerun:
         return runs[key]  # a saved run of the same settings (a changed default runs anew)
     start = time.perf_counter()
     with threadpool_limits(1):
@@ -2899,6 +3010,7 @@ TITLES = {
     "holdout-20": "Holdout-20 problems (a twenty-first evaluation half)",
     "holdout-21": "Holdout-21 problems (a twenty-second evaluation half)",
     "holdout-22": "Holdout-22 problems (a twenty-third evaluation half)",
+    "holdout-23": "Holdout-23 problems (a twenty-fourth evaluation half)",
 }
 
 
@@ -2964,7 +3076,7 @@ def _value(text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    global RESULTS, SAVED_ONLY
+    global RESULTS, SAVED_ONLY, SEED
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--split",
@@ -2990,8 +3102,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of saved runs")
     parser.add_argument("--out", type=Path, help=f"also write the report here (e.g. {REPORT})")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial weights and the batch order (the tables: 0); give another "
+        "seed its own --results folder",
+    )
     args = parser.parse_args(argv)
     RESULTS = args.results
+    SEED = args.seed
     SAVED_ONLY = args.report
     problems = [p for p in ALL_PROBLEMS if args.split in ("all", p.split)]
     if args.problem:
