@@ -69,3 +69,29 @@ def test_equal_wall_time_reads_newton_krylovs_loss_at_adams_own_time(suite):
 )
 def test_a_freeze_is_a_flat_loss_above_adams(suite, losses, reference, expected):
     assert suite.frozen({"train_loss": losses}, reference) is expected
+
+
+def test_a_seed_reaches_the_weights_and_the_batch_order_and_is_not_mixed_up(
+    suite, monkeypatch, tmp_path
+):
+    seeds = []
+
+    def fit(module, *args, seed, **kwargs):
+        seeds.append(seed)
+        return History("adam", {}, train_loss=[3.0, 2.0], epoch_time=[0.0, 1.0])
+
+    monkeypatch.setattr(suite.mc, "fit", fit)
+    monkeypatch.setattr(suite, "RESULTS", tmp_path)
+    problem = suite.BY_NAME["iris-mlp1-sigmoid"]
+    saved = suite.load_or_run(problem, "adam", {"lr": 0.1}, rerun=False)
+    assert (saved["seed"], seeds) == (0, [0])
+    suite.load_or_run(problem, "adam", {"lr": 0.1}, rerun=False)
+    assert seeds == [0]  # the saved run was reused
+    first = np.array(suite._model(problem, *problem.data()).parameters()[0].value)
+
+    monkeypatch.setattr(suite, "SEED", 3)
+    other = suite.load_or_run(problem, "adam", {"lr": 0.1}, rerun=False)
+    assert (other["seed"], seeds) == (3, [0, 3])  # the seed-0 run was not taken for it
+    assert not np.array_equal(
+        first, np.array(suite._model(problem, *problem.data()).parameters()[0].value)
+    )
