@@ -265,7 +265,7 @@ def test_named_variants_are_compositions_of_the_parts():
     fast = NewtonKrylovFast().parts
     assert fast["curvature"] == CurvatureOperator("gauss-newton", 1e-2, "float32")
     assert fast["krylov"].max_iterations == 15
-    assert NewtonKrylovFast().scale_invariant_max_krylov == 10
+    assert NewtonKrylovFast().scale_invariant_max_krylov == 5
     assert fast["step_rule"] == TaylorRatio(eta=0.5)
     assert fast["global_gradient"] == GlobalGradient("running", sample=128)
     assert NewtonKrylov(step="armijo").parts["step_rule"] == Armijo()

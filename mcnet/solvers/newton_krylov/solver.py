@@ -504,7 +504,7 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
     NewtonKrylov,
     eta=0.5,
     max_krylov=15,
-    scale_invariant_max_krylov=10,
+    scale_invariant_max_krylov=5,
     global_gradient="running",
     gradient_sample=128,
     curvature_dtype="float32",
@@ -515,21 +515,20 @@ class NewtonKrylovGaussNewton(NewtonKrylov):
 class NewtonKrylovFast(NewtonKrylov):
     """The recommended setting: `NewtonKrylov` (eta = 0.5, damping from 1e-2 following the
     reduction ratio of the step taken) with cheap iterations -- at most 15 Krylov
-    iterations, 10 on a batch whose gradient shows batch norm's scale-invariant rows (the
-    Gauss-Newton model leaves out batch norm's own second derivative, so a longer solve
-    goes further in a wrong direction there), the global gradient accumulated from the
-    batch gradients (started from a 128-example sample) and the Gauss-Newton products in
-    float32 while the gradient, the loss trials and the step stay in the parameters' dtype,
-    scale-invariant channels turned by at most 0.15 of their norm per step (then fitted to
-    the exact curvature, as in `NewtonKrylov`), every batch stepped on
-    (``pre_screening=False``: against the running gradient, 192 of 1366 development steps
-    were skipped as opposing it), and an epoch that
-    raised the full training loss undone (``epoch_rollback=0.5``, ``epoch_backtracks=3``:
-    `mcnet.fit` goes on from the first of the points 1/2, 1/4, 1/8 of the epoch's way below
-    the previous epoch's end, else from that end, with steps halved until an epoch lowers
-    the loss). One setting for every problem: the scale-invariant limit and the rollback
-    chosen on the development problems of `benchmarks/nk_suite.py`, eta, the damping and the
-    Krylov limits on its seen halves (the settings tried, and the rules they were judged by:
-    `benchmarks/results/nk_suite.md`)."""
+    iterations, 5 on a batch whose gradient shows batch norm's scale-invariant rows, as in
+    `NewtonKrylov` (the Gauss-Newton model leaves out batch norm's own second derivative,
+    so a longer solve goes further in a wrong direction there), the global gradient
+    accumulated from the batch gradients (started from a 128-example sample) and the
+    Gauss-Newton products in float32 while the gradient, the loss trials and the step stay
+    in the parameters' dtype, scale-invariant channels turned by at most 0.15 of their norm
+    per step (then fitted to the exact curvature, as in `NewtonKrylov`), every batch stepped
+    on (``pre_screening=False``: against the running gradient, 192 of 1366 development steps
+    were skipped as opposing it), and an epoch that raised the full training loss undone
+    (``epoch_rollback=0.5``, ``epoch_backtracks=3``: `mcnet.fit` goes on from the first of
+    the points 1/2, 1/4, 1/8 of the epoch's way below the previous epoch's end, else from
+    that end, with steps halved until an epoch lowers the loss). One setting for every
+    problem: the scale-invariant limit and the rollback chosen on the development problems
+    of `benchmarks/nk_suite.py`, eta, the damping and the Krylov limits on its seen halves
+    (the settings tried, and the rules they were judged by: `benchmarks/results/nk_suite.md`)."""
 
     name = "newton-krylov-fast"
