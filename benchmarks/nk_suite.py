@@ -3115,6 +3115,9 @@ def main(argv: list[str] | None = None) -> int:
     SAVED_ONLY = args.report
     problems = [p for p in ALL_PROBLEMS if args.split in ("all", p.split)]
     if args.problem:
+        unknown = [name for name in args.problem if name not in BY_NAME]
+        if unknown:
+            parser.error(f"--problem: no problem named {', '.join(map(repr, unknown))}")
         problems = [BY_NAME[name] for name in args.problem]
     options = dict(item.split("=", 1) for item in args.option)
     options = {k: _value(v) for k, v in options.items()}

@@ -95,3 +95,10 @@ def test_a_seed_reaches_the_weights_and_the_batch_order_and_is_not_mixed_up(
     assert not np.array_equal(
         first, np.array(suite._model(problem, *problem.data()).parameters()[0].value)
     )
+
+
+def test_an_unknown_problem_is_named_in_a_usage_error(suite, capsys):
+    with pytest.raises(SystemExit) as stop:
+        suite.main(["--problem", "iris-mlp1-sigmoid", "--problem", "no-such-problem"])
+    assert stop.value.code == 2
+    assert "no problem named 'no-such-problem'" in capsys.readouterr().err
