@@ -2892,9 +2892,9 @@ def load_or_run(problem: Problem, solver: str, options: dict, rerun: bool) -> di
     config = json.loads(json.dumps(mc.solvers.make(solver, **options).config()))  # as saved
     saved = runs.get(key, {}).get("config")
     added = {k: v for k, v in ADDED_OPTIONS.items() if k in config}
-    same = saved is not None and {**added, **saved} == config
     same = (
-        same
+        saved is not None
+        and {**added, **saved} == config
         and runs[key].get("seed", 0) == SEED
         and runs[key].get("protocol", {}) == protocol(problem)
     )
